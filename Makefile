@@ -1,0 +1,51 @@
+# The two commands a newcomer needs: `make serve` and `make test`. Each one
+# creates or updates .venv first, so a fresh clone needs nothing else.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+TOOLS  := .tools
+NODE22 := $(TOOLS)/node_modules/.bin
+CONFORMANCE_PKG := @modelcontextprotocol/conformance@0.2.0-alpha.12
+
+.PHONY: serve test lint typecheck pytest conformance install tools bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+serve: $(STAMP)
+	$(BIN)/switchboard serve --config examples/quickstart/switchboard.yaml
+
+test: lint typecheck pytest conformance
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+# The MCP conformance suite needs Node >= 22; it is installed from npm into
+# an ignored folder so the machine's Node 20 stays as it is.
+$(TOOLS)/.stamp:
+	npm install --silent --no-audit --no-fund --prefix $(TOOLS) node@22 $(CONFORMANCE_PKG)
+	touch $(TOOLS)/.stamp
+
+tools: $(TOOLS)/.stamp
+
+conformance: $(STAMP) $(TOOLS)/.stamp
+	PATH="$(CURDIR)/$(NODE22):$$PATH" $(BIN)/python -m tests.conformance.run
+
+bench: $(STAMP)
+	$(BIN)/python bench/tools_call.py
+
+clean:
+	rm -rf $(VENV) $(TOOLS)

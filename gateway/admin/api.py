@@ -1,0 +1,301 @@
+"""Admin API handlers (Starlette) and the OpenAPI 3.1 document that describes them."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from pydantic import TypeAdapter
+from pydantic.json_schema import models_json_schema
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from gateway import __version__
+from gateway.config import GatewaySpec, Target, TargetBase, to_store, validate
+from gateway.core.errors import ConfigError, ConfigIssue
+
+if TYPE_CHECKING:
+    from gateway.app import Switchboard
+
+SystemGetter = Callable[[], "Switchboard"]
+Handler = Callable[[Request, "Switchboard", str], Awaitable[Response]]
+
+_TARGET: TypeAdapter[TargetBase] = TypeAdapter(Target)
+
+
+def _error(status: int, message: str, issues: list[ConfigIssue] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": message}
+    if issues:
+        body["issues"] = [{"location": i.location, "message": i.message} for i in issues]
+    headers = {"WWW-Authenticate": 'Bearer realm="switchboard-admin"'} if status == 401 else None
+    return JSONResponse(body, status, headers=headers)
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await request.body()
+    if not raw:
+        raise ConfigError([ConfigIssue("the request body is empty; send a JSON object", source="request body")])
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError([ConfigIssue(f"not valid JSON: {exc}", source="request body")]) from None
+
+
+def _gateway_wire(spec: GatewaySpec, base_url: str) -> dict[str, Any]:
+    out = spec.model_dump(mode="json", exclude_defaults=True)
+    out["targets"] = [t.model_dump(mode="json", exclude_defaults=True) for t in spec.targets]
+    path = "/mcp" if spec.name == "default" else f"/gateways/{spec.name}/mcp"
+    out["url"] = base_url.rstrip("/") + path
+    return out
+
+
+async def _specs(system: Switchboard, tenant: str) -> dict[str, GatewaySpec]:
+    return {s.name: s for s in await system.load_specs(tenant)}
+
+
+# -- handlers ------------------------------------------------------------------
+
+
+async def list_gateways(request: Request, system: Switchboard, tenant: str) -> Response:
+    specs = await _specs(system, tenant)
+    return JSONResponse({"gateways": [_gateway_wire(s, str(request.base_url)) for s in specs.values()]})
+
+
+async def create_gateway(request: Request, system: Switchboard, tenant: str) -> Response:
+    spec = validate(GatewaySpec, await _json_body(request), source="request body")
+    if await system.store.get_gateway(tenant, spec.name) is not None:
+        return _error(409, f"gateway {spec.name!r} exists; PUT /admin/v1/gateways/{spec.name} to replace it")
+    return await _put_whole_gateway(request, system, tenant, spec, created_status=201)
+
+
+async def _put_whole_gateway(
+    request: Request, system: Switchboard, tenant: str, spec: GatewaySpec, created_status: int = 200
+) -> Response:
+    from gateway.app import compile_check
+
+    await compile_check(tenant, [spec])
+    changes = await system.store.apply(tenant, [to_store(spec)])
+    await system.reload()
+    created = any(kind == "gateway" and change == "created" for kind, _, change in changes)
+    return JSONResponse(
+        {"gateway": _gateway_wire(spec, str(request.base_url)), "changes": [list(c) for c in changes]},
+        created_status if created else 200,
+    )
+
+
+async def get_gateway(request: Request, system: Switchboard, tenant: str) -> Response:
+    name = request.path_params["gateway"]
+    spec = (await _specs(system, tenant)).get(name)
+    if spec is None:
+        return _error(404, f"no gateway named {name!r}; GET /admin/v1/gateways lists them")
+    return JSONResponse(_gateway_wire(spec, str(request.base_url)))
+
+
+async def put_gateway(request: Request, system: Switchboard, tenant: str) -> Response:
+    name = request.path_params["gateway"]
+    body = await _json_body(request)
+    if isinstance(body, dict):
+        body.setdefault("name", name)
+        if body["name"] != name:
+            return _error(400, f"the body names gateway {body['name']!r} but the URL names {name!r}")
+    spec = validate(GatewaySpec, body, source="request body")
+    return await _put_whole_gateway(request, system, tenant, spec)
+
+
+async def delete_gateway(request: Request, system: Switchboard, tenant: str) -> Response:
+    name = request.path_params["gateway"]
+    if not await system.store.delete_gateway(tenant, name):
+        return _error(404, f"no gateway named {name!r}")
+    await system.reload()
+    return Response(status_code=204)
+
+
+async def list_targets(request: Request, system: Switchboard, tenant: str) -> Response:
+    name = request.path_params["gateway"]
+    spec = (await _specs(system, tenant)).get(name)
+    if spec is None:
+        return _error(404, f"no gateway named {name!r}")
+    return JSONResponse({"targets": [t.model_dump(mode="json", exclude_defaults=True) for t in spec.targets]})
+
+
+async def _write_target(request: Request, system: Switchboard, tenant: str, *, create: bool) -> Response:
+    gw_name = request.path_params["gateway"]
+    specs = await _specs(system, tenant)
+    gw = specs.get(gw_name)
+    if gw is None:
+        return _error(404, f"no gateway named {gw_name!r}; create it first with POST /admin/v1/gateways")
+    body = await _json_body(request)
+    if not create and isinstance(body, dict):
+        body.setdefault("name", request.path_params["target"])
+        if body["name"] != request.path_params["target"]:
+            return _error(400, f"the body names target {body['name']!r} but the URL names {request.path_params['target']!r}")
+    target: TargetBase = validate(_TARGET, body, source="request body")
+    exists = any(t.name == target.name for t in gw.targets)
+    if create and exists:
+        return _error(409, f"target {target.name!r} exists; PUT /admin/v1/gateways/{gw_name}/targets/{target.name}")
+    targets = [target if t.name == target.name else t for t in gw.targets]
+    if not exists:
+        targets.append(target)
+    candidate = gw.model_copy(update={"targets": targets})
+    from gateway.app import compile_check
+
+    await compile_check(tenant, [candidate])
+    change = await system.store.put_target(
+        tenant, gw_name, target.name, target.model_dump(mode="json", exclude={"name"}, exclude_defaults=True)
+    )
+    await system.reload()
+    status = 201 if change == "created" else 200
+    return JSONResponse({"target": target.model_dump(mode="json", exclude_defaults=True), "change": change}, status)
+
+
+async def create_target(request: Request, system: Switchboard, tenant: str) -> Response:
+    return await _write_target(request, system, tenant, create=True)
+
+
+async def put_target(request: Request, system: Switchboard, tenant: str) -> Response:
+    return await _write_target(request, system, tenant, create=False)
+
+
+async def get_target(request: Request, system: Switchboard, tenant: str) -> Response:
+    gw_name, name = request.path_params["gateway"], request.path_params["target"]
+    gw = (await _specs(system, tenant)).get(gw_name)
+    target = next((t for t in gw.targets if t.name == name), None) if gw else None
+    if target is None:
+        return _error(404, f"no target {name!r} in gateway {gw_name!r}")
+    return JSONResponse(target.model_dump(mode="json", exclude_defaults=True))
+
+
+async def delete_target(request: Request, system: Switchboard, tenant: str) -> Response:
+    gw_name, name = request.path_params["gateway"], request.path_params["target"]
+    if not await system.store.delete_target(tenant, gw_name, name):
+        return _error(404, f"no target {name!r} in gateway {gw_name!r}")
+    await system.reload()
+    return Response(status_code=204)
+
+
+async def list_tools(request: Request, system: Switchboard, tenant: str) -> Response:
+    name = request.path_params["gateway"]
+    live = system.hub.get(tenant, name)
+    if live is None:
+        return _error(404, f"no gateway named {name!r}")
+    snap = live.catalog.snapshot
+    return JSONResponse({"tools": snap.tool_list, "failed_targets": snap.failed})
+
+
+# -- plumbing ------------------------------------------------------------------
+
+
+def _endpoint(handler: Handler, get_system: SystemGetter) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        system = get_system()
+        tenant = await system.admin_tenant(request.headers.get("authorization"))
+        if tenant is None:
+            return _error(401, "missing or invalid admin key: send `Authorization: Bearer sb_admin_...`")
+        try:
+            return await handler(request, system, tenant)
+        except ConfigError as exc:
+            return _error(422, "the change was refused; nothing was stored", exc.issues)
+
+    return endpoint
+
+
+_ROUTES: list[tuple[str, str, Handler, str]] = [
+    ("/admin/v1/gateways", "GET", list_gateways, "List gateways"),
+    ("/admin/v1/gateways", "POST", create_gateway, "Create a gateway (with its targets)"),
+    ("/admin/v1/gateways/{gateway}", "GET", get_gateway, "Get a gateway"),
+    ("/admin/v1/gateways/{gateway}", "PUT", put_gateway, "Create or replace a gateway and its targets"),
+    ("/admin/v1/gateways/{gateway}", "DELETE", delete_gateway, "Delete a gateway and its targets"),
+    ("/admin/v1/gateways/{gateway}/targets", "GET", list_targets, "List a gateway's targets"),
+    ("/admin/v1/gateways/{gateway}/targets", "POST", create_target, "Add a target"),
+    ("/admin/v1/gateways/{gateway}/targets/{target}", "GET", get_target, "Get a target"),
+    ("/admin/v1/gateways/{gateway}/targets/{target}", "PUT", put_target, "Create or replace a target"),
+    ("/admin/v1/gateways/{gateway}/targets/{target}", "DELETE", delete_target, "Delete a target"),
+    ("/admin/v1/gateways/{gateway}/tools", "GET", list_tools, "The gateway's resolved tools (MCP Tool objects)"),
+]
+
+
+def admin_routes(get_system: SystemGetter) -> list[BaseRoute]:
+    """The admin API's routes; ``get_system`` returns the running Switchboard."""
+    routes: list[BaseRoute] = []
+    by_path: dict[str, dict[str, Handler]] = {}
+    for path, method, handler, _ in _ROUTES:
+        by_path.setdefault(path, {})[method] = handler
+    for path, handlers in by_path.items():
+        endpoints = {m: _endpoint(h, get_system) for m, h in handlers.items()}
+
+        async def dispatch(request: Request, endpoints: dict[str, Any] = endpoints) -> Response:
+            return await endpoints[request.method](request)  # type: ignore[no-any-return]
+
+        routes.append(Route(path, dispatch, methods=list(handlers)))
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(openapi_document())
+
+    routes.append(Route("/admin/openapi.json", openapi, methods=["GET"]))
+    return routes
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 description of the admin API."""
+    _, defs = models_json_schema(
+        [(GatewaySpec, "validation")], ref_template="#/components/schemas/{model}"
+    )
+    schemas: dict[str, Any] = dict(defs.get("$defs", {}))
+    schemas["Error"] = {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {"type": "string"},
+            "issues": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"location": {"type": "string"}, "message": {"type": "string"}},
+                },
+            },
+        },
+    }
+    target_ref = {
+        "oneOf": [{"$ref": f"#/components/schemas/{n}"} for n in
+                  ("FunctionTarget", "LambdaTarget", "HttpTarget", "PluginTarget")],
+        "discriminator": {"propertyName": "kind"},
+    }
+    err = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    paths: dict[str, Any] = {}
+    for path, method, handler, summary in _ROUTES:
+        op: dict[str, Any] = {
+            "operationId": handler.__name__,
+            "summary": summary,
+            "security": [{"adminKey": []}],
+            "responses": {
+                "200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}},
+                "401": {"description": "Missing or invalid admin key", **err},
+                "404": {"description": "Not found", **err},
+            },
+        }
+        params = [p.strip("{}") for p in path.split("/") if p.startswith("{")]
+        if params:
+            op["parameters"] = [
+                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params
+            ]
+        if method in ("POST", "PUT"):
+            schema = target_ref if "targets" in path else {"$ref": "#/components/schemas/GatewaySpec"}
+            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
+            op["responses"]["201"] = {"description": "Created"}
+            op["responses"]["409"] = {"description": "Exists", **err}
+            op["responses"]["422"] = {"description": "Refused: the configuration is not valid", **err}
+        if method == "DELETE":
+            op["responses"] = {k: v for k, v in op["responses"].items() if k != "200"}
+            op["responses"]["204"] = {"description": "Deleted"}
+        paths.setdefault(path, {})[method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Switchboard admin API", "version": __version__},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"adminKey": {"type": "http", "scheme": "bearer"}},
+        },
+    }

@@ -1,0 +1,231 @@
+"""Wiring: the store, the hub of live gateways, the MCP front and the admin API in one ASGI app.
+
+The store is the source of truth. ``serve --config FILE`` applies FILE to the
+store first (as ``switchboard apply -f`` would); the admin API writes to the
+store. Either way the change reaches the hub: at once in this process, and in
+other processes or replicas when they see the store's revision move (polled
+every ``config_poll_seconds``). A change that cannot be compiled is refused
+before it is stored, so a bad edit never takes a running gateway down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
+
+from gateway.config import Document, GatewaySpec, gateway_from_store, to_store
+from gateway.core.errors import ConfigError
+from gateway.hub import Hub
+from gateway.mcp import McpFront
+from gateway.settings import Settings
+from gateway.store import Store
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TENANT = "default"
+DEFAULT_GATEWAY = "default"
+ADMIN_PURPOSE = "admin"
+KEY_PREFIX = "sb_admin_"
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_admin_key() -> tuple[str, str, str]:
+    """A fresh admin key: (key id, full key to show once, hash to store)."""
+    key_id = secrets.token_hex(6)
+    key = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+    return key_id, key, hash_key(key)
+
+
+def parse_admin_key(key: str) -> str | None:
+    """The key id inside an admin key, or None when it is not shaped like one."""
+    if not key.startswith(KEY_PREFIX):
+        return None
+    key_id, sep, _ = key[len(KEY_PREFIX) :].partition("_")
+    return key_id if sep and key_id else None
+
+
+async def compile_check(tenant: str, specs: list[GatewaySpec]) -> None:
+    """Build every target and catalog of ``specs`` in a scratch hub, then close it.
+
+    Raises:
+        ConfigError: what ``serve`` would refuse, found without serving.
+    """
+    async with Hub() as scratch:
+        await scratch.apply(tenant, specs)
+
+
+class Switchboard:
+    """The running system for one process."""
+
+    def __init__(self, settings: Settings, store: Store, hub: Hub) -> None:
+        self.settings = settings
+        self.store = store
+        self.hub = hub
+        self.revision = -1
+        self._reload_lock = anyio.Lock()
+
+    async def load_specs(self, tenant: str) -> list[GatewaySpec]:
+        specs = []
+        for gw in await self.store.list_gateways(tenant):
+            targets = [{**t.spec, "name": t.name} for t in await self.store.list_targets(tenant, gw.name)]
+            specs.append(gateway_from_store({**gw.spec, "name": gw.name}, targets, source=f"store:{gw.name}"))
+        return specs
+
+    async def reload(self) -> list[str]:
+        """Bring the hub in step with the store; returns the gateways that changed."""
+        async with self._reload_lock:
+            revision = await self.store.revision()
+            specs = await self.load_specs(DEFAULT_TENANT)
+            changed = await self.hub.apply(DEFAULT_TENANT, specs)
+            self.revision = revision
+            return changed
+
+    async def watch(self) -> None:
+        """Follow changes other processes make to the store."""
+        while True:
+            await anyio.sleep(self.settings.config_poll_seconds)
+            try:
+                if await self.store.revision() != self.revision:
+                    changed = await self.reload()
+                    if changed:
+                        logger.info("configuration changed: %s", ", ".join(changed))
+            except ConfigError as exc:
+                logger.error("the stored configuration cannot be served; keeping the running one:\n%s", exc)
+            except Exception:  # boundary: the watcher must outlive a passing database error
+                logger.exception("could not check the store for changes")
+
+    async def ensure_admin_key(self) -> str | None:
+        """Create the first admin key; returns it (to print once) or None when one exists."""
+        if await self.store.count_api_keys(DEFAULT_TENANT, ADMIN_PURPOSE) > 0:
+            return None
+        key_id, key, digest = new_admin_key()
+        await self.store.add_api_key(DEFAULT_TENANT, key_id, digest, ADMIN_PURPOSE)
+        return key
+
+    async def admin_tenant(self, authorization: str | None) -> str | None:
+        """The tenant an ``Authorization: Bearer <admin key>`` header grants, or None."""
+        if not authorization or not authorization.lower().startswith("bearer "):
+            return None
+        key = authorization[7:].strip()
+        key_id = parse_admin_key(key)
+        if key_id is None:
+            return None
+        found = await self.store.find_api_key(key_id)
+        if found is None:
+            return None
+        tenant, digest, purpose = found
+        if purpose != ADMIN_PURPOSE or not hmac.compare_digest(digest, hash_key(key)):
+            return None
+        return tenant
+
+
+def state_key(data_dir: Path) -> bytes:
+    """The secret that seals requestState; shared by every process using this data dir."""
+    path = data_dir / "request-state.key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(secrets.token_bytes(32))
+    return path.read_bytes()
+
+
+class _GatewayEndpoint:
+    """ASGI endpoint for ``/mcp`` and ``/gateways/{name}/mcp``."""
+
+    def __init__(self, front: McpFront, fixed: str | None = None) -> None:
+        self.front = front
+        self.fixed = fixed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        name = self.fixed or scope.get("path_params", {}).get("name", "")
+        await self.front.handle((DEFAULT_TENANT, name), scope, receive, send)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    config_path: str | Path | None = None,
+    on_ready: Any = None,
+) -> Starlette:
+    """The whole gateway as one ASGI app; everything opens in its lifespan."""
+    holder: dict[str, Any] = {}
+    allowed_hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", *settings.allowed_hosts]
+    allowed_origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*", *settings.allowed_origins]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        store = await Store.open(settings.resolved_database_url())
+        try:
+            async with Hub() as hub:
+                system = Switchboard(settings, store, hub)
+                if config_path is not None:
+                    doc = load_and_check(config_path)
+                    await store.apply(DEFAULT_TENANT, [to_store(g) for g in doc.gateways])
+                await system.reload()
+                admin_key = await system.ensure_admin_key()
+                front = McpFront(
+                    hub,
+                    allowed_hosts=allowed_hosts,
+                    allowed_origins=allowed_origins,
+                    max_request_bytes=settings.max_request_bytes,
+                    state_keys=[state_key(settings.data_dir)],
+                )
+                holder["system"] = system
+                holder["front"] = front
+                app.state.system = system
+                async with front, anyio.create_task_group() as tg:
+                    tg.start_soon(system.watch)
+                    if on_ready is not None:
+                        on_ready(system, admin_key)
+                    yield
+                    tg.cancel_scope.cancel()
+        finally:
+            await store.close()
+
+    class _Lazy:
+        """Routes exist before the lifespan opens the front; look it up per request."""
+
+        def __init__(self, fixed: str | None) -> None:
+            self.fixed = fixed
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            await _GatewayEndpoint(holder["front"], self.fixed)(scope, receive, send)
+
+    async def health(request: Request) -> JSONResponse:
+        system: Switchboard = holder["system"]
+        return JSONResponse({"status": "ok", "gateways": [g.name for g in system.hub.gateways()]})
+
+    from gateway.admin import admin_routes
+
+    routes: list[BaseRoute] = [
+        Route("/mcp", endpoint=_Lazy(DEFAULT_GATEWAY), methods=["GET", "POST", "DELETE"]),
+        Route("/gateways/{name}/mcp", endpoint=_Lazy(None), methods=["GET", "POST", "DELETE"]),
+        Route("/healthz", endpoint=health, methods=["GET"]),
+        *admin_routes(lambda: holder["system"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def load_and_check(path: str | Path) -> Document:
+    """Read a config file (ConfigError with file/line/field when it is wrong)."""
+    from gateway.config import load_file
+
+    return load_file(path)

@@ -1,0 +1,218 @@
+"""The ``switchboard`` command: serve, check, apply, tools, schema.
+
+Exit codes: 0 success, 1 the configuration (or a store) was refused, 2 usage.
+Errors are one readable message each, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from gateway import __version__
+from gateway.app import DEFAULT_TENANT, Switchboard, compile_check, create_app
+from gateway.config import Document, json_schema, load_file, to_store
+from gateway.core.errors import ConfigError
+from gateway.hub import Hub
+from gateway.settings import Settings
+from gateway.store import Store, StoreError
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for field in ("host", "port", "data_dir"):
+        value = getattr(args, field, None)
+        if value is not None:
+            overrides[field] = value
+    return Settings(**overrides)
+
+
+def _fail(message: str) -> int:
+    print(message, file=sys.stderr)
+    return 1
+
+
+def _gateway_url(base: str, name: str) -> str:
+    return f"{base}/mcp" if name == "default" else f"{base}/gateways/{name}/mcp"
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = _settings(args)
+    if args.config is not None:
+        try:
+            load_file(args.config)
+        except ConfigError as exc:
+            return _fail(f"switchboard: the configuration was refused:\n{exc}")
+    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host, settings.port))
+    except OSError as exc:
+        return _fail(f"switchboard: cannot listen on {settings.host}:{settings.port}: {exc.strerror}; pick --port")
+    port = sock.getsockname()[1]
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    base = settings.public_url or f"http://{host}:{port}"
+
+    def ready(system: Switchboard, admin_key: str | None) -> None:
+        lines = [f"Switchboard {__version__} serving on {base}"]
+        for gw in system.hub.gateways():
+            lines.append(f"  MCP  {_gateway_url(base, gw.name)}  ({len(gw.catalog.snapshot.tools)} tools)")
+        lines.append(f"  admin API  {base}/admin/v1  (OpenAPI: {base}/admin/openapi.json)")
+        if admin_key:
+            lines.append(f"  admin key (shown once, stored hashed): {admin_key}")
+        print("\n".join(lines), flush=True)
+
+    app = create_app(settings, config_path=args.config, on_ready=ready)
+    config = uvicorn.Config(
+        app,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) or None,
+        access_log=False,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    except (ConfigError, StoreError) as exc:
+        return _fail(f"switchboard: cannot start:\n{exc}")
+    return 0 if server.started else 1
+
+
+async def _check(path: str) -> Document:
+    doc = load_file(path)
+    await compile_check(DEFAULT_TENANT, list(doc.gateways))
+    return doc
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        doc = anyio.run(_check, args.file)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    names = ", ".join(g.name for g in doc.gateways) or "none"
+    print(f"{args.file}: OK ({len(doc.gateways)} gateways: {names})")
+    return 0
+
+
+async def _apply(args: argparse.Namespace) -> int:
+    doc = await _check(args.file)
+    settings = _settings(args)
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store = await Store.open(settings.resolved_database_url())
+    try:
+        changes = await store.apply(DEFAULT_TENANT, [to_store(g) for g in doc.gateways], prune=args.prune)
+    finally:
+        await store.close()
+    for kind, name, change in changes:
+        print(f"{kind} {name} {change}")
+    counts = {c: sum(1 for *_, ch in changes if ch == c) for c in ("created", "updated", "deleted", "unchanged")}
+    print(", ".join(f"{n} {c}" for c, n in counts.items()))
+    return 0
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    try:
+        return anyio.run(_apply, args)
+    except (ConfigError, StoreError) as exc:
+        return _fail(str(exc))
+
+
+async def _tools(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
+    async with Hub() as hub:
+        if args.config is not None:
+            doc = load_file(args.config)
+            await hub.apply(DEFAULT_TENANT, list(doc.gateways))
+        else:
+            settings = _settings(args)
+            store = await Store.open(settings.resolved_database_url())
+            try:
+                await Switchboard(settings, store, hub).reload()
+            finally:
+                await store.close()
+        return {
+            gw.name: gw.catalog.snapshot.tool_list
+            for gw in hub.gateways()
+            if args.gateway is None or gw.name == args.gateway
+        }
+
+
+def cmd_tools(args: argparse.Namespace) -> int:
+    try:
+        catalog = anyio.run(_tools, args)
+    except (ConfigError, StoreError) as exc:
+        return _fail(str(exc))
+    if args.gateway is not None and args.gateway not in catalog:
+        return _fail(f"no gateway named {args.gateway!r}")
+    if args.json:
+        out: Any = catalog[args.gateway] if args.gateway else catalog
+        print(json.dumps(out, indent=2))
+        return 0
+    for name, tools in catalog.items():
+        print(f"{name}: {len(tools)} tools")
+        for tool in tools:
+            desc = (tool.get("description") or "").splitlines()[0:1]
+            print(f"  {tool['name']}" + (f"  {desc[0][:80]}" if desc else ""))
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="switchboard", description="Switchboard MCP gateway")
+    p.add_argument("--version", action="version", version=f"switchboard {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def data_dir(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--data-dir", type=Path, help="where the embedded database and keys live (.switchboard)")
+
+    s = sub.add_parser("serve", help="serve the gateways")
+    s.add_argument("--config", help="a switchboard.yaml to apply at start")
+    s.add_argument("--host", help="address to listen on (127.0.0.1)")
+    s.add_argument("--port", type=int, help="port to listen on (8080; 0 picks a free one)")
+    data_dir(s)
+    s.set_defaults(func=cmd_serve)
+
+    c = sub.add_parser("check", help="validate a config file without serving")
+    c.add_argument("file")
+    c.set_defaults(func=cmd_check)
+
+    a = sub.add_parser("apply", help="make the stored configuration match a file")
+    a.add_argument("-f", "--file", required=True)
+    a.add_argument("--prune", action="store_true", help="also delete gateways the file does not list")
+    data_dir(a)
+    a.set_defaults(func=cmd_apply)
+
+    t = sub.add_parser("tools", help="print the resolved catalog")
+    t.add_argument("--config", help="a switchboard.yaml (default: the stored configuration)")
+    t.add_argument("--gateway", help="only this gateway")
+    t.add_argument("--json", action="store_true", help="print MCP Tool objects")
+    data_dir(t)
+    t.set_defaults(func=cmd_tools)
+
+    sc = sub.add_parser("schema", help="print the JSON Schema of switchboard.yaml")
+    sc.set_defaults(func=cmd_schema)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

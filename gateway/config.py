@@ -1,0 +1,288 @@
+"""The configuration model: one YAML document, a discriminated union on ``kind``.
+
+The same model is read from ``switchboard.yaml``, applied by ``switchboard
+apply -f`` and written through the admin API; all three compile to the same
+runtime form (``gateway.runtime``). Errors name the file, the line and the
+field, and say how to fix it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from gateway.core.errors import ConfigError, ConfigIssue
+
+M = TypeVar("M")
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
+_NAME_RE = re.compile(NAME_PATTERN)
+Name = Annotated[str, Field(pattern=NAME_PATTERN, description="Letters, digits, '-' and '_' (max 63).")]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ToolDef(Model):
+    """A tool declared in config (for targets that cannot describe their own tools)."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")]
+    description: str = ""
+    title: str | None = None
+    input_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
+    output_schema: dict[str, Any] | None = None
+    annotations: dict[str, Any] | None = None
+
+
+class Override(Model):
+    """Per-tool changes to what the model sees."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")] | None = None
+    description: str | None = None
+    title: str | None = None
+
+
+class TargetBase(Model):
+    """Fields every target kind has."""
+
+    name: Name
+    description: str = ""
+    include: list[str] = Field(default_factory=list, description="Only tools matching these globs.")
+    exclude: list[str] = Field(default_factory=list, description="Hide tools matching these globs.")
+    overrides: dict[str, Override] = Field(default_factory=dict, description="Keyed by the target's tool name.")
+    timeout_seconds: float = Field(60.0, gt=0, le=3600, description="Deadline of one call to this target.")
+
+
+class FunctionRef(Model):
+    """One Python callable exposed as a tool."""
+
+    function: Annotated[str, Field(pattern=r"^[\w.]+:[\w.]+$", description="'package.module:callable'")]
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")] | None = None
+    description: str | None = None
+    input_schema: dict[str, Any] | None = Field(None, description="Overrides the schema derived from type hints.")
+
+
+class FunctionTarget(TargetBase):
+    """Python callables by import path, run in the gateway process (sync ones in a worker thread)."""
+
+    kind: Literal["function"]
+    functions: list[Annotated[str, Field(pattern=r"^[\w.]+:[\w.]+$")] | FunctionRef] = Field(min_length=1)
+
+
+class LambdaTarget(TargetBase):
+    """An AWS Lambda function serving one or more tools (the AgentCore Gateway convention)."""
+
+    kind: Literal["lambda"]
+    function_name: str = Field(description="Name or ARN of the function.")
+    qualifier: str | None = Field(None, description="Version or alias.")
+    region: str | None = None
+    endpoint_url: str | None = Field(None, description="Lambda API endpoint override (LocalStack and the like).")
+    tools: list[ToolDef] = Field(min_length=1)
+
+
+class HttpTarget(TargetBase):
+    """An HTTP function: each call POSTs the arguments as JSON to ``url``."""
+
+    kind: Literal["http"]
+    url: Annotated[str, Field(pattern=r"^https?://")]
+    headers: dict[str, str] = Field(default_factory=dict)
+    tools: list[ToolDef] = Field(min_length=1)
+
+
+class PluginTarget(TargetBase):
+    """A ToolProvider class of your own, by import path (tools, resources and prompts)."""
+
+    kind: Literal["plugin"]
+    provider: Annotated[str, Field(pattern=r"^[\w.]+:[\w.]+$", description="'package.module:Class'")]
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+Target = Annotated[FunctionTarget | LambdaTarget | HttpTarget | PluginTarget, Field(discriminator="kind")]
+
+
+class GatewaySpec(Model):
+    """One gateway: a URL serving the tools of its targets."""
+
+    name: Name
+    description: str = ""
+    prefix_tools: bool = Field(True, description="Publish tools as '{target}___{tool}'. Off needs one target.")
+    max_tool_name_length: int = Field(64, ge=16, le=128)
+    targets: list[Target] = Field(default_factory=list)
+
+    @field_validator("targets")
+    @classmethod
+    def _unique_targets(cls, targets: list[TargetBase]) -> list[TargetBase]:
+        seen: set[str] = set()
+        for t in targets:
+            if t.name in seen:
+                raise ValueError(f"two targets are named {t.name!r}; target names must be unique per gateway")
+            seen.add(t.name)
+        return targets
+
+
+class Document(Model):
+    """The whole ``switchboard.yaml``."""
+
+    gateways: list[GatewaySpec] = Field(default_factory=list)
+
+    @field_validator("gateways")
+    @classmethod
+    def _unique_gateways(cls, gateways: list[GatewaySpec]) -> list[GatewaySpec]:
+        seen: set[str] = set()
+        for g in gateways:
+            if g.name in seen:
+                raise ValueError(f"two gateways are named {g.name!r}; gateway names must be unique")
+            seen.add(g.name)
+        return gateways
+
+
+StoredGateway = tuple[str, dict[str, Any], list[tuple[str, dict[str, Any]]]]
+
+
+def to_store(spec: GatewaySpec) -> StoredGateway:
+    """A gateway in the store's shape: (name, gateway document, [(target name, target document)])."""
+    doc = spec.model_dump(mode="json", exclude={"targets", "name"}, exclude_defaults=True)
+    targets = [(t.name, t.model_dump(mode="json", exclude={"name"}, exclude_defaults=True)) for t in spec.targets]
+    return spec.name, doc, targets
+
+
+def gateway_from_store(spec: Mapping[str, Any], targets: list[Mapping[str, Any]], source: str) -> GatewaySpec:
+    """Rebuild a GatewaySpec from stored documents."""
+    return validate(GatewaySpec, {**spec, "targets": targets}, source=source)
+
+
+def validate(
+    model: type[M] | TypeAdapter[M],
+    data: Any,
+    *,
+    source: str,
+    lines: Mapping[tuple[Any, ...], int] | None = None,
+    prefix: tuple[Any, ...] = (),
+) -> M:
+    """Validate ``data`` against ``model``; errors become one ConfigError with located issues."""
+    try:
+        if isinstance(model, TypeAdapter):
+            return model.validate_python(data)
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_issues(exc, source, lines or {}, prefix, data)) from None
+
+
+def _issues(
+    exc: ValidationError, source: str, lines: Mapping[tuple[Any, ...], int], prefix: tuple[Any, ...], data: Any
+) -> list[ConfigIssue]:
+    out: list[ConfigIssue] = []
+    for err in exc.errors(include_url=False):
+        loc = _clean_loc(tuple(err["loc"]))
+        if err["type"] == "union_tag_invalid":
+            loc = (*loc, "kind")
+        full = prefix + loc
+        line = None
+        for n in range(len(full), -1, -1):
+            if full[:n] in lines:
+                line = lines[full[:n]]
+                break
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = f"unknown field {loc[-1]!r}: check its spelling (`switchboard schema` lists every field)"
+        elif err["type"] == "union_tag_invalid":
+            message = (
+                f"unknown target kind {err.get('ctx', {}).get('tag')!r}: use one of function, lambda, http, plugin"
+            )
+        elif err["type"] == "union_tag_not_found":
+            message = "a target needs a `kind` (function, lambda, http or plugin)"
+        elif err["type"] == "missing":
+            message = f"missing required field {loc[-1]!r}"
+        out.append(ConfigIssue(message, _dotted(full), source, line))
+    return out
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    # pydantic puts the discriminator value and union member names into locations
+    out: list[Any] = []
+    for part in loc:
+        if isinstance(part, str) and (part in ("function", "lambda", "http", "plugin") and out and
+                                      isinstance(out[-1], int)):
+            continue
+        if isinstance(part, str) and (part.startswith("function-after") or "[" in part):
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _line_map(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
+    out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            k = key.value
+            out[(*path, k)] = key.start_mark.line + 1
+            _line_map(value, (*path, k), out)
+            out[(*path, k)] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_map(item, (*path, i), out)
+
+
+def parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
+    """Parse YAML, returning the data and a map from field path to line."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError([ConfigIssue(f"not valid YAML: {exc.problem}", source=source, line=line)]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([ConfigIssue(f"not valid YAML: {exc}", source=source)]) from None
+    lines: dict[tuple[Any, ...], int] = {}
+    if node is not None:
+        _line_map(node, (), lines)
+    return data, lines
+
+
+def load_document(text: str, source: str) -> Document:
+    """Parse and validate a whole configuration document."""
+    data, lines = parse_yaml(text, source)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigIssue("the document must be a mapping with a `gateways:` list", source=source,
+                                       line=1)])
+    return validate(Document, data, source=source, lines=lines)
+
+
+def load_file(path: str | Path) -> Document:
+    """Read and validate ``path``; a missing file is a ConfigError naming it."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such file; pass the path of a switchboard.yaml") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read it: {exc}") from None
+    return load_document(text, str(p))
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema editors can use for ``switchboard.yaml``."""
+    schema = Document.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Switchboard configuration"
+    return schema
+
+
+def is_name(value: str) -> bool:
+    return _NAME_RE.match(value) is not None

@@ -1,0 +1,252 @@
+"""The catalog: many providers, one namespace of tools, resources and prompts.
+
+Tools are published as ``{target}___{tool}``. A name that is not a valid MCP
+tool name is sanitised; one longer than ``max_name_length`` is shortened
+deterministically with a short hash of the full name. Two tools that end up
+with one name are a configuration error, never silent shadowing.
+
+Listing fans out to every provider concurrently; a provider that fails is
+logged and skipped, so one broken target never empties the list. Lookup on
+``tools/call`` is a dict access, and arguments are validated once against the
+tool's inputSchema before any provider runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError, ValidationError
+from jsonschema.exceptions import best_match
+
+from gateway.core.errors import ConfigError, ConfigIssue, InvalidArguments, RequestError, ToolNotFound
+from gateway.core.provider import PromptSpec, ResourceSpec, ResourceTemplateSpec, ToolProvider
+from gateway.core.types import JSON, CallContext, ToolCall, ToolResult, ToolSpec
+
+logger = logging.getLogger(__name__)
+
+SEPARATOR = "___"
+DEFAULT_MAX_NAME_LENGTH = 64
+_INVALID_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def public_name(target: str | None, name: str, max_length: int = DEFAULT_MAX_NAME_LENGTH) -> str:
+    """The published name of a provider's tool: namespaced, valid, and bounded.
+
+    Deterministic: the same inputs always give the same name, so clients and
+    policies can rely on it across restarts and replicas.
+    """
+    full = f"{target}{SEPARATOR}{name}" if target else name
+    clean = _INVALID_CHARS.sub("_", full)
+    if clean == full and len(clean) <= max_length:
+        return clean
+    # Sanitised or too long: add a hash of the original so that two different
+    # originals can never collapse into one published name.
+    digest = hashlib.sha256(full.encode()).hexdigest()[:8]
+    return f"{clean[: max_length - 9]}_{digest}"
+
+
+def field_path(error: ValidationError) -> str:
+    """``a.b[0]`` for a jsonschema error's location (empty for the root)."""
+    out = ""
+    for part in error.absolute_path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One published tool: who serves it, under which local name, and its validator."""
+
+    public: str
+    provider: ToolProvider
+    spec: ToolSpec
+    validator: Draft202012Validator | None
+
+    def wire(self) -> JSON:
+        """The MCP ``Tool`` object."""
+        tool: JSON = {"name": self.public, "inputSchema": dict(self.spec.input_schema)}
+        if self.spec.title:
+            tool["title"] = self.spec.title
+        if self.spec.description:
+            tool["description"] = self.spec.description
+        if self.spec.output_schema is not None:
+            tool["outputSchema"] = dict(self.spec.output_schema)
+        if self.spec.annotations:
+            tool["annotations"] = dict(self.spec.annotations)
+        if self.spec.meta:
+            tool["_meta"] = dict(self.spec.meta)
+        return tool
+
+
+@dataclass(slots=True)
+class CatalogSnapshot:
+    """An immutable view of every provider's lists at one moment."""
+
+    tools: dict[str, Entry] = field(default_factory=dict)
+    resources: dict[str, tuple[ToolProvider, ResourceSpec]] = field(default_factory=dict)
+    templates: list[tuple[ToolProvider, ResourceTemplateSpec]] = field(default_factory=list)
+    prompts: dict[str, tuple[ToolProvider, PromptSpec]] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    tool_list: list[JSON] = field(default_factory=list)
+
+
+class Catalog:
+    """Combines providers under one namespace.
+
+    Args:
+        providers: The targets' providers, keyed by target name.
+        prefix: Namespace tools by target. Only a single-target catalog may turn it off.
+        max_name_length: Longest published tool name; longer names are hashed down.
+    """
+
+    def __init__(
+        self,
+        providers: Mapping[str, ToolProvider],
+        *,
+        prefix: bool = True,
+        max_name_length: int = DEFAULT_MAX_NAME_LENGTH,
+    ) -> None:
+        if not prefix and len(providers) > 1:
+            raise ConfigError(
+                "tool prefixes can only be turned off on a gateway with a single target; "
+                f"this one has {len(providers)} ({', '.join(providers)}). Remove `prefix_tools: false`."
+            )
+        self.providers = dict(providers)
+        self.prefix = prefix
+        self.max_name_length = max_name_length
+        self.snapshot = CatalogSnapshot()
+
+    def _name(self, target: str, name: str) -> str:
+        return public_name(target if self.prefix else None, name, self.max_name_length)
+
+    async def refresh(self, ctx: CallContext) -> CatalogSnapshot:
+        """Ask every provider for its lists, concurrently, and publish a new snapshot.
+
+        Raises:
+            ConfigError: two tools would be published under one name.
+        """
+        results: dict[str, tuple[Any, ...]] = {}
+        failed: dict[str, str] = {}
+
+        async def fetch(target: str, provider: ToolProvider) -> None:
+            try:
+                results[target] = (
+                    await provider.list_tools(ctx),
+                    await provider.list_resources(ctx),
+                    await provider.list_resource_templates(ctx),
+                    await provider.list_prompts(ctx),
+                )
+            except Exception as exc:  # boundary: one broken target must not empty the list
+                logger.warning("target %r failed to list its tools: %s", target, exc)
+                failed[target] = str(exc) or type(exc).__name__
+
+        async with anyio.create_task_group() as tg:
+            for target, provider in self.providers.items():
+                tg.start_soon(fetch, target, provider)
+
+        snap = CatalogSnapshot(failed=failed)
+        issues: list[ConfigIssue] = []
+        origin: dict[str, str] = {}
+        for target in self.providers:  # config order: deterministic
+            if target not in results:
+                continue
+            provider = self.providers[target]
+            tools, resources, templates, prompts = results[target]
+            for spec in tools:
+                name = self._name(target, spec.name)
+                if name in snap.tools:
+                    issues.append(
+                        ConfigIssue(
+                            f"tool name {name!r} is published by both {origin[name]} and "
+                            f"{target}/{spec.name}; rename one of them (overrides) or keep tool prefixes on",
+                            location=f"targets.{target}",
+                        )
+                    )
+                    continue
+                origin[name] = f"{target}/{spec.name}"
+                snap.tools[name] = Entry(name, provider, spec, _validator(target, spec, issues))
+            for res in resources:
+                snap.resources.setdefault(res.uri, (provider, res))
+            snap.templates.extend((provider, t) for t in templates)
+            for prompt in prompts:
+                pname = self._name(target, prompt.name)
+                if pname in snap.prompts:
+                    issues.append(ConfigIssue(f"prompt name {pname!r} is published twice", f"targets.{target}"))
+                    continue
+                snap.prompts[pname] = (provider, prompt)
+        if issues:
+            raise ConfigError(issues)
+        snap.tool_list = [e.wire() for e in snap.tools.values()]
+        self.snapshot = snap
+        return snap
+
+    def resolve(self, name: str, arguments: Mapping[str, Any] | None) -> tuple[Entry, ToolCall]:
+        """Find a tool by published name and validate its arguments.
+
+        Raises:
+            ToolNotFound: no such tool.
+            InvalidArguments: arguments do not match the inputSchema (names the field).
+        """
+        entry = self.snapshot.tools.get(name)
+        if entry is None:
+            raise ToolNotFound(name)
+        args = dict(arguments or {})
+        if entry.validator is not None:
+            error = best_match(entry.validator.iter_errors(args))
+            if error is not None:
+                raise InvalidArguments(name, field_path(error), error.message)
+        return entry, ToolCall(name=entry.spec.name, arguments=args, public_name=name)
+
+    async def call(self, name: str, arguments: Mapping[str, Any] | None, ctx: CallContext) -> ToolResult:
+        entry, call = self.resolve(name, arguments)
+        return await entry.provider.call_tool(call, ctx)
+
+    async def read_resource(self, uri: str, ctx: CallContext) -> Sequence[JSON]:
+        hit = self.snapshot.resources.get(uri)
+        if hit is not None:
+            return await hit[0].read_resource(uri, ctx)
+        for provider, template in self.snapshot.templates:
+            if _template_matches(template.uri_template, uri):
+                return await provider.read_resource(uri, ctx)
+        raise RequestError(f"Resource {uri!r} not found: call resources/list for the resources this gateway serves.")
+
+    async def get_prompt(self, name: str, arguments: Mapping[str, str], ctx: CallContext) -> JSON:
+        hit = self.snapshot.prompts.get(name)
+        if hit is None:
+            raise RequestError(f"Unknown prompt {name!r}: call prompts/list for the names this gateway serves.")
+        return await hit[0].get_prompt(hit[1].name, arguments, ctx)
+
+    def provider_for_prompt(self, name: str) -> ToolProvider | None:
+        hit = self.snapshot.prompts.get(name)
+        return hit[0] if hit else None
+
+    def provider_for_template(self, uri_template: str) -> ToolProvider | None:
+        return next((p for p, t in self.snapshot.templates if t.uri_template == uri_template), None)
+
+
+def _validator(target: str, spec: ToolSpec, issues: list[ConfigIssue]) -> Draft202012Validator | None:
+    schema = dict(spec.input_schema)
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        issues.append(
+            ConfigIssue(f"inputSchema of tool {spec.name!r} is not valid JSON Schema: {exc.message}", f"targets.{target}")
+        )
+        return None
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+_TEMPLATE_VAR = re.compile(r"\{[^}]+\}")
+
+
+def _template_matches(template: str, uri: str) -> bool:
+    parts = _TEMPLATE_VAR.split(template)
+    pattern = "[^/]+".join(re.escape(p) for p in parts)
+    return re.fullmatch(pattern, uri) is not None

@@ -1,0 +1,48 @@
+"""Pipeline stages intercept tool calls: ``await stage(call, ctx, call_next)``.
+
+The chain is composed once from configuration. Error mapping is the fixed
+outermost stage: a ToolExecutionError (or an unexpected provider exception)
+becomes an ``isError`` result; request and auth errors pass through to the
+front, which turns them into wire errors. The catalog router is the terminal.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from functools import partial
+from typing import Protocol
+
+from gateway.core.errors import AuthError, CredentialRequired, InputRequired, RequestError, ToolExecutionError
+from gateway.core.types import CallContext, CallNext, ToolCall, ToolResult
+
+logger = logging.getLogger(__name__)
+
+
+class Stage(Protocol):
+    """One interceptor in the call path."""
+
+    async def __call__(self, call: ToolCall, ctx: CallContext, call_next: CallNext) -> ToolResult: ...
+
+
+async def map_errors(call: ToolCall, ctx: CallContext, call_next: CallNext) -> ToolResult:
+    """Outermost stage: tool failures become results the model can read."""
+    try:
+        return await call_next(call, ctx)
+    except ToolExecutionError as exc:
+        return ToolResult.error(exc.message)
+    except CredentialRequired as exc:
+        return ToolResult.error(exc.message)
+    except (RequestError, AuthError, InputRequired):
+        raise
+    except Exception as exc:  # boundary: a provider bug must not become a 500
+        logger.exception("tool %s failed unexpectedly", call.public_name or call.name)
+        return ToolResult.error(f"Tool {call.public_name or call.name!r} failed: {type(exc).__name__}: {exc}")
+
+
+def compose(stages: Sequence[Stage], terminal: CallNext) -> CallNext:
+    """Build the chain once: ``map_errors -> stages... -> terminal``."""
+    handler: CallNext = terminal
+    for stage in reversed([map_errors, *stages]):
+        handler = partial(stage, call_next=handler)  # type: ignore[call-arg]
+    return handler

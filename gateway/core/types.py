@@ -1,0 +1,162 @@
+"""The call contract: what a tool is, a call to it, its result, and the call's context.
+
+These are plain frozen dataclasses in MCP's wire vocabulary (``inputSchema``
+dicts, content blocks as dicts) so that providers and fronts share one shape
+without pydantic round trips on the hot path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import anyio
+
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool as a provider exposes it (before the catalog names it).
+
+    Attributes:
+        name: The provider-local name; the catalog adds the ``{target}___`` namespace.
+        description: What the tool does, for the model.
+        input_schema: JSON Schema (2020-12) of the arguments object.
+        output_schema: JSON Schema of ``structuredContent`` when the tool has one.
+        title: A human-friendly display name.
+        annotations: MCP tool annotations (``readOnlyHint`` ...); hints only, never trusted.
+        meta: Extra ``_meta`` to publish with the tool.
+    """
+
+    name: str
+    description: str = ""
+    input_schema: Mapping[str, Any] = field(default_factory=lambda: {"type": "object"})
+    output_schema: Mapping[str, Any] | None = None
+    title: str | None = None
+    annotations: Mapping[str, Any] | None = None
+    meta: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """What a tool call produced, in MCP terms.
+
+    Attributes:
+        content: MCP content blocks (``{"type": "text", "text": ...}``, images, resources...).
+        structured: ``structuredContent`` when the tool returns structured data.
+        is_error: True for a tool failure the model should see (not a protocol error).
+    """
+
+    content: Sequence[JSON] = ()
+    structured: JSON | None = None
+    is_error: bool = False
+
+    @classmethod
+    def text(cls, text: str, *, is_error: bool = False) -> ToolResult:
+        return cls(content=({"type": "text", "text": text},), is_error=is_error)
+
+    @classmethod
+    def error(cls, message: str) -> ToolResult:
+        return cls.text(message, is_error=True)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One invocation: the provider-local tool name and validated arguments.
+
+    ``public_name`` is the name the client used (``target___tool``).
+    """
+
+    name: str
+    arguments: JSON
+    public_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling. Built by inbound auth; anonymous on an open local gateway."""
+
+    tenant: str = "default"
+    subject: str = "anonymous"
+    client_id: str | None = None
+    scopes: frozenset[str] = frozenset()
+    claims: Mapping[str, Any] = field(default_factory=dict)
+
+
+ANONYMOUS = Principal()
+
+
+class ClientChannel(Protocol):
+    """What a provider may ask of the client that made the call, in either protocol era.
+
+    The front implements it; providers never see the wire.
+    """
+
+    async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
+        """Report progress (dropped when the client did not ask for progress)."""
+        ...
+
+    async def elicit(self, message: str, requested_schema: JSON) -> JSON:
+        """Ask the user for input; returns ``{"action": ..., "content": {...}}``."""
+        ...
+
+    async def sample(self, request: JSON) -> JSON:
+        """Ask the client's model for a completion (``sampling/createMessage`` params)."""
+        ...
+
+
+class _NoChannel:
+    """A channel for calls with no client behind them (CLI, tests): progress is dropped."""
+
+    async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
+        return None
+
+    async def elicit(self, message: str, requested_schema: JSON) -> JSON:
+        from gateway.core.errors import ToolExecutionError
+
+        raise ToolExecutionError("This tool asks the user for input, but the client cannot answer (no channel).")
+
+    async def sample(self, request: JSON) -> JSON:
+        from gateway.core.errors import ToolExecutionError
+
+        raise ToolExecutionError("This tool asks for a model completion, but the client cannot answer.")
+
+
+NO_CHANNEL: ClientChannel = _NoChannel()
+
+
+@dataclass(slots=True)
+class CallContext:
+    """Everything about a call that is not its arguments.
+
+    Attributes:
+        principal: The verified caller.
+        gateway: The gateway name the call came through.
+        session_id: The MCP session (2025 era) or None (stateless era).
+        deadline: Absolute ``anyio.current_time()`` by which the call must finish.
+        channel: Back-channel to the calling client.
+        request_id: The JSON-RPC id, for logs and audit.
+        meta: The request's ``_meta`` as received.
+    """
+
+    principal: Principal = ANONYMOUS
+    gateway: str = "default"
+    session_id: str | None = None
+    deadline: float = math.inf
+    channel: ClientChannel = NO_CHANNEL
+    request_id: str | int | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def tenant(self) -> str:
+        return self.principal.tenant
+
+    def remaining(self) -> float:
+        """Seconds left before the deadline (``inf`` when there is none)."""
+        return self.deadline - anyio.current_time()
+
+
+CallNext = Callable[[ToolCall, CallContext], Awaitable[ToolResult]]

@@ -1,0 +1,115 @@
+"""Wrappers shape what a provider shows without changing how it runs.
+
+Each wrapper is a small ToolProvider around another one. They compose:
+``Filtered(Renamed(provider, ...), ...)``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+from gateway.core.provider import PromptSpec, ResourceSpec, ResourceTemplateSpec, ToolProvider
+from gateway.core.errors import ToolNotFound
+from gateway.core.types import JSON, CallContext, ToolCall, ToolResult, ToolSpec
+
+
+class WrapperProvider(ToolProvider):
+    """Delegates everything to ``inner``; subclasses override what they shape."""
+
+    kind: ClassVar[str] = "wrapper"
+
+    def __init__(self, inner: ToolProvider) -> None:
+        super().__init__(inner.id)
+        self.inner = inner
+        inner.subscribe(self.changed)
+
+    async def __aenter__(self) -> Self:
+        await self.inner.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.inner.__aexit__(exc_type, exc, tb)
+
+    async def list_tools(self, ctx: CallContext) -> Sequence[ToolSpec]:
+        return await self.inner.list_tools(ctx)
+
+    async def call_tool(self, call: ToolCall, ctx: CallContext) -> ToolResult:
+        return await self.inner.call_tool(call, ctx)
+
+    async def list_resources(self, ctx: CallContext) -> Sequence[ResourceSpec]:
+        return await self.inner.list_resources(ctx)
+
+    async def list_resource_templates(self, ctx: CallContext) -> Sequence[ResourceTemplateSpec]:
+        return await self.inner.list_resource_templates(ctx)
+
+    async def read_resource(self, uri: str, ctx: CallContext) -> Sequence[JSON]:
+        return await self.inner.read_resource(uri, ctx)
+
+    async def list_prompts(self, ctx: CallContext) -> Sequence[PromptSpec]:
+        return await self.inner.list_prompts(ctx)
+
+    async def get_prompt(self, name: str, arguments: Mapping[str, str], ctx: CallContext) -> JSON:
+        return await self.inner.get_prompt(name, arguments, ctx)
+
+    async def complete(self, ref: JSON, argument: JSON, context: JSON | None, ctx: CallContext) -> JSON:
+        return await self.inner.complete(ref, argument, context, ctx)
+
+
+class Filtered(WrapperProvider):
+    """Shows only tools matching ``include`` globs and not matching ``exclude`` globs."""
+
+    def __init__(self, inner: ToolProvider, include: Sequence[str] = (), exclude: Sequence[str] = ()) -> None:
+        super().__init__(inner)
+        self.include = tuple(include)
+        self.exclude = tuple(exclude)
+
+    def allows(self, name: str) -> bool:
+        if self.include and not any(fnmatch.fnmatchcase(name, p) for p in self.include):
+            return False
+        return not any(fnmatch.fnmatchcase(name, p) for p in self.exclude)
+
+    async def list_tools(self, ctx: CallContext) -> Sequence[ToolSpec]:
+        return [t for t in await self.inner.list_tools(ctx) if self.allows(t.name)]
+
+    async def call_tool(self, call: ToolCall, ctx: CallContext) -> ToolResult:
+        if not self.allows(call.name):
+            raise ToolNotFound(call.public_name or call.name)
+        return await self.inner.call_tool(call, ctx)
+
+
+class Overridden(WrapperProvider):
+    """Renames tools and replaces their descriptions or titles.
+
+    ``overrides`` maps the inner tool name to ``{"name"?, "description"?, "title"?}``.
+    """
+
+    def __init__(self, inner: ToolProvider, overrides: Mapping[str, Mapping[str, Any]]) -> None:
+        super().__init__(inner)
+        self.overrides = dict(overrides)
+        self._back = {o["name"]: inner_name for inner_name, o in self.overrides.items() if o.get("name")}
+
+    async def list_tools(self, ctx: CallContext) -> Sequence[ToolSpec]:
+        out = []
+        for tool in await self.inner.list_tools(ctx):
+            o = self.overrides.get(tool.name)
+            if o:
+                tool = replace(
+                    tool,
+                    name=o.get("name") or tool.name,
+                    description=o.get("description") or tool.description,
+                    title=o.get("title") or tool.title,
+                )
+            out.append(tool)
+        return out
+
+    async def call_tool(self, call: ToolCall, ctx: CallContext) -> ToolResult:
+        inner_name = self._back.get(call.name, call.name)
+        if inner_name != call.name or call.name not in self.overrides or not self.overrides[call.name].get("name"):
+            return await self.inner.call_tool(replace(call, name=inner_name), ctx)
+        raise ToolNotFound(call.public_name or call.name)

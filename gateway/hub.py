@@ -1,0 +1,233 @@
+"""The live gateways: configuration compiled to running providers and catalogs.
+
+``Hub.apply`` takes the whole desired configuration of a tenant, opens the
+providers of new or changed targets, builds each gateway's catalog, and swaps
+it in atomically: a call in flight keeps the catalog it started with. A target
+whose config did not change keeps its provider (and its connections). Then
+listeners hear which gateways changed, so the fronts can send list_changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+import anyio
+from anyio.abc import TaskGroup
+
+from gateway.config import GatewaySpec, TargetBase
+from gateway.core.catalog import Catalog
+from gateway.core.errors import ConfigError, ConfigIssue, ToolNotFound, UpstreamUnavailable
+from gateway.core.pipeline import Stage, compose
+from gateway.core.provider import ToolProvider
+from gateway.core.types import CallContext, CallNext, Principal, ToolCall, ToolResult
+from gateway.core.wrappers import Filtered, Overridden
+from gateway.providers import provider_class
+
+logger = logging.getLogger(__name__)
+
+GatewayKey = tuple[str, str]  # (tenant, gateway name)
+ChangeListener = Callable[[GatewayKey], None]
+
+
+def build_provider(target: TargetBase, gateway: str) -> ToolProvider:
+    """The provider for one target, with its include/exclude and overrides applied."""
+    kind: str = target.kind  # type: ignore[attr-defined]
+    provider: ToolProvider = provider_class(kind)(target, gateway=gateway)  # type: ignore[call-arg]
+    if target.overrides:
+        provider = Overridden(provider, {k: v.model_dump(exclude_none=True) for k, v in target.overrides.items()})
+    if target.include or target.exclude:
+        provider = Filtered(provider, target.include, target.exclude)
+    return provider
+
+
+@dataclass
+class _OpenProvider:
+    fingerprint: str
+    provider: ToolProvider
+    stack: AsyncExitStack
+
+
+@dataclass
+class LiveGateway:
+    """One gateway as it is served now."""
+
+    tenant: str
+    spec: GatewaySpec
+    catalog: Catalog
+    handler: CallNext
+    timeouts: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    async def call(self, name: str, arguments: dict[str, Any] | None, ctx: CallContext) -> ToolResult:
+        """Resolve, validate and run one tool through the pipeline."""
+        entry, call = self.catalog.resolve(name, arguments)
+        return await self.handler(call, ctx)
+
+
+class Hub:
+    """Holds every tenant's live gateways and keeps them in step with the configuration."""
+
+    def __init__(self, stages: Sequence[Stage] = ()) -> None:
+        self.stages = list(stages)
+        self._gateways: dict[GatewayKey, LiveGateway] = {}
+        self._open: dict[tuple[str, str, str], _OpenProvider] = {}
+        self._listeners: list[ChangeListener] = []
+        self._lock = anyio.Lock()
+        self._task_group: TaskGroup | None = None
+
+    def get(self, tenant: str, name: str) -> LiveGateway | None:
+        return self._gateways.get((tenant, name))
+
+    def gateways(self, tenant: str | None = None) -> list[LiveGateway]:
+        return [g for (t, _), g in self._gateways.items() if tenant is None or t == tenant]
+
+    def subscribe(self, listener: ChangeListener) -> None:
+        self._listeners.append(listener)
+
+    def _notify(self, key: GatewayKey) -> None:
+        for listener in list(self._listeners):
+            listener(key)
+
+    async def apply(self, tenant: str, specs: Sequence[GatewaySpec]) -> list[str]:
+        """Make the tenant's live gateways match ``specs``; returns the names that changed.
+
+        Raises:
+            ConfigError: a target could not be built or its catalog is inconsistent.
+                Nothing is swapped in that case; the running gateways stay as they were.
+        """
+        async with self._lock:
+            return await self._apply(tenant, specs)
+
+    async def _apply(self, tenant: str, specs: Sequence[GatewaySpec]) -> list[str]:
+        opened: dict[tuple[str, str, str], _OpenProvider] = {}
+        fresh: list[_OpenProvider] = []
+        new: dict[GatewayKey, LiveGateway] = {}
+        try:
+            for spec in specs:
+                providers: dict[str, ToolProvider] = {}
+                for target in spec.targets:
+                    key = (tenant, spec.name, target.name)
+                    fingerprint = target.model_dump_json()
+                    current = self._open.get(key)
+                    if current is not None and current.fingerprint == fingerprint:
+                        opened[key] = current
+                    else:
+                        op = await self._open_provider(spec.name, target, fingerprint)
+                        fresh.append(op)
+                        opened[key] = op
+                    providers[target.name] = opened[key].provider
+                catalog = Catalog(providers, prefix=spec.prefix_tools, max_name_length=spec.max_tool_name_length)
+                await catalog.refresh(CallContext(principal=Principal(tenant=tenant), gateway=spec.name))
+                new[(tenant, spec.name)] = self._live(tenant, spec, catalog)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                for op in fresh:
+                    await op.stack.aclose()
+            raise
+        changed = [
+            name
+            for (t, name), gw in new.items()
+            if (old := self._gateways.get((t, name))) is None
+            or old.spec != gw.spec
+            or old.catalog.snapshot.tool_list != gw.catalog.snapshot.tool_list
+        ]
+        removed = [key for key in self._gateways if key[0] == tenant and key not in new]
+        stale = [op for key, op in self._open.items() if key[0] == tenant and opened.get(key) is not op]
+        for key in [k for k in self._open if k[0] == tenant]:
+            del self._open[key]
+        self._open.update(opened)
+        for key in removed:
+            del self._gateways[key]
+        self._gateways.update(new)
+        for op in fresh:
+            op.provider.subscribe(self._provider_changed_cb(tenant, op))
+        for name in changed:
+            self._notify((tenant, name))
+        for key in removed:
+            self._notify(key)
+        with anyio.CancelScope(shield=True):
+            for op in stale:
+                await op.stack.aclose()
+        return changed + [k[1] for k in removed]
+
+    async def _open_provider(self, gateway: str, target: TargetBase, fingerprint: str) -> _OpenProvider:
+        stack = AsyncExitStack()
+        try:
+            provider = build_provider(target, gateway)
+            await stack.enter_async_context(provider)
+        except ConfigError as exc:
+            await stack.aclose()
+            raise ConfigError(
+                [ConfigIssue(i.message, i.location or f"gateways.{gateway}.targets.{target.name}") for i in exc.issues]
+            ) from None
+        except Exception as exc:  # boundary: a target that cannot open is a configuration problem
+            await stack.aclose()
+            raise ConfigError(
+                f"gateways.{gateway}.targets.{target.name}: cannot start the target: {type(exc).__name__}: {exc}"
+            ) from None
+        return _OpenProvider(fingerprint, provider, stack)
+
+    def _live(self, tenant: str, spec: GatewaySpec, catalog: Catalog) -> LiveGateway:
+        timeouts = {t.name: t.timeout_seconds for t in spec.targets}
+
+        async def route(call: ToolCall, ctx: CallContext) -> ToolResult:
+            entry = catalog.snapshot.tools.get(call.public_name)
+            if entry is None:
+                raise ToolNotFound(call.public_name)
+            target = entry.provider.id
+            timeout = min(timeouts.get(target, math.inf), ctx.remaining())
+            with anyio.move_on_after(timeout):
+                return await entry.provider.call_tool(call, ctx)
+            raise UpstreamUnavailable(
+                f"target {target!r} did not finish within {timeout:g}s; raise its timeout_seconds if that is expected"
+            )
+
+        return LiveGateway(tenant, spec, catalog, compose(self.stages, route), timeouts)
+
+    def _provider_changed_cb(self, tenant: str, op: _OpenProvider) -> Callable[[], None]:
+        def changed() -> None:
+            for (t, _), gw in self._gateways.items():
+                if t == tenant and op.provider in gw.catalog.providers.values():
+                    self._refresh_later(gw)
+
+        return changed
+
+    def _refresh_later(self, gw: LiveGateway) -> None:
+        async def refresh() -> None:
+            before = gw.catalog.snapshot.tool_list
+            try:
+                await gw.catalog.refresh(CallContext(principal=Principal(tenant=gw.tenant), gateway=gw.name))
+            except ConfigError as exc:
+                logger.error("gateway %r: a target's new tool list was refused: %s", gw.name, exc)
+                return
+            if gw.catalog.snapshot.tool_list != before:
+                self._notify((gw.tenant, gw.name))
+
+        if self._task_group is not None:
+            self._task_group.start_soon(refresh)
+
+    async def __aenter__(self) -> Self:
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        """Close every provider."""
+        async with self._lock:
+            with anyio.CancelScope(shield=True):
+                for op in self._open.values():
+                    await op.stack.aclose()
+            self._open.clear()
+            self._gateways.clear()
+        tg, self._task_group = self._task_group, None
+        if tg is not None:
+            tg.cancel_scope.cancel()
+            await tg.__aexit__(None, None, None)

@@ -1,0 +1,5 @@
+"""The MCP front: a thin adapter between the Streamable HTTP wire (both protocol eras) and the core."""
+
+from gateway.mcp.front import McpFront
+
+__all__ = ["McpFront"]

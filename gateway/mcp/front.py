@@ -1,0 +1,374 @@
+"""MCP front: Streamable HTTP for every gateway, both protocol eras on one endpoint.
+
+The `mcp` SDK's lowlevel Server and session manager own the wire: era
+detection, the initialize handshake and sessions (2025-11-25 and earlier),
+per-request envelopes, ``server/discover`` and ``Mcp-Method``/``Mcp-Name``
+checks (2026-07-28), SSE framing, Origin/Host validation and the body limit.
+This module only adapts: it finds the gateway a request is for (from the
+path), turns MCP requests into core calls, and core results and errors into
+MCP results and errors. It never imports a provider.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+import mcp_types as types
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel.server import Server
+from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
+from mcp.server.session import ServerSession
+from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, PromptsListChanged, ToolsListChanged
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS, INVALID_REQUEST
+from starlette.responses import JSONResponse
+from starlette.types import Message, Receive, Scope, Send
+
+from gateway import __version__
+from gateway.core.errors import AuthError, InputRequired, InvalidArguments, RequestError, ToolNotFound
+from gateway.core.types import CallContext, Principal, ToolResult
+from gateway.hub import GatewayKey, Hub, LiveGateway
+from gateway.mcp.channel import McpChannel
+
+logger = logging.getLogger(__name__)
+
+SCOPE_KEY = "switchboard.gateway"
+PRINCIPAL_KEY = "switchboard.principal"
+PAGE_SIZE = 100
+LIST_TTL_MS = 60_000
+
+
+def _cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode()
+
+
+def _offset(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        raw = base64.urlsafe_b64decode(cursor.encode()).decode()
+        if raw.startswith("o:") and (value := int(raw[2:])) >= 0:
+            return value
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise MCPError(INVALID_PARAMS, "Invalid cursor: pass back the nextCursor of the previous page unchanged.")
+
+
+def _page(items: list[Any], cursor: str | None, key: str) -> dict[str, Any]:
+    start = _offset(cursor)
+    page: dict[str, Any] = {key: items[start : start + PAGE_SIZE]}
+    if start + PAGE_SIZE < len(items):
+        page["nextCursor"] = _cursor(start + PAGE_SIZE)
+    return page
+
+
+def result_to_wire(result: ToolResult) -> dict[str, Any]:
+    """A core ToolResult as a ``CallToolResult`` dict."""
+    wire: dict[str, Any] = {"content": list(result.content)}
+    if result.structured is not None:
+        wire["structuredContent"] = result.structured
+    if result.is_error:
+        wire["isError"] = True
+    return wire
+
+
+def to_wire(exc: Exception) -> MCPError:
+    """Our request errors as JSON-RPC errors (the fronts' one mapping)."""
+    if isinstance(exc, MCPError):
+        return exc
+    if isinstance(exc, ToolNotFound | RequestError):
+        return MCPError(INVALID_PARAMS, str(exc))
+    if isinstance(exc, AuthError):
+        return MCPError(INVALID_REQUEST, str(exc))
+    return MCPError(INVALID_REQUEST, str(exc))
+
+
+class McpFront:
+    """Serves every live gateway of a Hub over MCP Streamable HTTP."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        *,
+        allowed_hosts: list[str],
+        allowed_origins: list[str],
+        max_request_bytes: int,
+        state_keys: list[bytes],
+    ) -> None:
+        self.hub = hub
+        self.server: Server[Any] = Server(
+            "switchboard",
+            version=__version__,
+            title="Switchboard MCP gateway",
+            on_list_tools=self._list_tools,
+            on_call_tool=self._call_tool,
+            on_list_resources=self._list_resources,
+            on_list_resource_templates=self._list_resource_templates,
+            on_read_resource=self._read_resource,
+            on_list_prompts=self._list_prompts,
+            on_get_prompt=self._get_prompt,
+            on_completion=self._complete,
+            on_subscriptions_listen=self._listen,
+        )
+        # Seals 2026-07-28 requestState, bound to the request and the caller.
+        self.server.middleware.append(
+            RequestStateBoundary(
+                RequestStateSecurity(keys=state_keys, bind_principal=_principal_of), default_audience="switchboard"
+            )
+        )
+        self.manager = StreamableHTTPSessionManager(
+            self.server,
+            security_settings=TransportSecuritySettings(
+                enable_dns_rebinding_protection=True,
+                allowed_hosts=allowed_hosts,
+                allowed_origins=allowed_origins,
+            ),
+            max_request_body_size=max_request_bytes,
+        )
+        self._buses: dict[GatewayKey, InMemorySubscriptionBus] = {}
+        self._listen_handlers: dict[GatewayKey, ListenHandler] = {}
+        # Legacy-era sessions by id: which gateway they belong to, and a session
+        # handle whose connection carries list_changed on the standalone stream.
+        self._sessions: dict[str, tuple[GatewayKey, ServerSession | None]] = {}
+        self._task_group: anyio.abc.TaskGroup | None = None
+        hub.subscribe(self._gateway_changed)
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def __aenter__(self) -> McpFront:
+        self._cm = self.manager.run()
+        await self._cm.__aenter__()
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        for handler in self._listen_handlers.values():
+            handler.close()
+        tg, self._task_group = self._task_group, None
+        if tg is not None:
+            tg.cancel_scope.cancel()
+            await tg.__aexit__(None, None, None)
+        await self._cm.__aexit__(None, None, None)
+
+    # -- ASGI --------------------------------------------------------------
+
+    async def handle(self, key: GatewayKey, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one HTTP request for the gateway ``key``."""
+        if self.hub.get(*key) is None:
+            response = JSONResponse(
+                {"error": f"No gateway named {key[1]!r}. GET /admin/v1/gateways lists the gateways."}, 404
+            )
+            await response(scope, receive, send)
+            return
+        session_id = _header(scope, MCP_SESSION_ID_HEADER.lower().encode())
+        if session_id is not None:
+            known = self._sessions.get(session_id)
+            if known is not None and known[0] != key:
+                # A session belongs to the gateway that created it; elsewhere it does not exist.
+                await JSONResponse(
+                    {"jsonrpc": "2.0", "id": None, "error": {"code": INVALID_REQUEST, "message": "Session not found"}},
+                    404,
+                )(scope, receive, send)
+                return
+            if scope.get("method") == "DELETE":
+                self._sessions.pop(session_id, None)
+        scope.setdefault("state", {})[SCOPE_KEY] = key
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start" and session_id is None:
+                for name, value in message.get("headers", []):
+                    if name.lower() == b"mcp-session-id":
+                        self._sessions[value.decode()] = (key, None)
+            await send(message)
+
+        await self.manager.handle_request(scope, receive, send_wrapper)
+
+    # -- handlers ----------------------------------------------------------
+
+    def _gateway(self, ctx: ServerRequestContext[Any, Any]) -> tuple[LiveGateway, CallContext]:
+        request = ctx.request
+        key: GatewayKey | None = None
+        if request is not None:
+            key = request.scope.get("state", {}).get(SCOPE_KEY)
+        if key is None:
+            raise MCPError(INVALID_REQUEST, "This server serves MCP only over its HTTP gateway endpoints.")
+        gw = self.hub.get(*key)
+        if gw is None:
+            raise MCPError(INVALID_REQUEST, f"Gateway {key[1]!r} no longer exists.")
+        session_id = request.headers.get(MCP_SESSION_ID_HEADER) if request is not None else None
+        if session_id is not None and session_id in self._sessions and self._sessions[session_id][1] is None:
+            self._sessions[session_id] = (key, ctx.session)
+        meta = dict(ctx.params.get("_meta") or {}) if isinstance(ctx.params, Mapping) else {}
+        principal = request.scope.get("state", {}).get(PRINCIPAL_KEY) if request is not None else None
+        call_ctx = CallContext(
+            principal=principal if isinstance(principal, Principal) else Principal(tenant=key[0]),
+            gateway=key[1],
+            session_id=session_id,
+            deadline=math.inf,
+            request_id=ctx.request_id,
+            meta=meta,
+        )
+        return gw, call_ctx
+
+    async def _list_tools(
+        self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+    ) -> dict[str, Any]:
+        gw, _ = self._gateway(ctx)
+        page = _page(gw.catalog.snapshot.tool_list, params.cursor if params else None, "tools")
+        return self._cacheable(ctx, page)
+
+    def _cacheable(self, ctx: ServerRequestContext[Any, Any], page: dict[str, Any]) -> dict[str, Any]:
+        if ctx.protocol_version >= "2026-07-28":
+            # Lists change only through config; clients may cache them until told otherwise.
+            page["ttlMs"] = LIST_TTL_MS
+            page["cacheScope"] = "shared"
+        return page
+
+    async def _call_tool(
+        self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
+    ) -> dict[str, Any] | types.InputRequiredResult:
+        gw, call_ctx = self._gateway(ctx)
+        channel = McpChannel(ctx, params)
+        call_ctx.channel = channel
+        try:
+            result = await gw.call(params.name, params.arguments, call_ctx)
+        except InvalidArguments as exc:
+            # Input validation errors are tool errors, so the model can correct itself.
+            return result_to_wire(ToolResult.error(str(exc)))
+        except InputRequired as pending:
+            return channel.input_required(pending)
+        except (RequestError, AuthError) as exc:
+            raise to_wire(exc) from None
+        return result_to_wire(result)
+
+    async def _list_resources(
+        self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+    ) -> dict[str, Any]:
+        gw, _ = self._gateway(ctx)
+        items = []
+        for _, res in gw.catalog.snapshot.resources.values():
+            item: dict[str, Any] = {"uri": res.uri, "name": res.name}
+            for attr, wire in (("title", "title"), ("description", "description"), ("mime_type", "mimeType")):
+                if getattr(res, attr):
+                    item[wire] = getattr(res, attr)
+            items.append(item)
+        return self._cacheable(ctx, _page(items, params.cursor if params else None, "resources"))
+
+    async def _list_resource_templates(
+        self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+    ) -> dict[str, Any]:
+        gw, _ = self._gateway(ctx)
+        items = []
+        for _, t in gw.catalog.snapshot.templates:
+            item: dict[str, Any] = {"uriTemplate": t.uri_template, "name": t.name}
+            for attr, wire in (("title", "title"), ("description", "description"), ("mime_type", "mimeType")):
+                if getattr(t, attr):
+                    item[wire] = getattr(t, attr)
+            items.append(item)
+        return self._cacheable(ctx, _page(items, params.cursor if params else None, "resourceTemplates"))
+
+    async def _read_resource(
+        self, ctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams
+    ) -> dict[str, Any]:
+        gw, call_ctx = self._gateway(ctx)
+        try:
+            contents = await gw.catalog.read_resource(str(params.uri), call_ctx)
+        except (RequestError, AuthError) as exc:
+            raise MCPError(-32002, str(exc)) from None
+        return {"contents": list(contents)}
+
+    async def _list_prompts(
+        self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+    ) -> dict[str, Any]:
+        gw, _ = self._gateway(ctx)
+        items = []
+        for name, (_, p) in gw.catalog.snapshot.prompts.items():
+            item: dict[str, Any] = {"name": name}
+            if p.title:
+                item["title"] = p.title
+            if p.description:
+                item["description"] = p.description
+            if p.arguments:
+                item["arguments"] = list(p.arguments)
+            items.append(item)
+        return self._cacheable(ctx, _page(items, params.cursor if params else None, "prompts"))
+
+    async def _get_prompt(
+        self, ctx: ServerRequestContext[Any, Any], params: types.GetPromptRequestParams
+    ) -> dict[str, Any]:
+        gw, call_ctx = self._gateway(ctx)
+        try:
+            return await gw.catalog.get_prompt(params.name, params.arguments or {}, call_ctx)
+        except (RequestError, AuthError) as exc:
+            raise to_wire(exc) from None
+
+    async def _complete(
+        self, ctx: ServerRequestContext[Any, Any], params: types.CompleteRequestParams
+    ) -> dict[str, Any]:
+        gw, call_ctx = self._gateway(ctx)
+        ref = params.ref.model_dump(by_alias=True, exclude_none=True)
+        argument = params.argument.model_dump(by_alias=True, exclude_none=True)
+        context = params.context.model_dump(by_alias=True, exclude_none=True) if params.context else None
+        provider = (
+            gw.catalog.provider_for_prompt(ref.get("name", ""))
+            if ref.get("type") == "ref/prompt"
+            else gw.catalog.provider_for_template(ref.get("uri", ""))
+        )
+        if provider is None:
+            return {"completion": {"values": [], "hasMore": False}}
+        if ref.get("type") == "ref/prompt":
+            hit = gw.catalog.snapshot.prompts[ref["name"]]
+            ref = {**ref, "name": hit[1].name}
+        return {"completion": await provider.complete(ref, argument, context, call_ctx)}
+
+    async def _listen(
+        self, ctx: ServerRequestContext[Any, Any], params: types.SubscriptionsListenRequestParams
+    ) -> types.SubscriptionsListenResult:
+        gw, _ = self._gateway(ctx)
+        key = (gw.tenant, gw.name)
+        handler = self._listen_handlers.get(key)
+        if handler is None:
+            bus = self._buses.setdefault(key, InMemorySubscriptionBus())
+            handler = self._listen_handlers[key] = ListenHandler(bus)
+        return await handler(ctx, params)
+
+    # -- change notifications -----------------------------------------------
+
+    def _gateway_changed(self, key: GatewayKey) -> None:
+        if self._task_group is not None:
+            self._task_group.start_soon(self._notify, key)
+
+    async def _notify(self, key: GatewayKey) -> None:
+        bus = self._buses.get(key)
+        if bus is not None:
+            await bus.publish(ToolsListChanged())
+            await bus.publish(PromptsListChanged())
+        for session_id, (skey, session) in list(self._sessions.items()):
+            if skey != key or session is None:
+                continue
+            try:
+                await session.send_tool_list_changed()
+            except Exception as exc:  # boundary: a gone session must not stop the others
+                logger.debug("dropping session %s from notifications: %s", session_id[:8], exc)
+                self._sessions.pop(session_id, None)
+
+
+def _principal_of(ctx: ServerRequestContext[Any, Any]) -> str | None:
+    principal = ctx.request.scope.get("state", {}).get(PRINCIPAL_KEY) if ctx.request is not None else None
+    return f"{principal.tenant}/{principal.subject}" if isinstance(principal, Principal) else None
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for k, v in scope.get("headers", []):
+        if k == name:
+            return str(v.decode("latin-1"))
+    return None

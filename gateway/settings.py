@@ -1,0 +1,33 @@
+"""Process settings, from ``SWITCHBOARD_*`` environment variables (and CLI flags)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """How this gateway process runs. Gateways and targets live in the config, not here."""
+
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    data_dir: Path = Path(".switchboard")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default: a SQLite file in the data dir. postgresql+asyncpg://... to scale out."
+    )
+    public_url: str | None = Field(None, description="The URL clients use, when behind a proxy.")
+    allowed_hosts: list[str] = Field(default_factory=list, description="Extra Host header values to accept.")
+    allowed_origins: list[str] = Field(default_factory=list, description="Extra browser Origins to accept.")
+    max_request_bytes: int = Field(4 * 1024 * 1024, gt=0)
+    config_poll_seconds: float = Field(2.0, gt=0, description="How often to look for changes made by other processes.")
+    shutdown_grace_seconds: float = Field(30.0, ge=0)
+    log_level: str = "info"
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'switchboard.db').resolve()}"

@@ -1,0 +1,1 @@
+"""runtime: a peer of the gateway (see ARCHITECTURE.md); it never imports `gateway`."""

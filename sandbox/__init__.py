@@ -1,0 +1,1 @@
+"""sandbox: a peer of the gateway (see ARCHITECTURE.md); it never imports `gateway`."""

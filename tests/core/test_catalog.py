@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from gateway.core.catalog import Catalog, public_name
+from gateway.core.errors import ConfigError, InvalidArguments, ToolNotFound
+from gateway.core.provider import ToolProvider
+from gateway.core.types import CallContext, ToolCall, ToolResult, ToolSpec
+
+pytestmark = pytest.mark.anyio
+
+
+class Echo(ToolProvider):
+    kind = "test"
+
+    def __init__(self, id: str, names: Sequence[str], schema: dict | None = None) -> None:
+        super().__init__(id)
+        self.names = list(names)
+        self.schema = schema or {"type": "object"}
+
+    async def list_tools(self, ctx: CallContext) -> Sequence[ToolSpec]:
+        return [ToolSpec(name=n, description=f"{n} tool", input_schema=self.schema) for n in self.names]
+
+    async def call_tool(self, call: ToolCall, ctx: CallContext) -> ToolResult:
+        return ToolResult.text(f"{self.id}:{call.name}:{call.arguments}")
+
+
+class Broken(ToolProvider):
+    kind = "test"
+
+    async def list_tools(self, ctx: CallContext) -> Sequence[ToolSpec]:
+        raise RuntimeError("upstream down")
+
+    async def call_tool(self, call: ToolCall, ctx: CallContext) -> ToolResult:
+        raise AssertionError
+
+
+def test_names_are_prefixed_and_valid() -> None:
+    assert public_name("tickets", "open") == "tickets___open"
+    assert public_name(None, "open") == "open"
+
+
+def test_long_names_are_shortened_deterministically_within_64() -> None:
+    long = "x" * 100
+    a = public_name("target", long)
+    assert len(a) == 64
+    assert a == public_name("target", long)
+    assert a != public_name("target", long + "y")
+
+
+def test_invalid_characters_are_replaced_and_hashed_so_they_cannot_collide() -> None:
+    a, b = public_name("t", "get user"), public_name("t", "get/user")
+    assert a != b
+    assert all(c.isalnum() or c in "_.-" for c in a + b)
+
+
+async def test_two_targets_with_same_tool_get_distinct_names() -> None:
+    cat = Catalog({"a": Echo("a", ["search"]), "b": Echo("b", ["search"])})
+    snap = await cat.refresh(CallContext())
+    assert sorted(snap.tools) == ["a___search", "b___search"]
+
+
+async def test_collision_is_a_config_error_not_shadowing() -> None:
+    # Without prefixes two tools of one target can only collide by name
+    cat = Catalog({"a": Echo("a", ["x", "x"])}, prefix=False)
+    with pytest.raises(ConfigError, match="published by both"):
+        await cat.refresh(CallContext())
+
+
+def test_prefix_opt_out_needs_single_target() -> None:
+    with pytest.raises(ConfigError, match="single target"):
+        Catalog({"a": Echo("a", ["x"]), "b": Echo("b", ["y"])}, prefix=False)
+
+
+async def test_one_failing_provider_is_skipped_not_fatal() -> None:
+    cat = Catalog({"ok": Echo("ok", ["t"]), "bad": Broken("bad")})
+    snap = await cat.refresh(CallContext())
+    assert list(snap.tools) == ["ok___t"]
+    assert "upstream down" in snap.failed["bad"]
+
+
+async def test_arguments_are_validated_with_the_field_named() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"user": {"type": "object", "properties": {"age": {"type": "integer"}}}},
+        "required": ["user"],
+    }
+    cat = Catalog({"a": Echo("a", ["t"], schema)})
+    await cat.refresh(CallContext())
+    with pytest.raises(InvalidArguments) as err:
+        cat.resolve("a___t", {"user": {"age": "old"}})
+    assert err.value.field_path == "user.age"
+    assert "'old' is not of type 'integer'" in str(err.value)
+    with pytest.raises(InvalidArguments, match="'user' is a required property"):
+        cat.resolve("a___t", {})
+    entry, call = cat.resolve("a___t", {"user": {"age": 3}})
+    assert call.name == "t" and call.public_name == "a___t"
+
+
+async def test_unknown_tool() -> None:
+    cat = Catalog({"a": Echo("a", ["t"])})
+    await cat.refresh(CallContext())
+    with pytest.raises(ToolNotFound):
+        cat.resolve("a___nope", {})
+
+
+async def test_invalid_input_schema_is_a_config_error() -> None:
+    cat = Catalog({"a": Echo("a", ["t"], {"type": "objekt"})})
+    with pytest.raises(ConfigError, match="not valid JSON Schema"):
+        await cat.refresh(CallContext())
