@@ -133,7 +133,7 @@ class Switchboard:
         tenant, digest, purpose = found
         if purpose != ADMIN_PURPOSE or not hmac.compare_digest(digest, hash_key(key)):
             return None
-        return tenant
+        return str(tenant)
 
 
 def state_key(data_dir: Path) -> bytes:
@@ -167,7 +167,12 @@ def create_app(
     """The whole gateway as one ASGI app; everything opens in its lifespan."""
     holder: dict[str, Any] = {}
     allowed_hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", *settings.allowed_hosts]
-    allowed_origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*", *settings.allowed_origins]
+    allowed_origins = [
+        "http://127.0.0.1:*",
+        "http://localhost:*",
+        "http://[::1]:*",
+        *settings.allowed_origins,
+    ]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

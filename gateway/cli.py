@@ -58,7 +58,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         sock.bind((settings.host, settings.port))
     except OSError as exc:
-        return _fail(f"switchboard: cannot listen on {settings.host}:{settings.port}: {exc.strerror}; pick --port")
+        return _fail(
+            f"switchboard: cannot listen on {settings.host}:{settings.port}: {exc.strerror}; pick --port"
+        )
     port = sock.getsockname()[1]
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     base = settings.public_url or f"http://{host}:{port}"
@@ -67,9 +69,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         lines = [f"Switchboard {__version__} serving on {base}"]
         for gw in system.hub.gateways():
             lines.append(f"  MCP  {_gateway_url(base, gw.name)}  ({len(gw.catalog.snapshot.tools)} tools)")
-        lines.append(f"  admin API  {base}/admin/v1  (OpenAPI: {base}/admin/openapi.json)")
         if admin_key:
             lines.append(f"  admin key (shown once, stored hashed): {admin_key}")
+        lines.append(f"  admin API  {base}/admin/v1  (OpenAPI: {base}/admin/openapi.json)")
         print("\n".join(lines), flush=True)
 
     app = create_app(settings, config_path=args.config, on_ready=ready)
@@ -115,7 +117,9 @@ async def _apply(args: argparse.Namespace) -> int:
         await store.close()
     for kind, name, change in changes:
         print(f"{kind} {name} {change}")
-    counts = {c: sum(1 for *_, ch in changes if ch == c) for c in ("created", "updated", "deleted", "unchanged")}
+    counts = {
+        c: sum(1 for *_, ch in changes if ch == c) for c in ("created", "updated", "deleted", "unchanged")
+    }
     print(", ".join(f"{n} {c}" for c, n in counts.items()))
     return 0
 
@@ -176,7 +180,9 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def data_dir(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--data-dir", type=Path, help="where the embedded database and keys live (.switchboard)")
+        sp.add_argument(
+            "--data-dir", type=Path, help="where the embedded database and keys live (.switchboard)"
+        )
 
     s = sub.add_parser("serve", help="serve the gateways")
     s.add_argument("--config", help="a switchboard.yaml to apply at start")

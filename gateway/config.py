@@ -9,7 +9,7 @@ field, and say how to fix it.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -55,7 +55,9 @@ class TargetBase(Model):
     description: str = ""
     include: list[str] = Field(default_factory=list, description="Only tools matching these globs.")
     exclude: list[str] = Field(default_factory=list, description="Hide tools matching these globs.")
-    overrides: dict[str, Override] = Field(default_factory=dict, description="Keyed by the target's tool name.")
+    overrides: dict[str, Override] = Field(
+        default_factory=dict, description="Keyed by the target's tool name."
+    )
     timeout_seconds: float = Field(60.0, gt=0, le=3600, description="Deadline of one call to this target.")
 
 
@@ -65,7 +67,9 @@ class FunctionRef(Model):
     function: Annotated[str, Field(pattern=r"^[\w.]+:[\w.]+$", description="'package.module:callable'")]
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")] | None = None
     description: str | None = None
-    input_schema: dict[str, Any] | None = Field(None, description="Overrides the schema derived from type hints.")
+    input_schema: dict[str, Any] | None = Field(
+        None, description="Overrides the schema derived from type hints."
+    )
 
 
 class FunctionTarget(TargetBase):
@@ -82,7 +86,9 @@ class LambdaTarget(TargetBase):
     function_name: str = Field(description="Name or ARN of the function.")
     qualifier: str | None = Field(None, description="Version or alias.")
     region: str | None = None
-    endpoint_url: str | None = Field(None, description="Lambda API endpoint override (LocalStack and the like).")
+    endpoint_url: str | None = Field(
+        None, description="Lambda API endpoint override (LocalStack and the like)."
+    )
     tools: list[ToolDef] = Field(min_length=1)
 
 
@@ -111,7 +117,9 @@ class GatewaySpec(Model):
 
     name: Name
     description: str = ""
-    prefix_tools: bool = Field(True, description="Publish tools as '{target}___{tool}'. Off needs one target.")
+    prefix_tools: bool = Field(
+        True, description="Publish tools as '{target}___{tool}'. Off needs one target."
+    )
     max_tool_name_length: int = Field(64, ge=16, le=128)
     targets: list[Target] = Field(default_factory=list)
 
@@ -148,11 +156,15 @@ StoredGateway = tuple[str, dict[str, Any], list[tuple[str, dict[str, Any]]]]
 def to_store(spec: GatewaySpec) -> StoredGateway:
     """A gateway in the store's shape: (name, gateway document, [(target name, target document)])."""
     doc = spec.model_dump(mode="json", exclude={"targets", "name"}, exclude_defaults=True)
-    targets = [(t.name, t.model_dump(mode="json", exclude={"name"}, exclude_defaults=True)) for t in spec.targets]
+    targets = [
+        (t.name, t.model_dump(mode="json", exclude={"name"}, exclude_defaults=True)) for t in spec.targets
+    ]
     return spec.name, doc, targets
 
 
-def gateway_from_store(spec: Mapping[str, Any], targets: list[Mapping[str, Any]], source: str) -> GatewaySpec:
+def gateway_from_store(
+    spec: Mapping[str, Any], targets: Sequence[Mapping[str, Any]], source: str
+) -> GatewaySpec:
     """Rebuild a GatewaySpec from stored documents."""
     return validate(GatewaySpec, {**spec, "targets": targets}, source=source)
 
@@ -167,15 +179,18 @@ def validate(
 ) -> M:
     """Validate ``data`` against ``model``; errors become one ConfigError with located issues."""
     try:
-        if isinstance(model, TypeAdapter):
-            return model.validate_python(data)
-        return model.model_validate(data)
+        adapter = model if isinstance(model, TypeAdapter) else TypeAdapter(model)
+        return adapter.validate_python(data)
     except ValidationError as exc:
         raise ConfigError(_issues(exc, source, lines or {}, prefix, data)) from None
 
 
 def _issues(
-    exc: ValidationError, source: str, lines: Mapping[tuple[Any, ...], int], prefix: tuple[Any, ...], data: Any
+    exc: ValidationError,
+    source: str,
+    lines: Mapping[tuple[Any, ...], int],
+    prefix: tuple[Any, ...],
+    data: Any,
 ) -> list[ConfigIssue]:
     out: list[ConfigIssue] = []
     for err in exc.errors(include_url=False):
@@ -190,11 +205,12 @@ def _issues(
                 break
         message = err["msg"]
         if err["type"] == "extra_forbidden":
-            message = f"unknown field {loc[-1]!r}: check its spelling (`switchboard schema` lists every field)"
-        elif err["type"] == "union_tag_invalid":
             message = (
-                f"unknown target kind {err.get('ctx', {}).get('tag')!r}: use one of function, lambda, http, plugin"
+                f"unknown field {loc[-1]!r}: check its spelling (`switchboard schema` lists every field)"
             )
+        elif err["type"] == "union_tag_invalid":
+            tag = err.get("ctx", {}).get("tag")
+            message = f"unknown target kind {tag!r}: use one of function, lambda, http, plugin"
         elif err["type"] == "union_tag_not_found":
             message = "a target needs a `kind` (function, lambda, http or plugin)"
         elif err["type"] == "missing":
@@ -207,8 +223,9 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     # pydantic puts the discriminator value and union member names into locations
     out: list[Any] = []
     for part in loc:
-        if isinstance(part, str) and (part in ("function", "lambda", "http", "plugin") and out and
-                                      isinstance(out[-1], int)):
+        if isinstance(part, str) and (
+            part in ("function", "lambda", "http", "plugin") and out and isinstance(out[-1], int)
+        ):
             continue
         if isinstance(part, str) and (part.startswith("function-after") or "[" in part):
             continue
@@ -259,8 +276,9 @@ def load_document(text: str, source: str) -> Document:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError([ConfigIssue("the document must be a mapping with a `gateways:` list", source=source,
-                                       line=1)])
+        raise ConfigError(
+            [ConfigIssue("the document must be a mapping with a `gateways:` list", source=source, line=1)]
+        )
     return validate(Document, data, source=source, lines=lines)
 
 

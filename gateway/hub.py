@@ -37,9 +37,12 @@ ChangeListener = Callable[[GatewayKey], None]
 def build_provider(target: TargetBase, gateway: str) -> ToolProvider:
     """The provider for one target, with its include/exclude and overrides applied."""
     kind: str = target.kind  # type: ignore[attr-defined]
-    provider: ToolProvider = provider_class(kind)(target, gateway=gateway)  # type: ignore[call-arg]
+    factory: Any = provider_class(kind)  # each provider class takes its own config model
+    provider: ToolProvider = factory(target, gateway=gateway)
     if target.overrides:
-        provider = Overridden(provider, {k: v.model_dump(exclude_none=True) for k, v in target.overrides.items()})
+        provider = Overridden(
+            provider, {k: v.model_dump(exclude_none=True) for k, v in target.overrides.items()}
+        )
     if target.include or target.exclude:
         provider = Filtered(provider, target.include, target.exclude)
     return provider
@@ -68,7 +71,7 @@ class LiveGateway:
 
     async def call(self, name: str, arguments: dict[str, Any] | None, ctx: CallContext) -> ToolResult:
         """Resolve, validate and run one tool through the pipeline."""
-        entry, call = self.catalog.resolve(name, arguments)
+        _, call = self.catalog.resolve(name, arguments)
         return await self.handler(call, ctx)
 
 
@@ -124,7 +127,9 @@ class Hub:
                         fresh.append(op)
                         opened[key] = op
                     providers[target.name] = opened[key].provider
-                catalog = Catalog(providers, prefix=spec.prefix_tools, max_name_length=spec.max_tool_name_length)
+                catalog = Catalog(
+                    providers, prefix=spec.prefix_tools, max_name_length=spec.max_tool_name_length
+                )
                 await catalog.refresh(CallContext(principal=Principal(tenant=tenant), gateway=spec.name))
                 new[(tenant, spec.name)] = self._live(tenant, spec, catalog)
         except BaseException:
@@ -141,18 +146,18 @@ class Hub:
         ]
         removed = [key for key in self._gateways if key[0] == tenant and key not in new]
         stale = [op for key, op in self._open.items() if key[0] == tenant and opened.get(key) is not op]
-        for key in [k for k in self._open if k[0] == tenant]:
-            del self._open[key]
+        for open_key in [k for k in self._open if k[0] == tenant]:
+            del self._open[open_key]
         self._open.update(opened)
-        for key in removed:
-            del self._gateways[key]
+        for gw_key in removed:
+            del self._gateways[gw_key]
         self._gateways.update(new)
         for op in fresh:
             op.provider.subscribe(self._provider_changed_cb(tenant, op))
         for name in changed:
             self._notify((tenant, name))
-        for key in removed:
-            self._notify(key)
+        for gw_key in removed:
+            self._notify(gw_key)
         with anyio.CancelScope(shield=True):
             for op in stale:
                 await op.stack.aclose()
@@ -166,12 +171,16 @@ class Hub:
         except ConfigError as exc:
             await stack.aclose()
             raise ConfigError(
-                [ConfigIssue(i.message, i.location or f"gateways.{gateway}.targets.{target.name}") for i in exc.issues]
+                [
+                    ConfigIssue(i.message, i.location or f"gateways.{gateway}.targets.{target.name}")
+                    for i in exc.issues
+                ]
             ) from None
-        except Exception as exc:  # boundary: a target that cannot open is a configuration problem
+        except Exception as exc:  # noqa: BLE001 - boundary: a target that cannot open is a configuration problem
             await stack.aclose()
             raise ConfigError(
-                f"gateways.{gateway}.targets.{target.name}: cannot start the target: {type(exc).__name__}: {exc}"
+                f"gateways.{gateway}.targets.{target.name}: cannot start the target: "
+                f"{type(exc).__name__}: {exc}"
             ) from None
         return _OpenProvider(fingerprint, provider, stack)
 
@@ -187,7 +196,8 @@ class Hub:
             with anyio.move_on_after(timeout):
                 return await entry.provider.call_tool(call, ctx)
             raise UpstreamUnavailable(
-                f"target {target!r} did not finish within {timeout:g}s; raise its timeout_seconds if that is expected"
+                f"target {target!r} did not finish within {timeout:g}s; "
+                "raise its timeout_seconds if that is expected"
             )
 
         return LiveGateway(tenant, spec, catalog, compose(self.stages, route), timeouts)

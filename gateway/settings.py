@@ -17,13 +17,16 @@ class Settings(BaseSettings):
     port: int = Field(8080, ge=0, le=65535)
     data_dir: Path = Path(".switchboard")
     database_url: str | None = Field(
-        None, description="SQLAlchemy URL; default: a SQLite file in the data dir. postgresql+asyncpg://... to scale out."
+        None,
+        description="SQLAlchemy URL; default: SQLite in the data dir; postgresql+asyncpg://... to scale out.",
     )
     public_url: str | None = Field(None, description="The URL clients use, when behind a proxy.")
     allowed_hosts: list[str] = Field(default_factory=list, description="Extra Host header values to accept.")
     allowed_origins: list[str] = Field(default_factory=list, description="Extra browser Origins to accept.")
     max_request_bytes: int = Field(4 * 1024 * 1024, gt=0)
-    config_poll_seconds: float = Field(2.0, gt=0, description="How often to look for changes made by other processes.")
+    config_poll_seconds: float = Field(
+        2.0, gt=0, description="How often to look for changes made by other processes."
+    )
     shutdown_grace_seconds: float = Field(30.0, ge=0)
     log_level: str = "info"
 

@@ -33,12 +33,16 @@ def test_unknown_field_names_file_line_and_field() -> None:
 
 def test_unknown_kind_points_at_the_kind_line() -> None:
     found = issues("gateways:\n  - name: g\n    targets:\n      - name: a\n        kind: ftp\n")
-    assert found == ["sw.yaml:5: gateways[0].targets[0].kind: unknown target kind 'ftp': use one of function, "
-                     "lambda, http, plugin"]
+    assert found == [
+        "sw.yaml:5: gateways[0].targets[0].kind: unknown target kind 'ftp': use one of function, "
+        "lambda, http, plugin"
+    ]
 
 
 def test_missing_field_and_bad_value() -> None:
-    found = issues("gateways:\n  - name: g\n    targets:\n      - {name: a, kind: http, url: ftp://x, tools: []}\n")
+    found = issues(
+        "gateways:\n  - name: g\n    targets:\n      - {name: a, kind: http, url: ftp://x, tools: []}\n"
+    )
     assert any("targets[0].url" in f and "should match pattern" in f for f in found)
     assert any("targets[0].tools" in f and "at least 1" in f for f in found)
 

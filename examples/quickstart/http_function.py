@@ -27,4 +27,6 @@ async def convert(request: Request) -> JSONResponse:
 app = Starlette(routes=[Route("/convert", convert, methods=["POST"])])
 
 if __name__ == "__main__":
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]) if len(sys.argv) > 1 else 8081, log_level="warning")
+    uvicorn.run(
+        app, host="127.0.0.1", port=int(sys.argv[1]) if len(sys.argv) > 1 else 8081, log_level="warning"
+    )

@@ -36,7 +36,9 @@ def _error(status: int, message: str, issues: list[ConfigIssue] | None = None) -
 async def _json_body(request: Request) -> Any:
     raw = await request.body()
     if not raw:
-        raise ConfigError([ConfigIssue("the request body is empty; send a JSON object", source="request body")])
+        raise ConfigError(
+            [ConfigIssue("the request body is empty; send a JSON object", source="request body")]
+        )
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -130,11 +132,16 @@ async def _write_target(request: Request, system: Switchboard, tenant: str, *, c
     if not create and isinstance(body, dict):
         body.setdefault("name", request.path_params["target"])
         if body["name"] != request.path_params["target"]:
-            return _error(400, f"the body names target {body['name']!r} but the URL names {request.path_params['target']!r}")
+            return _error(
+                400,
+                f"the body names target {body['name']!r} but the URL names {request.path_params['target']!r}",
+            )
     target: TargetBase = validate(_TARGET, body, source="request body")
     exists = any(t.name == target.name for t in gw.targets)
     if create and exists:
-        return _error(409, f"target {target.name!r} exists; PUT /admin/v1/gateways/{gw_name}/targets/{target.name}")
+        return _error(
+            409, f"target {target.name!r} exists; PUT /admin/v1/gateways/{gw_name}/targets/{target.name}"
+        )
     targets = [target if t.name == target.name else t for t in gw.targets]
     if not exists:
         targets.append(target)
@@ -147,7 +154,9 @@ async def _write_target(request: Request, system: Switchboard, tenant: str, *, c
     )
     await system.reload()
     status = 201 if change == "created" else 200
-    return JSONResponse({"target": target.model_dump(mode="json", exclude_defaults=True), "change": change}, status)
+    return JSONResponse(
+        {"target": target.model_dump(mode="json", exclude_defaults=True), "change": change}, status
+    )
 
 
 async def create_target(request: Request, system: Switchboard, tenant: str) -> Response:
@@ -212,7 +221,12 @@ _ROUTES: list[tuple[str, str, Handler, str]] = [
     ("/admin/v1/gateways/{gateway}/targets/{target}", "GET", get_target, "Get a target"),
     ("/admin/v1/gateways/{gateway}/targets/{target}", "PUT", put_target, "Create or replace a target"),
     ("/admin/v1/gateways/{gateway}/targets/{target}", "DELETE", delete_target, "Delete a target"),
-    ("/admin/v1/gateways/{gateway}/tools", "GET", list_tools, "The gateway's resolved tools (MCP Tool objects)"),
+    (
+        "/admin/v1/gateways/{gateway}/tools",
+        "GET",
+        list_tools,
+        "The gateway's resolved tools (MCP Tool objects)",
+    ),
 ]
 
 
@@ -239,9 +253,7 @@ def admin_routes(get_system: SystemGetter) -> list[BaseRoute]:
 
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 description of the admin API."""
-    _, defs = models_json_schema(
-        [(GatewaySpec, "validation")], ref_template="#/components/schemas/{model}"
-    )
+    _, defs = models_json_schema([(GatewaySpec, "validation")], ref_template="#/components/schemas/{model}")
     schemas: dict[str, Any] = dict(defs.get("$defs", {}))
     schemas["Error"] = {
         "type": "object",
@@ -258,8 +270,10 @@ def openapi_document() -> dict[str, Any]:
         },
     }
     target_ref = {
-        "oneOf": [{"$ref": f"#/components/schemas/{n}"} for n in
-                  ("FunctionTarget", "LambdaTarget", "HttpTarget", "PluginTarget")],
+        "oneOf": [
+            {"$ref": f"#/components/schemas/{n}"}
+            for n in ("FunctionTarget", "LambdaTarget", "HttpTarget", "PluginTarget")
+        ],
         "discriminator": {"propertyName": "kind"},
     }
     err = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}

@@ -22,8 +22,7 @@ from typing import Any
 
 import anyio
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError, ValidationError
-from jsonschema.exceptions import best_match
+from jsonschema.exceptions import SchemaError, ValidationError, best_match
 
 from gateway.core.errors import ConfigError, ConfigIssue, InvalidArguments, RequestError, ToolNotFound
 from gateway.core.provider import PromptSpec, ResourceSpec, ResourceTemplateSpec, ToolProvider
@@ -143,7 +142,7 @@ class Catalog:
                     await provider.list_resource_templates(ctx),
                     await provider.list_prompts(ctx),
                 )
-            except Exception as exc:  # boundary: one broken target must not empty the list
+            except Exception as exc:  # noqa: BLE001 - boundary: one broken target must not empty the list
                 logger.warning("target %r failed to list its tools: %s", target, exc)
                 failed[target] = str(exc) or type(exc).__name__
 
@@ -178,7 +177,9 @@ class Catalog:
             for prompt in prompts:
                 pname = self._name(target, prompt.name)
                 if pname in snap.prompts:
-                    issues.append(ConfigIssue(f"prompt name {pname!r} is published twice", f"targets.{target}"))
+                    issues.append(
+                        ConfigIssue(f"prompt name {pname!r} is published twice", f"targets.{target}")
+                    )
                     continue
                 snap.prompts[pname] = (provider, prompt)
         if issues:
@@ -215,12 +216,16 @@ class Catalog:
         for provider, template in self.snapshot.templates:
             if _template_matches(template.uri_template, uri):
                 return await provider.read_resource(uri, ctx)
-        raise RequestError(f"Resource {uri!r} not found: call resources/list for the resources this gateway serves.")
+        raise RequestError(
+            f"Resource {uri!r} not found: call resources/list for the resources this gateway serves."
+        )
 
     async def get_prompt(self, name: str, arguments: Mapping[str, str], ctx: CallContext) -> JSON:
         hit = self.snapshot.prompts.get(name)
         if hit is None:
-            raise RequestError(f"Unknown prompt {name!r}: call prompts/list for the names this gateway serves.")
+            raise RequestError(
+                f"Unknown prompt {name!r}: call prompts/list for the names this gateway serves."
+            )
         return await hit[0].get_prompt(hit[1].name, arguments, ctx)
 
     def provider_for_prompt(self, name: str) -> ToolProvider | None:
@@ -237,7 +242,10 @@ def _validator(target: str, spec: ToolSpec, issues: list[ConfigIssue]) -> Draft2
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
         issues.append(
-            ConfigIssue(f"inputSchema of tool {spec.name!r} is not valid JSON Schema: {exc.message}", f"targets.{target}")
+            ConfigIssue(
+                f"inputSchema of tool {spec.name!r} is not valid JSON Schema: {exc.message}",
+                f"targets.{target}",
+            )
         )
         return None
     return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)

@@ -118,7 +118,7 @@ class CredentialRequired(SwitchboardError):
         self.consent_url = consent_url
 
 
-class InputRequired(SwitchboardError):  # noqa: N818 - control flow, not a failure
+class InputRequired(SwitchboardError):
     """The call must ask the client first (2026-07-28 era); the front answers ``input_required``.
 
     Attributes:

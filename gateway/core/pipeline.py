@@ -35,7 +35,7 @@ async def map_errors(call: ToolCall, ctx: CallContext, call_next: CallNext) -> T
         return ToolResult.error(exc.message)
     except (RequestError, AuthError, InputRequired):
         raise
-    except Exception as exc:  # boundary: a provider bug must not become a 500
+    except Exception as exc:
         logger.exception("tool %s failed unexpectedly", call.public_name or call.name)
         return ToolResult.error(f"Tool {call.public_name or call.name!r} failed: {type(exc).__name__}: {exc}")
 
@@ -44,5 +44,5 @@ def compose(stages: Sequence[Stage], terminal: CallNext) -> CallNext:
     """Build the chain once: ``map_errors -> stages... -> terminal``."""
     handler: CallNext = terminal
     for stage in reversed([map_errors, *stages]):
-        handler = partial(stage, call_next=handler)  # type: ignore[call-arg]
+        handler = partial(stage, call_next=handler)
     return handler

@@ -117,7 +117,9 @@ class _NoChannel:
     async def elicit(self, message: str, requested_schema: JSON) -> JSON:
         from gateway.core.errors import ToolExecutionError
 
-        raise ToolExecutionError("This tool asks the user for input, but the client cannot answer (no channel).")
+        raise ToolExecutionError(
+            "This tool asks the user for input, but the client cannot answer (no channel)."
+        )
 
     async def sample(self, request: JSON) -> JSON:
         from gateway.core.errors import ToolExecutionError

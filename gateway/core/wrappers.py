@@ -12,8 +12,8 @@ from dataclasses import replace
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
-from gateway.core.provider import PromptSpec, ResourceSpec, ResourceTemplateSpec, ToolProvider
 from gateway.core.errors import ToolNotFound
+from gateway.core.provider import PromptSpec, ResourceSpec, ResourceTemplateSpec, ToolProvider
 from gateway.core.types import JSON, CallContext, ToolCall, ToolResult, ToolSpec
 
 
@@ -110,6 +110,10 @@ class Overridden(WrapperProvider):
 
     async def call_tool(self, call: ToolCall, ctx: CallContext) -> ToolResult:
         inner_name = self._back.get(call.name, call.name)
-        if inner_name != call.name or call.name not in self.overrides or not self.overrides[call.name].get("name"):
+        if (
+            inner_name != call.name
+            or call.name not in self.overrides
+            or not self.overrides[call.name].get("name")
+        ):
             return await self.inner.call_tool(replace(call, name=inner_name), ctx)
         raise ToolNotFound(call.public_name or call.name)

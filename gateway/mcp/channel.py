@@ -58,15 +58,17 @@ class McpChannel:
 
     async def elicit(self, message: str, requested_schema: JSON) -> JSON:
         if self.modern:
-            return await self._ask("elicitation/create", {"mode": "form", "message": message,
-                                                          "requestedSchema": requested_schema})
+            return await self._ask(
+                "elicitation/create",
+                {"mode": "form", "message": message, "requestedSchema": requested_schema},
+            )
         caps = self.ctx.session.client_capabilities
         if caps is None or caps.elicitation is None:
-            raise ToolExecutionError("This tool asks the user for input, but the client does not support elicitation.")
+            raise ToolExecutionError(
+                "This tool asks the user for input, but the client does not support elicitation."
+            )
         result = await self.ctx.session.elicit_form(
-            message,
-            types.ElicitRequestedSchema.model_validate(requested_schema),
-            related_request_id=self.ctx.request_id,
+            message, requested_schema, related_request_id=self.ctx.request_id
         )
         return result.model_dump(by_alias=True, mode="json", exclude_none=True)
 
@@ -75,7 +77,9 @@ class McpChannel:
             return await self._ask("sampling/createMessage", request)
         caps = self.ctx.session.client_capabilities
         if caps is None or caps.sampling is None:
-            raise ToolExecutionError("This tool asks for a model completion, but the client does not support sampling.")
+            raise ToolExecutionError(
+                "This tool asks for a model completion, but the client does not support sampling."
+            )
         params = types.CreateMessageRequestParams.model_validate(request)
         result = await self.ctx.session.create_message(
             params.messages,

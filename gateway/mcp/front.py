@@ -25,7 +25,12 @@ from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
 from mcp.server.session import ServerSession
 from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, PromptsListChanged, ToolsListChanged
+from mcp.server.subscriptions import (
+    InMemorySubscriptionBus,
+    ListenHandler,
+    PromptsListChanged,
+    ToolsListChanged,
+)
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, INVALID_REQUEST
@@ -108,20 +113,26 @@ class McpFront:
             "switchboard",
             version=__version__,
             title="Switchboard MCP gateway",
-            on_list_tools=self._list_tools,
-            on_call_tool=self._call_tool,
-            on_list_resources=self._list_resources,
-            on_list_resource_templates=self._list_resource_templates,
-            on_read_resource=self._read_resource,
-            on_list_prompts=self._list_prompts,
-            on_get_prompt=self._get_prompt,
-            on_completion=self._complete,
-            on_subscriptions_listen=self._listen,
         )
+        # Registered one by one because the handlers answer with wire dicts
+        # (no pydantic round trip on the hot path), which the SDK accepts.
+        for method, params_type, handler in (
+            ("tools/list", types.PaginatedRequestParams, self._list_tools),
+            ("tools/call", types.CallToolRequestParams, self._call_tool),
+            ("resources/list", types.PaginatedRequestParams, self._list_resources),
+            ("resources/templates/list", types.PaginatedRequestParams, self._list_resource_templates),
+            ("resources/read", types.ReadResourceRequestParams, self._read_resource),
+            ("prompts/list", types.PaginatedRequestParams, self._list_prompts),
+            ("prompts/get", types.GetPromptRequestParams, self._get_prompt),
+            ("completion/complete", types.CompleteRequestParams, self._complete),
+            ("subscriptions/listen", types.SubscriptionsListenRequestParams, self._listen),
+        ):
+            self.server.add_request_handler(method, params_type, handler)  # type: ignore[arg-type]
         # Seals 2026-07-28 requestState, bound to the request and the caller.
         self.server.middleware.append(
             RequestStateBoundary(
-                RequestStateSecurity(keys=state_keys, bind_principal=_principal_of), default_audience="switchboard"
+                RequestStateSecurity(keys=state_keys, bind_principal=_principal_of),
+                default_audience="switchboard",
             )
         )
         self.manager = StreamableHTTPSessionManager(
@@ -175,7 +186,11 @@ class McpFront:
             if known is not None and known[0] != key:
                 # A session belongs to the gateway that created it; elsewhere it does not exist.
                 await JSONResponse(
-                    {"jsonrpc": "2.0", "id": None, "error": {"code": INVALID_REQUEST, "message": "Session not found"}},
+                    {
+                        "jsonrpc": "2.0",
+                        "id": None,
+                        "error": {"code": INVALID_REQUEST, "message": "Session not found"},
+                    },
                     404,
                 )(scope, receive, send)
                 return
@@ -235,7 +250,7 @@ class McpFront:
 
     async def _call_tool(
         self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
-    ) -> dict[str, Any] | types.InputRequiredResult:
+    ) -> dict[str, Any]:
         gw, call_ctx = self._gateway(ctx)
         channel = McpChannel(ctx, params)
         call_ctx.channel = channel
@@ -357,7 +372,7 @@ class McpFront:
                 continue
             try:
                 await session.send_tool_list_changed()
-            except Exception as exc:  # boundary: a gone session must not stop the others
+            except Exception as exc:  # noqa: BLE001 - boundary: a gone session must not stop the others
                 logger.debug("dropping session %s from notifications: %s", session_id[:8], exc)
                 self._sessions.pop(session_id, None)
 

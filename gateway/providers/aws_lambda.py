@@ -57,7 +57,9 @@ class LambdaProvider(ToolProvider):
             "lambda",
             region_name=self.config.region,
             endpoint_url=self.config.endpoint_url,
-            config=Config(read_timeout=timeout, connect_timeout=min(10.0, timeout), retries={"max_attempts": 0}),
+            config=Config(
+                read_timeout=timeout, connect_timeout=min(10.0, timeout), retries={"max_attempts": 0}
+            ),
         )
 
     async def __aexit__(
@@ -76,7 +78,9 @@ class LambdaProvider(ToolProvider):
             "bedrockAgentCoreGatewayId": self.gateway,
             "bedrockAgentCoreTargetId": self.id,
             "bedrockAgentCoreMessageVersion": "1.0",
-            "bedrockAgentCoreMcpMessageId": str(ctx.request_id if ctx.request_id is not None else uuid.uuid4()),
+            "bedrockAgentCoreMcpMessageId": str(
+                ctx.request_id if ctx.request_id is not None else uuid.uuid4()
+            ),
         }
         encoded = base64.b64encode(orjson.dumps({"custom": custom})).decode()
         return encoded if len(encoded) <= MAX_CLIENT_CONTEXT else ""
@@ -96,7 +100,9 @@ class LambdaProvider(ToolProvider):
             params["ClientContext"] = client_context
         if self.config.qualifier:
             params["Qualifier"] = self.config.qualifier
-        response = await anyio.to_thread.run_sync(functools.partial(self._invoke, params), abandon_on_cancel=True)
+        response = await anyio.to_thread.run_sync(
+            functools.partial(self._invoke, params), abandon_on_cancel=True
+        )
         payload: bytes = response["Payload"].read()
         if response.get("FunctionError"):
             return from_json_payload(payload, is_error=True)

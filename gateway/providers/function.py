@@ -62,7 +62,7 @@ def _compile(ref: FunctionRef) -> _Function:
         raise ConfigError(f"function {ref.function!r} is not callable")
     try:
         hints = get_type_hints(fn)
-    except Exception as exc:  # boundary: user code's annotations may not resolve
+    except Exception as exc:  # noqa: BLE001 - boundary: user code's annotations may not resolve
         raise ConfigError(f"function {ref.function!r}: cannot read its type hints: {exc}") from None
     fields: dict[str, Any] = {}
     context_param = None
@@ -75,7 +75,7 @@ def _compile(ref: FunctionRef) -> _Function:
             continue
         default = ... if param.default is param.empty else param.default
         fields[pname] = (annotation, default)
-    model = create_model(  # type: ignore[call-overload]
+    model = create_model(
         f"{getattr(fn, '__name__', 'fn')}_arguments",
         __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True),
         **fields,
@@ -84,7 +84,7 @@ def _compile(ref: FunctionRef) -> _Function:
     if schema is None:
         try:
             schema = model.model_json_schema()
-        except Exception as exc:  # boundary: pydantic cannot describe every annotation
+        except Exception as exc:  # noqa: BLE001 - boundary: pydantic cannot describe every annotation
             raise ConfigError(
                 f"function {ref.function!r}: cannot derive a JSON Schema from its type hints ({exc}); "
                 "give `input_schema` in the config"
@@ -93,10 +93,10 @@ def _compile(ref: FunctionRef) -> _Function:
         schema.setdefault("properties", {})
         for prop in schema["properties"].values():
             prop.pop("title", None)
-    name = ref.name or getattr(fn, "__name__", ref.function.rpartition(":")[2])
+    name: str = ref.name or str(getattr(fn, "__name__", ref.function.rpartition(":")[2]))
     spec = ToolSpec(name=name, description=ref.description or _describe(fn), input_schema=schema)
     target = inspect.unwrap(fn)
-    is_async = inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+    is_async = inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(type(fn).__call__)
     return _Function(spec, fn, model, context_param, is_async)
 
 
@@ -115,7 +115,9 @@ class FunctionProvider(ToolProvider):
             try:
                 compiled = _compile(ref)
             except ConfigError as exc:
-                issues.extend(ConfigIssue(i_.message, f"targets.{config.name}.functions[{i}]") for i_ in exc.issues)
+                issues.extend(
+                    ConfigIssue(i_.message, f"targets.{config.name}.functions[{i}]") for i_ in exc.issues
+                )
                 continue
             if compiled.spec.name in functions:
                 issues.append(

@@ -38,7 +38,9 @@ class HttpFunctionProvider(ToolProvider):
 
     async def __aenter__(self) -> Self:
         self._client = httpx2.AsyncClient(
-            timeout=httpx2.Timeout(self.config.timeout_seconds, connect=min(10.0, self.config.timeout_seconds)),
+            timeout=httpx2.Timeout(
+                self.config.timeout_seconds, connect=min(10.0, self.config.timeout_seconds)
+            ),
             follow_redirects=False,
         )
         return self
@@ -65,13 +67,16 @@ class HttpFunctionProvider(ToolProvider):
             "X-Switchboard-Target": self.id,
         }
         try:
-            async with self._client.stream("POST", self.config.url, json=call.arguments, headers=headers) as resp:
+            async with self._client.stream(
+                "POST", self.config.url, json=call.arguments, headers=headers
+            ) as resp:
                 body = bytearray()
                 async for chunk in resp.aiter_bytes():
                     body += chunk
                     if len(body) > MAX_RESPONSE_BYTES:
                         raise UpstreamError(
-                            f"{self.config.url} answered more than {MAX_RESPONSE_BYTES} bytes; the result was dropped"
+                            f"{self.config.url} answered more than {MAX_RESPONSE_BYTES} bytes; "
+                            "the result was dropped"
                         )
                 status = resp.status_code
         except httpx2.TimeoutException:

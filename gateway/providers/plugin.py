@@ -24,7 +24,9 @@ class PluginProvider(WrapperProvider):
     def __init__(self, config: PluginTarget, *, gateway: str = "default") -> None:
         cls = import_object(config.provider, "provider")
         if not (isinstance(cls, type) and issubclass(cls, ToolProvider)):
-            raise ConfigError(f"provider {config.provider!r} is not a gateway.core.provider.ToolProvider subclass")
+            raise ConfigError(
+                f"provider {config.provider!r} is not a gateway.core.provider.ToolProvider subclass"
+            )
         try:
             inner = cls(config.name, **config.options)
         except TypeError as exc:

@@ -95,7 +95,7 @@ async def test_arguments_are_validated_with_the_field_named() -> None:
     assert "'old' is not of type 'integer'" in str(err.value)
     with pytest.raises(InvalidArguments, match="'user' is a required property"):
         cat.resolve("a___t", {})
-    entry, call = cat.resolve("a___t", {"user": {"age": 3}})
+    _, call = cat.resolve("a___t", {"user": {"age": 3}})
     assert call.name == "t" and call.public_name == "a___t"
 
 

@@ -1,0 +1,107 @@
+"""Start a real ``switchboard serve`` process and read where it listens."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+STARTUP_SECONDS = 60.0
+
+
+@dataclass
+class Served:
+    base: str
+    admin_key: str | None
+    proc: subprocess.Popen[str]
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def mcp(self) -> str:
+        return f"{self.base}/mcp"
+
+    def gateway(self, name: str) -> str:
+        return self.mcp if name == "default" else f"{self.base}/gateways/{name}/mcp"
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        assert self.admin_key
+        return {"Authorization": f"Bearer {self.admin_key}"}
+
+
+class _Lines:
+    """Reads the process's output in a thread, so waiting for a line has a deadline."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.queue: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.queue.put(line)
+        self.queue.put(None)
+
+    def until(self, pattern: re.Pattern[str], deadline: float) -> str:
+        while True:
+            try:
+                line = self.queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise TimeoutError(
+                    "switchboard serve did not start in time:\n" + "".join(self.seen)
+                ) from None
+            if line is None:
+                raise RuntimeError(f"switchboard serve exited ({self.proc.wait()}):\n" + "".join(self.seen))
+            self.seen.append(line)
+            if pattern.search(line):
+                return line
+
+
+@contextmanager
+def serve(
+    data_dir: Path,
+    config: Path | str | None = None,
+    *,
+    env: dict[str, str] | None = None,
+    args: list[str] | None = None,
+) -> Iterator[Served]:
+    """Run ``switchboard serve`` on a free port until the block ends (then SIGTERM)."""
+    cmd = [sys.executable, "-m", "gateway.cli", "serve", "--port", "0", "--data-dir", str(data_dir)]
+    if config is not None:
+        cmd += ["--config", str(config)]
+    cmd += args or []
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    )
+    reader = _Lines(proc)
+    lines = reader.seen
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        first = reader.until(re.compile(r"serving on (\S+)"), deadline)
+        base = re.search(r"serving on (\S+)", first).group(1)  # type: ignore[union-attr]
+        reader.until(re.compile(r"admin API"), deadline)
+        # The key is printed (before the admin API line) on first start only.
+        keys = [m.group(1) for line in lines if (m := re.search(r"admin key .*: (sb_admin_\S+)", line))]
+        key = keys[0] if keys else None
+        yield Served(base, key, proc, lines)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
