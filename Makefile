@@ -18,7 +18,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The quickstart's HTTP function runs beside the gateway and stops with it.
 serve: $(STAMP)
+	$(BIN)/python -m examples.quickstart.http_function 8081 & fn=$$!; \
+	trap 'kill $$fn 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/switchboard serve --config examples/quickstart/switchboard.yaml
 
 test: lint typecheck pytest conformance

@@ -1,0 +1,71 @@
+"""The store's tables (SQLAlchemy Core). Migrations in ``migrations/`` create them."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKeyConstraint,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+)
+
+metadata = MetaData()
+
+meta = Table(
+    "sb_meta",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("revision", BigInteger, nullable=False),
+)
+
+tenants = Table(
+    "sb_tenants",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+gateways = Table(
+    "sb_gateways",
+    metadata,
+    Column("tenant", String(63), nullable=False),
+    Column("name", String(63), nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("revision", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("tenant", "name"),
+    ForeignKeyConstraint(["tenant"], ["sb_tenants.name"], ondelete="CASCADE"),
+)
+
+targets = Table(
+    "sb_targets",
+    metadata,
+    Column("tenant", String(63), nullable=False),
+    Column("gateway", String(63), nullable=False),
+    Column("name", String(63), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("revision", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("tenant", "gateway", "name"),
+    ForeignKeyConstraint(
+        ["tenant", "gateway"], ["sb_gateways.tenant", "sb_gateways.name"], ondelete="CASCADE"
+    ),
+)
+
+api_keys = Table(
+    "sb_api_keys",
+    metadata,
+    Column("key_id", String(64), primary_key=True),
+    Column("tenant", String(63), nullable=False),
+    Column("key_hash", String(128), nullable=False),
+    Column("purpose", String(32), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    ForeignKeyConstraint(["tenant"], ["sb_tenants.name"], ondelete="CASCADE"),
+)
