@@ -14,13 +14,14 @@ from __future__ import annotations
 import base64
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
-from mcp.server.lowlevel.server import Server
+from mcp.server.lowlevel.server import NotificationOptions, Server
+from mcp.server.models import InitializationOptions
 from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
 from mcp.server.session import ServerSession
 from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
@@ -41,7 +42,7 @@ from gateway import __version__
 from gateway.core.errors import AuthError, InputRequired, InvalidArguments, RequestError, ToolNotFound
 from gateway.core.types import CallContext, Principal, ToolResult
 from gateway.hub import GatewayKey, Hub, LiveGateway
-from gateway.mcp.channel import McpChannel
+from gateway.mcp.channel import MODERN, McpChannel
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,23 @@ def to_wire(exc: Exception) -> MCPError:
     return MCPError(INVALID_REQUEST, str(exc))
 
 
+class _GatewayServer(Server[Any]):
+    """The SDK server, announcing list_changed in the handshake era (our lists do change)."""
+
+    def create_initialization_options(
+        self,
+        notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+    ) -> InitializationOptions:
+        return super().create_initialization_options(
+            notification_options
+            or NotificationOptions(prompts_changed=True, resources_changed=True, tools_changed=True),
+            experimental_capabilities,
+            extensions,
+        )
+
+
 class McpFront:
     """Serves every live gateway of a Hub over MCP Streamable HTTP."""
 
@@ -109,7 +127,7 @@ class McpFront:
         state_keys: list[bytes],
     ) -> None:
         self.hub = hub
-        self.server: Server[Any] = Server(
+        self.server: Server[Any] = _GatewayServer(
             "switchboard",
             version=__version__,
             title="Switchboard MCP gateway",
@@ -127,7 +145,7 @@ class McpFront:
             ("completion/complete", types.CompleteRequestParams, self._complete),
             ("subscriptions/listen", types.SubscriptionsListenRequestParams, self._listen),
         ):
-            self.server.add_request_handler(method, params_type, handler)  # type: ignore[arg-type]
+            self.server.add_request_handler(method, params_type, _typed_result(handler))  # type: ignore[arg-type]
         # Seals 2026-07-28 requestState, bound to the request and the caller.
         self.server.middleware.append(
             RequestStateBoundary(
@@ -242,10 +260,10 @@ class McpFront:
         return self._cacheable(ctx, page)
 
     def _cacheable(self, ctx: ServerRequestContext[Any, Any], page: dict[str, Any]) -> dict[str, Any]:
-        if ctx.protocol_version >= "2026-07-28":
-            # Lists change only through config; clients may cache them until told otherwise.
+        if ctx.protocol_version >= MODERN:
+            # Lists change through config (clients hear list_changed); they may differ per caller.
             page["ttlMs"] = LIST_TTL_MS
-            page["cacheScope"] = "shared"
+            page["cacheScope"] = "private"
         return page
 
     async def _call_tool(
@@ -375,6 +393,18 @@ class McpFront:
             except Exception as exc:  # noqa: BLE001 - boundary: a gone session must not stop the others
                 logger.debug("dropping session %s from notifications: %s", session_id[:8], exc)
                 self._sessions.pop(session_id, None)
+
+
+def _typed_result(handler: Callable[[Any, Any], Awaitable[Any]]) -> Callable[[Any, Any], Awaitable[Any]]:
+    """2026-07-28 results say what they are (``resultType``); our handlers answer plain dicts."""
+
+    async def wrapped(ctx: ServerRequestContext[Any, Any], params: Any) -> Any:
+        result = await handler(ctx, params)
+        if isinstance(result, dict) and ctx.protocol_version >= MODERN and "resultType" not in result:
+            result["resultType"] = "complete"
+        return result
+
+    return wrapped
 
 
 def _principal_of(ctx: ServerRequestContext[Any, Any]) -> str | None:
