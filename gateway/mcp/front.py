@@ -145,7 +145,7 @@ class McpFront:
             ("completion/complete", types.CompleteRequestParams, self._complete),
             ("subscriptions/listen", types.SubscriptionsListenRequestParams, self._listen),
         ):
-            self.server.add_request_handler(method, params_type, _typed_result(handler))  # type: ignore[arg-type]
+            self.server.add_request_handler(method, params_type, _typed_result(handler))
         # Seals 2026-07-28 requestState, bound to the request and the caller.
         self.server.middleware.append(
             RequestStateBoundary(
