@@ -46,7 +46,8 @@ class _Lines:
         self.proc = proc
         self.queue: queue.Queue[str | None] = queue.Queue()
         self.seen: list[str] = []
-        threading.Thread(target=self._pump, daemon=True).start()
+        self.thread = threading.Thread(target=self._pump, daemon=True)
+        self.thread.start()
 
     def _pump(self) -> None:
         assert self.proc.stdout is not None
@@ -105,3 +106,6 @@ def serve(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        reader.thread.join(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
