@@ -12,6 +12,7 @@ import logging
 import socket
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +93,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 async def _check(path: str) -> Document:
     doc = load_file(path)
-    await compile_check(DEFAULT_TENANT, list(doc.gateways))
+    try:
+        await compile_check(DEFAULT_TENANT, list(doc.gateways))
+    except ConfigError as exc:
+        raise ConfigError([replace(i, source=i.source or path) for i in exc.issues]) from None
     return doc
 
 

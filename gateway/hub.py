@@ -130,7 +130,12 @@ class Hub:
                 catalog = Catalog(
                     providers, prefix=spec.prefix_tools, max_name_length=spec.max_tool_name_length
                 )
-                await catalog.refresh(CallContext(principal=Principal(tenant=tenant), gateway=spec.name))
+                try:
+                    await catalog.refresh(CallContext(principal=Principal(tenant=tenant), gateway=spec.name))
+                except ConfigError as exc:
+                    raise ConfigError(
+                        [ConfigIssue(i.message, f"gateways.{spec.name}.{i.location}") for i in exc.issues]
+                    ) from None
                 new[(tenant, spec.name)] = self._live(tenant, spec, catalog)
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -170,11 +175,9 @@ class Hub:
             await stack.enter_async_context(provider)
         except ConfigError as exc:
             await stack.aclose()
+            where = f"gateways.{gateway}.targets.{target.name}"
             raise ConfigError(
-                [
-                    ConfigIssue(i.message, i.location or f"gateways.{gateway}.targets.{target.name}")
-                    for i in exc.issues
-                ]
+                [ConfigIssue(i.message, f"{where}.{i.location}" if i.location else where) for i in exc.issues]
             ) from None
         except Exception as exc:  # noqa: BLE001 - boundary: a target that cannot open is a configuration problem
             await stack.aclose()

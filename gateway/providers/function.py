@@ -115,15 +115,13 @@ class FunctionProvider(ToolProvider):
             try:
                 compiled = _compile(ref)
             except ConfigError as exc:
-                issues.extend(
-                    ConfigIssue(i_.message, f"targets.{config.name}.functions[{i}]") for i_ in exc.issues
-                )
+                issues.extend(ConfigIssue(i_.message, f"functions[{i}]") for i_ in exc.issues)
                 continue
             if compiled.spec.name in functions:
                 issues.append(
                     ConfigIssue(
                         f"two functions are named {compiled.spec.name!r}; give one a `name`",
-                        f"targets.{config.name}.functions[{i}]",
+                        f"functions[{i}]",
                     )
                 )
             functions[compiled.spec.name] = compiled

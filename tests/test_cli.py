@@ -1,0 +1,85 @@
+"""The `switchboard` command, run as a real process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted(ROOT.glob("examples/**/switchboard.yaml"))
+
+
+def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_example_passes_check(example: Path) -> None:
+    result = run("check", str(example))
+    assert result.returncode == 0, result.stderr
+    assert ": OK (" in result.stdout
+
+
+def test_examples_exist() -> None:
+    names = {p.parent.name for p in EXAMPLES}
+    assert {"quickstart", "conformance"} <= names
+
+
+def test_check_reports_file_line_field_and_exits_1(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "gateways:\n  - name: g\n    targets:\n      - {name: a, kind: function, functions: [x:y]}\n"
+    )
+    result = run("check", str(bad))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        f"{bad}: gateways.g.targets.a.functions[0]: function 'x:y': cannot import module 'x': No module named 'x'"
+    )
+
+
+def test_apply_is_idempotent_and_prints_changes(tmp_path: Path) -> None:
+    config = tmp_path / "sw.yaml"
+    config.write_text(
+        "gateways:\n  - name: g\n    targets:\n"
+        "      - {name: a, kind: function, functions: ['tests.fixtures.functions:add']}\n"
+    )
+    data = str(tmp_path / "data")
+    first = run("apply", "-f", str(config), "--data-dir", data)
+    assert first.returncode == 0, first.stderr
+    assert "gateway g created" in first.stdout and "target g/a created" in first.stdout
+    second = run("apply", "-f", str(config), "--data-dir", data)
+    assert "0 created, 0 updated, 0 deleted, 2 unchanged" in second.stdout
+    tools = run("tools", "--data-dir", data, "--json")
+    assert [t["name"] for t in json.loads(tools.stdout)["g"]] == ["a___add"]
+
+
+def test_tools_json_prints_mcp_tool_objects() -> None:
+    result = run(
+        "tools", "--config", "examples/quickstart/switchboard.yaml", "--json", "--gateway", "default"
+    )
+    assert result.returncode == 0, result.stderr
+    tools = {t["name"]: t for t in json.loads(result.stdout)}
+    assert tools["tickets___open_tickets"]["inputSchema"]["type"] == "object"
+    assert tools["units___celsius_to_fahrenheit"]["annotations"] == {"readOnlyHint": True}
+
+
+def test_schema_is_json_schema() -> None:
+    result = run("schema")
+    schema = json.loads(result.stdout)
+    assert schema["$schema"].endswith("2020-12/schema") and "gateways" in schema["properties"]
+
+
+def test_serve_refuses_a_bad_config_without_a_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("gateways:\n  - name: g\n    targetz: []\n")
+    result = run("serve", "--config", str(bad), "--port", "0", "--data-dir", str(tmp_path / "d"))
+    assert result.returncode == 1
+    assert "bad.yaml:3: gateways[0].targetz: unknown field" in result.stderr
+    assert "Traceback" not in result.stderr
