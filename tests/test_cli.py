@@ -40,7 +40,8 @@ def test_check_reports_file_line_field_and_exits_1(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.strip() == (
-        f"{bad}: gateways.g.targets.a.functions[0]: function 'x:y': cannot import module 'x': No module named 'x'"
+        f"{bad}: gateways.g.targets.a.functions[0]: "
+        "function 'x:y': cannot import module 'x': No module named 'x'"
     )
 
 
