@@ -8,6 +8,7 @@ right wire form in one place (`to_wire`)::
     +-- RequestError                 the caller sent something we cannot serve
     |   +-- ToolNotFound             no tool by that name (or not visible to the caller)
     |   +-- InvalidArguments         arguments do not match the tool's inputSchema
+    |   +-- MissingClientCapability  the call needs a client capability the client did not declare
     +-- AuthError                    identity problems
     |   +-- Unauthenticated          no or bad credentials            -> HTTP 401
     |   +-- InsufficientScope        authenticated but not allowed    -> HTTP 403
@@ -93,6 +94,16 @@ class InvalidArguments(RequestError):
         self.problem = problem
 
 
+class MissingClientCapability(RequestError):
+    """The call needs a capability (``sampling``, ``elicitation``, ``roots``) the client did not declare."""
+
+    def __init__(self, capability: str) -> None:
+        super().__init__(
+            f"This call needs the client capability {capability!r}; use a client that supports {capability}."
+        )
+        self.capability = capability
+
+
 class AuthError(SwitchboardError):
     """The caller's identity could not be established or is not enough."""
 
@@ -122,15 +133,13 @@ class InputRequired(SwitchboardError):
     """The call must ask the client first (2026-07-28 era); the front answers ``input_required``.
 
     Attributes:
-        key: The id of the question within this call.
-        request: The embedded request (``{"method": ..., "params": ...}``).
+        requests: The embedded requests by key (``{"method": ..., "params": ...}``).
         answered: Answers already given, carried forward in the sealed request state.
     """
 
-    def __init__(self, key: str, request: dict[str, Any], answered: dict[str, Any]) -> None:
-        super().__init__(f"waiting for the client to answer {request.get('method')}")
-        self.key = key
-        self.request = request
+    def __init__(self, requests: dict[str, dict[str, Any]], answered: dict[str, Any]) -> None:
+        super().__init__("waiting for the client to answer " + ", ".join(requests))
+        self.requests = requests
         self.answered = answered
 
 

@@ -92,39 +92,76 @@ ANONYMOUS = Principal()
 class ClientChannel(Protocol):
     """What a provider may ask of the client that made the call, in either protocol era.
 
-    The front implements it; providers never see the wire.
+    The front implements it; providers never see the wire. Questions
+    (``ask`` and its shorthands) are MCP client requests: ``elicitation/create``,
+    ``sampling/createMessage``, ``roots/list``. In the 2026-07-28 era a
+    question ends the round (the client answers and retries the call) and the
+    provider runs again from the start with the answers known, so code reads
+    the same in both eras. Keys name the questions within one call.
     """
+
+    def supports(self, capability: str) -> bool:
+        """Whether the client declared ``capability`` (``sampling``, ``elicitation``, ``roots``)."""
+        ...
 
     async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
         """Report progress (dropped when the client did not ask for progress)."""
         ...
 
-    async def elicit(self, message: str, requested_schema: JSON) -> JSON:
+    async def log(self, level: str, data: Any, logger: str | None = None) -> None:
+        """Send a log message to the client (when it opted in)."""
+        ...
+
+    async def ask(self, requests: Mapping[str, JSON]) -> dict[str, JSON]:
+        """Ask the client several questions at once; returns the answers by key."""
+        ...
+
+    async def elicit(self, message: str, requested_schema: JSON, *, key: str | None = None) -> JSON:
         """Ask the user for input; returns ``{"action": ..., "content": {...}}``."""
         ...
 
-    async def sample(self, request: JSON) -> JSON:
+    async def sample(self, request: JSON, *, key: str | None = None) -> JSON:
         """Ask the client's model for a completion (``sampling/createMessage`` params)."""
         ...
 
+    async def list_roots(self, *, key: str | None = None) -> JSON:
+        """Ask the client for its roots (``roots/list``)."""
+        ...
+
+
+CAPABILITY_OF = {
+    "elicitation/create": "elicitation",
+    "sampling/createMessage": "sampling",
+    "roots/list": "roots",
+}
+
 
 class _NoChannel:
-    """A channel for calls with no client behind them (CLI, tests): progress is dropped."""
+    """A channel for calls with no client behind them (CLI, tests): progress and logs are dropped."""
+
+    def supports(self, capability: str) -> bool:
+        return False
 
     async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
         return None
 
-    async def elicit(self, message: str, requested_schema: JSON) -> JSON:
-        from gateway.core.errors import ToolExecutionError
+    async def log(self, level: str, data: Any, logger: str | None = None) -> None:
+        return None
 
-        raise ToolExecutionError(
-            "This tool asks the user for input, but the client cannot answer (no channel)."
-        )
+    async def ask(self, requests: Mapping[str, JSON]) -> dict[str, JSON]:
+        from gateway.core.errors import MissingClientCapability
 
-    async def sample(self, request: JSON) -> JSON:
-        from gateway.core.errors import ToolExecutionError
+        method = next(iter(requests.values()), {}).get("method", "")
+        raise MissingClientCapability(CAPABILITY_OF.get(method) or str(method))
 
-        raise ToolExecutionError("This tool asks for a model completion, but the client cannot answer.")
+    async def elicit(self, message: str, requested_schema: JSON, *, key: str | None = None) -> JSON:
+        return (await self.ask({"q": {"method": "elicitation/create"}}))["q"]
+
+    async def sample(self, request: JSON, *, key: str | None = None) -> JSON:
+        return (await self.ask({"q": {"method": "sampling/createMessage"}}))["q"]
+
+    async def list_roots(self, *, key: str | None = None) -> JSON:
+        return (await self.ask({"q": {"method": "roots/list"}}))["q"]
 
 
 NO_CHANNEL: ClientChannel = _NoChannel()

@@ -34,15 +34,21 @@ from mcp.server.subscriptions import (
 )
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
-from mcp_types import INVALID_PARAMS, INVALID_REQUEST
+from mcp_types import INVALID_PARAMS, INVALID_REQUEST, MISSING_REQUIRED_CLIENT_CAPABILITY
 from starlette.responses import JSONResponse
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway import __version__
-from gateway.core.errors import AuthError, InputRequired, InvalidArguments, RequestError, ToolNotFound
-from gateway.core.types import CallContext, Principal, ToolResult
+from gateway.core.errors import (
+    AuthError,
+    InputRequired,
+    InvalidArguments,
+    MissingClientCapability,
+    RequestError,
+)
+from gateway.core.types import JSON, CallContext, Principal, ToolResult
 from gateway.hub import GatewayKey, Hub, LiveGateway
-from gateway.mcp.channel import MODERN, McpChannel
+from gateway.mcp.channel import MODERN, McpChannel, input_required
 
 logger = logging.getLogger(__name__)
 
@@ -86,14 +92,14 @@ def result_to_wire(result: ToolResult) -> dict[str, Any]:
     return wire
 
 
-def to_wire(exc: Exception) -> MCPError:
+def to_wire(exc: RequestError | AuthError, data: Any = None) -> MCPError:
     """Our request errors as JSON-RPC errors (the fronts' one mapping)."""
-    if isinstance(exc, MCPError):
-        return exc
-    if isinstance(exc, ToolNotFound | RequestError):
-        return MCPError(INVALID_PARAMS, str(exc))
-    if isinstance(exc, AuthError):
-        return MCPError(INVALID_REQUEST, str(exc))
+    if isinstance(exc, MissingClientCapability):
+        return MCPError(
+            MISSING_REQUIRED_CLIENT_CAPABILITY, str(exc), {"requiredCapabilities": {exc.capability: {}}}
+        )
+    if isinstance(exc, RequestError):
+        return MCPError(INVALID_PARAMS, str(exc), data)
     return MCPError(INVALID_REQUEST, str(exc))
 
 
@@ -144,6 +150,9 @@ class McpFront:
             ("prompts/get", types.GetPromptRequestParams, self._get_prompt),
             ("completion/complete", types.CompleteRequestParams, self._complete),
             ("subscriptions/listen", types.SubscriptionsListenRequestParams, self._listen),
+            ("logging/setLevel", types.SetLevelRequestParams, self._set_level),
+            ("resources/subscribe", types.SubscribeRequestParams, self._subscribe),
+            ("resources/unsubscribe", types.UnsubscribeRequestParams, self._unsubscribe),
         ):
             self.server.add_request_handler(method, params_type, _typed_result(handler))
         # Seals 2026-07-28 requestState, bound to the request and the caller.
@@ -167,6 +176,10 @@ class McpFront:
         # Legacy-era sessions by id: which gateway they belong to, and a session
         # handle whose connection carries list_changed on the standalone stream.
         self._sessions: dict[str, tuple[GatewayKey, ServerSession | None]] = {}
+        # Handshake-era session state: the log level a session asked for, and the
+        # resources it subscribed to.
+        self._log_levels: dict[str, str] = {}
+        self._resource_subscriptions: dict[str, set[str]] = {}
         self._task_group: anyio.abc.TaskGroup | None = None
         hub.subscribe(self._gateway_changed)
 
@@ -213,7 +226,7 @@ class McpFront:
                 )(scope, receive, send)
                 return
             if scope.get("method") == "DELETE":
-                self._sessions.pop(session_id, None)
+                self._forget(session_id)
         scope.setdefault("state", {})[SCOPE_KEY] = key
 
         async def send_wrapper(message: Message) -> None:
@@ -226,6 +239,23 @@ class McpFront:
         await self.manager.handle_request(scope, receive, send_wrapper)
 
     # -- handlers ----------------------------------------------------------
+
+    async def _interactive(
+        self,
+        ctx: ServerRequestContext[Any, Any],
+        params: types.RequestParams,
+        run: Callable[[LiveGateway, CallContext], Awaitable[dict[str, Any]]],
+        error_data: Any = None,
+    ) -> dict[str, Any]:
+        """Run a request that may ask the client questions (tools/call, prompts/get, resources/read)."""
+        gw, call_ctx = self._gateway(ctx)
+        call_ctx.channel = McpChannel(ctx, params, log_level=self._log_levels.get(call_ctx.session_id or ""))
+        try:
+            return await run(gw, call_ctx)
+        except InputRequired as pending:
+            return input_required(pending)
+        except (RequestError, AuthError) as exc:
+            raise to_wire(exc, error_data) from None
 
     def _gateway(self, ctx: ServerRequestContext[Any, Any]) -> tuple[LiveGateway, CallContext]:
         request = ctx.request
@@ -269,19 +299,14 @@ class McpFront:
     async def _call_tool(
         self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
     ) -> dict[str, Any]:
-        gw, call_ctx = self._gateway(ctx)
-        channel = McpChannel(ctx, params)
-        call_ctx.channel = channel
-        try:
-            result = await gw.call(params.name, params.arguments, call_ctx)
-        except InvalidArguments as exc:
-            # Input validation errors are tool errors, so the model can correct itself.
-            return result_to_wire(ToolResult.error(str(exc)))
-        except InputRequired as pending:
-            return channel.input_required(pending)
-        except (RequestError, AuthError) as exc:
-            raise to_wire(exc) from None
-        return result_to_wire(result)
+        async def run(gw: LiveGateway, call_ctx: CallContext) -> dict[str, Any]:
+            try:
+                return result_to_wire(await gw.call(params.name, params.arguments, call_ctx))
+            except InvalidArguments as exc:
+                # Input validation errors are tool errors, so the model can correct itself.
+                return result_to_wire(ToolResult.error(str(exc)))
+
+        return await self._interactive(ctx, params, run)
 
     async def _list_resources(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
@@ -312,12 +337,11 @@ class McpFront:
     async def _read_resource(
         self, ctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams
     ) -> dict[str, Any]:
-        gw, call_ctx = self._gateway(ctx)
-        try:
+        async def run(gw: LiveGateway, call_ctx: CallContext) -> dict[str, Any]:
             contents = await gw.catalog.read_resource(str(params.uri), call_ctx)
-        except (RequestError, AuthError) as exc:
-            raise MCPError(-32002, str(exc)) from None
-        return {"contents": list(contents)}
+            return self._cacheable(ctx, {"contents": list(contents)})
+
+        return await self._interactive(ctx, params, run, error_data={"uri": str(params.uri)})
 
     async def _list_prompts(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
@@ -338,11 +362,10 @@ class McpFront:
     async def _get_prompt(
         self, ctx: ServerRequestContext[Any, Any], params: types.GetPromptRequestParams
     ) -> dict[str, Any]:
-        gw, call_ctx = self._gateway(ctx)
-        try:
+        async def run(gw: LiveGateway, call_ctx: CallContext) -> dict[str, Any]:
             return await gw.catalog.get_prompt(params.name, params.arguments or {}, call_ctx)
-        except (RequestError, AuthError) as exc:
-            raise to_wire(exc) from None
+
+        return await self._interactive(ctx, params, run)
 
     async def _complete(
         self, ctx: ServerRequestContext[Any, Any], params: types.CompleteRequestParams
@@ -362,6 +385,30 @@ class McpFront:
             hit = gw.catalog.snapshot.prompts[ref["name"]]
             ref = {**ref, "name": hit[1].name}
         return {"completion": await provider.complete(ref, argument, context, call_ctx)}
+
+    async def _set_level(
+        self, ctx: ServerRequestContext[Any, Any], params: types.SetLevelRequestParams
+    ) -> JSON:
+        _, call_ctx = self._gateway(ctx)
+        if call_ctx.session_id:
+            self._log_levels[call_ctx.session_id] = params.level
+        return {}
+
+    async def _subscribe(
+        self, ctx: ServerRequestContext[Any, Any], params: types.SubscribeRequestParams
+    ) -> JSON:
+        _, call_ctx = self._gateway(ctx)
+        if call_ctx.session_id:
+            self._resource_subscriptions.setdefault(call_ctx.session_id, set()).add(str(params.uri))
+        return {}
+
+    async def _unsubscribe(
+        self, ctx: ServerRequestContext[Any, Any], params: types.UnsubscribeRequestParams
+    ) -> JSON:
+        _, call_ctx = self._gateway(ctx)
+        if call_ctx.session_id:
+            self._resource_subscriptions.get(call_ctx.session_id, set()).discard(str(params.uri))
+        return {}
 
     async def _listen(
         self, ctx: ServerRequestContext[Any, Any], params: types.SubscriptionsListenRequestParams
@@ -392,7 +439,12 @@ class McpFront:
                 await session.send_tool_list_changed()
             except Exception as exc:  # noqa: BLE001 - boundary: a gone session must not stop the others
                 logger.debug("dropping session %s from notifications: %s", session_id[:8], exc)
-                self._sessions.pop(session_id, None)
+                self._forget(session_id)
+
+    def _forget(self, session_id: str) -> None:
+        self._sessions.pop(session_id, None)
+        self._log_levels.pop(session_id, None)
+        self._resource_subscriptions.pop(session_id, None)
 
 
 def _typed_result(handler: Callable[[Any, Any], Awaitable[Any]]) -> Callable[[Any, Any], Awaitable[Any]]:
