@@ -147,7 +147,7 @@ class Hub:
             for (t, name), gw in new.items()
             if (old := self._gateways.get((t, name))) is None
             or old.spec != gw.spec
-            or old.catalog.snapshot.tool_list != gw.catalog.snapshot.tool_list
+            or old.catalog.snapshot.fingerprint() != gw.catalog.snapshot.fingerprint()
         ]
         removed = [key for key in self._gateways if key[0] == tenant and key not in new]
         stale = [op for key, op in self._open.items() if key[0] == tenant and opened.get(key) is not op]
@@ -215,13 +215,13 @@ class Hub:
 
     def _refresh_later(self, gw: LiveGateway) -> None:
         async def refresh() -> None:
-            before = gw.catalog.snapshot.tool_list
+            before = gw.catalog.snapshot.fingerprint()
             try:
                 await gw.catalog.refresh(CallContext(principal=Principal(tenant=gw.tenant), gateway=gw.name))
             except ConfigError as exc:
                 logger.error("gateway %r: a target's new tool list was refused: %s", gw.name, exc)
                 return
-            if gw.catalog.snapshot.tool_list != before:
+            if gw.catalog.snapshot.fingerprint() != before:
                 self._notify((gw.tenant, gw.name))
 
         if self._task_group is not None:

@@ -95,6 +95,15 @@ class CatalogSnapshot:
     failed: dict[str, str] = field(default_factory=dict)
     tool_list: list[JSON] = field(default_factory=list)
 
+    def fingerprint(self) -> tuple[Any, ...]:
+        """Equal for two snapshots whose lists a client would see as the same."""
+        return (
+            self.tool_list,
+            [(name, p) for name, (_, p) in self.prompts.items()],
+            [r for _, r in self.resources.values()],
+            [t for _, t in self.templates],
+        )
+
 
 class Catalog:
     """Combines providers under one namespace.

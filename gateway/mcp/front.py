@@ -30,6 +30,7 @@ from mcp.server.subscriptions import (
     InMemorySubscriptionBus,
     ListenHandler,
     PromptsListChanged,
+    ResourcesListChanged,
     ToolsListChanged,
 )
 from mcp.server.transport_security import TransportSecuritySettings
@@ -432,11 +433,14 @@ class McpFront:
         if bus is not None:
             await bus.publish(ToolsListChanged())
             await bus.publish(PromptsListChanged())
+            await bus.publish(ResourcesListChanged())
         for session_id, (skey, session) in list(self._sessions.items()):
             if skey != key or session is None:
                 continue
             try:
                 await session.send_tool_list_changed()
+                await session.send_prompt_list_changed()
+                await session.send_resource_list_changed()
             except Exception as exc:  # noqa: BLE001 - boundary: a gone session must not stop the others
                 logger.debug("dropping session %s from notifications: %s", session_id[:8], exc)
                 self._forget(session_id)
