@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import socket
 import sys
 from collections.abc import Sequence
@@ -45,17 +46,33 @@ def _gateway_url(base: str, name: str) -> str:
     return f"{base}/mcp" if name == "default" else f"{base}/gateways/{name}/mcp"
 
 
+async def _preflight(settings: Settings, config: str | None) -> None:
+    """Everything start-up can refuse, checked before the server binds (clear errors, no tracebacks)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    doc = await _check(config) if config is not None else None
+    store = await Store.open(settings.resolved_database_url())
+    try:
+        if doc is not None:
+            await store.apply(DEFAULT_TENANT, [to_store(g) for g in doc.gateways])
+        async with Hub() as hub:
+            await Switchboard(settings, store, hub).reload()
+    finally:
+        await store.close()
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = _settings(args)
-    if args.config is not None:
-        try:
-            load_file(args.config)
-        except ConfigError as exc:
-            return _fail(f"switchboard: the configuration was refused:\n{exc}")
+    try:
+        anyio.run(_preflight, settings, args.config)
+    except (ConfigError, StoreError) as exc:
+        return _fail(f"switchboard: cannot start; the configuration was refused:\n{exc}")
     sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit this: responses go out in several writes (headers, SSE
+    # frames), and Nagle's algorithm against the client's delayed ACK would add ~40 ms to each.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((settings.host, settings.port))
     except OSError as exc:
@@ -218,6 +235,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Function targets name modules of the user's project, as `uvicorn app:app` does.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     result: int = args.func(args)
