@@ -163,15 +163,15 @@ def main() -> None:
         f"tools/call, {args.calls} calls per row (in-process: {args.calls * 5}); one gateway worker, 2 cores"
     )
     print(
-        f"{'path':<22} {'conc':>4} {'p50 ms':>9} {'p99 ms':>9} {'calls/s':>10}"
-        f" {'p50 x base':>11} {'rps / base':>11}"
+        f"{'path':<22} {'conc':>4} {'p50 ms':>9} {'p99 ms':>9} {'added p50 ms':>13} {'calls/s':>10}"
+        f" {'x in-process p50':>17}"
     )
     base: dict[int, dict[str, float]] = {c: r for label, c, r in rows if label == "in-process function"}
     for label, concurrency, r in rows:
         b = base[concurrency]
         print(
-            f"{label:<22} {concurrency:>4} {r['p50_ms']:>9.3f} {r['p99_ms']:>9.3f} {r['rps']:>10.0f}"
-            f" {r['p50_ms'] / b['p50_ms']:>11.0f} {r['rps'] / b['rps']:>11.4f}"
+            f"{label:<22} {concurrency:>4} {r['p50_ms']:>9.4f} {r['p99_ms']:>9.4f}"
+            f" {r['p50_ms'] - b['p50_ms']:>13.3f} {r['rps']:>10.0f} {r['p50_ms'] / b['p50_ms']:>17.0f}"
         )
 
 
