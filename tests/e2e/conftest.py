@@ -20,6 +20,8 @@ gateways:
           - tests.fixtures.functions:with_progress
           - tests.fixtures.functions:ask_name
           - tests.fixtures.functions:ask_model
+          - tests.fixtures.functions:slow
+          - tests.fixtures.functions:was_cancelled
   - name: second
     targets:
       - name: math

@@ -12,31 +12,11 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_SECONDS = 60.0
-
-
-@dataclass
-class Served:
-    base: str
-    admin_key: str | None
-    proc: subprocess.Popen[str]
-    output: list[str] = field(default_factory=list)
-
-    @property
-    def mcp(self) -> str:
-        return f"{self.base}/mcp"
-
-    def gateway(self, name: str) -> str:
-        return self.mcp if name == "default" else f"{self.base}/gateways/{name}/mcp"
-
-    @property
-    def admin_headers(self) -> dict[str, str]:
-        assert self.admin_key
-        return {"Authorization": f"Bearer {self.admin_key}"}
 
 
 class _Lines:
@@ -55,6 +35,15 @@ class _Lines:
             self.queue.put(line)
         self.queue.put(None)
 
+    def drain(self) -> list[str]:
+        while True:
+            try:
+                line = self.queue.get_nowait()
+            except queue.Empty:
+                return self.seen
+            if line is not None:
+                self.seen.append(line)
+
     def until(self, pattern: re.Pattern[str], deadline: float) -> str:
         while True:
             try:
@@ -68,6 +57,31 @@ class _Lines:
             self.seen.append(line)
             if pattern.search(line):
                 return line
+
+
+@dataclass
+class Served:
+    base: str
+    admin_key: str | None
+    proc: subprocess.Popen[str]
+    reader: _Lines
+
+    @property
+    def output(self) -> list[str]:
+        """Every line printed so far (all of them once the process has exited)."""
+        return self.reader.drain()
+
+    @property
+    def mcp(self) -> str:
+        return f"{self.base}/mcp"
+
+    def gateway(self, name: str) -> str:
+        return self.mcp if name == "default" else f"{self.base}/gateways/{name}/mcp"
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        assert self.admin_key
+        return {"Authorization": f"Bearer {self.admin_key}"}
 
 
 @contextmanager
@@ -97,7 +111,7 @@ def serve(
         # The key is printed (before the admin API line) on first start only.
         keys = [m.group(1) for line in lines if (m := re.search(r"admin key .*: (sb_admin_\S+)", line))]
         key = keys[0] if keys else None
-        yield Served(base, key, proc, lines)
+        yield Served(base, key, proc, reader)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
