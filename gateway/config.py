@@ -126,12 +126,7 @@ class GatewaySpec(Model):
     @field_validator("targets")
     @classmethod
     def _unique_targets(cls, targets: list[TargetBase]) -> list[TargetBase]:
-        seen: set[str] = set()
-        for t in targets:
-            if t.name in seen:
-                raise ValueError(f"two targets are named {t.name!r}; target names must be unique per gateway")
-            seen.add(t.name)
-        return targets
+        return _unique(targets, "targets", "per gateway")
 
 
 class Document(Model):
@@ -142,12 +137,21 @@ class Document(Model):
     @field_validator("gateways")
     @classmethod
     def _unique_gateways(cls, gateways: list[GatewaySpec]) -> list[GatewaySpec]:
-        seen: set[str] = set()
-        for g in gateways:
-            if g.name in seen:
-                raise ValueError(f"two gateways are named {g.name!r}; gateway names must be unique")
-            seen.add(g.name)
-        return gateways
+        return _unique(gateways, "gateways", "")
+
+
+N = TypeVar("N", TargetBase, "GatewaySpec")
+
+
+def _unique(items: list[N], what: str, scope: str) -> list[N]:
+    seen: set[str] = set()
+    for item in items:
+        if item.name in seen:
+            raise ValueError(
+                f"two {what} are named {item.name!r}; {what[:-1]} names must be unique {scope}".rstrip()
+            )
+        seen.add(item.name)
+    return items
 
 
 StoredGateway = tuple[str, dict[str, Any], list[tuple[str, dict[str, Any]]]]

@@ -47,6 +47,7 @@ from gateway.core.errors import (
     MissingClientCapability,
     RequestError,
 )
+from gateway.core.provider import PromptSpec, ResourceSpec, ResourceTemplateSpec
 from gateway.core.types import JSON, CallContext, Principal, ToolResult
 from gateway.hub import GatewayKey, Hub, LiveGateway
 from gateway.mcp.channel import MODERN, McpChannel, input_required
@@ -313,26 +314,19 @@ class McpFront:
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> dict[str, Any]:
         gw, _ = self._gateway(ctx)
-        items = []
-        for _, res in gw.catalog.snapshot.resources.values():
-            item: dict[str, Any] = {"uri": res.uri, "name": res.name}
-            for attr, wire in (("title", "title"), ("description", "description"), ("mime_type", "mimeType")):
-                if getattr(res, attr):
-                    item[wire] = getattr(res, attr)
-            items.append(item)
+        items = [
+            _described({"uri": r.uri, "name": r.name}, r) for _, r in gw.catalog.snapshot.resources.values()
+        ]
         return self._cacheable(ctx, _page(items, params.cursor if params else None, "resources"))
 
     async def _list_resource_templates(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> dict[str, Any]:
         gw, _ = self._gateway(ctx)
-        items = []
-        for _, t in gw.catalog.snapshot.templates:
-            item: dict[str, Any] = {"uriTemplate": t.uri_template, "name": t.name}
-            for attr, wire in (("title", "title"), ("description", "description"), ("mime_type", "mimeType")):
-                if getattr(t, attr):
-                    item[wire] = getattr(t, attr)
-            items.append(item)
+        items = [
+            _described({"uriTemplate": t.uri_template, "name": t.name}, t)
+            for _, t in gw.catalog.snapshot.templates
+        ]
         return self._cacheable(ctx, _page(items, params.cursor if params else None, "resourceTemplates"))
 
     async def _read_resource(
@@ -350,11 +344,7 @@ class McpFront:
         gw, _ = self._gateway(ctx)
         items = []
         for name, (_, p) in gw.catalog.snapshot.prompts.items():
-            item: dict[str, Any] = {"name": name}
-            if p.title:
-                item["title"] = p.title
-            if p.description:
-                item["description"] = p.description
+            item = _described({"name": name}, p)
             if p.arguments:
                 item["arguments"] = list(p.arguments)
             items.append(item)
@@ -449,6 +439,14 @@ class McpFront:
         self._sessions.pop(session_id, None)
         self._log_levels.pop(session_id, None)
         self._resource_subscriptions.pop(session_id, None)
+
+
+def _described(item: JSON, spec: ResourceSpec | ResourceTemplateSpec | PromptSpec) -> JSON:
+    """Add the optional display fields a resource, template or prompt has."""
+    for attr, wire in (("title", "title"), ("description", "description"), ("mime_type", "mimeType")):
+        if getattr(spec, attr, None):
+            item[wire] = getattr(spec, attr)
+    return item
 
 
 def _typed_result(handler: Callable[[Any, Any], Awaitable[Any]]) -> Callable[[Any, Any], Awaitable[Any]]:
