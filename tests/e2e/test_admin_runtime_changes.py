@@ -109,3 +109,25 @@ async def test_admin_crud_round_trip(live: Served) -> None:
         assert (await admin.delete("/admin/v1/gateways/ops")).status_code == 204
         assert (await admin.get("/admin/v1/gateways/ops")).status_code == 404
         assert (await admin.post("/admin/v1/gateways", content=b"{nope")).status_code == 422
+
+
+async def test_an_admin_key_of_another_tenant_sees_nothing_of_this_one(live: Served, tmp_path: Path) -> None:
+    from gateway.app import hash_key, new_admin_key
+    from gateway.store import Store
+
+    store = await Store.open(f"sqlite:///{tmp_path / 'data' / 'switchboard.db'}")
+    try:
+        key_id, key, digest = new_admin_key()
+        await store.add_api_key("acme", key_id, digest, "admin")
+        assert hash_key(key) == digest
+    finally:
+        await store.close()
+    async with httpx2.AsyncClient(base_url=live.base, headers={"Authorization": f"Bearer {key}"}) as acme:
+        assert (await acme.get("/admin/v1/gateways")).json() == {"gateways": []}
+        assert (await acme.get("/admin/v1/gateways/default")).status_code == 404
+        assert (await acme.get("/admin/v1/gateways/default/tools")).status_code == 404
+        assert (await acme.delete("/admin/v1/gateways/default")).status_code == 404
+        assert (await acme.delete("/admin/v1/gateways/default/targets/fx")).status_code == 404
+        assert (await acme.post("/admin/v1/gateways/default/targets", json=NEW_TARGET)).status_code == 404
+    async with Client(live.mcp, mode="legacy") as client:
+        assert [t.name for t in (await client.list_tools()).tools] == ["fx___add"]
