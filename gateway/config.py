@@ -8,7 +8,6 @@ field, and say how to fix it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -21,7 +20,6 @@ from gateway.core.errors import ConfigError, ConfigIssue
 M = TypeVar("M")
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
-_NAME_RE = re.compile(NAME_PATTERN)
 Name = Annotated[str, Field(pattern=NAME_PATTERN, description="Letters, digits, '-' and '_' (max 63).")]
 
 
@@ -304,7 +302,3 @@ def json_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Switchboard configuration"
     return schema
-
-
-def is_name(value: str) -> bool:
-    return _NAME_RE.match(value) is not None

@@ -13,7 +13,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Self
 
 import anyio
@@ -63,7 +63,6 @@ class LiveGateway:
     spec: GatewaySpec
     catalog: Catalog
     handler: CallNext
-    timeouts: dict[str, float] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -203,7 +202,7 @@ class Hub:
                 "raise its timeout_seconds if that is expected"
             )
 
-        return LiveGateway(tenant, spec, catalog, compose(self.stages, route), timeouts)
+        return LiveGateway(tenant, spec, catalog, compose(self.stages, route))
 
     def _provider_changed_cb(self, tenant: str, op: _OpenProvider) -> Callable[[], None]:
         def changed() -> None:

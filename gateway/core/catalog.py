@@ -26,7 +26,7 @@ from jsonschema.exceptions import SchemaError, ValidationError, best_match
 
 from gateway.core.errors import ConfigError, ConfigIssue, InvalidArguments, RequestError, ToolNotFound
 from gateway.core.provider import PromptSpec, ResourceSpec, ResourceTemplateSpec, ToolProvider
-from gateway.core.types import JSON, CallContext, ToolCall, ToolResult, ToolSpec
+from gateway.core.types import JSON, CallContext, ToolCall, ToolSpec
 
 logger = logging.getLogger(__name__)
 
@@ -213,10 +213,6 @@ class Catalog:
             if error is not None:
                 raise InvalidArguments(name, field_path(error), error.message)
         return entry, ToolCall(name=entry.spec.name, arguments=args, public_name=name)
-
-    async def call(self, name: str, arguments: Mapping[str, Any] | None, ctx: CallContext) -> ToolResult:
-        entry, call = self.resolve(name, arguments)
-        return await entry.provider.call_tool(call, ctx)
 
     async def read_resource(self, uri: str, ctx: CallContext) -> Sequence[JSON]:
         hit = self.snapshot.resources.get(uri)
