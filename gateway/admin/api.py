@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Route
 from gateway import __version__
 from gateway.config import GatewaySpec, Target, TargetBase, to_store, validate
 from gateway.core.errors import ConfigError, ConfigIssue
+from gateway.store import StoreError
 
 if TYPE_CHECKING:
     from gateway.app import Switchboard
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 SystemGetter = Callable[[], "Switchboard"]
 Handler = Callable[[Request, "Switchboard", str], Awaitable[Response]]
 
+MAX_BODY_BYTES = 1024 * 1024
 _TARGET: TypeAdapter[TargetBase] = TypeAdapter(Target)
 
 
@@ -33,8 +35,16 @@ def _error(status: int, message: str, issues: list[ConfigIssue] | None = None) -
     return JSONResponse(body, status, headers=headers)
 
 
+class _TooLarge(Exception):
+    pass
+
+
 async def _json_body(request: Request) -> Any:
-    raw = await request.body()
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY_BYTES:
+            raise _TooLarge
     if not raw:
         raise ConfigError(
             [ConfigIssue("the request body is empty; send a JSON object", source="request body")]
@@ -206,6 +216,12 @@ def _endpoint(handler: Handler, get_system: SystemGetter) -> Callable[[Request],
             return await handler(request, system, tenant)
         except ConfigError as exc:
             return _error(422, "the change was refused; nothing was stored", exc.issues)
+        except _TooLarge:
+            return _error(413, f"the request body is larger than {MAX_BODY_BYTES} bytes")
+        except KeyError as exc:  # the store's "no such gateway", after a concurrent delete
+            return _error(404, str(exc.args[0]) if exc.args else "not found")
+        except StoreError as exc:
+            return _error(503, f"the store is unavailable; nothing was changed: {exc}")
 
     return endpoint
 

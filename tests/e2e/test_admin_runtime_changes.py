@@ -131,3 +131,15 @@ async def test_an_admin_key_of_another_tenant_sees_nothing_of_this_one(live: Ser
         assert (await acme.post("/admin/v1/gateways/default/targets", json=NEW_TARGET)).status_code == 404
     async with Client(live.mcp, mode="legacy") as client:
         assert [t.name for t in (await client.list_tools()).tools] == ["fx___add"]
+
+
+async def test_admin_api_bad_bodies_are_4xx(live: Served) -> None:
+    async with httpx2.AsyncClient(base_url=live.base, headers=live.admin_headers) as admin:
+        big = b'{"name": "x", "description": "' + b"a" * (2 * 1024 * 1024) + b'"}'
+        assert (await admin.post("/admin/v1/gateways", content=big)).status_code == 413
+        for body in (b"[]", b'"text"', b"", b'{"name": "bad name!"}'):
+            response = await admin.post("/admin/v1/gateways", content=body)
+            assert response.status_code == 422, body
+            assert "error" in response.json()
+        mismatch = await admin.put("/admin/v1/gateways/default", json={"name": "other"})
+        assert mismatch.status_code == 400
