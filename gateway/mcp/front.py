@@ -25,7 +25,7 @@ from mcp.server.models import InitializationOptions
 from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
 from mcp.server.session import ServerSession
 from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.streamable_http_manager import DEFAULT_MAX_SESSIONS, StreamableHTTPSessionManager
 from mcp.server.subscriptions import (
     InMemorySubscriptionBus,
     ListenHandler,
@@ -235,7 +235,7 @@ class McpFront:
             if message["type"] == "http.response.start" and session_id is None:
                 for name, value in message.get("headers", []):
                     if name.lower() == b"mcp-session-id":
-                        self._sessions[value.decode()] = (key, None)
+                        self._remember(value.decode(), key)
             await send(message)
 
         await self.manager.handle_request(scope, receive, send_wrapper)
@@ -434,6 +434,12 @@ class McpFront:
             except Exception as exc:  # noqa: BLE001 - boundary: a gone session must not stop the others
                 logger.debug("dropping session %s from notifications: %s", session_id[:8], exc)
                 self._forget(session_id)
+
+    def _remember(self, session_id: str, key: GatewayKey) -> None:
+        self._sessions[session_id] = (key, None)
+        # The SDK ends idle sessions on its own; keep at most as many as it can hold.
+        while len(self._sessions) > DEFAULT_MAX_SESSIONS:
+            self._forget(next(iter(self._sessions)))
 
     def _forget(self, session_id: str) -> None:
         self._sessions.pop(session_id, None)
