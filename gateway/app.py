@@ -18,6 +18,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any
 
 import anyio
@@ -166,6 +167,8 @@ def create_app(
 ) -> Starlette:
     """The whole gateway as one ASGI app; everything opens in its lifespan."""
     holder: dict[str, Any] = {}
+    # DNS-rebinding protection: only loopback names unless the operator names more
+    # (SWITCHBOARD_ALLOWED_HOSTS / _ORIGINS, or the host of SWITCHBOARD_PUBLIC_URL).
     allowed_hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", *settings.allowed_hosts]
     allowed_origins = [
         "http://127.0.0.1:*",
@@ -173,6 +176,10 @@ def create_app(
         "http://[::1]:*",
         *settings.allowed_origins,
     ]
+    if settings.public_url:
+        public = urlsplit(settings.public_url)
+        allowed_hosts += [public.netloc, f"{public.hostname}:*"]
+        allowed_origins.append(f"{public.scheme}://{public.netloc}")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
