@@ -108,6 +108,37 @@ SEP1330_SCHEMA: JSON = {
 }
 
 
+JSON_SCHEMA_2020_12: JSON = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "$defs": {
+        "address": {
+            "$anchor": "addressDef",
+            "type": "object",
+            "properties": {"street": {"type": "string"}, "city": {"type": "string"}},
+        }
+    },
+    "properties": {
+        "name": {"type": "string"},
+        "address": {"$ref": "#/$defs/address"},
+        "contactMethod": {"type": "string", "enum": ["phone", "email"]},
+        "phone": {"type": "string"},
+        "email": {"type": "string"},
+    },
+    "allOf": [{"anyOf": [{"required": ["phone"]}, {"required": ["email"]}]}],
+    "if": {"properties": {"contactMethod": {"const": "phone"}}, "required": ["contactMethod"]},
+    "then": {"required": ["phone"]},
+    "else": {"required": ["email"]},
+    "additionalProperties": False,
+}
+
+CUSTOM_HEADER_SCHEMA: JSON = {
+    "type": "object",
+    "properties": {"region": {"type": "string", "x-mcp-header": "Region", "description": "Routed by header"}},
+    "required": ["region"],
+}
+
+
 class ConformanceFixture(ToolProvider):
     """Tools, resources and prompts named by the conformance scenarios."""
 
@@ -147,6 +178,12 @@ class ConformanceFixture(ToolProvider):
             _tool("test_streaming_elicitation", "Reports progress, then asks the user."),
             _tool("test_trigger_tool_change", "Adds or removes a tool (list_changed)."),
             _tool("test_trigger_prompt_change", "Adds or removes a prompt (list_changed)."),
+            _tool("json_schema_2020_12_tool", "Tool with JSON Schema 2020-12 features", JSON_SCHEMA_2020_12),
+            _tool(
+                "test_custom_headers",
+                "Echoes a parameter that travels in an Mcp-Param header.",
+                CUSTOM_HEADER_SCHEMA,
+            ),
         ]
         if self.extra_tool:
             tools.append(_tool("test_dynamic_tool", "Appears after test_trigger_tool_change."))
@@ -161,6 +198,12 @@ class ConformanceFixture(ToolProvider):
 
     async def _tool_test_simple_text(self, args: JSON, ctx: CallContext) -> ToolResult:
         return ToolResult.text("This is a simple text response for testing.")
+
+    async def _tool_json_schema_2020_12_tool(self, args: JSON, ctx: CallContext) -> ToolResult:
+        return ToolResult.text(f"contact {args.get('name')} by {args.get('contactMethod', 'email')}")
+
+    async def _tool_test_custom_headers(self, args: JSON, ctx: CallContext) -> ToolResult:
+        return ToolResult.text(f"region={args.get('region')}")
 
     async def _tool_test_dynamic_tool(self, args: JSON, ctx: CallContext) -> ToolResult:
         return ToolResult.text("dynamic")
