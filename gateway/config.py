@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gateway.core.errors import ConfigError, ConfigIssue
 
@@ -44,6 +52,22 @@ class Override(Model):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")] | None = None
     description: str | None = None
     title: str | None = None
+    arguments: dict[str, Any] = Field(
+        default_factory=dict, description="Fixed argument values, hidden from the model and always sent."
+    )
+
+
+class SecretRef(Model):
+    """Where a secret is read from; the config holds the reference, never the secret."""
+
+    env: str | None = Field(None, description="Name of an environment variable holding the secret.")
+    file: str | None = Field(None, description="Path of a file holding the secret (final newline dropped).")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of `env` or `file`")
+        return self
 
 
 class TargetBase(Model):
@@ -99,6 +123,30 @@ class HttpTarget(TargetBase):
     tools: list[ToolDef] = Field(min_length=1)
 
 
+class OpenApiTarget(TargetBase):
+    """An API described by an OpenAPI 3.0/3.1 or Swagger 2.0 document: one tool per operation."""
+
+    kind: Literal["openapi"]
+    spec: str | dict[str, Any] = Field(description="A file path, an http(s) URL, or the document inline.")
+    base_url: Annotated[str, Field(pattern=r"^https?://")] | None = Field(
+        None, description="Overrides the document's servers."
+    )
+    server_variables: dict[str, str] = Field(default_factory=dict)
+    include_tags: list[str] = Field(default_factory=list)
+    exclude_tags: list[str] = Field(default_factory=list)
+    include_paths: list[str] = Field(default_factory=list, description="Globs: '/pets/*' or 'GET /pets/*'.")
+    exclude_paths: list[str] = Field(default_factory=list)
+    credentials: dict[str, SecretRef] = Field(
+        default_factory=dict,
+        description="Secrets by security scheme name: API key, bearer token, or 'user:password' for basic.",
+    )
+    headers: dict[str, str] = Field(default_factory=dict, description="Sent with every request.")
+    retries: int = Field(
+        2, ge=0, le=5, description="Retries of idempotent operations (connect errors, 502-504)."
+    )
+    max_response_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+
+
 class PluginTarget(TargetBase):
     """A ToolProvider class of your own, by import path (tools, resources and prompts)."""
 
@@ -107,7 +155,10 @@ class PluginTarget(TargetBase):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-Target = Annotated[FunctionTarget | LambdaTarget | HttpTarget | PluginTarget, Field(discriminator="kind")]
+Target = Annotated[
+    FunctionTarget | LambdaTarget | HttpTarget | OpenApiTarget | PluginTarget, Field(discriminator="kind")
+]
+TARGET_KINDS = ("function", "lambda", "http", "openapi", "plugin")
 
 
 class GatewaySpec(Model):
@@ -212,9 +263,9 @@ def _issues(
             )
         elif err["type"] == "union_tag_invalid":
             tag = err.get("ctx", {}).get("tag")
-            message = f"unknown target kind {tag!r}: use one of function, lambda, http, plugin"
+            message = f"unknown target kind {tag!r}: use one of {', '.join(TARGET_KINDS)}"
         elif err["type"] == "union_tag_not_found":
-            message = "a target needs a `kind` (function, lambda, http or plugin)"
+            message = f"a target needs a `kind` ({', '.join(TARGET_KINDS)})"
         elif err["type"] == "missing":
             message = f"missing required field {loc[-1]!r}"
         out.append(ConfigIssue(message, _dotted(full), source, line))
@@ -225,9 +276,7 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     # pydantic puts the discriminator value and union member names into locations
     out: list[Any] = []
     for part in loc:
-        if isinstance(part, str) and (
-            part in ("function", "lambda", "http", "plugin") and out and isinstance(out[-1], int)
-        ):
+        if isinstance(part, str) and (part in TARGET_KINDS and out and isinstance(out[-1], int)):
             continue
         if isinstance(part, str) and (part.startswith("function-after") or "[" in part):
             continue

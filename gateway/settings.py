@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     )
     shutdown_grace_seconds: float = Field(30.0, ge=0)
     log_level: str = "info"
+    egress_allow: list[str] = Field(
+        default_factory=list,
+        description="Private networks or hosts that fetches on a user's behalf may reach (CIDRs or names).",
+    )
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -288,7 +288,7 @@ def openapi_document() -> dict[str, Any]:
     target_ref = {
         "oneOf": [
             {"$ref": f"#/components/schemas/{n}"}
-            for n in ("FunctionTarget", "LambdaTarget", "HttpTarget", "PluginTarget")
+            for n in ("FunctionTarget", "LambdaTarget", "HttpTarget", "OpenApiTarget", "PluginTarget")
         ],
         "discriminator": {"propertyName": "kind"},
     }

@@ -26,7 +26,7 @@ from jsonschema.exceptions import SchemaError, ValidationError, best_match
 
 from gateway.core.errors import ConfigError, ConfigIssue, InvalidArguments, RequestError, ToolNotFound
 from gateway.core.provider import PromptSpec, ResourceSpec, ResourceTemplateSpec, ToolProvider
-from gateway.core.types import JSON, CallContext, ToolCall, ToolSpec
+from gateway.core.types import JSON, CallContext, ToolCall, ToolResult, ToolSpec
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +67,25 @@ class Entry:
     provider: ToolProvider
     spec: ToolSpec
     validator: Draft202012Validator | None
+    output_validator: Draft202012Validator | None = None
+
+    def check_output(self, result: ToolResult) -> ToolResult:
+        """A result whose structuredContent breaks the published outputSchema becomes a tool error.
+
+        Clients reject such results outright (the MCP spec says structured results MUST
+        conform); saying what was wrong, with the data, serves the model better.
+        """
+        if self.output_validator is None or result.is_error or result.structured is None:
+            return result
+        error = best_match(self.output_validator.iter_errors(result.structured))
+        if error is None:
+            return result
+        where = field_path(error) or "the result"
+        text = "".join(str(c.get("text", "")) for c in result.content if c.get("type") == "text")[:2000]
+        return ToolResult.error(
+            f"The upstream's answer does not match this tool's output schema at {where}: {error.message}."
+            + (f" Answer: {text}" if text else "")
+        )
 
     def wire(self) -> JSON:
         """The MCP ``Tool`` object."""
@@ -179,7 +198,13 @@ class Catalog:
                     )
                     continue
                 origin[name] = f"{target}/{spec.name}"
-                snap.tools[name] = Entry(name, provider, spec, _validator(target, spec, issues))
+                snap.tools[name] = Entry(
+                    name,
+                    provider,
+                    spec,
+                    _validator(target, spec.name, spec.input_schema, issues),
+                    _validator(target, spec.name, spec.output_schema, issues) if spec.output_schema else None,
+                )
             for res in resources:
                 snap.resources.setdefault(res.uri, (provider, res))
             snap.templates.extend((provider, t) for t in templates)
@@ -241,15 +266,16 @@ class Catalog:
         return next((p for p, t in self.snapshot.templates if t.uri_template == uri_template), None)
 
 
-def _validator(target: str, spec: ToolSpec, issues: list[ConfigIssue]) -> Draft202012Validator | None:
-    schema = dict(spec.input_schema)
+def _validator(
+    target: str, tool: str, schema_in: Mapping[str, Any] | None, issues: list[ConfigIssue]
+) -> Draft202012Validator | None:
+    schema = dict(schema_in or {})
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
         issues.append(
             ConfigIssue(
-                f"inputSchema of tool {spec.name!r} is not valid JSON Schema: {exc.message}",
-                f"targets.{target}",
+                f"a schema of tool {tool!r} is not valid JSON Schema: {exc.message}", f"targets.{target}"
             )
         )
         return None

@@ -84,9 +84,11 @@ class Filtered(WrapperProvider):
 
 
 class Overridden(WrapperProvider):
-    """Renames tools and replaces their descriptions or titles.
+    """Renames tools, replaces their descriptions or titles, and fixes argument values.
 
-    ``overrides`` maps the inner tool name to ``{"name"?, "description"?, "title"?}``.
+    ``overrides`` maps the inner tool name to ``{"name"?, "description"?, "title"?,
+    "arguments"?}``. Fixed arguments disappear from the inputSchema the model sees
+    and are always sent with the value given, whatever the model passes.
     """
 
     def __init__(self, inner: ToolProvider, overrides: Mapping[str, Mapping[str, Any]]) -> None:
@@ -104,16 +106,28 @@ class Overridden(WrapperProvider):
                     name=o.get("name") or tool.name,
                     description=o.get("description") or tool.description,
                     title=o.get("title") or tool.title,
+                    input_schema=_without(tool.input_schema, o.get("arguments") or {}),
                 )
             out.append(tool)
         return out
 
     async def call_tool(self, call: ToolCall, ctx: CallContext) -> ToolResult:
         inner_name = self._back.get(call.name, call.name)
-        if (
-            inner_name != call.name
-            or call.name not in self.overrides
-            or not self.overrides[call.name].get("name")
-        ):
-            return await self.inner.call_tool(replace(call, name=inner_name), ctx)
-        raise ToolNotFound(call.public_name or call.name)
+        renamed_away = inner_name == call.name and bool(self.overrides.get(call.name, {}).get("name"))
+        if renamed_away:
+            raise ToolNotFound(call.public_name or call.name)
+        fixed = self.overrides.get(inner_name, {}).get("arguments") or {}
+        arguments = {**{k: v for k, v in call.arguments.items() if k not in fixed}, **fixed}
+        return await self.inner.call_tool(replace(call, name=inner_name, arguments=arguments), ctx)
+
+
+def _without(schema: Mapping[str, Any], fixed: Mapping[str, Any]) -> Mapping[str, Any]:
+    if not fixed:
+        return schema
+    out = dict(schema)
+    out["properties"] = {k: v for k, v in (schema.get("properties") or {}).items() if k not in fixed}
+    if "required" in schema:
+        out["required"] = [r for r in schema["required"] if r not in fixed]
+        if not out["required"]:
+            del out["required"]
+    return out

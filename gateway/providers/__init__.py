@@ -16,6 +16,7 @@ REGISTRY: dict[str, str] = {
     "function": "gateway.providers.function:FunctionProvider",
     "lambda": "gateway.providers.aws_lambda:LambdaProvider",
     "http": "gateway.providers.http_function:HttpFunctionProvider",
+    "openapi": "gateway.providers.openapi:OpenApiProvider",
     "plugin": "gateway.providers.plugin:PluginProvider",
 }
 

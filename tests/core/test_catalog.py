@@ -108,5 +108,5 @@ async def test_unknown_tool() -> None:
 
 async def test_invalid_input_schema_is_a_config_error() -> None:
     cat = Catalog({"a": Echo("a", ["t"], {"type": "objekt"})})
-    with pytest.raises(ConfigError, match="not valid JSON Schema"):
+    with pytest.raises(ConfigError, match="is not valid JSON Schema"):
         await cat.refresh(CallContext())

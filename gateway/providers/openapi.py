@@ -1,0 +1,265 @@
+"""OpenAPI targets: every operation of an API document is a tool.
+
+The document is loaded and compiled when the target opens (in a worker thread:
+a large document must not stall the event loop). Calls build the exact
+request the document describes (gateway.openapi.request), satisfy its
+security requirement from the target's credentials, and turn the response
+into a result: JSON becomes structuredContent plus text, other text stays
+text, binary becomes an embedded resource, errors become ``isError`` results
+with the status and an excerpt of the body. One pooled keep-alive client per
+target; idempotent operations are retried on connect errors and 502-504.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, ClassVar, Self
+from urllib.parse import quote, urljoin, urlsplit
+
+import anyio
+import httpx2
+import orjson
+
+from gateway.config import OpenApiTarget, SecretRef
+from gateway.core.errors import ConfigError, ToolExecutionError, ToolNotFound, UpstreamUnavailable
+from gateway.core.provider import ToolProvider
+from gateway.core.types import CallContext, ToolCall, ToolResult, ToolSpec
+from gateway.openapi.compiler import Compiled, Compiler, Operation
+from gateway.openapi.document import Document, open_document
+from gateway.openapi.request import Request, build
+
+EXCERPT = 500
+_RETRY_STATUS = frozenset({502, 503, 504})
+_TEXTUAL = ("text/", "application/xml", "application/javascript", "application/x-www-form-urlencoded")
+
+
+def read_secret(ref: SecretRef, what: str) -> str:
+    """The secret a reference points at; the error names the reference, never a value."""
+    if ref.env is not None:
+        value = os.environ.get(ref.env)
+        if value is None:
+            raise ConfigError(f"{what}: environment variable {ref.env} is not set")
+        return value
+    assert ref.file is not None
+    try:
+        return Path(ref.file).read_text(encoding="utf-8").rstrip("\n")
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot read {ref.file}: {exc.strerror or exc}") from None
+
+
+class OpenApiProvider(ToolProvider):
+    """Serves a ``kind: openapi`` target."""
+
+    kind: ClassVar[str] = "openapi"
+
+    def __init__(self, config: OpenApiTarget, *, gateway: str = "default") -> None:
+        super().__init__(config.name)
+        self.config = config
+        self.gateway = gateway
+        self.compiled: Compiled | None = None
+        self.tools: dict[str, ToolSpec] = {}
+        self.skipped: list[str] = []
+        self._secrets: dict[str, str] = {}
+        self._client: httpx2.AsyncClient | None = None
+        self._base_path = ""
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        compiled, doc = await anyio.to_thread.run_sync(self._compile)
+        self.compiled = compiled
+        self.skipped = compiled.skipped
+        self.tools = {t.name: t for t in compiled.tools if self._selected(compiled.operations[t.name], t)}
+        self._secrets = {
+            name: read_secret(ref, f"credentials.{name}") for name, ref in self.config.credentials.items()
+        }
+        unknown = set(self._secrets) - set(compiled.security_schemes)
+        if unknown:
+            known = ", ".join(compiled.security_schemes) or "none"
+            raise ConfigError(
+                f"credentials name unknown security schemes {sorted(unknown)}; the document has: {known}"
+            )
+        origin, self._base_path = self._server(compiled, doc)
+        timeout = self.config.timeout_seconds
+        self._client = httpx2.AsyncClient(
+            base_url=origin,
+            timeout=httpx2.Timeout(timeout, connect=min(10.0, timeout)),
+            follow_redirects=False,
+            limits=httpx2.Limits(max_connections=100, max_keepalive_connections=32),
+        )
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def _compile(self) -> tuple[Compiled, Document]:
+        doc = open_document(self.config.spec, base_dir=Path.cwd(), fetch_url=_fetch_url)
+        return Compiler(doc).compile(), doc
+
+    def _selected(self, op: Operation, tool: ToolSpec) -> bool:
+        c = self.config
+        tags = set(op.tags)
+        if c.include_tags and not tags & set(c.include_tags):
+            return False
+        if c.exclude_tags and tags & set(c.exclude_tags):
+            return False
+        if c.include_paths and not any(_path_matches(p, op) for p in c.include_paths):
+            return False
+        return not any(_path_matches(p, op) for p in c.exclude_paths)
+
+    def _server(self, compiled: Compiled, doc: Document) -> tuple[str, str]:
+        if self.config.base_url:
+            url = self.config.base_url
+        else:
+            servers = doc.root.get("servers") or [{"url": "/"}]
+            first: dict[str, Any] = servers[0] if isinstance(servers[0], dict) else {"url": "/"}
+            url = str(first.get("url", "/"))
+            for name, var in (first.get("variables") or {}).items():
+                value = self.config.server_variables.get(name, str((var or {}).get("default", "")))
+                url = url.replace("{" + name + "}", value)
+            if not urlsplit(url).scheme:
+                if not doc.uri.startswith("http"):
+                    raise ConfigError(
+                        f"the document's server URL {url!r} is relative; give the target a `base_url`"
+                    )
+                url = urljoin(doc.uri, url)
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"server URL {url!r} is not an http(s) URL; give the target a `base_url`")
+        return f"{parts.scheme}://{parts.netloc}", parts.path.rstrip("/")
+
+    # -- tools ---------------------------------------------------------------------------
+
+    async def list_tools(self, ctx: CallContext) -> Sequence[ToolSpec]:
+        return list(self.tools.values())
+
+    async def call_tool(self, call: ToolCall, ctx: CallContext) -> ToolResult:
+        if call.name not in self.tools or self.compiled is None:
+            raise ToolNotFound(call.public_name or call.name)
+        if self._client is None:
+            raise UpstreamUnavailable(f"target {self.id!r} is not open")
+        op = self.compiled.operations[call.name]
+        request = build(op, call.arguments, self._base_path)
+        self._authorize(op, request)
+        return await self._send(op, request, ctx)
+
+    def _authorize(self, op: Operation, request: Request) -> None:
+        if not op.security:
+            return
+        schemes = self.compiled.security_schemes if self.compiled else {}
+        for requirement in op.security:
+            if all(name in self._secrets for name in requirement):
+                for name in requirement:
+                    _apply_secret(schemes.get(name) or {}, self._secrets[name], request)
+                return
+        needed = " or ".join("+".join(r) or "(none)" for r in op.security)
+        if any(not r for r in op.security):
+            return  # an empty requirement: anonymous access is allowed
+        raise ToolExecutionError(
+            f"{op.method} {op.path} needs credentials ({needed}); "
+            f"configure `credentials` on target {self.id!r}"
+        )
+
+    async def _send(self, op: Operation, request: Request, ctx: CallContext) -> ToolResult:
+        assert self._client is not None
+        headers = [*self.config.headers.items(), *request.headers]
+        if not any(k.lower() == "accept" for k, _ in headers):
+            headers.append(("Accept", "application/json, */*;q=0.5"))
+        attempts = 1 + (self.config.retries if op.idempotent else 0)
+        last_error = ""
+        for attempt in range(attempts):
+            if attempt:
+                await anyio.sleep(min(0.1 * 2**attempt, max(0.0, ctx.remaining() / 4)))
+            try:
+                async with self._client.stream(
+                    request.method,
+                    request.path,
+                    headers=headers,
+                    content=request.content,
+                    files=request.files,
+                ) as response:
+                    body, truncated = await _read(response, self.config.max_response_bytes)
+                    if response.status_code in _RETRY_STATUS and attempt + 1 < attempts:
+                        last_error = f"HTTP {response.status_code}"
+                        continue
+                    return _result(response, body, truncated, op.wrap_result)
+            except httpx2.TimeoutException:
+                last_error = f"no answer within {self.config.timeout_seconds}s"
+            except httpx2.HTTPError as exc:
+                last_error = f"{type(exc).__name__}: {exc}"
+        raise UpstreamUnavailable(f"{op.method} {op.path} failed after {attempts} attempt(s): {last_error}")
+
+
+def _path_matches(pattern: str, op: Operation) -> bool:
+    method, _, path = pattern.partition(" ")
+    if path:
+        return method.upper() == op.method and fnmatch.fnmatchcase(op.path, path)
+    return fnmatch.fnmatchcase(op.path, pattern)
+
+
+def _apply_secret(scheme: Mapping[str, Any], secret: str, request: Request) -> None:
+    kind = scheme.get("type")
+    if kind == "apiKey":
+        name, where = str(scheme.get("name", "")), scheme.get("in")
+        if where == "query":
+            sep = "&" if "?" in request.path else "?"
+            request.path += f"{sep}{quote(name, safe='')}={quote(secret, safe='')}"
+        elif where == "cookie":
+            request.headers.append(("Cookie", f"{name}={quote(secret, safe='')}"))
+        else:
+            request.headers.append((name, secret))
+    elif kind == "http" and str(scheme.get("scheme", "")).lower() == "basic":
+        request.headers.append(("Authorization", "Basic " + base64.b64encode(secret.encode()).decode()))
+    else:  # http bearer, oauth2, openIdConnect
+        request.headers.append(("Authorization", f"Bearer {secret}"))
+
+
+async def _read(response: httpx2.Response, limit: int) -> tuple[bytes, bool]:
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > limit:
+            return bytes(body[:limit]), True
+    return bytes(body), False
+
+
+def _result(response: httpx2.Response, body: bytes, truncated: bool, wrap: bool) -> ToolResult:
+    media = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    status = response.status_code
+    notice = f"\n[truncated: the response was larger than {len(body)} bytes]" if truncated else ""
+    if status >= 400:
+        excerpt = body[:EXCERPT].decode("utf-8", "replace")
+        return ToolResult.error(f"HTTP {status} {response.reason_phrase}: {excerpt}{notice}")
+    if not body:
+        return ToolResult.text(f"HTTP {status} {response.reason_phrase} (no content)")
+    if (media.endswith("json") or media.endswith("+json")) and not truncated:
+        try:
+            value = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return ToolResult.text(body.decode("utf-8", "replace"))
+        structured = {"result": value} if wrap or not isinstance(value, dict) else value
+        return ToolResult(
+            content=({"type": "text", "text": body.decode("utf-8", "replace")},), structured=structured
+        )
+    if media.startswith(_TEXTUAL) or media.endswith(("json", "xml")) or not media:
+        return ToolResult.text(body.decode("utf-8", "replace") + notice)
+    resource = {"uri": str(response.request.url), "mimeType": media, "blob": base64.b64encode(body).decode()}
+    content: list[dict[str, Any]] = [{"type": "resource", "resource": resource}]
+    if truncated:
+        content.append({"type": "text", "text": notice.strip()})
+    return ToolResult(content=tuple(content))
+
+
+def _fetch_url(url: str) -> bytes:
+    from gateway.egress import fetch
+
+    return fetch(url)
