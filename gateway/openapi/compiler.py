@@ -60,6 +60,7 @@ class Operation:
     idempotent: bool = False
     tags: tuple[str, ...] = ()
     wrap_result: bool = False  # the outputSchema puts the response body under "result"
+    file_fields: tuple[str, ...] = ()  # multipart properties sent as file parts
 
 
 @dataclass
@@ -202,6 +203,7 @@ class Compiler:
         body_fields: tuple[str, ...] = ()
         body_required = False
         encoding: Mapping[str, Any] = {}
+        file_fields: tuple[str, ...] = ()
         raw_body = op.get("requestBody")
         if raw_body is not None:
             body, bbase = self.doc.deref(raw_body, base)
@@ -217,6 +219,11 @@ class Compiler:
             body_required = bool(body.get("required"))
             bschema, brefs = self.schemas.convert(media.get("schema") or {}, bbase, "request")
             refs |= brefs
+            file_fields = tuple(
+                k
+                for k, v in (bschema.get("properties") or {}).items()
+                if isinstance(v, dict) and (v.get("format") in ("binary", "byte") or k in encoding)
+            )
             flat = _flattenable(bschema, taken)
             if flat is not None:
                 props, breq = flat
@@ -261,6 +268,7 @@ class Compiler:
             idempotent=method in ("get", "head", "options", "put", "delete"),
             tags=tuple(str(t) for t in op.get("tags") or ()),
             wrap_result=wrap,
+            file_fields=file_fields,
         )
         return spec, operation
 

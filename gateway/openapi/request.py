@@ -219,8 +219,8 @@ def _parts(op: Operation, body: Mapping[str, Any]) -> Sequence[tuple[str, tuple[
         for item in values:
             if isinstance(item, dict | list):
                 parts.append((key, (None, orjson.dumps(item), declared or "application/json")))
-            elif declared and declared not in ("text/plain",):
-                parts.append((key, (key, _scalar(item).encode(), declared)))
+            elif key in op.file_fields:
+                parts.append((key, (key, _scalar(item).encode(), declared or "application/octet-stream")))
             else:
-                parts.append((key, (None, _scalar(item).encode(), "text/plain")))
+                parts.append((key, (None, _scalar(item).encode(), declared or "text/plain")))
     return parts
