@@ -7,6 +7,9 @@ STAMP  := $(VENV)/.installed-stamp
 TOOLS  := .tools
 NODE22 := $(TOOLS)/node_modules/.bin
 CONFORMANCE_PKG := @modelcontextprotocol/conformance@0.2.0-alpha.12
+# Prism validates the requests the OpenAPI targets send; GitHub's REST document is the
+# large real-world input the compiler is tested and benchmarked on. Neither is committed.
+NPM_TEST_PKGS := @stoplight/prism-cli@5.14.2 @octokit/openapi@23.0.2
 
 .PHONY: serve test lint typecheck pytest conformance install tools bench clean
 
@@ -33,13 +36,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(TOOLS)/.stamp
 	$(BIN)/pytest
 
 # The MCP conformance suite needs Node >= 22; it is installed from npm into
 # an ignored folder so the machine's Node 20 stays as it is.
-$(TOOLS)/.stamp:
-	npm install --silent --no-audit --no-fund --prefix $(TOOLS) node@22 $(CONFORMANCE_PKG)
+$(TOOLS)/.stamp: Makefile
+	npm install --silent --no-audit --no-fund --prefix $(TOOLS) node@22 $(CONFORMANCE_PKG) $(NPM_TEST_PKGS)
 	touch $(TOOLS)/.stamp
 
 tools: $(TOOLS)/.stamp
@@ -47,8 +50,9 @@ tools: $(TOOLS)/.stamp
 conformance: $(STAMP) $(TOOLS)/.stamp
 	PATH="$(CURDIR)/$(NODE22):$$PATH" $(BIN)/python -m tests.conformance.run
 
-bench: $(STAMP)
+bench: $(STAMP) $(TOOLS)/.stamp
 	$(BIN)/python bench/tools_call.py
+	$(BIN)/python bench/openapi_github.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS)

@@ -62,14 +62,23 @@ def parse_admin_key(key: str) -> str | None:
     return key_id if sep and key_id else None
 
 
-async def compile_check(tenant: str, specs: list[GatewaySpec]) -> None:
+async def compile_check(tenant: str, specs: list[GatewaySpec]) -> list[str]:
     """Build every target and catalog of ``specs`` in a scratch hub, then close it.
+
+    Returns:
+        Warnings: what the targets could not serve (``gateway/target: problem``).
 
     Raises:
         ConfigError: what ``serve`` would refuse, found without serving.
     """
     async with Hub() as scratch:
         await scratch.apply(tenant, specs)
+        return [
+            f"{gw.name}/{target}: {problem}"
+            for gw in scratch.gateways(tenant)
+            for target, provider in gw.catalog.providers.items()
+            for problem in provider.problems()
+        ]
 
 
 class Switchboard:

@@ -111,9 +111,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 async def _check(path: str) -> Document:
     doc = load_file(path)
     try:
-        await compile_check(DEFAULT_TENANT, list(doc.gateways))
+        warnings = await compile_check(DEFAULT_TENANT, list(doc.gateways))
     except ConfigError as exc:
         raise ConfigError([replace(i, source=i.source or path) for i in exc.issues]) from None
+    for warning in warnings:
+        print(f"{path}: warning: {warning}", file=sys.stderr)
     return doc
 
 

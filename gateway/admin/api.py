@@ -200,7 +200,8 @@ async def list_tools(request: Request, system: Switchboard, tenant: str) -> Resp
     if live is None:
         return _error(404, f"no gateway named {name!r}")
     snap = live.catalog.snapshot
-    return JSONResponse({"tools": snap.tool_list, "failed_targets": snap.failed})
+    problems = {name: list(p.problems()) for name, p in live.catalog.providers.items() if p.problems()}
+    return JSONResponse({"tools": snap.tool_list, "failed_targets": snap.failed, "problems": problems})
 
 
 # -- plumbing ------------------------------------------------------------------

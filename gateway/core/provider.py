@@ -104,6 +104,10 @@ class ToolProvider(ABC):
         """``completion/complete`` result's ``completion`` object."""
         return {"values": [], "hasMore": False}
 
+    def problems(self) -> Sequence[str]:
+        """What this target could not serve (e.g. operations skipped), for operators."""
+        return ()
+
     def subscribe(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
 

@@ -42,6 +42,9 @@ class WrapperProvider(ToolProvider):
     async def call_tool(self, call: ToolCall, ctx: CallContext) -> ToolResult:
         return await self.inner.call_tool(call, ctx)
 
+    def problems(self) -> Sequence[str]:
+        return self.inner.problems()
+
     async def list_resources(self, ctx: CallContext) -> Sequence[ResourceSpec]:
         return await self.inner.list_resources(ctx)
 

@@ -142,6 +142,9 @@ class OpenApiProvider(ToolProvider):
     async def list_tools(self, ctx: CallContext) -> Sequence[ToolSpec]:
         return list(self.tools.values())
 
+    def problems(self) -> Sequence[str]:
+        return [f"skipped {s}" for s in self.skipped]
+
     async def call_tool(self, call: ToolCall, ctx: CallContext) -> ToolResult:
         if call.name not in self.tools or self.compiled is None:
             raise ToolNotFound(call.public_name or call.name)

@@ -11,11 +11,9 @@ from mcp import Client
 from tests.e2e.harness import ROOT, serve
 from tests.support.prism import prism, prism_binary
 from tests.support.samples import sample
+from tests.support.tools import need
 
-pytestmark = [
-    pytest.mark.anyio,
-    pytest.mark.skipif(prism_binary() is None, reason="prism is not installed (make tools)"),
-]
+pytestmark = pytest.mark.anyio
 
 DOCUMENTS = {
     "styles.yaml": ("apiKey", "key-123"),
@@ -26,6 +24,7 @@ DOCUMENTS = {
 
 @pytest.mark.parametrize("document", sorted(DOCUMENTS))
 async def test_every_operation_passes_prism_validation(document: str, tmp_path: Path) -> None:
+    need(prism_binary() is not None, "prism (npm @stoplight/prism-cli)")
     scheme, secret = DOCUMENTS[document]
     spec = ROOT / "specs" / document
     with prism(spec) as upstream:

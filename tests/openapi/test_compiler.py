@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from jsonschema import Draft202012Validator
+
+from gateway.core.errors import ConfigError
+from gateway.openapi.compiler import METHODS, Compiler
+from gateway.openapi.document import open_document
+from tests.support.tools import need
+
+ROOT = Path(__file__).resolve().parents[2]
+GITHUB = ROOT / ".tools" / "node_modules" / "@octokit" / "openapi" / "generated" / "api.github.com.json"
+
+
+def compile_doc(spec: str | dict[str, Any]) -> Any:
+    return Compiler(open_document(spec, base_dir=ROOT, fetch_url=None)).compile()
+
+
+def doc(paths: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"openapi": "3.0.3", "info": {"title": "t", "version": "1"}, "paths": paths, **extra}
+
+
+def test_a_broken_operation_is_skipped_with_its_pointer_and_the_rest_served() -> None:
+    compiled = compile_doc(
+        doc(
+            {
+                "/a": {"get": {"operationId": "ok", "responses": {}}},
+                "/b/{x}": {
+                    "post": {
+                        "operationId": "broken",
+                        "requestBody": {
+                            "content": {"application/json": {"schema": {"$ref": "#/nope/Missing"}}}
+                        },
+                        "responses": {},
+                    }
+                },
+            }
+        )
+    )
+    assert [t.name for t in compiled.tools] == ["ok"]
+    assert compiled.skipped == [
+        "POST /b/{x} (#/paths/~1b~1{x}/post): #/nope/Missing: $ref target #/nope/Missing does not exist"
+    ]
+
+
+def test_unparseable_document_names_the_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("openapi: 3.1.0\npaths:\n  /a: [\n")
+    with pytest.raises(ConfigError, match=r"not valid JSON or YAML \(line 4\)"):
+        compile_doc(str(bad))
+
+
+def test_not_an_openapi_document() -> None:
+    with pytest.raises(ConfigError, match="neither `openapi` nor `swagger`"):
+        compile_doc({"info": {}})
+
+
+def test_names_are_sanitised_deduplicated_or_derived() -> None:
+    compiled = compile_doc(
+        doc(
+            {
+                "/repos/{owner}/{repo}": {
+                    "get": {"operationId": "repos/get", "responses": {}},
+                    "put": {"operationId": "repos/get", "responses": {}},
+                    "delete": {"responses": {}},
+                }
+            }
+        )
+    )
+    assert [t.name for t in compiled.tools] == ["repos_get", "repos_get_2", "delete_repos_owner_repo"]
+    annotations = [dict(t.annotations or {}) for t in compiled.tools]
+    assert annotations[0] == {"readOnlyHint": True}
+    assert annotations[2]["destructiveHint"] is True
+
+
+def test_nullable_read_only_and_recursion() -> None:
+    compiled = compile_doc(
+        doc(
+            {
+                "/n": {
+                    "post": {
+                        "operationId": "n",
+                        "requestBody": {
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/N"}}}
+                        },
+                        "responses": {},
+                    }
+                }
+            },
+            components={
+                "schemas": {
+                    "N": {
+                        "type": "object",
+                        "properties": {
+                            "id": {"type": "string", "readOnly": True},
+                            "label": {"type": "string", "nullable": True},
+                            "next": {"$ref": "#/components/schemas/N"},
+                        },
+                        "required": ["id", "label"],
+                    }
+                }
+            },
+        )
+    )
+    schema = compiled.tools[0].input_schema
+    assert schema["$defs"]["N"] == {
+        "type": "object",
+        "properties": {"label": {"type": ["string", "null"]}, "next": {"$ref": "#/$defs/N"}},
+        "required": ["label"],
+    }
+
+
+@pytest.mark.parametrize("name", ["styles.yaml", "petstore-3.0.yaml", "legacy-swagger2.yaml"])
+def test_documents_in_specs_compile_fully(name: str) -> None:
+    compiled = compile_doc(f"specs/{name}")
+    assert compiled.skipped == []
+    for tool in compiled.tools:
+        Draft202012Validator.check_schema(tool.input_schema)
+
+
+def test_github_rest_api_one_tool_per_operation_all_schemas_valid() -> None:
+    need(GITHUB.exists(), "GitHub's REST API document (npm @octokit/openapi)")
+    raw = orjson.loads(GITHUB.read_bytes())
+    operations = sum(1 for item in raw["paths"].values() for m in item if m in METHODS)
+    compiled = compile_doc(str(GITHUB))
+    assert compiled.skipped == []
+    assert len(compiled.tools) == operations > 1000
+    assert len({t.name for t in compiled.tools}) == operations
+    for tool in compiled.tools:
+        Draft202012Validator.check_schema(tool.input_schema)
+        if tool.output_schema is not None:
+            Draft202012Validator.check_schema(tool.output_schema)
