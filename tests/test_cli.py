@@ -84,3 +84,21 @@ def test_serve_refuses_a_bad_config_without_a_traceback(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "bad.yaml:3: gateways[0].targetz: unknown field" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_check_warns_about_skipped_operations(tmp_path: Path) -> None:
+    spec = tmp_path / "api.yaml"
+    spec.write_text(
+        "openapi: 3.1.0\ninfo: {title: t, version: '1'}\nservers: [{url: 'http://127.0.0.1:9'}]\npaths:\n"
+        "  /ok: {get: {operationId: ok, responses: {}}}\n"
+        "  /bad: {post: {operationId: bad, requestBody: {content: {application/json: "
+        "{schema: {$ref: '#/components/schemas/Missing'}}}}, responses: {}}}\n"
+    )
+    config = tmp_path / "sw.yaml"
+    config.write_text(
+        f"gateways:\n  - name: g\n    targets:\n      - {{name: api, kind: openapi, spec: {spec}}}\n"
+    )
+    result = run("check", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "warning: g/api: skipped POST /bad (#/paths/~1bad/post)" in result.stderr
+    assert "$ref target #/components/schemas/Missing does not exist" in result.stderr
