@@ -1,5 +1,19 @@
-"""Persistence: gateways, targets and API keys per tenant (SQLite by default, PostgreSQL to scale out)."""
+"""Persistence: gateways, targets and admin API keys per tenant.
 
-from gateway.store.store import Change, GatewayRecord, Store, StoreError, TargetRecord, normalize_url
+SQLite (a file in the data dir) is the embedded default; PostgreSQL lets several replicas share
+one configuration. `Store.open` migrates the schema (Alembic, shipped in ``migrations/``) before
+anything else, and every failure of the database surfaces as `StoreError`.
+"""
 
-__all__ = ["Change", "GatewayRecord", "Store", "StoreError", "TargetRecord", "normalize_url"]
+from gateway.store._engine import StoreError, normalize_url
+from gateway.store._store import Change, GatewayDocument, GatewayRecord, Store, TargetRecord
+
+__all__ = [
+    "Change",
+    "GatewayDocument",
+    "GatewayRecord",
+    "Store",
+    "StoreError",
+    "TargetRecord",
+    "normalize_url",
+]

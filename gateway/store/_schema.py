@@ -1,4 +1,9 @@
-"""The store's tables (SQLAlchemy Core). Migrations in ``migrations/`` create them."""
+"""The store's tables (SQLAlchemy Core).
+
+``migrations/`` creates them; these definitions serve the queries and Alembic's autogenerate.
+Every configuration row carries its tenant; the primary keys make names unique per tenant
+(and target names per gateway).
+"""
 
 from __future__ import annotations
 

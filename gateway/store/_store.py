@@ -1,0 +1,524 @@
+"""The Store: gateways, targets and admin API keys per tenant, on SQLite or PostgreSQL.
+
+Every method takes the tenant and every query is scoped by it. The one exception,
+`Store.find_api_key`, looks a key up by its id, which is what tells the tenant.
+
+Revision: one global counter. Every transaction that changes a gateway, a target or an API key
+moves it by exactly one, and the rows it writes record the new value; a write that changes
+nothing leaves it alone. Other processes and replicas notice changes by polling `Store.revision`.
+(Creating a tenant does not move it: an empty tenant looks the same as a missing one.)
+
+Concurrency: every write transaction first locks the counter's row (``SELECT ... FOR UPDATE`` on
+PostgreSQL; ``BEGIN IMMEDIATE`` on SQLite), so writers in any number of processes take turns
+and each one reads what the previous one committed. Configuration writes are small and rare;
+taking turns keeps "created" versus "unchanged" and the positions of new targets exact, with no
+unique-constraint races to retry.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import anyio
+import sqlalchemy as sa
+from sqlalchemy import RowMapping
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gateway.store._engine import WRITE, StoreError, open_engine, reason
+from gateway.store._schema import api_keys, gateways, meta, targets, tenants
+
+Change = Literal["created", "updated", "unchanged", "deleted"]
+"""What a write did to one gateway or target."""
+GatewayDocument = tuple[str, dict[str, Any], Sequence[tuple[str, dict[str, Any]]]]
+"""One gateway for `Store.apply`: (name, spec, [(target name, target spec), ...] in order)."""
+_DEFAULT_TENANT = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayRecord:
+    """A stored gateway.
+
+    Attributes:
+        tenant: The tenant it belongs to.
+        name: Unique within the tenant.
+        spec: Its JSON document (its targets are stored separately).
+        revision: The store revision that last changed it.
+        updated_at: When it last changed (UTC).
+    """
+
+    tenant: str
+    name: str
+    spec: dict[str, Any]
+    revision: int
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TargetRecord:
+    """A stored target of a gateway.
+
+    Attributes:
+        tenant: The tenant it belongs to.
+        gateway: The gateway it belongs to.
+        name: Unique within the gateway.
+        position: Its place in the gateway's list (targets are listed by position, then name).
+        spec: Its JSON document.
+        revision: The store revision that last changed it.
+        updated_at: When it last changed (UTC).
+    """
+
+    tenant: str
+    gateway: str
+    name: str
+    position: int
+    spec: dict[str, Any]
+    revision: int
+    updated_at: datetime
+
+
+class Store:
+    """Persistence for the gateway's configuration; open one with ``await Store.open(url)``.
+
+    Raises:
+        StoreError: From every method, when the database fails; the message says what to check.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        """Wrap an engine that `open` made (with the store's connection settings) and migrated."""
+        self._engine = engine
+        self._writer = engine.execution_options(**{WRITE: True})
+        self._url = engine.url.render_as_string(hide_password=True)
+
+    @property
+    def url(self) -> str:
+        """The database URL, password hidden."""
+        return self._url
+
+    @classmethod
+    async def open(cls, url: str) -> Store:
+        """Connect, migrate the schema to the newest revision and make sure tenant ``default`` exists.
+
+        Args:
+            url: ``sqlite+aiosqlite:///PATH`` or ``postgresql+asyncpg://...`` (plain ``sqlite:///``
+                and ``postgresql://`` are rewritten to those drivers).
+
+        Raises:
+            StoreError: The URL is not supported, or the database cannot be reached or migrated.
+        """
+        engine = await open_engine(url)
+        store = cls(engine)
+        try:
+            await store.ensure_tenant(_DEFAULT_TENANT)
+        except StoreError as exc:
+            await _dispose(engine)
+            raise StoreError(exc.message) from None  # the message says it all; no driver traceback
+        except BaseException:
+            await _dispose(engine)
+            raise
+        return store
+
+    async def close(self) -> None:
+        """Close every pooled connection. The store cannot be used afterwards."""
+        await self._engine.dispose()
+
+    async def revision(self) -> int:
+        """The global revision: it moves by one with every transaction that changes something."""
+        async with self._read("read the revision") as conn:
+            return await _revision(conn)
+
+    async def ensure_tenant(self, tenant: str) -> None:
+        """Create ``tenant`` unless it exists.
+
+        Writes create their tenant as needed; this is for callers that want it to exist first.
+        """
+        async with self._read(f"look up tenant {tenant!r}") as conn:
+            if await _tenant_exists(conn, tenant):
+                return
+        async with self._write(f"create tenant {tenant!r}") as tx:
+            await tx.ensure_tenant(tenant)
+
+    # -- gateways ------------------------------------------------------------------
+
+    async def list_gateways(self, tenant: str) -> list[GatewayRecord]:
+        """The tenant's gateways, by name."""
+        async with self._read(f"list the gateways of tenant {tenant!r}") as conn:
+            rows = await conn.execute(
+                sa.select(gateways).where(gateways.c.tenant == tenant).order_by(gateways.c.name)
+            )
+            return [_gateway(row) for row in rows.mappings()]
+
+    async def get_gateway(self, tenant: str, name: str) -> GatewayRecord | None:
+        """One gateway of the tenant, or None."""
+        async with self._read(f"read gateway {name!r}") as conn:
+            row = (
+                (await conn.execute(sa.select(gateways).where(*_gateway_key(tenant, name))))
+                .mappings()
+                .first()
+            )
+            return _gateway(row) if row is not None else None
+
+    async def put_gateway(self, tenant: str, name: str, spec: dict[str, Any]) -> Change:
+        """Create or replace a gateway's spec (its targets stay as they are).
+
+        Returns:
+            "created", "updated", or "unchanged" when the stored spec is equal as JSON.
+
+        Raises:
+            ValueError: ``spec`` is not a JSON document.
+        """
+        async with self._write(f"store gateway {name!r}") as tx:
+            return await tx.put_gateway(tenant, name, spec)
+
+    async def delete_gateway(self, tenant: str, name: str) -> bool:
+        """Delete a gateway and its targets; False when the tenant has no such gateway."""
+        async with self._write(f"delete gateway {name!r}") as tx:
+            return await tx.delete_gateway(tenant, name) is not None
+
+    # -- targets -------------------------------------------------------------------
+
+    async def list_targets(self, tenant: str, gateway: str) -> list[TargetRecord]:
+        """A gateway's targets, by position and then name (empty for an unknown gateway)."""
+        async with self._read(f"list the targets of gateway {gateway!r}") as conn:
+            rows = await conn.execute(
+                sa.select(targets)
+                .where(targets.c.tenant == tenant, targets.c.gateway == gateway)
+                .order_by(targets.c.position, targets.c.name)
+            )
+            return [_target(row) for row in rows.mappings()]
+
+    async def get_target(self, tenant: str, gateway: str, name: str) -> TargetRecord | None:
+        """One target of a gateway, or None."""
+        async with self._read(f"read target {gateway}/{name}") as conn:
+            query = sa.select(targets).where(*_target_key(tenant, gateway, name))
+            row = (await conn.execute(query)).mappings().first()
+            return _target(row) if row is not None else None
+
+    async def put_target(
+        self, tenant: str, gateway: str, name: str, spec: dict[str, Any], position: int | None = None
+    ) -> Change:
+        """Create or replace one target of an existing gateway.
+
+        Args:
+            tenant: The tenant.
+            gateway: The gateway, which must exist.
+            name: The target's name within the gateway.
+            spec: The target's JSON document.
+            position: Where it goes in the list; None keeps an existing target's place and puts a
+                new one last.
+
+        Returns:
+            "created", "updated", or "unchanged" when spec and position are as stored.
+
+        Raises:
+            KeyError: The tenant has no such gateway.
+            ValueError: ``spec`` is not a JSON document.
+        """
+        async with self._write(f"store target {gateway}/{name}") as tx:
+            return await tx.put_target(tenant, gateway, name, spec, position)
+
+    async def delete_target(self, tenant: str, gateway: str, name: str) -> bool:
+        """Delete one target; False when the gateway has no such target."""
+        async with self._write(f"delete target {gateway}/{name}") as tx:
+            return await tx.delete_target(tenant, gateway, name)
+
+    # -- declarative apply ---------------------------------------------------------
+
+    async def apply(
+        self, tenant: str, gateways: Sequence[GatewayDocument], prune: bool = False
+    ) -> list[tuple[str, str, Change]]:
+        """Make the tenant's stored gateways match ``gateways``, in one transaction.
+
+        Each listed gateway is created or updated and gets exactly the listed targets, positioned
+        in list order; its other targets are deleted. Gateways not listed stay, unless ``prune``.
+        Applying the same input twice changes nothing the second time (and the revision stays).
+
+        Args:
+            tenant: The tenant.
+            gateways: ``(name, spec, [(target name, target spec), ...])`` for each gateway.
+            prune: Also delete the tenant's gateways that are not listed (with their targets).
+
+        Returns:
+            ``(kind, name, change)`` for every gateway and target, "unchanged" ones included:
+            kind is "gateway" or "target", name is ``gw`` or ``gw/target``. Per gateway: the
+            gateway, its listed targets in order, then its deleted targets; pruned gateways last.
+
+        Raises:
+            ValueError: A gateway is listed twice, a target twice in one gateway, or a spec is not
+                a JSON document. Nothing is stored.
+        """
+        _check_unique(gateways)
+        listed = {name for name, _, _ in gateways}
+        changes: list[tuple[str, str, Change]] = []
+        async with self._write(f"apply the configuration of tenant {tenant!r}") as tx:
+            for name, spec, wanted in gateways:
+                changes.append(("gateway", name, await tx.put_gateway(tenant, name, spec)))
+                keep = {target for target, _ in wanted}
+                stale = [t for t in await tx.target_names(tenant, name) if t not in keep]
+                for position, (target, target_spec) in enumerate(wanted):
+                    change = await tx.put_target(tenant, name, target, target_spec, position)
+                    changes.append(("target", f"{name}/{target}", change))
+                for target in stale:
+                    await tx.delete_target(tenant, name, target)
+                    changes.append(("target", f"{name}/{target}", "deleted"))
+            if prune:
+                for name in await tx.gateway_names(tenant):
+                    if name in listed:
+                        continue
+                    removed = await tx.delete_gateway(tenant, name)
+                    if removed is not None:
+                        changes.append(("gateway", name, "deleted"))
+                        changes.extend(("target", f"{name}/{target}", "deleted") for target in removed)
+        return changes
+
+    # -- admin API keys ------------------------------------------------------------
+
+    async def add_api_key(self, tenant: str, key_id: str, key_hash: str, purpose: str) -> None:
+        """Store an API key's hash (never the key) under its public id.
+
+        Raises:
+            ValueError: A key with this id exists already (in any tenant).
+        """
+        async with self._write(f"store API key {key_id!r}") as tx:
+            taken = await tx.conn.execute(sa.select(api_keys.c.key_id).where(api_keys.c.key_id == key_id))
+            if taken.first() is not None:
+                raise ValueError(f"an API key with id {key_id!r} exists already; generate a new key")
+            await tx.ensure_tenant(tenant)
+            await tx.conn.execute(
+                sa.insert(api_keys).values(
+                    key_id=key_id, tenant=tenant, key_hash=key_hash, purpose=purpose, created_at=_now()
+                )
+            )
+            await tx.changed()
+
+    async def find_api_key(self, key_id: str) -> tuple[str, str, str] | None:
+        """``(tenant, key_hash, purpose)`` of the key with this id, or None.
+
+        Not tenant-scoped: the key id is what tells the tenant.
+        """
+        async with self._read("look up an API key") as conn:
+            query = sa.select(api_keys.c.tenant, api_keys.c.key_hash, api_keys.c.purpose).where(
+                api_keys.c.key_id == key_id
+            )
+            row = (await conn.execute(query)).first()
+            return (str(row.tenant), str(row.key_hash), str(row.purpose)) if row is not None else None
+
+    async def count_api_keys(self, tenant: str, purpose: str) -> int:
+        """How many keys the tenant has for ``purpose``."""
+        async with self._read("count API keys") as conn:
+            query = (
+                sa.select(sa.func.count())
+                .select_from(api_keys)
+                .where(api_keys.c.tenant == tenant, api_keys.c.purpose == purpose)
+            )
+            return int((await conn.execute(query)).scalar_one())
+
+    # -- transactions --------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _transaction(self, engine: AsyncEngine, action: str) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with engine.begin() as conn:
+                yield conn
+        except (SQLAlchemyError, OSError) as exc:
+            raise StoreError(
+                f"the store at {self._url} could not {action}: {reason(exc)}. "
+                "Check that the database is running and reachable (SWITCHBOARD_DATABASE_URL)."
+            ) from exc
+
+    def _read(self, action: str) -> AbstractAsyncContextManager[AsyncConnection]:
+        return self._transaction(self._engine, action)
+
+    @asynccontextmanager
+    async def _write(self, action: str) -> AsyncIterator[_Writer]:
+        async with self._transaction(self._writer, action) as conn:
+            # Take the writers' lock first, so everything read below is what the last writer committed.
+            await conn.execute(sa.select(meta.c.revision).where(meta.c.id == 1).with_for_update())
+            yield _Writer(conn)
+
+
+class _Writer:
+    """One write transaction, holding the writers' lock; moves the revision at most once."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+        self._revision: int | None = None
+
+    async def changed(self) -> int:
+        """Note that this transaction changes something; returns the revision it commits as."""
+        if self._revision is None:
+            result = await self.conn.execute(
+                sa.update(meta)
+                .where(meta.c.id == 1)
+                .values(revision=meta.c.revision + 1)
+                .returning(meta.c.revision)
+            )
+            self._revision = int(result.scalar_one())
+        return self._revision
+
+    async def ensure_tenant(self, tenant: str) -> None:
+        if not await _tenant_exists(self.conn, tenant):
+            await self.conn.execute(sa.insert(tenants).values(name=tenant, created_at=_now()))
+
+    async def gateway_names(self, tenant: str) -> list[str]:
+        rows = await self.conn.execute(
+            sa.select(gateways.c.name).where(gateways.c.tenant == tenant).order_by(gateways.c.name)
+        )
+        return [str(name) for name in rows.scalars()]
+
+    async def target_names(self, tenant: str, gateway: str) -> list[str]:
+        rows = await self.conn.execute(
+            sa.select(targets.c.name)
+            .where(targets.c.tenant == tenant, targets.c.gateway == gateway)
+            .order_by(targets.c.position, targets.c.name)
+        )
+        return [str(name) for name in rows.scalars()]
+
+    async def put_gateway(self, tenant: str, name: str, spec: dict[str, Any]) -> Change:
+        canonical = _canonical(spec, f"gateway {name!r}")
+        row = (await self.conn.execute(sa.select(gateways.c.spec).where(*_gateway_key(tenant, name)))).first()
+        if row is not None and _canonical(row.spec) == canonical:
+            return "unchanged"
+        values = {"spec": spec, "revision": await self.changed(), "updated_at": _now()}
+        if row is None:
+            await self.ensure_tenant(tenant)
+            await self.conn.execute(sa.insert(gateways).values(tenant=tenant, name=name, **values))
+            return "created"
+        await self.conn.execute(sa.update(gateways).where(*_gateway_key(tenant, name)).values(**values))
+        return "updated"
+
+    async def delete_gateway(self, tenant: str, name: str) -> list[str] | None:
+        """Delete a gateway and its targets; returns the targets' names, or None if it was not there."""
+        names = await self.target_names(tenant, name)
+        await self.conn.execute(
+            sa.delete(targets).where(targets.c.tenant == tenant, targets.c.gateway == name)
+        )
+        result = await self.conn.execute(sa.delete(gateways).where(*_gateway_key(tenant, name)))
+        if not result.rowcount:
+            return None
+        await self.changed()
+        return names
+
+    async def put_target(
+        self, tenant: str, gateway: str, name: str, spec: dict[str, Any], position: int | None
+    ) -> Change:
+        canonical = _canonical(spec, f"target {gateway}/{name}")
+        parent = await self.conn.execute(sa.select(gateways.c.name).where(*_gateway_key(tenant, gateway)))
+        if parent.first() is None:
+            raise KeyError(
+                f"no gateway named {gateway!r} in tenant {tenant!r}; create the gateway before adding "
+                f"target {name!r} to it"
+            )
+        query = sa.select(targets.c.spec, targets.c.position).where(*_target_key(tenant, gateway, name))
+        row = (await self.conn.execute(query)).first()
+        if position is None:
+            position = int(row.position) if row is not None else await self._next_position(tenant, gateway)
+        if row is not None and row.position == position and _canonical(row.spec) == canonical:
+            return "unchanged"
+        values = {"spec": spec, "position": position, "revision": await self.changed(), "updated_at": _now()}
+        if row is None:
+            await self.conn.execute(
+                sa.insert(targets).values(tenant=tenant, gateway=gateway, name=name, **values)
+            )
+            return "created"
+        await self.conn.execute(
+            sa.update(targets).where(*_target_key(tenant, gateway, name)).values(**values)
+        )
+        return "updated"
+
+    async def _next_position(self, tenant: str, gateway: str) -> int:
+        last = await self.conn.execute(
+            sa.select(sa.func.max(targets.c.position)).where(
+                targets.c.tenant == tenant, targets.c.gateway == gateway
+            )
+        )
+        top = last.scalar()
+        return 0 if top is None else int(top) + 1
+
+    async def delete_target(self, tenant: str, gateway: str, name: str) -> bool:
+        result = await self.conn.execute(sa.delete(targets).where(*_target_key(tenant, gateway, name)))
+        if not result.rowcount:
+            return False
+        await self.changed()
+        return True
+
+
+# -- helpers -----------------------------------------------------------------------
+
+
+async def _dispose(engine: AsyncEngine) -> None:
+    with anyio.CancelScope(shield=True):
+        await engine.dispose()
+
+
+async def _revision(conn: AsyncConnection) -> int:
+    return int((await conn.execute(sa.select(meta.c.revision).where(meta.c.id == 1))).scalar_one())
+
+
+async def _tenant_exists(conn: AsyncConnection, tenant: str) -> bool:
+    return (await conn.execute(sa.select(tenants.c.name).where(tenants.c.name == tenant))).first() is not None
+
+
+def _gateway_key(tenant: str, name: str) -> tuple[sa.ColumnElement[bool], ...]:
+    return gateways.c.tenant == tenant, gateways.c.name == name
+
+
+def _target_key(tenant: str, gateway: str, name: str) -> tuple[sa.ColumnElement[bool], ...]:
+    return targets.c.tenant == tenant, targets.c.gateway == gateway, targets.c.name == name
+
+
+def _check_unique(documents: Sequence[GatewayDocument]) -> None:
+    seen: set[str] = set()
+    for name, _, target_docs in documents:
+        if name in seen:
+            raise ValueError(f"gateway {name!r} is listed twice; list each gateway once")
+        seen.add(name)
+        names: set[str] = set()
+        for target, _ in target_docs:
+            if target in names:
+                raise ValueError(f"target {target!r} is listed twice in gateway {name!r}; list each once")
+            names.add(target)
+
+
+def _canonical(doc: Any, what: str = "a stored document") -> str:
+    """The document as canonical JSON, so equal documents compare equal whatever their key order."""
+    try:
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"the spec of {what} is not a JSON document: {exc}") from None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite keeps no offset; the store writes UTC only.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _gateway(row: RowMapping) -> GatewayRecord:
+    return GatewayRecord(
+        tenant=row["tenant"],
+        name=row["name"],
+        spec=dict(row["spec"]),
+        revision=int(row["revision"]),
+        updated_at=_utc(row["updated_at"]),
+    )
+
+
+def _target(row: RowMapping) -> TargetRecord:
+    return TargetRecord(
+        tenant=row["tenant"],
+        gateway=row["gateway"],
+        name=row["name"],
+        position=int(row["position"]),
+        spec=dict(row["spec"]),
+        revision=int(row["revision"]),
+        updated_at=_utc(row["updated_at"]),
+    )
