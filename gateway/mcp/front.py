@@ -51,6 +51,7 @@ from gateway.core.provider import PromptSpec, ResourceSpec, ResourceTemplateSpec
 from gateway.core.types import JSON, CallContext, Principal, ToolResult
 from gateway.hub import GatewayKey, Hub, LiveGateway
 from gateway.mcp.channel import MODERN, McpChannel, input_required
+from gateway.mcp.fast import FastPath
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +82,14 @@ def _page(items: list[Any], cursor: str | None, key: str) -> dict[str, Any]:
     page: dict[str, Any] = {key: items[start : start + PAGE_SIZE]}
     if start + PAGE_SIZE < len(items):
         page["nextCursor"] = _cursor(start + PAGE_SIZE)
+    return page
+
+
+def _cache_hints(page: dict[str, Any], modern: bool) -> dict[str, Any]:
+    if modern:
+        # Lists change through config (clients hear list_changed); they may differ per caller.
+        page["ttlMs"] = LIST_TTL_MS
+        page["cacheScope"] = "private"
     return page
 
 
@@ -133,6 +142,7 @@ class McpFront:
         allowed_origins: list[str],
         max_request_bytes: int,
         state_keys: list[bytes],
+        fast_path: bool = True,
     ) -> None:
         self.hub = hub
         self.server: Server[Any] = _GatewayServer(
@@ -164,14 +174,25 @@ class McpFront:
                 default_audience="switchboard",
             )
         )
+        security = TransportSecuritySettings(
+            enable_dns_rebinding_protection=True,
+            allowed_hosts=allowed_hosts,
+            allowed_origins=allowed_origins,
+        )
         self.manager = StreamableHTTPSessionManager(
-            self.server,
-            security_settings=TransportSecuritySettings(
-                enable_dns_rebinding_protection=True,
-                allowed_hosts=allowed_hosts,
-                allowed_origins=allowed_origins,
-            ),
-            max_request_body_size=max_request_bytes,
+            self.server, security_settings=security, max_request_body_size=max_request_bytes
+        )
+        self.fast: FastPath | None = (
+            FastPath(
+                security,
+                max_request_bytes,
+                self.server.server_info_stamp,
+                self._fast_list_page,
+                result_to_wire,
+                self._session_alive,
+            )
+            if fast_path
+            else None
         )
         self._buses: dict[GatewayKey, InMemorySubscriptionBus] = {}
         self._listen_handlers: dict[GatewayKey, ListenHandler] = {}
@@ -238,6 +259,12 @@ class McpFront:
                         self._remember(value.decode(), key)
             await send(message)
 
+        gw = self.hub.get(*key)
+        if gw is not None and self.fast is not None:
+            replay = await self.fast.handle(gw, key, scope, receive, send, session_id)
+            if replay is None:
+                return
+            receive = replay
         await self.manager.handle_request(scope, receive, send_wrapper)
 
     # -- handlers ----------------------------------------------------------
@@ -291,12 +318,18 @@ class McpFront:
         page = _page(gw.catalog.snapshot.tool_list, params.cursor if params else None, "tools")
         return self._cacheable(ctx, page)
 
+    def _fast_list_page(self, gw: LiveGateway, cursor: str | None, modern: bool) -> dict[str, Any]:
+        return _cache_hints(_page(gw.catalog.snapshot.tool_list, cursor, "tools"), modern)
+
+    def _session_alive(self, session_id: str, version: str) -> bool:
+        """A handshake-era session the SDK still holds, initialised, speaking ``version``."""
+        known = self._sessions.get(session_id)
+        # The SDK ends idle sessions on its own; its table of live transports is the truth.
+        alive = session_id in self.manager._server_instances
+        return alive and known is not None and known[1] is not None and known[1].protocol_version == version
+
     def _cacheable(self, ctx: ServerRequestContext[Any, Any], page: dict[str, Any]) -> dict[str, Any]:
-        if ctx.protocol_version >= MODERN:
-            # Lists change through config (clients hear list_changed); they may differ per caller.
-            page["ttlMs"] = LIST_TTL_MS
-            page["cacheScope"] = "private"
-        return page
+        return _cache_hints(page, ctx.protocol_version >= MODERN)
 
     async def _call_tool(
         self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams

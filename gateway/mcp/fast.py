@@ -1,0 +1,327 @@
+"""The fast path: plain tools/call and tools/list answered without the SDK's per-request machinery.
+
+Profiles of a gateway hop (bench/) showed the SDK's server path, not the
+upstream, costing most of a call: per-request task groups and memory streams,
+pydantic validation of every message in and out, SSE framing. The hot methods
+are simple once the edge checks are done, so this module serves them directly
+when a request is ordinary:
+
+- 2026-07-28: a POST whose envelope (`_meta` protocol version and client
+  capabilities), `Mcp-Method`/`Mcp-Name` headers and body agree, with no
+  progress token, log level, request state, input responses or `Mcp-Param-*`
+  headers;
+- 2025 era: a POST on a session the SDK created for this gateway and still
+  holds, with a known protocol version header.
+
+Anything else (and any error, which the SDK words canonically) goes to the
+SDK path, with the body replayed. A tool that asks the client something mid-call
+also moves to the SDK path and runs again there, as tools do on every
+2026-07-28 input round. Origin/Host checks and the body limit are the same ones
+the SDK applies.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import anyio
+import orjson
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+from starlette.requests import Request
+from starlette.types import Message, Receive, Scope, Send
+
+from gateway.core.errors import InputRequired, InvalidArguments
+from gateway.core.types import JSON, CallContext, Principal, ToolResult
+from gateway.hub import GatewayKey, LiveGateway
+
+MODERN = "2026-07-28"
+_META_VERSION = "io.modelcontextprotocol/protocolVersion"
+_META_CAPS = "io.modelcontextprotocol/clientCapabilities"
+_META_OK = frozenset({_META_VERSION, _META_CAPS, "io.modelcontextprotocol/clientInfo"})
+_ROUTING = (b"mcp-method", b"mcp-name", b"mcp-protocol-version")
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class _Fallback(InputRequired):
+    """This request needs the SDK path (which has a back-channel to the client)."""
+
+    def __init__(self) -> None:
+        super().__init__({}, {})
+
+
+class _FastChannel:
+    """No back-channel on the fast path: a question sends the call to the SDK path."""
+
+    def supports(self, capability: str) -> bool:
+        raise _Fallback
+
+    async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
+        return None  # no progress token was sent (else this request is not on the fast path)
+
+    async def log(self, level: str, data: Any, logger: str | None = None) -> None:
+        raise _Fallback
+
+    async def ask(self, requests: Mapping[str, JSON]) -> dict[str, JSON]:
+        raise _Fallback
+
+    async def elicit(self, message: str, requested_schema: JSON, *, key: str | None = None) -> JSON:
+        raise _Fallback
+
+    async def sample(self, request: JSON, *, key: str | None = None) -> JSON:
+        raise _Fallback
+
+    async def list_roots(self, *, key: str | None = None) -> JSON:
+        raise _Fallback
+
+
+_CHANNEL = _FastChannel()
+ListPage = Callable[[LiveGateway, str | None, bool], dict[str, Any]]
+ResultWire = Callable[[ToolResult], dict[str, Any]]
+
+
+class FastPath:
+    """Serves ordinary tools/call and tools/list requests; says False for everything else."""
+
+    def __init__(
+        self,
+        security: TransportSecuritySettings,
+        max_request_bytes: int,
+        server_info: dict[str, Any],
+        list_page: ListPage,
+        result_wire: ResultWire,
+        session_alive: Callable[[str, str], bool],
+    ) -> None:
+        self.security = TransportSecurityMiddleware(security)
+        self.max_request_bytes = max_request_bytes
+        self.stamp = {"io.modelcontextprotocol/serverInfo": server_info}
+        self.list_page = list_page
+        self.result_wire = result_wire
+        self.session_alive = session_alive
+        self.in_flight: dict[tuple[str, Any], anyio.CancelScope] = {}
+
+    async def handle(
+        self,
+        gw: LiveGateway,
+        key: GatewayKey,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        session: str | None,
+    ) -> Receive | None:
+        """Serve the request, or return the receive callable the SDK path must use (body replayed)."""
+        if scope.get("method") != "POST":
+            return receive
+        headers = scope.get("headers", [])
+        version = _one(headers, b"mcp-protocol-version")
+        modern = version == MODERN
+        if not modern and (session is None or version not in HANDSHAKE_PROTOCOL_VERSIONS):
+            return receive
+        if modern and session is not None:
+            return receive
+        body, complete = await _read_body(receive, self.max_request_bytes)
+        replay = _replay(body, complete, receive)
+        if not complete:
+            return replay
+        try:
+            message = orjson.loads(body_of(body))
+        except orjson.JSONDecodeError:
+            return replay
+        if session is not None and _cancelled(message):
+            scope_ = self.in_flight.get((session, message["params"].get("requestId")))
+            if scope_ is not None:
+                scope_.cancel()
+            return replay
+        request = _request(message)
+        if request is None:
+            return replay
+        if modern and not _modern_envelope_ok(headers, request):
+            return replay
+        if not modern and not self.session_alive(session or "", version or ""):
+            return replay
+        if await self.security.validate_request(Request(scope, replay), is_post=True) is not None:
+            return replay  # the SDK answers with the right status
+        accept = _one(headers, b"accept") or ""
+        if "application/json" not in accept and "*/*" not in accept:
+            return replay
+        try:
+            result = await self._run(gw, key, request, scope, receive, session, modern)
+        except _Fallback:
+            return replay
+        if result is None:  # cancelled by the client, or the client is gone
+            error = {"code": -32800, "message": "Request cancelled"}
+            payload = orjson.dumps({"jsonrpc": "2.0", "id": request["id"], "error": error})
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": _response_headers(session, payload)}
+            )
+            await send({"type": "http.response.body", "body": payload})
+            return None
+        if modern:
+            result["resultType"] = "complete"
+            result["_meta"] = self.stamp
+        payload = orjson.dumps({"jsonrpc": "2.0", "id": request["id"], "result": result})
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": _response_headers(session, payload)}
+        )
+        await send({"type": "http.response.body", "body": payload})
+        return None
+
+    async def _run(
+        self,
+        gw: LiveGateway,
+        key: GatewayKey,
+        request: dict[str, Any],
+        scope: Scope,
+        receive: Receive,
+        session: str | None,
+        modern: bool,
+    ) -> dict[str, Any] | None:
+        params = request["params"]
+        if request["method"] == "tools/list":
+            cursor = params.get("cursor")
+            if cursor is not None and not isinstance(cursor, str):
+                raise _Fallback
+            try:
+                return self.list_page(gw, cursor, modern)
+            except Exception as exc:
+                raise _Fallback from exc
+        name = params.get("name")
+        entry = gw.catalog.snapshot.tools.get(name) if isinstance(name, str) else None
+        if entry is None or _has_header_params(entry.spec.input_schema):
+            raise _Fallback
+        principal = scope.get("state", {}).get("switchboard.principal")
+        ctx = CallContext(
+            principal=principal if isinstance(principal, Principal) else Principal(tenant=key[0]),
+            gateway=key[1],
+            session_id=session,
+            deadline=math.inf,
+            channel=_CHANNEL,
+            request_id=request["id"],
+            meta=params.get("_meta") or {},
+        )
+        result: ToolResult | None = None
+        fallback = False
+        with anyio.CancelScope() as cancel:
+            if session is not None:
+                self.in_flight[(session, request["id"])] = cancel
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(_watch_disconnect, receive, cancel)
+                    try:
+                        result = await gw.call(name, params.get("arguments"), ctx)
+                    except InvalidArguments as exc:
+                        result = ToolResult.error(str(exc))
+                    except Exception:  # noqa: BLE001 - _Fallback, and protocol errors the SDK path words
+                        fallback = True
+                    tg.cancel_scope.cancel()
+            finally:
+                if session is not None:
+                    self.in_flight.pop((session, request["id"]), None)
+        if fallback:
+            raise _Fallback
+        return None if result is None else self.result_wire(result)
+
+
+def _one(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    values = [v for k, v in headers if k == name]
+    return values[0].decode("latin-1").strip(" \t") if len(values) == 1 else None
+
+
+def _request(message: Any) -> dict[str, Any] | None:
+    if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+        return None
+    rid = message.get("id")
+    if isinstance(rid, bool) or not isinstance(rid, int | str):
+        return None
+    method = message.get("method")
+    params = message.get("params", {})
+    if method not in ("tools/call", "tools/list") or not isinstance(params, dict):
+        return None
+    allowed = {"name", "arguments", "_meta"} if method == "tools/call" else {"cursor", "_meta"}
+    if set(params) - allowed or set(message) - {"jsonrpc", "id", "method", "params"}:
+        return None
+    if method == "tools/call" and not (
+        isinstance(params.get("name"), str) and isinstance(params.get("arguments", {}), dict)
+    ):
+        return None
+    meta = params.get("_meta", {})
+    if not isinstance(meta, dict) or "progressToken" in meta:
+        return None
+    return {"id": rid, "method": method, "params": params}
+
+
+def _modern_envelope_ok(headers: list[tuple[bytes, bytes]], request: dict[str, Any]) -> bool:
+    if any(sum(1 for k, _ in headers if k == name) > 1 for name in _ROUTING):
+        return False
+    if any(k.startswith(b"mcp-param-") for k, _ in headers):
+        return False
+    params = request["params"]
+    meta = params.get("_meta")
+    if not isinstance(meta, dict) or set(meta) - _META_OK:
+        return False
+    if meta.get(_META_VERSION) != MODERN or not isinstance(meta.get(_META_CAPS), dict):
+        return False
+    if _one(headers, b"mcp-method") != request["method"]:
+        return False
+    return bool(request["method"] != "tools/call" or _one(headers, b"mcp-name") == params["name"])
+
+
+def _cancelled(message: Any) -> bool:
+    return bool(
+        isinstance(message, dict)
+        and message.get("method") == "notifications/cancelled"
+        and isinstance(message.get("params"), dict)
+    )
+
+
+def _has_header_params(schema: Mapping[str, Any]) -> bool:
+    props = schema.get("properties")
+    return isinstance(props, dict) and any(
+        isinstance(p, dict) and "x-mcp-header" in p for p in props.values()
+    )
+
+
+def _response_headers(session: str | None, payload: bytes) -> list[tuple[bytes, bytes]]:
+    headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
+    if session is not None:
+        headers.append((b"mcp-session-id", session.encode()))
+    return headers
+
+
+async def _read_body(receive: Receive, limit: int) -> tuple[list[Message], bool]:
+    """The request's body messages, and whether the whole body fit under ``limit``."""
+    messages: list[Message] = []
+    size = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            return messages, False
+        size += len(message.get("body", b""))
+        if size > limit:
+            return messages, False
+        if not message.get("more_body", False):
+            return messages, True
+
+
+def _replay(messages: list[Message], complete: bool, receive: Receive) -> Receive:
+    queue = list(messages)
+
+    async def replayed() -> Message:
+        if queue:
+            return queue.pop(0)
+        return await receive()
+
+    return replayed
+
+
+async def _watch_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()
+
+
+def body_of(messages: list[Message]) -> bytes:
+    return b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
