@@ -212,6 +212,7 @@ def create_app(
                 holder["system"] = system
                 holder["front"] = front
                 app.state.system = system
+                app.state.front = front
                 async with front, anyio.create_task_group() as tg:
                     tg.start_soon(system.watch)
                     if on_ready is not None:

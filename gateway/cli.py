@@ -100,7 +100,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         access_log=False,
         lifespan="on",
     )
-    server = uvicorn.Server(config)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # Listen streams never end on their own; end them so the graceful shutdown can finish.
+            front = getattr(app.state, "front", None)
+            if front is not None:
+                front.close_streams()
+            super().handle_exit(sig, frame)
+
+    server = Server(config)
     try:
         server.run(sockets=[sock])
     except (ConfigError, StoreError) as exc:

@@ -22,6 +22,7 @@ import mcp_types as types
 import orjson
 from mcp.server.context import ServerRequestContext
 from mcp.shared.exceptions import MCPError
+from mcp.shared.message import ServerMessageMetadata
 from mcp_types import INVALID_PARAMS
 
 from gateway.core.errors import InputRequired, MissingClientCapability
@@ -101,19 +102,20 @@ class McpChannel:
                 related_request_id=self.ctx.request_id,
             )
         elif method == "sampling/createMessage":
-            p = types.CreateMessageRequestParams.model_validate(params)
-            result = await session.create_message(
-                p.messages,
-                max_tokens=p.max_tokens,
-                system_prompt=p.system_prompt,
-                temperature=p.temperature,
-                stop_sequences=p.stop_sequences,
-                model_preferences=p.model_preferences,
-                related_request_id=self.ctx.request_id,
+            request = types.CreateMessageRequest(
+                params=types.CreateMessageRequestParams.model_validate(params)
             )
+            result = await session.send_request(request, types.CreateMessageResult, metadata=self._related)
         else:
-            result = await session.list_roots()
+            result = await session.send_request(
+                types.ListRootsRequest(), types.ListRootsResult, metadata=self._related
+            )
         return _dump(result)
+
+    @property
+    def _related(self) -> ServerMessageMetadata:
+        # on this call's own stream, so the answer comes back while the call waits
+        return ServerMessageMetadata(related_request_id=self.ctx.request_id)
 
     def _key(self, key: str | None) -> str:
         self._asked += 1

@@ -215,9 +215,13 @@ class McpFront:
         await self._task_group.__aenter__()
         return self
 
-    async def __aexit__(self, *exc_info: Any) -> None:
+    def close_streams(self) -> None:
+        """End every subscriptions/listen stream gracefully (they would hold a shutdown open)."""
         for handler in self._listen_handlers.values():
             handler.close()
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.close_streams()
         tg, self._task_group = self._task_group, None
         if tg is not None:
             tg.cancel_scope.cancel()

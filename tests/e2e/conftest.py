@@ -22,6 +22,7 @@ gateways:
           - tests.fixtures.functions:ask_model
           - tests.fixtures.functions:slow
           - tests.fixtures.functions:was_cancelled
+          - tests.fixtures.functions:was_started
   - name: second
     targets:
       - name: math

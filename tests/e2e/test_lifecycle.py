@@ -78,3 +78,37 @@ async def test_sigterm_finishes_calls_in_flight(tmp_path: Path) -> None:
         # uvicorn re-raises SIGTERM once it has shut down gracefully, so the exit status says "terminated".
         assert await anyio.to_thread.run_sync(lambda: live.proc.wait(timeout=30)) == -signal.SIGTERM
         assert any("Finished server process" in line for line in live.output)
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_cancelling_a_plain_call_cancels_the_provider(served: Served, mode: str) -> None:
+    """No progress token: the call takes the fast path, and cancellation still reaches the tool."""
+    key = f"plain-cancel-{mode}"
+    async with Client(served.mcp, mode=mode) as client, Client(served.mcp, mode="legacy") as observer:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(client.call_tool, "fx___slow", {"key": key, "seconds": 60})
+            started = await observer.call_tool("fx___was_started", {"key": key})
+            assert started.structured_content == {"result": True}
+            tg.cancel_scope.cancel()
+        result = await observer.call_tool("fx___was_cancelled", {"key": key})
+    assert result.structured_content == {"result": True}
+
+
+async def test_sigterm_ends_open_listen_streams(tmp_path: Path) -> None:
+    """A subscriptions/listen stream is ended on shutdown instead of holding it open."""
+    config = tmp_path / "sw.yaml"
+    config.write_text(
+        "gateways:\n  - name: default\n    targets:\n"
+        "      - {name: fx, kind: function, functions: ['tests.fixtures.functions:add']}\n"
+    )
+    # A grace period far beyond the test's deadline: only ending the stream lets the process exit.
+    with serve(tmp_path / "data", config, env={"SWITCHBOARD_SHUTDOWN_GRACE_SECONDS": "3600"}) as live:
+        async with (
+            Client(live.mcp, mode="2026-07-28") as client,
+            client.listen(tools_list_changed=True) as sub,
+        ):
+            live.proc.send_signal(signal.SIGTERM)
+            with anyio.fail_after(30):
+                async for _ in sub:
+                    pass  # a graceful close ends the loop
+        assert await anyio.to_thread.run_sync(lambda: live.proc.wait(timeout=30)) == -signal.SIGTERM
