@@ -156,16 +156,33 @@ def state_key(data_dir: Path) -> bytes:
     return path.read_bytes()
 
 
-class _GatewayEndpoint:
-    """ASGI endpoint for ``/mcp`` and ``/gateways/{name}/mcp``."""
+def mcp_gateway(path: str) -> str | None:
+    """The gateway an MCP endpoint path names (``/mcp`` or ``/gateways/{name}/mcp``), else None."""
+    if path == "/mcp":
+        return DEFAULT_GATEWAY
+    if path.startswith("/gateways/") and path.endswith("/mcp"):
+        name = path[len("/gateways/") : -len("/mcp")]
+        if name and "/" not in name:
+            return name
+    return None
 
-    def __init__(self, front: McpFront, fixed: str | None = None) -> None:
-        self.front = front
-        self.fixed = fixed
+
+class _Edge:
+    """The outermost ASGI app: MCP endpoints go straight to the front (the hot path, no
+    router or middleware stack in between); everything else to the Starlette app."""
+
+    def __init__(self, app: Starlette, holder: dict[str, Any]) -> None:
+        self.app = app
+        self.state = app.state
+        self.holder = holder
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        name = self.fixed or scope.get("path_params", {}).get("name", "")
-        await self.front.handle((DEFAULT_TENANT, name), scope, receive, send)
+        if scope["type"] == "http":
+            name = mcp_gateway(scope["path"])
+            if name is not None:
+                await self.holder["front"].handle((DEFAULT_TENANT, name), scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def create_app(
@@ -173,7 +190,7 @@ def create_app(
     *,
     config_path: str | Path | None = None,
     on_ready: Any = None,
-) -> Starlette:
+) -> _Edge:
     """The whole gateway as one ASGI app; everything opens in its lifespan."""
     holder: dict[str, Any] = {}
     # DNS-rebinding protection: only loopback names unless the operator names more
@@ -222,15 +239,6 @@ def create_app(
         finally:
             await store.close()
 
-    class _Lazy:
-        """Routes exist before the lifespan opens the front; look it up per request."""
-
-        def __init__(self, fixed: str | None) -> None:
-            self.fixed = fixed
-
-        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-            await _GatewayEndpoint(holder["front"], self.fixed)(scope, receive, send)
-
     async def health(request: Request) -> JSONResponse:
         system: Switchboard = holder["system"]
         return JSONResponse({"status": "ok", "gateways": [g.name for g in system.hub.gateways()]})
@@ -238,12 +246,10 @@ def create_app(
     from gateway.admin import admin_routes
 
     routes: list[BaseRoute] = [
-        Route("/mcp", endpoint=_Lazy(DEFAULT_GATEWAY), methods=["GET", "POST", "DELETE"]),
-        Route("/gateways/{name}/mcp", endpoint=_Lazy(None), methods=["GET", "POST", "DELETE"]),
         Route("/healthz", endpoint=health, methods=["GET"]),
         *admin_routes(lambda: holder["system"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return _Edge(Starlette(routes=routes, lifespan=lifespan), holder)
 
 
 def load_and_check(path: str | Path) -> Document:

@@ -77,6 +77,8 @@ class Entry:
         """
         if self.output_validator is None or result.is_error or result.structured is None:
             return result
+        if self.output_validator.is_valid(result.structured):
+            return result
         error = best_match(self.output_validator.iter_errors(result.structured))
         if error is None:
             return result
@@ -233,7 +235,7 @@ class Catalog:
         if entry is None:
             raise ToolNotFound(name)
         args = dict(arguments or {})
-        if entry.validator is not None:
+        if entry.validator is not None and not entry.validator.is_valid(args):
             error = best_match(entry.validator.iter_errors(args))
             if error is not None:
                 raise InvalidArguments(name, field_path(error), error.message)
