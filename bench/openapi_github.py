@@ -100,7 +100,10 @@ async def github_listing(tmp: Path) -> tuple[int, int, float]:
 
 
 async def call_overhead(tmp: Path, calls: int, levels: list[int]) -> list[tuple[str, int, dict[str, float]]]:
-    port = free_port()
+    port, proxy_port = free_port(), free_port()
+    proxy = subprocess.Popen(  # noqa: ASYNC220 - started once, before any measurement
+        [sys.executable, "bench/sdk_proxy.py", str(proxy_port), f"http://127.0.0.1:{port}"], cwd=ROOT
+    )
     upstream = subprocess.Popen(  # noqa: ASYNC220 - started once, before any measurement
         [
             sys.executable,
@@ -180,6 +183,47 @@ async def call_overhead(tmp: Path, calls: int, levels: list[int]) -> list[tuple[
                     headers=legacy_headers,
                 )
 
+                sdk_url = f"http://127.0.0.1:{proxy_port}/mcp"
+                for _ in range(200):
+                    try:
+                        await http.get(sdk_url.replace("/mcp", "/"))
+                        break
+                    except httpx2.ConnectError:
+                        await anyio.sleep(0.05)
+                r = await http.post(sdk_url, json=init, headers=ACCEPT)
+                sdk_legacy_headers = {
+                    **ACCEPT,
+                    "Mcp-Session-Id": r.headers["mcp-session-id"],
+                    "MCP-Protocol-Version": "2025-11-25",
+                }
+                await http.post(
+                    sdk_url,
+                    json={"jsonrpc": "2.0", "method": "notifications/initialized"},
+                    headers=sdk_legacy_headers,
+                )
+
+                async def sdk_legacy(i: int) -> None:
+                    body = {
+                        "jsonrpc": "2.0",
+                        "id": i + 1,
+                        "method": "tools/call",
+                        "params": {"name": "items___getItem", "arguments": {"id": i % 1000 + 1}},
+                    }
+                    parse(await http.post(sdk_url, content=orjson.dumps(body), headers=sdk_legacy_headers))
+
+                async def sdk_modern(i: int) -> None:
+                    body = {
+                        "jsonrpc": "2.0",
+                        "id": i,
+                        "method": "tools/call",
+                        "params": {
+                            "name": "items___getItem",
+                            "arguments": {"id": i % 1000 + 1},
+                            "_meta": META,
+                        },
+                    }
+                    parse(await http.post(sdk_url, content=orjson.dumps(body), headers=headers))
+
                 async def legacy(i: int) -> None:
                     body = {
                         "jsonrpc": "2.0",
@@ -192,14 +236,17 @@ async def call_overhead(tmp: Path, calls: int, levels: list[int]) -> list[tuple[
                 for level in levels:
                     for label, call in (
                         ("direct HTTP GET", direct),
+                        ("SDK proxy 2025-11-25", sdk_legacy),
+                        ("SDK proxy 2026-07-28", sdk_modern),
                         ("gateway 2025-11-25", legacy),
                         ("gateway 2026-07-28", modern),
                     ):
                         rows.append((label, level, await measure(call, calls, level)))
         return rows
     finally:
-        upstream.terminate()
-        upstream.wait(10)
+        for process in (upstream, proxy):
+            process.terminate()
+            process.wait(10)
 
 
 def main() -> None:
