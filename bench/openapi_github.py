@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx2
@@ -27,7 +28,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.tools_call import ACCEPT, META, MODERN, measure, parse  # noqa: E402
+from bench.tools_call import ACCEPT, META, MODERN, legacy_caller, measure, modern_caller, parse  # noqa: E402
 from tests.e2e.harness import serve  # noqa: E402
 
 GITHUB = ROOT / ".tools" / "node_modules" / "@octokit" / "openapi" / "generated" / "api.github.com.json"
@@ -141,97 +142,21 @@ async def call_overhead(tmp: Path, calls: int, levels: list[int]) -> list[tuple[
                     response = await http.get(f"{base}/items/{i % 1000 + 1}")
                     response.raise_for_status()
 
-                headers = {
-                    **ACCEPT,
-                    "MCP-Protocol-Version": MODERN,
-                    "Mcp-Method": "tools/call",
-                    "Mcp-Name": "items___getItem",
-                }
-
-                async def modern(i: int) -> None:
-                    body = {
-                        "jsonrpc": "2.0",
-                        "id": i,
-                        "method": "tools/call",
-                        "params": {
-                            "name": "items___getItem",
-                            "arguments": {"id": i % 1000 + 1},
-                            "_meta": META,
-                        },
-                    }
-                    parse(await http.post(served.mcp, content=orjson.dumps(body), headers=headers))
-
-                init = {
-                    "jsonrpc": "2.0",
-                    "id": 0,
-                    "method": "initialize",
-                    "params": {
-                        "protocolVersion": "2025-11-25",
-                        "capabilities": {},
-                        "clientInfo": {"name": "b", "version": "1"},
-                    },
-                }
-                r = await http.post(served.mcp, json=init, headers=ACCEPT)
-                legacy_headers = {
-                    **ACCEPT,
-                    "Mcp-Session-Id": r.headers["mcp-session-id"],
-                    "MCP-Protocol-Version": "2025-11-25",
-                }
-                await http.post(
-                    served.mcp,
-                    json={"jsonrpc": "2.0", "method": "notifications/initialized"},
-                    headers=legacy_headers,
-                )
+                def item(i: int) -> dict[str, Any]:
+                    return {"id": i % 1000 + 1}
 
                 sdk_url = f"http://127.0.0.1:{proxy_port}/mcp"
-                for _ in range(200):
+                for _ in range(200):  # the reference proxy starts in its own process
                     try:
-                        await http.get(sdk_url.replace("/mcp", "/"))
+                        await http.get(f"http://127.0.0.1:{proxy_port}/")
                         break
                     except httpx2.ConnectError:
                         await anyio.sleep(0.05)
-                r = await http.post(sdk_url, json=init, headers=ACCEPT)
-                sdk_legacy_headers = {
-                    **ACCEPT,
-                    "Mcp-Session-Id": r.headers["mcp-session-id"],
-                    "MCP-Protocol-Version": "2025-11-25",
-                }
-                await http.post(
-                    sdk_url,
-                    json={"jsonrpc": "2.0", "method": "notifications/initialized"},
-                    headers=sdk_legacy_headers,
-                )
-
-                async def sdk_legacy(i: int) -> None:
-                    body = {
-                        "jsonrpc": "2.0",
-                        "id": i + 1,
-                        "method": "tools/call",
-                        "params": {"name": "items___getItem", "arguments": {"id": i % 1000 + 1}},
-                    }
-                    parse(await http.post(sdk_url, content=orjson.dumps(body), headers=sdk_legacy_headers))
-
-                async def sdk_modern(i: int) -> None:
-                    body = {
-                        "jsonrpc": "2.0",
-                        "id": i,
-                        "method": "tools/call",
-                        "params": {
-                            "name": "items___getItem",
-                            "arguments": {"id": i % 1000 + 1},
-                            "_meta": META,
-                        },
-                    }
-                    parse(await http.post(sdk_url, content=orjson.dumps(body), headers=headers))
-
-                async def legacy(i: int) -> None:
-                    body = {
-                        "jsonrpc": "2.0",
-                        "id": i + 1,
-                        "method": "tools/call",
-                        "params": {"name": "items___getItem", "arguments": {"id": i % 1000 + 1}},
-                    }
-                    parse(await http.post(served.mcp, content=orjson.dumps(body), headers=legacy_headers))
+                tool = "items___getItem"
+                sdk_legacy = await legacy_caller(http, sdk_url, tool, item)
+                sdk_modern = await modern_caller(http, sdk_url, tool, item)
+                legacy = await legacy_caller(http, served.mcp, tool, item)
+                modern = await modern_caller(http, served.mcp, tool, item)
 
                 for level in levels:
                     for label, call in (

@@ -57,7 +57,17 @@ def parse(response: httpx2.Response) -> dict[str, Any]:
     return message
 
 
-async def legacy_caller(http: httpx2.AsyncClient, url: str) -> Call:
+Arguments = Callable[[int], dict[str, Any]]
+
+
+def _echo_args(i: int) -> dict[str, Any]:
+    return {"text": "hi", "n": i}
+
+
+async def legacy_caller(
+    http: httpx2.AsyncClient, url: str, tool: str = "bench___echo", args: Arguments = _echo_args
+) -> Call:
+    """tools/call on a 2025-11-25 session (initialised here), as a raw JSON-RPC client."""
     init = {
         "jsonrpc": "2.0",
         "id": 0,
@@ -77,28 +87,22 @@ async def legacy_caller(http: httpx2.AsyncClient, url: str) -> Call:
             "jsonrpc": "2.0",
             "id": i + 1,
             "method": "tools/call",
-            "params": {"name": "bench___echo", "arguments": {"text": "hi", "n": i}},
+            "params": {"name": tool, "arguments": args(i)},
         }
         parse(await http.post(url, content=orjson.dumps(body), headers=headers))
 
     return call
 
 
-async def modern_caller(http: httpx2.AsyncClient, url: str) -> Call:
-    headers = {
-        **ACCEPT,
-        "MCP-Protocol-Version": MODERN,
-        "Mcp-Method": "tools/call",
-        "Mcp-Name": "bench___echo",
-    }
+async def modern_caller(
+    http: httpx2.AsyncClient, url: str, tool: str = "bench___echo", args: Arguments = _echo_args
+) -> Call:
+    """tools/call in the stateless 2026-07-28 era, as a raw JSON-RPC client."""
+    headers = {**ACCEPT, "MCP-Protocol-Version": MODERN, "Mcp-Method": "tools/call", "Mcp-Name": tool}
 
     async def call(i: int) -> None:
-        body = {
-            "jsonrpc": "2.0",
-            "id": i + 1,
-            "method": "tools/call",
-            "params": {"name": "bench___echo", "arguments": {"text": "hi", "n": i}, "_meta": META},
-        }
+        params = {"name": tool, "arguments": args(i), "_meta": META}
+        body = {"jsonrpc": "2.0", "id": i + 1, "method": "tools/call", "params": params}
         parse(await http.post(url, content=orjson.dumps(body), headers=headers))
 
     return call
