@@ -143,3 +143,30 @@ async def test_admin_api_bad_bodies_are_4xx(live: Served) -> None:
             assert "error" in response.json()
         mismatch = await admin.put("/admin/v1/gateways/default", json={"name": "other"})
         assert mismatch.status_code == 400
+
+
+async def test_admin_api_reports_operations_an_openapi_target_skipped(live: Served) -> None:
+    spec = {
+        "openapi": "3.1.0",
+        "info": {"title": "t", "version": "1"},
+        "servers": [{"url": "http://127.0.0.1:9"}],
+        "paths": {
+            "/ok": {"get": {"operationId": "ok", "responses": {}}},
+            "/bad": {
+                "post": {
+                    "operationId": "bad",
+                    "requestBody": {"content": {"application/xml": {"schema": {"type": "string"}}}},
+                    "responses": {},
+                }
+            },
+        },
+    }
+    async with httpx2.AsyncClient(base_url=live.base, headers=live.admin_headers) as admin:
+        target = {"name": "api", "kind": "openapi", "spec": spec}
+        assert (await admin.post("/admin/v1/gateways/default/targets", json=target)).status_code == 201
+        listing = (await admin.get("/admin/v1/gateways/default/tools")).json()
+    assert "api___ok" in [t["name"] for t in listing["tools"]]
+    (problem,) = listing["problems"]["api"]
+    assert problem.startswith(
+        "skipped POST /bad (#/paths/~1bad/post): request body media types application/xml"
+    )
