@@ -177,6 +177,7 @@ async def call_overhead(tmp: Path, calls: int, levels: list[int]) -> list[tuple[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 32])
     args = parser.parse_args()
     if not GITHUB.exists():
         sys.exit("GitHub's REST document is missing: run `make tools`")
@@ -190,7 +191,7 @@ def main() -> None:
             f"  tools/list through the gateway: {listed} tools, {size / 1e6:.2f} MB of tool definitions, "
             f"warm full listing (all pages) {list_time * 1000:.1f} ms"
         )
-        rows = anyio.run(call_overhead, Path(tmp), args.calls, [1, 32])
+        rows = anyio.run(call_overhead, Path(tmp), args.calls, args.concurrency)
     print(f"\ntools/call GET /items/{{id}} on a local upstream, {args.calls} calls per row; one worker each")
     print(f"{'path':<22} {'conc':>4} {'p50 ms':>8} {'p99 ms':>8} {'calls/s':>9} {'added p50 ms':>13}")
     base = {level: r for label, level, r in rows if label == "direct HTTP GET"}
