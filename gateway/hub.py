@@ -48,6 +48,12 @@ def build_provider(target: TargetBase, gateway: str) -> ToolProvider:
     return provider
 
 
+def _located(exc: ConfigError, where: str) -> ConfigError:
+    return ConfigError(
+        [ConfigIssue(i.message, f"{where}.{i.location}" if i.location else where) for i in exc.issues]
+    )
+
+
 @dataclass
 class _OpenProvider:
     fingerprint: str
@@ -168,22 +174,48 @@ class Hub:
         return changed + [k[1] for k in removed]
 
     async def _open_provider(self, gateway: str, target: TargetBase, fingerprint: str) -> _OpenProvider:
-        stack = AsyncExitStack()
+        """Open a provider in a task of its own, which also closes it.
+
+        Providers may hold task groups (an MCP client session does); those must be
+        entered and left by one task, whichever task later asks for the close.
+        """
+        where = f"gateways.{gateway}.targets.{target.name}"
         try:
             provider = build_provider(target, gateway)
-            await stack.enter_async_context(provider)
         except ConfigError as exc:
-            await stack.aclose()
-            where = f"gateways.{gateway}.targets.{target.name}"
+            raise _located(exc, where) from None
+        if self._task_group is None:
+            raise RuntimeError("Hub must be entered (async with Hub()) before it opens targets")
+        opened, stop, done = anyio.Event(), anyio.Event(), anyio.Event()
+        failure: list[BaseException] = []
+
+        async def run() -> None:
+            try:
+                async with provider:
+                    opened.set()
+                    await stop.wait()
+            except Exception as exc:  # noqa: BLE001 - boundary: reported to whoever opened the target
+                failure.append(exc)
+            finally:
+                opened.set()
+                done.set()
+
+        self._task_group.start_soon(run)
+        await opened.wait()
+        if failure:
+            problem = failure[0]
+            if isinstance(problem, ConfigError):
+                raise _located(problem, where) from None
             raise ConfigError(
-                [ConfigIssue(i.message, f"{where}.{i.location}" if i.location else where) for i in exc.issues]
+                f"{where}: cannot start the target: {type(problem).__name__}: {problem}"
             ) from None
-        except Exception as exc:  # noqa: BLE001 - boundary: a target that cannot open is a configuration problem
-            await stack.aclose()
-            raise ConfigError(
-                f"gateways.{gateway}.targets.{target.name}: cannot start the target: "
-                f"{type(exc).__name__}: {exc}"
-            ) from None
+
+        async def close() -> None:
+            stop.set()
+            await done.wait()
+
+        stack = AsyncExitStack()
+        stack.push_async_callback(close)
         return _OpenProvider(fingerprint, provider, stack)
 
     def _live(self, tenant: str, spec: GatewaySpec, catalog: Catalog) -> LiveGateway:
