@@ -8,8 +8,10 @@ TOOLS  := .tools
 NODE22 := $(TOOLS)/node_modules/.bin
 CONFORMANCE_PKG := @modelcontextprotocol/conformance@0.2.0-alpha.12
 # Prism validates the requests the OpenAPI targets send; GitHub's REST document is the
-# large real-world input the compiler is tested and benchmarked on. Neither is committed.
-NPM_TEST_PKGS := @stoplight/prism-cli@5.14.2 @octokit/openapi@23.0.2
+# large real-world input the compiler is tested and benchmarked on; the MCP reference servers
+# are federated by the tests. None of them is committed.
+NPM_TEST_PKGS := @stoplight/prism-cli@5.14.2 @octokit/openapi@23.0.2 \
+	@modelcontextprotocol/server-everything@2026.8.31 @modelcontextprotocol/server-filesystem@2026.8.31
 
 .PHONY: serve test lint typecheck pytest conformance install tools bench clean
 

@@ -147,6 +147,29 @@ class OpenApiTarget(TargetBase):
     max_response_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024)
 
 
+class McpTarget(TargetBase):
+    """A remote MCP server (Streamable HTTP, either protocol era) or a local one started over stdio."""
+
+    kind: Literal["mcp"]
+    url: Annotated[str, Field(pattern=r"^https?://")] | None = Field(
+        None, description="A remote server's endpoint."
+    )
+    command: list[str] | None = Field(None, min_length=1, description="argv of a local server (stdio).")
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment for the local server.")
+    cwd: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict, description="Sent to a remote server.")
+    protocol: Literal["auto", "legacy", "2026-07-28"] = Field(
+        "auto", description="auto: discover, else the initialize handshake."
+    )
+    max_result_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpTarget:
+        if (self.url is None) == (self.command is None):
+            raise ValueError("give exactly one of `url` (a remote server) or `command` (a local one)")
+        return self
+
+
 class PluginTarget(TargetBase):
     """A ToolProvider class of your own, by import path (tools, resources and prompts)."""
 
@@ -156,9 +179,10 @@ class PluginTarget(TargetBase):
 
 
 Target = Annotated[
-    FunctionTarget | LambdaTarget | HttpTarget | OpenApiTarget | PluginTarget, Field(discriminator="kind")
+    FunctionTarget | LambdaTarget | HttpTarget | OpenApiTarget | McpTarget | PluginTarget,
+    Field(discriminator="kind"),
 ]
-TARGET_KINDS = ("function", "lambda", "http", "openapi", "plugin")
+TARGET_KINDS = ("function", "lambda", "http", "openapi", "mcp", "plugin")
 
 
 class GatewaySpec(Model):

@@ -289,7 +289,14 @@ def openapi_document() -> dict[str, Any]:
     target_ref = {
         "oneOf": [
             {"$ref": f"#/components/schemas/{n}"}
-            for n in ("FunctionTarget", "LambdaTarget", "HttpTarget", "OpenApiTarget", "PluginTarget")
+            for n in (
+                "FunctionTarget",
+                "LambdaTarget",
+                "HttpTarget",
+                "OpenApiTarget",
+                "McpTarget",
+                "PluginTarget",
+            )
         ],
         "discriminator": {"propertyName": "kind"},
     }

@@ -17,6 +17,7 @@ REGISTRY: dict[str, str] = {
     "lambda": "gateway.providers.aws_lambda:LambdaProvider",
     "http": "gateway.providers.http_function:HttpFunctionProvider",
     "openapi": "gateway.providers.openapi:OpenApiProvider",
+    "mcp": "gateway.providers.mcp:McpProvider",
     "plugin": "gateway.providers.plugin:PluginProvider",
 }
 
