@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, Self
@@ -107,7 +108,13 @@ class McpProvider(ToolProvider):
         c = self.config
         if c.command is not None:
             env = {**os.environ, **c.env} if c.env else None
-            return StdioServerParameters(command=c.command[0], args=c.command[1:], env=env, cwd=c.cwd)
+            # Through the reaper, so the server dies with the gateway even on kill -9.
+            return StdioServerParameters(
+                command=sys.executable,
+                args=["-m", "gateway.providers._reaper", *c.command],
+                env=env,
+                cwd=c.cwd,
+            )
         assert c.url is not None
         if not c.headers:
             return c.url  # the SDK's own client, with its recommended timeouts

@@ -121,5 +121,7 @@ def serve(
                 proc.kill()
                 proc.wait()
         reader.thread.join(10)
-        if proc.stdout is not None:
+        # A child that outlived the gateway may still hold the pipe: closing it under the
+        # blocked reader thread would hang this test instead of letting it fail.
+        if proc.stdout is not None and not reader.thread.is_alive():
             proc.stdout.close()

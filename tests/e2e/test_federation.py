@@ -3,6 +3,7 @@ reference server over stdio, called through a real `switchboard serve` in both e
 
 from __future__ import annotations
 
+import os
 import select
 import socket
 import subprocess
@@ -145,3 +146,38 @@ async def test_one_upstream_down_leaves_the_other_callable_and_reconnects(tmp_pa
                 assert back.structured_content == {"result": 4}
     finally:
         stop(upstream)
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+async def test_kill_9_of_the_gateway_leaves_no_stdio_server_running(tmp_path: Path) -> None:
+    config = tmp_path / "sw.yaml"
+    command = f"['{sys.executable}', '-m', 'tests.fixtures.stubborn_stdio']"
+    config.write_text(
+        f"gateways:\n  - name: default\n    targets:\n      - {{name: s, kind: mcp, command: {command}}}\n"
+    )
+    with serve(tmp_path / "data", config) as served:
+        async with Client(served.mcp, mode="legacy") as client:
+            assert (await client.call_tool("s___ping", {})).content[0].text == "pong"  # type: ignore[union-attr]
+        children = _children(served.proc.pid)
+        assert children, "the stdio server should be a child of the gateway"
+        fds = [os.pidfd_open(child) for child in children]
+        served.proc.kill()  # SIGKILL: the gateway gets no chance to clean up
+        try:
+            for fd in fds:  # a pidfd becomes readable when its process exits
+                ready, _, _ = select.select([fd], [], [], 30)
+                assert ready, "a stdio server outlived the gateway"
+        finally:
+            for fd in fds:
+                os.close(fd)
