@@ -132,9 +132,20 @@ class Hub:
                         fresh.append(op)
                         opened[key] = op
                     providers[target.name] = opened[key].provider
+                old = self._gateways.get((tenant, spec.name))
+                if (
+                    old is not None
+                    and old.spec == spec
+                    and old.catalog.providers.keys() == providers.keys()
+                    and all(old.catalog.providers[n] is p for n, p in providers.items())
+                ):
+                    new[(tenant, spec.name)] = old  # nothing changed: keep its catalog (no re-listing)
+                    continue
                 catalog = Catalog(
                     providers, prefix=spec.prefix_tools, max_name_length=spec.max_tool_name_length
                 )
+                if old is not None:
+                    catalog.snapshot = old.catalog.snapshot  # a target that is down keeps its tools listed
                 try:
                     await catalog.refresh(CallContext(principal=Principal(tenant=tenant), gateway=spec.name))
                 except ConfigError as exc:
@@ -228,7 +239,7 @@ class Hub:
             target = entry.provider.id
             timeout = min(timeouts.get(target, math.inf), ctx.remaining())
             with anyio.move_on_after(timeout):
-                return await entry.provider.call_tool(call, ctx)
+                return catalog.finish(entry, await entry.provider.call_tool(call, ctx))
             raise UpstreamUnavailable(
                 f"target {target!r} did not finish within {timeout:g}s; "
                 "raise its timeout_seconds if that is expected"

@@ -9,10 +9,17 @@ Listing fans out to every provider concurrently; a provider that fails is
 logged and skipped, so one broken target never empties the list. Lookup on
 ``tools/call`` is a dict access, and arguments are validated once against the
 tool's inputSchema before any provider runs.
+
+Resource URIs are namespaced too, as ``switchboard://{target}/{upstream uri}``
+(templates alike, so their variables stay), and map back on read; two targets
+serving the same URI never shadow each other. URIs in results (read contents,
+resource links and embedded resources in tool results) are published the same
+way, so whatever a client is handed it can read back through the gateway.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import re
@@ -31,6 +38,7 @@ from gateway.core.types import JSON, CallContext, ToolCall, ToolResult, ToolSpec
 logger = logging.getLogger(__name__)
 
 SEPARATOR = "___"
+URI_SCHEME = "switchboard"
 DEFAULT_MAX_NAME_LENGTH = 64
 _INVALID_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -151,6 +159,42 @@ class Catalog:
         self.prefix = prefix
         self.max_name_length = max_name_length
         self.snapshot = CatalogSnapshot()
+        self._uri_prefix = {
+            id(p): f"{URI_SCHEME}://{target}/" if prefix else "" for target, p in self.providers.items()
+        }
+
+    def public_uri(self, provider: ToolProvider, uri: str) -> str:
+        """The URI (or URI template) under which a provider's resource is published."""
+        return self._uri_prefix.get(id(provider), "") + uri
+
+    def local_uri(self, provider: ToolProvider, uri: str) -> str:
+        """The provider's own URI for a published one."""
+        return uri.removeprefix(self._uri_prefix.get(id(provider), ""))
+
+    def publish(self, provider: ToolProvider, items: Sequence[JSON]) -> list[JSON]:
+        """Content items with their resource URIs published (``resource_link``, embedded, read contents)."""
+        if not self._uri_prefix.get(id(provider)):
+            return list(items)
+        out: list[JSON] = []
+        for item in items:
+            if item.get("type") == "resource" and isinstance(item.get("resource"), Mapping):
+                inner = dict(item["resource"])
+                if isinstance(inner.get("uri"), str):
+                    inner["uri"] = self.public_uri(provider, inner["uri"])
+                item = {**item, "resource": inner}
+            elif isinstance(item.get("uri"), str) and item.get("type") in (None, "resource_link"):
+                item = {**item, "uri": self.public_uri(provider, item["uri"])}
+            out.append(item)
+        return out
+
+    def finish(self, entry: Entry, result: ToolResult) -> ToolResult:
+        """A provider's result as published: output schema enforced, resource URIs mapped."""
+        result = entry.check_output(result)
+        if self._uri_prefix.get(id(entry.provider)) and any(
+            c.get("type") in ("resource_link", "resource") for c in result.content
+        ):
+            result = dataclasses.replace(result, content=tuple(self.publish(entry.provider, result.content)))
+        return result
 
     def _name(self, target: str, name: str) -> str:
         return public_name(target if self.prefix else None, name, self.max_name_length)
@@ -183,10 +227,14 @@ class Catalog:
         snap = CatalogSnapshot(failed=failed)
         issues: list[ConfigIssue] = []
         origin: dict[str, str] = {}
+        before = self.snapshot
         for target in self.providers:  # config order: deterministic
-            if target not in results:
-                continue
             provider = self.providers[target]
+            if target not in results:
+                # Down now, listed before: keep what it served, marked unavailable, so a client's
+                # list stays whole; calls reach the provider, which answers with the reason.
+                _carry_over(before, snap, provider, failed[target])
+                continue
             tools, resources, templates, prompts = results[target]
             for spec in tools:
                 name = self._name(target, spec.name)
@@ -208,8 +256,12 @@ class Catalog:
                     _validator(target, spec.name, spec.output_schema, issues) if spec.output_schema else None,
                 )
             for res in resources:
-                snap.resources.setdefault(res.uri, (provider, res))
-            snap.templates.extend((provider, t) for t in templates)
+                public = self.public_uri(provider, res.uri)
+                snap.resources.setdefault(public, (provider, dataclasses.replace(res, uri=public)))
+            snap.templates.extend(
+                (provider, dataclasses.replace(t, uri_template=self.public_uri(provider, t.uri_template)))
+                for t in templates
+            )
             for prompt in prompts:
                 pname = self._name(target, prompt.name)
                 if pname in snap.prompts:
@@ -243,11 +295,13 @@ class Catalog:
 
     async def read_resource(self, uri: str, ctx: CallContext) -> Sequence[JSON]:
         hit = self.snapshot.resources.get(uri)
-        if hit is not None:
-            return await hit[0].read_resource(uri, ctx)
-        for provider, template in self.snapshot.templates:
-            if _template_matches(template.uri_template, uri):
-                return await provider.read_resource(uri, ctx)
+        provider = hit[0] if hit is not None else None
+        if provider is None:
+            provider = next(
+                (p for p, t in self.snapshot.templates if _template_matches(t.uri_template, uri)), None
+            )
+        if provider is not None:
+            return self.publish(provider, await provider.read_resource(self.local_uri(provider, uri), ctx))
         raise RequestError(
             f"Resource {uri!r} not found: call resources/list for the resources this gateway serves."
         )
@@ -266,6 +320,19 @@ class Catalog:
 
     def provider_for_template(self, uri_template: str) -> ToolProvider | None:
         return next((p for p, t in self.snapshot.templates if t.uri_template == uri_template), None)
+
+
+UNAVAILABLE = "io.switchboard/unavailable"
+
+
+def _carry_over(before: CatalogSnapshot, snap: CatalogSnapshot, provider: ToolProvider, reason: str) -> None:
+    for name, entry in before.tools.items():
+        if entry.provider is provider:
+            meta = {**(entry.spec.meta or {}), UNAVAILABLE: reason}
+            snap.tools[name] = dataclasses.replace(entry, spec=dataclasses.replace(entry.spec, meta=meta))
+    snap.resources.update({u: hit for u, hit in before.resources.items() if hit[0] is provider})
+    snap.templates.extend(hit for hit in before.templates if hit[0] is provider)
+    snap.prompts.update({n: hit for n, hit in before.prompts.items() if hit[0] is provider})
 
 
 def _validator(

@@ -95,8 +95,15 @@ class McpChannel:
 
     async def _legacy(self, method: str, params: JSON) -> JSON:
         session = self.ctx.session
-        if method == "elicitation/create":
-            result: Any = await session.elicit_form(
+        if method == "elicitation/create" and params.get("mode") == "url":
+            result: Any = await session.elicit_url(
+                params.get("message", ""),
+                params.get("url", ""),
+                params.get("elicitationId", ""),
+                related_request_id=self.ctx.request_id,
+            )
+        elif method == "elicitation/create":
+            result = await session.elicit_form(
                 params.get("message", ""),
                 params.get("requestedSchema", {}),
                 related_request_id=self.ctx.request_id,

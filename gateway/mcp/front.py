@@ -412,6 +412,8 @@ class McpFront:
         if ref.get("type") == "ref/prompt":
             hit = gw.catalog.snapshot.prompts[ref["name"]]
             ref = {**ref, "name": hit[1].name}
+        else:
+            ref = {**ref, "uri": gw.catalog.local_uri(provider, ref.get("uri", ""))}
         return {"completion": await provider.complete(ref, argument, context, call_ctx)}
 
     async def _set_level(

@@ -8,11 +8,15 @@ import select
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
+import mcp_types as types
 import pytest
 from mcp import Client
+from mcp.client.context import ClientRequestContext
 
 from tests.e2e.harness import ROOT, Served, serve
 from tests.support.tools import need
@@ -26,6 +30,24 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def start_everything_http(port: int) -> subprocess.Popen[str]:
+    """The npm reference server in its Streamable HTTP mode, waited for until it listens."""
+    proc = subprocess.Popen(
+        [str(EVERYTHING), "streamableHttp"],
+        env={**os.environ, "PORT": str(port)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    for _ in range(300):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("server-everything (streamableHttp) did not start")
 
 
 def start_upstream(port: int) -> subprocess.Popen[str]:
@@ -53,10 +75,13 @@ def stop(proc: subprocess.Popen[str]) -> None:
 
 @pytest.fixture(scope="module")
 def federated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, int]]:
+    """One gateway over: the Python server in each era (`py` discovers 2026-07-28, `py25` is
+    pinned to the initialize handshake), server-everything over stdio and over HTTP."""
     need(EVERYTHING.exists(), "npm @modelcontextprotocol/server-everything")
     root: Path = tmp_path_factory.mktemp("federation")
-    port = free_port()
+    port, http_port = free_port(), free_port()
     upstream = start_upstream(port)
+    everything = start_everything_http(http_port)
     try:
         config = root / "switchboard.yaml"
         config.write_text(
@@ -68,16 +93,27 @@ gateways:
         kind: mcp
         url: http://127.0.0.1:{port}/mcp
         timeout_seconds: 20
+      - name: py25
+        kind: mcp
+        url: http://127.0.0.1:{port}/mcp
+        protocol: legacy
+        timeout_seconds: 20
       - name: every
         kind: mcp
         command: [{EVERYTHING}, stdio]
         include: [echo, get-sum, trigger-long-running-operation]
+      - name: evh
+        kind: mcp
+        url: http://127.0.0.1:{http_port}/mcp
+        include: [echo, get-resource-links, trigger-elicitation-request, trigger-sampling-request]
 """
         )
         with serve(root / "data", config) as served:
             yield served, port
     finally:
         stop(upstream)
+        everything.terminate()
+        everything.wait(10)
 
 
 @pytest.mark.parametrize("mode", ERAS)
@@ -105,7 +141,10 @@ async def test_progress_resources_and_prompts_pass_through(federated: tuple[Serv
         result = await client.call_tool("py___count", {"n": 3}, progress_callback=on_progress)
         assert result.content[0].text == "counted to 3"  # type: ignore[union-attr]
         assert seen == [1, 2, 3]
-        note = await client.read_resource("notes://today")
+        listed = {str(r.uri) for r in (await client.list_resources()).resources}
+        assert "switchboard://py/notes://today" in listed  # namespaced: two targets serve it
+        assert "switchboard://py25/notes://today" in listed
+        note = await client.read_resource("switchboard://py/notes://today")
         assert note.contents[0].text == "buy milk"  # type: ignore[union-attr]
         prompt = await client.get_prompt("py___greet", {"name": "Ada"})
         assert "Say hello to Ada." in prompt.messages[0].content.text  # type: ignore[union-attr]
@@ -181,3 +220,159 @@ async def test_kill_9_of_the_gateway_leaves_no_stdio_server_running(tmp_path: Pa
         finally:
             for fd in fds:
                 os.close(fd)
+
+
+async def _answer_elicitation(
+    context: ClientRequestContext, params: types.ElicitRequestParams
+) -> types.ElicitResult:
+    assert isinstance(params, types.ElicitRequestFormParams)
+    assert "name" in params.message or "name" in str(params.requested_schema)
+    return types.ElicitResult(action="accept", content={"name": "Ada"})
+
+
+async def _answer_sampling(
+    context: ClientRequestContext, params: types.CreateMessageRequestParams
+) -> types.CreateMessageResult:
+    return types.CreateMessageResult(
+        role="assistant", content=types.TextContent(type="text", text="lighthouse"), model="scripted"
+    )
+
+
+@pytest.mark.parametrize("upstream", ["py", "py25"])
+@pytest.mark.parametrize("mode", ERAS)
+async def test_upstream_questions_reach_the_calling_client(
+    federated: tuple[Served, int], mode: str, upstream: str
+) -> None:
+    """Elicitation and sampling from an upstream of either era, answered by a client of either era."""
+    served, _ = federated
+    logs: list[str] = []
+    logged = anyio.Event()
+
+    async def on_log(params: types.LoggingMessageNotificationParams) -> None:
+        logs.append(str(params.data))
+        if "chatty was called" in str(params.data):
+            logged.set()
+
+    async with Client(
+        served.mcp,
+        mode=mode,
+        elicitation_callback=_answer_elicitation,
+        sampling_callback=_answer_sampling,
+        logging_callback=on_log,
+        log_level="debug",
+    ) as client:
+        welcomed = await client.call_tool(f"{upstream}___welcome", {})
+        assert welcomed.content[0].text == "Welcome, Ada!", welcomed  # type: ignore[union-attr]
+        mused = await client.call_tool(f"{upstream}___muse", {})
+        assert mused.content[0].text == "the model said lighthouse", mused  # type: ignore[union-attr]
+        said = await client.call_tool(f"{upstream}___chatty", {})
+        assert said.content[0].text == "said"  # type: ignore[union-attr]
+        with anyio.move_on_after(5):  # the client hands notifications to a task of their own
+            await logged.wait()
+    assert logged.is_set(), logs
+
+
+async def test_a_client_without_elicitation_gets_a_clear_error(federated: tuple[Served, int]) -> None:
+    served, _ = federated
+    async with Client(served.mcp, mode="legacy") as client:
+        result = await client.call_tool("py25___welcome", {})
+    assert result.is_error
+    assert "elicitation" in result.content[0].text  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_server_everything_over_http_asks_and_links(federated: tuple[Served, int], mode: str) -> None:
+    served, _ = federated
+    async with Client(
+        served.mcp, mode=mode, elicitation_callback=_answer_elicitation, sampling_callback=_answer_sampling
+    ) as client:
+        asked = await client.call_tool("evh___trigger-elicitation-request", {})
+        assert not asked.is_error and "Ada" in str(asked.content), asked
+        sampled = await client.call_tool("evh___trigger-sampling-request", {"prompt": "hi", "maxTokens": 5})
+        assert not sampled.is_error and "lighthouse" in str(sampled.content), sampled
+        linked = await client.call_tool("evh___get-resource-links", {"count": 2})
+        links = [c for c in linked.content if c.type == "resource_link"]
+        assert links and all(str(link.uri).startswith("switchboard://evh/") for link in links)
+        read = await client.read_resource(str(links[0].uri))  # a link handed out reads back
+        assert read.contents and str(read.contents[0].uri) == str(links[0].uri)
+
+
+async def test_list_changed_from_either_upstream_era_reaches_clients_of_both_eras(
+    federated: tuple[Served, int],
+) -> None:
+    served, _ = federated
+    legacy_saw = [anyio.Event()]
+
+    async def on_message(message: object) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            legacy_saw[-1].set()
+
+    async with (
+        Client(served.mcp, mode="legacy", message_handler=on_message) as legacy,
+        Client(served.mcp, mode="2026-07-28") as modern,
+        modern.listen(tools_list_changed=True) as events,
+    ):
+        for via, present in (("py", True), ("py25", False)):  # 2026-era listen stream, then 2025 push
+            legacy_saw.append(anyio.Event())
+            assert (await legacy.call_tool(f"{via}___toggle", {})).content[0].text == (  # type: ignore[union-attr]
+                "added" if present else "removed"
+            )
+            with anyio.fail_after(15):
+                await events.__anext__()
+                await legacy_saw[-1].wait()
+            for client in (legacy, modern):
+                names = {t.name for t in (await client.list_tools()).tools}
+                assert ("py___extra" in names) is present
+                assert ("py25___extra" in names) is present
+
+
+async def test_cancelling_a_call_cancels_it_upstream(federated: tuple[Served, int]) -> None:
+    served, _ = federated
+    async with Client(served.mcp, mode="legacy") as client:
+        with anyio.move_on_after(1.0):
+            await client.call_tool("py___nap", {"seconds": 30})
+        for _ in range(100):  # the upstream hears the cancellation soon after
+            state = (await client.call_tool("py___last_nap", {})).content[0].text  # type: ignore[union-attr]
+            if state == "cancelled":
+                break
+            await anyio.sleep(0.1)
+        assert state == "cancelled"
+
+
+async def test_killing_the_upstream_mid_call_fails_the_call_quickly(tmp_path: Path) -> None:
+    port = free_port()
+    upstream = start_upstream(port)
+    config = tmp_path / "sw.yaml"
+    config.write_text(
+        "gateways:\n  - name: default\n    targets:\n"
+        f"      - {{name: py, kind: mcp, url: 'http://127.0.0.1:{port}/mcp', timeout_seconds: 30}}\n"
+    )
+    try:
+        with serve(tmp_path / "data", config) as served:
+            async with Client(served.mcp, mode="legacy") as client:
+                async with anyio.create_task_group() as tg:
+                    outcome: list[types.CallToolResult] = []
+                    answered = anyio.Event()
+
+                    async def call() -> None:
+                        outcome.append(await client.call_tool("py___nap", {"seconds": 25}))
+                        answered.set()
+
+                    tg.start_soon(call)
+                    await anyio.sleep(1.0)
+                    upstream.kill()
+                    started = time.monotonic()
+                    with anyio.fail_after(20):  # well inside the call's 30 s deadline
+                        await answered.wait()
+                    waited = time.monotonic() - started
+                result = outcome[0]
+                assert result.is_error, result
+                text = result.content[0].text  # type: ignore[union-attr]
+                assert "MCP server http://127.0.0.1" in text and "failed" in text, text
+                assert waited < 20
+                stop(upstream)  # reap it and close its pipe
+                upstream = start_upstream(port)
+                back = await client.call_tool("py___add", {"a": 2, "b": 5})
+                assert back.structured_content == {"result": 7}
+    finally:
+        stop(upstream)
