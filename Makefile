@@ -55,6 +55,7 @@ conformance: $(STAMP) $(TOOLS)/.stamp
 bench: $(STAMP) $(TOOLS)/.stamp
 	$(BIN)/python bench/tools_call.py
 	$(BIN)/python bench/openapi_github.py
+	$(BIN)/python bench/federated_call.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS)

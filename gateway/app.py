@@ -32,6 +32,7 @@ from gateway.config import Document, GatewaySpec, gateway_from_store, to_store
 from gateway.core.errors import ConfigError
 from gateway.hub import Hub
 from gateway.mcp import McpFront
+from gateway.pins import store_pins
 from gateway.settings import Settings
 from gateway.store import Store
 
@@ -105,6 +106,8 @@ class Switchboard:
             specs = await self.load_specs(DEFAULT_TENANT)
             changed = await self.hub.apply(DEFAULT_TENANT, specs)
             self.revision = revision
+            # What else moved the revision (tool approvals, say) shows when the rest is listed again.
+            await self.hub.refresh(DEFAULT_TENANT, [s.name for s in specs if s.name not in changed])
             return changed
 
     async def watch(self) -> None:
@@ -212,7 +215,7 @@ def create_app(
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         store = await Store.open(settings.resolved_database_url())
         try:
-            async with Hub() as hub:
+            async with Hub(pins=store_pins(store)) as hub:
                 system = Switchboard(settings, store, hub)
                 if config_path is not None:
                     doc = load_and_check(config_path)

@@ -24,6 +24,7 @@ from gateway.app import DEFAULT_TENANT, Switchboard, compile_check, create_app
 from gateway.config import Document, json_schema, load_file, to_store
 from gateway.core.errors import ConfigError
 from gateway.hub import Hub
+from gateway.pins import NotPinned, approve_tools, store_pins, target_review
 from gateway.settings import Settings
 from gateway.store import Store, StoreError
 
@@ -201,6 +202,45 @@ def cmd_tools(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _pins(args: argparse.Namespace) -> tuple[list[str] | None, list[dict[str, Any]]]:
+    settings = _settings(args)
+    store = await Store.open(settings.resolved_database_url())
+    try:
+        async with Hub(pins=store_pins(store)) as hub:
+            await Switchboard(settings, store, hub).reload()
+            approved = None
+            if args.approve is not None:
+                approved = await approve_tools(hub, DEFAULT_TENANT, args.gateway, args.target, args.approve)
+            return approved, await target_review(hub, DEFAULT_TENANT, args.gateway, args.target)
+    finally:
+        await store.close()
+
+
+def cmd_pins(args: argparse.Namespace) -> int:
+    """Review a federated target's tools against what was approved, and approve them."""
+    try:
+        approved, tools = anyio.run(_pins, args)
+    except (ConfigError, StoreError, NotPinned) as exc:
+        return _fail(str(exc))
+    except KeyError as exc:
+        return _fail(str(exc.args[0]))
+    if args.json:
+        print(json.dumps({"approved": approved, "tools": tools} if approved is not None else tools, indent=2))
+        return 0
+    if approved is not None:
+        print(f"approved: {', '.join(approved) or 'nothing was waiting'}")
+    for entry in tools:
+        print(f"{entry['status']:>8}  {entry['tool']}")
+        for line in entry.get("diff", ()):
+            print(f"          {line}")
+    waiting = [e["tool"] for e in tools if e["status"] in ("new", "changed")]
+    if waiting and approved is None:
+        print(
+            f"\n{len(waiting)} waiting; approve with: switchboard pins {args.gateway} {args.target} --approve"
+        )
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     print(json.dumps(json_schema(), indent=2))
     return 0
@@ -239,6 +279,19 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true", help="print MCP Tool objects")
     data_dir(t)
     t.set_defaults(func=cmd_tools)
+
+    pn = sub.add_parser("pins", help="review (and approve) a federated target's tool definitions")
+    pn.add_argument("gateway")
+    pn.add_argument("target")
+    pn.add_argument(
+        "--approve",
+        nargs="*",
+        metavar="TOOL",
+        help="approve these tools' current definitions (none named: every new or changed one)",
+    )
+    pn.add_argument("--json", action="store_true")
+    data_dir(pn)
+    pn.set_defaults(func=cmd_pins)
 
     sc = sub.add_parser("schema", help="print the JSON Schema of switchboard.yaml")
     sc.set_defaults(func=cmd_schema)

@@ -162,6 +162,14 @@ class McpTarget(TargetBase):
         "auto", description="auto: discover, else the initialize handshake."
     )
     max_result_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    pin_tools: bool = Field(
+        True,
+        description="Record each tool definition when approved; hide a tool whose definition changes "
+        "until an administrator approves it again.",
+    )
+    approve_new_tools: bool = Field(
+        False, description="Approve tools the server adds later without review (they are still pinned)."
+    )
 
     @model_validator(mode="after")
     def _one_transport(self) -> McpTarget:

@@ -19,13 +19,14 @@ from typing import Any, Self
 import anyio
 from anyio.abc import TaskGroup
 
-from gateway.config import GatewaySpec, TargetBase
+from gateway.config import GatewaySpec, McpTarget, TargetBase
 from gateway.core.catalog import Catalog
 from gateway.core.errors import ConfigError, ConfigIssue, ToolNotFound, UpstreamUnavailable
 from gateway.core.pipeline import Stage, compose
 from gateway.core.provider import ToolProvider
 from gateway.core.types import CallContext, CallNext, Principal, ToolCall, ToolResult
 from gateway.core.wrappers import Filtered, Overridden
+from gateway.pins import Pinned, PinScope, PinsFor
 from gateway.providers import provider_class
 
 logger = logging.getLogger(__name__)
@@ -34,11 +35,13 @@ GatewayKey = tuple[str, str]  # (tenant, gateway name)
 ChangeListener = Callable[[GatewayKey], None]
 
 
-def build_provider(target: TargetBase, gateway: str) -> ToolProvider:
-    """The provider for one target, with its include/exclude and overrides applied."""
+def build_provider(target: TargetBase, gateway: str, pins: PinScope | None = None) -> ToolProvider:
+    """The provider for one target, with pinning, overrides and include/exclude applied."""
     kind: str = target.kind  # type: ignore[attr-defined]
     factory: Any = provider_class(kind)  # each provider class takes its own config model
     provider: ToolProvider = factory(target, gateway=gateway)
+    if pins is not None and isinstance(target, McpTarget) and target.pin_tools:
+        provider = Pinned(provider, pins, approve_new=target.approve_new_tools)
     if target.overrides:
         provider = Overridden(
             provider, {k: v.model_dump(exclude_none=True) for k, v in target.overrides.items()}
@@ -76,15 +79,22 @@ class LiveGateway:
 
     async def call(self, name: str, arguments: dict[str, Any] | None, ctx: CallContext) -> ToolResult:
         """Resolve, validate and run one tool through the pipeline."""
-        _, call = self.catalog.resolve(name, arguments)
+        try:
+            _, call = self.catalog.resolve(name, arguments)
+        except ToolNotFound:
+            reason = self.catalog.snapshot.withheld.get(name)
+            if reason is None:
+                raise
+            return ToolResult.error(reason)  # e.g. changed upstream, waiting for approval
         return await self.handler(call, ctx)
 
 
 class Hub:
     """Holds every tenant's live gateways and keeps them in step with the configuration."""
 
-    def __init__(self, stages: Sequence[Stage] = ()) -> None:
+    def __init__(self, stages: Sequence[Stage] = (), *, pins: PinsFor | None = None) -> None:
         self.stages = list(stages)
+        self.pins = pins
         self._gateways: dict[GatewayKey, LiveGateway] = {}
         self._open: dict[tuple[str, str, str], _OpenProvider] = {}
         self._listeners: list[ChangeListener] = []
@@ -128,7 +138,7 @@ class Hub:
                     if current is not None and current.fingerprint == fingerprint:
                         opened[key] = current
                     else:
-                        op = await self._open_provider(spec.name, target, fingerprint)
+                        op = await self._open_provider(tenant, spec.name, target, fingerprint)
                         fresh.append(op)
                         opened[key] = op
                     providers[target.name] = opened[key].provider
@@ -184,7 +194,9 @@ class Hub:
                 await op.stack.aclose()
         return changed + [k[1] for k in removed]
 
-    async def _open_provider(self, gateway: str, target: TargetBase, fingerprint: str) -> _OpenProvider:
+    async def _open_provider(
+        self, tenant: str, gateway: str, target: TargetBase, fingerprint: str
+    ) -> _OpenProvider:
         """Open a provider in a task of its own, which also closes it.
 
         Providers may hold task groups (an MCP client session does); those must be
@@ -192,7 +204,8 @@ class Hub:
         """
         where = f"gateways.{gateway}.targets.{target.name}"
         try:
-            provider = build_provider(target, gateway)
+            pins = self.pins(tenant, gateway, target.name) if self.pins is not None else None
+            provider = build_provider(target, gateway, pins)
         except ConfigError as exc:
             raise _located(exc, where) from None
         if self._task_group is None:
@@ -247,6 +260,12 @@ class Hub:
 
         return LiveGateway(tenant, spec, catalog, compose(self.stages, route))
 
+    async def refresh(self, tenant: str, names: Sequence[str] | None = None) -> None:
+        """List the tenant's gateways (or ``names``) again; clients hear of what changed."""
+        for gw in self.gateways(tenant):
+            if names is None or gw.name in names:
+                await self._refresh(gw)
+
     def _provider_changed_cb(self, tenant: str, op: _OpenProvider) -> Callable[[], None]:
         def changed() -> None:
             for (t, _), gw in self._gateways.items():
@@ -255,19 +274,19 @@ class Hub:
 
         return changed
 
-    def _refresh_later(self, gw: LiveGateway) -> None:
-        async def refresh() -> None:
-            before = gw.catalog.snapshot.fingerprint()
-            try:
-                await gw.catalog.refresh(CallContext(principal=Principal(tenant=gw.tenant), gateway=gw.name))
-            except ConfigError as exc:
-                logger.error("gateway %r: a target's new tool list was refused: %s", gw.name, exc)
-                return
-            if gw.catalog.snapshot.fingerprint() != before:
-                self._notify((gw.tenant, gw.name))
+    async def _refresh(self, gw: LiveGateway) -> None:
+        before = gw.catalog.snapshot.fingerprint()
+        try:
+            await gw.catalog.refresh(CallContext(principal=Principal(tenant=gw.tenant), gateway=gw.name))
+        except ConfigError as exc:
+            logger.error("gateway %r: a target's new tool list was refused: %s", gw.name, exc)
+            return
+        if gw.catalog.snapshot.fingerprint() != before:
+            self._notify((gw.tenant, gw.name))
 
+    def _refresh_later(self, gw: LiveGateway) -> None:
         if self._task_group is not None:
-            self._task_group.start_soon(refresh)
+            self._task_group.start_soon(self._refresh, gw)
 
     async def __aenter__(self) -> Self:
         self._task_group = anyio.create_task_group()

@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Route
 from gateway import __version__
 from gateway.config import GatewaySpec, Target, TargetBase, to_store, validate
 from gateway.core.errors import ConfigError, ConfigIssue
+from gateway.pins import NotPinned, approve_tools, target_review
 from gateway.store import StoreError
 
 if TYPE_CHECKING:
@@ -204,6 +205,39 @@ async def list_tools(request: Request, system: Switchboard, tenant: str) -> Resp
     return JSONResponse({"tools": snap.tool_list, "failed_targets": snap.failed, "problems": problems})
 
 
+async def list_pins(request: Request, system: Switchboard, tenant: str) -> Response:
+    gw_name, name = request.path_params["gateway"], request.path_params["target"]
+    try:
+        tools = await target_review(system.hub, tenant, gw_name, name)
+    except NotPinned as exc:
+        return _error(404, str(exc))
+    return JSONResponse({"tools": tools})
+
+
+async def approve_pins(request: Request, system: Switchboard, tenant: str) -> Response:
+    gw_name, name = request.path_params["gateway"], request.path_params["target"]
+    body = await _json_body(request) if request.headers.get("content-length", "0") != "0" else {}
+    tools = body.get("tools") if isinstance(body, dict) else None
+    if tools is not None and not (isinstance(tools, list) and all(isinstance(t, str) for t in tools)):
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    "`tools` must be a list of tool names (omit it to approve all)", "tools", "request body"
+                )
+            ]
+        )
+    try:
+        approved = await approve_tools(system.hub, tenant, gw_name, name, tools)
+    except NotPinned as exc:
+        return _error(404, str(exc))
+    except KeyError as exc:
+        return _error(422, str(exc.args[0]))
+    await system.reload()
+    return JSONResponse(
+        {"approved": approved, "tools": await target_review(system.hub, tenant, gw_name, name)}
+    )
+
+
 # -- plumbing ------------------------------------------------------------------
 
 
@@ -238,6 +272,18 @@ _ROUTES: list[tuple[str, str, Handler, str]] = [
     ("/admin/v1/gateways/{gateway}/targets/{target}", "GET", get_target, "Get a target"),
     ("/admin/v1/gateways/{gateway}/targets/{target}", "PUT", put_target, "Create or replace a target"),
     ("/admin/v1/gateways/{gateway}/targets/{target}", "DELETE", delete_target, "Delete a target"),
+    (
+        "/admin/v1/gateways/{gateway}/targets/{target}/pins",
+        "GET",
+        list_pins,
+        "A federated target's tools: approved, changed (with a diff), new or gone",
+    ),
+    (
+        "/admin/v1/gateways/{gateway}/targets/{target}/pins",
+        "POST",
+        approve_pins,
+        'Approve the upstream\'s current definitions (body: {"tools": [...]}; omit for all waiting)',
+    ),
     (
         "/admin/v1/gateways/{gateway}/tools",
         "GET",
@@ -318,7 +364,16 @@ def openapi_document() -> dict[str, Any]:
             op["parameters"] = [
                 {"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params
             ]
-        if method in ("POST", "PUT"):
+        if path.endswith("/pins") and method == "POST":
+            tools = {"type": "array", "items": {"type": "string"}}
+            op["requestBody"] = {
+                "required": False,
+                "content": {
+                    "application/json": {"schema": {"type": "object", "properties": {"tools": tools}}}
+                },
+            }
+            op["responses"]["422"] = {"description": "A named tool is not served now", **err}
+        elif method in ("POST", "PUT"):
             schema = target_ref if "targets" in path else {"$ref": "#/components/schemas/GatewaySpec"}
             op["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
             op["responses"]["201"] = {"description": "Created"}

@@ -122,6 +122,7 @@ class CatalogSnapshot:
     templates: list[tuple[ToolProvider, ResourceTemplateSpec]] = field(default_factory=list)
     prompts: dict[str, tuple[ToolProvider, PromptSpec]] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
+    withheld: dict[str, str] = field(default_factory=dict)
     tool_list: list[JSON] = field(default_factory=list)
 
     def fingerprint(self) -> tuple[Any, ...]:
@@ -236,6 +237,8 @@ class Catalog:
                 _carry_over(before, snap, provider, failed[target])
                 continue
             tools, resources, templates, prompts = results[target]
+            for local, reason in provider.withheld().items():
+                snap.withheld[self._name(target, local)] = reason
             for spec in tools:
                 name = self._name(target, spec.name)
                 if name in snap.tools:

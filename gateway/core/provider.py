@@ -108,6 +108,10 @@ class ToolProvider(ABC):
         """What this target could not serve (e.g. operations skipped), for operators."""
         return ()
 
+    def withheld(self) -> Mapping[str, str]:
+        """Tools the target has but does not list now (local name: why), so a call can say why."""
+        return {}
+
     def subscribe(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
 

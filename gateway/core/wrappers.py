@@ -45,6 +45,9 @@ class WrapperProvider(ToolProvider):
     def problems(self) -> Sequence[str]:
         return self.inner.problems()
 
+    def withheld(self) -> Mapping[str, str]:
+        return self.inner.withheld()
+
     async def list_resources(self, ctx: CallContext) -> Sequence[ResourceSpec]:
         return await self.inner.list_resources(ctx)
 
@@ -85,6 +88,9 @@ class Filtered(WrapperProvider):
             raise ToolNotFound(call.public_name or call.name)
         return await self.inner.call_tool(call, ctx)
 
+    def withheld(self) -> Mapping[str, str]:
+        return {n: why for n, why in self.inner.withheld().items() if self.allows(n)}
+
 
 class Overridden(WrapperProvider):
     """Renames tools, replaces their descriptions or titles, and fixes argument values.
@@ -113,6 +119,9 @@ class Overridden(WrapperProvider):
                 )
             out.append(tool)
         return out
+
+    def withheld(self) -> Mapping[str, str]:
+        return {(self.overrides.get(n, {}).get("name") or n): why for n, why in self.inner.withheld().items()}
 
     async def call_tool(self, call: ToolCall, ctx: CallContext) -> ToolResult:
         inner_name = self._back.get(call.name, call.name)

@@ -6,12 +6,13 @@ anything else, and every failure of the database surfaces as `StoreError`.
 """
 
 from gateway.store._engine import StoreError, normalize_url
-from gateway.store._store import Change, GatewayDocument, GatewayRecord, Store, TargetRecord
+from gateway.store._store import Change, GatewayDocument, GatewayRecord, PinRecord, Store, TargetRecord
 
 __all__ = [
     "Change",
     "GatewayDocument",
     "GatewayRecord",
+    "PinRecord",
     "Store",
     "StoreError",
     "TargetRecord",

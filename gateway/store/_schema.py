@@ -74,3 +74,21 @@ api_keys = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     ForeignKeyConstraint(["tenant"], ["sb_tenants.name"], ondelete="CASCADE"),
 )
+
+tool_pins = Table(
+    "sb_tool_pins",
+    metadata,
+    Column("tenant", String(63), nullable=False),
+    Column("gateway", String(63), nullable=False),
+    Column("target", String(63), nullable=False),
+    Column("tool", String(255), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("definition", JSON, nullable=False),
+    Column("approved_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("tenant", "gateway", "target", "tool"),
+    ForeignKeyConstraint(
+        ["tenant", "gateway", "target"],
+        ["sb_targets.tenant", "sb_targets.gateway", "sb_targets.name"],
+        ondelete="CASCADE",
+    ),
+)

@@ -18,7 +18,7 @@ unique-constraint races to retry.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,13 +31,23 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.store._engine import WRITE, StoreError, open_engine, reason
-from gateway.store._schema import api_keys, gateways, meta, targets, tenants
+from gateway.store._schema import api_keys, gateways, meta, targets, tenants, tool_pins
 
 Change = Literal["created", "updated", "unchanged", "deleted"]
 """What a write did to one gateway or target."""
 GatewayDocument = tuple[str, dict[str, Any], Sequence[tuple[str, dict[str, Any]]]]
 """One gateway for `Store.apply`: (name, spec, [(target name, target spec), ...] in order)."""
 _DEFAULT_TENANT = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class PinRecord:
+    """An approved tool definition of one target."""
+
+    tool: str
+    digest: str
+    definition: dict[str, Any]
+    approved_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +237,61 @@ class Store:
         async with self._write(f"delete target {gateway}/{name}") as tx:
             return await tx.delete_target(tenant, gateway, name)
 
+    # -- tool pins -----------------------------------------------------------------
+
+    async def list_pins(self, tenant: str, gateway: str, target: str) -> dict[str, PinRecord]:
+        """The approved tool definitions of one target, by upstream tool name."""
+        async with self._read(f"read the tool pins of {gateway}/{target}") as conn:
+            rows = await conn.execute(
+                sa.select(tool_pins).where(
+                    tool_pins.c.tenant == tenant, tool_pins.c.gateway == gateway, tool_pins.c.target == target
+                )
+            )
+            return {
+                str(row["tool"]): PinRecord(
+                    str(row["tool"]), str(row["digest"]), dict(row["definition"]), _utc(row["approved_at"])
+                )
+                for row in rows.mappings()
+            }
+
+    async def approve_pins(
+        self, tenant: str, gateway: str, target: str, pins: Mapping[str, tuple[str, dict[str, Any]]]
+    ) -> int:
+        """Record ``{tool: (digest, definition)}`` as approved; returns how many changed.
+
+        Raises:
+            KeyError: The gateway has no such target.
+        """
+        async with self._write(f"approve tools of {gateway}/{target}") as tx:
+            exists = await tx.conn.execute(
+                sa.select(targets.c.name).where(*_target_key(tenant, gateway, target))
+            )
+            if exists.first() is None:
+                raise KeyError(f"no target {target!r} in gateway {gateway!r}")
+            key = (tool_pins.c.tenant == tenant, tool_pins.c.gateway == gateway, tool_pins.c.target == target)
+            rows = await tx.conn.execute(sa.select(tool_pins.c.tool, tool_pins.c.digest).where(*key))
+            stored = {str(r.tool): str(r.digest) for r in rows}
+            changed = 0
+            for tool, (digest, definition) in pins.items():
+                if stored.get(tool) == digest:
+                    continue
+                _canonical(definition, f"the definition of tool {tool!r}")
+                values = {"digest": digest, "definition": definition, "approved_at": _now()}
+                if tool in stored:
+                    await tx.conn.execute(
+                        sa.update(tool_pins).where(*key, tool_pins.c.tool == tool).values(**values)
+                    )
+                else:
+                    await tx.conn.execute(
+                        sa.insert(tool_pins).values(
+                            tenant=tenant, gateway=gateway, target=target, tool=tool, **values
+                        )
+                    )
+                changed += 1
+            if changed:
+                await tx.changed()
+            return changed
+
     # -- declarative apply ---------------------------------------------------------
 
     async def apply(
@@ -396,6 +461,9 @@ class _Writer:
         """Delete a gateway and its targets; returns the targets' names, or None if it was not there."""
         names = await self.target_names(tenant, name)
         await self.conn.execute(
+            sa.delete(tool_pins).where(tool_pins.c.tenant == tenant, tool_pins.c.gateway == name)
+        )
+        await self.conn.execute(
             sa.delete(targets).where(targets.c.tenant == tenant, targets.c.gateway == name)
         )
         result = await self.conn.execute(sa.delete(gateways).where(*_gateway_key(tenant, name)))
@@ -441,6 +509,11 @@ class _Writer:
         return 0 if top is None else int(top) + 1
 
     async def delete_target(self, tenant: str, gateway: str, name: str) -> bool:
+        await self.conn.execute(
+            sa.delete(tool_pins).where(
+                tool_pins.c.tenant == tenant, tool_pins.c.gateway == gateway, tool_pins.c.target == name
+            )
+        )
         result = await self.conn.execute(sa.delete(targets).where(*_target_key(tenant, gateway, name)))
         if not result.rowcount:
             return False

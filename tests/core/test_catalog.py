@@ -6,7 +6,7 @@ import pytest
 
 from gateway.core.catalog import Catalog, public_name
 from gateway.core.errors import ConfigError, InvalidArguments, ToolNotFound
-from gateway.core.provider import ToolProvider
+from gateway.core.provider import ResourceSpec, ToolProvider
 from gateway.core.types import CallContext, ToolCall, ToolResult, ToolSpec
 
 pytestmark = pytest.mark.anyio
@@ -110,3 +110,48 @@ async def test_invalid_input_schema_is_a_config_error() -> None:
     cat = Catalog({"a": Echo("a", ["t"], {"type": "objekt"})})
     with pytest.raises(ConfigError, match="is not valid JSON Schema"):
         await cat.refresh(CallContext())
+
+
+class Shaped(ToolProvider):
+    """One tool with an output schema and resources; its answers are set by the test."""
+
+    kind = "test"
+
+    def __init__(self, id: str, structured: dict | None = None) -> None:
+        super().__init__(id)
+        self.structured = structured or {"n": 1}
+
+    async def list_tools(self, ctx: CallContext) -> Sequence[ToolSpec]:
+        schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+        return [ToolSpec(name="count", input_schema={"type": "object"}, output_schema=schema)]
+
+    async def call_tool(self, call: ToolCall, ctx: CallContext) -> ToolResult:
+        link = {"type": "resource_link", "uri": "notes://today", "name": "today"}
+        return ToolResult(content=({"type": "text", "text": "x"}, link), structured=self.structured)
+
+    async def list_resources(self, ctx: CallContext) -> Sequence[ResourceSpec]:
+        return [ResourceSpec(uri="notes://today", name="today")]
+
+    async def read_resource(self, uri: str, ctx: CallContext) -> Sequence[dict]:
+        return [{"uri": uri, "text": f"read {uri}"}]
+
+
+async def test_results_are_checked_against_the_output_schema_and_uris_published() -> None:
+    good, bad = Shaped("good"), Shaped("bad", {"n": "many"})
+    cat = Catalog({"good": good, "bad": bad})
+    await cat.refresh(CallContext())
+    # two targets serve the same URI: both are listed, under their own names
+    assert set(cat.snapshot.resources) == {
+        "switchboard://good/notes://today",
+        "switchboard://bad/notes://today",
+    }
+    entry, call = cat.resolve("good___count", {})
+    result = cat.finish(entry, await entry.provider.call_tool(call, CallContext()))
+    assert not result.is_error
+    assert result.content[1]["uri"] == "switchboard://good/notes://today"  # a link the client can read back
+    read = await cat.read_resource("switchboard://good/notes://today", CallContext())
+    assert read == [{"uri": "switchboard://good/notes://today", "text": "read notes://today"}]
+    entry, call = cat.resolve("bad___count", {})
+    result = cat.finish(entry, await entry.provider.call_tool(call, CallContext()))
+    assert result.is_error
+    assert "does not match this tool's output schema at n" in result.content[0]["text"]

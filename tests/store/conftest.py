@@ -20,7 +20,15 @@ from gateway.store import Store, normalize_url
 
 PG_URL = os.environ.get("SWITCHBOARD_TEST_DATABASE_URL")
 REQUIRED = os.environ.get("SWITCHBOARD_TEST_REQUIRE_SERVICES") == "1"
-STORE_TABLES = ("sb_api_keys", "sb_targets", "sb_gateways", "sb_tenants", "sb_meta", "alembic_version")
+STORE_TABLES = (
+    "sb_tool_pins",
+    "sb_api_keys",
+    "sb_targets",
+    "sb_gateways",
+    "sb_tenants",
+    "sb_meta",
+    "alembic_version",
+)
 _TEST_LOCK = 7_341_002
 
 

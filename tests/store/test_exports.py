@@ -7,6 +7,7 @@ def test_public_api() -> None:
         "Change",
         "GatewayDocument",
         "GatewayRecord",
+        "PinRecord",
         "Store",
         "StoreError",
         "TargetRecord",
