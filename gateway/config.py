@@ -147,6 +147,13 @@ class OpenApiTarget(TargetBase):
     max_response_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024)
 
 
+class McpUserCredential(Model):
+    """One user's credential for an upstream MCP server (until identity's vault holds it)."""
+
+    headers: dict[str, str] = Field(default_factory=dict, description="Sent to a remote server.")
+    env: dict[str, str] = Field(default_factory=dict, description="Given to a local server.")
+
+
 class McpTarget(TargetBase):
     """A remote MCP server (Streamable HTTP, either protocol era) or a local one started over stdio."""
 
@@ -170,11 +177,23 @@ class McpTarget(TargetBase):
     approve_new_tools: bool = Field(
         False, description="Approve tools the server adds later without review (they are still pinned)."
     )
+    sessions: Literal["shared", "per_user"] = Field(
+        "shared",
+        description="per_user: each caller's calls go out on a session opened with that caller's "
+        "credential (`users`); lists come from the shared session.",
+    )
+    users: dict[str, McpUserCredential] = Field(
+        default_factory=dict, description="Per-user credentials by user (principal subject), for per_user."
+    )
+    max_user_sessions: int = Field(100, ge=1, le=10_000)
+    user_session_idle_seconds: float = Field(300.0, gt=0)
 
     @model_validator(mode="after")
     def _one_transport(self) -> McpTarget:
         if (self.url is None) == (self.command is None):
             raise ValueError("give exactly one of `url` (a remote server) or `command` (a local one)")
+        if self.users and self.sessions != "per_user":
+            raise ValueError("`users` only applies with `sessions: per_user`; set it or remove `users`")
         return self
 
 

@@ -13,16 +13,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
+import httpx2
 import mcp_types as types
 import pytest
 from mcp import Client
 from mcp.client.context import ClientRequestContext
+from mcp.client.streamable_http import streamable_http_client
 
 from tests.e2e.harness import ROOT, Served, serve
 from tests.support.tools import need
 
 pytestmark = pytest.mark.anyio
 EVERYTHING = ROOT / ".tools" / "node_modules" / ".bin" / "mcp-server-everything"
+FILESYSTEM = ROOT / ".tools" / "node_modules" / ".bin" / "mcp-server-filesystem"
 ERAS = ["legacy", "2026-07-28"]
 
 
@@ -74,11 +77,15 @@ def stop(proc: subprocess.Popen[str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def federated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, int]]:
+def federated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, int, Path]]:
     """One gateway over: the Python server in each era (`py` discovers 2026-07-28, `py25` is
     pinned to the initialize handshake), server-everything over stdio and over HTTP."""
     need(EVERYTHING.exists(), "npm @modelcontextprotocol/server-everything")
+    need(FILESYSTEM.exists(), "npm @modelcontextprotocol/server-filesystem")
     root: Path = tmp_path_factory.mktemp("federation")
+    shared = root / "shared"
+    shared.mkdir()
+    (shared / "notes.txt").write_text("the filesystem server read this\n")
     port, http_port = free_port(), free_port()
     upstream = start_upstream(port)
     everything = start_everything_http(http_port)
@@ -108,10 +115,13 @@ gateways:
         kind: mcp
         url: http://127.0.0.1:{http_port}/mcp
         include: [echo, get-resource-links, trigger-elicitation-request, trigger-sampling-request]
+      - name: fs
+        kind: mcp
+        command: [{FILESYSTEM}, {shared}]
 """
         )
         with serve(root / "data", config) as served:
-            yield served, port
+            yield served, port, shared
     finally:
         stop(upstream)
         everything.terminate()
@@ -120,9 +130,9 @@ gateways:
 
 @pytest.mark.parametrize("mode", ERAS)
 async def test_tools_of_both_upstreams_are_namespaced_and_callable(
-    federated: tuple[Served, int], mode: str
+    federated: tuple[Served, int, Path], mode: str
 ) -> None:
-    served, _ = federated
+    served, *_ = federated
     async with Client(served.mcp, mode=mode) as client:
         names = {t.name for t in (await client.list_tools()).tools}
         assert {"py___add", "py___count", "every___echo", "every___get-sum"} <= names
@@ -132,8 +142,10 @@ async def test_tools_of_both_upstreams_are_namespaced_and_callable(
 
 
 @pytest.mark.parametrize("mode", ERAS)
-async def test_progress_resources_and_prompts_pass_through(federated: tuple[Served, int], mode: str) -> None:
-    served, _ = federated
+async def test_progress_resources_and_prompts_pass_through(
+    federated: tuple[Served, int, Path], mode: str
+) -> None:
+    served, *_ = federated
     seen: list[float] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
@@ -152,8 +164,10 @@ async def test_progress_resources_and_prompts_pass_through(federated: tuple[Serv
         assert "Say hello to Ada." in prompt.messages[0].content.text  # type: ignore[union-attr]
 
 
-async def test_invisible_characters_are_stripped_from_descriptions(federated: tuple[Served, int]) -> None:
-    served, _ = federated
+async def test_invisible_characters_are_stripped_from_descriptions(
+    federated: tuple[Served, int, Path],
+) -> None:
+    served, *_ = federated
     async with Client(served.mcp, mode="legacy") as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
     description = tools["py___sneaky"].description or ""
@@ -243,10 +257,10 @@ async def _answer_sampling(
 @pytest.mark.parametrize("upstream", ["py", "py25"])
 @pytest.mark.parametrize("mode", ERAS)
 async def test_upstream_questions_reach_the_calling_client(
-    federated: tuple[Served, int], mode: str, upstream: str
+    federated: tuple[Served, int, Path], mode: str, upstream: str
 ) -> None:
     """Elicitation and sampling from an upstream of either era, answered by a client of either era."""
-    served, _ = federated
+    served, *_ = federated
     logs: list[str] = []
     logged = anyio.Event()
 
@@ -274,8 +288,8 @@ async def test_upstream_questions_reach_the_calling_client(
     assert logged.is_set(), logs
 
 
-async def test_a_client_without_elicitation_gets_a_clear_error(federated: tuple[Served, int]) -> None:
-    served, _ = federated
+async def test_a_client_without_elicitation_gets_a_clear_error(federated: tuple[Served, int, Path]) -> None:
+    served, *_ = federated
     async with Client(served.mcp, mode="legacy") as client:
         result = await client.call_tool("py25___welcome", {})
     assert result.is_error
@@ -283,8 +297,10 @@ async def test_a_client_without_elicitation_gets_a_clear_error(federated: tuple[
 
 
 @pytest.mark.parametrize("mode", ERAS)
-async def test_server_everything_over_http_asks_and_links(federated: tuple[Served, int], mode: str) -> None:
-    served, _ = federated
+async def test_server_everything_over_http_asks_and_links(
+    federated: tuple[Served, int, Path], mode: str
+) -> None:
+    served, *_ = federated
     async with Client(
         served.mcp, mode=mode, elicitation_callback=_answer_elicitation, sampling_callback=_answer_sampling
     ) as client:
@@ -300,9 +316,9 @@ async def test_server_everything_over_http_asks_and_links(federated: tuple[Serve
 
 
 async def test_list_changed_from_either_upstream_era_reaches_clients_of_both_eras(
-    federated: tuple[Served, int],
+    federated: tuple[Served, int, Path],
 ) -> None:
-    served, _ = federated
+    served, *_ = federated
     legacy_saw = [anyio.Event()]
 
     async def on_message(message: object) -> None:
@@ -336,8 +352,8 @@ async def test_list_changed_from_either_upstream_era_reaches_clients_of_both_era
                         break
 
 
-async def test_cancelling_a_call_cancels_it_upstream(federated: tuple[Served, int]) -> None:
-    served, _ = federated
+async def test_cancelling_a_call_cancels_it_upstream(federated: tuple[Served, int, Path]) -> None:
+    served, *_ = federated
     async with Client(served.mcp, mode="legacy") as client:
         with anyio.move_on_after(1.0):
             await client.call_tool("py___nap", {"seconds": 30})
@@ -386,3 +402,28 @@ async def test_killing_the_upstream_mid_call_fails_the_call_quickly(tmp_path: Pa
                 assert back.structured_content == {"result": 7}
     finally:
         stop(upstream)
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_the_filesystem_server_over_stdio(federated: tuple[Served, int, Path], mode: str) -> None:
+    served, _, shared = federated
+    async with Client(served.mcp, mode=mode) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert {"fs___read_text_file", "fs___list_directory", "fs___write_file"} <= names
+        listing = await client.call_tool("fs___list_directory", {"path": str(shared)})
+        assert "notes.txt" in listing.content[0].text  # type: ignore[union-attr]
+        read = await client.call_tool("fs___read_text_file", {"path": str(shared / "notes.txt")})
+        assert "the filesystem server read this" in read.content[0].text  # type: ignore[union-attr]
+        outside = await client.call_tool("fs___read_text_file", {"path": "/etc/hostname"})
+        assert outside.is_error  # the server's own sandbox still holds behind the gateway
+
+
+async def test_the_callers_own_token_never_reaches_an_upstream(federated: tuple[Served, int, Path]) -> None:
+    served, *_ = federated
+    headers = {"Authorization": "Bearer the-clients-own-secret"}
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=30) as http,
+        Client(streamable_http_client(served.mcp, http_client=http), mode="legacy") as client,
+    ):
+        seen = await client.call_tool("py___whoami", {})
+    assert seen.content[0].text == "nobody"  # type: ignore[union-attr]
