@@ -168,6 +168,11 @@ class McpTarget(TargetBase):
     protocol: Literal["auto", "legacy", "2026-07-28"] = Field(
         "auto", description="auto: discover, else the initialize handshake."
     )
+    transport: Literal["streamable_http", "sse"] = Field(
+        "streamable_http",
+        description="For `url`: Streamable HTTP, or the deprecated HTTP+SSE transport (2024-11-05) "
+        "that some servers still serve (`url` is then the SSE endpoint, e.g. .../sse).",
+    )
     max_result_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     pin_tools: bool = Field(
         True,
@@ -192,6 +197,8 @@ class McpTarget(TargetBase):
     def _one_transport(self) -> McpTarget:
         if (self.url is None) == (self.command is None):
             raise ValueError("give exactly one of `url` (a remote server) or `command` (a local one)")
+        if self.transport == "sse" and self.url is None:
+            raise ValueError("`transport: sse` is for remote servers: give `url` (the SSE endpoint)")
         if self.users and self.sessions != "per_user":
             raise ValueError("`users` only applies with `sessions: per_user`; set it or remove `users`")
         return self

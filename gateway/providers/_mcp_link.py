@@ -24,6 +24,7 @@ import httpx2
 import mcp_types as types
 from mcp import Client
 from mcp.client.session import ClientRequestContext
+from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
@@ -161,6 +162,8 @@ class Link:
                 cwd=c.cwd,
             )
         assert c.url is not None
+        if c.transport == "sse":
+            return sse_client(c.url, headers=self.headers or None, timeout=min(c.timeout_seconds, 30.0))
         if not self.headers:
             return c.url  # the SDK's own client, with its recommended timeouts
         timeout = httpx2.Timeout(c.timeout_seconds, connect=10.0)
@@ -210,7 +213,7 @@ class Link:
                     contextlib.AsyncExitStack() as stack,
                     Client(
                         await self._transport(stack),
-                        mode=self.config.protocol,
+                        mode="legacy" if self.config.transport == "sse" else self.config.protocol,
                         message_handler=self._message,
                         read_timeout_seconds=self.config.timeout_seconds,
                         cache=None,

@@ -35,10 +35,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_everything_http(port: int) -> subprocess.Popen[str]:
-    """The npm reference server in its Streamable HTTP mode, waited for until it listens."""
+def start_everything(mode: str, port: int) -> subprocess.Popen[str]:
+    """The npm reference server over HTTP (`streamableHttp` or `sse`), waited for until it listens."""
     proc = subprocess.Popen(
-        [str(EVERYTHING), "streamableHttp"],
+        [str(EVERYTHING), mode],
         env={**os.environ, "PORT": str(port)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -50,7 +50,7 @@ def start_everything_http(port: int) -> subprocess.Popen[str]:
                 return proc
         time.sleep(0.1)
     proc.kill()
-    raise RuntimeError("server-everything (streamableHttp) did not start")
+    raise RuntimeError(f"server-everything ({mode}) did not start")
 
 
 def start_upstream(port: int) -> subprocess.Popen[str]:
@@ -86,9 +86,10 @@ def federated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served
     shared = root / "shared"
     shared.mkdir()
     (shared / "notes.txt").write_text("the filesystem server read this\n")
-    port, http_port = free_port(), free_port()
+    port, http_port, sse_port = free_port(), free_port(), free_port()
     upstream = start_upstream(port)
-    everything = start_everything_http(http_port)
+    everything = start_everything("streamableHttp", http_port)
+    everything_sse = start_everything("sse", sse_port)
     try:
         config = root / "switchboard.yaml"
         config.write_text(
@@ -115,6 +116,11 @@ gateways:
         kind: mcp
         url: http://127.0.0.1:{http_port}/mcp
         include: [echo, get-resource-links, trigger-elicitation-request, trigger-sampling-request]
+      - name: evs
+        kind: mcp
+        url: http://127.0.0.1:{sse_port}/sse
+        transport: sse
+        include: [echo, get-sum]
       - name: fs
         kind: mcp
         command: [{FILESYSTEM}, {shared}]
@@ -124,8 +130,9 @@ gateways:
             yield served, port, shared
     finally:
         stop(upstream)
-        everything.terminate()
-        everything.wait(10)
+        for proc in (everything, everything_sse):
+            proc.terminate()
+            proc.wait(10)
 
 
 @pytest.mark.parametrize("mode", ERAS)
@@ -294,6 +301,16 @@ async def test_a_client_without_elicitation_gets_a_clear_error(federated: tuple[
         result = await client.call_tool("py25___welcome", {})
     assert result.is_error
     assert "elicitation" in result.content[0].text  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_a_server_on_the_old_http_sse_transport(federated: tuple[Served, int, Path], mode: str) -> None:
+    served, *_ = federated
+    async with Client(served.mcp, mode=mode) as client:
+        echoed = await client.call_tool("evs___echo", {"message": "over sse"})
+        assert "over sse" in echoed.content[0].text  # type: ignore[union-attr]
+        summed = await client.call_tool("evs___get-sum", {"a": 2, "b": 40})
+        assert "42" in summed.content[0].text  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("mode", ERAS)
