@@ -11,8 +11,6 @@ before it is stored, so a bad edit never takes a running gateway down.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import logging
 import os
 import secrets
@@ -28,13 +26,18 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
+from gateway.auth import METADATA_PREFIX, Authenticator
 from gateway.config import Document, GatewaySpec, gateway_from_store, to_store
 from gateway.core.errors import ConfigError
 from gateway.hub import Hub
 from gateway.mcp import McpFront
+from gateway.mcp.front import PRINCIPAL_KEY
 from gateway.pins import store_pins
 from gateway.settings import Settings
 from gateway.store import Store
+from gateway.vault import open_vault
+from identity.inbound import Refused, key_id_of, new_key, same_secret
+from identity.vault import Vault
 
 logger = logging.getLogger(__name__)
 
@@ -44,23 +47,14 @@ ADMIN_PURPOSE = "admin"
 KEY_PREFIX = "sb_admin_"
 
 
-def hash_key(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
 def new_admin_key() -> tuple[str, str, str]:
     """A fresh admin key: (key id, full key to show once, hash to store)."""
-    key_id = secrets.token_hex(6)
-    key = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
-    return key_id, key, hash_key(key)
+    return new_key(KEY_PREFIX)
 
 
 def parse_admin_key(key: str) -> str | None:
     """The key id inside an admin key, or None when it is not shaped like one."""
-    if not key.startswith(KEY_PREFIX):
-        return None
-    key_id, sep, _ = key[len(KEY_PREFIX) :].partition("_")
-    return key_id if sep and key_id else None
+    return key_id_of(key, KEY_PREFIX)
 
 
 async def compile_check(tenant: str, specs: list[GatewaySpec]) -> list[str]:
@@ -91,6 +85,8 @@ class Switchboard:
         self.hub = hub
         self.revision = -1
         self._reload_lock = anyio.Lock()
+        self.authenticator: Authenticator | None = None
+        self.vault: Vault | None = None
 
     async def load_specs(self, tenant: str) -> list[GatewaySpec]:
         specs = []
@@ -144,7 +140,7 @@ class Switchboard:
         if found is None:
             return None
         tenant, digest, purpose = found
-        if purpose != ADMIN_PURPOSE or not hmac.compare_digest(digest, hash_key(key)):
+        if purpose != ADMIN_PURPOSE or not same_secret(digest, key):
             return None
         return str(tenant)
 
@@ -183,6 +179,15 @@ class _Edge:
         if scope["type"] == "http":
             name = mcp_gateway(scope["path"])
             if name is not None:
+                live = self.holder["system"].hub.get(DEFAULT_TENANT, name)
+                if live is not None:  # (an unknown gateway: the front answers 404)
+                    auth: Authenticator = self.holder["auth"]
+                    try:
+                        principal = await auth.principal(DEFAULT_TENANT, name, live.spec.auth, scope)
+                    except Refused as exc:
+                        await auth.challenge(exc, scope, send)
+                        return
+                    scope.setdefault("state", {})[PRINCIPAL_KEY] = principal
                 await self.holder["front"].handle((DEFAULT_TENANT, name), scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -215,8 +220,10 @@ def create_app(
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         store = await Store.open(settings.resolved_database_url())
         try:
+            vault = await open_vault(settings, store)
             async with Hub(pins=store_pins(store)) as hub:
                 system = Switchboard(settings, store, hub)
+                system.vault = vault
                 if config_path is not None:
                     doc = load_and_check(config_path)
                     await store.apply(DEFAULT_TENANT, [to_store(g) for g in doc.gateways])
@@ -231,6 +238,9 @@ def create_app(
                 )
                 holder["system"] = system
                 holder["front"] = front
+                holder["auth"] = system.authenticator = authenticator = Authenticator(
+                    store, settings.public_url
+                )
                 app.state.system = system
                 app.state.front = front
                 async with front, anyio.create_task_group() as tg:
@@ -239,6 +249,7 @@ def create_app(
                         on_ready(system, admin_key)
                     yield
                     tg.cancel_scope.cancel()
+                await authenticator.aclose()
         finally:
             await store.close()
 
@@ -246,10 +257,25 @@ def create_app(
         system: Switchboard = holder["system"]
         return JSONResponse({"status": "ok", "gateways": [g.name for g in system.hub.gateways()]})
 
+    async def protected_resource(request: Request) -> JSONResponse:
+        """RFC 9728: how to get a token for a gateway's MCP endpoint."""
+        system: Switchboard = holder["system"]
+        name = mcp_gateway("/" + request.path_params["resource"])
+        live = system.hub.get(DEFAULT_TENANT, name) if name is not None else None
+        metadata = (
+            await holder["auth"].protected_resource(live.name, live.spec.auth, request.scope)
+            if live is not None
+            else None
+        )
+        if metadata is None:
+            return JSONResponse({"error": "no OAuth-protected resource at this path"}, 404)
+        return JSONResponse(metadata)
+
     from gateway.admin import admin_routes
 
     routes: list[BaseRoute] = [
         Route("/healthz", endpoint=health, methods=["GET"]),
+        Route(METADATA_PREFIX + "/{resource:path}", endpoint=protected_resource, methods=["GET"]),
         *admin_routes(lambda: holder["system"]),
     ]
     return _Edge(Starlette(routes=routes, lifespan=lifespan), holder)

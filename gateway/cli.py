@@ -27,6 +27,9 @@ from gateway.hub import Hub
 from gateway.pins import NotPinned, approve_tools, store_pins, target_review
 from gateway.settings import Settings
 from gateway.store import Store, StoreError
+from gateway.store._secrets import StoreSecrets
+from gateway.vault import open_vault
+from identity.vault import LocalKeyring, VaultError
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -55,6 +58,7 @@ async def _preflight(settings: Settings, config: str | None) -> None:
     try:
         if doc is not None:
             await store.apply(DEFAULT_TENANT, [to_store(g) for g in doc.gateways])
+        await open_vault(settings, store)  # refuses to start without the vault's key
         async with Hub() as hub:
             await Switchboard(settings, store, hub).reload()
     finally:
@@ -69,6 +73,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         anyio.run(_preflight, settings, args.config)
     except (ConfigError, StoreError) as exc:
         return _fail(f"switchboard: cannot start; the configuration was refused:\n{exc}")
+    except VaultError as exc:
+        return _fail(f"switchboard: cannot start: {exc}")
     sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     # Accepted connections inherit this: responses go out in several writes (headers, SSE
@@ -241,6 +247,36 @@ def cmd_pins(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _vault(args: argparse.Namespace) -> str:
+    settings = _settings(args)
+    store = await Store.open(settings.resolved_database_url())
+    try:
+        vault = await open_vault(settings, store)
+        if args.action == "audit":
+            lines = [
+                f"{e['at']}  {e['action']:<7} {e['outcome']:<8} {e['user']}/{e['provider']}/{e['name']}"
+                + (f"  tool={e['tool']}" if e["tool"] else "")
+                for e in await StoreSecrets(store).audit_log(DEFAULT_TENANT, args.limit)
+            ]
+            return "\n".join(reversed(lines)) or "no secret has been stored or used yet"
+        master = vault.master
+        if isinstance(master, LocalKeyring):
+            master.add_key()
+        count = await vault.rotate()
+        return f"re-wrapped {count} data keys under master key {master.current!r}"
+    finally:
+        await store.close()
+
+
+def cmd_vault(args: argparse.Namespace) -> int:
+    """Rotate the vault's master key (re-wrapping every data key) or show its audit log."""
+    try:
+        print(anyio.run(_vault, args))
+    except (StoreError, VaultError) as exc:
+        return _fail(str(exc))
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     print(json.dumps(json_schema(), indent=2))
     return 0
@@ -292,6 +328,12 @@ def parser() -> argparse.ArgumentParser:
     pn.add_argument("--json", action="store_true")
     data_dir(pn)
     pn.set_defaults(func=cmd_pins)
+
+    v = sub.add_parser("vault", help="rotate the vault's master key, or read its audit log")
+    v.add_argument("action", choices=["rotate", "audit"])
+    v.add_argument("--limit", type=int, default=100, help="audit: how many records (newest)")
+    data_dir(v)
+    v.set_defaults(func=cmd_vault)
 
     sc = sub.add_parser("schema", help="print the JSON Schema of switchboard.yaml")
     sc.set_defaults(func=cmd_schema)

@@ -219,11 +219,72 @@ Target = Annotated[
 TARGET_KINDS = ("function", "lambda", "http", "openapi", "mcp", "plugin")
 
 
+class NoAuth(Model):
+    """No inbound authentication: served to loopback clients only."""
+
+    kind: Literal["none"] = "none"
+
+
+class ApiKeyAuth(Model):
+    """Callers send a key made for this gateway (admin API), as ``Authorization: Bearer`` or ``X-Api-Key``."""
+
+    kind: Literal["api_key"]
+    scopes: list[str] = Field(default_factory=list, description="Scopes every key must carry.")
+
+
+class ClaimRuleSpec(Model):
+    """A condition on one token claim: exactly one of equals, contains, contains_any."""
+
+    claim: str
+    equals: Any = None
+    contains: Any = None
+    contains_any: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_test(self) -> ClaimRuleSpec:
+        given = [k for k in ("equals", "contains", "contains_any") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of `equals`, `contains` or `contains_any`")
+        return self
+
+
+class JwtAuth(Model):
+    """Bearer JWTs from an OIDC provider (or any issuer with a JWKS)."""
+
+    kind: Literal["jwt"]
+    discovery_url: Annotated[str, Field(pattern=r"^https?://")] | None = Field(
+        None, description="The provider's .well-known/openid-configuration (or oauth-authorization-server)."
+    )
+    jwks_url: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    issuers: list[str] = Field(
+        default_factory=list, description="Accepted iss (default: the discovered one)."
+    )
+    audiences: list[str] = Field(
+        default_factory=list,
+        description="Accepted aud (RFC 8707). Default: this gateway's MCP URL (SWITCHBOARD_PUBLIC_URL).",
+    )
+    clients: list[str] = Field(default_factory=list, description="Accepted azp/client_id; empty: any.")
+    scopes: list[str] = Field(default_factory=list, description="Scopes every token must carry.")
+    claims: list[ClaimRuleSpec] = Field(default_factory=list)
+    tenant_claim: str | None = Field(None, description="The claim naming the caller's tenant.")
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "PS256", "EdDSA"])
+
+    @model_validator(mode="after")
+    def _key_source(self) -> JwtAuth:
+        if not self.discovery_url and not self.jwks_url:
+            raise ValueError("give `discovery_url` (or `jwks_url`) so the gateway can check signatures")
+        return self
+
+
+Auth = Annotated[NoAuth | ApiKeyAuth | JwtAuth, Field(discriminator="kind")]
+
+
 class GatewaySpec(Model):
     """One gateway: a URL serving the tools of its targets."""
 
     name: Name
     description: str = ""
+    auth: Auth = Field(default_factory=NoAuth, description="Who may call this gateway.")
     prefix_tools: bool = Field(
         True, description="Publish tools as '{target}___{tool}'. Off needs one target."
     )

@@ -34,6 +34,17 @@ class Settings(BaseSettings):
         description="Private networks or hosts that fetches on a user's behalf may reach (CIDRs or names).",
     )
 
+    vault_key_file: Path | None = Field(
+        None,
+        description="The vault master keys (default: vault.keys in the data dir, made 0600 at first start).",
+    )
+    vault_key_env: str | None = Field(
+        None, description="Take the vault's master key from this environment variable (base64 of 32 bytes)."
+    )
+    vault_kms_key_id: str | None = Field(
+        None, description="Wrap the vault's data keys with this AWS KMS key."
+    )
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url

@@ -102,3 +102,38 @@ def test_check_warns_about_skipped_operations(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "warning: g/api: skipped POST /bad (#/paths/~1bad/post)" in result.stderr
     assert "$ref target #/components/schemas/Missing does not exist" in result.stderr
+
+
+def test_vault_rotate_audit_and_a_missing_key_refuses_to_start(tmp_path: Path) -> None:
+    import anyio
+
+    from gateway.store import Store
+    from gateway.store._secrets import StoreSecrets
+    from identity.vault import LocalKeyring, Owner, Vault
+
+    data = tmp_path / "d"
+
+    async def seal() -> None:
+        store = await Store.open(f"sqlite+aiosqlite:///{data / 'switchboard.db'}")
+        try:
+            await Vault(LocalKeyring(data / "vault.keys"), StoreSecrets(store)).put(
+                Owner("default", "u1", "gh"), "s3"
+            )
+        finally:
+            await store.close()
+
+    data.mkdir(mode=0o700)
+    anyio.run(seal)
+    rotated = run("vault", "rotate", "--data-dir", str(data))
+    assert rotated.returncode == 0, rotated.stderr
+    assert rotated.stdout.strip() == "re-wrapped 1 data keys under master key 'k2'"
+    audit = run("vault", "audit", "--data-dir", str(data))
+    assert [line.split()[1:3] for line in audit.stdout.splitlines()] == [["store", "ok"], ["rewrap", "ok"]]
+    (data / "vault.keys").unlink()
+    refused = run("serve", "--port", "0", "--data-dir", str(data))
+    assert refused.returncode == 1
+    assert (
+        "vault key file" in refused.stderr
+        and "is missing but the store holds sealed secrets" in refused.stderr
+    )
+    assert "Traceback" not in refused.stderr

@@ -13,10 +13,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from gateway import __version__
+from gateway.auth import KEY_PREFIX
 from gateway.config import GatewaySpec, Target, TargetBase, to_store, validate
 from gateway.core.errors import ConfigError, ConfigIssue
 from gateway.pins import NotPinned, approve_tools, target_review
 from gateway.store import StoreError
+from identity.inbound import new_key
 
 if TYPE_CHECKING:
     from gateway.app import Switchboard
@@ -238,6 +240,55 @@ async def approve_pins(request: Request, system: Switchboard, tenant: str) -> Re
     )
 
 
+async def create_key(request: Request, system: Switchboard, tenant: str) -> Response:
+    gw_name = request.path_params["gateway"]
+    if system.hub.get(tenant, gw_name) is None:
+        return _error(404, f"no gateway named {gw_name!r}")
+    body = await _json_body(request)
+    subject = body.get("subject") if isinstance(body, dict) else None
+    scopes = body.get("scopes", []) if isinstance(body, dict) else None
+    if not isinstance(subject, str) or not subject.strip():
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    "`subject` is required: the user or service the key stands for", "subject", "request body"
+                )
+            ]
+        )
+    if not (isinstance(scopes, list) and all(isinstance(s, str) for s in scopes)):
+        raise ConfigError([ConfigIssue("`scopes` must be a list of strings", "scopes", "request body")])
+    key_id, key, digest = new_key(KEY_PREFIX)
+    await system.store.add_api_key(
+        tenant, key_id, digest, "gateway", gateway=gw_name, subject=subject, scopes=scopes
+    )
+    return JSONResponse(
+        {
+            "key_id": key_id,
+            "key": key,
+            "gateway": gw_name,
+            "subject": subject,
+            "scopes": scopes,
+            "shown": "once",
+        },
+        201,
+    )
+
+
+async def list_keys(request: Request, system: Switchboard, tenant: str) -> Response:
+    gw_name = request.path_params["gateway"]
+    return JSONResponse({"keys": await system.store.list_gateway_keys(tenant, gw_name)})
+
+
+async def revoke_key(request: Request, system: Switchboard, tenant: str) -> Response:
+    gw_name, key_id = request.path_params["gateway"], request.path_params["key_id"]
+    keys = await system.store.list_gateway_keys(tenant, gw_name)
+    if not any(k["key_id"] == key_id for k in keys) or not await system.store.revoke_api_key(tenant, key_id):
+        return _error(404, f"gateway {gw_name!r} has no key {key_id!r}")
+    if system.authenticator is not None:
+        system.authenticator.forget()
+    return Response(status_code=204)
+
+
 # -- plumbing ------------------------------------------------------------------
 
 
@@ -284,6 +335,14 @@ _ROUTES: list[tuple[str, str, Handler, str]] = [
         approve_pins,
         'Approve the upstream\'s current definitions (body: {"tools": [...]}; omit for all waiting)',
     ),
+    (
+        "/admin/v1/gateways/{gateway}/keys",
+        "GET",
+        list_keys,
+        "A gateway's API keys (never the keys themselves)",
+    ),
+    ("/admin/v1/gateways/{gateway}/keys", "POST", create_key, "Make an API key for a gateway (shown once)"),
+    ("/admin/v1/gateways/{gateway}/keys/{key_id}", "DELETE", revoke_key, "Revoke a gateway API key"),
     (
         "/admin/v1/gateways/{gateway}/tools",
         "GET",
@@ -373,6 +432,12 @@ def openapi_document() -> dict[str, Any]:
                 },
             }
             op["responses"]["422"] = {"description": "A named tool is not served now", **err}
+        elif path.endswith("/keys") and method == "POST":
+            props = {"subject": {"type": "string"}, "scopes": {"type": "array", "items": {"type": "string"}}}
+            key_schema = {"type": "object", "required": ["subject"], "properties": props}
+            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": key_schema}}}
+            op["responses"]["201"] = {"description": "Created; the key is in the body, shown once"}
+            op["responses"]["422"] = {"description": "Refused: the request is not valid", **err}
         elif method in ("POST", "PUT"):
             schema = target_ref if "targets" in path else {"$ref": "#/components/schemas/GatewaySpec"}
             op["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}

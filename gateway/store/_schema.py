@@ -13,7 +13,9 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKeyConstraint,
+    Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -72,6 +74,9 @@ api_keys = Table(
     Column("key_hash", String(128), nullable=False),
     Column("purpose", String(32), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("gateway", String(63), nullable=True),
+    Column("subject", String(255), nullable=True),
+    Column("scopes", JSON, nullable=True),
     ForeignKeyConstraint(["tenant"], ["sb_tenants.name"], ondelete="CASCADE"),
 )
 
@@ -91,4 +96,34 @@ tool_pins = Table(
         ["sb_targets.tenant", "sb_targets.gateway", "sb_targets.name"],
         ondelete="CASCADE",
     ),
+)
+
+secrets = Table(
+    "sb_secrets",
+    metadata,
+    Column("tenant", String(63), nullable=False),
+    Column("user_id", String(255), nullable=False),
+    Column("provider", String(127), nullable=False),
+    Column("name", String(63), nullable=False),
+    Column("ciphertext", LargeBinary, nullable=False),
+    Column("nonce", LargeBinary, nullable=False),
+    Column("wrapped_key", LargeBinary, nullable=False),
+    Column("key_id", String(255), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("tenant", "user_id", "provider", "name"),
+)
+
+secret_audit = Table(
+    "sb_secret_audit",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("tenant", String(63), nullable=False),
+    Column("user_id", String(255), nullable=False),
+    Column("provider", String(127), nullable=False),
+    Column("name", String(63), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("tool", String(255), nullable=True),
+    Column("outcome", String(16), nullable=False),
+    Index("sb_secret_audit_owner", "tenant", "user_id", "provider"),
 )

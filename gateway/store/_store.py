@@ -343,8 +343,21 @@ class Store:
 
     # -- admin API keys ------------------------------------------------------------
 
-    async def add_api_key(self, tenant: str, key_id: str, key_hash: str, purpose: str) -> None:
+    async def add_api_key(
+        self,
+        tenant: str,
+        key_id: str,
+        key_hash: str,
+        purpose: str,
+        *,
+        gateway: str | None = None,
+        subject: str | None = None,
+        scopes: Sequence[str] = (),
+    ) -> None:
         """Store an API key's hash (never the key) under its public id.
+
+        ``purpose`` is ``admin`` or ``gateway``; a gateway key names its gateway, the
+        subject it authenticates as, and its scopes.
 
         Raises:
             ValueError: A key with this id exists already (in any tenant).
@@ -356,7 +369,14 @@ class Store:
             await tx.ensure_tenant(tenant)
             await tx.conn.execute(
                 sa.insert(api_keys).values(
-                    key_id=key_id, tenant=tenant, key_hash=key_hash, purpose=purpose, created_at=_now()
+                    key_id=key_id,
+                    tenant=tenant,
+                    key_hash=key_hash,
+                    purpose=purpose,
+                    created_at=_now(),
+                    gateway=gateway,
+                    subject=subject,
+                    scopes=list(scopes) if scopes else None,
                 )
             )
             await tx.changed()
@@ -372,6 +392,41 @@ class Store:
             )
             row = (await conn.execute(query)).first()
             return (str(row.tenant), str(row.key_hash), str(row.purpose)) if row is not None else None
+
+    async def gateway_key(self, key_id: str) -> dict[str, Any] | None:
+        """A gateway key's record (``tenant``, ``gateway``, ``subject``, ``scopes``, ``hash``), or None."""
+        async with self._read("look up an API key") as conn:
+            query = sa.select(api_keys).where(api_keys.c.key_id == key_id, api_keys.c.purpose == "gateway")
+            row = (await conn.execute(query)).mappings().first()
+            return _key(row) if row is not None else None
+
+    async def list_gateway_keys(self, tenant: str, gateway: str) -> list[dict[str, Any]]:
+        """A gateway's keys (without their hashes), oldest first."""
+        async with self._read(f"list the keys of gateway {gateway!r}") as conn:
+            query = (
+                sa.select(api_keys)
+                .where(
+                    api_keys.c.tenant == tenant,
+                    api_keys.c.gateway == gateway,
+                    api_keys.c.purpose == "gateway",
+                )
+                .order_by(api_keys.c.created_at, api_keys.c.key_id)
+            )
+            return [
+                {k: v for k, v in _key(row).items() if k != "hash"}
+                for row in (await conn.execute(query)).mappings()
+            ]
+
+    async def revoke_api_key(self, tenant: str, key_id: str) -> bool:
+        """Delete a key of the tenant; False when it has no such key."""
+        async with self._write(f"revoke API key {key_id!r}") as tx:
+            result = await tx.conn.execute(
+                sa.delete(api_keys).where(api_keys.c.tenant == tenant, api_keys.c.key_id == key_id)
+            )
+            if not result.rowcount:
+                return False
+            await tx.changed()
+            return True
 
     async def count_api_keys(self, tenant: str, purpose: str) -> int:
         """How many keys the tenant has for ``purpose``."""
@@ -573,6 +628,18 @@ def _now() -> datetime:
 def _utc(value: datetime) -> datetime:
     # SQLite keeps no offset; the store writes UTC only.
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _key(row: RowMapping) -> dict[str, Any]:
+    return {
+        "key_id": str(row["key_id"]),
+        "tenant": str(row["tenant"]),
+        "gateway": row["gateway"],
+        "subject": row["subject"],
+        "scopes": list(row["scopes"] or []),
+        "created_at": _utc(row["created_at"]).isoformat(),
+        "hash": str(row["key_hash"]),
+    }
 
 
 def _gateway(row: RowMapping) -> GatewayRecord:

@@ -17,6 +17,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_SECONDS = 60.0
+ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "t", "version": "1"},
+    },
+}
+"""A raw 2025-era initialize request, for tests that speak HTTP to the MCP endpoint."""
 
 
 class _Lines:

@@ -8,21 +8,10 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.e2e.harness import Served
+from tests.e2e.harness import ACCEPT, INIT, Served
 
 pytestmark = pytest.mark.anyio
 
-ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "t", "version": "1"},
-    },
-}
 MODERN = "2026-07-28"
 MODERN_META = {
     "io.modelcontextprotocol/protocolVersion": MODERN,

@@ -1,0 +1,160 @@
+"""Inbound authentication through a real `switchboard serve`: OAuth bearer tokens from a real
+issuer on loopback (RFC 9728 discovery, audience, scopes) and gateway API keys."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from tests.e2e.harness import ACCEPT, INIT, Served, serve
+from tests.fixtures.oidc_server import Issuer, running
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, Issuer]]:
+    root = tmp_path_factory.mktemp("auth")
+    with running() as issuer:
+        config = root / "switchboard.yaml"
+        config.write_text(
+            f"""
+gateways:
+  - name: default
+    targets:
+      - {{name: fx, kind: function, functions: ["tests.fixtures.functions:whoami"]}}
+  - name: secure
+    auth:
+      kind: jwt
+      discovery_url: {issuer.url}/.well-known/openid-configuration
+      scopes: [tools:call]
+      claims: [{{claim: azp, contains_any: [agent]}}]
+    targets:
+      - {{name: fx, kind: function, functions: ["tests.fixtures.functions:whoami"]}}
+  - name: keyed
+    auth: {{kind: api_key}}
+    targets:
+      - {{name: fx, kind: function, functions: ["tests.fixtures.functions:whoami"]}}
+"""
+        )
+        with serve(root / "data", config) as served:
+            yield served, issuer
+
+
+async def token(issuer: Issuer, resource: str, scope: str = "tools:call", client: str = "agent") -> str:
+    async with httpx2.AsyncClient() as http:
+        response = await http.post(
+            f"{issuer.url}/token",
+            data={"grant_type": "client_credentials", "resource": resource, "scope": scope},
+            auth=(client, f"{client}-secret"),
+        )
+    response.raise_for_status()
+    return str(response.json()["access_token"])
+
+
+async def whoami(url: str, authorization: dict[str, str]) -> Any:
+    async with (
+        httpx2.AsyncClient(headers=authorization, timeout=30) as http,
+        Client(streamable_http_client(url, http_client=http), mode="legacy") as client,
+    ):
+        return (await client.call_tool("fx___whoami", {})).structured_content
+
+
+async def test_an_mcp_client_finds_the_issuer_and_calls_with_a_token(secured: tuple[Served, Issuer]) -> None:
+    served, issuer = secured
+    url = served.gateway("secure")
+    async with httpx2.AsyncClient() as http:
+        refused = await http.post(url, json=INIT, headers=ACCEPT)
+        assert refused.status_code == 401
+        challenge = refused.headers["www-authenticate"]
+        metadata_url = re.search(r'resource_metadata="([^"]+)"', challenge).group(1)  # type: ignore[union-attr]
+        assert metadata_url == f"{served.base}/.well-known/oauth-protected-resource/gateways/secure/mcp"
+        metadata = (await http.get(metadata_url)).json()
+    assert metadata["resource"] == url
+    assert metadata["authorization_servers"] == [issuer.url]
+    assert metadata["scopes_supported"] == ["tools:call"]
+    # What a client does next: get a token for this resource (RFC 8707), then call.
+    seen = await whoami(url, {"Authorization": f"Bearer {await token(issuer, metadata['resource'])}"})
+    assert seen == {
+        "tenant": "default",
+        "subject": "client:agent",
+        "client": "agent",
+        "scopes": ["tools:call"],
+    }
+
+
+async def test_refusals_at_the_edge(secured: tuple[Served, Issuer]) -> None:
+    served, issuer = secured
+    url = served.gateway("secure")
+    good = await token(issuer, url)
+    cases = [
+        (
+            "a token for another resource",
+            {"Authorization": f"Bearer {await token(issuer, 'https://other/mcp')}"},
+            "",
+            401,
+            "not for this gateway",
+        ),
+        ("a token in the query string", {}, f"?access_token={good}", 401, "tokens in the URL are refused"),
+        (
+            "a token without the scope",
+            {"Authorization": f"Bearer {await token(issuer, url, scope='')}"},
+            "",
+            403,
+            "lacks scope tools:call",
+        ),
+        (
+            "another client",
+            {"Authorization": f"Bearer {await token(issuer, url, client='other')}"},
+            "",
+            403,
+            "azp contains any of",
+        ),
+        ("an API key on a JWT gateway", {"Authorization": "Bearer sb_key_abc_def"}, "", 401, "not a JWT"),
+    ]
+    async with httpx2.AsyncClient() as http:
+        for case, headers, query, status, words in cases:
+            response = await http.post(url + query, json=INIT, headers={**ACCEPT, **headers})
+            assert response.status_code == status, (case, response.text)
+            assert words in response.json()["error_description"], (case, response.text)
+            challenge = response.headers["www-authenticate"]
+            assert challenge.startswith("Bearer resource_metadata=")
+            if status == 403:
+                assert 'error="insufficient_scope"' in challenge and 'scope="tools:call"' in challenge
+
+
+async def test_api_keys_are_made_used_and_revoked(secured: tuple[Served, Issuer]) -> None:
+    served, _ = secured
+    url = served.gateway("keyed")
+    async with httpx2.AsyncClient(base_url=served.base, headers=served.admin_headers) as admin:
+        made = await admin.post(
+            "/admin/v1/gateways/keyed/keys", json={"subject": "ci-bot", "scopes": ["deploy"]}
+        )
+        assert made.status_code == 201, made.text
+        key, key_id = made.json()["key"], made.json()["key_id"]
+        other = (await admin.post("/admin/v1/gateways/secure/keys", json={"subject": "x"})).json()["key"]
+        bad = await admin.post("/admin/v1/gateways/keyed/keys", json={"scopes": "deploy"})
+        assert bad.status_code == 422 and bad.json()["issues"][0]["location"] == "subject"
+        listed = (await admin.get("/admin/v1/gateways/keyed/keys")).json()["keys"]
+        assert (
+            [k["key_id"] for k in listed] == [key_id] and "hash" not in listed[0] and "key" not in listed[0]
+        )
+
+        expected = {"tenant": "default", "subject": "ci-bot", "client": f"key:{key_id}", "scopes": ["deploy"]}
+        assert await whoami(url, {"Authorization": f"Bearer {key}"}) == expected
+        assert await whoami(url, {"X-Api-Key": key}) == expected
+        async with httpx2.AsyncClient() as http:
+            wrong_gateway = await http.post(
+                url, json=INIT, headers={**ACCEPT, "Authorization": f"Bearer {other}"}
+            )
+            assert wrong_gateway.status_code == 401 and "not for gateway 'keyed'" in wrong_gateway.text
+            assert (await admin.delete(f"/admin/v1/gateways/keyed/keys/{key_id}")).status_code == 204
+            revoked = await http.post(url, json=INIT, headers={**ACCEPT, "Authorization": f"Bearer {key}"})
+            assert revoked.status_code == 401 and "unknown or revoked" in revoked.text
+        assert (await admin.delete(f"/admin/v1/gateways/keyed/keys/{key_id}")).status_code == 404
