@@ -11,6 +11,7 @@ before it is stored, so a bad edit never takes a running gateway down.
 from __future__ import annotations
 
 import contextlib
+import html
 import logging
 import os
 import secrets
@@ -22,13 +23,14 @@ from urllib.parse import urlsplit
 import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from gateway.auth import METADATA_PREFIX, Authenticator
 from gateway.config import Document, GatewaySpec, gateway_from_store, to_store
 from gateway.core.errors import ConfigError
+from gateway.credentials import credentials_for, provider_specs
 from gateway.hub import Hub
 from gateway.mcp import McpFront
 from gateway.mcp.front import PRINCIPAL_KEY
@@ -37,12 +39,14 @@ from gateway.settings import Settings
 from gateway.store import Store
 from gateway.vault import open_vault
 from identity.inbound import Refused, key_id_of, new_key, same_secret
+from identity.outbound import Broker, CredentialError
 from identity.vault import Vault
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TENANT = "default"
 DEFAULT_GATEWAY = "default"
+CALLBACK_PATH = "/identity/oauth/callback"
 ADMIN_PURPOSE = "admin"
 KEY_PREFIX = "sb_admin_"
 
@@ -87,6 +91,7 @@ class Switchboard:
         self._reload_lock = anyio.Lock()
         self.authenticator: Authenticator | None = None
         self.vault: Vault | None = None
+        self.broker: Broker | None = None
 
     async def load_specs(self, tenant: str) -> list[GatewaySpec]:
         specs = []
@@ -198,6 +203,7 @@ def create_app(
     *,
     config_path: str | Path | None = None,
     on_ready: Any = None,
+    base_url: str | None = None,
 ) -> _Edge:
     """The whole gateway as one ASGI app; everything opens in its lifespan."""
     holder: dict[str, Any] = {}
@@ -221,9 +227,11 @@ def create_app(
         store = await Store.open(settings.resolved_database_url())
         try:
             vault = await open_vault(settings, store)
-            async with Hub(pins=store_pins(store)) as hub:
+            base = (settings.public_url or base_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+            broker = Broker(vault, state_key(settings.data_dir), f"{base}{CALLBACK_PATH}")
+            async with Hub(pins=store_pins(store), credentials=credentials_for(broker)) as hub:
                 system = Switchboard(settings, store, hub)
-                system.vault = vault
+                system.vault, system.broker = vault, broker
                 if config_path is not None:
                     doc = load_and_check(config_path)
                     await store.apply(DEFAULT_TENANT, [to_store(g) for g in doc.gateways])
@@ -250,6 +258,7 @@ def create_app(
                     yield
                     tg.cancel_scope.cancel()
                 await authenticator.aclose()
+                await broker.aclose()
         finally:
             await store.close()
 
@@ -271,14 +280,46 @@ def create_app(
             return JSONResponse({"error": "no OAuth-protected resource at this path"}, 404)
         return JSONResponse(metadata)
 
+    async def oauth_callback(request: Request) -> HTMLResponse:
+        """The end of a user's consent (3LO): the provider sends the browser here with a code."""
+        system: Switchboard = holder["system"]
+        q = request.query_params
+        if q.get("error"):
+            return _page(400, "Authorization was not granted", f"The provider said: {q.get('error')}.")
+        code, state = q.get("code"), q.get("state")
+        if not code or not state or system.broker is None:
+            return _page(
+                400, "Not an authorization response", "This page is where a provider sends you back."
+            )
+        try:
+            tenant, _, qualified_name = system.broker.pending(state)
+            gateway, _, name = qualified_name.partition("/")
+            live = system.hub.get(tenant, gateway)
+            providers = provider_specs(live.spec) if live is not None else {}
+            if name not in providers:
+                raise CredentialError(f"credential provider {name!r} is no longer configured")
+            await system.broker.complete({qualified_name: providers[name]}, code, state)
+        except CredentialError as exc:
+            return _page(400, "Authorization failed", str(exc))
+        return _page(200, "Authorized", f"Switchboard can now use {name} for you. You can close this window.")
+
     from gateway.admin import admin_routes
 
     routes: list[BaseRoute] = [
         Route("/healthz", endpoint=health, methods=["GET"]),
         Route(METADATA_PREFIX + "/{resource:path}", endpoint=protected_resource, methods=["GET"]),
+        Route(CALLBACK_PATH, endpoint=oauth_callback, methods=["GET"]),
         *admin_routes(lambda: holder["system"]),
     ]
     return _Edge(Starlette(routes=routes, lifespan=lifespan), holder)
+
+
+def _page(status: int, title: str, text: str) -> HTMLResponse:
+    body = (
+        f"<!doctype html><html lang=en><meta charset=utf-8><title>{html.escape(title)}</title>"
+        f"<main><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></main></html>"
+    )
+    return HTMLResponse(body, status)
 
 
 def load_and_check(path: str | Path) -> Document:

@@ -99,7 +99,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         lines.append(f"  admin API  {base}/admin/v1  (OpenAPI: {base}/admin/openapi.json)")
         print("\n".join(lines), flush=True)
 
-    app = create_app(settings, config_path=args.config, on_ready=ready)
+    app = create_app(settings, config_path=args.config, on_ready=ready, base_url=base)
     config = uvicorn.Config(
         app,
         log_level=settings.log_level,

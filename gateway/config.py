@@ -58,15 +58,18 @@ class Override(Model):
 
 
 class SecretRef(Model):
-    """Where a secret is read from; the config holds the reference, never the secret."""
+    """Where a secret comes from; the config holds the reference, never the secret."""
 
     env: str | None = Field(None, description="Name of an environment variable holding the secret.")
     file: str | None = Field(None, description="Path of a file holding the secret (final newline dropped).")
+    provider: str | None = Field(
+        None, description="A credential provider of the gateway (per-user OAuth, 2LO, a key in the vault)."
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SecretRef:
-        if (self.env is None) == (self.file is None):
-            raise ValueError("give exactly one of `env` or `file`")
+        if sum(v is not None for v in (self.env, self.file, self.provider)) != 1:
+            raise ValueError("give exactly one of `env`, `file` or `provider`")
         return self
 
 
@@ -279,12 +282,67 @@ class JwtAuth(Model):
 Auth = Annotated[NoAuth | ApiKeyAuth | JwtAuth, Field(discriminator="kind")]
 
 
+class ApiKeyCredential(Model):
+    """A key for an upstream: kept in the vault (admin API) or read from `secret`."""
+
+    name: Name
+    kind: Literal["api_key"]
+    secret: SecretRef | None = Field(
+        None, description="Where the key is read from (else: set it in the vault)."
+    )
+
+
+class ClientCredentials(Model):
+    """OAuth 2.0 client credentials (2LO): a token for the gateway itself."""
+
+    name: Name
+    kind: Literal["oauth2_client_credentials"]
+    token_url: Annotated[str, Field(pattern=r"^https?://")]
+    client_id: str
+    client_secret: SecretRef
+    scopes: list[str] = Field(default_factory=list)
+    resource: str | None = Field(None, description="RFC 8707 resource indicator sent with token requests.")
+
+
+class AuthorizationCode(Model):
+    """OAuth 2.0 authorization code with PKCE (3LO): each user consents once; tokens per user."""
+
+    name: Name
+    kind: Literal["oauth2_authorization_code"]
+    preset: Literal["github", "google", "microsoft", "slack", "salesforce", "atlassian"] | None = Field(
+        None, description="A vendor's endpoints and quirks; authorize_url/token_url override them."
+    )
+    authorize_url: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    token_url: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    client_id: str
+    client_secret: SecretRef | None = Field(None, description="Omit for a public client (PKCE alone).")
+    scopes: list[str] = Field(default_factory=list)
+    resource: str | None = None
+    authorize_params: dict[str, str] = Field(
+        default_factory=dict, description="Extra authorization parameters."
+    )
+
+    @model_validator(mode="after")
+    def _endpoints(self) -> AuthorizationCode:
+        if self.preset is None and (self.authorize_url is None or self.token_url is None):
+            raise ValueError("give a `preset`, or both `authorize_url` and `token_url`")
+        return self
+
+
+CredentialProvider = Annotated[
+    ApiKeyCredential | ClientCredentials | AuthorizationCode, Field(discriminator="kind")
+]
+
+
 class GatewaySpec(Model):
     """One gateway: a URL serving the tools of its targets."""
 
     name: Name
     description: str = ""
     auth: Auth = Field(default_factory=NoAuth, description="Who may call this gateway.")
+    credential_providers: list[CredentialProvider] = Field(
+        default_factory=list, description="How the gateway authenticates to upstreams (targets name them)."
+    )
     prefix_tools: bool = Field(
         True, description="Publish tools as '{target}___{tool}'. Off needs one target."
     )
@@ -295,6 +353,21 @@ class GatewaySpec(Model):
     @classmethod
     def _unique_targets(cls, targets: list[TargetBase]) -> list[TargetBase]:
         return _unique(targets, "targets", "per gateway")
+
+    @model_validator(mode="after")
+    def _providers_exist(self) -> GatewaySpec:
+        names = [p.name for p in self.credential_providers]
+        if len(set(names)) != len(names):
+            raise ValueError("credential provider names must be unique per gateway")
+        for target in self.targets:
+            for scheme, ref in getattr(target, "credentials", {}).items():
+                if ref.provider is not None and ref.provider not in names:
+                    raise ValueError(
+                        f"target {target.name!r}: credentials.{scheme} names credential provider "
+                        f"{ref.provider!r}, which this gateway does not define (credential_providers: "
+                        f"{', '.join(names) or 'none'})"
+                    )
+        return self
 
 
 class Document(Model):

@@ -26,6 +26,7 @@ from gateway.core.pipeline import Stage, compose
 from gateway.core.provider import ToolProvider
 from gateway.core.types import CallContext, CallNext, Principal, ToolCall, ToolResult
 from gateway.core.wrappers import Filtered, Overridden
+from gateway.credentials import CredentialsFor
 from gateway.pins import Pinned, PinScope, PinsFor
 from gateway.providers import provider_class
 
@@ -92,9 +93,16 @@ class LiveGateway:
 class Hub:
     """Holds every tenant's live gateways and keeps them in step with the configuration."""
 
-    def __init__(self, stages: Sequence[Stage] = (), *, pins: PinsFor | None = None) -> None:
+    def __init__(
+        self,
+        stages: Sequence[Stage] = (),
+        *,
+        pins: PinsFor | None = None,
+        credentials: CredentialsFor | None = None,
+    ) -> None:
         self.stages = list(stages)
         self.pins = pins
+        self.credentials = credentials
         self._gateways: dict[GatewayKey, LiveGateway] = {}
         self._open: dict[tuple[str, str, str], _OpenProvider] = {}
         self._listeners: list[ChangeListener] = []
@@ -258,7 +266,17 @@ class Hub:
                 "raise its timeout_seconds if that is expected"
             )
 
-        return LiveGateway(tenant, spec, catalog, compose(self.stages, route))
+        handler = compose(self.stages, route)
+        bind = self.credentials
+        if bind is None:
+            return LiveGateway(tenant, spec, catalog, handler)
+        bind(tenant, spec, Principal(tenant=tenant))  # reads the providers' secrets now: errors at load
+
+        async def with_credentials(call: ToolCall, ctx: CallContext) -> ToolResult:
+            ctx.credentials = bind(tenant, spec, ctx.principal)
+            return await handler(call, ctx)
+
+        return LiveGateway(tenant, spec, catalog, with_credentials)
 
     async def refresh(self, tenant: str, names: Sequence[str] | None = None) -> None:
         """List the tenant's gateways (or ``names``) again; clients hear of what changed."""

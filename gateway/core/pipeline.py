@@ -9,6 +9,7 @@ front, which turns them into wire errors. The catalog router is the terminal.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Sequence
 from functools import partial
 from typing import Protocol
@@ -32,12 +33,36 @@ async def map_errors(call: ToolCall, ctx: CallContext, call_next: CallNext) -> T
     except ToolExecutionError as exc:
         return ToolResult.error(exc.message)
     except CredentialRequired as exc:
-        return ToolResult.error(exc.message)
+        return await _consent(exc, call, ctx, call_next)
     except (RequestError, AuthError, InputRequired):
         raise
     except Exception as exc:
         logger.exception("tool %s failed unexpectedly", call.public_name or call.name)
         return ToolResult.error(f"Tool {call.public_name or call.name!r} failed: {type(exc).__name__}: {exc}")
+
+
+async def _consent(
+    exc: CredentialRequired, call: ToolCall, ctx: CallContext, call_next: CallNext
+) -> ToolResult:
+    """Send the user to the consent page through URL elicitation when the client can open one,
+    then try the call again; otherwise hand the model the link."""
+    if not ctx.channel.supports("elicitation.url"):
+        return ToolResult.error(exc.message)
+    params = {
+        "mode": "url",
+        "message": f"Switchboard needs your permission to use {exc.provider} for you.",
+        "url": exc.consent_url,
+        "elicitationId": secrets.token_urlsafe(12),
+    }
+    answer = (await ctx.channel.ask({"consent": {"method": "elicitation/create", "params": params}}))[
+        "consent"
+    ]
+    if answer.get("action") != "accept":
+        return ToolResult.error(f"Authorization of {exc.provider} was not given ({answer.get('action')}).")
+    try:
+        return await call_next(call, ctx)
+    except CredentialRequired as again:
+        return ToolResult.error(again.message)
 
 
 def compose(stages: Sequence[Stage], terminal: CallNext) -> CallNext:

@@ -101,7 +101,8 @@ class ClientChannel(Protocol):
     """
 
     def supports(self, capability: str) -> bool:
-        """Whether the client declared ``capability`` (``sampling``, ``elicitation``, ``roots``)."""
+        """Whether the client declared ``capability`` (``sampling``, ``elicitation``, ``roots``;
+        dotted for a sub-capability: ``elicitation.url``)."""
         ...
 
     async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
@@ -167,6 +168,29 @@ class _NoChannel:
 NO_CHANNEL: ClientChannel = _NoChannel()
 
 
+class CredentialSource(Protocol):
+    """The caller's upstream credentials, by credential provider (identity behind it)."""
+
+    async def secret(self, provider: str, *, tool: str | None = None, stale: str | None = None) -> str:
+        """The secret to send; ``stale``: one the upstream just refused (401), to replace.
+
+        Raises:
+            CredentialRequired: the caller must consent first (carries the URL).
+            ToolExecutionError: the provider is misconfigured or refused.
+        """
+        ...
+
+
+class _NoCredentials:
+    async def secret(self, provider: str, *, tool: str | None = None, stale: str | None = None) -> str:
+        from gateway.core.errors import ToolExecutionError
+
+        raise ToolExecutionError(f"credential provider {provider!r} is not available in this context")
+
+
+NO_CREDENTIALS: CredentialSource = _NoCredentials()
+
+
 @dataclass(slots=True)
 class CallContext:
     """Everything about a call that is not its arguments.
@@ -179,6 +203,7 @@ class CallContext:
         channel: Back-channel to the calling client.
         request_id: The JSON-RPC id, for logs and audit.
         meta: The request's ``_meta`` as received.
+        credentials: The caller's upstream credentials (set by the gateway per call).
     """
 
     principal: Principal = ANONYMOUS
@@ -188,6 +213,7 @@ class CallContext:
     channel: ClientChannel = NO_CHANNEL
     request_id: str | int | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
+    credentials: CredentialSource = NO_CREDENTIALS
 
     @property
     def tenant(self) -> str:

@@ -63,8 +63,11 @@ class McpChannel:
                 self._answers[key] = _dump(response)
 
     def supports(self, capability: str) -> bool:
-        caps = self.ctx.session.client_capabilities
-        return caps is not None and getattr(caps, capability, None) is not None
+        """A capability the client declared; dotted for a sub-capability (``elicitation.url``)."""
+        found: object = self.ctx.session.client_capabilities
+        for part in capability.split("."):
+            found = getattr(found, part, None) if found is not None else None
+        return found is not None
 
     async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
         await self.ctx.session.report_progress(progress, total, message)

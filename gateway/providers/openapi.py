@@ -66,6 +66,7 @@ class OpenApiProvider(ToolProvider):
         self.tools: dict[str, ToolSpec] = {}
         self.skipped: list[str] = []
         self._secrets: dict[str, str] = {}
+        self._delegated: dict[str, str] = {}  # scheme -> credential provider (per caller, at call time)
         self._pool: httpcore2.AsyncConnectionPool | None = None
         self._origin = ""
         self._target: tuple[bytes, bytes, int] = (b"http", b"", 80)
@@ -79,9 +80,14 @@ class OpenApiProvider(ToolProvider):
         self.skipped = compiled.skipped
         self.tools = {t.name: t for t in compiled.tools if self._selected(compiled.operations[t.name], t)}
         self._secrets = {
-            name: read_secret(ref, f"credentials.{name}") for name, ref in self.config.credentials.items()
+            name: read_secret(ref, f"credentials.{name}")
+            for name, ref in self.config.credentials.items()
+            if ref.provider is None
         }
-        unknown = set(self._secrets) - set(compiled.security_schemes)
+        self._delegated = {
+            name: ref.provider for name, ref in self.config.credentials.items() if ref.provider is not None
+        }
+        unknown = (set(self._secrets) | set(self._delegated)) - set(compiled.security_schemes)
         if unknown:
             known = ", ".join(compiled.security_schemes) or "none"
             raise ConfigError(
@@ -160,27 +166,51 @@ class OpenApiProvider(ToolProvider):
             raise UpstreamUnavailable(f"target {self.id!r} is not open")
         op = self.compiled.operations[call.name]
         request = build(op, call.arguments, self._base_path)
-        self._authorize(op, request)
-        return await self._send(op, request, ctx)
+        used = await self._authorize(op, request, ctx, call)
+        status, result = await self._send(op, request, ctx)
+        if status == 401 and used:
+            # The upstream refused a delegated token: get another (refreshed) one, once.
+            request = build(op, call.arguments, self._base_path)
+            await self._authorize(op, request, ctx, call, stale=used)
+            status, result = await self._send(op, request, ctx)
+        return result
 
-    def _authorize(self, op: Operation, request: Request) -> None:
+    async def _authorize(
+        self,
+        op: Operation,
+        request: Request,
+        ctx: CallContext,
+        call: ToolCall,
+        stale: Mapping[str, str] | None = None,
+    ) -> dict[str, str]:
+        """Add the credentials of the first security requirement we can meet; returns the
+        delegated secrets used (by scheme)."""
         if not op.security:
-            return
+            return {}
         schemes = self.compiled.security_schemes if self.compiled else {}
         for requirement in op.security:
-            if all(name in self._secrets for name in requirement):
+            if all(name in self._secrets or name in self._delegated for name in requirement):
+                used: dict[str, str] = {}
                 for name in requirement:
-                    _apply_secret(schemes.get(name) or {}, self._secrets[name], request)
-                return
+                    secret = self._secrets.get(name)
+                    if secret is None:
+                        secret = await ctx.credentials.secret(
+                            self._delegated[name],
+                            tool=call.public_name or call.name,
+                            stale=(stale or {}).get(name),
+                        )
+                        used[name] = secret
+                    _apply_secret(schemes.get(name) or {}, secret, request)
+                return used
         needed = " or ".join("+".join(r) or "(none)" for r in op.security)
         if any(not r for r in op.security):
-            return  # an empty requirement: anonymous access is allowed
+            return {}  # an empty requirement: anonymous access is allowed
         raise ToolExecutionError(
             f"{op.method} {op.path} needs credentials ({needed}); "
             f"configure `credentials` on target {self.id!r}"
         )
 
-    async def _send(self, op: Operation, request: Request, ctx: CallContext) -> ToolResult:
+    async def _send(self, op: Operation, request: Request, ctx: CallContext) -> tuple[int, ToolResult]:
         assert self._pool is not None
         headers = [*self.config.headers.items(), *request.headers]
         if not any(k.lower() == "accept" for k, _ in headers):
@@ -210,9 +240,8 @@ class OpenApiProvider(ToolProvider):
                     if response.status in _RETRY_STATUS and attempt + 1 < attempts:
                         last_error = f"HTTP {response.status}"
                         continue
-                    return _result(
-                        _Answer(response, self._origin + request.path), body, truncated, op.wrap_result
-                    )
+                    answer = _Answer(response, self._origin + request.path)
+                    return answer.status, _result(answer, body, truncated, op.wrap_result)
             except httpcore2.TimeoutException:
                 last_error = f"no answer within {self.config.timeout_seconds}s"
             except (httpcore2.NetworkError, httpcore2.ProtocolError, httpcore2.UnsupportedProtocol) as exc:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx2
@@ -12,16 +11,10 @@ import orjson
 import pytest
 
 from identity.inbound import ApiKeyVerifier, ClaimRule, InsufficientScope, JwtVerifier, Refused, new_key
-from tests.fixtures.oidc_server import Issuer, running
+from tests.fixtures.oidc_server import Issuer
 
 pytestmark = pytest.mark.anyio
 AUD = "http://127.0.0.1:8080/mcp"
-
-
-@pytest.fixture
-def issuer() -> Iterator[Issuer]:
-    with running() as served:
-        yield served
 
 
 def verifier(issuer: Issuer, **options: Any) -> JwtVerifier:

@@ -1,0 +1,124 @@
+"""Wiring of outbound credentials (identity.outbound) into calls.
+
+Each gateway's `credential_providers` become identity `ProviderSpec`s (secrets read
+from their references; names qualified by gateway so two gateways never share a
+credential by accident). A call's `CallContext.credentials` is bound to its caller;
+identity's errors become the gateway's (`CredentialRequired` carries the consent URL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from gateway.config import ApiKeyCredential, AuthorizationCode, ClientCredentials, GatewaySpec, SecretRef
+from gateway.core.errors import ConfigError, CredentialRequired, ToolExecutionError
+from gateway.core.types import CredentialSource, Principal
+from gateway.providers.openapi import read_secret
+from identity.outbound import Broker, ConsentRequired, CredentialError, ProviderSpec, from_preset
+
+
+def qualified(gateway: str, provider: str) -> str:
+    return f"{gateway}/{provider}"
+
+
+def _secret(ref: SecretRef | None, what: str) -> str | None:
+    if ref is None:
+        return None
+    if ref.provider is not None:
+        raise ConfigError(f"{what}: a credential provider's own secret cannot come from another provider")
+    return read_secret(ref, what)
+
+
+def provider_specs(spec: GatewaySpec) -> dict[str, ProviderSpec]:
+    """The gateway's credential providers, by their name in the gateway."""
+    out: dict[str, ProviderSpec] = {}
+    for p in spec.credential_providers:
+        where = f"credential_providers.{p.name}"
+        name = qualified(spec.name, p.name)
+        if isinstance(p, ApiKeyCredential):
+            out[p.name] = ProviderSpec(name, "api_key", secret=_secret(p.secret, where))
+        elif isinstance(p, ClientCredentials):
+            out[p.name] = ProviderSpec(
+                name,
+                "oauth2_client_credentials",
+                secret=_secret(p.client_secret, f"{where}.client_secret"),
+                client_id=p.client_id,
+                token_url=p.token_url,
+                scopes=tuple(p.scopes),
+                resource=p.resource,
+            )
+        else:
+            assert isinstance(p, AuthorizationCode)
+            secret = _secret(p.client_secret, f"{where}.client_secret")
+            overrides = {
+                k: v for k, v in (("authorize_url", p.authorize_url), ("token_url", p.token_url)) if v
+            }
+            if p.authorize_params:
+                overrides["extra_authorize"] = p.authorize_params  # type: ignore[assignment]
+            if p.preset is not None:
+                base = from_preset(
+                    name, p.preset, client_id=p.client_id, secret=secret, scopes=p.scopes, overrides=overrides
+                )
+            else:
+                base = ProviderSpec(
+                    name,
+                    "oauth2_authorization_code",
+                    secret=secret,
+                    client_id=p.client_id,
+                    token_url=p.token_url,
+                    authorize_url=p.authorize_url,
+                    scopes=tuple(p.scopes),
+                    extra_authorize=dict(p.authorize_params),
+                )
+            out[p.name] = ProviderSpec(
+                base.name,
+                base.kind,
+                secret=base.secret,
+                client_id=base.client_id,
+                token_url=base.token_url,
+                authorize_url=base.authorize_url,
+                scopes=base.scopes,
+                resource=p.resource,
+                extra_authorize=base.extra_authorize,
+                scope_separator=base.scope_separator,
+            )
+    return out
+
+
+class CallerCredentials:
+    """One caller's view of a gateway's credential providers."""
+
+    def __init__(self, broker: Broker, providers: Mapping[str, ProviderSpec], principal: Principal) -> None:
+        self.broker = broker
+        self.providers = providers
+        self.principal = principal
+
+    async def secret(self, provider: str, *, tool: str | None = None, stale: str | None = None) -> str:
+        spec = self.providers.get(provider)
+        if spec is None:
+            raise ToolExecutionError(f"no credential provider {provider!r} on this gateway")
+        try:
+            return await self.broker.secret(
+                self.principal.tenant, self.principal.subject, spec, tool=tool, stale=stale
+            )
+        except ConsentRequired as exc:
+            raise CredentialRequired(provider, exc.url) from None
+        except CredentialError as exc:
+            raise ToolExecutionError(str(exc)) from None
+
+
+CredentialsFor = Callable[[str, GatewaySpec, Principal], CredentialSource]
+
+
+def credentials_for(broker: Broker) -> CredentialsFor:
+    cache: dict[tuple[str, str], tuple[str, dict[str, ProviderSpec]]] = {}
+
+    def bind(tenant: str, spec: GatewaySpec, principal: Principal) -> CredentialSource:
+        key = (tenant, spec.name)
+        fingerprint = repr(spec.credential_providers)
+        hit = cache.get(key)
+        if hit is None or hit[0] != fingerprint:
+            hit = cache[key] = (fingerprint, provider_specs(spec))
+        return CallerCredentials(broker, hit[1], principal)
+
+    return bind

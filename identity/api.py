@@ -1,0 +1,137 @@
+"""Workload identity: the HTTP API through which agents the platform hosts get credentials.
+
+Shaped like AgentCore Identity's GetWorkloadAccessToken(ForUserId) and
+GetResourceOauth2Token / GetResourceApiKey:
+
+``POST /identity/v1/workload-token`` (the platform, with the admin key)
+    ``{"workload": "triage-agent", "user_id": "alice"}`` -> ``{"workload_token": ...}``.
+    The token is sealed (AES-GCM): tenant, workload, user and a one-hour expiry; nothing
+    is stored.
+
+``POST /identity/v1/resource-token`` (the agent, with its workload token)
+    ``{"workload_token": ..., "gateway": "default", "provider": "github"}`` ->
+    ``{"access_token": ...}`` (OAuth providers), ``{"api_key": ...}`` (key providers), or
+    ``{"authorization_url": ...}`` when the user has not consented yet (3LO): the agent
+    shows the link, the user consents, and the next request gets the token.
+
+A workload token only ever yields its own tenant's and its own user's credentials.
+This module never imports the gateway: the gateway passes in how to check the admin
+key and how to find a gateway's providers.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import orjson
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from identity.outbound import Broker, ConsentRequired, CredentialError, ProviderSpec
+
+WORKLOAD_SECONDS = 3600
+AdminTenant = Callable[[str | None], Awaitable[str | None]]
+"""Authorization header -> the tenant an admin key grants, or None."""
+ProvidersOf = Callable[[str, str], Mapping[str, ProviderSpec] | None]
+"""(tenant, gateway) -> the gateway's credential providers by name, or None (no such gateway)."""
+
+
+class WorkloadTokens:
+    """Seals and opens workload tokens."""
+
+    def __init__(self, key: bytes) -> None:
+        self._aead = AESGCM(hashlib.sha256(b"switchboard workload token\x00" + key).digest())
+
+    def issue(self, tenant: str, workload: str, user: str | None) -> str:
+        doc = {"t": tenant, "w": workload, "u": user, "exp": time.time() + WORKLOAD_SECONDS}
+        nonce = os.urandom(12)
+        sealed = nonce + self._aead.encrypt(nonce, orjson.dumps(doc), b"workload")
+        return "sb_wl_" + base64.urlsafe_b64encode(sealed).rstrip(b"=").decode()
+
+    def open(self, token: str) -> dict[str, Any]:
+        try:
+            raw = base64.urlsafe_b64decode(token.removeprefix("sb_wl_") + "=" * (-len(token) % 4))
+            doc = orjson.loads(self._aead.decrypt(raw[:12], raw[12:], b"workload"))
+        except (ValueError, InvalidTag, orjson.JSONDecodeError):
+            raise CredentialError("not a workload token of this platform") from None
+        if not isinstance(doc, dict) or float(doc.get("exp", 0)) < time.time():
+            raise CredentialError("the workload token has expired; ask for a new one")
+        return doc
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status)
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        body = None
+    if not isinstance(body, dict):
+        raise ValueError("send a JSON object")
+    return body
+
+
+def identity_routes(
+    broker: Broker, tokens: WorkloadTokens, admin_tenant: AdminTenant, providers: ProvidersOf
+) -> list[Route]:
+    """The workload identity API's routes."""
+
+    async def workload_token(request: Request) -> JSONResponse:
+        tenant = await admin_tenant(request.headers.get("authorization"))
+        if tenant is None:
+            return _error(401, "send the platform's admin key: `Authorization: Bearer sb_admin_...`")
+        try:
+            body = await _body(request)
+        except ValueError as exc:
+            return _error(400, str(exc))
+        workload, user = body.get("workload"), body.get("user_id")
+        if not isinstance(workload, str) or not workload:
+            return _error(422, "`workload` (the agent's name) is required")
+        if user is not None and (not isinstance(user, str) or not user):
+            return _error(422, "`user_id` must be a non-empty string when given")
+        return JSONResponse(
+            {"workload_token": tokens.issue(tenant, workload, user), "expires_in": WORKLOAD_SECONDS}
+        )
+
+    async def resource_token(request: Request) -> JSONResponse:
+        try:
+            body = await _body(request)
+        except ValueError as exc:
+            return _error(400, str(exc))
+        try:
+            claims = tokens.open(str(body.get("workload_token") or ""))
+        except CredentialError as exc:
+            return _error(401, str(exc))
+        gateway, name = body.get("gateway", "default"), body.get("provider")
+        found = providers(str(claims["t"]), str(gateway))
+        spec = found.get(str(name)) if found is not None else None
+        if spec is None:
+            return _error(404, f"gateway {gateway!r} has no credential provider {name!r}")
+        user = claims.get("u")
+        if user is None and spec.kind == "oauth2_authorization_code":
+            return _error(422, "this provider acts for a user: ask for a workload token with `user_id`")
+        try:
+            secret = await broker.secret(
+                str(claims["t"]), str(user or "*"), spec, tool=f"workload:{claims['w']}"
+            )
+        except ConsentRequired as exc:
+            return JSONResponse({"authorization_url": exc.url})
+        except CredentialError as exc:
+            return _error(502, str(exc))
+        key = "api_key" if spec.kind == "api_key" else "access_token"
+        return JSONResponse({key: secret})
+
+    return [
+        Route("/identity/v1/workload-token", workload_token, methods=["POST"]),
+        Route("/identity/v1/resource-token", resource_token, methods=["POST"]),
+    ]

@@ -1,0 +1,366 @@
+"""Outbound credentials: how the gateway acts for a caller towards an upstream.
+
+A `Broker` hands out the secret a call needs, by credential provider:
+
+- ``api_key``: a key kept in the vault (or read from the config's reference);
+- ``oauth2_client_credentials`` (2LO): a token for the gateway itself, fetched from the
+  token endpoint and cached in the vault until shortly before it expires;
+- ``oauth2_authorization_code`` (3LO, with PKCE): a token for one user. Without one the
+  call raises `ConsentRequired` carrying the authorization URL; the provider redirects
+  the user's browser to our callback, `Broker.complete` exchanges the code and binds the
+  tokens to the principal that asked. Tokens are refreshed before they expire and when
+  an upstream answers 401, with exactly one refresh in flight per credential.
+
+The authorization ``state`` is sealed (AES-GCM with the process's state key) and
+carries who asked, for which provider, the PKCE verifier and an expiry, so any replica
+can complete the flow and nothing needs to be stored before the user comes back.
+Every secret lives in the vault, bound to (tenant, user, provider).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import quote, urlencode
+
+import anyio
+import httpx2
+import orjson
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from identity.vault import Owner, Vault
+
+SERVICE = "*"  # the user of credentials that belong to the gateway itself (2LO, shared keys)
+STATE_SECONDS = 600
+EARLY_REFRESH_SECONDS = 60
+
+
+class CredentialError(Exception):
+    """A credential cannot be had (misconfiguration, the provider refused)."""
+
+
+class ConsentRequired(Exception):
+    """The user must authorize the provider first, at ``url``."""
+
+    def __init__(self, provider: str, url: str) -> None:
+        super().__init__(f"Authorize {provider} to continue: open {url}")
+        self.provider = provider
+        self.url = url
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    """One credential provider, resolved (secrets read) by the gateway from its configuration."""
+
+    name: str
+    kind: Literal["api_key", "oauth2_client_credentials", "oauth2_authorization_code"]
+    secret: str | None = None  # api_key: a shared key; oauth2: the client secret
+    client_id: str | None = None
+    token_url: str | None = None
+    authorize_url: str | None = None
+    scopes: tuple[str, ...] = ()
+    resource: str | None = None  # RFC 8707, sent with token requests when set
+    extra_authorize: Mapping[str, str] = field(default_factory=dict)
+    scope_separator: str = " "
+
+
+@dataclass(frozen=True, slots=True)
+class Tokens:
+    access_token: str
+    expires_at: float | None = None
+    refresh_token: str | None = None
+
+    def fresh(self) -> bool:
+        return self.expires_at is None or self.expires_at - EARLY_REFRESH_SECONDS > time.time()
+
+    def dump(self) -> bytes:
+        return orjson.dumps(
+            {
+                "access_token": self.access_token,
+                "expires_at": self.expires_at,
+                "refresh_token": self.refresh_token,
+            }
+        )
+
+    @classmethod
+    def load(cls, raw: bytes) -> Tokens:
+        doc = orjson.loads(raw)
+        return cls(str(doc["access_token"]), doc.get("expires_at"), doc.get("refresh_token"))
+
+
+def _pkce() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+class Broker:
+    """Hands out upstream credentials for (tenant, user); one refresh in flight per credential.
+
+    Args:
+        vault: Where every secret and token lives.
+        state_key: 32 bytes sealing the authorization state (the same on every replica).
+        callback_url: Our ``/identity/oauth/callback``, registered with the providers.
+        http: The client for token endpoints.
+    """
+
+    def __init__(
+        self, vault: Vault, state_key: bytes, callback_url: str, http: httpx2.AsyncClient | None = None
+    ) -> None:
+        self.vault = vault
+        self._state = AESGCM(hashlib.sha256(b"switchboard oauth state\x00" + state_key).digest())
+        self.callback_url = callback_url
+        self.http = http or httpx2.AsyncClient(timeout=httpx2.Timeout(15.0))
+        self._locks: dict[tuple[str, str, str], anyio.Lock] = {}
+        self._replaced: dict[tuple[str, str, str], list[str]] = {}  # tokens a refresh has replaced
+        self.refreshes = 0  # token requests made (for operators and tests)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    def _lock(self, key: tuple[str, str, str]) -> anyio.Lock:
+        return self._locks.setdefault(key, anyio.Lock())
+
+    async def secret(
+        self,
+        tenant: str,
+        user: str,
+        provider: ProviderSpec,
+        *,
+        tool: str | None = None,
+        stale: str | None = None,
+    ) -> str:
+        """The secret to send for ``provider`` on behalf of ``user``.
+
+        ``stale`` is a token the upstream just refused (401): a different one is returned,
+        refreshed if need be.
+
+        Raises:
+            ConsentRequired: the user has not authorized the provider yet.
+            CredentialError: the provider is misconfigured or refused.
+        """
+        if provider.kind == "api_key":
+            stored = await self.vault.get(Owner(tenant, SERVICE, provider.name, "api_key"), tool=tool)
+            if stored is not None:
+                return stored.decode()
+            if provider.secret:
+                return provider.secret
+            raise CredentialError(
+                f"credential provider {provider.name!r} has no key: set it through the admin API"
+            )
+        owner_user = SERVICE if provider.kind == "oauth2_client_credentials" else user
+        owner = Owner(tenant, owner_user, provider.name, "tokens")
+        tokens = await self._tokens(owner, tool)
+        if tokens is not None and tokens.fresh() and tokens.access_token != stale:
+            return tokens.access_token
+        key = (tenant, owner_user, provider.name)
+        async with self._lock(key):
+            # Whoever held the lock may have refreshed already: look again. (A refresh may
+            # even return the very same token; what it replaced is remembered, so a caller
+            # holding that one takes the current token instead of refreshing once more.)
+            tokens = await self._tokens(owner, tool)
+            replaced = stale is not None and stale in self._replaced.get(key, ())
+            if tokens is not None and tokens.fresh() and (tokens.access_token != stale or replaced):
+                return tokens.access_token
+            if provider.kind == "oauth2_client_credentials":
+                fetched = await self._token_request(provider, {"grant_type": "client_credentials"})
+            elif tokens is not None and tokens.refresh_token:
+                try:
+                    fetched = await self._token_request(
+                        provider, {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token}
+                    )
+                except CredentialError:
+                    await self.vault.delete(owner)  # the grant is gone: ask the user again
+                    raise ConsentRequired(provider.name, self.consent_url(tenant, user, provider)) from None
+                if fetched.refresh_token is None:
+                    fetched = Tokens(fetched.access_token, fetched.expires_at, tokens.refresh_token)
+            else:
+                raise ConsentRequired(provider.name, self.consent_url(tenant, user, provider))
+            await self.vault.put(owner, fetched.dump())
+            if tokens is not None:
+                recent = self._replaced.setdefault(key, [])
+                recent.append(tokens.access_token)
+                del recent[:-8]
+            return fetched.access_token
+
+    async def _tokens(self, owner: Owner, tool: str | None) -> Tokens | None:
+        raw = await self.vault.get(owner, tool=tool)
+        return Tokens.load(raw) if raw is not None else None
+
+    async def _token_request(self, provider: ProviderSpec, form: dict[str, str]) -> Tokens:
+        if not provider.token_url or not provider.client_id:
+            raise CredentialError(f"credential provider {provider.name!r} needs token_url and client_id")
+        if provider.scopes and form["grant_type"] != "authorization_code":
+            form["scope"] = provider.scope_separator.join(provider.scopes)
+        if provider.resource:
+            form["resource"] = provider.resource
+        headers = {"Accept": "application/json"}
+        if provider.secret:  # client_secret_basic (RFC 6749 2.3.1)
+            basic = f"{quote(provider.client_id, safe='')}:{quote(provider.secret, safe='')}"
+            headers["Authorization"] = "Basic " + base64.b64encode(basic.encode()).decode()
+        else:  # a public client: PKCE alone
+            form["client_id"] = provider.client_id
+        self.refreshes += 1
+        try:
+            response = await self.http.post(provider.token_url, data=form, headers=headers)
+            body = orjson.loads(response.content) if response.content else {}
+        except (httpx2.HTTPError, orjson.JSONDecodeError) as exc:
+            raise CredentialError(f"the token endpoint of {provider.name!r} failed: {exc}") from None
+        if response.status_code != 200 or not isinstance(body, dict) or "access_token" not in body:
+            error = body.get("error_description") or body.get("error") if isinstance(body, dict) else None
+            status = response.status_code
+            raise CredentialError(
+                f"{provider.name!r} refused the token request (HTTP {status}): {error or 'no reason given'}"
+            )
+        expires_in = body.get("expires_in")
+        return Tokens(
+            str(body["access_token"]),
+            time.time() + float(expires_in) if isinstance(expires_in, int | float) else None,
+            str(body["refresh_token"]) if body.get("refresh_token") else None,
+        )
+
+    # -- 3LO ------------------------------------------------------------------------------
+
+    def consent_url(self, tenant: str, user: str, provider: ProviderSpec) -> str:
+        """Where the user authorizes ``provider`` for the gateway to act for them."""
+        if not provider.authorize_url or not provider.client_id:
+            raise CredentialError(f"credential provider {provider.name!r} needs authorize_url and client_id")
+        verifier, challenge = _pkce()
+        state = self._seal(
+            {"t": tenant, "u": user, "p": provider.name, "v": verifier, "exp": time.time() + STATE_SECONDS}
+        )
+        query = {
+            "response_type": "code",
+            "client_id": provider.client_id,
+            "redirect_uri": self.callback_url,
+            "state": state,
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            **provider.extra_authorize,
+        }
+        if provider.scopes:
+            query["scope"] = provider.scope_separator.join(provider.scopes)
+        if provider.resource:
+            query["resource"] = provider.resource
+        sep = "&" if "?" in provider.authorize_url else "?"
+        return f"{provider.authorize_url}{sep}{urlencode(query)}"
+
+    def pending(self, state: str) -> tuple[str, str, str]:
+        """(tenant, user, provider) a state was made for.
+
+        Raises:
+            CredentialError: the state is forged, altered or expired.
+        """
+        doc = self._open(state)
+        return str(doc["t"]), str(doc["u"]), str(doc["p"])
+
+    async def complete(
+        self, providers: Mapping[str, ProviderSpec], code: str, state: str
+    ) -> tuple[str, str, str]:
+        """Finish a consent: exchange the code and bind the tokens to the user who asked."""
+        doc = self._open(state)
+        provider = providers.get(str(doc["p"]))
+        if provider is None:
+            raise CredentialError(f"credential provider {doc['p']!r} no longer exists")
+        fetched = await self._token_request(
+            provider,
+            {
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": self.callback_url,
+                "code_verifier": str(doc["v"]),
+            },
+        )
+        await self.vault.put(Owner(str(doc["t"]), str(doc["u"]), provider.name, "tokens"), fetched.dump())
+        return str(doc["t"]), str(doc["u"]), provider.name
+
+    def _seal(self, doc: dict[str, object]) -> str:
+        nonce = os.urandom(12)
+        sealed = nonce + self._state.encrypt(nonce, orjson.dumps(doc), b"state")
+        return base64.urlsafe_b64encode(sealed).rstrip(b"=").decode()
+
+    def _open(self, state: str) -> dict[str, object]:
+        try:
+            raw = base64.urlsafe_b64decode(state + "=" * (-len(state) % 4))
+            doc = orjson.loads(self._state.decrypt(raw[:12], raw[12:], b"state"))
+        except (ValueError, InvalidTag, orjson.JSONDecodeError):
+            raise CredentialError(
+                "the authorization state is not one this gateway made; start again"
+            ) from None
+        if not isinstance(doc, dict) or float(doc.get("exp", 0)) < time.time():
+            raise CredentialError(
+                "the authorization took too long (over 10 minutes); start again from the tool"
+            )
+        return doc
+
+
+PRESETS: dict[str, dict[str, object]] = {
+    # Endpoints and quirks of the common providers; a provider config names one and adds
+    # its client id/secret and scopes.
+    "github": {
+        "authorize_url": "https://github.com/login/oauth/authorize",
+        "token_url": "https://github.com/login/oauth/access_token",  # JSON only with Accept: application/json
+        "scope_separator": " ",
+    },
+    "google": {
+        "authorize_url": "https://accounts.google.com/o/oauth2/v2/auth",
+        "token_url": "https://oauth2.googleapis.com/token",
+        "extra_authorize": {"access_type": "offline", "prompt": "consent"},  # else no refresh token
+    },
+    "microsoft": {
+        "authorize_url": "https://login.microsoftonline.com/common/oauth2/v2.0/authorize",
+        "token_url": "https://login.microsoftonline.com/common/oauth2/v2.0/token",
+        "default_scopes": ("offline_access",),  # else no refresh token
+    },
+    "slack": {
+        "authorize_url": "https://slack.com/oauth/v2/authorize",
+        "token_url": "https://slack.com/api/oauth.v2.access",
+        "scope_separator": ",",
+    },
+    "salesforce": {
+        "authorize_url": "https://login.salesforce.com/services/oauth2/authorize",
+        "token_url": "https://login.salesforce.com/services/oauth2/token",
+        "default_scopes": ("api", "refresh_token"),
+    },
+    "atlassian": {
+        "authorize_url": "https://auth.atlassian.com/authorize",
+        "token_url": "https://auth.atlassian.com/oauth/token",
+        "extra_authorize": {"audience": "api.atlassian.com", "prompt": "consent"},
+        "default_scopes": ("offline_access",),
+    },
+}
+
+
+def from_preset(
+    name: str,
+    preset: str,
+    *,
+    client_id: str,
+    secret: str | None,
+    scopes: Sequence[str] = (),
+    overrides: Mapping[str, object] | None = None,
+) -> ProviderSpec:
+    """An authorization-code provider from a vendor preset."""
+    if preset not in PRESETS:
+        raise CredentialError(f"unknown preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
+    p = {**PRESETS[preset], **(overrides or {})}
+    default_scopes = tuple(str(s) for s in p.get("default_scopes", ()))  # type: ignore[attr-defined]
+    extra = p.get("extra_authorize") or {}
+    return ProviderSpec(
+        name=name,
+        kind="oauth2_authorization_code",
+        secret=secret,
+        client_id=client_id,
+        token_url=str(p["token_url"]),
+        authorize_url=str(p["authorize_url"]),
+        scopes=tuple(dict.fromkeys([*scopes, *default_scopes])),
+        extra_authorize={str(k): str(v) for k, v in dict(extra).items()},  # type: ignore[call-overload]
+        scope_separator=str(p.get("scope_separator", " ")),
+    )

@@ -1,0 +1,123 @@
+"""The Broker against a real issuer on loopback and a real vault (SQLite store)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import httpx2
+import pytest
+
+from gateway.store import Store
+from gateway.store._secrets import StoreSecrets
+from identity.outbound import (
+    Broker,
+    ConsentRequired,
+    CredentialError,
+    ProviderSpec,
+    from_preset,
+)
+from identity.vault import LocalKeyring, Owner, Vault
+from tests.fixtures.oidc_server import Issuer
+
+pytestmark = pytest.mark.anyio
+CALLBACK = "http://127.0.0.1:9/identity/oauth/callback"
+
+
+@pytest.fixture
+async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
+    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    b = Broker(Vault(LocalKeyring(tmp_path / "vault.keys"), StoreSecrets(store)), b"k" * 32, CALLBACK)
+    yield b
+    await b.aclose()
+    await store.close()
+
+
+def two_lo(issuer: Issuer, secret: str = "agent-secret") -> ProviderSpec:
+    return ProviderSpec(
+        "g/svc",
+        "oauth2_client_credentials",
+        secret=secret,
+        client_id="agent",
+        token_url=f"{issuer.url}/token",
+        scopes=("read",),
+        resource="https://api.example/",
+    )
+
+
+def three_lo(issuer: Issuer) -> ProviderSpec:
+    return ProviderSpec(
+        "g/idp",
+        "oauth2_authorization_code",
+        secret="agent-secret",
+        client_id="agent",
+        token_url=f"{issuer.url}/token",
+        authorize_url=f"{issuer.url}/authorize",
+        scopes=("openid",),
+    )
+
+
+async def test_client_credentials_are_fetched_once_and_replaced_when_refused(
+    issuer: Issuer, broker: Broker
+) -> None:
+    first = await broker.secret("t", "alice", two_lo(issuer))
+    assert await broker.secret("t", "bob", two_lo(issuer)) == first  # the gateway's own token: shared
+    assert issuer.grants == {"client_credentials": 1}
+    await broker.secret("t", "alice", two_lo(issuer), stale=first)  # refused upstream: fetch anew
+    assert issuer.grants == {"client_credentials": 2}
+    with pytest.raises(CredentialError, match="refused the token request \\(HTTP 401\\): invalid_client"):
+        await broker.secret("t2", "alice", two_lo(issuer, secret="wrong"))
+
+
+async def test_consent_round_trip_binds_tokens_to_who_asked(issuer: Issuer, broker: Broker) -> None:
+    idp = three_lo(issuer)
+    with pytest.raises(ConsentRequired) as asked:
+        await broker.secret("t", "alice", idp)
+    query = parse_qs(urlsplit(asked.value.url).query)
+    assert query["code_challenge_method"] == ["S256"] and query["redirect_uri"] == [CALLBACK]
+    async with httpx2.AsyncClient() as browser:  # the user approves; the issuer redirects to our callback
+        redirect = await browser.get(asked.value.url + "&login_hint=alice")
+    back = parse_qs(urlsplit(redirect.headers["location"]).query)
+    assert broker.pending(back["state"][0]) == ("t", "alice", "g/idp")
+    await broker.complete({"g/idp": idp}, back["code"][0], back["state"][0])
+    token = await broker.secret("t", "alice", idp)
+    async with httpx2.AsyncClient() as http:
+        me = await http.get(f"{issuer.url}/userinfo", headers={"Authorization": f"Bearer {token}"})
+    assert me.json()["sub"] == "alice"
+    with pytest.raises(ConsentRequired):  # bob has consented to nothing
+        await broker.secret("t", "bob", idp)
+    with pytest.raises(ConsentRequired):  # nor has alice in another tenant
+        await broker.secret("t2", "alice", idp)
+
+
+async def test_a_forged_or_late_state_is_refused(broker: Broker) -> None:
+    with pytest.raises(CredentialError, match="not one this gateway made"):
+        broker.pending("bm90LWEtc3RhdGU")
+    late = broker._seal({"t": "t", "u": "alice", "p": "g/idp", "v": "x", "exp": time.time() - 1})
+    with pytest.raises(CredentialError, match="took too long"):
+        broker.pending(late)
+    other = Broker(broker.vault, b"o" * 32, CALLBACK)  # another deployment's key
+    with pytest.raises(CredentialError, match="not one this gateway made"):
+        other.pending(broker._seal({"t": "t", "u": "u", "p": "g/idp", "v": "x", "exp": time.time() + 60}))
+
+
+async def test_a_refused_refresh_asks_for_consent_again(issuer: Issuer, broker: Broker) -> None:
+    idp = three_lo(issuer)
+    owner = Owner("t", "alice", "g/idp", "tokens")
+    await broker.vault.put(owner, b'{"access_token": "old", "expires_at": 0, "refresh_token": "revoked"}')
+    with pytest.raises(ConsentRequired):
+        await broker.secret("t", "alice", idp)
+    assert await broker.vault.get(owner) is None
+
+
+def test_presets() -> None:
+    slack = from_preset("g/slack", "slack", client_id="c", secret="s", scopes=["chat:write", "users:read"])
+    assert slack.scope_separator == "," and slack.token_url == "https://slack.com/api/oauth.v2.access"
+    google = from_preset("g/google", "google", client_id="c", secret=None, scopes=["gmail.send"])
+    assert google.extra_authorize == {"access_type": "offline", "prompt": "consent"}
+    microsoft = from_preset("g/ms", "microsoft", client_id="c", secret="s", scopes=["Mail.Send"])
+    assert microsoft.scopes == ("Mail.Send", "offline_access")
+    with pytest.raises(CredentialError, match="unknown preset 'okta'"):
+        from_preset("g/x", "okta", client_id="c", secret=None)
