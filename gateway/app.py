@@ -38,8 +38,9 @@ from gateway.pins import store_pins
 from gateway.settings import Settings
 from gateway.store import Store
 from gateway.vault import open_vault
+from identity.api import IdentityServices, WorkloadTokens, identity_routes
 from identity.inbound import Refused, key_id_of, new_key, same_secret
-from identity.outbound import Broker, CredentialError
+from identity.outbound import Broker, CredentialError, ProviderSpec
 from identity.vault import Vault
 
 logger = logging.getLogger(__name__)
@@ -132,6 +133,11 @@ class Switchboard:
         key_id, key, digest = new_admin_key()
         await self.store.add_api_key(DEFAULT_TENANT, key_id, digest, ADMIN_PURPOSE)
         return key
+
+    def providers_of(self, tenant: str, gateway: str) -> dict[str, ProviderSpec] | None:
+        """A live gateway's credential providers by name (None: no such gateway)."""
+        live = self.hub.get(tenant, gateway)
+        return provider_specs(live.spec) if live is not None else None
 
     async def admin_tenant(self, authorization: str | None) -> str | None:
         """The tenant an ``Authorization: Bearer <admin key>`` header grants, or None."""
@@ -232,6 +238,12 @@ def create_app(
             async with Hub(pins=store_pins(store), credentials=credentials_for(broker)) as hub:
                 system = Switchboard(settings, store, hub)
                 system.vault, system.broker = vault, broker
+                holder["identity"] = IdentityServices(
+                    broker,
+                    WorkloadTokens(state_key(settings.data_dir)),
+                    system.admin_tenant,
+                    system.providers_of,
+                )
                 if config_path is not None:
                     doc = load_and_check(config_path)
                     await store.apply(DEFAULT_TENANT, [to_store(g) for g in doc.gateways])
@@ -309,6 +321,7 @@ def create_app(
         Route("/healthz", endpoint=health, methods=["GET"]),
         Route(METADATA_PREFIX + "/{resource:path}", endpoint=protected_resource, methods=["GET"]),
         Route(CALLBACK_PATH, endpoint=oauth_callback, methods=["GET"]),
+        *identity_routes(lambda: holder["identity"]),
         *admin_routes(lambda: holder["system"]),
     ]
     return _Edge(Starlette(routes=routes, lifespan=lifespan), holder)

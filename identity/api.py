@@ -26,6 +26,7 @@ import hashlib
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -58,7 +59,8 @@ class WorkloadTokens:
 
     def open(self, token: str) -> dict[str, Any]:
         try:
-            raw = base64.urlsafe_b64decode(token.removeprefix("sb_wl_") + "=" * (-len(token) % 4))
+            body = token.removeprefix("sb_wl_")
+            raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
             doc = orjson.loads(self._aead.decrypt(raw[:12], raw[12:], b"workload"))
         except (ValueError, InvalidTag, orjson.JSONDecodeError):
             raise CredentialError("not a workload token of this platform") from None
@@ -81,13 +83,21 @@ async def _body(request: Request) -> dict[str, Any]:
     return body
 
 
-def identity_routes(
-    broker: Broker, tokens: WorkloadTokens, admin_tenant: AdminTenant, providers: ProvidersOf
-) -> list[Route]:
-    """The workload identity API's routes."""
+@dataclass(frozen=True, slots=True)
+class IdentityServices:
+    """What the API needs from the process that serves it."""
+
+    broker: Broker
+    tokens: WorkloadTokens
+    admin_tenant: AdminTenant
+    providers: ProvidersOf
+
+
+def identity_routes(services: Callable[[], IdentityServices]) -> list[Route]:
+    """The workload identity API's routes; ``services`` gives the running process's parts."""
 
     async def workload_token(request: Request) -> JSONResponse:
-        tenant = await admin_tenant(request.headers.get("authorization"))
+        tenant = await services().admin_tenant(request.headers.get("authorization"))
         if tenant is None:
             return _error(401, "send the platform's admin key: `Authorization: Bearer sb_admin_...`")
         try:
@@ -99,21 +109,21 @@ def identity_routes(
             return _error(422, "`workload` (the agent's name) is required")
         if user is not None and (not isinstance(user, str) or not user):
             return _error(422, "`user_id` must be a non-empty string when given")
-        return JSONResponse(
-            {"workload_token": tokens.issue(tenant, workload, user), "expires_in": WORKLOAD_SECONDS}
-        )
+        token = services().tokens.issue(tenant, workload, user)
+        return JSONResponse({"workload_token": token, "expires_in": WORKLOAD_SECONDS})
 
     async def resource_token(request: Request) -> JSONResponse:
         try:
             body = await _body(request)
         except ValueError as exc:
             return _error(400, str(exc))
+        parts = services()
         try:
-            claims = tokens.open(str(body.get("workload_token") or ""))
+            claims = parts.tokens.open(str(body.get("workload_token") or ""))
         except CredentialError as exc:
             return _error(401, str(exc))
         gateway, name = body.get("gateway", "default"), body.get("provider")
-        found = providers(str(claims["t"]), str(gateway))
+        found = parts.providers(str(claims["t"]), str(gateway))
         spec = found.get(str(name)) if found is not None else None
         if spec is None:
             return _error(404, f"gateway {gateway!r} has no credential provider {name!r}")
@@ -121,7 +131,7 @@ def identity_routes(
         if user is None and spec.kind == "oauth2_authorization_code":
             return _error(422, "this provider acts for a user: ask for a workload token with `user_id`")
         try:
-            secret = await broker.secret(
+            secret = await parts.broker.secret(
                 str(claims["t"]), str(user or "*"), spec, tool=f"workload:{claims['w']}"
             )
         except ConsentRequired as exc:

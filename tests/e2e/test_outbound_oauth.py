@@ -162,3 +162,43 @@ async def test_fifty_calls_with_expired_tokens_make_one_refresh(world: tuple[Ser
     stored = b"".join(p.read_bytes() for p in data.glob("switchboard.db*"))
     for secret in [*issuer.live, *issuer.refresh_tokens]:
         assert secret.encode() not in stored
+
+
+async def test_a_hosted_agent_gets_its_users_token_through_workload_identity(
+    world: tuple[Served, Issuer, Path],
+) -> None:
+    served, issuer, _ = world
+    async with httpx2.AsyncClient(base_url=served.base) as http:
+        refused = await http.post(
+            "/identity/v1/workload-token", json={"workload": "triage", "user_id": "erin"}
+        )
+        assert refused.status_code == 401 and "admin key" in refused.json()["error"]
+        made = await http.post(
+            "/identity/v1/workload-token",
+            json={"workload": "triage", "user_id": "erin"},
+            headers=served.admin_headers,
+        )
+        token = made.json()["workload_token"]
+        ask = {"workload_token": token, "gateway": "default", "provider": "idp"}
+        first = (await http.post("/identity/v1/resource-token", json=ask)).json()
+        assert first["authorization_url"].startswith(f"{issuer.url}/authorize?")  # erin has not consented
+        async with httpx2.AsyncClient(follow_redirects=True) as browser:
+            page = await browser.get(first["authorization_url"] + "&login_hint=erin")
+        assert "Authorized" in page.text
+        granted = (await http.post("/identity/v1/resource-token", json=ask)).json()
+        me = await http.get(
+            f"{issuer.url}/userinfo", headers={"Authorization": f"Bearer {granted['access_token']}"}
+        )
+        assert me.json()["sub"] == "erin"
+
+        tampered = {**ask, "workload_token": token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")}
+        assert (await http.post("/identity/v1/resource-token", json=tampered)).status_code == 401
+        unknown = await http.post("/identity/v1/resource-token", json={**ask, "provider": "nope"})
+        assert unknown.status_code == 404
+        userless = (
+            await http.post(
+                "/identity/v1/workload-token", json={"workload": "cron"}, headers=served.admin_headers
+            )
+        ).json()["workload_token"]
+        no_user = await http.post("/identity/v1/resource-token", json={**ask, "workload_token": userless})
+        assert no_user.status_code == 422 and "acts for a user" in no_user.json()["error"]
