@@ -102,15 +102,25 @@ class Switchboard:
         return specs
 
     async def reload(self) -> list[str]:
-        """Bring the hub in step with the store; returns the gateways that changed."""
+        """Bring the hub in step with the store (every tenant); returns the gateways that changed."""
         async with self._reload_lock:
             revision = await self.store.revision()
-            specs = await self.load_specs(DEFAULT_TENANT)
-            changed = await self.hub.apply(DEFAULT_TENANT, specs)
+            changed: list[str] = []
+            for tenant in sorted({DEFAULT_TENANT, *await self.store.list_tenants()}):
+                specs = await self.load_specs(tenant)
+                moved = await self.hub.apply(tenant, specs)
+                # What else moved the revision (tool approvals, say) shows when the rest is listed again.
+                await self.hub.refresh(tenant, [s.name for s in specs if s.name not in moved])
+                changed += [name if tenant == DEFAULT_TENANT else f"{tenant}/{name}" for name in moved]
             self.revision = revision
-            # What else moved the revision (tool approvals, say) shows when the rest is listed again.
-            await self.hub.refresh(DEFAULT_TENANT, [s.name for s in specs if s.name not in changed])
             return changed
+
+    async def create_tenant(self, tenant: str) -> str:
+        """Make a tenant and its first admin key (returned, to show once)."""
+        await self.store.ensure_tenant(tenant)
+        key_id, key, digest = new_admin_key()
+        await self.store.add_api_key(tenant, key_id, digest, ADMIN_PURPOSE)
+        return key
 
     async def watch(self) -> None:
         """Follow changes other processes make to the store."""
@@ -167,13 +177,26 @@ def state_key(data_dir: Path) -> bytes:
 
 
 def mcp_gateway(path: str) -> str | None:
-    """The gateway an MCP endpoint path names (``/mcp`` or ``/gateways/{name}/mcp``), else None."""
+    """The gateway an MCP endpoint path names, else None (see `mcp_endpoint`)."""
+    found = mcp_endpoint(path)
+    return found[1] if found is not None else None
+
+
+def mcp_endpoint(path: str) -> tuple[str, str] | None:
+    """(tenant, gateway) an MCP endpoint path names: ``/mcp``, ``/gateways/{g}/mcp`` (the default
+    tenant) or ``/tenants/{t}/gateways/{g}/mcp``; else None."""
     if path == "/mcp":
-        return DEFAULT_GATEWAY
+        return DEFAULT_TENANT, DEFAULT_GATEWAY
+    tenant = DEFAULT_TENANT
+    if path.startswith("/tenants/"):
+        tenant, sep, path = path[len("/tenants/") :].partition("/")
+        if not tenant or not sep:
+            return None
+        path = "/" + path
     if path.startswith("/gateways/") and path.endswith("/mcp"):
         name = path[len("/gateways/") : -len("/mcp")]
         if name and "/" not in name:
-            return name
+            return tenant, name
     return None
 
 
@@ -188,18 +211,19 @@ class _Edge:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            name = mcp_gateway(scope["path"])
-            if name is not None:
-                live = self.holder["system"].hub.get(DEFAULT_TENANT, name)
+            found = mcp_endpoint(scope["path"])
+            if found is not None:
+                tenant, name = found
+                live = self.holder["system"].hub.get(tenant, name)
                 if live is not None:  # (an unknown gateway: the front answers 404)
                     auth: Authenticator = self.holder["auth"]
                     try:
-                        principal = await auth.principal(DEFAULT_TENANT, name, live.spec.auth, scope)
+                        principal = await auth.principal(tenant, name, live.spec.auth, scope)
                     except Refused as exc:
                         await auth.challenge(exc, scope, send)
                         return
                     scope.setdefault("state", {})[PRINCIPAL_KEY] = principal
-                await self.holder["front"].handle((DEFAULT_TENANT, name), scope, receive, send)
+                await self.holder["front"].handle((tenant, name), scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
@@ -281,8 +305,8 @@ def create_app(
     async def protected_resource(request: Request) -> JSONResponse:
         """RFC 9728: how to get a token for a gateway's MCP endpoint."""
         system: Switchboard = holder["system"]
-        name = mcp_gateway("/" + request.path_params["resource"])
-        live = system.hub.get(DEFAULT_TENANT, name) if name is not None else None
+        found = mcp_endpoint("/" + request.path_params["resource"])
+        live = system.hub.get(*found) if found is not None else None
         metadata = (
             await holder["auth"].protected_resource(live.name, live.spec.auth, request.scope)
             if live is not None

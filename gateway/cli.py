@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import socket
 import sys
 from collections.abc import Sequence
@@ -277,6 +278,30 @@ def cmd_vault(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _tenant(args: argparse.Namespace) -> str:
+    settings = _settings(args)
+    store = await Store.open(settings.resolved_database_url())
+    try:
+        if args.name in await store.list_tenants():
+            raise ConfigError(f"tenant {args.name!r} exists already; its admins make more keys")
+        async with Hub() as hub:
+            return await Switchboard(settings, store, hub).create_tenant(args.name)
+    finally:
+        await store.close()
+
+
+def cmd_tenants(args: argparse.Namespace) -> int:
+    """Create a tenant: its gateways are served under /tenants/NAME/gateways/{g}/mcp."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,63}", args.name):
+        return _fail(f"tenant name {args.name!r}: use 1-63 letters, digits, '_', '.' or '-'")
+    try:
+        key = anyio.run(_tenant, args)
+    except (ConfigError, StoreError) as exc:
+        return _fail(str(exc))
+    print(f"tenant {args.name} created; its admin key (shown once, stored hashed): {key}")
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     print(json.dumps(json_schema(), indent=2))
     return 0
@@ -334,6 +359,12 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--limit", type=int, default=100, help="audit: how many records (newest)")
     data_dir(v)
     v.set_defaults(func=cmd_vault)
+
+    tn = sub.add_parser("tenants", help="create a tenant (prints its first admin key)")
+    tn.add_argument("action", choices=["create"])
+    tn.add_argument("name")
+    data_dir(tn)
+    tn.set_defaults(func=cmd_tenants)
 
     sc = sub.add_parser("schema", help="print the JSON Schema of switchboard.yaml")
     sc.set_defaults(func=cmd_schema)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.app import mcp_gateway
+from gateway.app import mcp_endpoint, mcp_gateway
 
 
 @pytest.mark.parametrize(
@@ -19,3 +19,18 @@ from gateway.app import mcp_gateway
 )
 def test_mcp_paths(path: str, gateway: str | None) -> None:
     assert mcp_gateway(path) == gateway
+
+
+@pytest.mark.parametrize(
+    ("path", "endpoint"),
+    [
+        ("/mcp", ("default", "default")),
+        ("/gateways/ops/mcp", ("default", "ops")),
+        ("/tenants/beta/gateways/ops/mcp", ("beta", "ops")),
+        ("/tenants/beta/mcp", None),
+        ("/tenants//gateways/ops/mcp", None),
+        ("/tenants/beta", None),
+    ],
+)
+def test_tenant_paths(path: str, endpoint: tuple[str, str] | None) -> None:
+    assert mcp_endpoint(path) == endpoint

@@ -142,6 +142,12 @@ class Store:
         async with self._read("read the revision") as conn:
             return await _revision(conn)
 
+    async def list_tenants(self) -> list[str]:
+        """Every tenant, by name."""
+        async with self._read("list tenants") as conn:
+            rows = await conn.execute(sa.select(tenants.c.name).order_by(tenants.c.name))
+            return [str(name) for name in rows.scalars()]
+
     async def ensure_tenant(self, tenant: str) -> None:
         """Create ``tenant`` unless it exists.
 

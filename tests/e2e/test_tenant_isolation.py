@@ -1,0 +1,165 @@
+"""Tenant isolation through a real `switchboard serve`: two tenants, each with a gateway named
+`default`; nothing of one can be listed, called or obtained with the other's credentials."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+
+from tests.e2e.harness import ACCEPT, INIT, ROOT, Served, serve
+
+pytestmark = pytest.mark.anyio
+WHOAMI = {"name": "fx", "kind": "function", "functions": ["tests.fixtures.functions:whoami"]}
+ALPHA_ONLY = {"name": "alpha_only", "kind": "function", "functions": ["tests.fixtures.functions:add"]}
+
+
+def gateway(secret_env: str, targets: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "name": "default",
+        "auth": {"kind": "api_key"},
+        "credential_providers": [{"name": "shared", "kind": "api_key", "secret": {"env": secret_env}}],
+        "targets": targets,
+    }
+
+
+@pytest.fixture(scope="module")
+def tenants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    root = tmp_path_factory.mktemp("tenants")
+    env = {"ALPHA_SECRET": "alpha-upstream-key", "BETA_SECRET": "beta-upstream-key"}
+    with serve(root / "data", env=env) as served:
+
+        async def setup() -> dict[str, Any]:
+            made = await anyio.run_process(
+                [
+                    sys.executable,
+                    "-m",
+                    "gateway.cli",
+                    "tenants",
+                    "create",
+                    "beta",
+                    "--data-dir",
+                    str(root / "data"),
+                ],
+                cwd=ROOT,
+            )
+            beta_admin = re.search(r"(sb_admin_\S+)", made.stdout.decode()).group(1)  # type: ignore[union-attr]
+            out: dict[str, Any] = {"served": served, "urls": {}, "keys": {}, "admins": {}}
+            admins = {"alpha": served.admin_headers, "beta": {"Authorization": f"Bearer {beta_admin}"}}
+            out["admins"] = admins
+            specs = {
+                "alpha": gateway("ALPHA_SECRET", [WHOAMI, ALPHA_ONLY]),
+                "beta": gateway("BETA_SECRET", [WHOAMI]),
+            }
+            for tenant, headers in admins.items():
+                async with httpx2.AsyncClient(base_url=served.base, headers=headers) as admin:
+                    if tenant == "alpha":  # the default tenant has a gateway `default` already: replace it
+                        response = await admin.put("/admin/v1/gateways/default", json=specs[tenant])
+                    else:
+                        response = await admin.post("/admin/v1/gateways", json=specs[tenant])
+                    assert response.status_code in (200, 201), response.text
+                    key = await admin.post(
+                        "/admin/v1/gateways/default/keys", json={"subject": f"{tenant}-user"}
+                    )
+                    out["keys"][tenant] = key.json()["key"]
+                    out[f"{tenant}_key_id"] = key.json()["key_id"]
+            out["urls"] = {"alpha": served.mcp, "beta": f"{served.base}/tenants/beta/gateways/default/mcp"}
+            return out
+
+        yield anyio.run(setup)
+
+
+async def call(url: str, key: str, tool: str, arguments: dict[str, Any] | None = None) -> Any:
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=30) as http,
+        Client(streamable_http_client(url, http_client=http), mode="legacy") as client,
+    ):
+        names = {t.name for t in (await client.list_tools()).tools}
+        result = await client.call_tool(tool, arguments or {})
+        return names, result
+
+
+async def test_each_tenant_sees_and_calls_only_its_own(tenants: dict[str, Any]) -> None:
+    urls, keys = tenants["urls"], tenants["keys"]
+    names, result = await call(urls["alpha"], keys["alpha"], "fx___whoami")
+    assert names == {"fx___whoami", "alpha_only___add"}
+    assert (
+        result.structured_content["tenant"] == "default"
+        and result.structured_content["subject"] == "alpha-user"
+    )
+    names, result = await call(urls["beta"], keys["beta"], "fx___whoami")
+    assert names == {"fx___whoami"}
+    assert (
+        result.structured_content["tenant"] == "beta" and result.structured_content["subject"] == "beta-user"
+    )
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {keys['beta']}"}, timeout=30) as http,
+        Client(streamable_http_client(urls["beta"], http_client=http), mode="legacy") as client,
+    ):
+        with pytest.raises(MCPError, match="Unknown tool 'alpha_only___add'"):  # a name from alpha
+            await client.call_tool("alpha_only___add", {"a": 1})
+
+
+CROSSINGS = [
+    ("alpha key on beta's gateway", "alpha", "beta"),
+    ("beta key on alpha's gateway", "beta", "alpha"),
+]
+
+
+@pytest.mark.parametrize(("case", "key_of", "url_of"), CROSSINGS, ids=[c[0] for c in CROSSINGS])
+async def test_a_key_never_opens_another_tenants_gateway(
+    tenants: dict[str, Any], case: str, key_of: str, url_of: str
+) -> None:
+    async with httpx2.AsyncClient() as http:
+        response = await http.post(
+            tenants["urls"][url_of],
+            json=INIT,
+            headers={**ACCEPT, "Authorization": f"Bearer {tenants['keys'][key_of]}"},
+        )
+    assert response.status_code == 401, (case, response.text)
+
+
+async def test_admin_keys_see_only_their_tenant(tenants: dict[str, Any]) -> None:
+    served: Served = tenants["served"]
+    for tenant, other in (("alpha", "beta"), ("beta", "alpha")):
+        async with httpx2.AsyncClient(base_url=served.base, headers=tenants["admins"][tenant]) as admin:
+            tools = (await admin.get("/admin/v1/gateways/default/tools")).json()["tools"]
+            expected = {"fx___whoami", "alpha_only___add"} if tenant == "alpha" else {"fx___whoami"}
+            assert {t["name"] for t in tools} == expected
+            keys = (await admin.get("/admin/v1/gateways/default/keys")).json()["keys"]
+            assert [k["key_id"] for k in keys] == [tenants[f"{tenant}_key_id"]]
+            # revoking the other tenant's key is a 404 (and the key still works)
+            other_key = tenants[f"{other}_key_id"]
+            assert (await admin.delete(f"/admin/v1/gateways/default/keys/{other_key}")).status_code == 404
+    _, result = await call(tenants["urls"]["beta"], tenants["keys"]["beta"], "fx___whoami")
+    assert not result.is_error
+
+
+async def test_workload_tokens_obtain_only_their_tenants_credentials(tenants: dict[str, Any]) -> None:
+    served: Served = tenants["served"]
+    got: dict[str, str] = {}
+    async with httpx2.AsyncClient(base_url=served.base) as http:
+        for tenant in ("alpha", "beta"):
+            made = await http.post(
+                "/identity/v1/workload-token", json={"workload": "agent"}, headers=tenants["admins"][tenant]
+            )
+            token = made.json()["workload_token"]
+            answer = await http.post(
+                "/identity/v1/resource-token",
+                json={"workload_token": token, "gateway": "default", "provider": "shared"},
+            )
+            got[tenant] = answer.json()["api_key"]
+            missing = await http.post(
+                "/identity/v1/resource-token",
+                json={"workload_token": token, "gateway": "nope", "provider": "shared"},
+            )
+            assert missing.status_code == 404
+    assert got == {"alpha": "alpha-upstream-key", "beta": "beta-upstream-key"}
