@@ -154,6 +154,7 @@ class Authenticator:
             client_id=caller.client_id,
             scopes=caller.scopes,
             claims=caller.claims,
+            token=credential if isinstance(auth, JwtAuth) else None,
         )
 
     async def _verify(self, tenant: str, gateway: str, auth: Auth, credential: str, scope: Scope) -> Caller:

@@ -329,8 +329,22 @@ class AuthorizationCode(Model):
         return self
 
 
+class TokenExchange(Model):
+    """OAuth 2.0 token exchange (RFC 8693): the caller's own token (auth: jwt) traded at its
+    issuer for one meant for the upstream; the caller's token itself never goes upstream."""
+
+    name: Name
+    kind: Literal["oauth2_token_exchange"]
+    token_url: Annotated[str, Field(pattern=r"^https?://")]
+    client_id: str
+    client_secret: SecretRef
+    audience: str | None = Field(None, description="The upstream the new token is for.")
+    resource: str | None = None
+    scopes: list[str] = Field(default_factory=list)
+
+
 CredentialProvider = Annotated[
-    ApiKeyCredential | ClientCredentials | AuthorizationCode, Field(discriminator="kind")
+    ApiKeyCredential | ClientCredentials | AuthorizationCode | TokenExchange, Field(discriminator="kind")
 ]
 
 

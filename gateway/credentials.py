@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from gateway.config import ApiKeyCredential, AuthorizationCode, ClientCredentials, GatewaySpec, SecretRef
+from gateway.config import (
+    ApiKeyCredential,
+    AuthorizationCode,
+    ClientCredentials,
+    GatewaySpec,
+    SecretRef,
+    TokenExchange,
+)
 from gateway.core.errors import ConfigError, CredentialRequired, ToolExecutionError
 from gateway.core.types import CredentialSource, Principal
 from gateway.providers.openapi import read_secret
@@ -37,6 +44,17 @@ def provider_specs(spec: GatewaySpec) -> dict[str, ProviderSpec]:
         name = qualified(spec.name, p.name)
         if isinstance(p, ApiKeyCredential):
             out[p.name] = ProviderSpec(name, "api_key", secret=_secret(p.secret, where))
+        elif isinstance(p, TokenExchange):
+            out[p.name] = ProviderSpec(
+                name,
+                "oauth2_token_exchange",
+                secret=_secret(p.client_secret, f"{where}.client_secret"),
+                client_id=p.client_id,
+                token_url=p.token_url,
+                scopes=tuple(p.scopes),
+                resource=p.resource,
+                audience=p.audience,
+            )
         elif isinstance(p, ClientCredentials):
             out[p.name] = ProviderSpec(
                 name,
@@ -99,7 +117,12 @@ class CallerCredentials:
             raise ToolExecutionError(f"no credential provider {provider!r} on this gateway")
         try:
             return await self.broker.secret(
-                self.principal.tenant, self.principal.subject, spec, tool=tool, stale=stale
+                self.principal.tenant,
+                self.principal.subject,
+                spec,
+                tool=tool,
+                stale=stale,
+                subject_token=self.principal.token,
             )
         except ConsentRequired as exc:
             raise CredentialRequired(provider, exc.url) from None

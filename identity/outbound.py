@@ -37,6 +37,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from identity.vault import Owner, Vault
 
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 SERVICE = "*"  # the user of credentials that belong to the gateway itself (2LO, shared keys)
 STATE_SECONDS = 600
 EARLY_REFRESH_SECONDS = 60
@@ -60,13 +62,16 @@ class ProviderSpec:
     """One credential provider, resolved (secrets read) by the gateway from its configuration."""
 
     name: str
-    kind: Literal["api_key", "oauth2_client_credentials", "oauth2_authorization_code"]
+    kind: Literal[
+        "api_key", "oauth2_client_credentials", "oauth2_authorization_code", "oauth2_token_exchange"
+    ]
     secret: str | None = None  # api_key: a shared key; oauth2: the client secret
     client_id: str | None = None
     token_url: str | None = None
     authorize_url: str | None = None
     scopes: tuple[str, ...] = ()
     resource: str | None = None  # RFC 8707, sent with token requests when set
+    audience: str | None = None  # RFC 8693 token exchange: the upstream the token is for
     extra_authorize: Mapping[str, str] = field(default_factory=dict)
     scope_separator: str = " "
 
@@ -136,6 +141,7 @@ class Broker:
         *,
         tool: str | None = None,
         stale: str | None = None,
+        subject_token: str | None = None,
     ) -> str:
         """The secret to send for ``provider`` on behalf of ``user``.
 
@@ -171,6 +177,21 @@ class Broker:
                 return tokens.access_token
             if provider.kind == "oauth2_client_credentials":
                 fetched = await self._token_request(provider, {"grant_type": "client_credentials"})
+            elif provider.kind == "oauth2_token_exchange":
+                if not subject_token:
+                    raise CredentialError(
+                        f"credential provider {provider.name!r} exchanges the caller's own token, and this "
+                        "caller has none (the gateway needs `auth: jwt`)"
+                    )
+                form = {
+                    "grant_type": TOKEN_EXCHANGE,
+                    "subject_token": subject_token,
+                    "subject_token_type": ACCESS_TOKEN_TYPE,
+                    "requested_token_type": ACCESS_TOKEN_TYPE,
+                }
+                if provider.audience:
+                    form["audience"] = provider.audience
+                fetched = await self._token_request(provider, form)
             elif tokens is not None and tokens.refresh_token:
                 try:
                     fetched = await self._token_request(

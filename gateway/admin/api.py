@@ -16,9 +16,12 @@ from gateway import __version__
 from gateway.auth import KEY_PREFIX
 from gateway.config import GatewaySpec, Target, TargetBase, to_store, validate
 from gateway.core.errors import ConfigError, ConfigIssue
+from gateway.credentials import qualified
 from gateway.pins import NotPinned, approve_tools, target_review
 from gateway.store import StoreError
 from identity.inbound import new_key
+from identity.outbound import SERVICE
+from identity.vault import Owner
 
 if TYPE_CHECKING:
     from gateway.app import Switchboard
@@ -289,6 +292,46 @@ async def revoke_key(request: Request, system: Switchboard, tenant: str) -> Resp
     return Response(status_code=204)
 
 
+async def put_credential(request: Request, system: Switchboard, tenant: str) -> Response:
+    """Keep an api_key provider's key in the vault (it takes precedence over the config's `secret`)."""
+    gw_name, name = request.path_params["gateway"], request.path_params["provider"]
+    owner = await _key_provider(system, tenant, gw_name, name)
+    if isinstance(owner, Response):
+        return owner
+    body = await _json_body(request)
+    secret = body.get("secret") if isinstance(body, dict) else None
+    if not isinstance(secret, str) or not secret:
+        raise ConfigError(
+            [ConfigIssue("`secret` (the key, a non-empty string) is required", "secret", "request body")]
+        )
+    assert system.vault is not None
+    await system.vault.put(owner, secret)
+    return JSONResponse({"gateway": gw_name, "provider": name, "stored": "encrypted"})
+
+
+async def delete_credential(request: Request, system: Switchboard, tenant: str) -> Response:
+    gw_name, name = request.path_params["gateway"], request.path_params["provider"]
+    owner = await _key_provider(system, tenant, gw_name, name)
+    if isinstance(owner, Response):
+        return owner
+    assert system.vault is not None
+    if not await system.vault.delete(owner):
+        return _error(404, f"no key is kept for {name!r}")
+    return Response(status_code=204)
+
+
+async def _key_provider(system: Switchboard, tenant: str, gateway: str, name: str) -> Owner | Response:
+    live = system.hub.get(tenant, gateway)
+    spec = next((p for p in live.spec.credential_providers if p.name == name), None) if live else None
+    if spec is None:
+        return _error(404, f"gateway {gateway!r} has no credential provider {name!r}")
+    if spec.kind != "api_key":
+        return _error(
+            422, f"credential provider {name!r} is {spec.kind}; only api_key providers keep a key here"
+        )
+    return Owner(tenant, SERVICE, qualified(gateway, name), "api_key")
+
+
 # -- plumbing ------------------------------------------------------------------
 
 
@@ -343,6 +386,18 @@ _ROUTES: list[tuple[str, str, Handler, str]] = [
     ),
     ("/admin/v1/gateways/{gateway}/keys", "POST", create_key, "Make an API key for a gateway (shown once)"),
     ("/admin/v1/gateways/{gateway}/keys/{key_id}", "DELETE", revoke_key, "Revoke a gateway API key"),
+    (
+        "/admin/v1/gateways/{gateway}/credentials/{provider}",
+        "PUT",
+        put_credential,
+        'Keep an api_key provider\'s key in the vault (body: {"secret": ...}; never returned)',
+    ),
+    (
+        "/admin/v1/gateways/{gateway}/credentials/{provider}",
+        "DELETE",
+        delete_credential,
+        "Forget an api_key provider's kept key",
+    ),
     (
         "/admin/v1/gateways/{gateway}/tools",
         "GET",
@@ -432,6 +487,14 @@ def openapi_document() -> dict[str, Any]:
                 },
             }
             op["responses"]["422"] = {"description": "A named tool is not served now", **err}
+        elif "/credentials/" in path and method == "PUT":
+            secret_schema = {
+                "type": "object",
+                "required": ["secret"],
+                "properties": {"secret": {"type": "string"}},
+            }
+            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": secret_schema}}}
+            op["responses"]["422"] = {"description": "Refused: not an api_key provider, or no secret", **err}
         elif path.endswith("/keys") and method == "POST":
             props = {"subject": {"type": "string"}, "scopes": {"type": "array", "items": {"type": "string"}}}
             key_schema = {"type": "object", "required": ["subject"], "properties": props}

@@ -84,6 +84,8 @@ class Principal:
     client_id: str | None = None
     scopes: frozenset[str] = frozenset()
     claims: Mapping[str, Any] = field(default_factory=dict)
+    token: str | None = field(default=None, repr=False, compare=False)
+    """The caller's own bearer token: only ever sent back to its issuer (token exchange)."""
 
 
 ANONYMOUS = Principal()

@@ -13,7 +13,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.e2e.harness import ACCEPT, INIT, Served, serve
-from tests.fixtures.oidc_server import Issuer, running
+from tests.fixtures.oidc_server import Issuer, running, userinfo_openapi
 
 pytestmark = pytest.mark.anyio
 
@@ -22,6 +22,7 @@ pytestmark = pytest.mark.anyio
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, Issuer]]:
     root = tmp_path_factory.mktemp("auth")
     with running() as issuer:
+        (root / "idp.yaml").write_text(userinfo_openapi(issuer))
         config = root / "switchboard.yaml"
         config.write_text(
             f"""
@@ -37,13 +38,20 @@ gateways:
       claims: [{{claim: azp, contains_any: [agent]}}]
     targets:
       - {{name: fx, kind: function, functions: ["tests.fixtures.functions:whoami"]}}
+  - name: exchange
+    auth: {{kind: jwt, discovery_url: {issuer.url}/.well-known/openid-configuration}}
+    credential_providers:
+      - {{name: upstream, kind: oauth2_token_exchange, token_url: {issuer.url}/token, client_id: agent,
+          client_secret: {{env: IDP_CLIENT_SECRET}}, audience: https://api.example/}}
+    targets:
+      - {{name: me, kind: openapi, spec: {root / "idp.yaml"}, credentials: {{idp: {{provider: upstream}}}}}}
   - name: keyed
     auth: {{kind: api_key}}
     targets:
       - {{name: fx, kind: function, functions: ["tests.fixtures.functions:whoami"]}}
 """
         )
-        with serve(root / "data", config) as served:
+        with serve(root / "data", config, env={"IDP_CLIENT_SECRET": "agent-secret"}) as served:
             yield served, issuer
 
 
@@ -158,3 +166,25 @@ async def test_api_keys_are_made_used_and_revoked(secured: tuple[Served, Issuer]
             revoked = await http.post(url, json=INIT, headers={**ACCEPT, "Authorization": f"Bearer {key}"})
             assert revoked.status_code == 401 and "unknown or revoked" in revoked.text
         assert (await admin.delete(f"/admin/v1/gateways/keyed/keys/{key_id}")).status_code == 404
+
+
+async def test_token_exchange_trades_the_callers_token_for_the_upstreams(
+    secured: tuple[Served, Issuer],
+) -> None:
+    served, issuer = secured
+    url = served.gateway("exchange")
+    mine = await token(issuer, url)
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {mine}"}, timeout=30) as http,
+        Client(streamable_http_client(url, http_client=http), mode="legacy") as client,
+    ):
+        seen = (await client.call_tool("me___whoami", {})).structured_content
+    # The upstream got a token for itself, for the same user, saying the gateway acts for them;
+    # the caller's own token (issued for the gateway) never left the gateway.
+    assert seen == {
+        "sub": "client:agent",
+        "scope": "",
+        "aud": "https://api.example/",
+        "act": {"sub": "agent"},
+    }
+    assert issuer.grants.get("urn:ietf:params:oauth:grant-type:token-exchange") == 1

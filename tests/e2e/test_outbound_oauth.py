@@ -21,7 +21,7 @@ from mcp.client.context import ClientRequestContext
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.e2e.harness import Served, serve
-from tests.fixtures.oidc_server import Issuer, running
+from tests.fixtures.oidc_server import Issuer, running, userinfo_openapi
 
 pytestmark = pytest.mark.anyio
 
@@ -30,30 +30,7 @@ pytestmark = pytest.mark.anyio
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, Issuer, Path]]:
     root = tmp_path_factory.mktemp("oauth")
     with running() as issuer:
-        (root / "idp.yaml").write_text(
-            f"""
-openapi: 3.0.3
-info: {{title: identity provider, version: "1"}}
-servers: [{{url: "{issuer.url}"}}]
-components:
-  securitySchemes:
-    idp:
-      type: oauth2
-      flows:
-        authorizationCode:
-          {{authorizationUrl: "{issuer.url}/authorize", tokenUrl: "{issuer.url}/token", scopes: {{}}}}
-security: [{{idp: []}}]
-paths:
-  /userinfo:
-    get:
-      operationId: whoami
-      summary: Who the token belongs to
-      responses:
-        "200":
-          description: the token's user
-          content: {{application/json: {{schema: {{type: object, properties: {{sub: {{type: string}}}}}}}}}}
-"""
-        )
+        (root / "idp.yaml").write_text(userinfo_openapi(issuer))
         (root / "switchboard.yaml").write_text(
             f"""
 gateways:
@@ -67,7 +44,17 @@ gateways:
         client_id: agent
         client_secret: {{env: IDP_CLIENT_SECRET}}
         scopes: [openid, profile]
+      - name: service
+        kind: oauth2_client_credentials
+        token_url: {issuer.url}/token
+        client_id: agent
+        client_secret: {{env: IDP_CLIENT_SECRET}}
+        resource: https://api.example/
     targets:
+      - name: svc
+        kind: openapi
+        spec: {root / "idp.yaml"}
+        credentials: {{idp: {{provider: service}}}}
       - name: me
         kind: openapi
         spec: {root / "idp.yaml"}
@@ -202,3 +189,18 @@ async def test_a_hosted_agent_gets_its_users_token_through_workload_identity(
         ).json()["workload_token"]
         no_user = await http.post("/identity/v1/resource-token", json={**ask, "workload_token": userless})
         assert no_user.status_code == 422 and "acts for a user" in no_user.json()["error"]
+
+
+async def test_client_credentials_call_as_the_gateway_itself(world: tuple[Served, Issuer, Path]) -> None:
+    served, issuer, _ = world
+    before = issuer.grants.get("client_credentials", 0)
+    for user in ("frank", "gina"):  # one token for the gateway, whoever calls
+        async with (
+            httpx2.AsyncClient(
+                headers={"Authorization": f"Bearer {await key_for(served, user)}"}, timeout=30
+            ) as http,
+            Client(streamable_http_client(served.mcp, http_client=http), mode="legacy") as client,
+        ):
+            seen = (await client.call_tool("svc___whoami", {})).structured_content
+        assert seen is not None and seen["sub"] == "client:agent"
+    assert issuer.grants.get("client_credentials", 0) - before == 1

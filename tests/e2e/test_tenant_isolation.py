@@ -52,7 +52,13 @@ def tenants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
                 cwd=ROOT,
             )
             beta_admin = re.search(r"(sb_admin_\S+)", made.stdout.decode()).group(1)  # type: ignore[union-attr]
-            out: dict[str, Any] = {"served": served, "urls": {}, "keys": {}, "admins": {}}
+            out: dict[str, Any] = {
+                "served": served,
+                "urls": {},
+                "keys": {},
+                "admins": {},
+                "data": root / "data",
+            }
             admins = {"alpha": served.admin_headers, "beta": {"Authorization": f"Bearer {beta_admin}"}}
             out["admins"] = admins
             specs = {
@@ -163,3 +169,34 @@ async def test_workload_tokens_obtain_only_their_tenants_credentials(tenants: di
             )
             assert missing.status_code == 404
     assert got == {"alpha": "alpha-upstream-key", "beta": "beta-upstream-key"}
+
+
+async def test_a_key_kept_in_the_vault_wins_and_is_never_shown(tenants: dict[str, Any]) -> None:
+    served: Served = tenants["served"]
+    kept = "beta-key-KEPT-IN-THE-VAULT-5f1c"
+    async with httpx2.AsyncClient(base_url=served.base) as http:
+        url = "/admin/v1/gateways/default/credentials/shared"
+        stored = await http.put(url, json={"secret": kept}, headers=tenants["admins"]["beta"])
+        assert stored.status_code == 200 and kept not in stored.text
+        assert (await http.put(url, json={}, headers=tenants["admins"]["beta"])).status_code == 422
+        made = await http.post(
+            "/identity/v1/workload-token", json={"workload": "agent"}, headers=tenants["admins"]["beta"]
+        )
+        ask = {"workload_token": made.json()["workload_token"], "gateway": "default", "provider": "shared"}
+        assert (await http.post("/identity/v1/resource-token", json=ask)).json() == {"api_key": kept}
+        gateway = await http.get("/admin/v1/gateways/default", headers=tenants["admins"]["beta"])
+        assert kept not in gateway.text
+        # alpha's admin cannot touch beta's key, and alpha's agents never see it
+        alpha_made = await http.post(
+            "/identity/v1/workload-token", json={"workload": "agent"}, headers=tenants["admins"]["alpha"]
+        )
+        alpha_ask = {**ask, "workload_token": alpha_made.json()["workload_token"]}
+        assert (await http.post("/identity/v1/resource-token", json=alpha_ask)).json() == {
+            "api_key": "alpha-upstream-key"
+        }
+        stored_bytes = b"".join(p.read_bytes() for p in tenants["data"].glob("switchboard.db*"))
+        assert kept.encode() not in stored_bytes  # sealed at rest
+        assert (await http.delete(url, headers=tenants["admins"]["beta"])).status_code == 204
+        assert (await http.post("/identity/v1/resource-token", json=ask)).json() == {
+            "api_key": "beta-upstream-key"
+        }
