@@ -157,6 +157,14 @@ class McpUserCredential(Model):
     env: dict[str, str] = Field(default_factory=dict, description="Given to a local server.")
 
 
+class McpCredentialRef(Model):
+    """A credential provider whose secret authenticates each user's session to the server."""
+
+    provider: str
+    header: str = "Authorization"
+    prefix: str = Field("Bearer ", description="Put before the secret in the header.")
+
+
 class McpTarget(TargetBase):
     """A remote MCP server (Streamable HTTP, either protocol era) or a local one started over stdio."""
 
@@ -193,6 +201,9 @@ class McpTarget(TargetBase):
     users: dict[str, McpUserCredential] = Field(
         default_factory=dict, description="Per-user credentials by user (principal subject), for per_user."
     )
+    credential: McpCredentialRef | None = Field(
+        None, description="per_user: each user's secret from this credential provider (e.g. OAuth, 3LO)."
+    )
     max_user_sessions: int = Field(100, ge=1, le=10_000)
     user_session_idle_seconds: float = Field(300.0, gt=0)
 
@@ -202,8 +213,12 @@ class McpTarget(TargetBase):
             raise ValueError("give exactly one of `url` (a remote server) or `command` (a local one)")
         if self.transport == "sse" and self.url is None:
             raise ValueError("`transport: sse` is for remote servers: give `url` (the SSE endpoint)")
-        if self.users and self.sessions != "per_user":
-            raise ValueError("`users` only applies with `sessions: per_user`; set it or remove `users`")
+        if (self.users or self.credential) and self.sessions != "per_user":
+            raise ValueError(
+                "`users` and `credential` only apply with `sessions: per_user`; set it or remove them"
+            )
+        if self.users and self.credential:
+            raise ValueError("give `users` or `credential`, not both")
         return self
 
 
@@ -374,7 +389,10 @@ class GatewaySpec(Model):
         if len(set(names)) != len(names):
             raise ValueError("credential provider names must be unique per gateway")
         for target in self.targets:
-            for scheme, ref in getattr(target, "credentials", {}).items():
+            refs: dict[str, SecretRef | McpCredentialRef] = dict(getattr(target, "credentials", {}))
+            if isinstance(target, McpTarget) and target.credential is not None:
+                refs["credential"] = target.credential
+            for scheme, ref in refs.items():
                 if ref.provider is not None and ref.provider not in names:
                     raise ValueError(
                         f"target {target.name!r}: credentials.{scheme} names credential provider "

@@ -24,6 +24,7 @@ lists still come from the shared session. Idle user sessions are closed.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
 import time
 from collections import OrderedDict
@@ -38,7 +39,7 @@ from anyio.abc import TaskGroup
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
-from gateway.config import McpTarget
+from gateway.config import McpTarget, McpUserCredential
 from gateway.core.errors import RequestError, ToolExecutionError, UpstreamError, UpstreamUnavailable
 from gateway.core.provider import PromptSpec, ResourceSpec, ResourceTemplateSpec, ToolProvider
 from gateway.core.types import JSON, CallContext, ToolCall, ToolResult, ToolSpec
@@ -67,7 +68,7 @@ class McpProvider(ToolProvider):
         super().__init__(config.name)
         self.config = config
         self._shared = Link(config, headers=config.headers, env=config.env, on_change=self.changed)
-        self._users: OrderedDict[tuple[str, str], Link] = OrderedDict()
+        self._users: OrderedDict[tuple[str, str, str], Link] = OrderedDict()
         self._tg: TaskGroup | None = None
 
     @property
@@ -94,24 +95,32 @@ class McpProvider(ToolProvider):
 
     # -- sessions ------------------------------------------------------------------------
 
-    def _link(self, ctx: CallContext) -> Link:
+    async def _link(self, ctx: CallContext) -> Link:
         """The session a call goes out on: the shared one, or the caller's own."""
         c = self.config
         if c.sessions == "shared":
             return self._shared
         subject = ctx.principal.subject
-        key = (ctx.principal.tenant, subject)
+        if c.credential is not None:
+            # The caller's own token from a credential provider (consent, refresh: identity).
+            secret = await ctx.credentials.secret(c.credential.provider, tool=self.id)
+            credential = McpUserCredential(headers={c.credential.header: c.credential.prefix + secret})
+            # A new token opens a new session; the old one closes when idle.
+            key = (ctx.principal.tenant, subject, hashlib.sha256(secret.encode()).hexdigest()[:16])
+        else:
+            key = (ctx.principal.tenant, subject, "")
+            found = c.users.get(subject)
+            if found is None:
+                raise ToolExecutionError(
+                    f"target {self.id!r} calls its server with each user's own credential, and none is "
+                    f"configured for user {subject!r}; an administrator adds it under `users.{subject}` "
+                    "of the target, or names a credential provider (`credential`)"
+                )
+            credential = found
         link = self._users.get(key)
         if link is not None:
             self._users.move_to_end(key)
             return link
-        credential = c.users.get(subject)
-        if credential is None:
-            raise ToolExecutionError(
-                f"target {self.id!r} calls its server with each user's own credential, and none is "
-                f"configured for user {subject!r}; an administrator adds it under `users.{subject}` "
-                "of the target"
-            )
         if self._tg is None:
             raise UpstreamUnavailable(f"target {self.id!r} is not open")
         link = Link(c, headers={**c.headers, **credential.headers}, env={**c.env, **credential.env})
@@ -197,7 +206,7 @@ class McpProvider(ToolProvider):
             return await client.call_tool(call.name, call.arguments, progress_callback=relay)
 
         name = call.public_name or call.name
-        wire = _dump(await self._link(ctx).relayed(ctx, name, run))
+        wire = _dump(await (await self._link(ctx)).relayed(ctx, name, run))
         size = len(orjson.dumps(wire))
         if size > self.config.max_result_bytes:
             raise ToolExecutionError(
@@ -215,7 +224,7 @@ class McpProvider(ToolProvider):
             return await client.read_resource(uri)
 
         try:
-            result = await self._link(ctx).relayed(ctx, f"resource {uri!r}", run)
+            result = await (await self._link(ctx)).relayed(ctx, f"resource {uri!r}", run)
         except UpstreamError as exc:
             raise RequestError(str(exc)) from None
         return [_dump(c) for c in result.contents]
@@ -225,7 +234,7 @@ class McpProvider(ToolProvider):
             return await client.get_prompt(name, dict(arguments))
 
         try:
-            result = await self._link(ctx).relayed(ctx, f"prompt {name!r}", run)
+            result = await (await self._link(ctx)).relayed(ctx, f"prompt {name!r}", run)
         except UpstreamError as exc:
             raise RequestError(str(exc)) from None
         wire = _dump(result)
@@ -234,7 +243,7 @@ class McpProvider(ToolProvider):
         return wire
 
     async def complete(self, ref: JSON, argument: JSON, context: JSON | None, ctx: CallContext) -> JSON:
-        link = self._link(ctx)
+        link = await self._link(ctx)
         client = await link.session()
         typed_ref: types.ResourceTemplateReference | types.PromptReference = (
             types.PromptReference.model_validate(ref)

@@ -8,6 +8,7 @@ token it was given, so a result shows whose credential the gateway used.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,14 @@ from typing import Any
 import anyio
 import httpx2
 import mcp_types as types
+import orjson
 import pytest
 from mcp import Client
 from mcp.client.context import ClientRequestContext
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.e2e.harness import Served, serve
+from tests.e2e.test_federation import free_port, start_upstream, stop
 from tests.fixtures.oidc_server import Issuer, running, userinfo_openapi
 
 pytestmark = pytest.mark.anyio
@@ -29,6 +32,8 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, Issuer, Path]]:
     root = tmp_path_factory.mktemp("oauth")
+    upstream_port = free_port()
+    upstream = start_upstream(upstream_port)
     with running() as issuer:
         (root / "idp.yaml").write_text(userinfo_openapi(issuer))
         (root / "switchboard.yaml").write_text(
@@ -51,6 +56,11 @@ gateways:
         client_secret: {{env: IDP_CLIENT_SECRET}}
         resource: https://api.example/
     targets:
+      - name: mcpu
+        kind: mcp
+        url: http://127.0.0.1:{upstream_port}/mcp
+        sessions: per_user
+        credential: {{provider: idp}}
       - name: svc
         kind: openapi
         spec: {root / "idp.yaml"}
@@ -61,10 +71,13 @@ gateways:
         credentials: {{idp: {{provider: idp}}}}
 """
         )
-        with serve(
-            root / "data", root / "switchboard.yaml", env={"IDP_CLIENT_SECRET": "agent-secret"}
-        ) as served:
-            yield served, issuer, root / "data"
+        try:
+            with serve(
+                root / "data", root / "switchboard.yaml", env={"IDP_CLIENT_SECRET": "agent-secret"}
+            ) as served:
+                yield served, issuer, root / "data"
+        finally:
+            stop(upstream)
 
 
 async def key_for(served: Served, subject: str) -> str:
@@ -204,3 +217,23 @@ async def test_client_credentials_call_as_the_gateway_itself(world: tuple[Served
             seen = (await client.call_tool("svc___whoami", {})).structured_content
         assert seen is not None and seen["sub"] == "client:agent"
     assert issuer.grants.get("client_credentials", 0) - before == 1
+
+
+async def test_a_federated_mcp_server_gets_each_users_own_token(world: tuple[Served, Issuer, Path]) -> None:
+    served, _, _ = world
+    for user in ("hana", "ivan"):
+        key = await key_for(served, user)
+        async with (
+            httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=30) as http,
+            Client(
+                streamable_http_client(served.mcp, http_client=http),
+                mode="legacy",
+                elicitation_callback=consenting_as(user, []),
+            ) as client,
+        ):
+            sent = (await client.call_tool("mcpu___whoami", {})).content[0].text  # type: ignore[union-attr]
+        assert sent.startswith("Bearer ")
+        payload = sent.split(".")[1]
+        claims = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        assert claims["sub"] == user  # the upstream saw this user's own token, not the caller's key
+        assert key not in sent

@@ -90,5 +90,5 @@ async def test_idle_user_sessions_are_closed_and_reopened(upstream_url: str) -> 
 
 
 def test_users_without_per_user_sessions_is_refused() -> None:
-    with pytest.raises(ValueError, match="`users` only applies with `sessions: per_user`"):
+    with pytest.raises(ValueError, match="only apply with `sessions: per_user`"):
         McpTarget.model_validate({"name": "py", "kind": "mcp", "url": "http://x/mcp", "users": {"a": {}}})
