@@ -3,14 +3,25 @@ issuer on loopback (RFC 9728 discovery, audience, scopes) and gateway API keys."
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx2
+import orjson
 import pytest
 from mcp import Client
+from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.auth import (
+    AuthorizationCodeResult,
+    OAuthClientInformationFull,
+    OAuthClientMetadata,
+    OAuthToken,
+)
+from pydantic import AnyUrl
 
 from tests.e2e.harness import ACCEPT, INIT, Served, serve
 from tests.fixtures.oidc_server import Issuer, running, userinfo_openapi
@@ -188,3 +199,65 @@ async def test_token_exchange_trades_the_callers_token_for_the_upstreams(
         "act": {"sub": "agent"},
     }
     assert issuer.grants.get("urn:ietf:params:oauth:grant-type:token-exchange") == 1
+
+
+class _Storage:
+    """The client's token store, with the client registered beforehand (no dynamic registration)."""
+
+    def __init__(self, redirect: str) -> None:
+        self.tokens: OAuthToken | None = None
+        self.client = OAuthClientInformationFull(
+            client_id="agent",
+            client_secret="agent-secret",
+            redirect_uris=[AnyUrl(redirect)],
+            token_endpoint_auth_method="client_secret_post",
+        )
+
+    async def get_tokens(self) -> OAuthToken | None:
+        return self.tokens
+
+    async def set_tokens(self, tokens: OAuthToken) -> None:
+        self.tokens = tokens
+
+    async def get_client_info(self) -> OAuthClientInformationFull | None:
+        return self.client
+
+    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
+        self.client = client_info
+
+
+async def test_the_mcp_sdks_own_oauth_client_signs_in_and_calls(secured: tuple[Served, Issuer]) -> None:
+    """What Claude, the Inspector or mcp-remote do: a 401, RFC 9728 discovery, the issuer's
+    metadata, authorization code + PKCE with resource=<gateway> (RFC 8707), then the call."""
+    served, _ = secured
+    url = served.gateway("exchange")
+    redirect = "http://127.0.0.1:9/callback"  # the client's own redirect URI (never served here)
+    landed: list[str] = []
+
+    async def open_browser(authorization_url: str) -> None:
+        assert "code_challenge_method=S256" in authorization_url and "resource=" in authorization_url
+        async with httpx2.AsyncClient() as browser:  # the user signs in as zoe; the issuer redirects back
+            landed.append((await browser.get(authorization_url + "&login_hint=zoe")).headers["location"])
+
+    async def back_at_the_client() -> AuthorizationCodeResult:
+        query = parse_qs(urlsplit(landed[-1]).query)
+        return AuthorizationCodeResult(code=query["code"][0], state=query["state"][0])
+
+    storage = _Storage(redirect)
+    oauth = OAuthClientProvider(
+        server_url=url,
+        client_metadata=OAuthClientMetadata(redirect_uris=[AnyUrl(redirect)], client_name="test agent"),
+        storage=storage,
+        redirect_handler=open_browser,
+        callback_handler=back_at_the_client,
+    )
+    async with (
+        httpx2.AsyncClient(auth=oauth, timeout=30) as http,
+        Client(streamable_http_client(url, http_client=http), mode="legacy") as client,
+    ):
+        seen = (await client.call_tool("me___whoami", {})).structured_content
+    assert seen is not None and seen["sub"] == "zoe"  # zoe's token, exchanged for the upstream's
+    assert storage.tokens is not None
+    token_claims = storage.tokens.access_token.split(".")[1]
+    aud = orjson.loads(base64.urlsafe_b64decode(token_claims + "=" * (-len(token_claims) % 4)))["aud"]
+    assert aud == url  # issued for this gateway, as RFC 8707 asks
