@@ -21,13 +21,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
+import anyio.abc
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
+from gateway.audit import AuditLog
 from gateway.auth import METADATA_PREFIX, Authenticator
+from gateway.cache import result_store
 from gateway.config import Document, GatewaySpec, gateway_from_store, to_store
 from gateway.core.errors import ConfigError
 from gateway.credentials import credentials_for, provider_specs
@@ -35,8 +38,10 @@ from gateway.hub import Hub
 from gateway.mcp import McpFront
 from gateway.mcp.front import PRINCIPAL_KEY
 from gateway.pins import store_pins
+from gateway.ratelimit import Counters, shared_counters
 from gateway.settings import Settings
 from gateway.store import Store
+from gateway.store._calls import StoreCalls
 from gateway.vault import open_vault
 from identity.api import IdentityServices, WorkloadTokens, identity_routes
 from identity.inbound import Refused, key_id_of, new_key, same_secret
@@ -255,11 +260,26 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         store = await Store.open(settings.resolved_database_url())
+        stack = contextlib.AsyncExitStack()
         try:
             vault = await open_vault(settings, store)
             base = (settings.public_url or base_url or f"http://{settings.host}:{settings.port}").rstrip("/")
             broker = Broker(vault, state_key(settings.data_dir), f"{base}{CALLBACK_PATH}")
-            async with Hub(pins=store_pins(store), credentials=credentials_for(broker)) as hub:
+            counters = Counters(shared_counters(settings.redis_url))
+            results = result_store(settings.redis_url)
+            audit = AuditLog(StoreCalls(store).write)
+            writer = anyio.create_task_group()
+            await writer.__aenter__()
+            writer.start_soon(audit.run)
+            stack.push_async_callback(_stop_writer, audit, writer)  # after the hub: flush, then end
+            hub_cm = Hub(
+                pins=store_pins(store),
+                credentials=credentials_for(broker),
+                counters=counters,
+                results=results,
+                audit=audit,
+            )
+            async with hub_cm as hub:
                 system = Switchboard(settings, store, hub)
                 system.vault, system.broker = vault, broker
                 holder["identity"] = IdentityServices(
@@ -295,7 +315,11 @@ def create_app(
                     tg.cancel_scope.cancel()
                 await authenticator.aclose()
                 await broker.aclose()
+            await results.close()
+            await counters.close()
         finally:
+            with anyio.CancelScope(shield=True):
+                await stack.aclose()  # the audit writer flushes before the store closes
             await store.close()
 
     async def health(request: Request) -> JSONResponse:
@@ -349,6 +373,12 @@ def create_app(
         *admin_routes(lambda: holder["system"]),
     ]
     return _Edge(Starlette(routes=routes, lifespan=lifespan), holder)
+
+
+async def _stop_writer(audit: AuditLog, writer: anyio.abc.TaskGroup) -> None:
+    audit.close()
+    with anyio.move_on_after(10):  # the queued records, written
+        await writer.__aexit__(None, None, None)
 
 
 def _page(status: int, title: str, text: str) -> HTMLResponse:

@@ -55,6 +55,9 @@ class Override(Model):
     arguments: dict[str, Any] = Field(
         default_factory=dict, description="Fixed argument values, hidden from the model and always sent."
     )
+    annotations: dict[str, Any] | None = Field(
+        None, description="Tool annotations to set (readOnlyHint, destructiveHint, idempotentHint, ...)."
+    )
 
 
 class SecretRef(Model):
@@ -363,6 +366,40 @@ CredentialProvider = Annotated[
 ]
 
 
+class RateLimitSpec(Model):
+    """A rate limit or quota: at most `limit` calls per caller, tool, target, caller and tool, or gateway."""
+
+    limit: str = Field(description="'100/minute', '10 per second', '1000/day' (the limits library's syntax).")
+    per: Literal["caller", "tool", "target", "caller_tool", "gateway"] = "caller"
+    tools: list[str] = Field(default_factory=list, description="Globs of tool names it counts; empty: all.")
+
+    @field_validator("limit")
+    @classmethod
+    def _parses(cls, limit: str) -> str:
+        from gateway.ratelimit import parse_rule
+
+        parse_rule(limit, "caller", ())
+        return limit
+
+
+class CacheSpec(Model):
+    """Cache results of the read-only tools matching `tools` (globs; empty: all) for `ttl_seconds`."""
+
+    tools: list[str] = Field(default_factory=list)
+    ttl_seconds: int = Field(ge=1, le=7 * 24 * 3600)
+
+
+class ResilienceSpec(Model):
+    """Deadline, retries, circuit breaker and concurrency cap (see gateway/resilience.py)."""
+
+    call_timeout_seconds: float = Field(60.0, gt=0, le=3600)
+    retries: int = Field(2, ge=0, le=5, description="For idempotent or read-only tools only.")
+    retry_ratio: float = Field(0.1, ge=0, le=1, description="Retries allowed per call, on average.")
+    failures: int = Field(5, ge=1, le=1000, description="Failures in a row that open a target's breaker.")
+    open_seconds: float = Field(30.0, gt=0, le=3600)
+    max_concurrent: int = Field(64, ge=1, le=10_000, description="Calls in flight per target.")
+
+
 class GatewaySpec(Model):
     """One gateway: a URL serving the tools of its targets."""
 
@@ -371,6 +408,21 @@ class GatewaySpec(Model):
     auth: Auth = Field(default_factory=NoAuth, description="Who may call this gateway.")
     credential_providers: list[CredentialProvider] = Field(
         default_factory=list, description="How the gateway authenticates to upstreams (targets name them)."
+    )
+    policies: list[str] = Field(
+        default_factory=list,
+        description="Cedar policies deciding every tools/call (principal User, action the tool, resource "
+        "the target); once any exist, what none permits is denied.",
+    )
+    policy_mode: Literal["enforce", "log_only"] = Field(
+        "enforce", description="log_only: allow everything and log what the policies would deny."
+    )
+    rate_limits: list[RateLimitSpec] = Field(default_factory=list)
+    resilience: ResilienceSpec | None = Field(
+        None, description="Per-call deadline, bounded retries, a breaker and a concurrency cap per target."
+    )
+    cache: list[CacheSpec] = Field(
+        default_factory=list, description="Cache results of read-only tools (readOnlyHint), per caller."
     )
     prefix_tools: bool = Field(
         True, description="Publish tools as '{target}___{tool}'. Off needs one target."

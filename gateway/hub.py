@@ -9,26 +9,33 @@ listeners hear which gateways changed, so the fronts can send list_changed.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Self
 
 import anyio
 from anyio.abc import TaskGroup
 
+from gateway.audit import AuditLog, GatewayAudit
+from gateway.cache import CacheRule, GatewayCache, ResultStore, result_store
 from gateway.config import GatewaySpec, McpTarget, TargetBase
 from gateway.core.catalog import Catalog
 from gateway.core.errors import ConfigError, ConfigIssue, ToolNotFound, UpstreamUnavailable
 from gateway.core.pipeline import Stage, compose
 from gateway.core.provider import ToolProvider
-from gateway.core.types import CallContext, CallNext, Principal, ToolCall, ToolResult
+from gateway.core.types import JSON, CallContext, CallNext, Principal, ToolCall, ToolResult
 from gateway.core.wrappers import Filtered, Overridden
 from gateway.credentials import CredentialsFor
 from gateway.pins import Pinned, PinScope, PinsFor
+from gateway.policy import GatewayPolicy
 from gateway.providers import provider_class
+from gateway.ratelimit import Counters, GatewayLimits, parse_rule
+from gateway.resilience import GatewayResilience
+from gateway.resilience import Settings as ResilienceSettings
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +80,23 @@ class LiveGateway:
     spec: GatewaySpec
     catalog: Catalog
     handler: CallNext
+    policy: GatewayPolicy | None = None
+    _visible: dict[tuple[Any, ...], list[JSON]] = field(default_factory=dict)
+
+    def tool_list(self, principal: Principal) -> list[JSON]:
+        """tools/list for one caller: everything, or (with policies) what they could be allowed."""
+        snap = self.catalog.snapshot
+        if self.policy is None:
+            return snap.tool_list
+        key = (id(snap), principal.tenant, principal.subject, principal.client_id, principal.scopes)
+        shown = self._visible.get(key)
+        if shown is None:
+            names = self.policy.visible(principal, [(n, e.provider.id) for n, e in snap.tools.items()])
+            shown = [t for t in snap.tool_list if t["name"] in names]
+            if len(self._visible) > 1024:
+                self._visible.clear()
+            self._visible[key] = shown
+        return shown
 
     @property
     def name(self) -> str:
@@ -99,10 +123,16 @@ class Hub:
         *,
         pins: PinsFor | None = None,
         credentials: CredentialsFor | None = None,
+        counters: Counters | None = None,
+        results: ResultStore | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self.stages = list(stages)
         self.pins = pins
         self.credentials = credentials
+        self.counters = counters or Counters()
+        self.results = results or result_store(None)
+        self.audit = audit
         self._gateways: dict[GatewayKey, LiveGateway] = {}
         self._open: dict[tuple[str, str, str], _OpenProvider] = {}
         self._listeners: list[ChangeListener] = []
@@ -266,17 +296,34 @@ class Hub:
                 "raise its timeout_seconds if that is expected"
             )
 
-        handler = compose(self.stages, route)
+        policy = GatewayPolicy(spec.name, spec.policies, spec.policy_mode, catalog) if spec.policies else None
+        stages: list[Stage] = [GatewayAudit(tenant, spec.name, self.audit).stage] if self.audit else []
+        if policy is not None:
+            stages.append(policy.stage)
+        if spec.rate_limits:
+            rules = [parse_rule(r.limit, r.per, r.tools) for r in spec.rate_limits]
+            stages.append(GatewayLimits(tenant, spec.name, rules, self.counters, catalog).stage)
+        if spec.cache:  # a cached answer needs no deadline, retry or breaker
+            caching = [CacheRule(tuple(c.tools), c.ttl_seconds) for c in spec.cache]
+            prints = {t.name: hashlib.sha256(t.model_dump_json().encode()).hexdigest() for t in spec.targets}
+            stages.append(GatewayCache(tenant, spec.name, caching, self.results, catalog, prints).stage)
+        if spec.resilience is not None:
+            r = spec.resilience
+            settings = ResilienceSettings(
+                r.call_timeout_seconds, r.retries, r.retry_ratio, r.failures, r.open_seconds, r.max_concurrent
+            )
+            stages.append(GatewayResilience(catalog, settings).stage)
+        handler = compose([*stages, *self.stages], route)
         bind = self.credentials
         if bind is None:
-            return LiveGateway(tenant, spec, catalog, handler)
+            return LiveGateway(tenant, spec, catalog, handler, policy)
         bind(tenant, spec, Principal(tenant=tenant))  # reads the providers' secrets now: errors at load
 
         async def with_credentials(call: ToolCall, ctx: CallContext) -> ToolResult:
             ctx.credentials = bind(tenant, spec, ctx.principal)
             return await handler(call, ctx)
 
-        return LiveGateway(tenant, spec, catalog, with_credentials)
+        return LiveGateway(tenant, spec, catalog, with_credentials, policy)
 
     async def refresh(self, tenant: str, names: Sequence[str] | None = None) -> None:
         """List the tenant's gateways (or ``names``) again; clients hear of what changed."""

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
         None, description="Wrap the vault's data keys with this AWS KMS key."
     )
 
+    redis_url: str | None = Field(
+        None, description="redis://host:port/db: rate-limit counters (and later caches) shared by replicas."
+    )
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url

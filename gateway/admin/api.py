@@ -19,6 +19,7 @@ from gateway.core.errors import ConfigError, ConfigIssue
 from gateway.credentials import qualified
 from gateway.pins import NotPinned, approve_tools, target_review
 from gateway.store import StoreError
+from gateway.store._calls import StoreCalls
 from identity.inbound import new_key
 from identity.outbound import SERVICE
 from identity.vault import Owner
@@ -332,6 +333,18 @@ async def _key_provider(system: Switchboard, tenant: str, gateway: str, name: st
     return Owner(tenant, SERVICE, qualified(gateway, name), "api_key")
 
 
+async def query_audit(request: Request, system: Switchboard, tenant: str) -> Response:
+    """Recorded tools/calls, newest first; filter by gateway, tool, subject, decision, outcome."""
+    q = request.query_params
+    try:
+        limit = int(q.get("limit", "100"))
+    except ValueError:
+        return _error(422, "`limit` must be a number (1-1000)")
+    filters = {k: q.get(k) for k in ("gateway", "tool", "subject", "decision", "outcome")}
+    records = await StoreCalls(system.store).query(tenant, limit=limit, **filters)
+    return JSONResponse({"records": records})
+
+
 # -- plumbing ------------------------------------------------------------------
 
 
@@ -397,6 +410,12 @@ _ROUTES: list[tuple[str, str, Handler, str]] = [
         "DELETE",
         delete_credential,
         "Forget an api_key provider's kept key",
+    ),
+    (
+        "/admin/v1/audit",
+        "GET",
+        query_audit,
+        "Recorded tools/calls (?gateway=&tool=&subject=&decision=&limit=)",
     ),
     (
         "/admin/v1/gateways/{gateway}/tools",

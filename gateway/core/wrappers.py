@@ -116,6 +116,9 @@ class Overridden(WrapperProvider):
                     description=o.get("description") or tool.description,
                     title=o.get("title") or tool.title,
                     input_schema=_without(tool.input_schema, o.get("arguments") or {}),
+                    annotations={**(tool.annotations or {}), **o["annotations"]}
+                    if o.get("annotations")
+                    else tool.annotations,
                 )
             out.append(tool)
         return out

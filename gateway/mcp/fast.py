@@ -78,7 +78,7 @@ class _FastChannel:
 
 
 _CHANNEL = _FastChannel()
-ListPage = Callable[[LiveGateway, str | None, bool], dict[str, Any]]
+ListPage = Callable[[LiveGateway, str | None, bool, Principal], dict[str, Any]]
 ResultWire = Callable[[ToolResult], dict[str, Any]]
 
 
@@ -179,21 +179,22 @@ class FastPath:
         modern: bool,
     ) -> dict[str, Any] | None:
         params = request["params"]
+        found = scope.get("state", {}).get("switchboard.principal")
+        principal = found if isinstance(found, Principal) else Principal(tenant=key[0])
         if request["method"] == "tools/list":
             cursor = params.get("cursor")
             if cursor is not None and not isinstance(cursor, str):
                 raise _Fallback
             try:
-                return self.list_page(gw, cursor, modern)
+                return self.list_page(gw, cursor, modern, principal)
             except Exception as exc:
                 raise _Fallback from exc
         name = params.get("name")
         entry = gw.catalog.snapshot.tools.get(name) if isinstance(name, str) else None
         if entry is None or _has_header_params(entry.spec.input_schema):
             raise _Fallback
-        principal = scope.get("state", {}).get("switchboard.principal")
         ctx = CallContext(
-            principal=principal if isinstance(principal, Principal) else Principal(tenant=key[0]),
+            principal=principal,
             gateway=key[1],
             session_id=session,
             deadline=math.inf,

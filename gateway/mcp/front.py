@@ -318,12 +318,14 @@ class McpFront:
     async def _list_tools(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> dict[str, Any]:
-        gw, _ = self._gateway(ctx)
-        page = _page(gw.catalog.snapshot.tool_list, params.cursor if params else None, "tools")
+        gw, call_ctx = self._gateway(ctx)
+        page = _page(gw.tool_list(call_ctx.principal), params.cursor if params else None, "tools")
         return self._cacheable(ctx, page)
 
-    def _fast_list_page(self, gw: LiveGateway, cursor: str | None, modern: bool) -> dict[str, Any]:
-        return _cache_hints(_page(gw.catalog.snapshot.tool_list, cursor, "tools"), modern)
+    def _fast_list_page(
+        self, gw: LiveGateway, cursor: str | None, modern: bool, principal: Principal
+    ) -> dict[str, Any]:
+        return _cache_hints(_page(gw.tool_list(principal), cursor, "tools"), modern)
 
     def _session_alive(self, session_id: str, version: str) -> bool:
         """A handshake-era session the SDK still holds, initialised, speaking ``version``."""

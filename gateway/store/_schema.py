@@ -12,6 +12,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Float,
     ForeignKeyConstraint,
     Index,
     Integer,
@@ -126,4 +127,23 @@ secret_audit = Table(
     Column("tool", String(255), nullable=True),
     Column("outcome", String(16), nullable=False),
     Index("sb_secret_audit_owner", "tenant", "user_id", "provider"),
+)
+
+call_audit = Table(
+    "sb_call_audit",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("tenant", String(63), nullable=False),
+    Column("gateway", String(63), nullable=False),
+    Column("subject", String(255), nullable=False),
+    Column("client", String(255), nullable=True),
+    Column("tool", String(255), nullable=False),
+    Column("decision", String(16), nullable=False),
+    Column("arguments_digest", String(64), nullable=False),
+    Column("outcome", String(24), nullable=False),
+    Column("error", String(500), nullable=True),
+    Column("duration_ms", Float, nullable=False),
+    Column("approval", String(255), nullable=True),
+    Index("sb_call_audit_tenant", "tenant", "gateway", "tool"),
 )

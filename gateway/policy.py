@@ -1,0 +1,196 @@
+"""Policy outside the model: Cedar decides every tools/call, and what tools/list shows.
+
+A gateway's `policies` are Cedar source. The request for one call is:
+
+- principal ``Switchboard::User::"<subject>"`` with attributes ``tenant``, ``client`` and
+  ``scopes`` (a set);
+- action ``Switchboard::Action::"<target>___<tool>"`` (the published tool name);
+- resource ``Switchboard::Target::"<target>"``, a member of ``Switchboard::Gateway::"<name>"``;
+- context: the call's arguments.
+
+Once a gateway has any policy, what no policy permits is denied, and a `forbid` wins over
+every `permit` (Cedar's semantics). ``policy_mode: log_only`` lets everything through and
+logs what would have been denied. tools/list shows a caller only the tools some policy
+could permit them (partial evaluation with the arguments unknown), and a call to a hidden
+tool is refused like any other denied call.
+
+Policies are validated against a schema generated from the catalog when the gateway is
+applied: a policy naming a tool that does not exist, or an attribute the tool does not
+take, refuses the change.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import cedarpy
+
+from gateway.core.catalog import Catalog
+from gateway.core.errors import ConfigError, ConfigIssue, ToolExecutionError
+from gateway.core.types import JSON, CallContext, CallNext, Principal, ToolCall, ToolResult
+
+logger = logging.getLogger(__name__)
+NS = "Switchboard"
+
+
+class Denied(ToolExecutionError):
+    """A policy refused the call."""
+
+
+def _cedar_type(schema: Mapping[str, Any]) -> dict[str, Any] | None:
+    kind = schema.get("type")
+    if kind == "string":
+        return {"type": "String"}
+    if kind == "integer":
+        return {"type": "Long"}
+    if kind == "boolean":
+        return {"type": "Boolean"}
+    if kind == "array":
+        inner = _cedar_type(schema.get("items") or {})
+        return {"type": "Set", "element": inner} if inner is not None else None
+    if kind == "object":
+        return {"type": "Record", "attributes": _attributes(schema)}
+    return None  # numbers with fractions, unions: not comparable in a policy
+
+
+def _attributes(schema: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, sub in dict(schema.get("properties") or {}).items():
+        typed = _cedar_type(sub) if isinstance(sub, Mapping) else None
+        if typed is not None:
+            out[name] = {**typed, "required": False}
+    return out
+
+
+def schema_for(catalog: Catalog) -> dict[str, Any]:
+    """The Cedar schema of a gateway: its users, targets, and one action per tool."""
+    actions = {
+        name: {
+            "appliesTo": {
+                "principalTypes": ["User"],
+                "resourceTypes": ["Target"],
+                "context": {"type": "Record", "attributes": _attributes(entry.spec.input_schema)},
+            }
+        }
+        for name, entry in catalog.snapshot.tools.items()
+    }
+    user = {
+        "shape": {
+            "type": "Record",
+            "attributes": {
+                "tenant": {"type": "String"},
+                "client": {"type": "String", "required": False},
+                "scopes": {"type": "Set", "element": {"type": "String"}},
+            },
+        }
+    }
+    return {
+        NS: {
+            "entityTypes": {"User": user, "Gateway": {}, "Target": {"memberOfTypes": ["Gateway"]}},
+            "actions": actions,
+        }
+    }
+
+
+def _plain(value: Any) -> Any:
+    """A JSON value Cedar can hold (floats and nulls dropped, nested kept)."""
+    if isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, list):
+        return [v for v in (_plain(x) for x in value) if v is not None]
+    if isinstance(value, Mapping):
+        return {str(k): v for k, v in ((k, _plain(x)) for k, x in value.items()) if v is not None}
+    return None
+
+
+class GatewayPolicy:
+    """The compiled policies of one gateway."""
+
+    def __init__(self, gateway: str, sources: Sequence[str], mode: str, catalog: Catalog) -> None:
+        self.gateway = gateway
+        self.mode = mode
+        self.catalog = catalog
+        text = "\n".join(sources)
+        try:
+            self.policies = cedarpy.PolicySet.from_str(text)
+        except ValueError as exc:
+            raise ConfigError([ConfigIssue(f"a policy does not parse: {exc}", "policies")]) from None
+        self.text = text
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse policies that name tools or attributes this gateway does not have."""
+        result = cedarpy.validate_policies(self.text, schema_for(self.catalog))
+        if not result.validation_passed:
+            issues = [ConfigIssue(f"policy {e.policy_id}: {e.error}", "policies") for e in result.errors]
+            raise ConfigError(issues or [ConfigIssue("the policies do not validate", "policies")])
+
+    def _entities(self, principal: Principal, target: str) -> list[JSON]:
+        attrs: JSON = {"tenant": principal.tenant, "scopes": sorted(principal.scopes)}
+        if principal.client_id:
+            attrs["client"] = principal.client_id
+        return [
+            {"uid": {"type": f"{NS}::User", "id": principal.subject}, "attrs": attrs, "parents": []},
+            {
+                "uid": {"type": f"{NS}::Target", "id": target},
+                "attrs": {},
+                "parents": [{"type": f"{NS}::Gateway", "id": self.gateway}],
+            },
+            {"uid": {"type": f"{NS}::Gateway", "id": self.gateway}, "attrs": {}, "parents": []},
+        ]
+
+    def _request(self, principal: Principal, tool: str, target: str, context: JSON | None) -> JSON:
+        request: JSON = {
+            "principal": f'{NS}::User::"{_quote(principal.subject)}"',
+            "action": f'{NS}::Action::"{_quote(tool)}"',
+            "resource": f'{NS}::Target::"{_quote(target)}"',
+        }
+        if context is not None:
+            request["context"] = context
+        return request
+
+    def allows(
+        self, principal: Principal, tool: str, target: str, arguments: Mapping[str, Any]
+    ) -> tuple[bool, str]:
+        """(allowed, why) for one call."""
+        result = cedarpy.is_authorized(
+            self._request(principal, tool, target, _plain(dict(arguments)) or {}),
+            self.policies,
+            self._entities(principal, target),
+        )
+        reasons = ", ".join(result.diagnostics.reasons) or "no policy permits it"
+        return result.decision == cedarpy.Decision.Allow, reasons
+
+    def visible(self, principal: Principal, tools: Sequence[tuple[str, str]]) -> set[str]:
+        """The tools (public name, target) some policy could permit this caller, arguments unknown."""
+        shown: set[str] = set()
+        for tool, target in tools:
+            result = cedarpy.is_authorized_partial(
+                self._request(principal, tool, target, None), self.policies, self._entities(principal, target)
+            )
+            if result.decision != cedarpy.Decision.Deny:
+                shown.add(tool)
+        return shown
+
+    async def stage(self, call: ToolCall, ctx: CallContext, call_next: CallNext) -> ToolResult:
+        entry = self.catalog.snapshot.tools.get(call.public_name or call.name)
+        target = entry.provider.id if entry is not None else ""
+        allowed, why = self.allows(ctx.principal, call.public_name or call.name, target, call.arguments)
+        if not allowed:
+            if self.mode == "log_only":
+                logger.warning(
+                    "policy (log_only) would deny %s to %s/%s: %s",
+                    call.public_name,
+                    ctx.principal.tenant,
+                    ctx.principal.subject,
+                    why,
+                )
+            else:
+                raise Denied(f"The gateway's policy does not allow {call.public_name} for you ({why}).")
+        return await call_next(call, ctx)
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')

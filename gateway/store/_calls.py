@@ -1,0 +1,70 @@
+"""The call audit's rows in the store: only ever inserted, read newest first with filters."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from gateway.audit import CallRecord
+from gateway.store._schema import call_audit
+from gateway.store._store import Store, _utc
+
+FIELDS = (
+    "tenant",
+    "gateway",
+    "subject",
+    "client",
+    "tool",
+    "decision",
+    "arguments_digest",
+    "outcome",
+    "error",
+    "duration_ms",
+    "approval",
+)
+
+
+class StoreCalls:
+    """Writes batches of call records and answers the admin API's queries."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def write(self, records: Sequence[CallRecord]) -> None:
+        rows = [
+            {**{f: getattr(r, f) for f in FIELDS}, "at": datetime.fromtimestamp(r.at, UTC)} for r in records
+        ]
+        async with self.store._transaction(self.store._writer, "write audit records") as conn:
+            await conn.execute(sa.insert(call_audit), rows)
+
+    async def query(
+        self,
+        tenant: str,
+        *,
+        gateway: str | None = None,
+        tool: str | None = None,
+        subject: str | None = None,
+        decision: str | None = None,
+        outcome: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """The tenant's records, newest first, filtered by what is given."""
+        query = sa.select(call_audit).where(call_audit.c.tenant == tenant)
+        for column, value in (
+            (call_audit.c.gateway, gateway),
+            (call_audit.c.tool, tool),
+            (call_audit.c.subject, subject),
+            (call_audit.c.decision, decision),
+            (call_audit.c.outcome, outcome),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        query = query.order_by(call_audit.c.id.desc()).limit(max(1, min(limit, 1000)))
+        async with self.store._read("read audit records") as conn:
+            return [
+                {"at": _utc(r.at).isoformat(), **{f: getattr(r, f) for f in FIELDS if f != "tenant"}}
+                for r in await conn.execute(query)
+            ]
