@@ -400,6 +400,53 @@ class ResilienceSpec(Model):
     max_concurrent: int = Field(64, ge=1, le=10_000, description="Calls in flight per target.")
 
 
+class _InterceptorBase(Model):
+    # (not `on`: YAML 1.1 reads a bare `on` as true)
+    phase: Literal["request", "response"] = Field(
+        description="Before the upstream (request) or after (response)."
+    )
+    tools: list[str] = Field(default_factory=list, description="Globs of tool names; empty: every tool.")
+
+
+class PythonInterceptor(_InterceptorBase):
+    """A Python callable (sync or async) taking and returning the JSON envelope."""
+
+    kind: Literal["python"]
+    function: Annotated[str, Field(pattern=r"^[\w.]+:[\w.]+$", description="'package.module:callable'")]
+
+
+class HttpInterceptor(_InterceptorBase):
+    """An HTTP endpoint: the envelope POSTed as JSON, the answer read as JSON."""
+
+    kind: Literal["http"]
+    url: Annotated[str, Field(pattern=r"^https?://")]
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_seconds: float = Field(10.0, gt=0, le=300)
+
+
+class LambdaInterceptor(_InterceptorBase):
+    """An AWS Lambda function invoked with the envelope as its payload."""
+
+    kind: Literal["lambda"]
+    function_name: str
+    region: str | None = None
+    endpoint_url: str | None = None
+    timeout_seconds: float = Field(10.0, gt=0, le=300)
+
+
+class RedactInterceptor(Model):
+    """Built in: masks secrets and PII in results."""
+
+    kind: Literal["redact"]
+    phase: Literal["response"] = "response"
+    tools: list[str] = Field(default_factory=list)
+
+
+InterceptorSpec = Annotated[
+    PythonInterceptor | HttpInterceptor | LambdaInterceptor | RedactInterceptor, Field(discriminator="kind")
+]
+
+
 class GatewaySpec(Model):
     """One gateway: a URL serving the tools of its targets."""
 
@@ -418,6 +465,9 @@ class GatewaySpec(Model):
         "enforce", description="log_only: allow everything and log what the policies would deny."
     )
     rate_limits: list[RateLimitSpec] = Field(default_factory=list)
+    interceptors: list[InterceptorSpec] = Field(
+        default_factory=list, description="Run in order before (request) and after (response) each call."
+    )
     resilience: ResilienceSpec | None = Field(
         None, description="Per-call deadline, bounded retries, a breaker and a concurrency cap per target."
     )

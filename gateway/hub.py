@@ -30,6 +30,7 @@ from gateway.core.provider import ToolProvider
 from gateway.core.types import JSON, CallContext, CallNext, Principal, ToolCall, ToolResult
 from gateway.core.wrappers import Filtered, Overridden
 from gateway.credentials import CredentialsFor
+from gateway.interceptors import GatewayInterceptors, build_interceptors
 from gateway.pins import Pinned, PinScope, PinsFor
 from gateway.policy import GatewayPolicy
 from gateway.providers import provider_class
@@ -303,6 +304,8 @@ class Hub:
         if spec.rate_limits:
             rules = [parse_rule(r.limit, r.per, r.tools) for r in spec.rate_limits]
             stages.append(GatewayLimits(tenant, spec.name, rules, self.counters, catalog).stage)
+        if spec.interceptors:
+            stages.append(GatewayInterceptors(spec.name, build_interceptors(spec)).stage)
         if spec.cache:  # a cached answer needs no deadline, retry or breaker
             caching = [CacheRule(tuple(c.tools), c.ttl_seconds) for c in spec.cache]
             prints = {t.name: hashlib.sha256(t.model_dump_json().encode()).hexdigest() for t in spec.targets}

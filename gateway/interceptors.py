@@ -1,0 +1,258 @@
+"""Interceptors: code of the operator's that sees each call before and after the upstream.
+
+A gateway's `interceptors` run in order. A **request** interceptor gets
+
+    {"phase": "request", "gateway", "tool", "arguments", "principal": {tenant, subject, client, scopes}}
+
+and answers ``{"action": "continue"}`` (optionally with new ``"arguments"``) or
+``{"action": "refuse", "message": "..."}``. A **response** interceptor gets the same
+envelope with ``"phase": "response"`` and ``"result": {"content", "structuredContent"?,
+"isError"}`` and answers ``{"action": "continue"}``, optionally with a new ``"result"``.
+
+An interceptor is a Python callable (sync or async, ``module:function``), an HTTP endpoint
+(the envelope POSTed as JSON, the answer read as JSON), or an AWS Lambda function (the
+envelope as the payload). ``redact`` is built in: it masks common secrets (cloud and SaaS
+keys, tokens, private keys, JWTs) and PII (e-mail addresses, card numbers, US SSNs) in
+results. An interceptor that fails or answers nonsense fails the call closed, saying so.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import inspect
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anyio.to_thread
+import httpx2
+import orjson
+
+from gateway.core.errors import ToolExecutionError
+from gateway.core.types import JSON, CallContext, CallNext, ToolCall, ToolResult
+
+Invoke = Callable[[JSON], Awaitable[JSON]]
+
+_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
+    (
+        "private_key",
+        re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"),
+    ),
+    ("aws_access_key", re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b")),
+    ("github_token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,})\b")),
+    ("slack_token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b")),
+    ("api_key", re.compile(r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}\b")),
+    ("jwt", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\b")),
+    ("bearer", re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{16,}")),
+    ("email", re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")),
+    ("us_ssn", re.compile(r"\b\d{3}-\d{2}-\d{4}\b")),
+    ("card", re.compile(r"\b(?:\d[ -]?){13,19}\b")),
+]
+
+
+def _luhn(number: str) -> bool:
+    digits = [int(c) for c in number if c.isdigit()]
+    if not 13 <= len(digits) <= 19:
+        return False
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        if i % 2:
+            d = d * 2 - 9 if d * 2 > 9 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def redact_text(text: str) -> str:
+    for name, pattern in _PATTERNS:
+        if name == "card":
+            text = pattern.sub(lambda m: "[REDACTED:card]" if _luhn(m.group(0)) else m.group(0), text)
+        else:
+            text = pattern.sub(f"[REDACTED:{name}]", text)
+    return text
+
+
+def redact(value: Any) -> Any:
+    """A JSON value with secrets and PII masked in every string."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: redact(v) for k, v in value.items()}
+    return value
+
+
+async def builtin_redact(envelope: JSON) -> JSON:
+    if envelope.get("phase") != "response":
+        return {"action": "continue"}
+    return {"action": "continue", "result": redact(envelope["result"])}
+
+
+def python_interceptor(target: Callable[..., Any]) -> Invoke:
+    async def invoke(envelope: JSON) -> JSON:
+        if inspect.iscoroutinefunction(target):
+            answer = await target(envelope)
+        else:
+            answer = await anyio.to_thread.run_sync(target, envelope)
+        return answer if isinstance(answer, dict) else {"action": "continue"}
+
+    return invoke
+
+
+def http_interceptor(url: str, headers: Mapping[str, str], timeout: float) -> Invoke:
+    async def invoke(envelope: JSON) -> JSON:
+        async with httpx2.AsyncClient(timeout=timeout, headers=dict(headers)) as client:
+            response = await client.post(
+                url, content=orjson.dumps(envelope), headers={"Content-Type": "application/json"}
+            )
+        if response.status_code >= 300:
+            raise ToolExecutionError(f"interceptor {url} answered HTTP {response.status_code}")
+        answer = orjson.loads(response.content)
+        if not isinstance(answer, dict):
+            raise ToolExecutionError(f"interceptor {url} did not answer a JSON object")
+        return answer
+
+    return invoke
+
+
+def lambda_interceptor(
+    function_name: str, region: str | None, endpoint_url: str | None, timeout: float
+) -> Invoke:
+    holder: dict[str, Any] = {}
+
+    def call(envelope: JSON) -> JSON:
+        import boto3
+        from botocore.config import Config
+
+        client = holder.get("client")
+        if client is None:
+            config = Config(
+                read_timeout=timeout, connect_timeout=min(10.0, timeout), retries={"max_attempts": 0}
+            )
+            client = holder["client"] = boto3.client(
+                "lambda", region_name=region, endpoint_url=endpoint_url, config=config
+            )
+        response = client.invoke(FunctionName=function_name, Payload=orjson.dumps(envelope))
+        payload = response["Payload"].read()
+        if response.get("FunctionError"):
+            raise ToolExecutionError(f"interceptor Lambda {function_name} failed: {payload[:300]!r}")
+        answer = orjson.loads(payload)
+        if not isinstance(answer, dict):
+            raise ToolExecutionError(f"interceptor Lambda {function_name} did not answer a JSON object")
+        return answer
+
+    async def invoke(envelope: JSON) -> JSON:
+        return await anyio.to_thread.run_sync(functools.partial(call, envelope))
+
+    return invoke
+
+
+@dataclass(frozen=True, slots=True)
+class Interceptor:
+    name: str
+    phase: str  # "request" | "response"
+    tools: tuple[str, ...]
+    invoke: Invoke
+
+    def applies(self, tool: str) -> bool:
+        return not self.tools or any(fnmatch.fnmatchcase(tool, p) for p in self.tools)
+
+
+def _wire(result: ToolResult) -> JSON:
+    out: JSON = {"content": list(result.content), "isError": result.is_error}
+    if result.structured is not None:
+        out["structuredContent"] = result.structured
+    return out
+
+
+class GatewayInterceptors:
+    """The interceptor stage of one gateway."""
+
+    def __init__(self, gateway: str, interceptors: Sequence[Interceptor]) -> None:
+        self.gateway = gateway
+        self.request = [i for i in interceptors if i.phase == "request"]
+        self.response = [i for i in interceptors if i.phase == "response"]
+
+    def _envelope(self, phase: str, call: ToolCall, ctx: CallContext, arguments: JSON) -> JSON:
+        p = ctx.principal
+        return {
+            "phase": phase,
+            "gateway": self.gateway,
+            "tool": call.public_name or call.name,
+            "arguments": arguments,
+            "principal": {
+                "tenant": p.tenant,
+                "subject": p.subject,
+                "client": p.client_id,
+                "scopes": sorted(p.scopes),
+            },
+        }
+
+    async def _ask(self, interceptor: Interceptor, envelope: JSON) -> JSON:
+        try:
+            answer = await interceptor.invoke(envelope)
+        except ToolExecutionError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - boundary: an interceptor that fails fails the call closed
+            raise ToolExecutionError(
+                f"interceptor {interceptor.name} failed: {type(exc).__name__}: {exc}"
+            ) from None
+        if answer.get("action", "continue") not in ("continue", "refuse"):
+            raise ToolExecutionError(
+                f"interceptor {interceptor.name} answered an unknown action {answer.get('action')!r}"
+            )
+        return answer
+
+    async def stage(self, call: ToolCall, ctx: CallContext, call_next: CallNext) -> ToolResult:
+        tool = call.public_name or call.name
+        arguments = dict(call.arguments)
+        for interceptor in self.request:
+            if not interceptor.applies(tool):
+                continue
+            answer = await self._ask(interceptor, self._envelope("request", call, ctx, arguments))
+            if answer.get("action") == "refuse":
+                return ToolResult.error(
+                    str(answer.get("message") or f"Refused by interceptor {interceptor.name}.")
+                )
+            if isinstance(answer.get("arguments"), dict):
+                arguments = answer["arguments"]
+        if arguments != call.arguments:
+            call = ToolCall(call.name, arguments, public_name=call.public_name)
+        result = await call_next(call, ctx)
+        for interceptor in self.response:
+            if not interceptor.applies(tool):
+                continue
+            envelope = {**self._envelope("response", call, ctx, arguments), "result": _wire(result)}
+            answer = await self._ask(interceptor, envelope)
+            replaced = answer.get("result")
+            if isinstance(replaced, dict) and isinstance(replaced.get("content"), list):
+                result = ToolResult(
+                    content=tuple(replaced["content"]),
+                    structured=replaced.get("structuredContent"),
+                    is_error=bool(replaced.get("isError", result.is_error)),
+                )
+        return result
+
+
+def build_interceptors(spec: Any) -> list[Interceptor]:
+    """A gateway's interceptors from its configuration (ConfigError for an unknown callable)."""
+    from gateway.config import HttpInterceptor, LambdaInterceptor, PythonInterceptor
+    from gateway.providers.function import import_object
+
+    out: list[Interceptor] = []
+    for i, item in enumerate(spec.interceptors):
+        name = f"interceptors[{i}] ({item.kind})"
+        if isinstance(item, PythonInterceptor):
+            invoke = python_interceptor(import_object(item.function, f"interceptors[{i}].function"))
+        elif isinstance(item, HttpInterceptor):
+            invoke = http_interceptor(item.url, item.headers, item.timeout_seconds)
+        elif isinstance(item, LambdaInterceptor):
+            invoke = lambda_interceptor(
+                item.function_name, item.region, item.endpoint_url, item.timeout_seconds
+            )
+        else:
+            invoke = builtin_redact
+        out.append(Interceptor(name, item.phase, tuple(item.tools), invoke))
+    return out
