@@ -56,6 +56,7 @@ bench: $(STAMP) $(TOOLS)/.stamp
 	$(BIN)/python bench/tools_call.py
 	$(BIN)/python bench/openapi_github.py
 	$(BIN)/python bench/federated_call.py
+	$(BIN)/python bench/pipeline.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS)

@@ -41,6 +41,7 @@ from gateway.pins import store_pins
 from gateway.ratelimit import Counters, shared_counters
 from gateway.settings import Settings
 from gateway.store import Store
+from gateway.store._approvals import StoreApprovals
 from gateway.store._calls import StoreCalls
 from gateway.vault import open_vault
 from identity.api import IdentityServices, WorkloadTokens, identity_routes
@@ -278,6 +279,7 @@ def create_app(
                 counters=counters,
                 results=results,
                 audit=audit,
+                approvals=StoreApprovals(store),
             )
             async with hub_cm as hub:
                 system = Switchboard(settings, store, hub)

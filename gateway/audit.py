@@ -142,5 +142,6 @@ class GatewayAudit:
                     outcome=outcome,
                     error=(error or "")[:500] or None,
                     duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                    approval=ctx.approval,
                 )
             )

@@ -447,6 +447,13 @@ InterceptorSpec = Annotated[
 ]
 
 
+class ApprovalSpec(Model):
+    """Calls to these tools wait for a person's approval (asked in the client, or the admin API)."""
+
+    tools: list[str] = Field(default_factory=list, description="Globs of tool names; empty: every tool.")
+    timeout_seconds: float = Field(300.0, gt=0, le=7 * 24 * 3600)
+
+
 class GatewaySpec(Model):
     """One gateway: a URL serving the tools of its targets."""
 
@@ -465,6 +472,9 @@ class GatewaySpec(Model):
         "enforce", description="log_only: allow everything and log what the policies would deny."
     )
     rate_limits: list[RateLimitSpec] = Field(default_factory=list)
+    approvals: list[ApprovalSpec] = Field(
+        default_factory=list, description="Tools that need a person's approval before they run."
+    )
     interceptors: list[InterceptorSpec] = Field(
         default_factory=list, description="Run in order before (request) and after (response) each call."
     )

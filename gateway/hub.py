@@ -20,6 +20,7 @@ from typing import Any, Self
 import anyio
 from anyio.abc import TaskGroup
 
+from gateway.approval import ApprovalRule, GatewayApprovals
 from gateway.audit import AuditLog, GatewayAudit
 from gateway.cache import CacheRule, GatewayCache, ResultStore, result_store
 from gateway.config import GatewaySpec, McpTarget, TargetBase
@@ -37,6 +38,7 @@ from gateway.providers import provider_class
 from gateway.ratelimit import Counters, GatewayLimits, parse_rule
 from gateway.resilience import GatewayResilience
 from gateway.resilience import Settings as ResilienceSettings
+from gateway.store._approvals import StoreApprovals
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +129,7 @@ class Hub:
         counters: Counters | None = None,
         results: ResultStore | None = None,
         audit: AuditLog | None = None,
+        approvals: StoreApprovals | None = None,
     ) -> None:
         self.stages = list(stages)
         self.pins = pins
@@ -134,6 +137,7 @@ class Hub:
         self.counters = counters or Counters()
         self.results = results or result_store(None)
         self.audit = audit
+        self.approvals = approvals
         self._gateways: dict[GatewayKey, LiveGateway] = {}
         self._open: dict[tuple[str, str, str], _OpenProvider] = {}
         self._listeners: list[ChangeListener] = []
@@ -306,6 +310,9 @@ class Hub:
             stages.append(GatewayLimits(tenant, spec.name, rules, self.counters, catalog).stage)
         if spec.interceptors:
             stages.append(GatewayInterceptors(spec.name, build_interceptors(spec)).stage)
+        if spec.approvals and self.approvals is not None:  # (a check or a CLI listing has no store)
+            holds = [ApprovalRule(tuple(a.tools), a.timeout_seconds) for a in spec.approvals]
+            stages.append(GatewayApprovals(tenant, spec.name, holds, self.approvals).stage)
         if spec.cache:  # a cached answer needs no deadline, retry or breaker
             caching = [CacheRule(tuple(c.tools), c.ttl_seconds) for c in spec.cache]
             prints = {t.name: hashlib.sha256(t.model_dump_json().encode()).hexdigest() for t in spec.targets}

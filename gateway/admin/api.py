@@ -19,6 +19,7 @@ from gateway.core.errors import ConfigError, ConfigIssue
 from gateway.credentials import qualified
 from gateway.pins import NotPinned, approve_tools, target_review
 from gateway.store import StoreError
+from gateway.store._approvals import StoreApprovals
 from gateway.store._calls import StoreCalls
 from identity.inbound import new_key
 from identity.outbound import SERVICE
@@ -345,6 +346,30 @@ async def query_audit(request: Request, system: Switchboard, tenant: str) -> Res
     return JSONResponse({"records": records})
 
 
+async def list_approvals(request: Request, system: Switchboard, tenant: str) -> Response:
+    status = request.query_params.get("status")
+    return JSONResponse({"approvals": await StoreApprovals(system.store).list(tenant, status)})
+
+
+async def decide_approval(request: Request, system: Switchboard, tenant: str) -> Response:
+    approval_id = request.path_params["approval_id"]
+    body = await _json_body(request)
+    decision = body.get("decision") if isinstance(body, dict) else None
+    if decision not in ("approve", "reject"):
+        raise ConfigError(
+            [ConfigIssue("`decision` must be 'approve' or 'reject'", "decision", "request body")]
+        )
+    reason = body.get("reason") if isinstance(body.get("reason"), str) else None
+    approvals = StoreApprovals(system.store)
+    status = "approved" if decision == "approve" else "rejected"
+    if not await approvals.decide(tenant, approval_id, status, "an administrator (admin API)", reason):
+        found = await approvals.get(tenant, approval_id)
+        if found is None:
+            return _error(404, f"no approval {approval_id!r}")
+        return _error(409, f"approval {approval_id} is {found['status']} already")
+    return JSONResponse(await approvals.get(tenant, approval_id))
+
+
 # -- plumbing ------------------------------------------------------------------
 
 
@@ -410,6 +435,13 @@ _ROUTES: list[tuple[str, str, Handler, str]] = [
         "DELETE",
         delete_credential,
         "Forget an api_key provider's kept key",
+    ),
+    ("/admin/v1/approvals", "GET", list_approvals, "Held and decided approvals (?status=pending)"),
+    (
+        "/admin/v1/approvals/{approval_id}",
+        "POST",
+        decide_approval,
+        'Approve or reject a held call (body: {"decision": "approve"|"reject", "reason"?})',
     ),
     (
         "/admin/v1/audit",
@@ -514,6 +546,15 @@ def openapi_document() -> dict[str, Any]:
             }
             op["requestBody"] = {"required": True, "content": {"application/json": {"schema": secret_schema}}}
             op["responses"]["422"] = {"description": "Refused: not an api_key provider, or no secret", **err}
+        elif path.startswith("/admin/v1/approvals/") and method == "POST":
+            props = {"decision": {"enum": ["approve", "reject"]}, "reason": {"type": "string"}}
+            decision_schema = {"type": "object", "required": ["decision"], "properties": props}
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": decision_schema}},
+            }
+            op["responses"]["409"] = {"description": "Decided already", **err}
+            op["responses"]["422"] = {"description": "Refused: not a decision", **err}
         elif path.endswith("/keys") and method == "POST":
             props = {"subject": {"type": "string"}, "scopes": {"type": "array", "items": {"type": "string"}}}
             key_schema = {"type": "object", "required": ["subject"], "properties": props}

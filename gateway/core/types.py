@@ -206,6 +206,7 @@ class CallContext:
         request_id: The JSON-RPC id, for logs and audit.
         meta: The request's ``_meta`` as received.
         credentials: The caller's upstream credentials (set by the gateway per call).
+        approval: The recorded approval this call ran under, if it needed one.
     """
 
     principal: Principal = ANONYMOUS
@@ -216,6 +217,7 @@ class CallContext:
     request_id: str | int | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
     credentials: CredentialSource = NO_CREDENTIALS
+    approval: str | None = None
 
     @property
     def tenant(self) -> str:

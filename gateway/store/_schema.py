@@ -147,3 +147,21 @@ call_audit = Table(
     Column("approval", String(255), nullable=True),
     Index("sb_call_audit_tenant", "tenant", "gateway", "tool"),
 )
+
+approvals = Table(
+    "sb_approvals",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant", String(63), nullable=False),
+    Column("gateway", String(63), nullable=False),
+    Column("tool", String(255), nullable=False),
+    Column("subject", String(255), nullable=False),
+    Column("arguments_digest", String(64), nullable=False),
+    Column("arguments_preview", String(2000), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("decided_by", String(255), nullable=True),
+    Column("reason", String(500), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=True),
+    Index("sb_approvals_tenant_status", "tenant", "status"),
+)

@@ -1,0 +1,107 @@
+"""Human approval through a real `switchboard serve`: one call approved by the user through
+elicitation (both eras), one declined there, and one held for an administrator who rejects
+it through the admin API; only the approved call runs, and every decision is recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import mcp_types as types
+import pytest
+from mcp import Client
+from mcp.client.context import ClientRequestContext
+
+from tests.e2e.harness import Served, serve
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    root: Path = tmp_path_factory.mktemp("approvals")
+    config = root / "switchboard.yaml"
+    config.write_text(
+        """
+gateways:
+  - name: default
+    approvals: [{tools: ["mail___send_email"], timeout_seconds: 30}]
+    targets:
+      - name: mail
+        kind: function
+        functions: ["tests.fixtures.functions:send_email", "tests.fixtures.functions:sent"]
+"""
+    )
+    with serve(root / "data", config) as s:
+        yield s
+
+
+def answering(approve: bool, seen: list[str]) -> Any:
+    async def answer(context: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
+        assert isinstance(params, types.ElicitRequestFormParams)
+        seen.append(params.message)
+        return types.ElicitResult(action="accept", content={"approve": approve})
+
+    return answer
+
+
+async def sent(client: Client) -> list[str]:
+    return list((await client.call_tool("mail___sent", {})).structured_content["result"])  # type: ignore[index]
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_the_user_approves_or_declines_in_the_client(served: Served, mode: str) -> None:
+    asked: list[str] = []
+    to = f"yes-{mode}@example.com"
+    async with Client(served.mcp, mode=mode, elicitation_callback=answering(True, asked)) as client:
+        done = await client.call_tool("mail___send_email", {"to": to, "body": "hi"})
+        assert done.content[0].text == f"sent to {to}"  # type: ignore[union-attr]
+        assert "mail___send_email" in asked[0] and "[REDACTED:email]" in asked[0]  # arguments shown, masked
+        assert to in await sent(client)
+    no = f"no-{mode}@example.com"
+    async with Client(served.mcp, mode=mode, elicitation_callback=answering(False, asked)) as client:
+        refused = await client.call_tool("mail___send_email", {"to": no, "body": "hi"})
+        assert refused.is_error and "was not approved" in refused.content[0].text  # type: ignore[union-attr]
+        assert no not in await sent(client)
+
+
+async def test_an_administrator_rejects_a_held_call(served: Served) -> None:
+    results: list[types.CallToolResult] = []
+    async with (
+        Client(served.mcp, mode="legacy") as client,  # no elicitation: the call is held
+        httpx2.AsyncClient(base_url=served.base, headers=served.admin_headers) as admin,
+        anyio.create_task_group() as tg,
+    ):
+
+        async def call() -> None:
+            results.append(
+                await client.call_tool("mail___send_email", {"to": "held@example.com", "body": "x"})
+            )
+
+        tg.start_soon(call)
+        pending: list[dict[str, Any]] = []
+        for _ in range(100):
+            pending = (await admin.get("/admin/v1/approvals", params={"status": "pending"})).json()[
+                "approvals"
+            ]
+            if pending:
+                break
+            await anyio.sleep(0.05)
+        assert len(pending) == 1 and pending[0]["tool"] == "mail___send_email"
+        assert "held@example.com" not in pending[0]["arguments"]  # the approver sees it masked
+        decided = await admin.post(
+            f"/admin/v1/approvals/{pending[0]['id']}", json={"decision": "reject", "reason": "not today"}
+        )
+        assert decided.status_code == 200 and decided.json()["status"] == "rejected"
+        again = await admin.post(f"/admin/v1/approvals/{pending[0]['id']}", json={"decision": "approve"})
+        assert again.status_code == 409
+    result = results[0]
+    assert result.is_error
+    assert result.content[0].text == (  # type: ignore[union-attr]
+        "mail___send_email was rejected by an administrator (admin API): not today; it did not run."
+    )
+    async with Client(served.mcp, mode="legacy") as client:
+        assert "held@example.com" not in await sent(client)
