@@ -21,6 +21,7 @@ take, refuses the change.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -119,6 +120,18 @@ class GatewayPolicy:
             raise ConfigError([ConfigIssue(f"a policy does not parse: {exc}", "policies")]) from None
         self.text = text
         self.validate()
+        # Each decision needs only the policies whose action scope can match the tool: a set per
+        # tool keeps a decision's cost with the policies about that tool, not all of them.
+        self._policies: dict[str, Any] = json.loads(cedarpy.policies_to_json_str(text))["staticPolicies"]
+        self._by_tool: dict[str, cedarpy.PolicySet] = {}
+
+    def _for(self, tool: str) -> cedarpy.PolicySet:
+        found = self._by_tool.get(tool)
+        if found is None:
+            relevant = {pid: p for pid, p in self._policies.items() if _names(p.get("action") or {}, tool)}
+            doc = {"staticPolicies": relevant, "templates": {}, "templateLinks": []}
+            found = self._by_tool[tool] = cedarpy.PolicySet.from_json_str(json.dumps(doc))
+        return found
 
     def validate(self) -> None:
         """Refuse policies that name tools or attributes this gateway does not have."""
@@ -157,7 +170,7 @@ class GatewayPolicy:
         """(allowed, why) for one call."""
         result = cedarpy.is_authorized(
             self._request(principal, tool, target, _plain(dict(arguments)) or {}),
-            self.policies,
+            self._for(tool),
             self._entities(principal, target),
         )
         reasons = ", ".join(result.diagnostics.reasons) or "no policy permits it"
@@ -168,7 +181,9 @@ class GatewayPolicy:
         shown: set[str] = set()
         for tool, target in tools:
             result = cedarpy.is_authorized_partial(
-                self._request(principal, tool, target, None), self.policies, self._entities(principal, target)
+                self._request(principal, tool, target, None),
+                self._for(tool),
+                self._entities(principal, target),
             )
             if result.decision != cedarpy.Decision.Deny:
                 shown.add(tool)
@@ -190,6 +205,15 @@ class GatewayPolicy:
             else:
                 raise Denied(f"The gateway's policy does not allow {call.public_name} for you ({why}).")
         return await call_next(call, ctx)
+
+
+def _names(scope: Mapping[str, Any], tool: str) -> bool:
+    """Whether a policy's action scope can match ``tool``."""
+    op = scope.get("op")
+    if op == "All":
+        return True
+    entities = scope.get("entities") or ([scope["entity"]] if "entity" in scope else [])
+    return any(isinstance(e, Mapping) and e.get("id") == tool for e in entities)
 
 
 def _quote(value: str) -> str:
