@@ -1,6 +1,7 @@
 """Human approval: calls to tools that need it wait for a person's yes, and the yes is recorded first.
 
-A gateway's `approvals` rules name tools (globs). Before such a call runs:
+A gateway's `approvals` rules name tools (globs), and a Cedar permit annotated
+``@approval("required")`` asks for approval of the calls it permits. Before such a call runs:
 
 - if the calling client can ask its user (elicitation, either era), it is asked — the tool,
   and its arguments with secrets masked — and the answer is recorded;
@@ -26,6 +27,7 @@ from gateway.interceptors import redact
 from gateway.store._approvals import StoreApprovals
 
 POLL_SECONDS = 0.25
+DEFAULT_TIMEOUT_SECONDS = 300.0
 QUESTION = {
     "type": "object",
     "properties": {"approve": {"type": "boolean", "title": "Approve this call"}},
@@ -56,6 +58,8 @@ class GatewayApprovals:
     async def stage(self, call: ToolCall, ctx: CallContext, call_next: CallNext) -> ToolResult:
         tool = call.public_name or call.name
         rule = next((r for r in self.rules if r.applies(tool)), None)
+        if rule is None and ctx.approval_required:  # a policy asked for it
+            rule = ApprovalRule((), DEFAULT_TIMEOUT_SECONDS)
         if rule is None:
             return await call_next(call, ctx)
         preview = orjson.dumps(redact(call.arguments)).decode()

@@ -26,6 +26,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from gateway.core.errors import CredentialRequired, InputRequired, ToolExecutionError
 from gateway.core.types import CallContext, CallNext, ToolCall, ToolResult
+from gateway.interceptors import redact_text
 from gateway.policy import Denied
 from gateway.ratelimit import RateLimited
 
@@ -145,7 +146,7 @@ class GatewayAudit:
                     decision=decision,
                     arguments_digest=digest(call.arguments),
                     outcome=outcome,
-                    error=(error or "")[:500] or None,
+                    error=redact_text(error or "")[:500] or None,
                     duration_ms=round((time.perf_counter() - started) * 1000, 3),
                     approval=ctx.approval,
                 )

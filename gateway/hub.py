@@ -310,7 +310,8 @@ class Hub:
             stages.append(GatewayLimits(tenant, spec.name, rules, self.counters, catalog).stage)
         if spec.interceptors:
             stages.append(GatewayInterceptors(spec.name, build_interceptors(spec)).stage)
-        if spec.approvals and self.approvals is not None:  # (a check or a CLI listing has no store)
+        wants = spec.approvals or (policy is not None and policy.asks_for_approval)
+        if wants and self.approvals is not None:  # (a check or a CLI listing has no store)
             holds = [ApprovalRule(tuple(a.tools), a.timeout_seconds) for a in spec.approvals]
             stages.append(GatewayApprovals(tenant, spec.name, holds, self.approvals).stage)
         if spec.cache:  # a cached answer needs no deadline, retry or breaker

@@ -4,7 +4,8 @@ A gateway's `interceptors` run in order. A **request** interceptor gets
 
     {"phase": "request", "gateway", "tool", "arguments", "principal": {tenant, subject, client, scopes}}
 
-and answers ``{"action": "continue"}`` (optionally with new ``"arguments"``) or
+and answers ``{"action": "continue"}`` (optionally with new ``"arguments"``, and
+``"headers"`` to send to the upstream: OpenAPI and HTTP targets add them) or
 ``{"action": "refuse", "message": "..."}``. A **response** interceptor gets the same
 envelope with ``"phase": "response"`` and ``"result": {"content", "structuredContent"?,
 "isError"}`` and answers ``{"action": "continue"}``, optionally with a new ``"result"``.
@@ -218,6 +219,9 @@ class GatewayInterceptors:
                 )
             if isinstance(answer.get("arguments"), dict):
                 arguments = answer["arguments"]
+            headers = answer.get("headers")
+            if isinstance(headers, dict):
+                ctx.headers.update({str(k): str(v) for k, v in headers.items()})
         if arguments != call.arguments:
             call = ToolCall(call.name, arguments, public_name=call.public_name)
         result = await call_next(call, ctx)

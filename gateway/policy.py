@@ -14,6 +14,9 @@ logs what would have been denied. tools/list shows a caller only the tools some 
 could permit them (partial evaluation with the arguments unknown), and a call to a hidden
 tool is refused like any other denied call.
 
+A permit annotated ``@approval("required")`` allows the call only once a person approves it
+(the approval stage asks or holds it).
+
 Policies are validated against a schema generated from the catalog when the gateway is
 applied: a policy naming a tool that does not exist, or an attribute the tool does not
 take, refuses the change.
@@ -168,13 +171,30 @@ class GatewayPolicy:
         self, principal: Principal, tool: str, target: str, arguments: Mapping[str, Any]
     ) -> tuple[bool, str]:
         """(allowed, why) for one call."""
+        allowed, why, _ = self.decide(principal, tool, target, arguments)
+        return allowed, why
+
+    def decide(
+        self, principal: Principal, tool: str, target: str, arguments: Mapping[str, Any]
+    ) -> tuple[bool, str, bool]:
+        """(allowed, why, needs a person's approval) for one call."""
         result = cedarpy.is_authorized(
             self._request(principal, tool, target, _plain(dict(arguments)) or {}),
             self._for(tool),
             self._entities(principal, target),
         )
         reasons = ", ".join(result.diagnostics.reasons) or "no policy permits it"
-        return result.decision == cedarpy.Decision.Allow, reasons
+        allowed = result.decision == cedarpy.Decision.Allow
+        needs_approval = allowed and any(
+            (self._policies.get(pid) or {}).get("annotations", {}).get("approval") == "required"
+            for pid in result.diagnostics.reasons
+        )
+        return allowed, reasons, needs_approval
+
+    @property
+    def asks_for_approval(self) -> bool:
+        """Whether any policy carries ``@approval("required")``."""
+        return any(p.get("annotations", {}).get("approval") == "required" for p in self._policies.values())
 
     def visible(self, principal: Principal, tools: Sequence[tuple[str, str]]) -> set[str]:
         """The tools (public name, target) some policy could permit this caller, arguments unknown."""
@@ -192,7 +212,11 @@ class GatewayPolicy:
     async def stage(self, call: ToolCall, ctx: CallContext, call_next: CallNext) -> ToolResult:
         entry = self.catalog.snapshot.tools.get(call.public_name or call.name)
         target = entry.provider.id if entry is not None else ""
-        allowed, why = self.allows(ctx.principal, call.public_name or call.name, target, call.arguments)
+        allowed, why, needs_approval = self.decide(
+            ctx.principal, call.public_name or call.name, target, call.arguments
+        )
+        if needs_approval:
+            ctx.approval_required = True  # the approval stage holds it for a person
         if not allowed:
             if self.mode == "log_only":
                 logger.warning(

@@ -207,6 +207,8 @@ class CallContext:
         meta: The request's ``_meta`` as received.
         credentials: The caller's upstream credentials (set by the gateway per call).
         approval: The recorded approval this call ran under, if it needed one.
+        approval_required: A policy that permitted the call asks for a person's approval.
+        headers: Extra headers for the upstream request (set by request interceptors).
     """
 
     principal: Principal = ANONYMOUS
@@ -218,6 +220,8 @@ class CallContext:
     meta: Mapping[str, Any] = field(default_factory=dict)
     credentials: CredentialSource = NO_CREDENTIALS
     approval: str | None = None
+    approval_required: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def tenant(self) -> str:

@@ -61,6 +61,7 @@ class HttpFunctionProvider(ToolProvider):
         if self._client is None:
             raise UpstreamUnavailable(f"target {self.id!r} is not open")
         headers = {
+            **ctx.headers,
             **self.config.headers,
             "X-Switchboard-Tool": call.name,
             "X-Switchboard-Gateway": self.gateway,

@@ -212,7 +212,7 @@ class OpenApiProvider(ToolProvider):
 
     async def _send(self, op: Operation, request: Request, ctx: CallContext) -> tuple[int, ToolResult]:
         assert self._pool is not None
-        headers = [*self.config.headers.items(), *request.headers]
+        headers = [*self.config.headers.items(), *request.headers, *ctx.headers.items()]
         if not any(k.lower() == "accept" for k, _ in headers):
             headers.append(("Accept", "application/json, */*;q=0.5"))
         content = request.content

@@ -33,6 +33,16 @@ gateways:
       - name: mail
         kind: function
         functions: ["tests.fixtures.functions:send_email", "tests.fixtures.functions:sent"]
+  - name: guarded
+    policies:
+      - |
+        @approval("required")
+        permit(principal, action == Switchboard::Action::"mail___send_email", resource);
+      - 'permit(principal, action == Switchboard::Action::"mail___sent", resource);'
+    targets:
+      - name: mail
+        kind: function
+        functions: ["tests.fixtures.functions:send_email", "tests.fixtures.functions:sent"]
 """
     )
     with serve(root / "data", config) as s:
@@ -105,3 +115,14 @@ async def test_an_administrator_rejects_a_held_call(served: Served) -> None:
     )
     async with Client(served.mcp, mode="legacy") as client:
         assert "held@example.com" not in await sent(client)
+
+
+async def test_a_policy_can_ask_for_approval(served: Served) -> None:
+    asked: list[str] = []
+    url = served.gateway("guarded")
+    async with Client(url, mode="legacy", elicitation_callback=answering(True, asked)) as client:
+        done = await client.call_tool("mail___send_email", {"to": "policy@example.com", "body": "hi"})
+        assert done.content[0].text == "sent to policy@example.com"  # type: ignore[union-attr]
+        assert asked and "mail___send_email" in asked[0]  # the @approval("required") permit asked
+        assert not (await client.call_tool("mail___sent", {})).is_error  # its permit asks nothing
+        assert len(asked) == 1

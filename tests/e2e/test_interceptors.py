@@ -22,6 +22,10 @@ from tests.support.servers import serve_app
 pytestmark = pytest.mark.anyio
 
 
+async def echo(request: Request) -> JSONResponse:
+    return JSONResponse({"tag": request.headers.get("x-request-tag", "none")})
+
+
 async def guard(request: Request) -> JSONResponse:
     envelope = await request.json()
     if envelope["arguments"].get("user") == "eve":
@@ -39,8 +43,9 @@ def stamp(event: Any, context: dict[str, Any]) -> dict[str, Any]:
 def intercepted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     root: Path = tmp_path_factory.mktemp("interceptors")
     api = LambdaApi({"stamp": stamp})
+    routes = [Route("/guard", guard, methods=["POST"]), Route("/echo", echo, methods=["POST"])]
     with (
-        serve_app(Starlette(routes=[Route("/guard", guard, methods=["POST"])])) as guard_url,
+        serve_app(Starlette(routes=routes)) as guard_url,
         serve_app(api.app()) as lambda_url,
     ):
         config = root / "switchboard.yaml"
@@ -54,8 +59,14 @@ gateways:
       - {{kind: lambda, phase: response, function_name: stamp, region: eu-west-1,
           endpoint_url: "{lambda_url}"}}
       - {{kind: redact}}
+      - {{kind: python, phase: request, function: "tests.fixtures.functions:tag_request",
+          tools: ["echo___*"]}}
     targets:
       - {{name: fx, kind: function, functions: ["tests.fixtures.functions:leak"]}}
+      - name: echo
+        kind: http
+        url: "{guard_url}/echo"
+        tools: [{{name: tag, description: "Echo the request tag", input_schema: {{type: object}}}}]
 """
         )
         with serve(
@@ -75,3 +86,9 @@ async def test_the_chain(intercepted: Served, mode: str) -> None:
         assert texts[1] == "(checked by lambda for anonymous)"
         blocked = await client.call_tool("fx___leak", {"user": "eve"})
         assert blocked.is_error and blocked.content[0].text == "eve is blocked by the guard"  # type: ignore[union-attr]
+
+
+async def test_a_request_interceptor_adds_an_upstream_header(intercepted: Served) -> None:
+    async with Client(intercepted.mcp, mode="legacy") as client:
+        result = await client.call_tool("echo___tag", {})
+    assert result.structured_content == {"tag": "for-anonymous"}, result
