@@ -46,7 +46,7 @@ from gateway.store._calls import StoreCalls
 from gateway.vault import open_vault
 from identity.api import IdentityServices, WorkloadTokens, identity_routes
 from identity.inbound import Refused, key_id_of, new_key, same_secret
-from identity.outbound import Broker, CredentialError, ProviderSpec
+from identity.outbound import Broker, CredentialError, ProviderSpec, redis_locks
 from identity.vault import Vault
 
 logger = logging.getLogger(__name__)
@@ -265,7 +265,10 @@ def create_app(
         try:
             vault = await open_vault(settings, store)
             base = (settings.public_url or base_url or f"http://{settings.host}:{settings.port}").rstrip("/")
-            broker = Broker(vault, state_key(settings.data_dir), f"{base}{CALLBACK_PATH}")
+            locks, close_locks = redis_locks(settings.redis_url) if settings.redis_url else (None, None)
+            broker = Broker(vault, state_key(settings.data_dir), f"{base}{CALLBACK_PATH}", shared_locks=locks)
+            if close_locks is not None:
+                stack.push_async_callback(close_locks)
             counters = Counters(shared_counters(settings.redis_url))
             results = result_store(settings.redis_url)
             audit = AuditLog(StoreCalls(store).write)

@@ -20,13 +20,15 @@ Every secret lives in the vault, bound to (tenant, user, provider).
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
 import anyio
@@ -40,6 +42,8 @@ from identity.vault import Owner, Vault
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 SERVICE = "*"  # the user of credentials that belong to the gateway itself (2LO, shared keys)
+SharedLocks = Callable[[str], AbstractAsyncContextManager[Any]]
+"""name -> a lock held across replicas while one of them refreshes that credential."""
 STATE_SECONDS = 600
 EARLY_REFRESH_SECONDS = 60
 
@@ -81,6 +85,11 @@ class Tokens:
     access_token: str
     expires_at: float | None = None
     refresh_token: str | None = None
+    replaced: tuple[str, ...] = ()  # digests of the tokens refreshes replaced (newest first)
+
+    def supersedes(self, stale: str | None) -> bool:
+        """Whether a refresh already replaced ``stale`` (even by an identical string)."""
+        return stale is not None and _digest(stale) in self.replaced
 
     def fresh(self) -> bool:
         return self.expires_at is None or self.expires_at - EARLY_REFRESH_SECONDS > time.time()
@@ -91,13 +100,23 @@ class Tokens:
                 "access_token": self.access_token,
                 "expires_at": self.expires_at,
                 "refresh_token": self.refresh_token,
+                "replaced": list(self.replaced),
             }
         )
 
     @classmethod
     def load(cls, raw: bytes) -> Tokens:
         doc = orjson.loads(raw)
-        return cls(str(doc["access_token"]), doc.get("expires_at"), doc.get("refresh_token"))
+        return cls(
+            str(doc["access_token"]),
+            doc.get("expires_at"),
+            doc.get("refresh_token"),
+            tuple(doc.get("replaced") or ()),
+        )
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()[:32]
 
 
 def _pkce() -> tuple[str, str]:
@@ -114,17 +133,24 @@ class Broker:
         state_key: 32 bytes sealing the authorization state (the same on every replica).
         callback_url: Our ``/identity/oauth/callback``, registered with the providers.
         http: The client for token endpoints.
+        shared_locks: Locks shared by replicas (Redis), so that replicas too refresh a
+            credential once; without, the lock is per process.
     """
 
     def __init__(
-        self, vault: Vault, state_key: bytes, callback_url: str, http: httpx2.AsyncClient | None = None
+        self,
+        vault: Vault,
+        state_key: bytes,
+        callback_url: str,
+        http: httpx2.AsyncClient | None = None,
+        shared_locks: SharedLocks | None = None,
     ) -> None:
         self.vault = vault
+        self.shared_locks = shared_locks
         self._state = AESGCM(hashlib.sha256(b"switchboard oauth state\x00" + state_key).digest())
         self.callback_url = callback_url
         self.http = http or httpx2.AsyncClient(timeout=httpx2.Timeout(15.0))
         self._locks: dict[tuple[str, str, str], anyio.Lock] = {}
-        self._replaced: dict[tuple[str, str, str], list[str]] = {}  # tokens a refresh has replaced
         self.refreshes = 0  # token requests made (for operators and tests)
 
     async def aclose(self) -> None:
@@ -167,13 +193,17 @@ class Broker:
         if tokens is not None and tokens.fresh() and tokens.access_token != stale:
             return tokens.access_token
         key = (tenant, owner_user, provider.name)
-        async with self._lock(key):
-            # Whoever held the lock may have refreshed already: look again. (A refresh may
-            # even return the very same token; what it replaced is remembered, so a caller
-            # holding that one takes the current token instead of refreshing once more.)
+        shared = self.shared_locks(":".join(key)) if self.shared_locks else contextlib.nullcontext()
+        async with self._lock(key), shared:  # this process's callers queue here; replicas in Redis
+            # Whoever held the lock (here or on another replica) may have refreshed already:
+            # look again. (A refresh may even return the very same token; what it replaced is
+            # stored with the tokens, so a caller holding that one takes the current token.)
             tokens = await self._tokens(owner, tool)
-            replaced = stale is not None and stale in self._replaced.get(key, ())
-            if tokens is not None and tokens.fresh() and (tokens.access_token != stale or replaced):
+            if (
+                tokens is not None
+                and tokens.fresh()
+                and (tokens.access_token != stale or tokens.supersedes(stale))
+            ):
                 return tokens.access_token
             if provider.kind == "oauth2_client_credentials":
                 fetched = await self._token_request(provider, {"grant_type": "client_credentials"})
@@ -204,11 +234,10 @@ class Broker:
                     fetched = Tokens(fetched.access_token, fetched.expires_at, tokens.refresh_token)
             else:
                 raise ConsentRequired(provider.name, self.consent_url(tenant, user, provider))
-            await self.vault.put(owner, fetched.dump())
             if tokens is not None:
-                recent = self._replaced.setdefault(key, [])
-                recent.append(tokens.access_token)
-                del recent[:-8]
+                replaced = (_digest(tokens.access_token), *tokens.replaced)[:8]
+                fetched = Tokens(fetched.access_token, fetched.expires_at, fetched.refresh_token, replaced)
+            await self.vault.put(owner, fetched.dump())
             return fetched.access_token
 
     async def _tokens(self, owner: Owner, tool: str | None) -> Tokens | None:
@@ -385,3 +414,16 @@ def from_preset(
         extra_authorize={str(k): str(v) for k, v in dict(extra).items()},  # type: ignore[call-overload]
         scope_separator=str(p.get("scope_separator", " ")),
     )
+
+
+def redis_locks(url: str, timeout_seconds: float = 30.0) -> tuple[SharedLocks, Callable[[], Any]]:
+    """Refresh locks in Redis (redis-py's Lock: SET NX with expiry, token-checked release),
+    and a coroutine function that closes the connection."""
+    import redis.asyncio as redis
+
+    client = redis.from_url(url)
+
+    def lock(name: str) -> AbstractAsyncContextManager[Any]:
+        return client.lock(f"sb:refresh:{name}", timeout=timeout_seconds, blocking_timeout=timeout_seconds)
+
+    return lock, client.aclose

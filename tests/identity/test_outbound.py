@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import anyio
 import httpx2
 import pytest
 
@@ -18,9 +20,11 @@ from identity.outbound import (
     CredentialError,
     ProviderSpec,
     from_preset,
+    redis_locks,
 )
 from identity.vault import LocalKeyring, Owner, Vault
 from tests.fixtures.oidc_server import Issuer
+from tests.support.services import redis_url
 
 pytestmark = pytest.mark.anyio
 CALLBACK = "http://127.0.0.1:9/identity/oauth/callback"
@@ -121,3 +125,42 @@ def test_presets() -> None:
     assert microsoft.scopes == ("Mail.Send", "offline_access")
     with pytest.raises(CredentialError, match="unknown preset 'okta'"):
         from_preset("g/x", "okta", client_id="c", secret=None)
+
+
+async def test_two_replicas_refresh_a_credential_once(issuer: Issuer, tmp_path: Path) -> None:
+    """Two brokers (two replicas) on one database, locking in Redis: 2 x 25 concurrent calls
+    with an expired token make exactly one refresh request."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
+    keyring = LocalKeyring(tmp_path / "vault.keys")
+    stores = [await Store.open(url), await Store.open(url)]
+    locks = [redis_locks(redis_url()), redis_locks(redis_url())]
+    brokers = [
+        Broker(Vault(keyring, StoreSecrets(store)), b"k" * 32, CALLBACK, shared_locks=lock)
+        for store, (lock, _) in zip(stores, locks, strict=True)
+    ]
+    idp = three_lo(issuer)
+    tenant = f"t-{uuid.uuid4().hex[:8]}"  # fresh lock names in the shared Redis
+    async with httpx2.AsyncClient() as http:  # alice consents once (through replica 0)
+        try:
+            await brokers[0].secret(tenant, "alice", idp)
+        except ConsentRequired as asked:
+            redirect = await http.get(asked.url + "&login_hint=alice")
+        back = parse_qs(urlsplit(redirect.headers["location"]).query)
+        await brokers[0].complete({"g/idp": idp}, back["code"][0], back["state"][0])
+        stale = await brokers[1].secret(tenant, "alice", idp)
+        await http.post(f"{issuer.url}/test/expire")
+    before = issuer.grants.get("refresh_token", 0)
+    got: list[str] = []
+
+    async def refresh_via(broker: Broker) -> None:
+        got.append(await broker.secret(tenant, "alice", idp, stale=stale))
+
+    async with anyio.create_task_group() as tg:
+        for i in range(50):
+            tg.start_soon(refresh_via, brokers[i % 2])
+    assert issuer.grants.get("refresh_token", 0) - before == 1
+    assert len(set(got)) == 1 and len(got) == 50
+    for broker, store, (_, close) in zip(brokers, stores, locks, strict=True):
+        await broker.aclose()
+        await close()
+        await store.close()
