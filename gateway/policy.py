@@ -127,6 +127,8 @@ class GatewayPolicy:
         # tool keeps a decision's cost with the policies about that tool, not all of them.
         self._policies: dict[str, Any] = json.loads(cedarpy.policies_to_json_str(text))["staticPolicies"]
         self._by_tool: dict[str, cedarpy.PolicySet] = {}
+        self._decisions: dict[tuple[Any, ...], tuple[bool, str, bool]] = {}
+        self._contextual = _contextual_tools(self._policies, [name for name in catalog.snapshot.tools])
 
     def _for(self, tool: str) -> cedarpy.PolicySet:
         found = self._by_tool.get(tool)
@@ -177,7 +179,17 @@ class GatewayPolicy:
     def decide(
         self, principal: Principal, tool: str, target: str, arguments: Mapping[str, Any]
     ) -> tuple[bool, str, bool]:
-        """(allowed, why, needs a person's approval) for one call."""
+        """(allowed, why, needs a person's approval) for one call.
+
+        When none of the tool's policies looks at the arguments (``context``), the decision
+        depends on the caller and the tool alone and is remembered (bounded).
+        """
+        key = None
+        if tool not in self._contextual:
+            key = (tool, target, principal.tenant, principal.subject, principal.client_id, principal.scopes)
+            hit = self._decisions.get(key)
+            if hit is not None:
+                return hit
         result = cedarpy.is_authorized(
             self._request(principal, tool, target, _plain(dict(arguments)) or {}),
             self._for(tool),
@@ -189,6 +201,10 @@ class GatewayPolicy:
             (self._policies.get(pid) or {}).get("annotations", {}).get("approval") == "required"
             for pid in result.diagnostics.reasons
         )
+        if key is not None:
+            if len(self._decisions) >= 10_000:
+                self._decisions.clear()
+            self._decisions[key] = (allowed, reasons, needs_approval)
         return allowed, reasons, needs_approval
 
     @property
@@ -229,6 +245,12 @@ class GatewayPolicy:
             else:
                 raise Denied(f"The gateway's policy does not allow {call.public_name} for you ({why}).")
         return await call_next(call, ctx)
+
+
+def _contextual_tools(policies: Mapping[str, Any], tools: Sequence[str]) -> set[str]:
+    """The tools some relevant policy decides on the arguments (whose decisions cannot be cached)."""
+    reading = [p for p in policies.values() if '"context"' in json.dumps(p.get("conditions") or [])]
+    return {tool for tool in tools if any(_names(p.get("action") or {}, tool) for p in reading)}
 
 
 def _names(scope: Mapping[str, Any], tool: str) -> bool:

@@ -83,3 +83,13 @@ async def test_the_stage_refuses_or_only_logs() -> None:
 async def test_policies_that_do_not_fit_the_catalog_are_refused(policy: str, words: str) -> None:
     with pytest.raises(ConfigError, match=words):
         GatewayPolicy("g", [policy], "enforce", await catalog())
+
+
+async def test_decisions_that_ignore_the_arguments_are_remembered() -> None:
+    policy = GatewayPolicy("g", POLICIES, "enforce", await catalog())
+    assert policy.allows(ALICE, "t___read", "t", {"x": 1})[0]
+    assert policy.allows(ALICE, "t___read", "t", {"x": 2})[0]
+    assert len(policy._decisions) == 1  # t___read's policies never look at the arguments
+    assert policy.allows(CLERK, "t___refund", "t", {"amount": 5})[0]
+    assert not policy.allows(CLERK, "t___refund", "t", {"amount": 900})[0]  # refund's do: decided each time
+    assert len(policy._decisions) == 1
