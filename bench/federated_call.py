@@ -64,22 +64,27 @@ async def run(upstream: str, gateway: str, calls: int, levels: list[int]) -> lis
     return rows
 
 
-def report(rows: list[Row], calls: int) -> None:
-    print(f"federated tools/call `add`, {calls} calls per row; one gateway worker, 2 cores")
+def print_against(rows: list[Row], label: str, baseline: str, measured: str) -> None:
+    """One table: every row, and each `measured` row against the `baseline` row of its era and level."""
     print(
-        f"{'path':<8} {'era':<10} {'conc':>4} {'p50 ms':>8} {'p99 ms':>8} {'calls/s':>8}"
-        f" {'added p50':>10} {'added p99':>10} {'calls/s gw/direct':>18}"
+        f"{label:<8} {'era':<10} {'conc':>4} {'p50 ms':>8} {'p99 ms':>8} {'calls/s':>8}"
+        f" {'added p50':>10} {'added p99':>10} {'p50 x':>6} {f'calls/s {measured}/{baseline}':>20}"
     )
-    direct = {(era, level): r for path, era, level, r in rows if path == "direct"}
-    for path, era, level, r in rows:
-        line = f"{path:<8} {era:<10} {level:>4} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} {r['rps']:>8.0f}"
-        if path == "gateway":
-            d = direct[(era, level)]
+    base = {(era, level): r for name, era, level, r in rows if name == baseline}
+    for name, era, level, r in rows:
+        line = f"{name:<8} {era:<10} {level:>4} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} {r['rps']:>8.0f}"
+        if name == measured:
+            d = base[(era, level)]
             line += (
                 f" {r['p50_ms'] - d['p50_ms']:>10.3f} {r['p99_ms'] - d['p99_ms']:>10.3f}"
-                f" {r['rps'] / d['rps']:>18.2f}"
+                f" {r['p50_ms'] / d['p50_ms']:>6.2f} {r['rps'] / d['rps']:>20.2f}"
             )
         print(line)
+
+
+def report(rows: list[Row], calls: int) -> None:
+    print(f"federated tools/call `add`, {calls} calls per row; one gateway worker, 2 cores")
+    print_against(rows, "path", "direct", "gateway")
 
 
 def main() -> None:

@@ -35,7 +35,7 @@ import httpx2
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.federated_call import add_args  # noqa: E402
+from bench.federated_call import add_args, print_against  # noqa: E402
 from bench.tools_call import Call, legacy_caller, measure, modern_caller  # noqa: E402
 from gateway.core.catalog import Catalog  # noqa: E402
 from gateway.core.provider import ToolProvider  # noqa: E402
@@ -100,20 +100,7 @@ def report_calls(rows: list[Row], calls: int) -> None:
     print(f"tools/call `add`, {calls} calls per row; one gateway worker, 2 cores")
     print("plain: no auth, no stages; full: api_key + Cedar policy + rate limit + redact + resilience")
     print("(audit on for both)")
-    print(
-        f"{'gateway':<8} {'era':<10} {'conc':>4} {'p50 ms':>8} {'p99 ms':>8} {'calls/s':>8}"
-        f" {'added p50':>10} {'added p99':>10} {'p50 x':>6} {'calls/s full/plain':>19}"
-    )
-    plain = {(era, level): r for name, era, level, r in rows if name == "plain"}
-    for name, era, level, r in rows:
-        line = f"{name:<8} {era:<10} {level:>4} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} {r['rps']:>8.0f}"
-        if name == "full":
-            p = plain[(era, level)]
-            line += (
-                f" {r['p50_ms'] - p['p50_ms']:>10.3f} {r['p99_ms'] - p['p99_ms']:>10.3f}"
-                f" {r['p50_ms'] / p['p50_ms']:>6.2f} {r['rps'] / p['rps']:>19.2f}"
-            )
-        print(line)
+    print_against(rows, "gateway", "plain", "full")
 
 
 # --- part 2: Cedar in process -------------------------------------------------------------

@@ -37,7 +37,7 @@ from gateway.credentials import credentials_for, provider_specs
 from gateway.hub import Hub
 from gateway.mcp import McpFront
 from gateway.mcp.front import PRINCIPAL_KEY
-from gateway.pins import store_pins
+from gateway.pins import pinned_of, store_pins
 from gateway.ratelimit import Counters, shared_counters
 from gateway.settings import Settings
 from gateway.store import Store
@@ -115,11 +115,18 @@ class Switchboard:
             for tenant in sorted({DEFAULT_TENANT, *await self.store.list_tenants()}):
                 specs = await self.load_specs(tenant)
                 moved = await self.hub.apply(tenant, specs)
-                # What else moved the revision (tool approvals, say) shows when the rest is listed again.
-                await self.hub.refresh(tenant, [s.name for s in specs if s.name not in moved])
+                # Tool approvals move the revision without changing a spec: gateways with pinned
+                # targets are listed again (only those: listing can mean calling upstreams).
+                await self.hub.refresh(
+                    tenant, [s.name for s in specs if s.name not in moved and self._pins(tenant, s.name)]
+                )
                 changed += [name if tenant == DEFAULT_TENANT else f"{tenant}/{name}" for name in moved]
             self.revision = revision
             return changed
+
+    def _pins(self, tenant: str, gateway: str) -> bool:
+        live = self.hub.get(tenant, gateway)
+        return live is not None and any(pinned_of(p) is not None for p in live.catalog.providers.values())
 
     async def create_tenant(self, tenant: str) -> str:
         """Make a tenant and its first admin key (returned, to show once)."""
@@ -180,12 +187,6 @@ def state_key(data_dir: Path) -> bytes:
         with os.fdopen(fd, "wb") as fh:
             fh.write(secrets.token_bytes(32))
     return path.read_bytes()
-
-
-def mcp_gateway(path: str) -> str | None:
-    """The gateway an MCP endpoint path names, else None (see `mcp_endpoint`)."""
-    found = mcp_endpoint(path)
-    return found[1] if found is not None else None
 
 
 def mcp_endpoint(path: str) -> tuple[str, str] | None:

@@ -109,7 +109,8 @@ class Authenticator:
         return verifier
 
     async def _lookup(self, key_id: str) -> dict[str, Any] | None:
-        return await self.store.gateway_key(key_id)
+        record = await self.store.gateway_key(key_id)
+        return {**record, "audience": f"gateway {record['gateway']!r}"} if record is not None else None
 
     async def principal(self, tenant: str, gateway: str, auth: Auth, scope: Scope) -> Principal:
         """The verified caller of one MCP request.
@@ -159,14 +160,7 @@ class Authenticator:
 
     async def _verify(self, tenant: str, gateway: str, auth: Auth, credential: str, scope: Scope) -> Caller:
         if isinstance(auth, ApiKeyAuth):
-            caller = await self._keys.verify(credential)
-            record = await self.store.gateway_key(credential[len(KEY_PREFIX) :].partition("_")[0])
-            if record is None or record.get("gateway") != gateway:
-                raise Refused(f"this API key is not for gateway {gateway!r}")
-            missing = [s for s in auth.scopes if s not in caller.scopes]
-            if missing:
-                raise InsufficientScope(auth.scopes, f"the API key lacks scope {', '.join(missing)}")
-            return caller
+            return await self._keys.verify(credential, audience=f"gateway {gateway!r}", scopes=auth.scopes)
         assert isinstance(auth, JwtAuth)
         return await self.verifier(gateway, auth, self.resource(scope)).verify(credential)
 

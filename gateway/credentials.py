@@ -8,6 +8,7 @@ identity's errors become the gateway's (`CredentialRequired` carries the consent
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 
 from gateway.config import (
@@ -44,26 +45,16 @@ def provider_specs(spec: GatewaySpec) -> dict[str, ProviderSpec]:
         name = qualified(spec.name, p.name)
         if isinstance(p, ApiKeyCredential):
             out[p.name] = ProviderSpec(name, "api_key", secret=_secret(p.secret, where))
-        elif isinstance(p, TokenExchange):
+        elif isinstance(p, TokenExchange | ClientCredentials):
             out[p.name] = ProviderSpec(
                 name,
-                "oauth2_token_exchange",
+                "oauth2_token_exchange" if isinstance(p, TokenExchange) else "oauth2_client_credentials",
                 secret=_secret(p.client_secret, f"{where}.client_secret"),
                 client_id=p.client_id,
                 token_url=p.token_url,
                 scopes=tuple(p.scopes),
                 resource=p.resource,
-                audience=p.audience,
-            )
-        elif isinstance(p, ClientCredentials):
-            out[p.name] = ProviderSpec(
-                name,
-                "oauth2_client_credentials",
-                secret=_secret(p.client_secret, f"{where}.client_secret"),
-                client_id=p.client_id,
-                token_url=p.token_url,
-                scopes=tuple(p.scopes),
-                resource=p.resource,
+                audience=p.audience if isinstance(p, TokenExchange) else None,
             )
         else:
             assert isinstance(p, AuthorizationCode)
@@ -88,18 +79,7 @@ def provider_specs(spec: GatewaySpec) -> dict[str, ProviderSpec]:
                     scopes=tuple(p.scopes),
                     extra_authorize=dict(p.authorize_params),
                 )
-            out[p.name] = ProviderSpec(
-                base.name,
-                base.kind,
-                secret=base.secret,
-                client_id=base.client_id,
-                token_url=base.token_url,
-                authorize_url=base.authorize_url,
-                scopes=base.scopes,
-                resource=p.resource,
-                extra_authorize=base.extra_authorize,
-                scope_separator=base.scope_separator,
-            )
+            out[p.name] = dataclasses.replace(base, resource=p.resource)
     return out
 
 
@@ -134,14 +114,15 @@ CredentialsFor = Callable[[str, GatewaySpec, Principal], CredentialSource]
 
 
 def credentials_for(broker: Broker) -> CredentialsFor:
-    cache: dict[tuple[str, str], tuple[str, dict[str, ProviderSpec]]] = {}
+    # Specs are immutable: a changed gateway is a new spec object, so identity is the key
+    # (no per-call fingerprinting, and secrets are read once per version of the gateway).
+    cache: dict[tuple[str, str], tuple[GatewaySpec, dict[str, ProviderSpec]]] = {}
 
     def bind(tenant: str, spec: GatewaySpec, principal: Principal) -> CredentialSource:
         key = (tenant, spec.name)
-        fingerprint = repr(spec.credential_providers)
         hit = cache.get(key)
-        if hit is None or hit[0] != fingerprint:
-            hit = cache[key] = (fingerprint, provider_specs(spec))
+        if hit is None or hit[0] is not spec:
+            hit = cache[key] = (spec, provider_specs(spec))
         return CallerCredentials(broker, hit[1], principal)
 
     return bind

@@ -117,15 +117,14 @@ class GatewayPolicy:
         self.mode = mode
         self.catalog = catalog
         text = "\n".join(sources)
+        # Each decision needs only the policies whose action scope can match the tool: a set per
+        # tool keeps a decision's cost with the policies about that tool, not all of them.
         try:
-            self.policies = cedarpy.PolicySet.from_str(text)
+            self._policies: dict[str, Any] = json.loads(cedarpy.policies_to_json_str(text))["staticPolicies"]
         except ValueError as exc:
             raise ConfigError([ConfigIssue(f"a policy does not parse: {exc}", "policies")]) from None
         self.text = text
         self.validate()
-        # Each decision needs only the policies whose action scope can match the tool: a set per
-        # tool keeps a decision's cost with the policies about that tool, not all of them.
-        self._policies: dict[str, Any] = json.loads(cedarpy.policies_to_json_str(text))["staticPolicies"]
         self._by_tool: dict[str, cedarpy.PolicySet] = {}
         self._decisions: dict[tuple[Any, ...], tuple[bool, str, bool]] = {}
         self._contextual = _contextual_tools(self._policies, [name for name in catalog.snapshot.tools])

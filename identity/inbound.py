@@ -308,7 +308,7 @@ def same_secret(digest: str, key: str) -> bool:
 
 
 KeyLookup = Callable[[str], Awaitable[Mapping[str, Any] | None]]
-"""key id -> the stored key record (``hash``, ``tenant``, ``subject``, ``scopes``...), or None."""
+"""key id -> the stored key record (``hash``, ``tenant``, ``subject``, ``scopes``, ``audience``), or None."""
 
 
 class ApiKeyVerifier:
@@ -319,15 +319,19 @@ class ApiKeyVerifier:
         self.prefix = prefix
         self.scopes = tuple(scopes)
 
-    async def verify(self, key: str) -> Caller:
+    async def verify(self, key: str, *, audience: str | None = None, scopes: Iterable[str] = ()) -> Caller:
+        """The key's caller; with ``audience``, the key must be for it; ``scopes`` add to the verifier's."""
         key_id = key_id_of(key, self.prefix)
         if key_id is None:
             raise Refused(f"not an API key of this gateway (they start with {self.prefix!r})")
         record = await self.lookup(key_id)
         if record is None or not same_secret(str(record["hash"]), key):
             raise Refused("unknown or revoked API key")
-        scopes = frozenset(record.get("scopes") or ())
-        missing = [s for s in self.scopes if s not in scopes]
+        if audience is not None and record.get("audience") != audience:
+            raise Refused(f"this API key is not for {audience}")
+        held = frozenset(record.get("scopes") or ())
+        needed = (*self.scopes, *scopes)
+        missing = [s for s in needed if s not in held]
         if missing:
-            raise InsufficientScope(self.scopes, f"the API key lacks scope {', '.join(missing)}")
-        return Caller(str(record["tenant"]), str(record["subject"]), f"key:{key_id}", scopes, {})
+            raise InsufficientScope(needed, f"the API key lacks scope {', '.join(missing)}")
+        return Caller(str(record["tenant"]), str(record["subject"]), f"key:{key_id}", held, {})
