@@ -11,7 +11,9 @@ before it is stored, so a bad edit never takes a running gateway down.
 from __future__ import annotations
 
 import contextlib
+import hmac
 import html
+import ipaddress
 import logging
 import os
 import secrets
@@ -22,9 +24,10 @@ from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
@@ -43,6 +46,9 @@ from gateway.settings import Settings
 from gateway.store import Store
 from gateway.store._approvals import StoreApprovals
 from gateway.store._calls import StoreCalls
+from gateway.store._traces import StoreTraces
+from gateway.telemetry import HttpSpans, Telemetry, tag_tenant
+from gateway.ui import ui_routes
 from gateway.vault import open_vault
 from identity.api import IdentityServices, WorkloadTokens, identity_routes
 from identity.inbound import Refused, key_id_of, new_key, same_secret
@@ -176,6 +182,7 @@ class Switchboard:
         tenant, digest, purpose = found
         if purpose != ADMIN_PURPOSE or not same_secret(digest, key):
             return None
+        tag_tenant(str(tenant))  # this admin request's span belongs to the tenant's traces
         return str(tenant)
 
 
@@ -212,9 +219,9 @@ class _Edge:
     router or middleware stack in between); everything else to the Starlette app."""
 
     def __init__(self, app: Starlette, holder: dict[str, Any]) -> None:
-        self.app = app
         self.state = app.state
         self.holder = holder
+        self.app = HttpSpans(app)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -273,10 +280,22 @@ def create_app(
             counters = Counters(shared_counters(settings.redis_url))
             results = result_store(settings.redis_url)
             audit = AuditLog(StoreCalls(store).write)
+            traces = StoreTraces(store)
+            telemetry = Telemetry(
+                tracing=settings.tracing,
+                store=(traces.write, traces.purge) if settings.trace_store else None,
+                retention_seconds=settings.trace_retention_hours * 3600,
+                health=lambda: _health(holder),
+            )
+            holder["telemetry"], holder["traces"] = telemetry, traces
             writer = anyio.create_task_group()
             await writer.__aenter__()
             writer.start_soon(audit.run)
-            stack.push_async_callback(_stop_writer, audit, writer)  # after the hub: flush, then end
+            if telemetry.sink is not None:
+                writer.start_soon(telemetry.sink.run)
+            telemetry.start()
+            # After the hub: stop recording, flush audit records and spans, then end.
+            stack.push_async_callback(_stop_writer, audit, telemetry, writer)
             hub_cm = Hub(
                 pins=store_pins(store),
                 credentials=credentials_for(broker),
@@ -284,6 +303,7 @@ def create_app(
                 results=results,
                 audit=audit,
                 approvals=StoreApprovals(store),
+                observe=(settings.trace_content, settings.trace_content_bytes),
             )
             async with hub_cm as hub:
                 system = Switchboard(settings, store, hub)
@@ -369,6 +389,28 @@ def create_app(
             return _page(400, "Authorization failed", str(exc))
         return _page(200, "Authorized", f"Switchboard can now use {name} for you. You can close this window.")
 
+    async def metrics(request: Request) -> Response:
+        """Prometheus metrics: to a scraper with SWITCHBOARD_METRICS_TOKEN, else to loopback only."""
+        token = settings.metrics_token
+        if token:
+            given = request.headers.get("authorization", "")
+            if not (given.lower().startswith("bearer ") and same_secret_text(given[7:].strip(), token)):
+                return JSONResponse(
+                    {"error": "GET /metrics needs the bearer token set in SWITCHBOARD_METRICS_TOKEN"},
+                    401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+        elif not _loopback(request):
+            return JSONResponse(
+                {
+                    "error": "GET /metrics is served to loopback clients only; set SWITCHBOARD_METRICS_TOKEN "
+                    "and give your scraper that bearer token"
+                },
+                403,
+            )
+        telemetry: Telemetry = holder["telemetry"]
+        return Response(telemetry.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
     from gateway.admin import admin_routes
 
     routes: list[BaseRoute] = [
@@ -376,15 +418,50 @@ def create_app(
         Route(METADATA_PREFIX + "/{resource:path}", endpoint=protected_resource, methods=["GET"]),
         Route(CALLBACK_PATH, endpoint=oauth_callback, methods=["GET"]),
         *identity_routes(lambda: holder["identity"]),
+        Route("/metrics", endpoint=metrics, methods=["GET"]),
         *admin_routes(lambda: holder["system"]),
+        *ui_routes(lambda: holder["system"], lambda: holder["traces"]),
     ]
     return _Edge(Starlette(routes=routes, lifespan=lifespan), holder)
 
 
-async def _stop_writer(audit: AuditLog, writer: anyio.abc.TaskGroup) -> None:
+def _health(holder: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+    """Each target's reachability: its connection, and its circuit breaker when it has one."""
+    system: Switchboard | None = holder.get("system")
+    up = []
+    for gw in system.hub.gateways() if system is not None else []:
+        for name, provider in gw.catalog.providers.items():
+            breaker = gw.resilience.breakers.get(name) if gw.resilience is not None else None
+            up.append(
+                (
+                    gw.tenant,
+                    gw.name,
+                    name,
+                    provider.healthy() and (breaker is None or breaker.opened_at is None),
+                )
+            )
+    return up
+
+
+async def _stop_writer(audit: AuditLog, telemetry: Telemetry, writer: anyio.abc.TaskGroup) -> None:
+    telemetry.stop()
+    if telemetry.sink is not None:
+        telemetry.sink.close()
     audit.close()
     with anyio.move_on_after(10):  # the queued records, written
         await writer.__aexit__(None, None, None)
+
+
+def _loopback(request: Request) -> bool:
+    host = request.client.host if request.client is not None else ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def same_secret_text(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
 
 
 def _page(status: int, title: str, text: str) -> HTMLResponse:

@@ -23,7 +23,7 @@ import orjson
 
 from gateway.audit import digest
 from gateway.core.types import CallContext, CallNext, ToolCall, ToolResult
-from gateway.interceptors import redact
+from gateway.redaction import redact
 from gateway.store._approvals import StoreApprovals
 
 POLL_SECONDS = 0.25

@@ -26,9 +26,9 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from gateway.core.errors import CredentialRequired, InputRequired, ToolExecutionError
 from gateway.core.types import CallContext, CallNext, ToolCall, ToolResult
-from gateway.interceptors import redact_text
 from gateway.policy import Denied
 from gateway.ratelimit import RateLimited
+from gateway.redaction import redact_text
 
 logger = logging.getLogger(__name__)
 BATCH = 500

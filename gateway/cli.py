@@ -69,6 +69,8 @@ async def _preflight(settings: Settings, config: str | None) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from gateway.telemetry import log_config
+
     settings = _settings(args)
     try:
         anyio.run(_preflight, settings, args.config)
@@ -103,6 +105,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(settings, config_path=args.config, on_ready=ready, base_url=base)
     config = uvicorn.Config(
         app,
+        log_config=log_config(settings.log_format, settings.log_level),
         log_level=settings.log_level,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) or None,
         access_log=False,

@@ -39,6 +39,7 @@ from gateway.ratelimit import Counters, GatewayLimits, parse_rule
 from gateway.resilience import GatewayResilience
 from gateway.resilience import Settings as ResilienceSettings
 from gateway.store._approvals import StoreApprovals
+from gateway.telemetry import GatewayTelemetry, decided
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class LiveGateway:
     catalog: Catalog
     handler: CallNext
     policy: GatewayPolicy | None = None
+    resilience: GatewayResilience | None = None
     _visible: dict[tuple[Any, ...], list[JSON]] = field(default_factory=dict)
 
     def tool_list(self, principal: Principal) -> list[JSON]:
@@ -130,8 +132,12 @@ class Hub:
         results: ResultStore | None = None,
         audit: AuditLog | None = None,
         approvals: StoreApprovals | None = None,
+        observe: tuple[bool, int] | None = None,
     ) -> None:
+        """``observe``: trace and count calls, recording arguments and results on spans or
+        not, capped at a size (``(content, bytes)``); None for a hub that serves nobody."""
         self.stages = list(stages)
+        self.observe = observe
         self.pins = pins
         self.credentials = credentials
         self.counters = counters or Counters()
@@ -302,39 +308,61 @@ class Hub:
             )
 
         policy = GatewayPolicy(spec.name, spec.policies, spec.policy_mode, catalog) if spec.policies else None
-        stages: list[Stage] = [GatewayAudit(tenant, spec.name, self.audit).stage] if self.audit else []
+        stages: list[Stage] = []
+        decisions: list[tuple[str, Stage]] = []
         if policy is not None:
-            stages.append(policy.stage)
+            decisions.append(("policy", policy.stage))
         if spec.rate_limits:
             rules = [parse_rule(r.limit, r.per, r.tools) for r in spec.rate_limits]
-            stages.append(GatewayLimits(tenant, spec.name, rules, self.counters, catalog).stage)
+            decisions.append(
+                ("rate_limit", GatewayLimits(tenant, spec.name, rules, self.counters, catalog).stage)
+            )
         if spec.interceptors:
-            stages.append(GatewayInterceptors(spec.name, build_interceptors(spec)).stage)
+            decisions.append(("interceptors", GatewayInterceptors(spec.name, build_interceptors(spec)).stage))
         wants = spec.approvals or (policy is not None and policy.asks_for_approval)
         if wants and self.approvals is not None:  # (a check or a CLI listing has no store)
             holds = [ApprovalRule(tuple(a.tools), a.timeout_seconds) for a in spec.approvals]
-            stages.append(GatewayApprovals(tenant, spec.name, holds, self.approvals).stage)
+            decisions.append(("approval", GatewayApprovals(tenant, spec.name, holds, self.approvals).stage))
         if spec.cache:  # a cached answer needs no deadline, retry or breaker
             caching = [CacheRule(tuple(c.tools), c.ttl_seconds) for c in spec.cache]
             prints = {t.name: hashlib.sha256(t.model_dump_json().encode()).hexdigest() for t in spec.targets}
-            stages.append(GatewayCache(tenant, spec.name, caching, self.results, catalog, prints).stage)
+            decisions.append(
+                ("cache", GatewayCache(tenant, spec.name, caching, self.results, catalog, prints).stage)
+            )
+        if self.observe is not None:
+
+            def target_of(name: str) -> str:
+                entry = catalog.snapshot.tools.get(name)
+                return entry.provider.id if entry is not None else ""
+
+            content, size = self.observe
+            observe = GatewayTelemetry(
+                tenant, spec.name, target_of, capture_content=content, capture_bytes=size
+            )
+            stages.append(observe.stage)
+            decisions = [(name, decided(name, stage, tenant, spec.name)) for name, stage in decisions]
+        if self.audit:
+            stages.append(GatewayAudit(tenant, spec.name, self.audit).stage)
+        stages += [stage for _, stage in decisions]
+        resilience = None
         if spec.resilience is not None:
             r = spec.resilience
             settings = ResilienceSettings(
                 r.call_timeout_seconds, r.retries, r.retry_ratio, r.failures, r.open_seconds, r.max_concurrent
             )
-            stages.append(GatewayResilience(catalog, settings).stage)
+            resilience = GatewayResilience(catalog, settings)
+            stages.append(resilience.stage)
         handler = compose([*stages, *self.stages], route)
         bind = self.credentials
         if bind is None:
-            return LiveGateway(tenant, spec, catalog, handler, policy)
+            return LiveGateway(tenant, spec, catalog, handler, policy, resilience)
         bind(tenant, spec, Principal(tenant=tenant))  # reads the providers' secrets now: errors at load
 
         async def with_credentials(call: ToolCall, ctx: CallContext) -> ToolResult:
             ctx.credentials = bind(tenant, spec, ctx.principal)
             return await handler(call, ctx)
 
-        return LiveGateway(tenant, spec, catalog, with_credentials, policy)
+        return LiveGateway(tenant, spec, catalog, with_credentials, policy, resilience)
 
     async def refresh(self, tenant: str, names: Sequence[str] | None = None) -> None:
         """List the tenant's gateways (or ``names``) again; clients hear of what changed."""

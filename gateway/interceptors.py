@@ -22,7 +22,6 @@ from __future__ import annotations
 import fnmatch
 import functools
 import inspect
-import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,56 +32,10 @@ import orjson
 
 from gateway.core.errors import ToolExecutionError
 from gateway.core.types import JSON, CallContext, CallNext, ToolCall, ToolResult
+from gateway.redaction import redact, redact_text  # noqa: F401 - redact_text is public here too
+from gateway.telemetry import TracedTransport
 
 Invoke = Callable[[JSON], Awaitable[JSON]]
-
-_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
-    (
-        "private_key",
-        re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"),
-    ),
-    ("aws_access_key", re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b")),
-    ("github_token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,})\b")),
-    ("slack_token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b")),
-    ("api_key", re.compile(r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}\b")),
-    ("jwt", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\b")),
-    ("bearer", re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{16,}")),
-    ("email", re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")),
-    ("us_ssn", re.compile(r"\b\d{3}-\d{2}-\d{4}\b")),
-    ("card", re.compile(r"\b(?:\d[ -]?){13,19}\b")),
-]
-
-
-def _luhn(number: str) -> bool:
-    digits = [int(c) for c in number if c.isdigit()]
-    if not 13 <= len(digits) <= 19:
-        return False
-    total = 0
-    for i, d in enumerate(reversed(digits)):
-        if i % 2:
-            d = d * 2 - 9 if d * 2 > 9 else d * 2
-        total += d
-    return total % 10 == 0
-
-
-def redact_text(text: str) -> str:
-    for name, pattern in _PATTERNS:
-        if name == "card":
-            text = pattern.sub(lambda m: "[REDACTED:card]" if _luhn(m.group(0)) else m.group(0), text)
-        else:
-            text = pattern.sub(f"[REDACTED:{name}]", text)
-    return text
-
-
-def redact(value: Any) -> Any:
-    """A JSON value with secrets and PII masked in every string."""
-    if isinstance(value, str):
-        return redact_text(value)
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    if isinstance(value, Mapping):
-        return {k: redact(v) for k, v in value.items()}
-    return value
 
 
 async def builtin_redact(envelope: JSON) -> JSON:
@@ -104,7 +57,9 @@ def python_interceptor(target: Callable[..., Any]) -> Invoke:
 
 def http_interceptor(url: str, headers: Mapping[str, str], timeout: float) -> Invoke:
     async def invoke(envelope: JSON) -> JSON:
-        async with httpx2.AsyncClient(timeout=timeout, headers=dict(headers)) as client:
+        async with httpx2.AsyncClient(
+            timeout=timeout, headers=dict(headers), transport=TracedTransport()
+        ) as client:
             response = await client.post(
                 url, content=orjson.dumps(envelope), headers={"Content-Type": "application/json"}
             )

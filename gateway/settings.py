@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -47,6 +48,22 @@ class Settings(BaseSettings):
 
     redis_url: str | None = Field(
         None, description="redis://host:port/db: rate-limit counters (and later caches) shared by replicas."
+    )
+
+    tracing: bool = Field(True, description="Record OpenTelemetry spans (false: no spans at all).")
+    trace_store: bool = Field(
+        True, description="Keep spans in the gateway's own database for the trace viewer (/ui/traces)."
+    )
+    trace_retention_hours: float = Field(168.0, gt=0, description="How long the trace store keeps a span.")
+    trace_content: bool = Field(
+        True, description="Record tool arguments and results on spans (secrets masked, size-capped)."
+    )
+    trace_content_bytes: int = Field(4096, ge=64, description="The cap on each recorded argument/result.")
+    metrics_token: str | None = Field(
+        None, description="Bearer token GET /metrics requires; without one, only loopback may scrape."
+    )
+    log_format: Literal["json", "text"] = Field(
+        "json", description="json: one object a line, with trace ids."
     )
 
     def resolved_database_url(self) -> str:

@@ -112,6 +112,10 @@ class ToolProvider(ABC):
         """Tools the target has but does not list now (local name: why), so a call can say why."""
         return {}
 
+    def healthy(self) -> bool:
+        """False while the target cannot be reached (a lost connection), for health metrics."""
+        return True
+
     def subscribe(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
 

@@ -45,6 +45,9 @@ class WrapperProvider(ToolProvider):
     def problems(self) -> Sequence[str]:
         return self.inner.problems()
 
+    def healthy(self) -> bool:
+        return self.inner.healthy()
+
     def withheld(self) -> Mapping[str, str]:
         return self.inner.withheld()
 

@@ -36,6 +36,7 @@ from starlette.types import Message, Receive, Scope, Send
 from gateway.core.errors import InputRequired, InvalidArguments
 from gateway.core.types import JSON, CallContext, Principal, ToolResult
 from gateway.hub import GatewayKey, LiveGateway
+from gateway.telemetry import mcp_span, tool_failed
 
 MODERN = "2026-07-28"
 _META_VERSION = "io.modelcontextprotocol/protocolVersion"
@@ -146,8 +147,23 @@ class FastPath:
         accept = _one(headers, b"accept") or ""
         if "application/json" not in accept and "*/*" not in accept:
             return replay
+        params = request["params"]
+        name = params.get("name") if request["method"] == "tools/call" else None
         try:
-            result = await self._run(gw, key, request, scope, receive, session, modern)
+            with mcp_span(
+                request["method"],
+                tenant=key[0],
+                gateway=key[1],
+                target=name,
+                request_id=request["id"],
+                meta=params.get("_meta"),
+                headers=headers,
+                protocol_version=version,
+                session=session,
+                abandon=_Fallback,
+            ) as span:
+                result = await self._run(gw, key, request, scope, receive, session, modern)
+                tool_failed(span, result)
         except _Fallback:
             return replay
         if result is None:  # cancelled by the client, or the client is gone

@@ -19,7 +19,8 @@ from typing import Any
 
 import anyio
 import mcp_types as types
-from mcp.server.context import ServerRequestContext
+from mcp.server._otel import OpenTelemetryMiddleware
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel.server import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
 from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
@@ -52,6 +53,7 @@ from gateway.core.types import JSON, CallContext, Principal, ToolResult
 from gateway.hub import GatewayKey, Hub, LiveGateway
 from gateway.mcp.channel import MODERN, McpChannel, input_required
 from gateway.mcp.fast import FastPath
+from gateway.telemetry import mcp_span, tool_failed
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +169,12 @@ class McpFront:
             ("resources/unsubscribe", types.UnsubscribeRequestParams, self._unsubscribe),
         ):
             self.server.add_request_handler(method, params_type, _typed_result(handler))
+        # Our span per request replaces the SDK's (same conventions, plus tenant and gateway,
+        # and the HTTP traceparent as parent when _meta has none).
+        self.server.middleware[:] = [
+            _Traced(),
+            *(m for m in self.server.middleware if not isinstance(m, OpenTelemetryMiddleware)),
+        ]
         # Seals 2026-07-28 requestState, bound to the request and the caller.
         self.server.middleware.append(
             RequestStateBoundary(
@@ -506,6 +514,30 @@ def _typed_result(handler: Callable[[Any, Any], Awaitable[Any]]) -> Callable[[An
         return result
 
     return wrapped
+
+
+class _Traced:
+    """The span of each request on the SDK path (the fast path makes its own)."""
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        scope = ctx.request.scope if ctx.request is not None else {}
+        tenant, gateway = scope.get("state", {}).get(SCOPE_KEY) or ("", "")
+        name = ctx.params.get("name") if ctx.params else None
+        with mcp_span(
+            ctx.method,
+            tenant=tenant,
+            gateway=gateway,
+            target=name if isinstance(name, str) else None,
+            request_id=ctx.request_id,
+            meta=ctx.meta,
+            headers=scope.get("headers", []),
+            protocol_version=ctx.protocol_version,
+            session=_header(scope, MCP_SESSION_ID_HEADER.lower().encode()) if scope else None,
+        ) as span:
+            result = await call_next(ctx)
+            if ctx.method == "tools/call":
+                tool_failed(span, result)
+            return result
 
 
 def _principal_of(ctx: ServerRequestContext[Any, Any]) -> str | None:

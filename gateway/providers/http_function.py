@@ -19,6 +19,7 @@ from gateway.core.errors import ToolNotFound, UpstreamError, UpstreamUnavailable
 from gateway.core.provider import ToolProvider
 from gateway.core.types import CallContext, ToolCall, ToolResult, ToolSpec
 from gateway.providers._results import from_json_payload, tool_specs
+from gateway.telemetry import TracedTransport
 
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 EXCERPT = 500
@@ -42,6 +43,7 @@ class HttpFunctionProvider(ToolProvider):
                 self.config.timeout_seconds, connect=min(10.0, self.config.timeout_seconds)
             ),
             follow_redirects=False,
+            transport=TracedTransport(),
         )
         return self
 

@@ -264,3 +264,6 @@ class McpProvider(ToolProvider):
 
     def problems(self) -> Sequence[str]:
         return [f"upstream failure: {self.failure}"] if self.failure else []
+
+    def healthy(self) -> bool:
+        return self.failure is None

@@ -33,6 +33,7 @@ from gateway.core.types import CallContext, ToolCall, ToolResult, ToolSpec
 from gateway.openapi.compiler import Compiled, Compiler, Operation
 from gateway.openapi.document import Document, open_document
 from gateway.openapi.request import Request, build
+from gateway.telemetry import upstream_request
 
 EXCERPT = 500
 _RETRY_STATUS = frozenset({502, 503, 504})
@@ -229,14 +230,18 @@ class OpenApiProvider(ToolProvider):
             if attempt:
                 await anyio.sleep(min(0.1 * 2**attempt, max(0.0, ctx.remaining() / 4)))
             try:
-                async with self._pool.stream(
-                    request.method,
-                    url,
-                    headers=headers,
-                    content=content,
-                    extensions={"timeout": self._timeouts},
-                ) as response:
-                    body, truncated = await _read(response, self.config.max_response_bytes)
+                with upstream_request(
+                    request.method, scheme.decode(), host.decode(), port, request.path
+                ) as traced:
+                    async with self._pool.stream(
+                        request.method,
+                        url,
+                        headers=[*headers, *traced.headers.items()],
+                        content=content,
+                        extensions={"timeout": self._timeouts},
+                    ) as response:
+                        traced.status = response.status
+                        body, truncated = await _read(response, self.config.max_response_bytes)
                     if response.status in _RETRY_STATUS and attempt + 1 < attempts:
                         last_error = f"HTTP {response.status}"
                         continue

@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    Text,
 )
 
 metadata = MetaData()
@@ -164,4 +166,28 @@ approvals = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("decided_at", DateTime(timezone=True), nullable=True),
     Index("sb_approvals_tenant_status", "tenant", "status"),
+)
+
+spans = Table(
+    "sb_spans",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("tenant", String(63), nullable=False),
+    Column("trace_id", String(32), nullable=False),
+    Column("span_id", String(16), nullable=False),
+    Column("parent_id", String(16), nullable=True),
+    Column("name", String(255), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("start_ns", BigInteger, nullable=False),
+    Column("end_ns", BigInteger, nullable=False),
+    Column("session", String(255), nullable=True),
+    Column("gateway", String(63), nullable=True),
+    Column("tool", String(255), nullable=True),
+    Column("subject", String(255), nullable=True),
+    Column("error", Boolean, nullable=False),
+    Column("status_message", String(500), nullable=True),
+    Column("attributes", Text, nullable=False),
+    Index("sb_spans_session", "tenant", "session", "start_ns"),
+    Index("sb_spans_trace", "tenant", "trace_id"),
+    Index("sb_spans_start", "start_ns"),
 )

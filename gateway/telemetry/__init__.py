@@ -1,0 +1,41 @@
+"""Observability: OpenTelemetry traces (exported over OTLP and kept in the gateway's own
+database), Prometheus metrics and JSON logs carrying trace ids.
+
+``Telemetry`` is one running app's share of it, opened and closed by the app's lifespan;
+the rest are the seams the front, the pipeline and the providers call.
+"""
+
+from __future__ import annotations
+
+from gateway.telemetry._calls import DECISIONS, GatewayTelemetry, decided
+from gateway.telemetry._http import TracedTransport, upstream_request
+from gateway.telemetry._logs import JsonFormatter, log_config
+from gateway.telemetry._metrics import Health, Metrics
+from gateway.telemetry._setup import Telemetry
+from gateway.telemetry._sink import TraceSink, span_row
+from gateway.telemetry._spans import HttpSpans, capture, fail, mcp_span, tag_tenant, tool_failed
+from gateway.telemetry._tracing import TENANT_ATTR, enabled, exporters_from_env
+
+__all__ = [
+    "DECISIONS",
+    "TENANT_ATTR",
+    "GatewayTelemetry",
+    "Health",
+    "HttpSpans",
+    "JsonFormatter",
+    "Metrics",
+    "Telemetry",
+    "TraceSink",
+    "TracedTransport",
+    "capture",
+    "decided",
+    "enabled",
+    "exporters_from_env",
+    "fail",
+    "log_config",
+    "mcp_span",
+    "span_row",
+    "tag_tenant",
+    "tool_failed",
+    "upstream_request",
+]

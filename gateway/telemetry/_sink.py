@@ -1,0 +1,145 @@
+"""The embedded trace store: finished spans written to the gateway's own database.
+
+``make serve`` has traces with no other service. A span is queued when it ends (the
+span processor runs on whatever thread ends it; the queue is a deque, and the writer is
+woken on the event loop), and a background task writes what gathered every 200 ms in
+one transaction. Tracing never makes a call wait: when the queue is full (the database
+cannot keep up), spans are dropped and counted in ``switchboard_trace_spans_dropped``.
+Spans without a tenant (start-up, background work) are left to the other exporters.
+The writer also forgets spans older than the retention.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import anyio
+import orjson
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.trace import SpanKind, StatusCode
+
+from gateway.telemetry._metrics import current
+from gateway.telemetry._tracing import TENANT_ATTR
+
+logger = logging.getLogger(__name__)
+GATHER_SECONDS = 0.2
+BATCH = 2000
+PURGE_EVERY_SECONDS = 300.0
+
+Write = Callable[[Sequence[dict[str, Any]]], Awaitable[None]]
+Purge = Callable[[int], Awaitable[int]]
+
+
+def span_row(span: ReadableSpan) -> dict[str, Any]:
+    """A finished span as an ``sb_spans`` row."""
+    attributes = dict(span.attributes or {})
+    ctx = span.context
+    assert ctx is not None
+    trace_id = format(ctx.trace_id, "032x")
+    is_mcp = span.kind == SpanKind.SERVER and "mcp.method.name" in attributes
+    session = attributes.get("mcp.session.id") or (trace_id if is_mcp else None)
+    tool = attributes.get("gen_ai.tool.name") or attributes.get("gen_ai.prompt.name")
+    subject = attributes.get("enduser.id")
+    gateway = attributes.get("switchboard.gateway")
+    return {
+        "tenant": str(attributes.get(TENANT_ATTR)),
+        "trace_id": trace_id,
+        "span_id": format(ctx.span_id, "016x"),
+        "parent_id": format(span.parent.span_id, "016x") if span.parent is not None else None,
+        "name": span.name[:255],
+        "kind": span.kind.name.lower(),
+        "start_ns": span.start_time or 0,
+        "end_ns": span.end_time or span.start_time or 0,
+        "session": str(session)[:255] if session else None,
+        "gateway": str(gateway)[:63] if gateway else None,
+        "tool": str(tool)[:255] if tool else None,
+        "subject": str(subject)[:255] if subject else None,
+        "error": span.status.status_code == StatusCode.ERROR,
+        "status_message": (span.status.description or "")[:500] or None,
+        "attributes": orjson.dumps(attributes).decode(),
+    }
+
+
+class TraceSink(SpanProcessor):
+    """Queues tenants' finished spans; ``run`` writes them and applies the retention."""
+
+    def __init__(self, write: Write, purge: Purge, retention_seconds: float, capacity: int = 50_000) -> None:
+        self.write = write
+        self.purge = purge
+        self.retention_ns = int(retention_seconds * 1e9)
+        self.capacity = capacity
+        self.written = 0
+        self._pending: deque[ReadableSpan] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: int | None = None
+        self._wake: asyncio.Event | None = None
+        self._closed = False
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if not (span.attributes or {}).get(TENANT_ATTR):
+            return
+        if len(self._pending) >= self.capacity:
+            metrics = current()
+            if metrics is not None:
+                metrics.spans_dropped.inc()
+            return
+        self._pending.append(span)
+        wake, loop = self._wake, self._loop
+        if wake is None or loop is None or wake.is_set():
+            return
+        if threading.get_ident() == self._thread:
+            wake.set()
+        else:
+            loop.call_soon_threadsafe(wake.set)
+
+    async def run(self) -> None:
+        """The writer, until cancelled; then it writes what is still queued."""
+        self._loop, self._thread = asyncio.get_running_loop(), threading.get_ident()
+        self._wake = wake = asyncio.Event()
+        purged = 0.0
+        try:
+            while not self._closed:
+                if self._pending:
+                    wake.set()
+                await wake.wait()
+                with anyio.CancelScope(shield=True):
+                    await anyio.sleep(GATHER_SECONDS)  # one transaction for many spans
+                    wake.clear()
+                    await self.flush()
+                    if time.monotonic() - purged > PURGE_EVERY_SECONDS:
+                        purged = time.monotonic()
+                        await self._purge()
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+                await self.flush()
+
+    def close(self) -> None:
+        """End ``run`` (on the event loop): it writes what is queued, then returns."""
+        self._closed = True
+        if self._wake is not None:
+            self._wake.set()
+
+    async def flush(self) -> None:
+        while self._pending:
+            batch = [self._pending.popleft() for _ in range(min(BATCH, len(self._pending)))]
+            try:
+                await self.write([span_row(s) for s in batch])
+                self.written += len(batch)
+            except Exception as exc:  # noqa: BLE001 - boundary: the store is down; tracing must not stop calls
+                logger.warning("trace store: %d spans not written: %s", len(batch), exc)
+                return
+
+    async def _purge(self) -> None:
+        try:
+            gone = await self.purge(time.time_ns() - self.retention_ns)
+        except Exception as exc:  # noqa: BLE001 - boundary: retried at the next round
+            logger.warning("trace store: old spans not purged yet: %s", exc)
+            return
+        if gone:
+            logger.info("trace store: forgot %d spans past the retention", gone)
