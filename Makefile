@@ -5,6 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 TOOLS  := .tools
+CHROMIUM := /usr/bin/chromium
 NODE22 := $(TOOLS)/node_modules/.bin
 CONFORMANCE_PKG := @modelcontextprotocol/conformance@0.2.0-alpha.12
 # Prism validates the requests the OpenAPI targets send; GitHub's REST document is the
@@ -38,8 +39,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) $(TOOLS)/.stamp
+pytest: $(STAMP) $(TOOLS)/.stamp $(CHROMIUM)
 	$(BIN)/pytest
+
+# The trace viewer's browser test drives Debian's Chromium through Playwright (which is
+# never let download a browser of its own).
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	$$sudo apt-get install -y -q chromium || { $$sudo apt-get update -q && $$sudo apt-get install -y -q chromium; }
 
 # The MCP conformance suite needs Node >= 22; it is installed from npm into
 # an ignored folder so the machine's Node 20 stays as it is.

@@ -309,26 +309,34 @@ class Hub:
 
         policy = GatewayPolicy(spec.name, spec.policies, spec.policy_mode, catalog) if spec.policies else None
         stages: list[Stage] = []
-        decisions: list[tuple[str, Stage]] = []
+        # (name, stage, which tools it decides on: None for all)
+        decisions: list[tuple[str, Stage, Callable[[str], bool] | None]] = []
         if policy is not None:
-            decisions.append(("policy", policy.stage))
+            decisions.append(("policy", policy.stage, None))
         if spec.rate_limits:
             rules = [parse_rule(r.limit, r.per, r.tools) for r in spec.rate_limits]
-            decisions.append(
-                ("rate_limit", GatewayLimits(tenant, spec.name, rules, self.counters, catalog).stage)
-            )
+            limits = GatewayLimits(tenant, spec.name, rules, self.counters, catalog)
+            decisions.append(("rate_limit", limits.stage, lambda tool: any(r.applies(tool) for r in rules)))
         if spec.interceptors:
-            decisions.append(("interceptors", GatewayInterceptors(spec.name, build_interceptors(spec)).stage))
+            chain = build_interceptors(spec)
+            decisions.append(
+                (
+                    "interceptors",
+                    GatewayInterceptors(spec.name, chain).stage,
+                    lambda tool: any(i.applies(tool) for i in chain),
+                )
+            )
         wants = spec.approvals or (policy is not None and policy.asks_for_approval)
         if wants and self.approvals is not None:  # (a check or a CLI listing has no store)
             holds = [ApprovalRule(tuple(a.tools), a.timeout_seconds) for a in spec.approvals]
-            decisions.append(("approval", GatewayApprovals(tenant, spec.name, holds, self.approvals).stage))
+            decisions.append(
+                ("approval", GatewayApprovals(tenant, spec.name, holds, self.approvals).stage, None)
+            )
         if spec.cache:  # a cached answer needs no deadline, retry or breaker
             caching = [CacheRule(tuple(c.tools), c.ttl_seconds) for c in spec.cache]
             prints = {t.name: hashlib.sha256(t.model_dump_json().encode()).hexdigest() for t in spec.targets}
-            decisions.append(
-                ("cache", GatewayCache(tenant, spec.name, caching, self.results, catalog, prints).stage)
-            )
+            cache = GatewayCache(tenant, spec.name, caching, self.results, catalog, prints)
+            decisions.append(("cache", cache.stage, lambda tool: any(c.applies(tool) for c in caching)))
         if self.observe is not None:
 
             def target_of(name: str) -> str:
@@ -340,10 +348,12 @@ class Hub:
                 tenant, spec.name, target_of, capture_content=content, capture_bytes=size
             )
             stages.append(observe.stage)
-            decisions = [(name, decided(name, stage, tenant, spec.name)) for name, stage in decisions]
+            decisions = [
+                (n, decided(n, stage, tenant, spec.name, applies), None) for n, stage, applies in decisions
+            ]
         if self.audit:
             stages.append(GatewayAudit(tenant, spec.name, self.audit).stage)
-        stages += [stage for _, stage in decisions]
+        stages += [stage for _, stage, _ in decisions]
         resilience = None
         if spec.resilience is not None:
             r = spec.resilience

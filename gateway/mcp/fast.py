@@ -41,7 +41,10 @@ from gateway.telemetry import mcp_span, tool_failed
 MODERN = "2026-07-28"
 _META_VERSION = "io.modelcontextprotocol/protocolVersion"
 _META_CAPS = "io.modelcontextprotocol/clientCapabilities"
-_META_OK = frozenset({_META_VERSION, _META_CAPS, "io.modelcontextprotocol/clientInfo"})
+# Trace context (SEP-414) rides in _meta too; the span of the request reads it.
+_META_OK = frozenset(
+    {_META_VERSION, _META_CAPS, "io.modelcontextprotocol/clientInfo", "traceparent", "tracestate", "baggage"}
+)
 _ROUTING = (b"mcp-method", b"mcp-name", b"mcp-protocol-version")
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 

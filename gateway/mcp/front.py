@@ -521,6 +521,9 @@ class _Traced:
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         scope = ctx.request.scope if ctx.request is not None else {}
+        if ctx.method == "tools/list" and _header(scope, b"mcp-method") == "tools/call":
+            # The SDK lists tools itself to check a call's Mcp-Param headers: not a request.
+            return await call_next(ctx)
         tenant, gateway = scope.get("state", {}).get(SCOPE_KEY) or ("", "")
         name = ctx.params.get("name") if ctx.params else None
         with mcp_span(

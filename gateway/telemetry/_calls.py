@@ -13,6 +13,7 @@ from opentelemetry.trace import Span
 from gateway.core.errors import AuthError, InputRequired, RequestError, ToolExecutionError
 from gateway.core.pipeline import Stage
 from gateway.core.types import CallContext, CallNext, ToolCall, ToolResult
+from gateway.redaction import redact_text
 from gateway.telemetry._metrics import current
 from gateway.telemetry._spans import capture, fail
 from gateway.telemetry._tracing import enabled, tracer
@@ -68,15 +69,20 @@ class GatewayTelemetry:
         except ToolExecutionError as exc:
             outcome = _REFUSALS.get(type(exc).__name__, "tool_error")
             if recording:
-                fail(span, outcome, exc.message)
+                fail(span, outcome, redact_text(exc.message))
             raise
         except (RequestError, AuthError) as exc:
             outcome = "refused"
             if recording:
                 fail(span, type(exc).__name__, str(exc))
             raise
+        except Exception as exc:  # the tool's own failure (error mapping words it for the model)
+            outcome = "tool_error"
+            if recording:
+                fail(span, "tool_error", redact_text(f"{type(exc).__name__}: {exc}"))
+            raise
         except BaseException:
-            outcome = "error"
+            outcome = "cancelled"
             raise
         finally:
             if metrics is not None:
@@ -113,18 +119,29 @@ class GatewayTelemetry:
             span.set_attribute("switchboard.tool.output_tokens_estimate", tokens)
         if result.is_error:
             message = "".join(str(c.get("text", "")) for c in result.content if c.get("type") == "text")
-            fail(span, "tool_error", capture(message, 500)[0] if self.capture_content else None)
+            fail(span, "tool_error", redact_text(message) if self.capture_content else None)
 
 
-def decided(name: str, stage: Stage, tenant: str, gateway: str) -> Stage:
+def decided(
+    name: str, stage: Stage, tenant: str, gateway: str, applies: Callable[[str], bool] | None = None
+) -> Stage:
     """``stage`` with a span and a count of its decision.
 
     The span covers the decision only: it ends when the stage passes the call on (the
     first word of DECISIONS), or when the stage answers or refuses by itself (the second).
+    A tool no rule of the stage ``applies`` to gets no decision (a cache "miss" is a tool
+    that could have been a hit).
     """
     passed_word, stopped_word = DECISIONS[name]
+    covered: dict[str, bool] = {}
 
     async def traced(call: ToolCall, ctx: CallContext, call_next: CallNext) -> ToolResult:
+        if applies is not None:
+            hit = covered.get(call.public_name)
+            if hit is None:
+                hit = covered[call.public_name] = applies(call.public_name)
+            if not hit:
+                return await stage(call, ctx, call_next)
         metrics = current()
         span = (
             tracer.start_span(f"switchboard.{name}", attributes={"switchboard.stage": name})
@@ -144,7 +161,7 @@ def decided(name: str, stage: Stage, tenant: str, gateway: str) -> Stage:
                 span.set_attribute("switchboard.decision", decision)
                 if error is not None:
                     message = error.message if isinstance(error, ToolExecutionError) else str(error)
-                    fail(span, type(error).__qualname__, message)
+                    fail(span, type(error).__qualname__, redact_text(message))
                 span.end()
 
         async def passed(call: ToolCall, ctx: CallContext) -> ToolResult:

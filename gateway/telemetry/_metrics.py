@@ -34,7 +34,7 @@ class Metrics:
         )
         self.tool_calls = Counter(
             "switchboard_tool_calls",
-            "tools/call by outcome: ok, tool_error, denied, limited, input_required, refused, error.",
+            "tools/call by outcome: ok, tool_error, denied, limited, input_required, refused, cancelled.",
             ["tenant", "gateway", "target", "tool", "outcome"],
             registry=r,
         )

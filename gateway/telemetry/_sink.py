@@ -42,8 +42,13 @@ def span_row(span: ReadableSpan) -> dict[str, Any]:
     ctx = span.context
     assert ctx is not None
     trace_id = format(ctx.trace_id, "032x")
-    is_mcp = span.kind == SpanKind.SERVER and "mcp.method.name" in attributes
-    session = attributes.get("mcp.session.id") or (trace_id if is_mcp else None)
+    # A step is an MCP request (not a notification, not the handshake, which has no session yet).
+    step = (
+        span.kind == SpanKind.SERVER
+        and "jsonrpc.request.id" in attributes
+        and attributes.get("mcp.method.name") not in (None, "initialize")
+    )
+    session = (attributes.get("mcp.session.id") or trace_id) if step else None
     tool = attributes.get("gen_ai.tool.name") or attributes.get("gen_ai.prompt.name")
     subject = attributes.get("enduser.id")
     gateway = attributes.get("switchboard.gateway")

@@ -8,8 +8,10 @@ what only a gateway knows (tenant, gateway, target, the pipeline's decisions).
   header, else none; when both are present and differ, the HTTP context is linked.
 - One INTERNAL span per pipeline decision (policy, rate limit, interceptors, approval,
   cache), covering the decision only: it ends when the stage passes the call on.
-- One CLIENT span per upstream HTTP request (see ``_http``), which also carries the
-  context to the upstream.
+- One CLIENT span per HTTP request to an OpenAPI, HTTP or interceptor upstream (see
+  ``_http``), which also carries the context there. MCP upstreams get the ``mcp`` SDK's
+  ``MCP send ...`` CLIENT span, with the context in ``_meta`` (the SDK posts from a task
+  of its own, outside the call's context).
 - One SERVER span per other HTTP request (admin API, trace viewer).
 """
 
@@ -27,7 +29,7 @@ from opentelemetry.propagate import extract
 from opentelemetry.trace import Link, Span, SpanKind, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.redaction import redact
+from gateway.redaction import redact_text
 from gateway.telemetry._metrics import current
 from gateway.telemetry._tracing import TENANT_ATTR, TENANT_KEY, enabled, tracer
 
@@ -158,25 +160,29 @@ def fail(span: Span, error_type: str, message: str | None = None) -> None:
 
 
 def capture(value: Any, limit: int) -> tuple[str, int]:
-    """A value as recorded on a span: secrets masked, JSON, at most ``limit`` bytes; and an
-    estimate of its size in model tokens (about four bytes each, before masking)."""
-    raw = orjson.dumps(value, default=str)
-    tokens = math.ceil(len(raw) / 4)
-    text = orjson.dumps(_mask(value), default=str).decode()
-    if len(text) > limit:
-        text = text[:limit] + f"... [{len(raw)} bytes in all]"
-    return text, tokens
+    """A value as recorded on a span: JSON, secrets masked, at most ``limit`` characters; and
+    an estimate of its size in model tokens (about four bytes each).
+
+    Values under secret-looking keys are dropped first; the pattern masking then runs on
+    twice the cap only (a large result costs no more than a small one), so that a secret
+    straddling the cut is masked whole before the cut.
+    """
+    text = orjson.dumps(_mask_keys(value), default=str).decode()
+    tokens = math.ceil(len(text) / 4)
+    if len(text) <= limit:
+        return redact_text(text), tokens
+    return redact_text(text[: 2 * limit])[:limit] + f"... [{len(text)} characters in all]", tokens
 
 
-def _mask(value: Any) -> Any:
+def _mask_keys(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {
-            k: REDACTED if any(s in str(k).lower() for s in _SECRET_KEYS) else _mask(v)
+            k: REDACTED if any(s in str(k).lower() for s in _SECRET_KEYS) else _mask_keys(v)
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):
-        return [_mask(v) for v in value]
-    return redact(value)
+        return [_mask_keys(v) for v in value]
+    return value
 
 
 class HttpSpans:

@@ -1,11 +1,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import Served, serve
+from tests.e2e.harness import Served, serve_config
 
 CONFIG = """
 gateways:
@@ -33,8 +32,5 @@ gateways:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    root: Path = tmp_path_factory.mktemp("served")
-    config = root / "switchboard.yaml"
-    config.write_text(CONFIG)
-    with serve(root / "data", config) as s:
+    with serve_config(tmp_path_factory.mktemp("served"), CONFIG) as s:
         yield s

@@ -137,3 +137,12 @@ def serve(
         # blocked reader thread would hang this test instead of letting it fail.
         if proc.stdout is not None and not reader.thread.is_alive():
             proc.stdout.close()
+
+
+@contextmanager
+def serve_config(root: Path, config: str, *, env: dict[str, str] | None = None) -> Iterator[Served]:
+    """``serve`` a configuration given as YAML text (written to ``root``; data under it too)."""
+    path = root / "switchboard.yaml"
+    path.write_text(config)
+    with serve(root / "data", path, env=env) as served:
+        yield served

@@ -53,10 +53,10 @@ def start_everything(mode: str, port: int) -> subprocess.Popen[str]:
     raise RuntimeError(f"server-everything ({mode}) did not start")
 
 
-def start_upstream(port: int) -> subprocess.Popen[str]:
-    """Start the Python upstream and wait (with a deadline) for the line it prints once listening."""
+def start_upstream(port: int, module: str = "tests.fixtures.upstream_mcp") -> subprocess.Popen[str]:
+    """Start a Python upstream and wait (with a deadline) for the line it prints once listening."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fixtures.upstream_mcp", str(port)],
+        [sys.executable, "-m", module, str(port)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -65,7 +65,7 @@ def start_upstream(port: int) -> subprocess.Popen[str]:
     ready, _, _ = select.select([proc.stdout], [], [], 30)
     if not ready or proc.stdout.readline().strip() != "ready":
         proc.kill()
-        raise RuntimeError("the upstream MCP server did not start")
+        raise RuntimeError(f"the upstream {module} did not start")
     return proc
 
 

@@ -45,3 +45,19 @@ def serve_app(app: Any) -> Iterator[str]:
         server.should_exit = True
         thread.join(30)
         sock.close()
+
+
+def run_until_stopped(app: Any, port: int) -> None:
+    """Serve ``app`` on 127.0.0.1:``port`` in this process, printing ``ready`` once listening
+    (fixture servers run as ``python -m ...`` by tests that wait for that line)."""
+    runner = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1)
+    )
+    started = runner.startup
+
+    async def startup(sockets: Any = None) -> None:
+        await started(sockets=sockets)
+        print("ready", flush=True)
+
+    runner.startup = startup  # type: ignore[method-assign]
+    runner.run()

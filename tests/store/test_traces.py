@@ -1,0 +1,105 @@
+"""The embedded trace store: spans written by the sink, read per tenant, forgotten after
+the retention; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+
+import anyio
+import anyio.lowlevel
+import pytest
+from opentelemetry import context as otel_context
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import SpanKind, StatusCode
+
+from gateway.store import Store
+from gateway.store._traces import SessionFilter, StoreTraces
+from gateway.telemetry import TENANT_ATTR, TraceSink
+
+pytestmark = pytest.mark.anyio
+
+
+def _session(
+    provider: TracerProvider, tenant: str, session: str, tools: list[str], *, fail: str = ""
+) -> None:
+    """An MCP session's requests, each with a decision under it (as the gateway makes them)."""
+    tracer = provider.get_tracer("test")
+    for n, tool in enumerate(tools):
+        attributes = {
+            "mcp.method.name": "tools/call",
+            "jsonrpc.request.id": str(n),
+            "gen_ai.tool.name": tool,
+            "mcp.session.id": session,
+            "enduser.id": f"{tenant}-user",
+            "switchboard.gateway": "default",
+            TENANT_ATTR: tenant,
+        }
+        with tracer.start_as_current_span(
+            f"tools/call {tool}", kind=SpanKind.SERVER, attributes=attributes
+        ) as s:
+            with tracer.start_as_current_span("switchboard.policy", attributes={TENANT_ATTR: tenant}):
+                pass
+            if tool == fail:
+                s.set_status(StatusCode.ERROR, "it broke")
+
+
+async def test_sink_writes_sessions_per_tenant(store: Store) -> None:
+    traces = StoreTraces(store)
+    sink = TraceSink(traces.write, traces.purge, retention_seconds=3600)
+    provider = TracerProvider()
+    provider.add_span_processor(sink)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sink.run)
+        _session(provider, "acme", "s-1", ["crm___find", "crm___update"], fail="crm___update")
+        _session(provider, "acme", "s-2", ["docs___search"])
+        _session(provider, "beta", "s-3", ["crm___find"])
+        provider.get_tracer("t").start_span("no tenant").end()  # kept out of the store
+        await anyio.lowlevel.checkpoint()
+        sink.close()
+    assert sink.written == 4 + 2 + 2
+
+    acme = await traces.sessions("acme")
+    assert {s["session"] for s in acme} == {"s-1", "s-2"}
+    one = next(s for s in acme if s["session"] == "s-1")
+    assert (one["steps"], one["errors"], one["subject"]) == (2, 1, "acme-user")
+    assert [s["session"] for s in await traces.sessions("acme", SessionFilter(tool="update"))] == ["s-1"]
+    assert [s["session"] for s in await traces.sessions("acme", SessionFilter(errors_only=True))] == ["s-1"]
+    assert await traces.sessions("acme", SessionFilter(subject="beta-user")) == []
+    assert await traces.sessions("acme", SessionFilter(since_ns=time.time_ns() + 10**12)) == []
+    assert await traces.sessions("acme", SessionFilter(tool="100%_")) == []  # LIKE characters are literal
+
+    spans = await traces.session("acme", "s-1")
+    assert [s["name"] for s in spans] == [
+        "tools/call crm___find",
+        "switchboard.policy",
+        "tools/call crm___update",
+        "switchboard.policy",
+    ]
+    step = spans[2]
+    assert step["error"] and step["status_message"] == "it broke"
+    assert step["attributes"]["gen_ai.tool.name"] == "crm___update"
+    assert spans[3]["parent_id"] == step["span_id"] and spans[3]["session"] is None
+    assert len(await traces.trace("acme", step["trace_id"])) == 2
+
+    # Another tenant cannot read a session or a trace by its id.
+    assert await traces.session("beta", "s-1") == []
+    assert await traces.trace("beta", step["trace_id"]) == []
+    assert [s["session"] for s in await traces.sessions("beta")] == ["s-3"]
+
+    # The retention: everything started before the cut is forgotten.
+    assert await traces.purge(time.time_ns() + 1) == 8
+    assert await traces.sessions("acme") == []
+
+
+async def test_sink_drops_rather_than_waits_when_full(store: Store) -> None:
+    traces = StoreTraces(store)
+    sink = TraceSink(traces.write, traces.purge, retention_seconds=3600, capacity=3)
+    provider = TracerProvider()
+    provider.add_span_processor(sink)
+    token = otel_context.attach(otel_context.Context())
+    try:
+        _session(provider, "acme", "s-1", ["a", "b", "c"])  # six spans, three kept (not running yet)
+    finally:
+        otel_context.detach(token)
+    await sink.flush()
+    assert sink.written == 3

@@ -1,0 +1,141 @@
+"""Telemetry's parts: what a span records of arguments, the exporters the OTEL_* variables
+ask for, decision spans and counts, and JSON log lines with trace ids."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import orjson
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from gateway.core.errors import ConfigError, ToolExecutionError
+from gateway.core.types import CallContext, ToolCall, ToolResult
+from gateway.telemetry import JsonFormatter, _metrics, _tracing, capture, decided, exporters_from_env
+
+pytestmark = pytest.mark.anyio
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbm4ifQ.c2lnbmF0dXJlLXZhbHVl"
+
+
+def test_capture_masks_secrets_and_caps_size() -> None:
+    text, tokens = capture(
+        {"user": "ann", "password": "hunter2", "nested": {"api_key": "k"}, "note": JWT}, 4096
+    )
+    recorded = orjson.loads(text)
+    assert recorded == {
+        "user": "ann",
+        "password": "[REDACTED]",
+        "nested": {"api_key": "[REDACTED]"},
+        "note": "[REDACTED:jwt]",
+    }
+    assert tokens > 0
+    big, big_tokens = capture({"blob": "x" * 10_000}, 100)
+    assert big.startswith('{"blob":"xxx') and big.endswith("characters in all]") and len(big) < 140
+    assert big_tokens == 2503  # about four characters a token, of what was sent (10,012)
+    cut = capture({"a": "x" * 80 + " " + JWT}, 100)[0]  # the cap falls inside the token: masked whole
+    assert "eyJ" not in cut and cut.endswith(" [REDACTED:jwt... [149 characters in all]")
+
+
+def test_exporters_follow_the_standard_variables() -> None:
+    assert exporters_from_env({}) == []
+    assert exporters_from_env({"OTEL_TRACES_EXPORTER": "none"}) == []
+    http = exporters_from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"})
+    grpc = exporters_from_env({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc"})
+    try:
+        assert [type(p) for p in http + grpc] == [BatchSpanProcessor, BatchSpanProcessor]
+        assert "proto.http" in type(http[0].span_exporter).__module__  # type: ignore[attr-defined]
+        assert "proto.grpc" in type(grpc[0].span_exporter).__module__  # type: ignore[attr-defined]
+    finally:
+        for p in http + grpc:
+            p.shutdown()
+    with pytest.raises(ConfigError, match="unknown exporter 'zipkin'; use otlp, console or none"):
+        exporters_from_env({"OTEL_TRACES_EXPORTER": "zipkin"})
+    with pytest.raises(ConfigError, match="'http/json' is not supported; use http/protobuf or grpc"):
+        exporters_from_env({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
+
+
+@pytest.fixture
+def recorded() -> InMemorySpanExporter:
+    """Spans of this test, through the gateway's process-wide provider."""
+    exporter = InMemorySpanExporter()
+    processor = SimpleSpanProcessor(exporter)
+    _tracing.add_processors([processor])
+    metrics = _metrics.Metrics()
+    _metrics.activate(metrics)
+    yield exporter
+    _tracing.remove_processors([processor])
+    _metrics.activate(None)
+
+
+async def _allow(call: ToolCall, ctx: CallContext, call_next: object) -> ToolResult:
+    return await call_next(call, ctx)  # type: ignore[operator, no-any-return]
+
+
+async def _deny(call: ToolCall, ctx: CallContext, call_next: object) -> ToolResult:
+    raise ToolExecutionError("policy forbids crm___delete for ann")
+
+
+async def _hit(call: ToolCall, ctx: CallContext, call_next: object) -> ToolResult:
+    return ToolResult.text("from the cache")
+
+
+async def test_decisions_are_spans_and_counts(recorded: InMemorySpanExporter) -> None:
+    async def upstream(call: ToolCall, ctx: CallContext) -> ToolResult:
+        return ToolResult.text("done")
+
+    call, ctx = ToolCall("find", {}, "crm___find"), CallContext()
+    assert (await decided("policy", _allow, "t", "g")(call, ctx, upstream)).content[0]["text"] == "done"
+    with pytest.raises(ToolExecutionError):
+        await decided("policy", _deny, "t", "g")(call, ctx, upstream)
+    assert (await decided("cache", _hit, "t", "g")(call, ctx, upstream)).content[0][
+        "text"
+    ] == "from the cache"
+    spans = recorded.get_finished_spans()
+    assert [(s.name, (s.attributes or {})["switchboard.decision"]) for s in spans] == [
+        ("switchboard.policy", "allow"),
+        ("switchboard.policy", "deny"),
+        ("switchboard.cache", "hit"),
+    ]
+    assert spans[1].status.description == "policy forbids crm___delete for ann"
+    metrics = _metrics.current()
+    assert metrics is not None
+    text = metrics.exposition().decode()
+    assert (
+        'switchboard_pipeline_decisions_total{decision="deny",gateway="g",stage="policy",tenant="t"} 1.0'
+        in text
+    )
+    assert (
+        'switchboard_pipeline_decisions_total{decision="hit",gateway="g",stage="cache",tenant="t"} 1.0'
+        in text
+    )
+
+
+def test_json_log_lines_carry_trace_ids(recorded: InMemorySpanExporter) -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    log = logging.getLogger("gateway.test_telemetry")
+    log.addHandler(handler)
+    try:
+        with _tracing.tracer.start_as_current_span("work") as span:
+            log.warning("inside %s", "work")
+        log.warning("outside")
+    finally:
+        log.removeHandler(handler)
+    inside, outside = (orjson.loads(line) for line in stream.getvalue().splitlines())
+    assert inside["message"] == "inside work" and inside["level"] == "warning"
+    assert inside["trace_id"] == format(span.get_span_context().trace_id, "032x")
+    assert inside["span_id"] == format(span.get_span_context().span_id, "016x")
+    assert "trace_id" not in outside
+
+
+def test_provider_is_installed_once() -> None:
+    first = TracerProvider()  # a stray provider never replaces the gateway's
+    assert first is not None
+    _tracing.add_processors([])
+    fanout = _tracing._fanout
+    _tracing.add_processors([])
+    assert _tracing._fanout is fanout
