@@ -65,6 +65,7 @@ bench: $(STAMP) $(TOOLS)/.stamp
 	$(BIN)/python bench/openapi_github.py
 	$(BIN)/python bench/federated_call.py
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/tracing.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS)

@@ -64,16 +64,18 @@ async def run(upstream: str, gateway: str, calls: int, levels: list[int]) -> lis
     return rows
 
 
-def print_against(rows: list[Row], label: str, baseline: str, measured: str) -> None:
+def print_against(rows: list[Row], label: str, baseline: str, measured: str | tuple[str, ...]) -> None:
     """One table: every row, and each `measured` row against the `baseline` row of its era and level."""
+    against = (measured,) if isinstance(measured, str) else measured
+    ratio = f"calls/s {measured}/{baseline}" if isinstance(measured, str) else f"calls/s x {baseline}"
     print(
         f"{label:<8} {'era':<10} {'conc':>4} {'p50 ms':>8} {'p99 ms':>8} {'calls/s':>8}"
-        f" {'added p50':>10} {'added p99':>10} {'p50 x':>6} {f'calls/s {measured}/{baseline}':>20}"
+        f" {'added p50':>10} {'added p99':>10} {'p50 x':>6} {ratio:>20}"
     )
     base = {(era, level): r for name, era, level, r in rows if name == baseline}
     for name, era, level, r in rows:
         line = f"{name:<8} {era:<10} {level:>4} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} {r['rps']:>8.0f}"
-        if name == measured:
+        if name in against:
             d = base[(era, level)]
             line += (
                 f" {r['p50_ms'] - d['p50_ms']:>10.3f} {r['p99_ms'] - d['p99_ms']:>10.3f}"

@@ -288,64 +288,65 @@ def create_app(
                 health=lambda: _health(holder),
             )
             holder["telemetry"], holder["traces"] = telemetry, traces
-            writer = anyio.create_task_group()
-            await writer.__aenter__()
-            writer.start_soon(audit.run)
-            if telemetry.sink is not None:
-                writer.start_soon(telemetry.sink.run)
-            telemetry.start()
-            # After the hub: stop recording, flush audit records and spans, then end.
-            stack.push_async_callback(_stop_writer, audit, telemetry, writer)
-            hub_cm = Hub(
-                pins=store_pins(store),
-                credentials=credentials_for(broker),
-                counters=counters,
-                results=results,
-                audit=audit,
-                approvals=StoreApprovals(store),
-                observe=(settings.trace_content, settings.trace_content_bytes),
-            )
-            async with hub_cm as hub:
-                system = Switchboard(settings, store, hub)
-                system.vault, system.broker = vault, broker
-                holder["identity"] = IdentityServices(
-                    broker,
-                    WorkloadTokens(state_key(settings.data_dir)),
-                    system.admin_tenant,
-                    system.providers_of,
-                )
-                if config_path is not None:
-                    doc = load_and_check(config_path)
-                    await store.apply(DEFAULT_TENANT, [to_store(g) for g in doc.gateways])
-                await system.reload()
-                admin_key = await system.ensure_admin_key()
-                front = McpFront(
-                    hub,
-                    allowed_hosts=allowed_hosts,
-                    allowed_origins=allowed_origins,
-                    max_request_bytes=settings.max_request_bytes,
-                    state_keys=[state_key(settings.data_dir)],
-                )
-                holder["system"] = system
-                holder["front"] = front
-                holder["auth"] = system.authenticator = authenticator = Authenticator(
-                    store, settings.public_url
-                )
-                app.state.system = system
-                app.state.front = front
-                async with front, anyio.create_task_group() as tg:
-                    tg.start_soon(system.watch)
-                    if on_ready is not None:
-                        on_ready(system, admin_key)
-                    yield
-                    tg.cancel_scope.cancel()
-                await authenticator.aclose()
-                await broker.aclose()
-            await results.close()
-            await counters.close()
+            # The writers of audit records and spans: the group ends once they have flushed.
+            async with anyio.create_task_group() as writers:
+                writers.start_soon(audit.run)
+                if telemetry.sink is not None:
+                    writers.start_soon(telemetry.sink.run)
+                telemetry.start()
+                try:
+                    hub_cm = Hub(
+                        pins=store_pins(store),
+                        credentials=credentials_for(broker),
+                        counters=counters,
+                        results=results,
+                        audit=audit,
+                        approvals=StoreApprovals(store),
+                        observe=(settings.trace_content, settings.trace_content_bytes),
+                    )
+                    async with hub_cm as hub:
+                        system = Switchboard(settings, store, hub)
+                        system.vault, system.broker = vault, broker
+                        holder["identity"] = IdentityServices(
+                            broker,
+                            WorkloadTokens(state_key(settings.data_dir)),
+                            system.admin_tenant,
+                            system.providers_of,
+                        )
+                        if config_path is not None:
+                            doc = load_and_check(config_path)
+                            await store.apply(DEFAULT_TENANT, [to_store(g) for g in doc.gateways])
+                        await system.reload()
+                        admin_key = await system.ensure_admin_key()
+                        front = McpFront(
+                            hub,
+                            allowed_hosts=allowed_hosts,
+                            allowed_origins=allowed_origins,
+                            max_request_bytes=settings.max_request_bytes,
+                            state_keys=[state_key(settings.data_dir)],
+                        )
+                        holder["system"] = system
+                        holder["front"] = front
+                        holder["auth"] = system.authenticator = authenticator = Authenticator(
+                            store, settings.public_url
+                        )
+                        app.state.system = system
+                        app.state.front = front
+                        async with front, anyio.create_task_group() as tg:
+                            tg.start_soon(system.watch)
+                            if on_ready is not None:
+                                on_ready(system, admin_key)
+                            yield
+                            tg.cancel_scope.cancel()
+                        await authenticator.aclose()
+                        await broker.aclose()
+                    await results.close()
+                    await counters.close()
+                finally:
+                    _stop_writers(audit, telemetry)
         finally:
             with anyio.CancelScope(shield=True):
-                await stack.aclose()  # the audit writer flushes before the store closes
+                await stack.aclose()
             await store.close()
 
     async def health(request: Request) -> JSONResponse:
@@ -443,13 +444,12 @@ def _health(holder: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
     return up
 
 
-async def _stop_writer(audit: AuditLog, telemetry: Telemetry, writer: anyio.abc.TaskGroup) -> None:
+def _stop_writers(audit: AuditLog, telemetry: Telemetry) -> None:
+    """Stop recording and end the writers' queues: they write what is queued, then return."""
     telemetry.stop()
     if telemetry.sink is not None:
         telemetry.sink.close()
     audit.close()
-    with anyio.move_on_after(10):  # the queued records, written
-        await writer.__aexit__(None, None, None)
 
 
 def _loopback(request: Request) -> bool:

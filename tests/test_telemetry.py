@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import io
 import logging
+from concurrent import futures
+from typing import Any
 
+import grpc
 import orjson
 import pytest
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -139,3 +143,34 @@ def test_provider_is_installed_once() -> None:
     fanout = _tracing._fanout
     _tracing.add_processors([])
     assert _tracing._fanout is fanout
+
+
+def test_otlp_grpc_export_reaches_a_grpc_collector(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OTEL_EXPORTER_OTLP_PROTOCOL=grpc: spans reach a real OTLP/gRPC receiver."""
+    received: list[str] = []
+
+    class Collector(trace_service_pb2_grpc.TraceServiceServicer):
+        def Export(self, request: Any, context: Any) -> Any:
+            received.extend(
+                s.name for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans
+            )
+            return trace_service_pb2.ExportTraceServiceResponse()
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Collector(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"http://127.0.0.1:{port}")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_INSECURE", "true")
+        (processor,) = exporters_from_env(
+            {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
+        )
+        provider = TracerProvider()
+        provider.add_span_processor(processor)
+        provider.get_tracer("test").start_span("tools/call crm___find").end()
+        assert processor.force_flush(10_000)
+        provider.shutdown()
+    finally:
+        server.stop(None)
+    assert received == ["tools/call crm___find"]

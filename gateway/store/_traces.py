@@ -39,10 +39,23 @@ class StoreTraces:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._insert: tuple[str, list[str]] | None = None
 
     async def write(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert finished spans' rows (keyed by column) in one transaction.
+
+        The statement is compiled once and the rows go to the driver as tuples: the ORM-free
+        Core path still processes every parameter of every row in Python, which cost ~40 us
+        a span on the gateway's event loop; the driver's executemany costs a fraction of that.
+        """
         async with self.store._transaction(self.store._writer, "write spans") as conn:
-            await conn.execute(sa.insert(spans), list(rows))
+            if self._insert is None:
+                compiled = sa.insert(spans).compile(
+                    dialect=conn.dialect, column_keys=[c.name for c in spans.columns if c.name != "id"]
+                )
+                self._insert = (compiled.string, list(compiled.positiontup or ()))
+            sql, order = self._insert
+            await conn.exec_driver_sql(sql, [tuple(row[k] for k in order) for row in rows])
 
     async def purge(self, before_ns: int) -> int:
         """Forget spans that started before ``before_ns`` (the retention); returns how many."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -101,8 +102,6 @@ def mcp_span(
         "mcp.method.name": method,
         TENANT_ATTR: tenant,
         "switchboard.gateway": gateway,
-        "network.transport": "tcp",
-        "network.protocol.name": "http",
     }
     if request_id is not None:
         attributes["jsonrpc.request.id"] = str(request_id)
@@ -174,12 +173,15 @@ def capture(value: Any, limit: int) -> tuple[str, int]:
     return redact_text(text[: 2 * limit])[:limit] + f"... [{len(text)} characters in all]", tokens
 
 
+@lru_cache(maxsize=4096)
+def _secret_key(key: str) -> bool:
+    lowered = key.lower()
+    return any(s in lowered for s in _SECRET_KEYS)
+
+
 def _mask_keys(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {
-            k: REDACTED if any(s in str(k).lower() for s in _SECRET_KEYS) else _mask_keys(v)
-            for k, v in value.items()
-        }
+    if isinstance(value, dict):
+        return {k: REDACTED if _secret_key(str(k)) else _mask_keys(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_mask_keys(v) for v in value]
     return value

@@ -75,6 +75,9 @@ def add_processors(processors: list[SpanProcessor]) -> None:
             {
                 "service.name": os.environ.get("OTEL_SERVICE_NAME") or "switchboard",
                 "service.version": __version__,
+                # The same for every MCP request this process serves (Streamable HTTP).
+                "network.transport": "tcp",
+                "network.protocol.name": "http",
             }
         )
         provider = TracerProvider(resource=resource)

@@ -77,7 +77,11 @@ async def test_sigterm_finishes_calls_in_flight(tmp_path: Path) -> None:
         assert frames[-1]["result"]["content"][0]["text"] == "term done"  # type: ignore[index]
         # uvicorn re-raises SIGTERM once it has shut down gracefully, so the exit status says "terminated".
         assert await anyio.to_thread.run_sync(lambda: live.proc.wait(timeout=30)) == -signal.SIGTERM
-        assert any("Finished server process" in line for line in live.output)
+        output = live.output
+        assert any("Finished server process" in line for line in output)
+        # The lifespan ended cleanly: the writers flushed the call's audit record and spans.
+        assert any("Application shutdown complete" in line for line in output), output[-5:]
+        assert not any("shutdown failed" in line for line in output)
 
 
 @pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])

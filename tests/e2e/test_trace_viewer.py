@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import anyio
 import httpx2
+import orjson
 import pytest
 from mcp import Client
 from playwright.sync_api import Page, expect, sync_playwright
@@ -132,6 +133,11 @@ def test_viewer_finds_the_session_and_shows_a_step(served: Served, page: Page) -
     failed.locator("> summary").click()
     expect(failed).to_contain_text("no ticket 'NOPE'")
     page.locator("details.step > summary").first.focus()
+    # The log line of the failure is JSON and names the failing step's trace.
+    logged = [orjson.loads(line) for line in served.output if line.startswith("{")]
+    failure = next(line for line in logged if "failed unexpectedly" in line["message"])
+    assert failure["level"] == "error" and "ValueError: no ticket 'NOPE'" in failure["exception"]
+    expect(failed).to_contain_text(f"trace {failure['trace_id']}")
     shot = OUTPUT / "session.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 0
