@@ -200,3 +200,31 @@ async def test_a_key_kept_in_the_vault_wins_and_is_never_shown(tenants: dict[str
         assert (await http.post("/identity/v1/resource-token", json=ask)).json() == {
             "api_key": "beta-upstream-key"
         }
+
+
+async def test_traces_are_seen_only_by_their_tenant(tenants: dict[str, Any]) -> None:
+    """The trace viewer shows each admin key its own tenant's sessions; another's are not there."""
+    served: Served = tenants["served"]
+    await call(tenants["urls"]["alpha"], tenants["keys"]["alpha"], "fx___whoami")
+    await call(tenants["urls"]["beta"], tenants["keys"]["beta"], "fx___whoami")
+    sessions: dict[str, set[str]] = {}
+    async with httpx2.AsyncClient(base_url=served.base, timeout=30) as http:
+        with anyio.fail_after(20):
+            for tenant, admin in tenants["admins"].items():
+                while True:  # spans reach the trace store a moment after the calls
+                    page = await http.get("/ui/traces", headers=admin)
+                    assert page.status_code == 200
+                    found = set(re.findall(r'href="/ui/traces/sessions/([^"]+)"', page.text))
+                    if found:
+                        sessions[tenant] = found
+                        break
+                    await anyio.sleep(0.1)
+        assert not sessions["alpha"] & sessions["beta"]
+        for tenant, other in (("alpha", "beta"), ("beta", "alpha")):
+            mine = next(iter(sessions[tenant]))
+            assert (
+                await http.get(f"/ui/traces/sessions/{mine}", headers=tenants["admins"][tenant])
+            ).status_code == 200
+            theirs = await http.get(f"/ui/traces/sessions/{mine}", headers=tenants["admins"][other])
+            assert theirs.status_code == 404 and "fx___whoami" not in theirs.text
+        assert (await http.get("/ui/traces")).status_code == 401  # no key: the sign-in page
