@@ -42,6 +42,7 @@ from gateway.mcp import McpFront
 from gateway.mcp.front import PRINCIPAL_KEY
 from gateway.pins import pinned_of, store_pins
 from gateway.ratelimit import Counters, shared_counters
+from gateway.serving import Forwarder, forwarded_client, session_owner
 from gateway.settings import Settings
 from gateway.store import Store
 from gateway.store._approvals import StoreApprovals
@@ -225,6 +226,7 @@ class _Edge:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            forwarded_client(scope, self.holder["own_socket"])
             found = mcp_endpoint(scope["path"])
             if found is not None:
                 tenant, name = found
@@ -242,15 +244,31 @@ class _Edge:
         await self.app(scope, receive, send)
 
 
+_FRONTS: list[McpFront] = []
+
+
+def close_listen_streams() -> None:
+    """End the subscriptions/listen streams of every front in this process (they would hold a
+    graceful shutdown open until its timeout)."""
+    for front in list(_FRONTS):
+        front.close_streams()
+
+
 def create_app(
     settings: Settings,
     *,
     config_path: str | Path | None = None,
     on_ready: Any = None,
     base_url: str | None = None,
+    worker_run_dir: Path | None = None,
+    own_socket: str | None = None,
 ) -> _Edge:
-    """The whole gateway as one ASGI app; everything opens in its lifespan."""
-    holder: dict[str, Any] = {}
+    """The whole gateway as one ASGI app; everything opens in its lifespan.
+
+    ``worker_run_dir`` and ``own_socket``: this app is one of several workers
+    (gateway.serving), which pass each other requests for their sessions.
+    """
+    holder: dict[str, Any] = {"own_socket": own_socket}
     # DNS-rebinding protection: only loopback names unless the operator names more
     # (SWITCHBOARD_ALLOWED_HOSTS / _ORIGINS, or the host of SWITCHBOARD_PUBLIC_URL).
     allowed_hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", *settings.allowed_hosts]
@@ -300,7 +318,7 @@ def create_app(
                         credentials=credentials_for(broker),
                         counters=counters,
                         results=results,
-                        audit=audit,
+                        audit=audit if settings.audit else None,
                         approvals=StoreApprovals(store),
                         observe=(settings.trace_content, settings.trace_content_bytes),
                     )
@@ -318,12 +336,17 @@ def create_app(
                             await store.apply(DEFAULT_TENANT, [to_store(g) for g in doc.gateways])
                         await system.reload()
                         admin_key = await system.ensure_admin_key()
+                        forwarder = Forwarder() if worker_run_dir is not None else None
+                        if forwarder is not None:
+                            stack.push_async_callback(forwarder.aclose)
                         front = McpFront(
                             hub,
                             allowed_hosts=allowed_hosts,
                             allowed_origins=allowed_origins,
                             max_request_bytes=settings.max_request_bytes,
                             state_keys=[state_key(settings.data_dir)],
+                            session_owner=session_owner(worker_run_dir) if worker_run_dir else None,
+                            forward=forwarder,
                         )
                         holder["system"] = system
                         holder["front"] = front
@@ -332,6 +355,8 @@ def create_app(
                         )
                         app.state.system = system
                         app.state.front = front
+                        _FRONTS.append(front)
+                        stack.callback(_FRONTS.remove, front)
                         async with front, anyio.create_task_group() as tg:
                             tg.start_soon(system.watch)
                             if on_ready is not None:

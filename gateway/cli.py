@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 
 from gateway import __version__
-from gateway.app import DEFAULT_TENANT, Switchboard, compile_check, create_app
+from gateway.app import DEFAULT_TENANT, Switchboard, close_listen_streams, compile_check, create_app
 from gateway.config import Document, json_schema, load_file, to_store
 from gateway.core.errors import ConfigError
 from gateway.hub import Hub
@@ -51,8 +51,13 @@ def _gateway_url(base: str, name: str) -> str:
     return f"{base}/mcp" if name == "default" else f"{base}/gateways/{name}/mcp"
 
 
-async def _preflight(settings: Settings, config: str | None) -> None:
-    """Everything start-up can refuse, checked before the server binds (clear errors, no tracebacks)."""
+async def _preflight(settings: Settings, config: str | None) -> tuple[str | None, list[tuple[str, int]]]:
+    """Everything start-up can refuse, checked before the server binds (clear errors, no tracebacks).
+
+    Returns:
+        The first admin key when this start made it (to print once), and the default
+        tenant's gateways with their tool counts.
+    """
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     doc = await _check(config) if config is not None else None
     store = await Store.open(settings.resolved_database_url())
@@ -61,7 +66,10 @@ async def _preflight(settings: Settings, config: str | None) -> None:
             await store.apply(DEFAULT_TENANT, [to_store(g) for g in doc.gateways])
         await open_vault(settings, store)  # refuses to start without the vault's key
         async with Hub() as hub:
-            await Switchboard(settings, store, hub).reload()
+            system = Switchboard(settings, store, hub)
+            await system.reload()
+            gateways = [(gw.name, len(gw.catalog.snapshot.tools)) for gw in hub.gateways(DEFAULT_TENANT)]
+            return await system.ensure_admin_key(), gateways
     finally:
         await store.close()
 
@@ -69,11 +77,15 @@ async def _preflight(settings: Settings, config: str | None) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from gateway.serving import GatewayServer, serve_workers
     from gateway.telemetry import log_config
 
     settings = _settings(args)
+    workers = args.workers if args.workers is not None else settings.workers
+    if workers < 1:
+        return _fail(f"switchboard: --workers must be 1 or more, not {workers}")
     try:
-        anyio.run(_preflight, settings, args.config)
+        admin_key, gateways = anyio.run(_preflight, settings, args.config)
     except (ConfigError, StoreError) as exc:
         return _fail(f"switchboard: cannot start; the configuration was refused:\n{exc}")
     except VaultError as exc:
@@ -92,35 +104,38 @@ def cmd_serve(args: argparse.Namespace) -> int:
     port = sock.getsockname()[1]
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     base = settings.public_url or f"http://{host}:{port}"
+    logs = log_config(settings.log_format, settings.log_level)
 
-    def ready(system: Switchboard, admin_key: str | None) -> None:
-        lines = [f"Switchboard {__version__} serving on {base}"]
-        for gw in system.hub.gateways():
-            lines.append(f"  MCP  {_gateway_url(base, gw.name)}  ({len(gw.catalog.snapshot.tools)} tools)")
+    def ready(counts: list[tuple[str, int]]) -> None:
+        lines = [
+            f"Switchboard {__version__} serving on {base}" + (f" ({workers} workers)" if workers > 1 else "")
+        ]
+        for name, tools in counts:
+            lines.append(f"  MCP  {_gateway_url(base, name)}  ({tools} tools)")
         if admin_key:
             lines.append(f"  admin key (shown once, stored hashed): {admin_key}")
         lines.append(f"  admin API  {base}/admin/v1  (OpenAPI: {base}/admin/openapi.json)")
         print("\n".join(lines), flush=True)
 
-    app = create_app(settings, config_path=args.config, on_ready=ready, base_url=base)
+    if workers > 1:
+        sock.listen(2048)
+        ready(gateways)
+        settings = settings.model_copy(update={"public_url": settings.public_url or base})
+        return serve_workers(settings, sock, workers, logs)
+
+    def on_ready(system: Switchboard, _: str | None) -> None:
+        ready([(gw.name, len(gw.catalog.snapshot.tools)) for gw in system.hub.gateways(DEFAULT_TENANT)])
+
+    app = create_app(settings, config_path=args.config, on_ready=on_ready, base_url=base)
     config = uvicorn.Config(
         app,
-        log_config=log_config(settings.log_format, settings.log_level),
+        log_config=logs,
         log_level=settings.log_level,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) or None,
         access_log=False,
         lifespan="on",
     )
-
-    class Server(uvicorn.Server):
-        def handle_exit(self, sig: int, frame: Any) -> None:
-            # Listen streams never end on their own; end them so the graceful shutdown can finish.
-            front = getattr(app.state, "front", None)
-            if front is not None:
-                front.close_streams()
-            super().handle_exit(sig, frame)
-
-    server = Server(config)
+    server = GatewayServer(config, close_listen_streams)
     try:
         server.run(sockets=[sock])
     except (ConfigError, StoreError) as exc:
@@ -324,6 +339,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--config", help="a switchboard.yaml to apply at start")
     s.add_argument("--host", help="address to listen on (127.0.0.1)")
     s.add_argument("--port", type=int, help="port to listen on (8080; 0 picks a free one)")
+    s.add_argument(
+        "--workers", type=int, help="worker processes sharing the port (1; about one per core scales)"
+    )
     data_dir(s)
     s.set_defaults(func=cmd_serve)
 

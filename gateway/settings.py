@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     )
     shutdown_grace_seconds: float = Field(30.0, ge=0)
     log_level: str = "info"
+    workers: int = Field(1, ge=1, description="Worker processes sharing the port (serve --workers).")
     egress_allow: list[str] = Field(
         default_factory=list,
         description="Private networks or hosts that fetches on a user's behalf may reach (CIDRs or names).",
@@ -50,6 +51,7 @@ class Settings(BaseSettings):
         None, description="redis://host:port/db: rate-limit counters (and later caches) shared by replicas."
     )
 
+    audit: bool = Field(True, description="Record every tools/call in the call audit (GET /admin/v1/audit).")
     tracing: bool = Field(True, description="Record OpenTelemetry spans (false: no spans at all).")
     trace_store: bool = Field(
         True, description="Keep spans in the gateway's own database for the trace viewer (/ui/traces)."

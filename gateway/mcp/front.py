@@ -145,8 +145,14 @@ class McpFront:
         max_request_bytes: int,
         state_keys: list[bytes],
         fast_path: bool = True,
+        session_owner: Callable[[str], Any] | None = None,
+        forward: Callable[[Any, Scope, Receive, Send], Awaitable[None]] | None = None,
     ) -> None:
+        """``session_owner`` and ``forward``: with several workers, where another worker's
+        session lives, and how a request is passed there (gateway.serving)."""
         self.hub = hub
+        self.session_owner = session_owner
+        self.forward = forward
         self.server: Server[Any] = _GatewayServer(
             "switchboard",
             version=__version__,
@@ -247,6 +253,11 @@ class McpFront:
             await response(scope, receive, send)
             return
         session_id = _header(scope, MCP_SESSION_ID_HEADER.lower().encode())
+        if session_id is not None and self.session_owner is not None and self.forward is not None:
+            owner = self.session_owner(session_id)
+            if owner is not None:  # another worker's session
+                await self.forward(owner, scope, receive, send)
+                return
         if session_id is not None:
             known = self._sessions.get(session_id)
             if known is not None and known[0] != key:

@@ -8,11 +8,13 @@ status classes), so the series stay bounded.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # the *_created series double what is scraped and say little here
@@ -70,11 +72,20 @@ class Metrics:
             "Spans the embedded trace store could not keep (its queue was full).",
             registry=r,
         )
+        self.health = health
         if health is not None:
             r.register(_Health(health))
 
     def exposition(self) -> bytes:
-        return bytes(generate_latest(self.registry))
+        """The text format. With several workers (``PROMETHEUS_MULTIPROC_DIR`` set by the
+        parent), the counts of all of them, read from the directory they share."""
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return bytes(generate_latest(self.registry))
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+        if self.health is not None:
+            merged.register(_Health(self.health))
+        return bytes(generate_latest(merged))
 
 
 class _Health(Collector):

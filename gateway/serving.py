@@ -1,0 +1,255 @@
+"""Serving processes: the uvicorn server, and several workers on one port (``serve --workers N``).
+
+Workers share the listening socket the parent bound; the kernel hands each new
+connection to one of them. Everything a call needs is shared through the store (and
+Redis when set), except one thing: a 2025-11-25 MCP session lives in the worker that
+created it. So each worker tags the session ids it makes with its process id, listens on
+a private Unix socket as well, and a request for another worker's session is passed to
+that worker over its socket (response streamed back, SSE included). Stateless 2026-07-28
+requests never need it.
+
+The parent applies the configuration, creates the first admin key and prints the
+addresses before the workers start; it restarts a worker that dies and stops them all
+on SIGTERM/SIGINT. Prometheus metrics are kept in a directory the workers share
+(prometheus-client's multiprocess mode), so any worker's ``/metrics`` counts them all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import logging.config
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from hashlib import sha256
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import uvicorn
+from starlette.types import Receive, Scope, Send
+
+from gateway.settings import Settings
+
+logger = logging.getLogger(__name__)
+SESSION_TAG_BITS = 32  # the low 32 bits of a worker's session ids are its process id
+FORWARDED_CLIENT = "x-switchboard-forwarded-client"
+_FORWARDED = FORWARDED_CLIENT.encode()
+_SESSION_GONE = b'{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Session not found"}}'
+_HOP_BY_HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"upgrade", b"content-length"}
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn's server; on the exit signal it first ends the MCP listen streams, which would
+    otherwise hold the graceful shutdown open until its timeout."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        self.on_exit()
+        super().handle_exit(sig, frame)
+
+
+def run_dir(settings: Settings) -> Path:
+    """Where the workers' sockets and shared metrics live (short: Unix socket paths are)."""
+    path = settings.data_dir.resolve() / "run"
+    if len(str(path)) > 80:
+        digest = sha256(str(path).encode()).hexdigest()[:12]
+        path = Path(os.environ.get("TMPDIR", "/tmp")) / f"switchboard-{digest}"
+    return path
+
+
+def worker_socket(directory: Path, pid: int) -> Path:
+    return directory / f"w{pid}.sock"
+
+
+# -- session ownership -------------------------------------------------------
+
+
+def tag_sessions() -> None:
+    """Make the SDK's session ids carry this process's id (the SDK draws them from uuid4)."""
+    import mcp.server.streamable_http_manager as manager
+
+    pid = os.getpid()
+
+    def tagged() -> uuid.UUID:
+        return uuid.UUID(int=(uuid.uuid4().int >> SESSION_TAG_BITS << SESSION_TAG_BITS) | pid)
+
+    manager.uuid4 = tagged  # type: ignore[attr-defined]
+
+
+def session_owner(directory: Path) -> Callable[[str], Path | None]:
+    """``owner(session_id)``: the socket of the live worker that holds the session, or None
+    when it is this process's (or nobody's: the SDK then answers 404 as usual)."""
+    me = os.getpid()
+
+    def owner(session_id: str) -> Path | None:
+        try:
+            pid = int(session_id[-SESSION_TAG_BITS // 4 :], 16)
+        except ValueError:
+            return None
+        if pid == me:
+            return None
+        path = worker_socket(directory, pid)
+        return path if path.exists() else None
+
+    return owner
+
+
+class Forwarder:
+    """Passes one HTTP request to another worker over its Unix socket, streaming the answer."""
+
+    def __init__(self) -> None:
+        self._clients: dict[Path, httpx2.AsyncClient] = {}
+
+    def _client(self, path: Path) -> httpx2.AsyncClient:
+        client = self._clients.get(path)
+        if client is None:
+            transport = httpx2.AsyncHTTPTransport(uds=str(path))
+            client = self._clients[path] = httpx2.AsyncClient(transport=transport, timeout=None)
+        return client
+
+    async def __call__(self, path: Path, scope: Scope, receive: Receive, send: Send) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client left
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        # A client's own copy of the address header is dropped: only ours is believed.
+        headers = [(k, v) for k, v in scope.get("headers", []) if k not in _HOP_BY_HOP and k != _FORWARDED]
+        client = scope.get("client")
+        if client:
+            headers.append((_FORWARDED, f"{client[0]}:{client[1]}".encode()))
+        target = scope.get("raw_path") or scope["path"].encode()
+        if scope.get("query_string"):
+            target += b"?" + scope["query_string"]
+        request = self._client(path).build_request(
+            scope["method"], "http://worker" + target.decode("latin-1"), headers=headers, content=body
+        )
+        try:
+            response = await self._client(path).send(request, stream=True)
+        except httpx2.TransportError:
+            await _plain(
+                send,
+                404,
+                b'{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Session not found"}}',
+            )
+            return
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status_code,
+                    "headers": [(k, v) for k, v in response.headers.raw if k.lower() not in _HOP_BY_HOP],
+                }
+            )
+            async for chunk in response.aiter_raw():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            await response.aclose()
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+
+
+async def _plain(send: Send, status: int, body: bytes) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def forwarded_client(scope: Scope, own_socket: str | None) -> None:
+    """A request that came over this worker's own socket: restore the original client address."""
+    server = scope.get("server")
+    if own_socket is None or not server or server[0] != own_socket:
+        return
+    for key, value in scope.get("headers", []):
+        if key == _FORWARDED:
+            host, _, port = value.decode("latin-1").rpartition(":")
+            scope["client"] = (host, int(port) if port.isdigit() else 0)
+            return
+
+
+# -- the supervisor ----------------------------------------------------------
+
+
+def serve_workers(settings: Settings, sock: socket.socket, workers: int, log_config: dict[str, Any]) -> int:
+    """Run ``workers`` worker processes on ``sock`` until SIGTERM/SIGINT; returns the exit code."""
+    directory = run_dir(settings)
+    shutil.rmtree(directory, ignore_errors=True)
+    (directory / "metrics").mkdir(parents=True, mode=0o700)
+    os.chmod(directory, 0o700)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory / "metrics")
+    context = multiprocessing.get_context("spawn")
+    arguments = (sock, settings.model_dump_json(), str(directory), log_config)
+
+    def start() -> multiprocessing.process.BaseProcess:
+        process = context.Process(target=_worker, args=arguments, daemon=False)
+        process.start()
+        return process
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    processes = [start() for _ in range(workers)]
+    try:
+        while not stop.wait(0.5):
+            for i, process in enumerate(processes):
+                if not process.is_alive():
+                    logger.error(
+                        "worker %s ended (exit code %s); starting another", process.pid, process.exitcode
+                    )
+                    processes[i] = start()
+    finally:
+        for process in processes:
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGTERM)
+        for process in processes:
+            process.join(settings.shutdown_grace_seconds + 10)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        shutil.rmtree(directory, ignore_errors=True)
+    return 0
+
+
+def _worker(sock: socket.socket, settings_json: str, directory: str, log_config: dict[str, Any]) -> None:
+    """One worker process: the gateway app on the shared socket and on its own Unix socket."""
+    from gateway.app import close_listen_streams, create_app
+
+    logging.config.dictConfig(log_config)
+    settings = Settings.model_validate_json(settings_json)
+    tag_sessions()
+    own = worker_socket(Path(directory), os.getpid())
+    with contextlib.suppress(FileNotFoundError):
+        own.unlink()
+    private = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    private.bind(str(own))
+    os.chmod(own, 0o600)
+    app = create_app(settings, base_url=None, worker_run_dir=Path(directory), own_socket=str(own))
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) or None,
+        access_log=False,
+        lifespan="on",
+    )
+    try:
+        GatewayServer(config, close_listen_streams).run(sockets=[sock, private])
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            own.unlink()

@@ -1,0 +1,141 @@
+"""Worker to worker: a request passed over a worker's private Unix socket arrives whole,
+with the original client's address in the one header believed there, and streams back."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from starlette.types import Receive, Scope, Send
+
+from gateway.serving import FORWARDED_CLIENT, Forwarder, forwarded_client, session_owner, tag_sessions
+
+pytestmark = pytest.mark.anyio
+SEEN: list[dict[str, Any]] = []
+
+
+async def peer(scope: Scope, receive: Receive, send: Send) -> None:
+    """The other worker: records what it got (after restoring the client), streams an answer."""
+    message = await receive()
+    forwarded_client(scope, scope["server"][0])
+    SEEN.append({"client": scope["client"], "headers": scope["headers"], "body": message.get("body", b"")})
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]}
+    )
+    for part in (b"data: one\n\n", b"data: two\n\n"):
+        await send({"type": "http.response.body", "body": part, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+@pytest.fixture
+def worker_socket(tmp_path: Path) -> Iterator[Path]:
+    path = Path(f"/tmp/sb-test-{uuid.uuid4().hex[:8]}.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    server = uvicorn.Server(uvicorn.Config(peer, log_level="warning", lifespan="off"))
+    started = threading.Event()
+
+    def run() -> None:
+        async def main() -> None:
+            original = server.startup
+
+            async def startup(sockets: Any = None) -> None:
+                await original(sockets=sockets)
+                started.set()
+
+            server.startup = startup  # type: ignore[method-assign]
+            await server.serve(sockets=[sock])
+
+        asyncio.run(main())
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert started.wait(30)
+    try:
+        yield path
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        path.unlink(missing_ok=True)
+
+
+async def test_forwarded_request_arrives_whole_and_streams_back(worker_socket: Path) -> None:
+    SEEN.clear()
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/mcp",
+        "raw_path": b"/mcp",
+        "query_string": b"",
+        "client": ("203.0.113.7", 51000),
+        "headers": [
+            (b"host", b"127.0.0.1:8080"),
+            (b"mcp-session-id", b"abc"),
+            (FORWARDED_CLIENT.encode(), b"127.0.0.1:1"),  # a client's forgery: dropped
+            (b"content-length", b"11"),
+        ],
+    }
+    chunks = [
+        {"type": "http.request", "body": b"hello ", "more_body": True},
+        {"type": "http.request", "body": b"world"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return chunks.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    forward = Forwarder()
+    try:
+        await forward(worker_socket, scope, receive, send)
+    finally:
+        await forward.aclose()
+    (got,) = SEEN
+    assert got["body"] == b"hello world"
+    assert got["client"] == ("203.0.113.7", 51000)  # the original client, not the forgery
+    assert [v for k, v in got["headers"] if k == FORWARDED_CLIENT.encode()] == [b"203.0.113.7:51000"]
+    assert (b"mcp-session-id", b"abc") in got["headers"] and (b"host", b"127.0.0.1:8080") in got["headers"]
+    assert sent[0]["status"] == 200
+    assert b"".join(m.get("body", b"") for m in sent[1:]) == b"data: one\n\ndata: two\n\n"
+
+
+def test_forwarded_address_is_believed_only_on_the_own_socket() -> None:
+    scope: dict[str, Any] = {
+        "server": ("127.0.0.1", 8080),
+        "client": ("10.0.0.9", 1),
+        "headers": [(FORWARDED_CLIENT.encode(), b"127.0.0.1:5")],
+    }
+    forwarded_client(scope, "/run/w1.sock")
+    assert scope["client"] == ("10.0.0.9", 1)  # over TCP: ignored
+    scope["server"] = ("/run/w1.sock", None)
+    forwarded_client(scope, "/run/w1.sock")
+    assert scope["client"] == ("127.0.0.1", 5)
+
+
+def test_session_ids_name_their_worker(tmp_path: Path) -> None:
+    import mcp.server.streamable_http_manager as manager
+
+    original = manager.uuid4  # type: ignore[attr-defined]
+    try:
+        tag_sessions()
+        made = manager.uuid4().hex  # type: ignore[attr-defined]
+    finally:
+        manager.uuid4 = original  # type: ignore[attr-defined]
+    assert len(made) == 32 and int(made[-8:], 16) == os.getpid()
+    owner = session_owner(tmp_path)
+    assert owner(made) is None  # this process's own
+    other = made[:-8] + f"{os.getpid() + 1:08x}"
+    assert owner(other) is None  # no such worker socket: the SDK answers 404
+    (tmp_path / f"w{os.getpid() + 1}.sock").touch()
+    assert owner(other) == tmp_path / f"w{os.getpid() + 1}.sock"
+    assert owner("not-hex-at-all!") is None
