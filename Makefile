@@ -60,12 +60,20 @@ tools: $(TOOLS)/.stamp
 conformance: $(STAMP) $(TOOLS)/.stamp
 	PATH="$(CURDIR)/$(NODE22):$$PATH" $(BIN)/python -m tests.conformance.run
 
-bench: $(STAMP) $(TOOLS)/.stamp
+# wrk (Debian's package) is the benches' native load generator next to the Python client.
+WRK := /usr/bin/wrk
+$(WRK):
+	@if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	$$sudo apt-get install -y -q wrk || { $$sudo apt-get update -q && $$sudo apt-get install -y -q wrk; }
+
+bench: $(STAMP) $(TOOLS)/.stamp $(WRK)
 	$(BIN)/python bench/tools_call.py
 	$(BIN)/python bench/openapi_github.py
 	$(BIN)/python bench/federated_call.py
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/tracing.py
+	$(BIN)/python bench/fast_path.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS)

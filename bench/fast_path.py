@@ -36,6 +36,8 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
+import shutil
 import socket
 import sqlite3
 import statistics
@@ -57,7 +59,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.federated_call import LEGACY, MODERN, Row  # noqa: E402
 from bench.openapi_github import free_port  # noqa: E402
-from bench.tools_call import Call, legacy_caller, measure, modern_caller  # noqa: E402
+from bench.tools_call import ACCEPT, META, Call, legacy_caller, measure, modern_caller  # noqa: E402
 from bench.tracing import COMMON, VARIANTS, stop  # noqa: E402
 from tests.e2e.harness import Served, serve  # noqa: E402
 
@@ -176,6 +178,78 @@ async def run(
         return rows
 
 
+def wrk_capacity(
+    upstream: str, sdk: str, served: dict[str, Served], keys: dict[str, str], seconds: int, rounds: int
+) -> list[tuple[str, int, float, float, float]]:
+    """What each server does when the load generator is not a Python process on the same cores:
+    wrk (C, one thread) posting the same 2026-07-28 tools/call. Rows: (name, connections,
+    calls/s, p50 ms, p99 ms), medians of `rounds` alternating runs."""
+    body = orjson.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": TOOL, "arguments": {"id": 7}, "_meta": META},
+        }
+    ).decode()
+    routing = {**ACCEPT, "MCP-Protocol-Version": MODERN, "Mcp-Method": "tools/call", "Mcp-Name": TOOL}
+    targets: dict[str, tuple[str, dict[str, str] | None]] = {"direct": (f"{upstream}/items/7", None)}
+    targets["sdk"] = (sdk, routing)
+    for name, s in served.items():
+        key = keys.get(name)
+        targets[name] = (s.mcp, {**routing, **({"Authorization": f"Bearer {key}"} if key else {})})
+    results: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
+    with tempfile.TemporaryDirectory() as scripts:
+        for name, (_, headers) in targets.items():
+            if headers is not None:
+                lines = ['wrk.method = "POST"', f"wrk.body = [[{body}]]"]
+                lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
+                Path(scripts, f"{name}.lua").write_text("\n".join(lines) + "\n")
+        for connections in (16, WIDE):
+            for r in range(rounds):
+                names = list(targets)[r % len(targets) :] + list(targets)[: r % len(targets)]
+                for name in names:
+                    if connections == WIDE and not name.startswith("on"):
+                        continue
+                    url, headers = targets[name]
+                    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+                    if headers is not None:
+                        argv += ["-s", str(Path(scripts, f"{name}.lua"))]
+                    out = subprocess.run([*argv, url], capture_output=True, text=True, check=True).stdout
+                    if "Non-2xx" in out:
+                        raise RuntimeError(f"wrk got errors from {name}:\n{out}")
+                    rate = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))  # type: ignore[union-attr]
+                    p50, p99 = (_ms(re.search(rf"\s{q}%\s+(\S+)", out).group(1)) for q in (50, 99))  # type: ignore[union-attr]
+                    results.setdefault((name, connections), []).append((rate, p50, p99))
+    return [
+        (name, connections, *(statistics.median(r[i] for r in runs) for i in range(3)))
+        for (name, connections), runs in results.items()
+    ]
+
+
+def _ms(text: str) -> float:
+    unit = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    number = re.match(r"[0-9.]+", text)
+    assert number is not None
+    return float(number.group(0)) * unit[text[number.end() :]]
+
+
+def report_capacity(rows: list[tuple[str, int, float, float, float]]) -> None:
+    sdk = {c: rate for name, c, rate, _, _ in rows if name == "sdk"}
+    off = {c: rate for name, c, rate, _, _ in rows if name == "off"}
+    print(f"{'row':<10} {'conns':>5} {'calls/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'x sdk':>6} {'x off':>6}")
+    order = [*ROWS, "on x2"]
+    for name, connections, rate, p50, p99 in sorted(
+        rows, key=lambda r: (r[1], order.index(r[0]) if r[0] in order else 9)
+    ):
+        line = f"{name:<10} {connections:>5} {rate:>8.0f} {p50:>8.2f} {p99:>8.2f}"
+        if name not in ("direct", "sdk") and connections in sdk:
+            line += f" {rate / sdk[connections]:>6.2f}"
+        if name.startswith("on") and connections in off:
+            line += f" {rate / off[connections]:>6.2f}"
+        print(line)
+
+
 def report(rows: list[Row]) -> None:
     direct = {level: r for name, _, level, r in rows if name == "direct"}
     sdk = {(era, level): r for name, era, level, r in rows if name == "sdk"}
@@ -227,6 +301,7 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=6, help="the rows of a concurrency take turns this often"
     )
+    parser.add_argument("--wrk-seconds", type=int, default=5, help="each wrk run; 0: no wrk table")
     args = parser.parse_args()
     began = time.monotonic()
     port, sdk_port = free_port(), free_port()
@@ -268,6 +343,12 @@ def main() -> None:
             args.rounds,
             args.concurrency,
         )
+        capacity = []
+        if shutil.which("wrk") and args.wrk_seconds:
+            keys = {name: anyio.run(api_key, s) for name, s in served.items() if name != "off"}
+            capacity = wrk_capacity(
+                upstream, f"http://127.0.0.1:{sdk_port}/mcp", served, keys, args.wrk_seconds, 2
+            )
         stack.close()  # the servers stop: their audit and span writers flush
         counts = {name: written(tmp / name.replace(" ", "")) for name in served}
     per_round = max(1, args.calls // args.rounds)
@@ -289,6 +370,15 @@ def main() -> None:
         print(f"  ({skipped})")
     print()
     report(rows)
+    if capacity:
+        print()
+        print(
+            "the same call, 2026-07-28, with wrk as the load generator (C, one thread: the servers get"
+            f" the cores the Python client took); {args.wrk_seconds} s a run, medians of 2 alternating runs"
+        )
+        report_capacity(capacity)
+    else:
+        print("\n(no wrk on PATH: `make bench` installs Debian's wrk; --wrk-seconds 0 leaves it out)")
     print()
     for name, count in counts.items():
         print(f"  {name:<8} wrote {count}")

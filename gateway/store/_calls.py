@@ -37,8 +37,7 @@ class StoreCalls:
         rows = [
             {**{f: getattr(r, f) for f in FIELDS}, "at": datetime.fromtimestamp(r.at, UTC)} for r in records
         ]
-        async with self.store._transaction(self.store._writer, "write audit records") as conn:
-            await conn.execute(sa.insert(call_audit), rows)
+        await self.store._append(call_audit, rows, "write audit records")
 
     async def query(
         self,

@@ -187,6 +187,7 @@ spans = Table(
     Column("error", Boolean, nullable=False),
     Column("status_message", String(500), nullable=True),
     Column("attributes", Text, nullable=False),
+    Column("children", Text, nullable=True),
     Index("sb_spans_session", "tenant", "session", "start_ns"),
     Index("sb_spans_trace", "tenant", "trace_id"),
     Index("sb_spans_start", "start_ns"),

@@ -1,6 +1,8 @@
 """The embedded trace store's rows: spans written in batches, read by session and trace.
 
-A *session* is what one agent run looks like from here: the MCP session id when the
+A row is a span with no parent in its process (an MCP request's span, an admin request's)
+with the spans under it folded into ``children``; reads unfold them. A *session* is what
+one agent run looks like from here: the MCP session id when the
 client has one (2025 era), else the trace id (one client-supplied ``traceparent`` ties a
 stateless run together). Only the MCP request spans carry it; the spans under them
 (pipeline decisions, upstream requests) are found through their trace. Every query is
@@ -20,6 +22,7 @@ from gateway.store._schema import spans
 from gateway.store._store import Store
 
 MAX_ROWS = 1000
+_UNSET = {"session": None, "gateway": None, "tool": None, "subject": None}  # a folded span's row fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,23 +42,10 @@ class StoreTraces:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._insert: tuple[str, list[str]] | None = None
 
     async def write(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Insert finished spans' rows (keyed by column) in one transaction.
-
-        The statement is compiled once and the rows go to the driver as tuples: the ORM-free
-        Core path still processes every parameter of every row in Python, which cost ~40 us
-        a span on the gateway's event loop; the driver's executemany costs a fraction of that.
-        """
-        async with self.store._transaction(self.store._writer, "write spans") as conn:
-            if self._insert is None:
-                compiled = sa.insert(spans).compile(
-                    dialect=conn.dialect, column_keys=[c.name for c in spans.columns if c.name != "id"]
-                )
-                self._insert = (compiled.string, list(compiled.positiontup or ()))
-            sql, order = self._insert
-            await conn.exec_driver_sql(sql, [tuple(row[k] for k in order) for row in rows])
+        """Insert finished spans' rows (keyed by column) in one transaction."""
+        await self.store._append(spans, rows, "write spans")
 
     async def purge(self, before_ns: int) -> int:
         """Forget spans that started before ``before_ns`` (the retention); returns how many."""
@@ -115,6 +105,14 @@ class StoreTraces:
         query = sa.select(spans).where(where).order_by(spans.c.start_ns).limit(MAX_ROWS * 5)
         async with self.store._read(action) as conn:
             rows = [dict(r._mapping) for r in await conn.execute(query)]
+        found: list[dict[str, Any]] = []
         for row in rows:
             row["attributes"] = orjson.loads(row["attributes"])
-        return rows
+            children = orjson.loads(row.pop("children") or "[]")
+            found.append(row)
+            unset = {"session": None, "gateway": None, "tool": None, "subject": None}
+            found += [
+                {**unset, **child, "tenant": row["tenant"], "trace_id": row["trace_id"]} for child in children
+            ]
+        found.sort(key=lambda span: span["start_ns"])
+        return found

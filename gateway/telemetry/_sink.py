@@ -31,13 +31,14 @@ logger = logging.getLogger(__name__)
 GATHER_SECONDS = 0.2
 BATCH = 2000
 PURGE_EVERY_SECONDS = 300.0
+ORPHAN_SECONDS = 60.0
 
 Write = Callable[[Sequence[dict[str, Any]]], Awaitable[None]]
 Purge = Callable[[int], Awaitable[int]]
 
 
-def span_row(span: ReadableSpan) -> dict[str, Any]:
-    """A finished span as an ``sb_spans`` row."""
+def span_row(span: ReadableSpan, children: Sequence[ReadableSpan] = ()) -> dict[str, Any]:
+    """A finished span as an ``sb_spans`` row, with the spans under it (``children``) folded in."""
     attributes = dict(span.attributes or {})
     ctx = span.context
     assert ctx is not None
@@ -53,22 +54,35 @@ def span_row(span: ReadableSpan) -> dict[str, Any]:
     subject = attributes.get("enduser.id")
     gateway = attributes.get("switchboard.gateway")
     return {
+        **_common(span, attributes),
         "tenant": str(attributes.get(TENANT_ATTR)),
         "trace_id": trace_id,
-        "span_id": format(ctx.span_id, "016x"),
+        "session": str(session)[:255] if session else None,
+        "gateway": str(gateway)[:63] if gateway else None,
+        "tool": str(tool)[:255] if tool else None,
+        "subject": str(subject)[:255] if subject else None,
+        "attributes": orjson.dumps(attributes).decode(),
+        "children": orjson.dumps([_child(c) for c in children]).decode() if children else None,
+    }
+
+
+def _common(span: ReadableSpan, attributes: dict[str, Any]) -> dict[str, Any]:
+    assert span.context is not None
+    return {
+        "span_id": format(span.context.span_id, "016x"),
         "parent_id": format(span.parent.span_id, "016x") if span.parent is not None else None,
         "name": span.name[:255],
         "kind": span.kind.name.lower(),
         "start_ns": span.start_time or 0,
         "end_ns": span.end_time or span.start_time or 0,
-        "session": str(session)[:255] if session else None,
-        "gateway": str(gateway)[:63] if gateway else None,
-        "tool": str(tool)[:255] if tool else None,
-        "subject": str(subject)[:255] if subject else None,
         "error": span.status.status_code == StatusCode.ERROR,
         "status_message": (span.status.description or "")[:500] or None,
-        "attributes": orjson.dumps(attributes).decode(),
     }
+
+
+def _child(span: ReadableSpan) -> dict[str, Any]:
+    attributes = dict(span.attributes or {})
+    return {**_common(span, attributes), "attributes": attributes}
 
 
 class TraceSink(SpanProcessor):
@@ -80,21 +94,41 @@ class TraceSink(SpanProcessor):
         self.retention_ns = int(retention_seconds * 1e9)
         self.capacity = capacity
         self.written = 0
-        self._pending: deque[ReadableSpan] = deque()
+        # Rows to write: a span with no parent in this process, and the spans under it.
+        self._pending: deque[tuple[ReadableSpan, list[ReadableSpan]]] = deque()
+        # Spans waiting for their parent to end, by the parent's span id (with when first seen).
+        self._under: dict[int, tuple[float, list[ReadableSpan]]] = {}
+        self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: int | None = None
         self._wake: asyncio.Event | None = None
         self._closed = False
 
     def on_end(self, span: ReadableSpan) -> None:
-        if not (span.attributes or {}).get(TENANT_ATTR):
+        """Queue a row for a span whose parent is not local (a request's span, with everything
+        under it folded in: one row a call, not one a span); hold the others for their parent."""
+        if not (span.attributes or {}).get(TENANT_ATTR) or span.context is None:
             return
-        if len(self._pending) >= self.capacity:
-            metrics = current()
-            if metrics is not None:
-                metrics.spans_dropped.inc()
-            return
-        self._pending.append(span)
+        parent = span.parent
+        with self._lock:
+            below = self._under.pop(span.context.span_id, None)
+            family = [span, *below[1]] if below else [span]
+            if parent is not None and not parent.is_remote:
+                waiting = self._under.get(parent.span_id)
+                if waiting is None:
+                    self._under[parent.span_id] = (time.monotonic(), family)
+                else:
+                    waiting[1].extend(family)
+                return
+            if len(self._pending) >= self.capacity:
+                metrics = current()
+                if metrics is not None:
+                    metrics.spans_dropped.inc(len(family))
+                return
+            self._pending.append((span, family[1:]))
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
         wake, loop = self._wake, self._loop
         if wake is None or loop is None or wake.is_set():
             return
@@ -102,6 +136,14 @@ class TraceSink(SpanProcessor):
             wake.set()
         else:
             loop.call_soon_threadsafe(wake.set)
+
+    def _orphans(self, older_than: float) -> None:
+        """Spans whose parent never ended (a request that moved to another path) get rows of their own."""
+        cut = time.monotonic() - older_than
+        with self._lock:
+            stale = [key for key, (seen, _) in self._under.items() if seen < cut]
+            for key in stale:
+                self._pending.extend((span, []) for span in self._under.pop(key)[1])
 
     async def run(self) -> None:
         """The writer, until cancelled; then it writes what is still queued."""
@@ -116,13 +158,16 @@ class TraceSink(SpanProcessor):
                 with anyio.CancelScope(shield=True):
                     await anyio.sleep(GATHER_SECONDS)  # one transaction for many spans
                     wake.clear()
+                    self._orphans(ORPHAN_SECONDS)
                     await self.flush()
                     if time.monotonic() - purged > PURGE_EVERY_SECONDS:
                         purged = time.monotonic()
                         await self._purge()
         finally:
+            self._orphans(0.0)
             with anyio.CancelScope(shield=True), anyio.move_on_after(10):
-                await self.flush()
+                while self._pending:
+                    await self.flush()
 
     def close(self) -> None:
         """End ``run`` (on the event loop): it writes what is queued, then returns."""
@@ -131,11 +176,15 @@ class TraceSink(SpanProcessor):
             self._wake.set()
 
     async def flush(self) -> None:
-        while self._pending:
-            batch = [self._pending.popleft() for _ in range(min(BATCH, len(self._pending)))]
+        """Write what is queued now. Rows that arrive meanwhile wait for the next round: writing
+        them at once would turn one transaction every 200 ms into one every call or two."""
+        left = len(self._pending)
+        while left > 0:
+            batch = [self._pending.popleft() for _ in range(min(BATCH, left))]
+            left -= len(batch)
             try:
-                await self.write([span_row(s) for s in batch])
-                self.written += len(batch)
+                await self.write([span_row(span, children) for span, children in batch])
+                self.written += sum(1 + len(children) for _, children in batch)
             except Exception as exc:  # noqa: BLE001 - boundary: the store is down; tracing must not stop calls
                 logger.warning("trace store: %d spans not written: %s", len(batch), exc)
                 return

@@ -9,6 +9,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 from opentelemetry import context as otel_context
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -87,7 +88,7 @@ async def test_sink_writes_sessions_per_tenant(store: Store) -> None:
     assert [s["session"] for s in await traces.sessions("beta")] == ["s-3"]
 
     # The retention: everything started before the cut is forgotten.
-    assert await traces.purge(time.time_ns() + 1) == 8
+    assert await traces.purge(time.time_ns() + 1) == 4  # rows: each call's span holds its decision
     assert await traces.sessions("acme") == []
 
 
@@ -98,8 +99,25 @@ async def test_sink_drops_rather_than_waits_when_full(store: Store) -> None:
     provider.add_span_processor(sink)
     token = otel_context.attach(otel_context.Context())
     try:
-        _session(provider, "acme", "s-1", ["a", "b", "c"])  # six spans, three kept (not running yet)
+        _session(provider, "acme", "s-1", ["a", "b", "c", "d"])  # four rows: three kept (not running yet)
     finally:
         otel_context.detach(token)
     await sink.flush()
-    assert sink.written == 3
+    assert sink.written == 6  # three calls' spans and their decisions
+
+
+async def test_a_span_whose_parent_never_ends_is_kept_on_its_own(store: Store) -> None:
+    traces = StoreTraces(store)
+    sink = TraceSink(traces.write, traces.purge, retention_seconds=3600)
+    provider = TracerProvider()
+    provider.add_span_processor(sink)
+    tracer = provider.get_tracer("test")
+    abandoned = tracer.start_span("tools/call a", attributes={TENANT_ATTR: "acme"})  # never ends
+    with trace.use_span(abandoned, end_on_exit=False):
+        tracer.start_span("switchboard.policy", attributes={TENANT_ATTR: "acme"}).end()
+    await sink.flush()
+    assert sink.written == 0  # held for its parent
+    sink._orphans(0.0)
+    await sink.flush()
+    (kept,) = await traces.trace("acme", format(abandoned.get_span_context().trace_id, "032x"))
+    assert kept["name"] == "switchboard.policy"
