@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 
 from gateway import __version__
-from gateway.app import DEFAULT_TENANT, Switchboard, close_listen_streams, compile_check, create_app
+from gateway.app import DEFAULT_TENANT, Switchboard, compile_check, create_app
 from gateway.config import Document, json_schema, load_file, to_store
 from gateway.core.errors import ConfigError
 from gateway.hub import Hub
@@ -75,9 +75,7 @@ async def _preflight(settings: Settings, config: str | None) -> tuple[str | None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from gateway.serving import GatewayServer, serve_workers
+    from gateway.serving import gateway_server, serve_workers
     from gateway.telemetry import log_config
 
     settings = _settings(args)
@@ -127,15 +125,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ready([(gw.name, len(gw.catalog.snapshot.tools)) for gw in system.hub.gateways(DEFAULT_TENANT)])
 
     app = create_app(settings, config_path=args.config, on_ready=on_ready, base_url=base)
-    config = uvicorn.Config(
-        app,
-        log_config=logs,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) or None,
-        access_log=False,
-        lifespan="on",
-    )
-    server = GatewayServer(config, close_listen_streams)
+    server = gateway_server(app, settings, logs)
     try:
         server.run(sockets=[sock])
     except (ConfigError, StoreError) as exc:

@@ -58,6 +58,21 @@ class GatewayServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+def gateway_server(app: Any, settings: Settings, log_config: dict[str, Any] | None) -> GatewayServer:
+    """The server for one process (the only one, or a worker: its logging is set up already)."""
+    from gateway.app import close_listen_streams
+
+    config = uvicorn.Config(
+        app,
+        log_config=log_config,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) or None,
+        access_log=False,
+        lifespan="on",
+    )
+    return GatewayServer(config, close_listen_streams)
+
+
 def run_dir(settings: Settings) -> Path:
     """Where the workers' sockets and shared metrics live (short: Unix socket paths are)."""
     path = settings.data_dir.resolve() / "run"
@@ -228,7 +243,7 @@ def serve_workers(settings: Settings, sock: socket.socket, workers: int, log_con
 
 def _worker(sock: socket.socket, settings_json: str, directory: str, log_config: dict[str, Any]) -> None:
     """One worker process: the gateway app on the shared socket and on its own Unix socket."""
-    from gateway.app import close_listen_streams, create_app
+    from gateway.app import create_app
 
     logging.config.dictConfig(log_config)
     settings = Settings.model_validate_json(settings_json)
@@ -239,17 +254,10 @@ def _worker(sock: socket.socket, settings_json: str, directory: str, log_config:
     private = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     private.bind(str(own))
     os.chmod(own, 0o600)
+    private.listen(512)  # other workers may pass requests on while this one still starts: they wait
     app = create_app(settings, base_url=None, worker_run_dir=Path(directory), own_socket=str(own))
-    config = uvicorn.Config(
-        app,
-        log_config=None,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) or None,
-        access_log=False,
-        lifespan="on",
-    )
     try:
-        GatewayServer(config, close_listen_streams).run(sockets=[sock, private])
+        gateway_server(app, settings, None).run(sockets=[sock, private])
     finally:
         with contextlib.suppress(FileNotFoundError):
             own.unlink()

@@ -3,20 +3,17 @@ with the original client's address in the one header believed there, and streams
 
 from __future__ import annotations
 
-import asyncio
 import os
-import socket
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from starlette.types import Receive, Scope, Send
 
 from gateway.serving import FORWARDED_CLIENT, Forwarder, forwarded_client, session_owner, tag_sessions
+from tests.support.servers import serve_app
 
 pytestmark = pytest.mark.anyio
 SEEN: list[dict[str, Any]] = []
@@ -36,34 +33,12 @@ async def peer(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 @pytest.fixture
-def worker_socket(tmp_path: Path) -> Iterator[Path]:
+def worker_socket() -> Iterator[Path]:
     path = Path(f"/tmp/sb-test-{uuid.uuid4().hex[:8]}.sock")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(str(path))
-    server = uvicorn.Server(uvicorn.Config(peer, log_level="warning", lifespan="off"))
-    started = threading.Event()
-
-    def run() -> None:
-        async def main() -> None:
-            original = server.startup
-
-            async def startup(sockets: Any = None) -> None:
-                await original(sockets=sockets)
-                started.set()
-
-            server.startup = startup  # type: ignore[method-assign]
-            await server.serve(sockets=[sock])
-
-        asyncio.run(main())
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert started.wait(30)
     try:
-        yield path
+        with serve_app(peer, unix=str(path)):
+            yield path
     finally:
-        server.should_exit = True
-        thread.join(10)
         path.unlink(missing_ok=True)
 
 

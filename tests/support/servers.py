@@ -13,12 +13,18 @@ import uvicorn
 
 
 @contextmanager
-def serve_app(app: Any) -> Iterator[str]:
-    """Serve ``app`` on 127.0.0.1 (a free port) until the block ends; yields the base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
+def serve_app(app: Any, unix: str | None = None) -> Iterator[str]:
+    """Serve ``app`` on 127.0.0.1 (a free port), or on the Unix socket ``unix``, until the block
+    ends; yields the base URL (or the socket's path)."""
+    if unix is not None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(unix)
+        where = unix
+    else:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        where = f"http://127.0.0.1:{sock.getsockname()[1]}"
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     started = threading.Event()
 
@@ -40,7 +46,7 @@ def serve_app(app: Any) -> Iterator[str]:
     if not started.wait(30):
         raise RuntimeError("test server did not start")
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield where
     finally:
         server.should_exit = True
         thread.join(30)
