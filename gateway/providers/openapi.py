@@ -33,6 +33,7 @@ from gateway.core.types import CallContext, ToolCall, ToolResult, ToolSpec
 from gateway.openapi.compiler import Compiled, Compiler, Operation
 from gateway.openapi.document import Document, open_document
 from gateway.openapi.request import Request, build
+from gateway.providers._pool import connection_pool
 from gateway.telemetry import upstream_request
 
 EXCERPT = 500
@@ -104,9 +105,7 @@ class OpenApiProvider(ToolProvider):
         default_port = 443 if parts.scheme == "https" else 80
         self._target = (parts.scheme.encode(), (parts.hostname or "").encode(), parts.port or default_port)
         self._timeouts = {"connect": min(10.0, timeout), "read": timeout, "write": timeout, "pool": timeout}
-        self._pool = httpcore2.AsyncConnectionPool(
-            max_connections=100, max_keepalive_connections=32, keepalive_expiry=30.0
-        )
+        self._pool = connection_pool(max_connections=100, max_keepalive_connections=32, keepalive_expiry=30.0)
         return self
 
     async def __aexit__(
