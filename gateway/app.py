@@ -336,7 +336,9 @@ def create_app(
                             await store.apply(DEFAULT_TENANT, [to_store(g) for g in doc.gateways])
                         await system.reload()
                         admin_key = await system.ensure_admin_key()
-                        forwarder = Forwarder() if worker_run_dir is not None else None
+                        forwarder = (
+                            Forwarder(settings.max_request_bytes) if worker_run_dir is not None else None
+                        )
                         if forwarder is not None:
                             stack.push_async_callback(forwarder.aclose)
                         front = McpFront(

@@ -42,6 +42,7 @@ SESSION_TAG_BITS = 32  # the low 32 bits of a worker's session ids are its proce
 FORWARDED_CLIENT = "x-switchboard-forwarded-client"
 _FORWARDED = FORWARDED_CLIENT.encode()
 _SESSION_GONE = b'{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Session not found"}}'
+_TOO_LARGE = b'{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Request body too large"}}'
 _HOP_BY_HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"upgrade", b"content-length"}
 
 
@@ -122,7 +123,8 @@ def session_owner(directory: Path) -> Callable[[str], Path | None]:
 class Forwarder:
     """Passes one HTTP request to another worker over its Unix socket, streaming the answer."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_body: int) -> None:
+        self.max_body = max_body
         self._clients: dict[Path, httpx2.AsyncClient] = {}
 
     def _client(self, path: Path) -> httpx2.AsyncClient:
@@ -139,6 +141,9 @@ class Forwarder:
             if message["type"] != "http.request":
                 return  # the client left
             body += message.get("body", b"")
+            if len(body) > self.max_body:  # the limit the owner would apply, applied before buffering more
+                await _plain(send, 413, _TOO_LARGE)
+                return
             if not message.get("more_body", False):
                 break
         # A client's own copy of the address header is dropped: only ours is believed.

@@ -70,7 +70,7 @@ async def test_forwarded_request_arrives_whole_and_streams_back(worker_socket: P
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    forward = Forwarder()
+    forward = Forwarder(max_body=1024)
     try:
         await forward(worker_socket, scope, receive, send)
     finally:
@@ -114,3 +114,25 @@ def test_session_ids_name_their_worker(tmp_path: Path) -> None:
     (tmp_path / f"w{os.getpid() + 1}.sock").touch()
     assert owner(other) == tmp_path / f"w{os.getpid() + 1}.sock"
     assert owner("not-hex-at-all!") is None
+
+
+async def test_a_body_over_the_limit_is_refused_before_it_is_buffered(worker_socket: Path) -> None:
+    SEEN.clear()
+    scope = {"type": "http", "method": "POST", "path": "/mcp", "headers": [], "client": ("127.0.0.1", 1)}
+    chunks = iter([{"type": "http.request", "body": b"x" * 600, "more_body": True}] * 100)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return next(chunks)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    forward = Forwarder(max_body=1024)
+    try:
+        await forward(worker_socket, scope, receive, send)
+    finally:
+        await forward.aclose()
+    assert sent[0]["status"] == 413 and b"too large" in sent[1]["body"]
+    assert SEEN == []  # nothing reached the other worker
+    assert len(list(chunks)) == 98  # it stopped reading at the first chunk past the limit

@@ -132,6 +132,11 @@ def test_workers_stop_with_the_parent(tmp_path: Path) -> None:
     (tmp_path / "switchboard.yaml").write_text(CONFIG)
     with serve(tmp_path / "data", tmp_path / "switchboard.yaml", args=["--workers", "2"]) as s:
         _workers(tmp_path / "data")
+        deadline = time.monotonic() + 60
+        while sum("Application startup complete" in line for line in s.output) < 2:
+            # (a worker stopped while it still starts has nothing to drain: it just ends)
+            assert time.monotonic() < deadline, "\n".join(s.output)
+            time.sleep(0.1)
         s.proc.send_signal(signal.SIGTERM)
         assert s.proc.wait(timeout=60) == 0
         s.reader.thread.join(10)  # every line the workers printed, read
