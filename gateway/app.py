@@ -298,6 +298,8 @@ def create_app(
             counters = Counters(shared_counters(settings.redis_url))
             results = result_store(settings.redis_url)
             audit = AuditLog(StoreCalls(store).write)
+            if not settings.audit:
+                logger.warning("SWITCHBOARD_AUDIT=false: tool calls are not recorded in the call audit")
             traces = StoreTraces(store)
             telemetry = Telemetry(
                 tracing=settings.tracing,

@@ -118,8 +118,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if workers > 1:
         sock.listen(2048)
         ready(gateways)
-        settings = settings.model_copy(update={"public_url": settings.public_url or base})
-        return serve_workers(settings, sock, workers, logs)
+        return serve_workers(settings, sock, workers, logs, base)
 
     def on_ready(system: Switchboard, _: str | None) -> None:
         ready([(gw.name, len(gw.catalog.snapshot.tools)) for gw in system.hub.gateways(DEFAULT_TENANT)])

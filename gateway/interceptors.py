@@ -33,7 +33,7 @@ import orjson
 from gateway.core.errors import ToolExecutionError
 from gateway.core.types import JSON, CallContext, CallNext, ToolCall, ToolResult
 from gateway.redaction import redact, redact_text  # noqa: F401 - redact_text is public here too
-from gateway.telemetry import TracedTransport
+from gateway.telemetry import upstream_url
 
 Invoke = Callable[[JSON], Awaitable[JSON]]
 
@@ -57,12 +57,14 @@ def python_interceptor(target: Callable[..., Any]) -> Invoke:
 
 def http_interceptor(url: str, headers: Mapping[str, str], timeout: float) -> Invoke:
     async def invoke(envelope: JSON) -> JSON:
-        async with httpx2.AsyncClient(
-            timeout=timeout, headers=dict(headers), transport=TracedTransport()
-        ) as client:
-            response = await client.post(
-                url, content=orjson.dumps(envelope), headers={"Content-Type": "application/json"}
-            )
+        async with httpx2.AsyncClient(timeout=timeout, headers=dict(headers)) as client:
+            with upstream_url("POST", url) as traced:
+                response = await client.post(
+                    url,
+                    content=orjson.dumps(envelope),
+                    headers={"Content-Type": "application/json", **traced.headers},
+                )
+                traced.status = response.status_code
         if response.status_code >= 300:
             raise ToolExecutionError(f"interceptor {url} answered HTTP {response.status_code}")
         answer = orjson.loads(response.content)

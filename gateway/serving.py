@@ -25,12 +25,14 @@ import shutil
 import signal
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
 import uvicorn
 from starlette.types import Receive, Scope, Send
@@ -130,8 +132,11 @@ class Forwarder:
     def _client(self, path: Path) -> httpx2.AsyncClient:
         client = self._clients.get(path)
         if client is None:
-            transport = httpx2.AsyncHTTPTransport(uds=str(path))
-            client = self._clients[path] = httpx2.AsyncClient(transport=transport, timeout=None)
+            # No cap on connections: a forwarded listen stream holds one for as long as its client stays.
+            limits = httpx2.Limits(max_connections=None, max_keepalive_connections=32)
+            transport = httpx2.AsyncHTTPTransport(uds=str(path), limits=limits)
+            timeout = httpx2.Timeout(None, connect=10.0, pool=10.0)
+            client = self._clients[path] = httpx2.AsyncClient(transport=transport, timeout=timeout)
         return client
 
     async def __call__(self, path: Path, scope: Scope, receive: Receive, send: Send) -> None:
@@ -167,22 +172,33 @@ class Forwarder:
             )
             return
         try:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": response.status_code,
-                    "headers": [(k, v) for k, v in response.headers.raw if k.lower() not in _HOP_BY_HOP],
-                }
-            )
-            async for chunk in response.aiter_raw():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
+            async with anyio.create_task_group() as tg:
+                # The client leaving ends the forwarded request too (and so the call at its owner).
+                tg.start_soon(_cancel_on_disconnect, receive, tg.cancel_scope)
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": response.status_code,
+                        "headers": [(k, v) for k, v in response.headers.raw if k.lower() not in _HOP_BY_HOP],
+                    }
+                )
+                async for chunk in response.aiter_raw():
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": b""})
+                tg.cancel_scope.cancel()
         finally:
-            await response.aclose()
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
 
     async def aclose(self) -> None:
         for client in self._clients.values():
             await client.aclose()
+
+
+async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()
 
 
 async def _plain(send: Send, status: int, body: bytes) -> None:
@@ -206,7 +222,9 @@ def forwarded_client(scope: Scope, own_socket: str | None) -> None:
 # -- the supervisor ----------------------------------------------------------
 
 
-def serve_workers(settings: Settings, sock: socket.socket, workers: int, log_config: dict[str, Any]) -> int:
+def serve_workers(
+    settings: Settings, sock: socket.socket, workers: int, log_config: dict[str, Any], base_url: str
+) -> int:
     """Run ``workers`` worker processes on ``sock`` until SIGTERM/SIGINT; returns the exit code."""
     directory = run_dir(settings)
     shutil.rmtree(directory, ignore_errors=True)
@@ -214,7 +232,7 @@ def serve_workers(settings: Settings, sock: socket.socket, workers: int, log_con
     os.chmod(directory, 0o700)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory / "metrics")
     context = multiprocessing.get_context("spawn")
-    arguments = (sock, settings.model_dump_json(), str(directory), log_config)
+    arguments = (sock, settings.model_dump_json(), str(directory), log_config, base_url)
 
     def start() -> multiprocessing.process.BaseProcess:
         process = context.Process(target=_worker, args=arguments, daemon=False)
@@ -225,14 +243,22 @@ def serve_workers(settings: Settings, sock: socket.socket, workers: int, log_con
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     processes = [start() for _ in range(workers)]
+    started = [time.monotonic()] * workers
+    early_deaths = 0
+    code = 0
     try:
         while not stop.wait(0.5):
             for i, process in enumerate(processes):
-                if not process.is_alive():
-                    logger.error(
-                        "worker %s ended (exit code %s); starting another", process.pid, process.exitcode
-                    )
-                    processes[i] = start()
+                if process.is_alive():
+                    continue
+                early_deaths = early_deaths + 1 if time.monotonic() - started[i] < 10 else 0
+                if early_deaths >= 5:
+                    logger.error("workers keep ending as they start (exit %s); stopping", process.exitcode)
+                    code = 1
+                    stop.set()
+                    break
+                logger.error("worker %s ended (exit %s); starting another", process.pid, process.exitcode)
+                processes[i], started[i] = start(), time.monotonic()
     finally:
         for process in processes:
             if process.is_alive() and process.pid is not None:
@@ -243,10 +269,12 @@ def serve_workers(settings: Settings, sock: socket.socket, workers: int, log_con
                 process.kill()
                 process.join()
         shutil.rmtree(directory, ignore_errors=True)
-    return 0
+    return code
 
 
-def _worker(sock: socket.socket, settings_json: str, directory: str, log_config: dict[str, Any]) -> None:
+def _worker(
+    sock: socket.socket, settings_json: str, directory: str, log_config: dict[str, Any], base_url: str
+) -> None:
     """One worker process: the gateway app on the shared socket and on its own Unix socket."""
     from gateway.app import create_app
 
@@ -260,7 +288,7 @@ def _worker(sock: socket.socket, settings_json: str, directory: str, log_config:
     private.bind(str(own))
     os.chmod(own, 0o600)
     private.listen(512)  # other workers may pass requests on while this one still starts: they wait
-    app = create_app(settings, base_url=None, worker_run_dir=Path(directory), own_socket=str(own))
+    app = create_app(settings, base_url=base_url, worker_run_dir=Path(directory), own_socket=str(own))
     try:
         gateway_server(app, settings, None).run(sockets=[sock, private])
     finally:

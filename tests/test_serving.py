@@ -4,11 +4,14 @@ with the original client's address in the one header believed there, and streams
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import pytest
 from starlette.types import Receive, Scope, Send
 
@@ -19,8 +22,28 @@ pytestmark = pytest.mark.anyio
 SEEN: list[dict[str, Any]] = []
 
 
+LEFT = threading.Event()  # (the peer runs in a thread of its own)
+
+
 async def peer(scope: Scope, receive: Receive, send: Send) -> None:
-    """The other worker: records what it got (after restoring the client), streams an answer."""
+    """The other worker: records what it got (after restoring the client), streams an answer;
+    on /stream, streams until its client leaves."""
+    if scope["path"] == "/stream":
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        async with anyio.create_task_group() as tg:
+
+            async def ping() -> None:
+                while True:
+                    await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
+                    await anyio.sleep(0.02)
+
+            tg.start_soon(ping)
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            LEFT.set()
+            tg.cancel_scope.cancel()
+        return
     message = await receive()
     forwarded_client(scope, scope["server"][0])
     SEEN.append({"client": scope["client"], "headers": scope["headers"], "body": message.get("body", b"")})
@@ -65,7 +88,10 @@ async def test_forwarded_request_arrives_whole_and_streams_back(worker_socket: P
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
-        return chunks.pop(0)
+        if chunks:
+            return chunks.pop(0)
+        await anyio.sleep_forever()  # the client stays: the forwarder's watch waits
+        raise AssertionError
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
@@ -136,3 +162,31 @@ async def test_a_body_over_the_limit_is_refused_before_it_is_buffered(worker_soc
     assert sent[0]["status"] == 413 and b"too large" in sent[1]["body"]
     assert SEEN == []  # nothing reached the other worker
     assert len(list(chunks)) == 98  # it stopped reading at the first chunk past the limit
+
+
+async def test_the_client_leaving_ends_the_forwarded_stream(worker_socket: Path) -> None:
+    """A forwarded listen stream whose client goes away is ended at its owner too."""
+    scope = {"type": "http", "method": "GET", "path": "/stream", "headers": [], "client": ("127.0.0.1", 1)}
+    gone = anyio.Event()
+    sent: list[dict[str, Any]] = []
+    messages = [{"type": "http.request", "body": b""}]
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        if sum(1 for m in sent if m.get("body")) == 3:
+            gone.set()  # the client leaves after a few pings
+
+    forward = Forwarder(max_body=1024)
+    try:
+        with anyio.fail_after(10):
+            await forward(worker_socket, scope, receive, send)
+        # the owner saw its client (the forwarder) go
+        assert await anyio.to_thread.run_sync(LEFT.wait, 10)
+    finally:
+        await forward.aclose()

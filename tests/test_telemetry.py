@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 import orjson
 import pytest
+from opentelemetry.propagate import inject
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
@@ -18,7 +19,15 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from gateway.core.errors import ConfigError, ToolExecutionError
 from gateway.core.types import CallContext, ToolCall, ToolResult
-from gateway.telemetry import JsonFormatter, _metrics, _tracing, capture, decided, exporters_from_env
+from gateway.telemetry import (
+    JsonFormatter,
+    _metrics,
+    _tracing,
+    capture,
+    decided,
+    exporters_from_env,
+    mcp_span,
+)
 
 pytestmark = pytest.mark.anyio
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbm4ifQ.c2lnbmF0dXJlLXZhbHVl"
@@ -41,6 +50,48 @@ def test_capture_masks_secrets_and_caps_size() -> None:
     assert big_tokens == 2503  # about four characters a token, of what was sent (10,012)
     cut = capture({"a": "x" * 80 + " " + JWT}, 100)[0]  # the cap falls inside the token: masked whole
     assert "eyJ" not in cut and cut.endswith(" [REDACTED:jwt... [149 characters in all]")
+
+
+def test_capture_masks_common_secret_key_spellings() -> None:
+    arguments = {
+        "x-api-key": "abc123",
+        "Cookie": "sid=1",
+        "pwd": 12345,
+        "privateKey": "k",
+        "auth": "Basic dXNlcjpwYXNz",
+        "passphrase": "open",
+        "ticket_id": "SUP-1",
+        "key": "PROJ-7",
+    }
+    recorded = orjson.loads(capture(arguments, 4096)[0])
+    assert {k for k, v in recorded.items() if v == "[REDACTED]"} == set(arguments) - {"ticket_id", "key"}
+    assert recorded["ticket_id"] == "SUP-1" and recorded["key"] == "PROJ-7"
+
+
+def test_clients_baggage_is_not_taken() -> None:
+    from gateway.telemetry._spans import http_context, meta_context
+
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    headers = [(b"traceparent", parent.encode()), (b"baggage", b"internal.role=admin")]
+    for ctx in (
+        http_context(headers),
+        meta_context({"traceparent": parent, "baggage": "internal.role=admin"}),
+    ):
+        carrier: dict[str, str] = {}
+        inject(carrier, context=ctx)
+        assert carrier["traceparent"].startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-")
+        assert "baggage" not in carrier
+
+
+async def test_made_up_methods_share_one_metrics_label(recorded: InMemorySpanExporter) -> None:
+    for method in ("tools/list", "x-made-up-1", "x-made-up-2"):
+        with mcp_span(method, tenant="t", gateway="g", request_id=1):
+            pass
+    metrics = _metrics.current()
+    assert metrics is not None
+    text = metrics.exposition().decode()
+    assert 'method="other"' in text and "x-made-up" not in text
+    assert 'method="tools/list"' in text
 
 
 def test_exporters_follow_the_standard_variables() -> None:

@@ -19,7 +19,7 @@ from gateway.core.errors import ToolNotFound, UpstreamError, UpstreamUnavailable
 from gateway.core.provider import ToolProvider
 from gateway.core.types import CallContext, ToolCall, ToolResult, ToolSpec
 from gateway.providers._results import from_json_payload, tool_specs
-from gateway.telemetry import TracedTransport
+from gateway.telemetry import upstream_url
 
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 EXCERPT = 500
@@ -43,7 +43,6 @@ class HttpFunctionProvider(ToolProvider):
                 self.config.timeout_seconds, connect=min(10.0, self.config.timeout_seconds)
             ),
             follow_redirects=False,
-            transport=TracedTransport(),
         )
         return self
 
@@ -70,18 +69,20 @@ class HttpFunctionProvider(ToolProvider):
             "X-Switchboard-Target": self.id,
         }
         try:
-            async with self._client.stream(
-                "POST", self.config.url, json=call.arguments, headers=headers
-            ) as resp:
-                body = bytearray()
-                async for chunk in resp.aiter_bytes():
-                    body += chunk
-                    if len(body) > MAX_RESPONSE_BYTES:
-                        raise UpstreamError(
-                            f"{self.config.url} answered more than {MAX_RESPONSE_BYTES} bytes; "
-                            "the result was dropped"
-                        )
-                status = resp.status_code
+            with upstream_url("POST", self.config.url) as traced:
+                headers.update(traced.headers)
+                async with self._client.stream(
+                    "POST", self.config.url, json=call.arguments, headers=headers
+                ) as resp:
+                    traced.status = status = resp.status_code
+                    body = bytearray()
+                    async for chunk in resp.aiter_bytes():
+                        body += chunk
+                        if len(body) > MAX_RESPONSE_BYTES:
+                            raise UpstreamError(
+                                f"{self.config.url} answered more than {MAX_RESPONSE_BYTES} bytes; "
+                                "the result was dropped"
+                            )
         except httpx2.TimeoutException:
             raise UpstreamUnavailable(
                 f"{self.config.url} did not answer within {self.config.timeout_seconds}s (timeout_seconds)"

@@ -477,7 +477,9 @@ class Store:
                 statement = sa.insert(table).compile(dialect=conn.dialect, column_keys=columns)
                 order = list(statement.positiontup or ())
                 # The types' own conversions (a datetime for SQLite, say), and only where there is one.
-                convert = [table.c[k].type.bind_processor(conn.dialect) for k in order]
+                convert = [
+                    table.c[k].type.dialect_impl(conn.dialect).bind_processor(conn.dialect) for k in order
+                ]
                 compiled = self._inserts[table.name] = (statement.string, order, convert)
             sql, order, convert = compiled
             params = [

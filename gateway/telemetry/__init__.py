@@ -8,7 +8,7 @@ the rest are the seams the front, the pipeline and the providers call.
 from __future__ import annotations
 
 from gateway.telemetry._calls import DECISIONS, GatewayTelemetry, decided
-from gateway.telemetry._http import TracedTransport, upstream_request
+from gateway.telemetry._http import upstream_request, upstream_url
 from gateway.telemetry._logs import JsonFormatter, log_config
 from gateway.telemetry._metrics import Health, Metrics
 from gateway.telemetry._setup import Telemetry
@@ -26,7 +26,6 @@ __all__ = [
     "Metrics",
     "Telemetry",
     "TraceSink",
-    "TracedTransport",
     "capture",
     "decided",
     "enabled",
@@ -38,4 +37,5 @@ __all__ = [
     "tag_tenant",
     "tool_failed",
     "upstream_request",
+    "upstream_url",
 ]

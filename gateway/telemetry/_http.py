@@ -2,8 +2,9 @@
 ``traceparent``/``tracestate`` headers, and the upstream metrics.
 
 The OpenTelemetry httpx instrumentation patches ``httpx``; the gateway uses ``httpx2``
-(and ``httpcore2`` directly for OpenAPI targets), so this is the same done at our two
-seams: a transport for ``httpx2`` clients, and ``upstream_request`` for the rest.
+(and ``httpcore2`` directly for OpenAPI targets), so each place that sends a request wraps
+it in ``upstream_request`` (or ``upstream_url``) and sends the headers it gives. (Not a
+transport: an ``httpx2`` client given a transport stops honouring HTTP(S)_PROXY.)
 """
 
 from __future__ import annotations
@@ -81,21 +82,10 @@ def _safe_url(scheme: str, host: str, port: int | None, path: str) -> str:
     return f"{scheme}://{host}{f':{port}' if port else ''}{path}"
 
 
-class TracedTransport(httpx2.AsyncBaseTransport):
-    """An ``httpx2`` transport that traces and counts every request (see module doc)."""
-
-    def __init__(self, inner: httpx2.AsyncBaseTransport | None = None) -> None:
-        self.inner = inner or httpx2.AsyncHTTPTransport()
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        url = request.url
-        target = url.raw_path.decode("ascii", "replace")
-        with upstream_request(request.method, url.scheme, url.host, url.port, target) as upstream:
-            for name, value in upstream.headers.items():
-                request.headers[name] = value
-            response = await self.inner.handle_async_request(request)
-            upstream.status = response.status_code
-            return response
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+@contextmanager
+def upstream_url(method: str, url: str) -> Iterator[UpstreamRequest]:
+    """``upstream_request`` for a request given by its URL."""
+    parts = httpx2.URL(url)
+    path = parts.raw_path.decode("ascii", "replace")
+    with upstream_request(method, parts.scheme, parts.host, parts.port, path) as traced:
+        yield traced

@@ -57,10 +57,10 @@ def span_row(span: ReadableSpan, children: Sequence[ReadableSpan] = ()) -> dict[
         **_common(span, attributes),
         "tenant": str(attributes.get(TENANT_ATTR)),
         "trace_id": trace_id,
-        "session": str(session)[:255] if session else None,
-        "gateway": str(gateway)[:63] if gateway else None,
-        "tool": str(tool)[:255] if tool else None,
-        "subject": str(subject)[:255] if subject else None,
+        "session": _text(session, 255),
+        "gateway": _text(gateway, 63),
+        "tool": _text(tool, 255),
+        "subject": _text(subject, 255),
         "attributes": orjson.dumps(attributes).decode(),
         "children": orjson.dumps([_child(c) for c in children]).decode() if children else None,
     }
@@ -71,13 +71,19 @@ def _common(span: ReadableSpan, attributes: dict[str, Any]) -> dict[str, Any]:
     return {
         "span_id": format(span.context.span_id, "016x"),
         "parent_id": format(span.parent.span_id, "016x") if span.parent is not None else None,
-        "name": span.name[:255],
+        "name": _text(span.name, 255) or "",
         "kind": span.kind.name.lower(),
         "start_ns": span.start_time or 0,
         "end_ns": span.end_time or span.start_time or 0,
         "error": span.status.status_code == StatusCode.ERROR,
-        "status_message": (span.status.description or "")[:500] or None,
+        "status_message": _text(span.status.description, 500),
     }
+
+
+def _text(value: Any, limit: int) -> str | None:
+    """A text column's value: capped, and without NUL (which PostgreSQL text cannot hold: one
+    would fail the whole batch). Names and tools come from clients."""
+    return str(value).replace("\x00", "")[:limit] or None if value else None
 
 
 def _child(span: ReadableSpan) -> dict[str, Any]:

@@ -18,6 +18,7 @@ what only a gateway knows (tenant, gateway, target, the pipeline's decisions).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
@@ -34,8 +35,48 @@ from gateway.redaction import redact_text
 from gateway.telemetry._metrics import current
 from gateway.telemetry._tracing import TENANT_ATTR, TENANT_KEY, enabled, tracer
 
-_PROPAGATED = (b"traceparent", b"tracestate", b"baggage")
-_SECRET_KEYS = ("password", "passwd", "secret", "token", "api_key", "apikey", "authorization", "credential")
+# Clients' baggage is not taken: it would travel on to every upstream as headers they set.
+_PROPAGATED = (b"traceparent", b"tracestate")
+# The methods MCP defines: metrics name these, and `other` for anything a client makes up.
+METHODS = frozenset(
+    {
+        "initialize",
+        "ping",
+        "tools/list",
+        "tools/call",
+        "resources/list",
+        "resources/templates/list",
+        "resources/read",
+        "resources/subscribe",
+        "resources/unsubscribe",
+        "prompts/list",
+        "prompts/get",
+        "completion/complete",
+        "logging/setLevel",
+        "subscriptions/listen",
+        "server/discover",
+        "notifications/initialized",
+        "notifications/cancelled",
+        "notifications/progress",
+        "notifications/roots/list_changed",
+    }
+)
+# Key names (lowercased, without - and _) whose values are never recorded.
+_SECRET_PARTS = (
+    "password",
+    "passwd",
+    "passphrase",
+    "pwd",
+    "secret",
+    "token",
+    "apikey",
+    "authorization",
+    "credential",
+    "cookie",
+    "privatekey",
+    "signature",
+)
+_SECRET_NAMES = frozenset({"auth", "sig", "session", "sessionid"})
 REDACTED = "[REDACTED]"
 
 
@@ -49,7 +90,7 @@ def meta_context(meta: Mapping[str, Any] | None) -> otel_context.Context | None:
     """The W3C trace context an MCP request carries in ``params._meta`` (SEP-414), if any."""
     if not meta or not isinstance(meta.get("traceparent"), str):
         return None
-    carrier = {k: v for k in ("traceparent", "tracestate", "baggage") if isinstance(v := meta.get(k), str)}
+    carrier = {k: v for k in ("traceparent", "tracestate") if isinstance(v := meta.get(k), str)}
     return _valid(extract(carrier))
 
 
@@ -88,7 +129,7 @@ def mcp_span(
             raise
         finally:
             if metrics is not None:
-                metrics.requests.labels(tenant, gateway, method, outcome).inc()
+                metrics.requests.labels(tenant, gateway, _label(method), outcome).inc()
         return
     from_meta, from_http = meta_context(meta), http_context(headers)
     parent = from_meta or from_http
@@ -138,7 +179,7 @@ def mcp_span(
         if finished:
             span.end()
             if metrics is not None:
-                metrics.requests.labels(tenant, gateway, method, outcome).inc()
+                metrics.requests.labels(tenant, gateway, _label(method), outcome).inc()
 
 
 def tool_failed(span: Span | None, result: Any) -> None:
@@ -152,6 +193,10 @@ def tool_failed(span: Span | None, result: Any) -> None:
         fail(span, "tool_error")
 
 
+def _label(method: str) -> str:
+    return method if method in METHODS else "other"
+
+
 def fail(span: Span, error_type: str, message: str | None = None) -> None:
     """Mark a span failed the conventional way (``error.type`` and an ERROR status)."""
     span.set_attribute("error.type", error_type)
@@ -160,31 +205,35 @@ def fail(span: Span, error_type: str, message: str | None = None) -> None:
 
 def capture(value: Any, limit: int) -> tuple[str, int]:
     """A value as recorded on a span: JSON, secrets masked, at most ``limit`` characters; and
-    an estimate of its size in model tokens (about four bytes each).
+    an estimate of its size in model tokens (about four characters each).
 
-    Values under secret-looking keys are dropped first; the pattern masking then runs on
-    twice the cap only (a large result costs no more than a small one), so that a secret
-    straddling the cut is masked whole before the cut.
+    The masking (members under secret-looking keys, then the redaction patterns) runs on
+    the first twice ``limit`` characters of the JSON only: a large result costs a
+    serialisation (C), not a walk in Python; a secret straddling the cut is masked whole
+    before the cut.
     """
-    text = orjson.dumps(_mask_keys(value), default=str).decode()
+    text = orjson.dumps(value, default=str).decode()
     tokens = math.ceil(len(text) / 4)
+    window = text[: 2 * limit]
+    masked = redact_text(_SECRET_MEMBER.sub(_mask_member, window))
     if len(text) <= limit:
-        return redact_text(text), tokens
-    return redact_text(text[: 2 * limit])[:limit] + f"... [{len(text)} characters in all]", tokens
+        return masked, tokens
+    return masked[:limit] + f"... [{len(text)} characters in all]", tokens
+
+
+# A JSON member and its value when that is a string, number, true, false or null (an object or
+# array under a secret-looking key is entered instead: its own members are checked).
+_SECRET_MEMBER = re.compile(r'"((?:[^"\\]|\\.){1,100})":("(?:[^"\\]|\\.)*"|-?[0-9][^,}\]]*|true|false|null)')
+
+
+def _mask_member(match: re.Match[str]) -> str:
+    return f'"{match.group(1)}":"{REDACTED}"' if _secret_key(match.group(1)) else match.group(0)
 
 
 @lru_cache(maxsize=4096)
 def _secret_key(key: str) -> bool:
-    lowered = key.lower()
-    return any(s in lowered for s in _SECRET_KEYS)
-
-
-def _mask_keys(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: REDACTED if _secret_key(str(k)) else _mask_keys(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_mask_keys(v) for v in value]
-    return value
+    plain = key.lower().replace("-", "").replace("_", "")
+    return plain in _SECRET_NAMES or any(s in plain for s in _SECRET_PARTS)
 
 
 class HttpSpans:

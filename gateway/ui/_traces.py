@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import orjson
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -24,6 +25,7 @@ from starlette.routing import BaseRoute, Route
 from gateway.store._traces import SessionFilter, StoreTraces
 
 COOKIE = "sb_ui"
+LOGIN_BODY_LIMIT = 4096  # a form with one key in it
 _CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; "
     "base-uri 'none'; frame-ancestors 'none'"
@@ -84,14 +86,19 @@ def ui_routes(system: Callable[[], Any], traces: Callable[[], StoreTraces]) -> l
         return _render("session.html", 200, tenant=tenant, session=name, **steps)
 
     async def login(request: Request) -> Response:
-        form = await request.form()
-        key = str(form.get("key") or "").strip()
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > LOGIN_BODY_LIMIT:
+                return _render("login.html", 413, error="That is not an admin key of this gateway.")
+        fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=4)
+        key = (fields.get("key") or [""])[0].strip()
         if not key or await system().admin_tenant(f"Bearer {key}") is None:
             return _render("login.html", 401, error="That is not an admin key of this gateway.")
         response = RedirectResponse("/ui/traces", 303)
-        response.set_cookie(
-            COOKIE, key, httponly=True, samesite="strict", path="/ui", secure=request.url.scheme == "https"
-        )
+        public = getattr(getattr(system(), "settings", None), "public_url", None) or ""
+        secure = request.url.scheme == "https" or public.startswith("https:")  # (TLS ended by a proxy)
+        response.set_cookie(COOKIE, key, httponly=True, samesite="strict", path="/ui", secure=secure)
         return response
 
     async def logout(request: Request) -> Response:
@@ -126,12 +133,14 @@ def _time(value: str | None, field: str, problems: list[str]) -> int | None:
         return None
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError:
-        problems.append(f"{field}: {value!r} is not a time; use YYYY-MM-DDTHH:MM (UTC)")
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        if not 1970 <= moment.year <= 2200:
+            raise ValueError(value)
+        return int(moment.timestamp() * 1e9)
+    except (ValueError, OverflowError):
+        problems.append(f"{field}: {value!r} is not a time this viewer knows; use YYYY-MM-DDTHH:MM (UTC)")
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1e9)
 
 
 def _clock(ns: int) -> str:
@@ -158,10 +167,16 @@ def _steps(spans: list[dict[str, Any]], session: str) -> dict[str, Any]:
         children.setdefault(span["parent_id"], []).append(span)
 
     def under(span_id: str) -> list[dict[str, Any]]:
-        found = []
-        for child in children.get(span_id, []):
+        found: list[dict[str, Any]] = []
+        todo = list(reversed(children.get(span_id, [])))
+        seen = {span_id}
+        while todo:  # (not recursive: a chain of parent ids can be as deep as a client makes it)
+            child = todo.pop()
+            if child["span_id"] in seen:
+                continue
+            seen.add(child["span_id"])
             found.append(child)
-            found += under(child["span_id"])
+            todo += reversed(children.get(child["span_id"], []))
         return found
 
     steps = [s for s in spans if s["session"] == session]

@@ -228,3 +228,9 @@ async def test_traces_are_seen_only_by_their_tenant(tenants: dict[str, Any]) -> 
             theirs = await http.get(f"/ui/traces/sessions/{mine}", headers=tenants["admins"][other])
             assert theirs.status_code == 404 and "fx___whoami" not in theirs.text
         assert (await http.get("/ui/traces")).status_code == 401  # no key: the sign-in page
+        far = await http.get(
+            "/ui/traces", params={"since": "9999-12-31T00:00"}, headers=tenants["admins"]["alpha"]
+        )
+        assert far.status_code == 400 and "is not a time this viewer knows" in far.text
+        big = await http.post("/ui/login", content=b"key=" + b"x" * 10_000)
+        assert big.status_code == 413  # the sign-in form is small; a large body is not read

@@ -54,10 +54,11 @@ async def test_sink_writes_sessions_per_tenant(store: Store) -> None:
         _session(provider, "acme", "s-1", ["crm___find", "crm___update"], fail="crm___update")
         _session(provider, "acme", "s-2", ["docs___search"])
         _session(provider, "beta", "s-3", ["crm___find"])
+        _session(provider, "beta", "s-4", ["bad\x00name"])  # a client's NUL: PostgreSQL text cannot hold it
         provider.get_tracer("t").start_span("no tenant").end()  # kept out of the store
         await anyio.lowlevel.checkpoint()
         sink.close()
-    assert sink.written == 4 + 2 + 2
+    assert sink.written == 4 + 2 + 2 + 2
 
     acme = await traces.sessions("acme")
     assert {s["session"] for s in acme} == {"s-1", "s-2"}
@@ -85,10 +86,11 @@ async def test_sink_writes_sessions_per_tenant(store: Store) -> None:
     # Another tenant cannot read a session or a trace by its id.
     assert await traces.session("beta", "s-1") == []
     assert await traces.trace("beta", step["trace_id"]) == []
-    assert [s["session"] for s in await traces.sessions("beta")] == ["s-3"]
+    assert sorted(s["session"] for s in await traces.sessions("beta")) == ["s-3", "s-4"]
+    assert [s["tool"] for s in await traces.session("beta", "s-4") if s["tool"]] == ["badname"]
 
     # The retention: everything started before the cut is forgotten.
-    assert await traces.purge(time.time_ns() + 1) == 4  # rows: each call's span holds its decision
+    assert await traces.purge(time.time_ns() + 1) == 5  # rows: each call's span holds its decision
     assert await traces.sessions("acme") == []
 
 
