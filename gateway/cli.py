@@ -29,6 +29,7 @@ from gateway.pins import NotPinned, approve_tools, store_pins, target_review
 from gateway.settings import Settings
 from gateway.store import Store, StoreError
 from gateway.store._secrets import StoreSecrets
+from gateway.telemetry import wanted_exporters
 from gateway.vault import open_vault
 from identity.vault import LocalKeyring, VaultError
 
@@ -59,6 +60,8 @@ async def _preflight(settings: Settings, config: str | None) -> tuple[str | None
         tenant's gateways with their tool counts.
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if settings.tracing:
+        wanted_exporters()  # OTEL_* named something this gateway cannot export to: refused here
     doc = await _check(config) if config is not None else None
     store = await Store.open(settings.resolved_database_url())
     try:

@@ -348,12 +348,10 @@ class Hub:
                 tenant, spec.name, target_of, capture_content=content, capture_bytes=size
             )
             stages.append(observe.stage)
-            decisions = [
-                (n, decided(n, stage, tenant, spec.name, applies), None) for n, stage, applies in decisions
-            ]
         if self.audit:
             stages.append(GatewayAudit(tenant, spec.name, self.audit).stage)
-        stages += [stage for _, stage, _ in decisions]
+        for name, stage, applies in decisions:
+            stages.append(stage if self.observe is None else decided(name, stage, tenant, spec.name, applies))
         resilience = None
         if spec.resilience is not None:
             r = spec.resilience

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -83,6 +84,21 @@ def test_serve_refuses_a_bad_config_without_a_traceback(tmp_path: Path) -> None:
     result = run("serve", "--config", str(bad), "--port", "0", "--data-dir", str(tmp_path / "d"))
     assert result.returncode == 1
     assert "bad.yaml:3: gateways[0].targetz: unknown field" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_refuses_an_unknown_trace_exporter_without_a_traceback(tmp_path: Path) -> None:
+    env = {**os.environ, "OTEL_TRACES_EXPORTER": "otlp,zipkin"}
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--port", "0", "--data-dir", str(tmp_path / "d")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "OTEL_TRACES_EXPORTER: unknown exporter 'zipkin'; use otlp, console or none" in result.stderr
     assert "Traceback" not in result.stderr
 
 

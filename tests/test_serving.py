@@ -65,6 +65,21 @@ def worker_socket() -> Iterator[Path]:
         path.unlink(missing_ok=True)
 
 
+async def _forward(path: Path, scope: dict[str, Any], receive: Any) -> list[dict[str, Any]]:
+    """Pass one request through a Forwarder (1 KB limit); returns what it sent back."""
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    forward = Forwarder(max_body=1024)
+    try:
+        await forward(path, scope, receive, send)
+    finally:
+        await forward.aclose()
+    return sent
+
+
 async def test_forwarded_request_arrives_whole_and_streams_back(worker_socket: Path) -> None:
     SEEN.clear()
     scope = {
@@ -85,7 +100,6 @@ async def test_forwarded_request_arrives_whole_and_streams_back(worker_socket: P
         {"type": "http.request", "body": b"hello ", "more_body": True},
         {"type": "http.request", "body": b"world"},
     ]
-    sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
         if chunks:
@@ -93,14 +107,7 @@ async def test_forwarded_request_arrives_whole_and_streams_back(worker_socket: P
         await anyio.sleep_forever()  # the client stays: the forwarder's watch waits
         raise AssertionError
 
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    forward = Forwarder(max_body=1024)
-    try:
-        await forward(worker_socket, scope, receive, send)
-    finally:
-        await forward.aclose()
+    sent = await _forward(worker_socket, scope, receive)
     (got,) = SEEN
     assert got["body"] == b"hello world"
     assert got["client"] == ("203.0.113.7", 51000)  # the original client, not the forgery
@@ -146,19 +153,11 @@ async def test_a_body_over_the_limit_is_refused_before_it_is_buffered(worker_soc
     SEEN.clear()
     scope = {"type": "http", "method": "POST", "path": "/mcp", "headers": [], "client": ("127.0.0.1", 1)}
     chunks = iter([{"type": "http.request", "body": b"x" * 600, "more_body": True}] * 100)
-    sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
         return next(chunks)
 
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    forward = Forwarder(max_body=1024)
-    try:
-        await forward(worker_socket, scope, receive, send)
-    finally:
-        await forward.aclose()
+    sent = await _forward(worker_socket, scope, receive)
     assert sent[0]["status"] == 413 and b"too large" in sent[1]["body"]
     assert SEEN == []  # nothing reached the other worker
     assert len(list(chunks)) == 98  # it stopped reading at the first chunk past the limit

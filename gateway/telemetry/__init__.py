@@ -14,7 +14,7 @@ from gateway.telemetry._metrics import Health, Metrics
 from gateway.telemetry._setup import Telemetry
 from gateway.telemetry._sink import TraceSink, span_row
 from gateway.telemetry._spans import HttpSpans, capture, fail, mcp_span, tag_tenant, tool_failed
-from gateway.telemetry._tracing import TENANT_ATTR, enabled, exporters_from_env
+from gateway.telemetry._tracing import TENANT_ATTR, enabled, exporters_from_env, wanted_exporters
 
 __all__ = [
     "DECISIONS",
@@ -38,4 +38,5 @@ __all__ = [
     "tool_failed",
     "upstream_request",
     "upstream_url",
+    "wanted_exporters",
 ]

@@ -102,44 +102,56 @@ def exporters_from_env(env: Mapping[str, str] | None = None) -> list[SpanProcess
     Raises:
         ConfigError: an exporter or protocol this gateway does not know.
     """
+    processors: list[SpanProcessor] = []
+    for name, protocol in wanted_exporters(env):
+        exporter: SpanExporter
+        if name == "console":
+            exporter = ConsoleSpanExporter()
+        elif protocol == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Grpc
+
+            exporter = Grpc()
+        else:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
+
+            exporter = Http()
+        processors.append(BatchSpanProcessor(exporter))
+    return processors
+
+
+def wanted_exporters(env: Mapping[str, str] | None = None) -> list[tuple[str, str | None]]:
+    """The exporters (and the OTLP protocol) the ``OTEL_*`` variables name; checked at start-up,
+    before anything is built, so a typo is a one-line refusal.
+
+    Raises:
+        ConfigError: an exporter or protocol this gateway does not know.
+    """
     env = os.environ if env is None else env
     names = [n.strip().lower() for n in env.get("OTEL_TRACES_EXPORTER", "").split(",") if n.strip()]
     if not names and (
         env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     ):
         names = ["otlp"]
-    processors: list[SpanProcessor] = []
+    wanted: list[tuple[str, str | None]] = []
     for name in names:
-        exporter: SpanExporter
         if name == "none":
             continue
         if name == "console":
-            exporter = ConsoleSpanExporter()
+            wanted.append((name, None))
         elif name == "otlp":
-            exporter = _otlp_exporter(env)
+            protocol = (
+                env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+                or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+                or "http/protobuf"
+            ).strip()
+            if protocol not in ("grpc", "http/protobuf"):
+                raise ConfigError(
+                    f"OTEL_EXPORTER_OTLP_PROTOCOL: {protocol!r} is not supported; use http/protobuf or grpc"
+                )
+            wanted.append((name, protocol))
         else:
             raise ConfigError(
                 f"OTEL_TRACES_EXPORTER: unknown exporter {name!r}; use otlp, console or none "
                 "(the embedded trace store is on unless SWITCHBOARD_TRACE_STORE=false)"
             )
-        processors.append(BatchSpanProcessor(exporter))
-    return processors
-
-
-def _otlp_exporter(env: Mapping[str, str]) -> SpanExporter:
-    protocol = (
-        env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-        or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-        or "http/protobuf"
-    ).strip()
-    if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
-
-        return GrpcExporter()
-    if protocol == "http/protobuf":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
-
-        return HttpExporter()
-    raise ConfigError(
-        f"OTEL_EXPORTER_OTLP_PROTOCOL: {protocol!r} is not supported; use http/protobuf or grpc"
-    )
+    return wanted

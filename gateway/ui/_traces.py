@@ -168,15 +168,15 @@ def _steps(spans: list[dict[str, Any]], session: str) -> dict[str, Any]:
 
     def under(span_id: str) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
-        todo = list(reversed(children.get(span_id, [])))
+        waiting = list(reversed(children.get(span_id, [])))
         seen = {span_id}
-        while todo:  # (not recursive: a chain of parent ids can be as deep as a client makes it)
-            child = todo.pop()
+        while waiting:  # (not recursive: a chain of parent ids can be as deep as a client makes it)
+            child = waiting.pop()
             if child["span_id"] in seen:
                 continue
             seen.add(child["span_id"])
             found.append(child)
-            todo += reversed(children.get(child["span_id"], []))
+            waiting += reversed(children.get(child["span_id"], []))
         return found
 
     steps = [s for s in spans if s["session"] == session]

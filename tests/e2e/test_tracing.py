@@ -245,12 +245,12 @@ def under(spans: list[ReceivedSpan], root: ReceivedSpan) -> list[ReceivedSpan]:
     for s in spans:
         children.setdefault(s.parent_span_id, []).append(s)
     found: list[ReceivedSpan] = []
-    todo = [root.span_id]
-    while todo:
-        for child in children.get(todo.pop(), []):
+    waiting = [root.span_id]
+    while waiting:
+        for child in children.get(waiting.pop(), []):
             assert child.trace_id == root.trace_id
             found.append(child)
-            todo.append(child.span_id)
+            waiting.append(child.span_id)
     return found
 
 
