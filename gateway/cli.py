@@ -20,9 +20,10 @@ from typing import Any
 
 import anyio
 
-from gateway import __version__
+from gateway import __version__, connectors
 from gateway.app import DEFAULT_TENANT, Switchboard, compile_check, create_app
-from gateway.config import Document, json_schema, load_file, to_store
+from gateway.config import Document, SecretRef, json_schema, load_file, to_store
+from gateway.connectors import connector_json_schema
 from gateway.core.errors import ConfigError
 from gateway.hub import Hub
 from gateway.pins import NotPinned, approve_tools, store_pins, target_review
@@ -313,8 +314,95 @@ def cmd_tenants(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    print(json.dumps(json_schema(), indent=2))
+    print(json.dumps(connector_json_schema() if args.connector else json_schema(), indent=2))
     return 0
+
+
+def _secret_ref(env: str | None, file: str | None, what: str) -> SecretRef | None:
+    if env and file:
+        raise ConfigError(f"give {what} once: --{what}-env or --{what}-file")
+    if env:
+        return SecretRef(env=env)
+    return SecretRef(file=file) if file else None
+
+
+async def _enable(args: argparse.Namespace) -> str:
+    entry = connectors.find(args.name)
+    variables = {}
+    for item in args.var or ():
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ConfigError(f"--var {item!r}: write it as NAME=VALUE")
+        variables[key] = value
+    request = connectors.EnableRequest(
+        target=args.target,
+        client_id=args.client_id,
+        client_secret=_secret_ref(args.client_secret_env, args.client_secret_file, "client-secret"),
+        api_key=_secret_ref(args.api_key_env, args.api_key_file, "api-key"),
+        authorize_url=args.authorize_url,
+        token_url=args.token_url,
+        base_url=args.base_url,
+        server_variables=variables,
+        tools=args.tools or [],
+    )
+    settings = _settings(args)
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store = await Store.open(settings.resolved_database_url())
+    try:
+        async with Hub() as hub:
+            specs = {s.name: s for s in await Switchboard(settings, store, hub).load_specs(DEFAULT_TENANT)}
+        gateway = specs.get(args.gateway)
+        if gateway is None:
+            known = ", ".join(specs) or "none"
+            raise ConfigError(f"no gateway named {args.gateway!r} (there are: {known}); create it first")
+        changed = connectors.enable(gateway, entry, request)
+        from gateway.app import compile_check
+
+        await compile_check(DEFAULT_TENANT, [changed])
+        await store.apply(DEFAULT_TENANT, [to_store(changed)])
+    finally:
+        await store.close()
+    name = request.target or entry.connector.name
+    how = "its API key" if request.api_key else "per-user OAuth: each user consents on first use"
+    return f"enabled {entry.connector.name} on gateway {args.gateway} as target {name} ({how})"
+
+
+def cmd_connectors(args: argparse.Namespace) -> int:
+    """List, show or enable packaged SaaS connectors."""
+    try:
+        if args.action == "enable":
+            print(anyio.run(_enable, args))
+            return 0
+        found = connectors.catalog()
+        if args.action == "list":
+            rows = [connectors.describe(e) for e in found.entries.values()]
+            if args.json:
+                print(json.dumps(rows, indent=2))
+            for row in [] if args.json else rows:
+                print(f"{row['name']:<14} {len(row['tools']):>3} tools  {row['origin']:<8}  {row['title']}")
+            for issue in found.problems:
+                print(f"not loaded: {issue}", file=sys.stderr)
+            return 0
+        entry = connectors.find(args.name)
+        issues = connectors.check(entry)
+        shown = connectors.describe(entry)
+        if args.json:
+            print(json.dumps({**shown, "problems": [str(i) for i in issues]}, indent=2))
+        else:
+            print(f"{shown['name']}: {shown['title']} ({shown['origin']}, {shown['file']})")
+            print(f"  {shown['description']}")
+            print(f"  API document: {shown['spec']}")
+            print(f"  OAuth scopes: {' '.join(shown['oauth']['scopes'])}")
+            if shown["api_key"]:
+                print(f"  or an API key: {shown['api_key']['description']}")
+            for tool in shown["tools"]:
+                paged = " [paged]" if tool["paged"] else ""
+                print(f"  {tool['name']:<28}{paged} {(tool['description'] or '').splitlines()[0][:70]}")
+            for issue in issues:
+                print(f"problem: {issue}", file=sys.stderr)
+        return 1 if issues else 0
+    except (ConfigError, StoreError) as exc:
+        return _fail(str(exc))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -379,8 +467,33 @@ def parser() -> argparse.ArgumentParser:
     data_dir(tn)
     tn.set_defaults(func=cmd_tenants)
 
-    sc = sub.add_parser("schema", help="print the JSON Schema of switchboard.yaml")
+    sc = sub.add_parser("schema", help="print the JSON Schema of switchboard.yaml (or of a connector)")
+    sc.add_argument("--connector", action="store_true", help="the schema of connector files instead")
     sc.set_defaults(func=cmd_schema)
+
+    cn = sub.add_parser("connectors", help="list, show or enable packaged SaaS connectors")
+    cs = cn.add_subparsers(dest="action", required=True)
+    cl = cs.add_parser("list", help="the catalog (ours and SWITCHBOARD_CONNECTORS_DIR's)")
+    cl.add_argument("--json", action="store_true")
+    cw = cs.add_parser("show", help="one connector: its tools, scopes and problems")
+    cw.add_argument("name")
+    cw.add_argument("--json", action="store_true")
+    ce = cs.add_parser("enable", help="add a connector to a gateway (a target and its credential provider)")
+    ce.add_argument("name")
+    ce.add_argument("--gateway", default="default")
+    ce.add_argument("--target", help="the target's name (default: the connector's)")
+    ce.add_argument("--client-id", help="the OAuth app registered with the platform")
+    ce.add_argument("--client-secret-env", help="environment variable of serve holding the app's secret")
+    ce.add_argument("--client-secret-file", help="file holding the app's secret")
+    ce.add_argument("--api-key-env", help="a static token instead of OAuth: its environment variable")
+    ce.add_argument("--api-key-file", help="a static token instead of OAuth: its file")
+    ce.add_argument("--authorize-url", help="override the preset's authorization endpoint")
+    ce.add_argument("--token-url", help="override the preset's token endpoint")
+    ce.add_argument("--base-url", help="override the API's base URL")
+    ce.add_argument("--var", action="append", metavar="NAME=VALUE", help="a server variable (repeatable)")
+    ce.add_argument("--tools", nargs="+", metavar="TOOL", help="only these tools")
+    data_dir(ce)
+    cn.set_defaults(func=cmd_connectors)
     return p
 
 

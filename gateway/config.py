@@ -14,8 +14,6 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     TypeAdapter,
     ValidationError,
@@ -24,15 +22,14 @@ from pydantic import (
 )
 
 from gateway.core.errors import ConfigError, ConfigIssue
+from gateway.core.model import NAME_PATTERN as NAME_PATTERN
+from gateway.core.model import Model as Model
+from gateway.core.model import Name as Name
+from gateway.openapi.shape_spec import FailureSpec as FailureSpec
+from gateway.openapi.shape_spec import PagingSpec as PagingSpec
+from gateway.openapi.shape_spec import ShapeSpec as ShapeSpec
 
 M = TypeVar("M")
-
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
-Name = Annotated[str, Field(pattern=NAME_PATTERN, description="Letters, digits, '-' and '_' (max 63).")]
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ToolDef(Model):
@@ -151,6 +148,13 @@ class OpenApiTarget(TargetBase):
         2, ge=0, le=5, description="Retries of idempotent operations (connect errors, 502-504)."
     )
     max_response_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    shape: dict[str, ShapeSpec] = Field(
+        default_factory=dict,
+        description="Per operation (the document's tool name): uniform paging and trimmed results.",
+    )
+    failure: FailureSpec | None = Field(
+        None, description="How the API reports a failure in a successful HTTP answer (Slack's `ok: false`)."
+    )
 
 
 class McpUserCredential(Model):
@@ -233,11 +237,40 @@ class PluginTarget(TargetBase):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class ConnectorTarget(TargetBase):
+    """A SaaS platform from the connector catalog (`switchboard connectors list`).
+
+    `include`, `exclude` and `overrides` name the connector's tools."""
+
+    kind: Literal["connector"]
+    connector: Name = Field(description="The connector's name in the catalog.")
+    credential: str | None = Field(
+        None,
+        description="The gateway's credential provider that signs calls: the connector's OAuth preset "
+        "(`switchboard connectors enable` makes it) or an api_key provider.",
+    )
+    credential_scheme: str | None = Field(
+        None, description="The document's security scheme the credential fills (default: the connector's)."
+    )
+    base_url: Annotated[str, Field(pattern=r"^https?://")] | None = Field(
+        None, description="Overrides the connector's base URL (a test server, a data-centre host)."
+    )
+    server_variables: dict[str, str] = Field(
+        default_factory=dict, description="Values of the document's server variables (a Salesforce instance)."
+    )
+    fields: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Per tool: the fields results keep, instead of the connector's (['*']: all).",
+    )
+    headers: dict[str, str] = Field(default_factory=dict, description="Sent with every request.")
+    max_response_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+
+
 Target = Annotated[
-    FunctionTarget | LambdaTarget | HttpTarget | OpenApiTarget | McpTarget | PluginTarget,
+    FunctionTarget | LambdaTarget | HttpTarget | OpenApiTarget | McpTarget | PluginTarget | ConnectorTarget,
     Field(discriminator="kind"),
 ]
-TARGET_KINDS = ("function", "lambda", "http", "openapi", "mcp", "plugin")
+TARGET_KINDS = ("function", "lambda", "http", "openapi", "mcp", "plugin", "connector")
 
 
 class NoAuth(Model):
@@ -504,6 +537,8 @@ class GatewaySpec(Model):
             refs: dict[str, SecretRef | McpCredentialRef] = dict(getattr(target, "credentials", {}))
             if isinstance(target, McpTarget) and target.credential is not None:
                 refs["credential"] = target.credential
+            if isinstance(target, ConnectorTarget) and target.credential is not None:
+                refs["credential"] = SecretRef(provider=target.credential)
             for scheme, ref in refs.items():
                 if ref.provider is not None and ref.provider not in names:
                     raise ValueError(
@@ -565,13 +600,14 @@ def validate(
     source: str,
     lines: Mapping[tuple[Any, ...], int] | None = None,
     prefix: tuple[Any, ...] = (),
+    schema_hint: str = "switchboard schema",
 ) -> M:
     """Validate ``data`` against ``model``; errors become one ConfigError with located issues."""
     try:
         adapter = model if isinstance(model, TypeAdapter) else TypeAdapter(model)
         return adapter.validate_python(data)
     except ValidationError as exc:
-        raise ConfigError(_issues(exc, source, lines or {}, prefix, data)) from None
+        raise ConfigError(_issues(exc, source, lines or {}, prefix, schema_hint)) from None
 
 
 def _issues(
@@ -579,7 +615,7 @@ def _issues(
     source: str,
     lines: Mapping[tuple[Any, ...], int],
     prefix: tuple[Any, ...],
-    data: Any,
+    schema_hint: str,
 ) -> list[ConfigIssue]:
     out: list[ConfigIssue] = []
     for err in exc.errors(include_url=False):
@@ -594,9 +630,7 @@ def _issues(
                 break
         message = err["msg"]
         if err["type"] == "extra_forbidden":
-            message = (
-                f"unknown field {loc[-1]!r}: check its spelling (`switchboard schema` lists every field)"
-            )
+            message = f"unknown field {loc[-1]!r}: check its spelling (`{schema_hint}` lists every field)"
         elif err["type"] == "union_tag_invalid":
             tag = err.get("ctx", {}).get("tag")
             message = f"unknown target kind {tag!r}: use one of {', '.join(TARGET_KINDS)}"
@@ -669,16 +703,30 @@ def load_document(text: str, source: str) -> Document:
     return validate(Document, data, source=source, lines=lines)
 
 
+def _read_text(p: Path, what: str) -> str:
+    try:
+        return p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such file; pass the path of {what}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read it: {exc}") from None
+
+
 def load_file(path: str | Path) -> Document:
     """Read and validate ``path``; a missing file is a ConfigError naming it."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: no such file; pass the path of a switchboard.yaml") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read it: {exc}") from None
-    return load_document(text, str(p))
+    return load_document(_read_text(p, "a switchboard.yaml"), str(p))
+
+
+def load_yaml_model(model: type[M], path: Path, *, schema_hint: str = "switchboard schema") -> M:
+    """Read one YAML file holding one ``model`` (errors name the file, line and field)."""
+    text = _read_text(path, f"a {model.__name__} file")
+    data, lines = parse_yaml(text, str(path))
+    if not isinstance(data, dict):
+        raise ConfigError(
+            [ConfigIssue(f"the file must be a mapping of {model.__name__} fields", source=str(path), line=1)]
+        )
+    return validate(model, data, source=str(path), lines=lines, schema_hint=schema_hint)
 
 
 def json_schema() -> dict[str, Any]:

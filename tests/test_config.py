@@ -35,7 +35,7 @@ def test_unknown_kind_points_at_the_kind_line() -> None:
     found = issues("gateways:\n  - name: g\n    targets:\n      - name: a\n        kind: ftp\n")
     assert found == [
         "sw.yaml:5: gateways[0].targets[0].kind: unknown target kind 'ftp': use one of function, "
-        "lambda, http, openapi, mcp, plugin"
+        "lambda, http, openapi, mcp, plugin, connector"
     ]
 
 
@@ -69,4 +69,4 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_schema_lists_target_kinds() -> None:
     schema = json_schema()
     kinds = {d["properties"]["kind"]["const"] for n, d in schema["$defs"].items() if n.endswith("Target")}
-    assert kinds == {"function", "lambda", "http", "openapi", "mcp", "plugin"}
+    assert kinds == {"function", "lambda", "http", "openapi", "mcp", "plugin", "connector"}

@@ -19,6 +19,7 @@ REGISTRY: dict[str, str] = {
     "openapi": "gateway.providers.openapi:OpenApiProvider",
     "mcp": "gateway.providers.mcp:McpProvider",
     "plugin": "gateway.providers.plugin:PluginProvider",
+    "connector": "gateway.providers.connector:ConnectorProvider",
 }
 
 

@@ -33,6 +33,14 @@ from gateway.core.types import CallContext, ToolCall, ToolResult, ToolSpec
 from gateway.openapi.compiler import Compiled, Compiler, Operation
 from gateway.openapi.document import Document, open_document
 from gateway.openapi.request import Request, build
+from gateway.openapi.shaping import (
+    Shape,
+    compile_shape,
+    follow_request,
+    page_request,
+    shape_result,
+    shaped_tool,
+)
 from gateway.providers._pool import connection_pool
 from gateway.telemetry import upstream_request
 
@@ -73,6 +81,7 @@ class OpenApiProvider(ToolProvider):
         self._origin = ""
         self._target: tuple[bytes, bytes, int] = (b"http", b"", 80)
         self._base_path = ""
+        self._shapes: dict[str, Shape] = {}
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -96,6 +105,13 @@ class OpenApiProvider(ToolProvider):
                 f"credentials name unknown security schemes {sorted(unknown)}; the document has: {known}"
             )
         origin, self._base_path = self._server(compiled, doc)
+        self._shapes = {
+            name: compile_shape(name, shape, compiled.operations, self._base_path)
+            for name, shape in self.config.shape.items()
+        }
+        for name, shape in self._shapes.items():
+            if name in self.tools:
+                self.tools[name] = shaped_tool(self.tools[name], shape)
         timeout = self.config.timeout_seconds
         # httpcore directly, not httpx: the request is already built to the byte (path,
         # query, headers), so httpx's URL merging, cookies, auth and redirect layers only cost
@@ -165,14 +181,20 @@ class OpenApiProvider(ToolProvider):
         if self._pool is None:
             raise UpstreamUnavailable(f"target {self.id!r} is not open")
         op = self.compiled.operations[call.name]
-        request = build(op, call.arguments, self._base_path)
+        shape = self._shapes.get(call.name)
+        args, follow = page_request(shape, call.arguments) if shape is not None else (call.arguments, None)
+
+        def request_for() -> Request:
+            return follow_request(follow) if follow is not None else build(op, args, self._base_path)
+
+        request = request_for()
         used = await self._authorize(op, request, ctx, call)
-        status, result = await self._send(op, request, ctx)
+        status, result = await self._send(op, request, ctx, shape, args)
         if status == 401 and used:
             # The upstream refused a delegated token: get another (refreshed) one, once.
-            request = build(op, call.arguments, self._base_path)
+            request = request_for()
             await self._authorize(op, request, ctx, call, stale=used)
-            status, result = await self._send(op, request, ctx)
+            status, result = await self._send(op, request, ctx, shape, args)
         return result
 
     async def _authorize(
@@ -210,7 +232,14 @@ class OpenApiProvider(ToolProvider):
             f"configure `credentials` on target {self.id!r}"
         )
 
-    async def _send(self, op: Operation, request: Request, ctx: CallContext) -> tuple[int, ToolResult]:
+    async def _send(
+        self,
+        op: Operation,
+        request: Request,
+        ctx: CallContext,
+        shape: Shape | None = None,
+        sent: Mapping[str, Any] | None = None,
+    ) -> tuple[int, ToolResult]:
         assert self._pool is not None
         headers = [*self.config.headers.items(), *request.headers, *ctx.headers.items()]
         if not any(k.lower() == "accept" for k, _ in headers):
@@ -245,12 +274,34 @@ class OpenApiProvider(ToolProvider):
                         last_error = f"HTTP {response.status}"
                         continue
                     answer = _Answer(response, self._origin + request.path)
-                    return answer.status, _result(answer, body, truncated, op.wrap_result)
+                    shaped = self._shaped(answer, response, body, truncated, shape, sent or {})
+                    return answer.status, shaped or _result(answer, body, truncated, op.wrap_result)
             except httpcore2.TimeoutException:
                 last_error = f"no answer within {self.config.timeout_seconds}s"
             except (httpcore2.NetworkError, httpcore2.ProtocolError, httpcore2.UnsupportedProtocol) as exc:
                 last_error = f"{type(exc).__name__}: {exc}"
         raise UpstreamUnavailable(f"{op.method} {op.path} failed after {attempts} attempt(s): {last_error}")
+
+    def _shaped(
+        self,
+        answer: _Answer,
+        response: httpcore2.Response,
+        body: bytes,
+        truncated: bool,
+        shape: Shape | None,
+        sent: Mapping[str, Any],
+    ) -> ToolResult | None:
+        """The paged/trimmed result, or the failure a 2xx answer reports; None: as it came."""
+        if shape is None and self.config.failure is None:
+            return None
+        if answer.status >= 400 or truncated or not answer.media.endswith("json"):
+            return None
+        try:
+            value = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in response.headers}
+        return shape_result(shape, self.config.failure, value, headers, sent, self._origin)
 
 
 def _path_matches(pattern: str, op: Operation) -> bool:
