@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from gateway import __version__
+from gateway import __version__, connectors
 from gateway.auth import KEY_PREFIX
 from gateway.config import GatewaySpec, Target, TargetBase, to_store, validate
 from gateway.core.errors import ConfigError, ConfigIssue
@@ -200,6 +200,49 @@ async def delete_target(request: Request, system: Switchboard, tenant: str) -> R
         return _error(404, f"no target {name!r} in gateway {gw_name!r}")
     await system.reload()
     return Response(status_code=204)
+
+
+def _connector_wire(entry: connectors.Entry) -> dict[str, Any]:
+    shown = connectors.describe(entry)
+    for local in ("file", "spec"):  # the server's own paths are none of a tenant's business
+        shown.pop(local, None)
+    return shown
+
+
+async def list_connectors(request: Request, system: Switchboard, tenant: str) -> Response:
+    found = connectors.catalog()
+    problems = [{"location": i.location, "message": i.message} for i in found.problems]
+    return JSONResponse(
+        {"connectors": [_connector_wire(e) for e in found.entries.values()], "problems": problems}
+    )
+
+
+async def get_connector(request: Request, system: Switchboard, tenant: str) -> Response:
+    name = request.path_params["connector"]
+    if name not in connectors.catalog().entries:
+        return _error(404, f"no connector named {name!r}; GET /admin/v1/connectors lists them")
+    entry = connectors.find(name)
+    problems = [{"location": i.location, "message": i.message} for i in connectors.check(entry)]
+    return JSONResponse({**_connector_wire(entry), "problems": problems})
+
+
+async def enable_connector(request: Request, system: Switchboard, tenant: str) -> Response:
+    gw_name, name = request.path_params["gateway"], request.path_params["connector"]
+    if name not in connectors.catalog().entries:
+        return _error(404, f"no connector named {name!r}; GET /admin/v1/connectors lists them")
+    gw = (await _specs(system, tenant)).get(gw_name)
+    if gw is None:
+        return _error(404, f"no gateway named {gw_name!r}; create it first with POST /admin/v1/gateways")
+    body = await _json_body(request)
+    ask = validate(connectors.EnableRequest, body, source="request body")
+    changed = connectors.enable(gw, connectors.find(name), ask)
+    from gateway.app import compile_check
+
+    await compile_check(tenant, [changed])
+    await system.store.apply(tenant, [to_store(changed)])
+    await system.reload()
+    target = next(t for t in changed.targets if t.name == (ask.target or name))
+    return JSONResponse({"target": target.model_dump(mode="json", exclude_defaults=True)}, 201)
 
 
 async def list_tools(request: Request, system: Switchboard, tenant: str) -> Response:
@@ -455,6 +498,15 @@ _ROUTES: list[tuple[str, str, Handler, str]] = [
         list_tools,
         "The gateway's resolved tools (MCP Tool objects)",
     ),
+    ("/admin/v1/connectors", "GET", list_connectors, "The connector catalog (packaged SaaS platforms)"),
+    ("/admin/v1/connectors/{connector}", "GET", get_connector, "One connector: tools, scopes, problems"),
+    (
+        "/admin/v1/gateways/{gateway}/connectors/{connector}",
+        "POST",
+        enable_connector,
+        "Enable a connector: a target and its credential provider (body: client_id and client_secret, "
+        "or api_key; optional target, tools, base_url, server_variables, authorize_url, token_url)",
+    ),
 ]
 
 
@@ -481,7 +533,10 @@ def admin_routes(get_system: SystemGetter) -> list[BaseRoute]:
 
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 description of the admin API."""
-    _, defs = models_json_schema([(GatewaySpec, "validation")], ref_template="#/components/schemas/{model}")
+    _, defs = models_json_schema(
+        [(GatewaySpec, "validation"), (connectors.EnableRequest, "validation")],
+        ref_template="#/components/schemas/{model}",
+    )
     schemas: dict[str, Any] = dict(defs.get("$defs", {}))
     schemas["Error"] = {
         "type": "object",
@@ -507,6 +562,7 @@ def openapi_document() -> dict[str, Any]:
                 "OpenApiTarget",
                 "McpTarget",
                 "PluginTarget",
+                "ConnectorTarget",
             )
         ],
         "discriminator": {"propertyName": "kind"},
@@ -560,6 +616,11 @@ def openapi_document() -> dict[str, Any]:
             key_schema = {"type": "object", "required": ["subject"], "properties": props}
             op["requestBody"] = {"required": True, "content": {"application/json": {"schema": key_schema}}}
             op["responses"]["201"] = {"description": "Created; the key is in the body, shown once"}
+            op["responses"]["422"] = {"description": "Refused: the request is not valid", **err}
+        elif "/connectors/" in path and method == "POST":
+            enable_schema = {"$ref": "#/components/schemas/EnableRequest"}
+            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": enable_schema}}}
+            op["responses"]["201"] = {"description": "Enabled: the target made (its credential provider too)"}
             op["responses"]["422"] = {"description": "Refused: the request is not valid", **err}
         elif method in ("POST", "PUT"):
             schema = target_ref if "targets" in path else {"$ref": "#/components/schemas/GatewaySpec"}

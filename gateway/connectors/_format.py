@@ -129,4 +129,4 @@ class Connector(Model):
 
 def load_connector(path: Path) -> Connector:
     """Read and validate one connector file (errors name the file, line and field)."""
-    return load_yaml_model(Connector, path)
+    return load_yaml_model(Connector, path, schema_hint="switchboard schema --connector")

@@ -131,7 +131,8 @@ class Overridden(WrapperProvider):
 
     async def call_tool(self, call: ToolCall, ctx: CallContext) -> ToolResult:
         inner_name = self._back.get(call.name, call.name)
-        renamed_away = inner_name == call.name and bool(self.overrides.get(call.name, {}).get("name"))
+        new_name = self.overrides.get(call.name, {}).get("name")
+        renamed_away = inner_name == call.name and bool(new_name) and new_name != call.name
         if renamed_away:
             raise ToolNotFound(call.public_name or call.name)
         fixed = self.overrides.get(inner_name, {}).get("arguments") or {}

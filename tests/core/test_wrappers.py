@@ -51,6 +51,14 @@ async def test_fixed_arguments_are_hidden_and_always_sent() -> None:
         await p.call_tool(ToolCall("search", {"q": "x"}), CallContext())  # the old name is gone
 
 
+async def test_a_tool_renamed_to_its_own_name_can_be_called() -> None:
+    inner = Recorder()
+    p = Overridden(inner, {"search": {"name": "search", "description": "Search well."}})
+    assert [t.name for t in await p.list_tools(CallContext())] == ["search", "drop"]
+    await p.call_tool(ToolCall("search", {"q": "x", "tenant": "t"}), CallContext())
+    assert inner.calls[-1].name == "search"
+
+
 async def test_filtered_hides_and_refuses() -> None:
     p = Filtered(Recorder(), include=["se*"])
     assert [t.name for t in await p.list_tools(CallContext())] == ["search"]
