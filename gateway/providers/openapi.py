@@ -41,7 +41,7 @@ from gateway.openapi.shaping import (
     shape_result,
     shaped_tool,
 )
-from gateway.providers._pool import connection_pool
+from gateway.providers._http1 import Answer, Http1Pool
 from gateway.telemetry import upstream_request
 
 EXCERPT = 500
@@ -77,9 +77,9 @@ class OpenApiProvider(ToolProvider):
         self.skipped: list[str] = []
         self._secrets: dict[str, str] = {}
         self._delegated: dict[str, str] = {}  # scheme -> credential provider (per caller, at call time)
-        self._pool: httpcore2.AsyncConnectionPool | None = None
+        self._pool: Http1Pool | None = None
         self._origin = ""
-        self._target: tuple[bytes, bytes, int] = (b"http", b"", 80)
+        self._target: tuple[str, str, int] = ("http", "", 80)
         self._base_path = ""
         self._shapes: dict[str, Shape] = {}
 
@@ -112,16 +112,14 @@ class OpenApiProvider(ToolProvider):
         for name, shape in self._shapes.items():
             if name in self.tools:
                 self.tools[name] = shaped_tool(self.tools[name], shape)
-        timeout = self.config.timeout_seconds
-        # httpcore directly, not httpx: the request is already built to the byte (path,
-        # query, headers), so httpx's URL merging, cookies, auth and redirect layers only cost
-        # time on every call (about a tenth of a millisecond here).
+        # A lean keep-alive HTTP/1.1 pool, not httpx: the request is already built to the byte
+        # (path, query, headers), and httpx's and httpcore2's layers were a third of the
+        # event loop's time under load (ADR 0005, issue 9).
         self._origin = origin
         parts = urlsplit(origin)
         default_port = 443 if parts.scheme == "https" else 80
-        self._target = (parts.scheme.encode(), (parts.hostname or "").encode(), parts.port or default_port)
-        self._timeouts = {"connect": min(10.0, timeout), "read": timeout, "write": timeout, "pool": timeout}
-        self._pool = connection_pool(max_connections=100, max_keepalive_connections=32, keepalive_expiry=30.0)
+        self._target = (parts.scheme, parts.hostname or "", parts.port or default_port)
+        self._pool = Http1Pool(*self._target, max_connections=100, max_idle=32, keepalive_seconds=30.0)
         return self
 
     async def __aexit__(
@@ -249,32 +247,32 @@ class OpenApiProvider(ToolProvider):
             encoded = httpx2.Request(request.method, self._origin, files=request.files)
             content = encoded.read()
             headers.append(("Content-Type", encoded.headers["content-type"]))
-        # The target is given as built: parsing it again would move `;matrix=params` out of the path.
+        # The target is sent as built: parsing it again would move `;matrix=params` out of the path.
         scheme, host, port = self._target
-        url = httpcore2.URL(scheme=scheme, host=host, port=port, target=request.path.encode())
+        timeout = self.config.timeout_seconds
         attempts = 1 + (self.config.retries if op.idempotent else 0)
         last_error = ""
         for attempt in range(attempts):
             if attempt:
                 await anyio.sleep(min(0.1 * 2**attempt, max(0.0, ctx.remaining() / 4)))
             try:
-                with upstream_request(
-                    request.method, scheme.decode(), host.decode(), port, request.path
-                ) as traced:
-                    async with self._pool.stream(
+                with upstream_request(request.method, scheme, host, port, request.path) as traced:
+                    response = await self._pool.request(
                         request.method,
-                        url,
-                        headers=[*headers, *traced.headers.items()],
-                        content=content,
-                        extensions={"timeout": self._timeouts},
-                    ) as response:
-                        traced.status = response.status
-                        body, truncated = await _read(response, self.config.max_response_bytes)
+                        request.path,
+                        [*headers, *traced.headers.items()],
+                        content,
+                        connect_seconds=min(10.0, timeout),
+                        read_seconds=timeout,
+                        limit=self.config.max_response_bytes,
+                    )
+                    traced.status = response.status
                     if response.status in _RETRY_STATUS and attempt + 1 < attempts:
                         last_error = f"HTTP {response.status}"
                         continue
                     answer = _Answer(response, self._origin + request.path)
-                    shaped = self._shaped(answer, response, body, truncated, shape, sent or {})
+                    body, truncated = response.body, response.truncated
+                    shaped = self._shaped(answer, response, shape, sent or {})
                     return answer.status, shaped or _result(answer, body, truncated, op.wrap_result)
             except httpcore2.TimeoutException:
                 last_error = f"no answer within {self.config.timeout_seconds}s"
@@ -283,21 +281,15 @@ class OpenApiProvider(ToolProvider):
         raise UpstreamUnavailable(f"{op.method} {op.path} failed after {attempts} attempt(s): {last_error}")
 
     def _shaped(
-        self,
-        answer: _Answer,
-        response: httpcore2.Response,
-        body: bytes,
-        truncated: bool,
-        shape: Shape | None,
-        sent: Mapping[str, Any],
+        self, answer: _Answer, response: Answer, shape: Shape | None, sent: Mapping[str, Any]
     ) -> ToolResult | None:
         """The paged/trimmed result, or the failure a 2xx answer reports; None: as it came."""
         if shape is None and self.config.failure is None:
             return None
-        if answer.status >= 400 or truncated or not answer.media.endswith("json"):
+        if answer.status >= 400 or response.truncated or not answer.media.endswith("json"):
             return None
         try:
-            value = orjson.loads(body)
+            value = orjson.loads(response.body)
         except orjson.JSONDecodeError:
             return None
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in response.headers}
@@ -331,22 +323,12 @@ def _apply_secret(scheme: Mapping[str, Any], secret: str, request: Request) -> N
 class _Answer:
     """What the result mapping needs to know about a response."""
 
-    def __init__(self, response: httpcore2.Response, url: str) -> None:
+    def __init__(self, response: Answer, url: str) -> None:
         self.status = response.status
-        reason = response.extensions.get("reason_phrase", b"")
-        self.reason = reason.decode("latin-1") if isinstance(reason, bytes) else str(reason)
+        self.reason = response.reason
         media = next((v for k, v in response.headers if k.lower() == b"content-type"), b"")
         self.media = media.decode("latin-1").split(";")[0].strip().lower()
         self.url = url
-
-
-async def _read(response: httpcore2.Response, limit: int) -> tuple[bytes, bool]:
-    body = bytearray()
-    async for chunk in response.aiter_stream():
-        body += chunk
-        if len(body) > limit:
-            return bytes(body[:limit]), True
-    return bytes(body), False
 
 
 def _result(response: _Answer, body: bytes, truncated: bool, wrap: bool) -> ToolResult:

@@ -1,0 +1,254 @@
+"""Keep-alive HTTP/1.1 to one origin for OpenAPI targets, parsed by httptools (llhttp).
+
+Why not httpcore2's pool (issue 9, ADR 0005): the request is already built to the byte,
+and a profile of the gateway under load put 30% of the event loop in httpcore2's
+machinery for one small GET (pool bookkeeping, locks and cancel scopes per request, h11's
+pure-Python parsing and header validation). Here a request is one write, and the answer is
+parsed in C by the same parser uvicorn uses for the inbound side.
+
+What it does: one pool per target; idle connections are reused (one that the peer closed
+is noticed by the event loop, without polling); at most ``max_connections`` open;
+deadlines cover connecting, writing and reading; a connection is closed, never reused,
+after a timeout, a cancellation, a truncated body or a protocol error; TLS with the
+system's trust store (``SSL_CERT_FILE``/``SSL_CERT_DIR`` honoured, as httpcore2 does).
+Errors are httpcore2's exception types so callers handle one family.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from dataclasses import dataclass
+from typing import cast
+
+import anyio
+import httpcore2
+import httptools
+
+
+@dataclass(slots=True)
+class Answer:
+    status: int
+    reason: str
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    truncated: bool
+
+
+class _Connection(asyncio.Protocol):
+    """One TCP (or TLS) connection and the response being read on it."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.waiter: asyncio.Future[None] | None = None
+        self.lost = False
+        self.reusable = False
+        self.idle_since = 0.0
+        self._reset(0)
+
+    def _reset(self, limit: int) -> None:
+        self.limit = limit
+        self.reason = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body = bytearray()
+        self.truncated = False
+        self.head = False
+        self.headers_done = False
+
+    # -- asyncio.Protocol ------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+
+    def data_received(self, data: bytes) -> None:
+        if self.waiter is None:  # bytes nobody asked for: the connection is unusable
+            self.close()
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(httpcore2.RemoteProtocolError("the upstream switched protocols"))
+        except httptools.HttpParserError as exc:
+            self._fail(httpcore2.RemoteProtocolError(f"the upstream's answer is not HTTP/1.1: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if self.headers_done and not any(
+            n.lower() in (b"content-length", b"transfer-encoding") for n, _ in self.headers
+        ):
+            self._complete(reusable=False)  # a body that ends with the connection
+        self._fail(httpcore2.ReadError("the upstream closed the connection before answering in full"))
+
+    # -- httptools callbacks ---------------------------------------------------------
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
+        if self.head:  # no body follows an answer to HEAD, whatever its Content-Length says
+            self._complete(reusable=False)
+
+    def on_body(self, chunk: bytes) -> None:
+        if self.truncated:
+            return
+        room = self.limit - len(self.body)
+        if len(chunk) > room:
+            self.body += chunk[:room]
+            self.truncated = True
+            self._complete(reusable=False)
+        else:
+            self.body += chunk
+
+    def on_message_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200:  # an interim answer (100 Continue): the real one follows
+            self.headers, self.reason, self.headers_done = [], b"", False
+            return
+        self._complete(reusable=self.parser.should_keep_alive())
+
+    # -- requests ----------------------------------------------------------------------
+
+    def _complete(self, *, reusable: bool) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is None:  # answered already (a truncated body, HEAD): settled as it was then
+            return
+        self.reusable = reusable and not self.lost
+        if not waiter.done():
+            waiter.set_result(None)
+
+    def _fail(self, exc: Exception) -> None:
+        waiter, self.waiter = self.waiter, None
+        self.reusable = False
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+
+    async def exchange(self, raw: bytes, *, head: bool, limit: int) -> Answer:
+        assert self.transport is not None
+        self._reset(limit)
+        self.head = head
+        self.reusable = False
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport.write(raw)
+        await self.waiter
+        status = self.parser.get_status_code()
+        return Answer(status, self.reason.decode("latin-1"), self.headers, bytes(self.body), self.truncated)
+
+    def close(self) -> None:
+        self.reusable = False
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+
+class Http1Pool:
+    """Keep-alive connections to one origin."""
+
+    def __init__(
+        self,
+        scheme: str,
+        host: str,
+        port: int,
+        *,
+        max_connections: int = 100,
+        max_idle: int = 32,
+        keepalive_seconds: float = 30.0,
+    ) -> None:
+        self.scheme, self.host, self.port = scheme, host, port
+        default = 443 if scheme == "https" else 80
+        self._host_header = host if port == default else f"{host}:{port}"
+        if ":" in host and not host.startswith("["):
+            self._host_header = f"[{host}]" + ("" if port == default else f":{port}")
+        self._ssl: ssl.SSLContext | None = httpcore2.default_ssl_context() if scheme == "https" else None
+        self._idle: list[_Connection] = []
+        self._slots = anyio.Semaphore(max_connections)
+        self._max_idle = max_idle
+        self._keepalive = keepalive_seconds
+        self._closed = False
+
+    async def _connect(self, seconds: float) -> _Connection:
+        loop = asyncio.get_running_loop()
+        try:
+            with anyio.fail_after(seconds):
+                _, conn = await loop.create_connection(
+                    _Connection,
+                    self.host,
+                    self.port,
+                    ssl=self._ssl,
+                    server_hostname=self.host if self._ssl is not None else None,
+                )
+        except TimeoutError:
+            raise httpcore2.ConnectTimeout(
+                f"no connection to {self.host}:{self.port} within {seconds}s"
+            ) from None
+        except ssl.SSLError as exc:
+            raise httpcore2.ConnectError(f"TLS with {self.host}:{self.port} failed: {exc}") from None
+        except OSError as exc:
+            raise httpcore2.ConnectError(f"cannot connect to {self.host}:{self.port}: {exc}") from None
+        return conn
+
+    def _take_idle(self) -> _Connection | None:
+        now = time.monotonic()
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.lost or conn.transport is None or conn.transport.is_closing():
+                continue
+            if now - conn.idle_since > self._keepalive:
+                conn.close()
+                continue
+            return conn
+        return None
+
+    def encode(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes | None) -> bytes:
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {self._host_header}"]
+        for name, value in headers:
+            if "\r" in name or "\n" in name or "\r" in value or "\n" in value:
+                raise httpcore2.LocalProtocolError(f"header {name!r} holds a line break")
+            lines.append(f"{name}: {value}")
+        if body is not None or method in ("POST", "PUT", "PATCH"):
+            lines.append(f"Content-Length: {len(body or b'')}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
+
+    async def request(
+        self,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        body: bytes | None,
+        *,
+        connect_seconds: float,
+        read_seconds: float,
+        limit: int,
+    ) -> Answer:
+        """One exchange; ``limit`` caps the body kept (the rest is not read)."""
+        if self._closed:
+            raise httpcore2.ConnectError("the target's connections are closed")
+        raw = self.encode(method, target, headers, body)
+        async with self._slots:
+            conn = self._take_idle() or await self._connect(connect_seconds)
+            try:
+                with anyio.fail_after(read_seconds):
+                    answer = await conn.exchange(raw, head=method == "HEAD", limit=limit)
+            except TimeoutError:
+                conn.close()
+                raise httpcore2.ReadTimeout(f"no answer from {self.host} within {read_seconds}s") from None
+            except BaseException:
+                conn.close()
+                raise
+            if conn.reusable and not self._closed and len(self._idle) < self._max_idle:
+                conn.idle_since = time.monotonic()
+                self._idle.append(conn)
+            else:
+                conn.close()
+            return answer
+
+    async def aclose(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
