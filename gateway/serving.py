@@ -17,6 +17,7 @@ on SIGTERM/SIGINT. Prometheus metrics are kept in a directory the workers share
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import logging.config
 import multiprocessing
@@ -40,6 +41,7 @@ from starlette.types import Receive, Scope, Send
 from gateway.settings import Settings
 
 logger = logging.getLogger(__name__)
+GC_THRESHOLD = 20_000  # young-generation allocations between collections (CPython's default: 700)
 SESSION_TAG_BITS = 32  # the low 32 bits of a worker's session ids are its process id
 FORWARDED_CLIENT = "x-switchboard-forwarded-client"
 _FORWARDED = FORWARDED_CLIENT.encode()
@@ -59,6 +61,21 @@ class GatewayServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: Any) -> None:
         self.on_exit()
         super().handle_exit(sig, frame)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        settle_memory()
+
+
+def settle_memory() -> None:
+    """Once started: move what start-up made (modules, compiled documents, catalogs) out of
+    the collector's way, and collect the young generation less often. A profile under load
+    showed cyclic GC passes over those long-lived objects in every request's path; frozen
+    objects are never scanned, and each request's garbage is mostly freed by reference
+    counting anyway (issue 9)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def gateway_server(app: Any, settings: Settings, log_config: dict[str, Any] | None) -> GatewayServer:

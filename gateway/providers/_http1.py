@@ -11,7 +11,9 @@ is noticed by the event loop, without polling); at most ``max_connections`` open
 deadlines cover connecting, writing and reading; a connection is closed, never reused,
 after a timeout, a cancellation, a truncated body or a protocol error; TLS with the
 system's trust store (``SSL_CERT_FILE``/``SSL_CERT_DIR`` honoured, as httpcore2 does).
-Errors are httpcore2's exception types so callers handle one family.
+Errors are httpcore2's exception types so callers handle one family. It runs on asyncio
+(the server's loop) and uses asyncio's own timeout and semaphore: anyio's cancel scopes
+cost more than the rest of a request here (an outer anyio scope still cancels it).
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import time
 from dataclasses import dataclass
 from typing import cast
 
-import anyio
 import httpcore2
 import httptools
 
@@ -166,7 +167,7 @@ class Http1Pool:
             self._host_header = f"[{host}]" + ("" if port == default else f":{port}")
         self._ssl: ssl.SSLContext | None = httpcore2.default_ssl_context() if scheme == "https" else None
         self._idle: list[_Connection] = []
-        self._slots = anyio.Semaphore(max_connections)
+        self._slots = asyncio.Semaphore(max_connections)
         self._max_idle = max_idle
         self._keepalive = keepalive_seconds
         self._closed = False
@@ -174,7 +175,7 @@ class Http1Pool:
     async def _connect(self, seconds: float) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
-            with anyio.fail_after(seconds):
+            async with asyncio.timeout(seconds):
                 _, conn = await loop.create_connection(
                     _Connection,
                     self.host,
@@ -232,7 +233,7 @@ class Http1Pool:
         async with self._slots:
             conn = self._take_idle() or await self._connect(connect_seconds)
             try:
-                with anyio.fail_after(read_seconds):
+                async with asyncio.timeout(read_seconds):
                     answer = await conn.exchange(raw, head=method == "HEAD", limit=limit)
             except TimeoutError:
                 conn.close()

@@ -14,7 +14,6 @@ import base64
 import re
 from collections.abc import Iterator
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -40,6 +39,7 @@ from tests.support.prism import Prism, prism
 pytestmark = pytest.mark.anyio
 
 PLATFORMS = ("jira", "confluence", "google")
+TODAYS_TOP = "project = SUP AND status = Open AND created >= startOfDay() ORDER BY priority DESC"
 APPROVALS = """    approvals:
       - tools: [google___send_email]
         timeout_seconds: 120
@@ -51,9 +51,11 @@ def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[World, dict
     root = tmp_path_factory.mktemp("seed")
     with gateway_world(root, APPROVALS) as world:
         upstreams: dict[str, Prism] = {}
-        with prism(catalog().entries["jira"].spec_path) as upstreams["jira"], prism(
-            catalog().entries["confluence"].spec_path
-        ) as upstreams["confluence"], prism(catalog().entries["google"].spec_path) as upstreams["google"]:
+        with (
+            prism(catalog().entries["jira"].spec_path) as upstreams["jira"],
+            prism(catalog().entries["confluence"].spec_path) as upstreams["confluence"],
+            prism(catalog().entries["google"].spec_path) as upstreams["google"],
+        ):
             for name in PLATFORMS:
                 enable(world.data, name, world.issuer, upstreams[name].url)
             yield world, upstreams
@@ -122,7 +124,7 @@ async def test_top_tickets_answered_from_the_knowledge_base_with_approval_to_sen
         found = await call(
             client,
             "jira___search_issues",
-            {"jql": "project = SUP AND status = Open AND created >= startOfDay() ORDER BY priority DESC", "limit": 3},
+            {"jql": TODAYS_TOP, "limit": 3},
         )
         tickets = found["items"][:3]
         assert tickets and all(t["key"].startswith("SUP-") for t in tickets), found
@@ -143,7 +145,8 @@ async def test_top_tickets_answered_from_the_knowledge_base_with_approval_to_sen
             page = await call(client, "confluence___get_page", {"id": str(article["content"]["id"])})
             reporter = (detail.get("fields") or {}).get("reporter") or {}
             to = reporter.get("emailAddress") or "customer@example.com"
-            drafts.append((to, f"Re: {ticket['key']} {ticket['fields']['summary']}", reply(ticket, article, page)))
+            subject = f"Re: {ticket['key']} {ticket['fields']['summary']}"
+            drafts.append((to, subject, reply(ticket, article, page)))
 
         # 3. Send each reply: held until a person approves.
         assert sends(upstreams["google"]) == 0
