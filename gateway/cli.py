@@ -63,6 +63,8 @@ async def _preflight(settings: Settings, config: str | None) -> tuple[str | None
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     if settings.tracing:
         wanted_exporters()  # OTEL_* named something this gateway cannot export to: refused here
+    for issue in connectors.catalog(settings.connectors_dir).problems:  # a missing folder is refused
+        print(f"switchboard: a connector was not loaded: {issue}", file=sys.stderr)
     doc = await _check(config) if config is not None else None
     store = await Store.open(settings.resolved_database_url())
     try:

@@ -47,6 +47,10 @@ class Settings(BaseSettings):
         None, description="Wrap the vault's data keys with this AWS KMS key."
     )
 
+    connectors_dir: Path | None = Field(
+        None, description="A folder of your own connectors (YAML); yours replace ours by name."
+    )
+
     redis_url: str | None = Field(
         None, description="redis://host:port/db: rate-limit counters (and later caches) shared by replicas."
     )

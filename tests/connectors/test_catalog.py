@@ -21,6 +21,7 @@ from gateway.connectors import (
     check,
     connector_json_schema,
     enable,
+    expand,
     find,
 )
 from gateway.core.errors import ConfigError
@@ -139,3 +140,20 @@ def test_the_cli_lists_shows_and_refuses_clearly(tmp_path: Path) -> None:
     assert no_gateway.returncode == 1 and "no gateway named 'default'" in no_gateway.stderr
     schema = cli("schema", "--connector")
     assert json.loads(schema.stdout)["title"] == "Switchboard connector"
+
+
+def test_a_target_keeps_other_fields_than_the_connector() -> None:
+    entry = find("github")
+    target = ConnectorTarget(
+        name="gh", kind="connector", connector="github", fields={"list_issues": ["number", "title", "body"]}
+    )
+    shape = expand(target, entry).shape
+    assert shape["issues_list-for-repo"].fields == ["number", "title", "body"]
+    assert shape["pulls_list"].fields == next(
+        o.fields for o in entry.connector.operations if o.name == "list_pull_requests"
+    )
+    with pytest.raises(ConfigError, match="does not have: list_isues"):
+        expand(
+            ConnectorTarget(name="gh", kind="connector", connector="github", fields={"list_isues": ["x"]}),
+            entry,
+        )

@@ -7,6 +7,7 @@ see only valid requests, each signed with the user's token.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -21,10 +22,11 @@ import anyio
 import httpx2
 import mcp_types as types
 import pytest
+import yaml
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from gateway.connectors import catalog
+from gateway.connectors import BUILTIN, catalog
 from tests.e2e.harness import ROOT, Served, serve
 from tests.fixtures.oidc_server import Issuer, running
 from tests.support.prism import Prism, prism, prism_binary
@@ -170,3 +172,82 @@ async def every_operation(world: World, name: str, upstream: Prism) -> None:
     assert upstream.violations() == []
     # Every request Prism saw carried the user's token (Prism answers 401 without one).
     assert not [line for line in upstream.lines if "401" in line and "Unauthorized" in line]
+
+
+async def test_the_admin_api_lists_shows_and_enables(world: World) -> None:
+    async with httpx2.AsyncClient(base_url=world.served.base, headers=world.served.admin_headers) as admin:
+        listed = (await admin.get("/admin/v1/connectors")).json()
+        assert set(BUILT_IN) <= {c["name"] for c in listed["connectors"]} and listed["problems"] == []
+        assert all("file" not in c and "spec" not in c for c in listed["connectors"])  # no server paths
+        shown = (await admin.get("/admin/v1/connectors/jira")).json()
+        assert shown["problems"] == [] and "search_issues" in {t["name"] for t in shown["tools"]}
+        assert (await admin.get("/admin/v1/connectors/nope")).status_code == 404
+        refused = await admin.post("/admin/v1/gateways/default/connectors/slack", json={"client_id": 7})
+        assert refused.status_code == 422 and refused.json()["issues"][0]["location"] == "client_id"
+        async with httpx2.AsyncClient(base_url=world.served.base) as anonymous:
+            unauthenticated = await anonymous.post(
+                "/admin/v1/gateways/default/connectors/slack", json={"client_id": "a"}
+            )
+        assert unauthenticated.status_code == 401
+        made = await admin.post(
+            "/admin/v1/gateways/default/connectors/slack",
+            json={
+                "target": "team-chat",
+                "client_id": "agent",
+                "client_secret": {"env": "IDP_CLIENT_SECRET"},
+                "authorize_url": f"{world.issuer.url}/authorize",
+                "token_url": f"{world.issuer.url}/token",
+                "base_url": "http://127.0.0.1:9",
+                "tools": ["post_message", "list_channels"],
+            },
+        )
+        assert made.status_code == 201, made.text
+        assert made.json()["target"] == {
+            "name": "team-chat",
+            "kind": "connector",
+            "connector": "slack",
+            "credential": "team-chat",
+            "base_url": "http://127.0.0.1:9",
+            "include": ["post_message", "list_channels"],
+        }
+        tools = (await admin.get("/admin/v1/gateways/default/tools")).json()["tools"]
+        assert sorted(t["name"] for t in tools if t["name"].startswith("team-chat___")) == [
+            "team-chat___list_channels",
+            "team-chat___post_message",
+        ]
+        gateway = (await admin.get("/admin/v1/gateways/default")).json()
+        provider = next(p for p in gateway["credential_providers"] if p["name"] == "team-chat")
+        assert provider["preset"] == "slack" and set(provider["scopes"]) == {
+            "chat:write",
+            "channels:read",
+            "groups:read",
+        }
+
+
+def test_a_users_connectors_folder(tmp_path: Path) -> None:
+    ours = yaml.safe_load((BUILTIN / "slack.yaml").read_text())
+    ours["title"] = "Slack (our fork)"
+    ours["spec"] = str(BUILTIN.parent / "specs" / "slack.yaml")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "slack.yaml").write_text(yaml.safe_dump(ours))
+    (mine / "broken.yaml").write_text("name: broken\ntitle: [\n")
+    config = tmp_path / "switchboard.yaml"
+    config.write_text("gateways:\n  - name: default\n")
+    with serve(tmp_path / "data", config, env={"SWITCHBOARD_CONNECTORS_DIR": str(mine)}) as served:
+        warned = [line for line in served.output if "a connector was not loaded" in line]
+        assert warned and "broken.yaml:3" in warned[0] and "not valid YAML" in warned[0]
+        with httpx2.Client(base_url=served.base, headers=served.admin_headers) as admin:
+            listed = {c["name"]: c for c in admin.get("/admin/v1/connectors").json()["connectors"]}
+        assert listed["slack"]["origin"] == "user" and listed["slack"]["title"] == "Slack (our fork)"
+        assert listed["github"]["origin"] == "built-in"
+    missing = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--port", "0", "--data-dir", str(tmp_path / "d2")],
+        cwd=ROOT,
+        env={**os.environ, "SWITCHBOARD_CONNECTORS_DIR": str(tmp_path / "nowhere")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert missing.returncode == 1 and "connectors folder" in missing.stderr and "nowhere" in missing.stderr
+    assert "Traceback" not in missing.stderr
