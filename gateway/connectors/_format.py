@@ -17,7 +17,7 @@ from gateway.config import (
     FailureSpec,
     Model,
     Name,
-    PagingSpec,
+    ShapeSpec,
     load_yaml_model,
 )
 
@@ -60,8 +60,8 @@ class CredentialPreset(Model):
     api_key: ApiKeyAlternative | None = None
 
 
-class ConnectorOperation(Model):
-    """One curated operation: a tool."""
+class ConnectorOperation(ShapeSpec):
+    """One curated operation: a tool (with the shape of its results: items, fields, paging)."""
 
     operation: str = Field(description="The operationId in the API document.")
     name: ToolName = Field(description="The tool's name (the gateway puts '<target>___' before it).")
@@ -71,15 +71,6 @@ class ConnectorOperation(Model):
         default_factory=dict, description="Fixed argument values: hidden from the model, always sent."
     )
     scopes: list[str] = Field(default_factory=list, description="OAuth scopes the operation needs.")
-    items: str | None = Field(None, description="Dotted path of the list in the response ('': the body).")
-    fields: list[str] | None = Field(None, description="Dotted paths kept of each item (or of the body).")
-    paging: PagingSpec | None = None
-
-    @model_validator(mode="after")
-    def _items_for_paging(self) -> ConnectorOperation:
-        if self.paging is not None and self.items is None:
-            raise ValueError("paging needs `items` (where the list is in the response body)")
-        return self
 
 
 class RateLimitHint(Model):

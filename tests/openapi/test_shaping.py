@@ -54,6 +54,15 @@ DOC: dict[str, Any] = {
 }
 
 
+GITHUB_STYLE = {
+    "style": "token",
+    "next": "header:Link",
+    "next_param": "page",
+    "cursor": "page",
+    "limit": "per_page",
+}
+
+
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory: pytest.TempPathFactory) -> Compiled:
     return Compiler(
@@ -91,16 +100,7 @@ def test_link_header_next() -> None:
 
 
 def test_the_tool_takes_cursor_and_limit_instead_of_the_native_parameters(compiled: Compiled) -> None:
-    s = shape(
-        compiled,
-        {
-            "style": "token",
-            "next": "header:Link",
-            "next_param": "page",
-            "cursor": "page",
-            "limit": "per_page",
-        },
-    )
+    s = shape(compiled, GITHUB_STYLE)
     tool = shaped_tool(next(t for t in compiled.tools if t.name == "list"), s)
     props = tool.input_schema["properties"]
     assert "page" not in props and "per_page" not in props
@@ -109,17 +109,7 @@ def test_the_tool_takes_cursor_and_limit_instead_of_the_native_parameters(compil
 
 
 def test_token_from_a_link_header_goes_back_in_its_parameter(compiled: Compiled) -> None:
-    s = shape(
-        compiled,
-        {
-            "style": "token",
-            "next": "header:Link",
-            "next_param": "page",
-            "cursor": "page",
-            "limit": "per_page",
-            "max_limit": 50,
-        },
-    )
+    s = shape(compiled, {**GITHUB_STYLE, "max_limit": 50})
     args, follow = page_request(s, {"q": "x", "limit": 500})
     assert follow is None and args == {"q": "x", "per_page": 50}
     result = shape_result(
