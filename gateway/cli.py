@@ -22,7 +22,7 @@ import anyio
 
 from gateway import __version__, connectors
 from gateway.app import DEFAULT_TENANT, Switchboard, compile_check, create_app
-from gateway.config import Document, SecretRef, json_schema, load_file, to_store
+from gateway.config import Document, SecretRef, json_schema, load_file, to_store, validate
 from gateway.connectors import connector_json_schema
 from gateway.core.errors import ConfigError
 from gateway.hub import Hub
@@ -333,20 +333,24 @@ async def _enable(args: argparse.Namespace) -> str:
     variables = {}
     for item in args.var or ():
         key, eq, value = item.partition("=")
-        if not eq:
+        if not eq or not key.strip():
             raise ConfigError(f"--var {item!r}: write it as NAME=VALUE")
-        variables[key] = value
-    request = connectors.EnableRequest(
-        target=args.target,
-        client_id=args.client_id,
-        client_secret=_secret_ref(args.client_secret_env, args.client_secret_file, "client-secret"),
-        api_key=_secret_ref(args.api_key_env, args.api_key_file, "api-key"),
-        authorize_url=args.authorize_url,
-        token_url=args.token_url,
-        base_url=args.base_url,
-        server_variables=variables,
-        tools=args.tools or [],
-    )
+        variables[key.strip()] = value
+    secrets = {
+        "client_secret": _secret_ref(args.client_secret_env, args.client_secret_file, "client-secret"),
+        "api_key": _secret_ref(args.api_key_env, args.api_key_file, "api-key"),
+    }
+    given = {
+        "target": args.target,
+        "client_id": args.client_id,
+        "authorize_url": args.authorize_url,
+        "token_url": args.token_url,
+        "base_url": args.base_url,
+        "server_variables": variables,
+        "tools": args.tools or [],
+        **{k: v.model_dump(exclude_none=True) for k, v in secrets.items() if v is not None},
+    }
+    request = validate(connectors.EnableRequest, given, source="command line")
     settings = _settings(args)
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     store = await Store.open(settings.resolved_database_url())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import orjson
 from pydantic import TypeAdapter
 from pydantic.json_schema import models_json_schema
@@ -222,7 +223,8 @@ async def get_connector(request: Request, system: Switchboard, tenant: str) -> R
     if name not in connectors.catalog().entries:
         return _error(404, f"no connector named {name!r}; GET /admin/v1/connectors lists them")
     entry = connectors.find(name)
-    problems = [{"location": i.location, "message": i.message} for i in connectors.check(entry)]
+    issues = await anyio.to_thread.run_sync(connectors.checked, entry)
+    problems = [{"location": i.location, "message": i.message} for i in issues]
     return JSONResponse({**_connector_wire(entry), "problems": problems})
 
 

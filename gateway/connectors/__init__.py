@@ -28,6 +28,7 @@ from gateway.config import (
     RateLimitSpec,
     SecretRef,
     ShapeSpec,
+    validate,
 )
 from gateway.connectors._format import Connector, ConnectorOperation, load_connector
 from gateway.core.errors import ConfigError, ConfigIssue
@@ -43,6 +44,7 @@ __all__ = [
     "Entry",
     "catalog",
     "check",
+    "checked",
     "connector_json_schema",
     "describe",
     "enable",
@@ -183,6 +185,22 @@ def check(entry: Entry, compiled: Compiled | None = None) -> list[ConfigIssue]:
         except ConfigError as exc:
             issues += [ConfigIssue(e.message, f"{where}.paging", src) for e in exc.issues]
     return issues
+
+
+_checked: dict[tuple[str, int, int], list[ConfigIssue]] = {}
+
+
+def checked(entry: Entry) -> list[ConfigIssue]:
+    """``check``, remembered until the connector or its document changes (compiling a
+    document takes tens of milliseconds; call it off the event loop)."""
+    try:
+        key = (str(entry.path), entry.path.stat().st_mtime_ns, entry.spec_path.stat().st_mtime_ns)
+    except OSError:
+        return check(entry)
+    hit = _checked.get(key)
+    if hit is None:
+        hit = _checked[key] = check(entry)
+    return hit
 
 
 def _shape(op: ConnectorOperation, fields: Sequence[str] | None) -> ShapeSpec:
@@ -339,6 +357,7 @@ def enable(gateway: GatewaySpec, entry: Entry, request: EnableRequest) -> Gatewa
         server_variables=dict(r.server_variables),
         include=list(tools or ()),
     )
+    _replaceable(gateway, name, c.name)
     providers = [p for p in gateway.credential_providers if p.name != name] + [credential]
     targets = [t for t in gateway.targets if t.name != name] + [made]
     limits = [r for r in gateway.rate_limits if r.tools != [f"{name}___*"]]
@@ -350,7 +369,33 @@ def enable(gateway: GatewaySpec, entry: Entry, request: EnableRequest) -> Gatewa
         targets=[t.model_dump(mode="json", exclude_defaults=True) for t in targets],
         rate_limits=[r.model_dump(mode="json", exclude_defaults=True) for r in limits],
     )
-    return GatewaySpec.model_validate(data)
+    return validate(GatewaySpec, data, source=f"gateway {gateway.name!r} with connector {c.name!r}")
+
+
+def _replaceable(gateway: GatewaySpec, name: str, connector: str) -> None:
+    """Enabling again replaces what an earlier enable made, never anything else."""
+    for t in gateway.targets:
+        if t.name == name and not (isinstance(t, ConnectorTarget) and t.connector == connector):
+            raise ConfigError(
+                f"gateway {gateway.name!r} has a target {name!r} already (not connector {connector!r}); "
+                "give another name (--target, or `target` in the request)"
+            )
+    users = [t.name for t in gateway.targets if t.name != name and name in _providers_named(t)]
+    if any(p.name == name for p in gateway.credential_providers) and users:
+        raise ConfigError(
+            f"gateway {gateway.name!r} has a credential provider {name!r} that targets "
+            f"{', '.join(users)} use; give the connector's target another name"
+        )
+
+
+def _providers_named(target: Any) -> set[str]:
+    """The credential providers a target signs with (OpenAPI `credentials`, MCP and connector
+    `credential`)."""
+    credential = getattr(target, "credential", None)
+    if isinstance(credential, str):
+        return {credential}
+    refs = [*getattr(target, "credentials", {}).values(), *([credential] if credential else [])]
+    return {r.provider for r in refs if getattr(r, "provider", None)}
 
 
 def connector_json_schema() -> dict[str, Any]:

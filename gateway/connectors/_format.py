@@ -11,12 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from gateway.config import (
     FailureSpec,
     Model,
     Name,
+    RateLimitSpec,
     ShapeSpec,
     load_yaml_model,
 )
@@ -78,6 +79,11 @@ class RateLimitHint(Model):
 
     limit: str = Field(description="'5000/hour', '100/minute' (the limits library's syntax).")
     note: str = ""
+
+    @field_validator("limit")
+    @classmethod
+    def _parses(cls, limit: str) -> str:
+        return RateLimitSpec(limit=limit).limit  # the same rule a gateway's rate_limits follow
 
 
 class Connector(Model):

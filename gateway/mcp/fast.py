@@ -229,6 +229,7 @@ class FastPath:
         if session is not None:
             self.in_flight[(session, request["id"])] = cancel
         watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, cancel))
+        balanced = False
         try:
             result = await gw.call(name, params.get("arguments"), ctx)
         except InvalidArguments as exc:
@@ -236,7 +237,10 @@ class FastPath:
         except asyncio.CancelledError:
             if not cancel.requested:
                 raise
-            task.uncancel()  # the client is gone, or cancelled this request: nobody to answer
+            balanced = True
+            if task.uncancel() > 0:
+                raise  # the server is stopping too: that cancellation goes on
+            result = None  # the client is gone, or cancelled this request: nobody to answer
         except Exception:  # noqa: BLE001 - _Fallback, and protocol errors the SDK path words
             fallback = True
         finally:
@@ -244,6 +248,9 @@ class FastPath:
             watcher.cancel()
             if session is not None:
                 self.in_flight.pop((session, request["id"]), None)
+        if cancel.requested and not balanced:
+            task.uncancel()  # code under the call swallowed our cancellation: count it off
+            result = None
         if fallback:
             raise _Fallback
         return None if result is None else self.result_wire(result)

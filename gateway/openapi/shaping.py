@@ -33,6 +33,8 @@ CURSOR = "cursor"
 LIMIT = "limit"
 _LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]+)*)")
 _TEMPLATE_SPLIT = re.compile(r"(\{[^}/]+\})")
+_PATH = re.compile(r"/[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*")
+_QUERY = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/%?]*")
 
 Tree = dict[str, "Tree"]
 
@@ -193,7 +195,7 @@ def page_request(shape: Shape, args: Mapping[str, Any]) -> tuple[dict[str, Any],
         raise BadArgument("cursor must be the next_cursor string of a previous page")
     if paging.style == "url":
         path, _, query = _decode(cursor).partition("?")
-        if not any(t.fullmatch(path) for t in shape.follow):
+        if not _plain_url(path, query) or not any(t.fullmatch(path) for t in shape.follow):
             raise BadArgument("cursor is not one this tool gave; pass a next_cursor unchanged, or omit it")
         # The URL carries the page size and filters of the first page.
         return out, shape.base_path + path + (f"?{query}" if query else "")
@@ -206,6 +208,15 @@ def page_request(shape: Shape, args: Mapping[str, Any]) -> tuple[dict[str, Any],
     else:
         out[shape.cursor_param.arg] = cursor
     return out, None
+
+
+def _plain_url(path: str, query: str) -> bool:
+    """A path and query as an API writes them: percent-encoded, no dot segments, no encoded
+    slash in a segment (which an upstream might decode into another path)."""
+    if not _PATH.fullmatch(path) or not _QUERY.fullmatch(query):
+        return False
+    lowered = path.lower()
+    return "%2f" not in lowered and "%5c" not in lowered and not {".", ".."} & set(path.split("/"))
 
 
 def _encode(path: str) -> str:

@@ -19,6 +19,7 @@ cost more than the rest of a request here (an outer anyio scope still cancels it
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import time
 from dataclasses import dataclass
@@ -26,6 +27,12 @@ from typing import cast
 
 import httpcore2
 import httptools
+
+MAX_HEADERS = 100
+MAX_HEADER_BYTES = 64 * 1024
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_TARGET = re.compile(r"[\x21-\x7e]+")  # visible ASCII: a percent-encoded path and query
+_FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})
 
 
 @dataclass(slots=True)
@@ -38,25 +45,31 @@ class Answer:
 
 
 class _Connection(asyncio.Protocol):
-    """One TCP (or TLS) connection and the response being read on it."""
+    """One TCP (or TLS) connection and the answer being read on it.
+
+    An answer is settled once (``_complete`` snapshots it, ``_fail`` gives the error); any
+    byte after that which the exchange did not ask for (a second answer in the same packet,
+    a body after HEAD) makes the connection unusable, never the next request's answer."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
-        self.waiter: asyncio.Future[None] | None = None
+        self.waiter: asyncio.Future[Answer] | None = None
         self.lost = False
         self.reusable = False
         self.idle_since = 0.0
-        self._reset(0)
+        self._reset(0, head=False)
 
-    def _reset(self, limit: int) -> None:
+    def _reset(self, limit: int, *, head: bool) -> None:
         self.limit = limit
+        self.head = head
         self.reason = b""
         self.headers: list[tuple[bytes, bytes]] = []
+        self.header_bytes = 0
         self.body = bytearray()
         self.truncated = False
-        self.head = False
         self.headers_done = False
+        self.settled = False
 
     # -- asyncio.Protocol ------------------------------------------------------------
 
@@ -71,32 +84,61 @@ class _Connection(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(httpcore2.RemoteProtocolError("the upstream switched protocols"))
+            self.close()
         except httptools.HttpParserError as exc:
-            self._fail(httpcore2.RemoteProtocolError(f"the upstream's answer is not HTTP/1.1: {exc}"))
+            refused = exc.__context__  # raised by a callback below: httptools wraps it
+            reason = str(refused) if isinstance(refused, _Refused) else f"is not HTTP/1.1: {exc}"
+            self._fail(httpcore2.RemoteProtocolError(f"the upstream's answer {reason}"))
+            self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
-        if self.headers_done and not any(
-            n.lower() in (b"content-length", b"transfer-encoding") for n, _ in self.headers
-        ):
-            self._complete(reusable=False)  # a body that ends with the connection
+        if self.headers_done and self._ends_with_connection():
+            self._complete(reusable=False)
         self._fail(httpcore2.ReadError("the upstream closed the connection before answering in full"))
+
+    def _ends_with_connection(self) -> bool:
+        """A body delimited by the connection's end: no Content-Length, and not chunked."""
+        codings = b""
+        for name, value in self.headers:
+            lowered = name.lower()
+            if lowered == b"content-length":
+                return False
+            if lowered == b"transfer-encoding":
+                codings = value
+        return codings.split(b",")[-1].strip().lower() != b"chunked"
 
     # -- httptools callbacks ---------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self.settled:  # a second answer to one request
+            self.reusable = False
+            raise _Refused("was followed by another answer to the same request")
+
     def on_status(self, reason: bytes) -> None:
+        self._count(len(reason))
         self.reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value))
         self.headers.append((name, value))
+        if len(self.headers) > MAX_HEADERS:
+            raise _Refused(f"has more than {MAX_HEADERS} headers")
+
+    def _count(self, n: int) -> None:
+        self.header_bytes += n
+        if self.header_bytes > MAX_HEADER_BYTES:
+            raise _Refused(f"has more than {MAX_HEADER_BYTES} bytes of headers")
 
     def on_headers_complete(self) -> None:
+        if 100 <= self.parser.get_status_code() < 200:
+            return  # an interim answer (100 Continue, 103 Early Hints): the real one follows
         self.headers_done = True
         if self.head:  # no body follows an answer to HEAD, whatever its Content-Length says
             self._complete(reusable=False)
 
     def on_body(self, chunk: bytes) -> None:
-        if self.truncated:
+        if self.settled:
             return
         room = self.limit - len(self.body)
         if len(chunk) > room:
@@ -107,44 +149,55 @@ class _Connection(asyncio.Protocol):
             self.body += chunk
 
     def on_message_complete(self) -> None:
-        status = self.parser.get_status_code()
-        if 100 <= status < 200:  # an interim answer (100 Continue): the real one follows
-            self.headers, self.reason, self.headers_done = [], b"", False
+        if 100 <= self.parser.get_status_code() < 200:
+            self.headers, self.reason, self.header_bytes = [], b"", 0
             return
         self._complete(reusable=self.parser.should_keep_alive())
 
     # -- requests ----------------------------------------------------------------------
 
     def _complete(self, *, reusable: bool) -> None:
+        """Settle the answer as it is now (later callbacks cannot change it)."""
         waiter, self.waiter = self.waiter, None
-        if waiter is None:  # answered already (a truncated body, HEAD): settled as it was then
+        if waiter is None or self.settled:
             return
+        self.settled = True
         self.reusable = reusable and not self.lost
+        answer = Answer(
+            self.parser.get_status_code(),
+            self.reason.decode("latin-1"),
+            self.headers,
+            bytes(self.body),
+            self.truncated,
+        )
         if not waiter.done():
-            waiter.set_result(None)
+            waiter.set_result(answer)
 
     def _fail(self, exc: Exception) -> None:
         waiter, self.waiter = self.waiter, None
         self.reusable = False
+        self.settled = True
         if waiter is not None and not waiter.done():
             waiter.set_exception(exc)
 
     async def exchange(self, raw: bytes, *, head: bool, limit: int) -> Answer:
         assert self.transport is not None
-        self._reset(limit)
-        self.head = head
+        self._reset(limit, head=head)
         self.reusable = False
-        self.waiter = asyncio.get_running_loop().create_future()
         self.parser = httptools.HttpResponseParser(self)
+        waiter: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self.waiter = waiter
         self.transport.write(raw)
-        await self.waiter
-        status = self.parser.get_status_code()
-        return Answer(status, self.reason.decode("latin-1"), self.headers, bytes(self.body), self.truncated)
+        return await waiter
 
     def close(self) -> None:
         self.reusable = False
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
+
+
+class _Refused(Exception):
+    """An answer this client will not read further (raised inside the parser's callbacks)."""
 
 
 class Http1Pool:
@@ -206,14 +259,27 @@ class Http1Pool:
         return None
 
     def encode(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes | None) -> bytes:
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {self._host_header}"]
+        """The request's bytes. The method and target must be plain (no spaces, line breaks or
+        other controls: a target made from an agent's cursor must not start a second request);
+        the gateway sets Host (unless given), Content-Length and the framing itself."""
+        if not _TOKEN.fullmatch(method):
+            raise httpcore2.LocalProtocolError(f"{method!r} is not an HTTP method")
+        if not _TARGET.fullmatch(target):
+            raise httpcore2.LocalProtocolError("the request target holds characters a URL cannot")
+        lines = [f"{method} {target} HTTP/1.1"]
+        if not any(name.lower() == "host" for name, _ in headers):
+            lines.append(f"Host: {self._host_header}")
         for name, value in headers:
-            if "\r" in name or "\n" in name or "\r" in value or "\n" in value:
+            if not _TOKEN.fullmatch(name):
+                raise httpcore2.LocalProtocolError(f"{name!r} is not a header name")
+            if name.lower() in _FRAMING:
+                raise httpcore2.LocalProtocolError(f"header {name!r} is the gateway's to set")
+            if any(c in value for c in "\r\n\x00"):
                 raise httpcore2.LocalProtocolError(f"header {name!r} holds a line break")
             lines.append(f"{name}: {value}")
         if body is not None or method in ("POST", "PUT", "PATCH"):
             lines.append(f"Content-Length: {len(body or b'')}")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + (body or b"")
 
     async def request(
         self,

@@ -274,6 +274,10 @@ class OpenApiProvider(ToolProvider):
                     body, truncated = response.body, response.truncated
                     shaped = self._shaped(answer, response, shape, sent or {})
                     return answer.status, shaped or _result(answer, body, truncated, op.wrap_result)
+            except httpcore2.LocalProtocolError as exc:  # the request itself is wrong: no retry
+                raise ToolExecutionError(
+                    f"{op.method} {op.path}: the request cannot be sent: {exc}"
+                ) from None
             except httpcore2.TimeoutException:
                 last_error = f"no answer within {self.config.timeout_seconds}s"
             except (httpcore2.NetworkError, httpcore2.ProtocolError, httpcore2.UnsupportedProtocol) as exc:

@@ -157,3 +157,46 @@ def test_a_target_keeps_other_fields_than_the_connector() -> None:
             ConnectorTarget(name="gh", kind="connector", connector="github", fields={"list_isues": ["x"]}),
             entry,
         )
+
+
+def test_enabling_never_replaces_what_it_did_not_make() -> None:
+    gateway = GatewaySpec.model_validate(
+        {
+            "name": "default",
+            "credential_providers": [{"name": "github", "kind": "api_key"}],
+            "targets": [
+                {"name": "slack", "kind": "function", "functions": ["tests.fixtures.functions:add"]},
+                {
+                    "name": "api",
+                    "kind": "openapi",
+                    "spec": "specs/items.yaml",
+                    "credentials": {"bearer": {"provider": "github"}},
+                },
+            ],
+        }
+    )
+    with pytest.raises(ConfigError, match="has a target 'slack' already"):
+        enable(gateway, find("slack"), EnableRequest(client_id="a"))
+    with pytest.raises(ConfigError, match="that targets api use"):
+        enable(gateway, find("github"), EnableRequest(client_id="a"))
+    assert (
+        enable(gateway, find("slack"), EnableRequest(client_id="a", target="chat")).targets[-1].name == "chat"
+    )
+
+
+def test_a_connector_with_a_limit_the_gateway_cannot_count_is_refused_at_load(tmp_path: Path) -> None:
+    data = yaml.safe_load((BUILTIN / "slack.yaml").read_text())
+    data["rate_limit"] = {"limit": "lots"}
+    (tmp_path / "slack.yaml").write_text(yaml.safe_dump(data))
+    messages = [str(i) for i in catalog(tmp_path).problems]
+    assert any("rate_limit.limit" in m for m in messages), messages
+
+
+def test_the_cli_refuses_bad_enable_flags_in_one_line(tmp_path: Path) -> None:
+    for argv, says in (
+        (["--target", "a b"], "target"),
+        (["--base-url", "ftp://x"], "base_url"),
+        (["--var", "=x"], "NAME=VALUE"),
+    ):
+        done = cli("connectors", "enable", "slack", "--client-id", "a", *argv, data=tmp_path / "data")
+        assert done.returncode == 1 and says in done.stderr and "Traceback" not in done.stderr, done.stderr

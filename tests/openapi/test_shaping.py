@@ -173,3 +173,20 @@ def test_a_shape_naming_what_the_document_lacks_is_refused(compiled: Compiled) -
         shape(compiled, {"style": "token", "next": "n", "cursor": "cursor"})
     with pytest.raises(ValueError, match="needs `next`"):
         PagingSpec(style="token", cursor="page")
+
+
+@pytest.mark.parametrize(
+    "made_up",
+    [
+        "/api/v2/items/more/x HTTP/1.1\r\nHost: a\r\n\r\nDELETE /admin",
+        "/items/more/a b",
+        "/items/more/..",
+        "/items/more/a%2F..%2Fadmin",
+        "/items/more/ok?x=1\r\nEvil: 1",
+    ],
+)
+def test_a_made_up_url_cursor_cannot_become_another_request(compiled: Compiled, made_up: str) -> None:
+    s = shape(compiled, {"style": "url", "next": "next", "follow": ["more"]}, items="records")
+    cursor = base64.urlsafe_b64encode(made_up.encode()).decode().rstrip("=")
+    with pytest.raises(BadArgument, match="not one this tool gave"):
+        page_request(s, {"cursor": cursor})

@@ -260,3 +260,68 @@ async def test_tls_is_verified_against_the_trust_store(
         assert (await request(trusting)).body == b"hi"  # type: ignore[attr-defined]
         await trusting.aclose()
         tg.cancel_scope.cancel()
+
+
+async def test_an_answer_is_settled_once_and_extra_bytes_end_the_connection() -> None:
+    async def handler(client: anyio.abc.ByteStream, n: int) -> None:
+        while True:
+            await read_request(client)
+            if n == 1:  # a second answer to one request, in the same packet
+                await client.send(OK + b"HTTP/1.1 404 Nope\r\nContent-Length: 3\r\n\r\nbye")
+            elif n == 2:  # an interim answer before the real one, to HEAD
+                await client.send(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n")
+                await anyio.sleep(0.05)
+                await client.send(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+            else:  # a body that ends with the connection, though not chunked
+                await client.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nabc")
+                return
+
+    async def test(pool: Http1Pool, accepted: list[int]) -> None:
+        first = await request(pool)
+        assert (first.status, first.reason, first.body) == (200, "OK", b"hi")  # type: ignore[attr-defined]
+        head = await request(pool, "HEAD")  # on a new connection: the first is not trusted
+        assert head.status == 200 and head.body == b""  # type: ignore[attr-defined]
+        assert (await request(pool)).body == b"abc"  # type: ignore[attr-defined]
+        assert len(accepted) == 3
+
+    await run(handler, test)
+
+
+async def test_endless_headers_are_refused_without_holding_them() -> None:
+    async def handler(client: anyio.abc.ByteStream, n: int) -> None:
+        await read_request(client)
+        await client.send(b"HTTP/1.1 200 OK\r\n")
+        for _ in range(10_000):
+            await client.send(b"X-Filler: " + b"x" * 1000 + b"\r\n")
+
+    async def test(pool: Http1Pool, accepted: list[int]) -> None:
+        with pytest.raises(httpcore2.RemoteProtocolError, match="more than 65536 bytes of headers"):
+            await request(pool)
+
+    await run(handler, test)
+
+
+async def test_what_cannot_be_a_request_line_or_header_is_refused_before_sending() -> None:
+    seen: list[bytes] = []
+
+    async def handler(client: anyio.abc.ByteStream, n: int) -> None:
+        seen.append(await read_request(client))
+        await client.send(OK)
+
+    async def test(pool: Http1Pool, accepted: list[int]) -> None:
+        for target in ("/x HTTP/1.1\r\nHost: a\r\n\r\nDELETE /admin", "/x y", "/x\x00"):
+            with pytest.raises(httpcore2.LocalProtocolError, match="characters a URL cannot"):
+                await pool.request("GET", target, [], None, connect_seconds=1, read_seconds=1, limit=9)
+        with pytest.raises(httpcore2.LocalProtocolError, match="not an HTTP method"):
+            await pool.request("GET /", "/x", [], None, connect_seconds=1, read_seconds=1, limit=9)
+        with pytest.raises(httpcore2.LocalProtocolError, match="the gateway's to set"):
+            await pool.request(
+                "GET", "/x", [("Content-Length", "0")], None, connect_seconds=1, read_seconds=1, limit=9
+            )
+        assert accepted == []
+        headers = [("Host", "api.example"), ("X-Name", "café €")]
+        await pool.request("GET", "/x", headers, None, connect_seconds=1, read_seconds=1, limit=9)
+        assert seen[0].count(b"Host:") == 1 and b"Host: api.example\r\n" in seen[0]
+        assert "X-Name: café €".encode() in seen[0]
+
+    await run(handler, test)
