@@ -28,7 +28,10 @@ wrote, as a check of the settings.
 
     python bench/fast_path.py [--calls 1200] [--rounds 6] [--workers 2] [--concurrency 1 16]
 
-`--workers 0` leaves the multi-worker rows out.
+`--workers 0` leaves the multi-worker rows out. Under wrk, each server row also shows the CPU
+its processes used (cores = CPU seconds a second, the workers' together) and calls per
+core-second, and the multi-worker row that rate over one worker's: 1.0 means throughput grows
+in step with the cores the workers get.
 """
 
 from __future__ import annotations
@@ -180,10 +183,11 @@ async def run(
 
 def wrk_capacity(
     upstream: str, sdk: str, served: dict[str, Served], keys: dict[str, str], seconds: int, rounds: int
-) -> list[tuple[str, int, float, float, float]]:
+) -> list[tuple[str, int, float, float, float, float]]:
     """What each server does when the load generator is not a Python process on the same cores:
     wrk (C, one thread) posting the same 2026-07-28 tools/call. Rows: (name, connections,
-    calls/s, p50 ms, p99 ms), medians of `rounds` alternating runs."""
+    calls/s, p50 ms, p99 ms, cores the server's processes used), medians of `rounds`
+    alternating runs."""
     body = orjson.dumps(
         {
             "jsonrpc": "2.0",
@@ -198,7 +202,7 @@ def wrk_capacity(
     for name, s in served.items():
         key = keys.get(name)
         targets[name] = (s.mcp, {**routing, **({"Authorization": f"Bearer {key}"} if key else {})})
-    results: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
+    results: dict[tuple[str, int], list[tuple[float, float, float, float]]] = {}
     with tempfile.TemporaryDirectory() as scripts:
         for name, (_, headers) in targets.items():
             if headers is not None:
@@ -215,16 +219,42 @@ def wrk_capacity(
                     argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
                     if headers is not None:
                         argv += ["-s", str(Path(scripts, f"{name}.lua"))]
+                    pid = served[name].proc.pid if name in served else None
+                    before = tree_cpu_seconds(pid) if pid else 0.0
                     out = subprocess.run([*argv, url], capture_output=True, text=True, check=True).stdout
+                    cores = (tree_cpu_seconds(pid) - before) / seconds if pid else 0.0
                     if "Non-2xx" in out:
                         raise RuntimeError(f"wrk got errors from {name}:\n{out}")
                     rate = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))  # type: ignore[union-attr]
                     p50, p99 = (_ms(re.search(rf"\s{q}%\s+(\S+)", out).group(1)) for q in (50, 99))  # type: ignore[union-attr]
-                    results.setdefault((name, connections), []).append((rate, p50, p99))
-    return [
-        (name, connections, *(statistics.median(r[i] for r in runs) for i in range(3)))
-        for (name, connections), runs in results.items()
-    ]
+                    results.setdefault((name, connections), []).append((rate, p50, p99, cores))
+    medians: list[tuple[str, int, float, float, float, float]] = []
+    for (name, connections), runs in results.items():
+        rate, p50, p99, cores = (statistics.median(r[i] for r in runs) for i in range(4))
+        medians.append((name, connections, rate, p50, p99, cores))
+    return medians
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its descendants (a server and its workers)."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        me = int(stat.parent.name)
+        parents[me] = int(fields[1])
+        ticks[me] = int(fields[11]) + int(fields[12])
+    total = 0
+    for candidate, spent in ticks.items():
+        node = candidate
+        while node > 1 and node != pid:
+            node = parents.get(node, 0)
+        if node == pid:
+            total += spent
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _ms(text: str) -> float:
@@ -234,20 +264,31 @@ def _ms(text: str) -> float:
     return float(number.group(0)) * unit[text[number.end() :]]
 
 
-def report_capacity(rows: list[tuple[str, int, float, float, float]]) -> None:
-    sdk = {c: rate for name, c, rate, _, _ in rows if name == "sdk"}
-    off = {c: rate for name, c, rate, _, _ in rows if name == "off"}
-    print(f"{'row':<10} {'conns':>5} {'calls/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'x sdk':>6} {'x off':>6}")
+def report_capacity(rows: list[tuple[str, int, float, float, float, float]]) -> None:
+    """wrk's rows, with the CPU the server's processes used (cores: CPU seconds a second) and
+    calls per core-second; `per core x on`: a multi-worker server's calls per core-second over
+    the one-worker `on` server's (1.0: throughput grows in step with the cores it gets)."""
+    sdk = {c: rate for name, c, rate, *_ in rows if name == "sdk"}
+    off = {c: rate for name, c, rate, *_ in rows if name == "off"}
+    per_core_on = {c: rate / cores for name, c, rate, _, _, cores in rows if name == "on" and cores}
+    print(
+        f"{'row':<10} {'conns':>5} {'calls/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'cores':>6}"
+        f" {'calls/core-s':>13} {'x sdk':>6} {'x off':>6} {'per core x on':>14}"
+    )
     order = [*ROWS, "on x2"]
-    for name, connections, rate, p50, p99 in sorted(
+    for name, connections, rate, p50, p99, cores in sorted(
         rows, key=lambda r: (r[1], order.index(r[0]) if r[0] in order else 9)
     ):
-        line = f"{name:<10} {connections:>5} {rate:>8.0f} {p50:>8.2f} {p99:>8.2f}"
+        used = f"{cores:>6.2f} {rate / cores:>13.0f}" if cores else f"{'':>6} {'':>13}"
+        x_sdk = x_off = x_on = ""
         if name not in ("direct", "sdk") and connections in sdk:
-            line += f" {rate / sdk[connections]:>6.2f}"
+            x_sdk = f"{rate / sdk[connections]:.2f}"
         if name.startswith("on") and connections in off:
-            line += f" {rate / off[connections]:>6.2f}"
-        print(line)
+            x_off = f"{rate / off[connections]:.2f}"
+        if name.startswith("on x") and cores and connections in per_core_on:
+            x_on = f"{rate / cores / per_core_on[connections]:.2f}"
+        head = f"{name:<10} {connections:>5} {rate:>8.0f} {p50:>8.2f} {p99:>8.2f}"
+        print(f"{head} {used} {x_sdk:>6} {x_off:>6} {x_on:>14}".rstrip())
 
 
 def report(rows: list[Row]) -> None:
