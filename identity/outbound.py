@@ -78,6 +78,8 @@ class ProviderSpec:
     audience: str | None = None  # RFC 8693 token exchange: the upstream the token is for
     extra_authorize: Mapping[str, str] = field(default_factory=dict)
     scope_separator: str = " "
+    scope_param: str = "scope"  # Slack asks for a user's own token with `user_scope`
+    token_field: str | None = None  # where the token response nests the user's tokens (Slack: authed_user)
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +249,7 @@ class Broker:
     async def _token_request(self, provider: ProviderSpec, form: dict[str, str]) -> Tokens:
         if not provider.token_url or not provider.client_id:
             raise CredentialError(f"credential provider {provider.name!r} needs token_url and client_id")
-        if provider.scopes and form["grant_type"] != "authorization_code":
+        if provider.scopes and form["grant_type"] != "authorization_code" and provider.scope_param == "scope":
             form["scope"] = provider.scope_separator.join(provider.scopes)
         if provider.resource:
             form["resource"] = provider.resource
@@ -263,6 +265,12 @@ class Broker:
             body = orjson.loads(response.content) if response.content else {}
         except (httpx2.HTTPError, orjson.JSONDecodeError) as exc:
             raise CredentialError(f"the token endpoint of {provider.name!r} failed: {exc}") from None
+        if (
+            provider.token_field
+            and isinstance(body, dict)
+            and isinstance(body.get(provider.token_field), dict)
+        ):
+            body = {**body[provider.token_field]}  # Slack: the user's tokens, not the app's
         if response.status_code != 200 or not isinstance(body, dict) or "access_token" not in body:
             error = body.get("error_description") or body.get("error") if isinstance(body, dict) else None
             status = response.status_code
@@ -296,7 +304,7 @@ class Broker:
             **provider.extra_authorize,
         }
         if provider.scopes:
-            query["scope"] = provider.scope_separator.join(provider.scopes)
+            query[provider.scope_param] = provider.scope_separator.join(provider.scopes)
         if provider.resource:
             query["resource"] = provider.resource
         sep = "&" if "?" in provider.authorize_url else "?"
@@ -373,6 +381,9 @@ PRESETS: dict[str, dict[str, object]] = {
         "authorize_url": "https://slack.com/oauth/v2/authorize",
         "token_url": "https://slack.com/api/oauth.v2.access",
         "scope_separator": ",",
+        # The user's own token (acting as them, search included), not the app's bot token.
+        "scope_param": "user_scope",
+        "token_field": "authed_user",
     },
     "salesforce": {
         "authorize_url": "https://login.salesforce.com/services/oauth2/authorize",
@@ -413,6 +424,8 @@ def from_preset(
         scopes=tuple(dict.fromkeys([*scopes, *default_scopes])),
         extra_authorize={str(k): str(v) for k, v in dict(extra).items()},  # type: ignore[call-overload]
         scope_separator=str(p.get("scope_separator", " ")),
+        scope_param=str(p.get("scope_param", "scope")),
+        token_field=str(p["token_field"]) if p.get("token_field") else None,
     )
 
 

@@ -143,7 +143,10 @@ async def every_operation(world: World, name: str, upstream: Prism) -> None:
         assert first.is_error, "a user without consent must get the consent link first"
         link = CONSENT.search(text(first))
         assert link is not None, text(first)
-        scope = dict(httpx2.URL(link.group(1)).params).get("scope", "")
+        asked = dict(httpx2.URL(link.group(1)).params)
+        scope = asked.get(
+            "user_scope" if entry.connector.credentials.oauth.preset == "slack" else "scope", ""
+        )
         for s in entry.connector.scopes():
             assert s in re.split(r"[ ,]", scope), (s, scope)
         await consent(world.issuer, link.group(1), user)

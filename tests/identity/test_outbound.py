@@ -116,6 +116,32 @@ async def test_a_refused_refresh_asks_for_consent_again(issuer: Issuer, broker: 
     assert await broker.vault.get(owner) is None
 
 
+async def test_slack_consent_gets_the_users_own_token(issuer: Issuer, broker: Broker) -> None:
+    """Slack's OAuth v2: asked with `user_scope`, the token answer carries the user's token
+    under `authed_user` (there is no top-level token to take instead)."""
+    overrides = {"authorize_url": f"{issuer.url}/authorize", "token_url": f"{issuer.url}/token"}
+    slack = from_preset(
+        "g/slack",
+        "slack",
+        client_id="agent",
+        secret="agent-secret",
+        scopes=["search:read", "chat:write"],
+        overrides=overrides,
+    )
+    with pytest.raises(ConsentRequired) as asked:
+        await broker.secret("t", "alice", slack)
+    query = parse_qs(urlsplit(asked.value.url).query)
+    assert query["user_scope"] == ["search:read,chat:write"] and "scope" not in query
+    async with httpx2.AsyncClient() as browser:
+        redirect = await browser.get(asked.value.url + "&login_hint=alice")
+    back = parse_qs(urlsplit(redirect.headers["location"]).query)
+    await broker.complete({"g/slack": slack}, back["code"][0], back["state"][0])
+    token = await broker.secret("t", "alice", slack)
+    async with httpx2.AsyncClient() as http:
+        me = await http.get(f"{issuer.url}/userinfo", headers={"Authorization": f"Bearer {token}"})
+    assert me.json()["sub"] == "alice"
+
+
 def test_presets() -> None:
     slack = from_preset("g/slack", "slack", client_id="c", secret="s", scopes=["chat:write", "users:read"])
     assert slack.scope_separator == "," and slack.token_url == "https://slack.com/api/oauth.v2.access"
