@@ -380,11 +380,19 @@ def _replaceable(gateway: GatewaySpec, name: str, connector: str) -> None:
                 f"gateway {gateway.name!r} has a target {name!r} already (not connector {connector!r}); "
                 "give another name (--target, or `target` in the request)"
             )
+    ours = any(
+        t.name == name
+        and isinstance(t, ConnectorTarget)
+        and t.connector == connector
+        and t.credential == name
+        for t in gateway.targets
+    )
     users = [t.name for t in gateway.targets if t.name != name and name in _providers_named(t)]
-    if any(p.name == name for p in gateway.credential_providers) and users:
+    if any(p.name == name for p in gateway.credential_providers) and (users or not ours):
+        used = f" that targets {', '.join(users)} use" if users else ""
         raise ConfigError(
-            f"gateway {gateway.name!r} has a credential provider {name!r} that targets "
-            f"{', '.join(users)} use; give the connector's target another name"
+            f"gateway {gateway.name!r} has a credential provider {name!r}{used} (not one an earlier enable "
+            "made); give the connector's target another name"
         )
 
 

@@ -248,9 +248,10 @@ class FastPath:
             watcher.cancel()
             if session is not None:
                 self.in_flight.pop((session, request["id"]), None)
-        if cancel.requested and not balanced:
-            task.uncancel()  # code under the call swallowed our cancellation: count it off
-            result = None
+        if cancel.requested:
+            if not balanced:
+                task.uncancel()  # code under the call swallowed our cancellation: count it off
+            result, fallback = None, False  # nobody to answer, and a cancelled call never runs again
         if fallback:
             raise _Fallback
         return None if result is None else self.result_wire(result)

@@ -25,6 +25,9 @@ from gateway.openapi.schema import JSON, SchemaCompiler, short
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 MAX_OUTPUT_SCHEMA_BYTES = 16 * 1024
 _DEFAULT_STYLE = {"query": "form", "cookie": "form", "path": "simple", "header": "simple"}
+_GATEWAY_HEADERS = frozenset(
+    {"accept", "content-type", "authorization", "host", "content-length", "transfer-encoding", "connection"}
+)
 _SUPPORTED_BODIES = ("application/json", "application/x-www-form-urlencoded", "multipart/form-data")
 
 
@@ -168,8 +171,8 @@ class Compiler:
         for (location, pname), (param, pbase) in merged.items():
             if location not in _DEFAULT_STYLE:
                 raise ConfigError(f"parameter {pname!r} has an unknown location {location!r}")
-            if location == "header" and pname.lower() in ("accept", "content-type", "authorization"):
-                continue  # set by the gateway, per the specification
+            if location == "header" and pname.lower() in _GATEWAY_HEADERS:
+                continue  # the gateway's (the first three per the specification; the rest frame requests)
             arg = pname if pname not in taken else f"{location}_{pname}"
             taken.add(arg)
             schema_src = param.get("schema")

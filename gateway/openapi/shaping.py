@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 
@@ -33,8 +33,9 @@ CURSOR = "cursor"
 LIMIT = "limit"
 _LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]+)*)")
 _TEMPLATE_SPLIT = re.compile(r"(\{[^}/]+\})")
-_PATH = re.compile(r"/[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*")
-_QUERY = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/%?]*")
+_PATH = re.compile(r"/[\x21\x22\x24-\x3e\x40-\x7e]*")  # visible ASCII but '#' and '?'
+_QUERY = re.compile(r"[\x21\x22\x24-\x7e]*")  # visible ASCII but '#'
+_DOTS = {".", ".."}
 
 Tree = dict[str, "Tree"]
 
@@ -216,7 +217,10 @@ def _plain_url(path: str, query: str) -> bool:
     if not _PATH.fullmatch(path) or not _QUERY.fullmatch(query):
         return False
     lowered = path.lower()
-    return "%2f" not in lowered and "%5c" not in lowered and not {".", ".."} & set(path.split("/"))
+    if "%2f" in lowered or "%5c" in lowered or "\\" in path:
+        return False
+    # No dot segment in any spelling a server might normalise: %2e%2e, .%2e, '..;params'.
+    return not any(unquote(segment.split(";", 1)[0]) in _DOTS for segment in path.split("/"))
 
 
 def _encode(path: str) -> str:
@@ -270,7 +274,7 @@ def _next_cursor(
     # API's base path, which the target's base URL gives when the cursor is followed).
     for template in shape.follow:
         for at in (i for i, ch in enumerate(parts.path) if ch == "/"):
-            if template.fullmatch(parts.path[at:]):
+            if template.fullmatch(parts.path[at:]) and _plain_url(parts.path[at:], parts.query):
                 return _encode(parts.path[at:] + (f"?{parts.query}" if parts.query else ""))
     return None
 

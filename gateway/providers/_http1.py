@@ -30,6 +30,7 @@ import httptools
 
 MAX_HEADERS = 100
 MAX_HEADER_BYTES = 64 * 1024
+_READ_SLACK = 64 * 1024  # raw bytes may hold the start of the body too
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _TARGET = re.compile(r"[\x21-\x7e]+")  # visible ASCII: a percent-encoded path and query
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})
@@ -66,6 +67,8 @@ class _Connection(asyncio.Protocol):
         self.reason = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.header_bytes = 0
+        # Raw bytes read before the headers ended (httptools holds a header until it ends).
+        self.head_bytes = 0
         self.body = bytearray()
         self.truncated = False
         self.headers_done = False
@@ -80,6 +83,16 @@ class _Connection(asyncio.Protocol):
         if self.waiter is None:  # bytes nobody asked for: the connection is unusable
             self.close()
             return
+        if not self.headers_done:
+            self.head_bytes += len(data)
+            if self.head_bytes > MAX_HEADER_BYTES + _READ_SLACK:
+                self._fail(
+                    httpcore2.RemoteProtocolError(
+                        f"the upstream's answer has more than {MAX_HEADER_BYTES} bytes of headers"
+                    )
+                )
+                self.close()
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -120,6 +133,8 @@ class _Connection(asyncio.Protocol):
         self.reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.headers_done:
+            return  # a chunked body's trailers: not part of the answer
         self._count(len(name) + len(value))
         self.headers.append((name, value))
         if len(self.headers) > MAX_HEADERS:
@@ -150,7 +165,7 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         if 100 <= self.parser.get_status_code() < 200:
-            self.headers, self.reason, self.header_bytes = [], b"", 0
+            self.headers, self.reason, self.header_bytes, self.head_bytes = [], b"", 0, 0
             return
         self._complete(reusable=self.parser.should_keep_alive())
 
@@ -166,7 +181,7 @@ class _Connection(asyncio.Protocol):
         answer = Answer(
             self.parser.get_status_code(),
             self.reason.decode("latin-1"),
-            self.headers,
+            list(self.headers),
             bytes(self.body),
             self.truncated,
         )

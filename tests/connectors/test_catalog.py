@@ -200,3 +200,11 @@ def test_the_cli_refuses_bad_enable_flags_in_one_line(tmp_path: Path) -> None:
     ):
         done = cli("connectors", "enable", "slack", "--client-id", "a", *argv, data=tmp_path / "data")
         assert done.returncode == 1 and says in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_an_unused_provider_of_the_same_name_is_not_replaced() -> None:
+    gateway = GatewaySpec.model_validate(
+        {"name": "default", "credential_providers": [{"name": "github", "kind": "api_key"}]}
+    )
+    with pytest.raises(ConfigError, match="not one an earlier enable made"):
+        enable(gateway, find("github"), EnableRequest(client_id="a"))

@@ -134,3 +134,11 @@ def test_github_rest_api_one_tool_per_operation_all_schemas_valid() -> None:
         Draft202012Validator.check_schema(tool.input_schema)
         if tool.output_schema is not None:
             Draft202012Validator.check_schema(tool.output_schema)
+
+
+def test_headers_the_gateway_sets_are_never_arguments() -> None:
+    names = ["Host", "Content-Length", "Transfer-Encoding", "Connection", "Authorization", "X-Request-Id"]
+    params = [{"name": n, "in": "header", "schema": {"type": "string"}} for n in names]
+    compiled = compile_doc(doc({"/x": {"get": {"operationId": "x", "parameters": params, "responses": {}}}}))
+    (tool,) = compiled.tools
+    assert list(tool.input_schema["properties"]) == ["X-Request-Id"]

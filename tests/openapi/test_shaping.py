@@ -183,6 +183,9 @@ def test_a_shape_naming_what_the_document_lacks_is_refused(compiled: Compiled) -
         "/items/more/..",
         "/items/more/a%2F..%2Fadmin",
         "/items/more/ok?x=1\r\nEvil: 1",
+        "/items/more/%2e%2e",
+        "/items/more/.%2E",
+        "/items/more/..;x",
     ],
 )
 def test_a_made_up_url_cursor_cannot_become_another_request(compiled: Compiled, made_up: str) -> None:
@@ -190,3 +193,12 @@ def test_a_made_up_url_cursor_cannot_become_another_request(compiled: Compiled, 
     cursor = base64.urlsafe_b64encode(made_up.encode()).decode().rstrip("=")
     with pytest.raises(BadArgument, match="not one this tool gave"):
         page_request(s, {"cursor": cursor})
+
+
+def test_a_cursor_the_tool_gave_is_always_taken_back(compiled: Compiled) -> None:
+    s = shape(compiled, {"style": "url", "next": "next", "follow": ["more"]}, items="records")
+    body = {"records": [], "next": "/api/v2/items/more/abc?page[after]=x|y&filter={a}"}
+    result = shape_result(s, None, body, {}, {}, "https://h")
+    assert result is not None
+    _, follow = page_request(s, {"cursor": result.structured["next_cursor"]})
+    assert follow == "/api/v2/items/more/abc?page[after]=x|y&filter={a}"

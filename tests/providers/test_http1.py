@@ -325,3 +325,34 @@ async def test_what_cannot_be_a_request_line_or_header_is_refused_before_sending
         assert "X-Name: café €".encode() in seen[0]
 
     await run(handler, test)
+
+
+async def test_one_endless_header_is_refused_without_holding_it() -> None:
+    async def handler(client: anyio.abc.ByteStream, n: int) -> None:
+        await read_request(client)
+        await client.send(b"HTTP/1.1 200 OK\r\nX-Big: ")
+        for _ in range(10_000):
+            await client.send(b"x" * 1000)
+
+    async def test(pool: Http1Pool, accepted: list[int]) -> None:
+        with pytest.raises(httpcore2.RemoteProtocolError, match="more than 65536 bytes of headers"):
+            await request(pool)
+
+    await run(handler, test)
+
+
+async def test_trailers_are_not_the_answers_headers() -> None:
+    async def handler(client: anyio.abc.ByteStream, n: int) -> None:
+        await read_request(client)
+        await client.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n")
+        await client.send(b"2\r\nhi\r\n0\r\nX-Late: 2\r\n\r\n")  # a trailer after the body
+        await anyio.sleep(1)
+
+    async def test(pool: Http1Pool, accepted: list[int]) -> None:
+        answer = await request(pool)
+        assert answer.body == b"hi" and answer.headers == [  # type: ignore[attr-defined]
+            (b"Transfer-Encoding", b"chunked"),
+            (b"X-A", b"1"),
+        ]
+
+    await run(handler, test)
