@@ -120,8 +120,7 @@ async def open_engine(url: str) -> AsyncEngine:
 async def _connect(engine: AsyncEngine, url: str) -> None:
     safe = safe_url(url)
     try:
-        async with engine.connect():
-            pass
+        await _first_connection(engine, url)
     except (TypeError, ValueError) as exc:  # asyncpg refuses options it does not know, before any I/O
         raise StoreError(
             f"cannot connect to the store at {safe}: the driver refused an option in the URL ({exc}). "
@@ -131,6 +130,24 @@ async def _connect(engine: AsyncEngine, url: str) -> None:
         raise StoreError(
             f"cannot connect to the store at {safe}: {reason(exc)}. {_connect_hint(url)}"
         ) from None
+
+
+async def _first_connection(engine: AsyncEngine, url: str) -> None:
+    """Connect once. Processes opening a new SQLite database together all switch it to WAL, and
+    SQLite answers "database is locked" at once (without its busy handler) to those that would
+    otherwise deadlock on the upgrade: they try again, for as long as the busy timeout."""
+    deadline = anyio.current_time() + _SQLITE_BUSY_MS / 1000
+    pause = 0.01
+    while True:
+        try:
+            async with engine.connect():
+                return
+        except SQLAlchemyError as exc:
+            locked = url.startswith("sqlite") and "database is locked" in str(exc)
+            if not locked or anyio.current_time() + pause > deadline:
+                raise
+        await anyio.sleep(pause)
+        pause = min(pause * 2, 0.2)
 
 
 async def _migrate(engine: AsyncEngine, url: str) -> None:
