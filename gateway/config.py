@@ -22,7 +22,6 @@ from pydantic import (
 )
 
 from gateway.core.errors import ConfigError, ConfigIssue
-from gateway.core.model import NAME_PATTERN as NAME_PATTERN
 from gateway.core.model import Model as Model
 from gateway.core.model import Name as Name
 from gateway.openapi.shape_spec import FailureSpec as FailureSpec

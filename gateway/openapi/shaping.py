@@ -27,7 +27,7 @@ from gateway.config import FailureSpec, PagingSpec, ShapeSpec
 from gateway.core.errors import ConfigError
 from gateway.core.types import ToolResult, ToolSpec
 from gateway.openapi.compiler import Operation, Param
-from gateway.openapi.request import BadArgument, Request
+from gateway.openapi.request import BadArgument
 
 CURSOR = "cursor"
 LIMIT = "limit"
@@ -322,7 +322,3 @@ def shape_result(
         structured = {"result": structured}
     text = orjson.dumps(structured).decode()
     return ToolResult(content=({"type": "text", "text": text},), structured=structured)
-
-
-def follow_request(path: str) -> Request:
-    return Request(method="GET", path=path)

@@ -30,7 +30,6 @@ import httptools
 
 MAX_HEADERS = 100
 MAX_HEADER_BYTES = 64 * 1024
-_READ_SLACK = 64 * 1024  # raw bytes may hold the start of the body too
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _TARGET = re.compile(r"[\x21-\x7e]+")  # visible ASCII: a percent-encoded path and query
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})
@@ -66,8 +65,8 @@ class _Connection(asyncio.Protocol):
         self.head = head
         self.reason = b""
         self.headers: list[tuple[bytes, bytes]] = []
-        self.header_bytes = 0
-        # Raw bytes read before the headers ended (httptools holds a header until it ends).
+        # Bytes read while the headers had not ended (httptools holds a header until it ends,
+        # so they are counted as read, not as parsed).
         self.head_bytes = 0
         self.body = bytearray()
         self.truncated = False
@@ -83,26 +82,24 @@ class _Connection(asyncio.Protocol):
         if self.waiter is None:  # bytes nobody asked for: the connection is unusable
             self.close()
             return
-        if not self.headers_done:
-            self.head_bytes += len(data)
-            if self.head_bytes > MAX_HEADER_BYTES + _READ_SLACK:
-                self._fail(
-                    httpcore2.RemoteProtocolError(
-                        f"the upstream's answer has more than {MAX_HEADER_BYTES} bytes of headers"
-                    )
-                )
-                self.close()
-                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(httpcore2.RemoteProtocolError("the upstream switched protocols"))
             self.close()
+            return
         except httptools.HttpParserError as exc:
             refused = exc.__context__  # raised by a callback below: httptools wraps it
             reason = str(refused) if isinstance(refused, _Refused) else f"is not HTTP/1.1: {exc}"
             self._fail(httpcore2.RemoteProtocolError(f"the upstream's answer {reason}"))
             self.close()
+            return
+        if not self.headers_done and not self.settled:  # all of it was status line and headers
+            self.head_bytes += len(data)
+            if self.head_bytes > MAX_HEADER_BYTES:
+                too_long = f"the upstream's answer has more than {MAX_HEADER_BYTES} bytes of headers"
+                self._fail(httpcore2.RemoteProtocolError(too_long))
+                self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
@@ -129,21 +126,14 @@ class _Connection(asyncio.Protocol):
             raise _Refused("was followed by another answer to the same request")
 
     def on_status(self, reason: bytes) -> None:
-        self._count(len(reason))
         self.reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self.headers_done:
             return  # a chunked body's trailers: not part of the answer
-        self._count(len(name) + len(value))
         self.headers.append((name, value))
         if len(self.headers) > MAX_HEADERS:
             raise _Refused(f"has more than {MAX_HEADERS} headers")
-
-    def _count(self, n: int) -> None:
-        self.header_bytes += n
-        if self.header_bytes > MAX_HEADER_BYTES:
-            raise _Refused(f"has more than {MAX_HEADER_BYTES} bytes of headers")
 
     def on_headers_complete(self) -> None:
         if 100 <= self.parser.get_status_code() < 200:
@@ -165,7 +155,7 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         if 100 <= self.parser.get_status_code() < 200:
-            self.headers, self.reason, self.header_bytes, self.head_bytes = [], b"", 0, 0
+            self.headers, self.reason, self.head_bytes = [], b"", 0
             return
         self._complete(reusable=self.parser.should_keep_alive())
 

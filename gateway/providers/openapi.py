@@ -36,7 +36,6 @@ from gateway.openapi.request import Request, build
 from gateway.openapi.shaping import (
     Shape,
     compile_shape,
-    follow_request,
     page_request,
     shape_result,
     shaped_tool,
@@ -183,7 +182,7 @@ class OpenApiProvider(ToolProvider):
         args, follow = page_request(shape, call.arguments) if shape is not None else (call.arguments, None)
 
         def request_for() -> Request:
-            return follow_request(follow) if follow is not None else build(op, args, self._base_path)
+            return Request("GET", follow) if follow is not None else build(op, args, self._base_path)
 
         request = request_for()
         used = await self._authorize(op, request, ctx, call)
@@ -270,10 +269,10 @@ class OpenApiProvider(ToolProvider):
                     if response.status in _RETRY_STATUS and attempt + 1 < attempts:
                         last_error = f"HTTP {response.status}"
                         continue
-                    answer = _Answer(response, self._origin + request.path)
-                    body, truncated = response.body, response.truncated
-                    shaped = self._shaped(answer, response, shape, sent or {})
-                    return answer.status, shaped or _result(answer, body, truncated, op.wrap_result)
+                    media = _media(response)
+                    shaped = self._shaped(response, media, shape, sent or {})
+                    url = self._origin + request.path
+                    return response.status, shaped or _result(response, media, url, op.wrap_result)
             except httpcore2.LocalProtocolError as exc:  # the request itself is wrong: no retry
                 raise ToolExecutionError(
                     f"{op.method} {op.path}: the request cannot be sent: {exc}"
@@ -285,12 +284,12 @@ class OpenApiProvider(ToolProvider):
         raise UpstreamUnavailable(f"{op.method} {op.path} failed after {attempts} attempt(s): {last_error}")
 
     def _shaped(
-        self, answer: _Answer, response: Answer, shape: Shape | None, sent: Mapping[str, Any]
+        self, response: Answer, media: str, shape: Shape | None, sent: Mapping[str, Any]
     ) -> ToolResult | None:
         """The paged/trimmed result, or the failure a 2xx answer reports; None: as it came."""
         if shape is None and self.config.failure is None:
             return None
-        if answer.status >= 400 or response.truncated or not answer.media.endswith("json"):
+        if response.status >= 400 or response.truncated or not media.endswith("json"):
             return None
         try:
             value = orjson.loads(response.body)
@@ -324,20 +323,14 @@ def _apply_secret(scheme: Mapping[str, Any], secret: str, request: Request) -> N
         request.headers.append(("Authorization", f"Bearer {secret}"))
 
 
-class _Answer:
-    """What the result mapping needs to know about a response."""
-
-    def __init__(self, response: Answer, url: str) -> None:
-        self.status = response.status
-        self.reason = response.reason
-        media = next((v for k, v in response.headers if k.lower() == b"content-type"), b"")
-        self.media = media.decode("latin-1").split(";")[0].strip().lower()
-        self.url = url
+def _media(response: Answer) -> str:
+    """The answer's media type, lower case, without parameters."""
+    media = next((v for k, v in response.headers if k.lower() == b"content-type"), b"")
+    return media.decode("latin-1").split(";")[0].strip().lower()
 
 
-def _result(response: _Answer, body: bytes, truncated: bool, wrap: bool) -> ToolResult:
-    media = response.media
-    status = response.status
+def _result(response: Answer, media: str, url: str, wrap: bool) -> ToolResult:
+    body, truncated, status = response.body, response.truncated, response.status
     notice = f"\n[truncated: the response was larger than {len(body)} bytes]" if truncated else ""
     if status >= 400:
         excerpt = body[:EXCERPT].decode("utf-8", "replace")
@@ -355,7 +348,7 @@ def _result(response: _Answer, body: bytes, truncated: bool, wrap: bool) -> Tool
         )
     if media.startswith(_TEXTUAL) or media.endswith(("json", "xml")) or not media:
         return ToolResult.text(body.decode("utf-8", "replace") + notice)
-    resource = {"uri": response.url, "mimeType": media, "blob": base64.b64encode(body).decode()}
+    resource = {"uri": url, "mimeType": media, "blob": base64.b64encode(body).decode()}
     content: list[dict[str, Any]] = [{"type": "resource", "resource": resource}]
     if truncated:
         content.append({"type": "text", "text": notice.strip()})

@@ -2,7 +2,7 @@
 ``traceparent``/``tracestate`` headers, and the upstream metrics.
 
 The OpenTelemetry httpx instrumentation patches ``httpx``; the gateway uses ``httpx2``
-(and ``httpcore2`` directly for OpenAPI targets), so each place that sends a request wraps
+(and its own HTTP/1.1 pool for OpenAPI targets), so each place that sends a request wraps
 it in ``upstream_request`` (or ``upstream_url``) and sends the headers it gives. (Not a
 transport: an ``httpx2`` client given a transport stops honouring HTTP(S)_PROXY.)
 """

@@ -4,11 +4,13 @@ broken answers and TLS."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -19,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from gateway.providers._http1 import Http1Pool
+from gateway.providers._http1 import Http1Pool, _Connection
 
 pytestmark = pytest.mark.anyio
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nhi"
@@ -356,3 +358,15 @@ async def test_trailers_are_not_the_answers_headers() -> None:
         ]
 
     await run(handler, test)
+
+
+async def test_a_large_read_of_short_headers_and_a_long_body_is_not_a_long_header() -> None:
+    """uvloop reads up to 256 KiB at once: short headers and a long body in one read."""
+    body = b"y" * 200_000
+    conn = _Connection()
+    conn._reset(1 << 20, head=False)  # as an exchange begins
+    waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    conn.waiter = waiter
+    conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 200000\r\n\r\n" + body)
+    answer = await waiter
+    assert answer.status == 200 and answer.body == body and conn.reusable
