@@ -165,7 +165,12 @@ async def _apply(args: argparse.Namespace) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     store = await Store.open(settings.resolved_database_url())
     try:
-        changes = await store.apply(DEFAULT_TENANT, [to_store(g) for g in doc.gateways], prune=args.prune)
+        tenant = args.tenant or DEFAULT_TENANT
+        if tenant != DEFAULT_TENANT and tenant not in await store.list_tenants():
+            raise ConfigError(
+                f"no tenant {tenant!r}: make it first with `switchboard tenants create {tenant}`"
+            )
+        changes = await store.apply(tenant, [to_store(g) for g in doc.gateways], prune=args.prune)
     finally:
         await store.close()
     for kind, name, change in changes:
@@ -438,6 +443,11 @@ def parser() -> argparse.ArgumentParser:
     a = sub.add_parser("apply", help="make the stored configuration match a file")
     a.add_argument("-f", "--file", required=True)
     a.add_argument("--prune", action="store_true", help="also delete gateways the file does not list")
+    a.add_argument(
+        "--tenant",
+        help="apply into this tenant's configuration (the operator's file may use every capability; "
+        "the tenant's admins may keep but not add host-level ones)",
+    )
     data_dir(a)
     a.set_defaults(func=cmd_apply)
 

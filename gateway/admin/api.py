@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from gateway import __version__, connectors
+from gateway import __version__, capabilities, connectors
 from gateway.auth import KEY_PREFIX
 from gateway.config import GatewaySpec, Target, TargetBase, to_store, validate
 from gateway.core.errors import ConfigError, ConfigIssue
@@ -64,12 +65,39 @@ async def _json_body(request: Request) -> Any:
         raise ConfigError([ConfigIssue(f"not valid JSON: {exc}", source="request body")]) from None
 
 
-def _gateway_wire(spec: GatewaySpec, base_url: str) -> dict[str, Any]:
+def _gateway_wire(spec: GatewaySpec, base_url: str, tenant: str) -> dict[str, Any]:
     out = spec.model_dump(mode="json", exclude_defaults=True)
     out["targets"] = [t.model_dump(mode="json", exclude_defaults=True) for t in spec.targets]
-    path = "/mcp" if spec.name == "default" else f"/gateways/{spec.name}/mcp"
+    if capabilities.is_operator(tenant):
+        path = "/mcp" if spec.name == "default" else f"/gateways/{spec.name}/mcp"
+    else:
+        path = f"/tenants/{tenant}/gateways/{spec.name}/mcp"
     out["url"] = base_url.rstrip("/") + path
     return out
+
+
+async def _guard(
+    system: Switchboard, tenant: str, spec: GatewaySpec, kept: GatewaySpec | None, target: int | None = None
+) -> None:
+    """A tenant admin's change may not reach the gateway's host (see gateway/capabilities.py).
+
+    ``target``: the body was this one target of ``spec``; fields are named within it."""
+    if capabilities.is_operator(tenant):
+        return
+    try:
+        await capabilities.check_tenant_change(spec, kept, allow=system.settings.egress_allow)
+    except ConfigError as exc:
+        if target is None:
+            raise
+        inside = f"targets[{target}]."
+        raise ConfigError(
+            [
+                dataclasses.replace(i, location=i.location.removeprefix(inside))
+                if i.location.startswith(inside)
+                else i
+                for i in exc.issues
+            ]
+        ) from None
 
 
 async def _specs(system: Switchboard, tenant: str) -> dict[str, GatewaySpec]:
@@ -81,13 +109,16 @@ async def _specs(system: Switchboard, tenant: str) -> dict[str, GatewaySpec]:
 
 async def list_gateways(request: Request, system: Switchboard, tenant: str) -> Response:
     specs = await _specs(system, tenant)
-    return JSONResponse({"gateways": [_gateway_wire(s, str(request.base_url)) for s in specs.values()]})
+    return JSONResponse(
+        {"gateways": [_gateway_wire(s, str(request.base_url), tenant) for s in specs.values()]}
+    )
 
 
 async def create_gateway(request: Request, system: Switchboard, tenant: str) -> Response:
     spec = validate(GatewaySpec, await _json_body(request), source="request body")
     if await system.store.get_gateway(tenant, spec.name) is not None:
         return _error(409, f"gateway {spec.name!r} exists; PUT /admin/v1/gateways/{spec.name} to replace it")
+    await _guard(system, tenant, spec, None)
     return await _put_whole_gateway(request, system, tenant, spec, created_status=201)
 
 
@@ -101,7 +132,10 @@ async def _put_whole_gateway(
     await system.reload()
     created = any(kind == "gateway" and change == "created" for kind, _, change in changes)
     return JSONResponse(
-        {"gateway": _gateway_wire(spec, str(request.base_url)), "changes": [list(c) for c in changes]},
+        {
+            "gateway": _gateway_wire(spec, str(request.base_url), tenant),
+            "changes": [list(c) for c in changes],
+        },
         created_status if created else 200,
     )
 
@@ -111,7 +145,7 @@ async def get_gateway(request: Request, system: Switchboard, tenant: str) -> Res
     spec = (await _specs(system, tenant)).get(name)
     if spec is None:
         return _error(404, f"no gateway named {name!r}; GET /admin/v1/gateways lists them")
-    return JSONResponse(_gateway_wire(spec, str(request.base_url)))
+    return JSONResponse(_gateway_wire(spec, str(request.base_url), tenant))
 
 
 async def put_gateway(request: Request, system: Switchboard, tenant: str) -> Response:
@@ -122,6 +156,7 @@ async def put_gateway(request: Request, system: Switchboard, tenant: str) -> Res
         if body["name"] != name:
             return _error(400, f"the body names gateway {body['name']!r} but the URL names {name!r}")
     spec = validate(GatewaySpec, body, source="request body")
+    await _guard(system, tenant, spec, (await _specs(system, tenant)).get(name))
     return await _put_whole_gateway(request, system, tenant, spec)
 
 
@@ -165,6 +200,7 @@ async def _write_target(request: Request, system: Switchboard, tenant: str, *, c
     if not exists:
         targets.append(target)
     candidate = gw.model_copy(update={"targets": targets})
+    await _guard(system, tenant, candidate, gw, target=targets.index(target))
     from gateway.app import compile_check
 
     await compile_check(tenant, [candidate])
@@ -238,12 +274,20 @@ async def enable_connector(request: Request, system: Switchboard, tenant: str) -
     body = await _json_body(request)
     ask = validate(connectors.EnableRequest, body, source="request body")
     changed = connectors.enable(gw, connectors.find(name), ask)
+    await _guard(system, tenant, changed, gw)
     from gateway.app import compile_check
 
     await compile_check(tenant, [changed])
+    target_name = ask.target or name
+    # Secrets given as such are kept encrypted in the vault, never in the configuration.
+    kept = [(kind, value) for kind, value in (("api_key", ask.api_key), ("client_secret", ask.client_secret))]
+    for kind, value in kept:
+        if isinstance(value, str):
+            assert system.vault is not None
+            await system.vault.put(Owner(tenant, SERVICE, qualified(gw_name, target_name), kind), value)
     await system.store.apply(tenant, [to_store(changed)])
     await system.reload()
-    target = next(t for t in changed.targets if t.name == (ask.target or name))
+    target = next(t for t in changed.targets if t.name == target_name)
     return JSONResponse({"target": target.model_dump(mode="json", exclude_defaults=True)}, 201)
 
 

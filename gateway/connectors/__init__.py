@@ -295,8 +295,16 @@ class EnableRequest(Model):
 
     target: Name | None = Field(None, description="The target's name (default: the connector's).")
     client_id: str | None = Field(None, description="The OAuth app registered with the platform.")
-    client_secret: SecretRef | None = Field(None, description="Its secret (omit for a public client).")
-    api_key: SecretRef | None = Field(None, description="A static token instead of per-user OAuth.")
+    client_secret: SecretRef | str | None = Field(
+        None,
+        description="Its secret (omit for a public client): where to read it, or (admin API) the secret "
+        "itself, kept encrypted in the vault.",
+    )
+    api_key: SecretRef | str | None = Field(
+        None,
+        description="A static token instead of per-user OAuth: where to read it, or (admin API) the token "
+        "itself, kept encrypted in the vault.",
+    )
     authorize_url: Annotated[str, Field(pattern=r"^https?://")] | None = None
     token_url: Annotated[str, Field(pattern=r"^https?://")] | None = None
     base_url: Annotated[str, Field(pattern=r"^https?://")] | None = None
@@ -326,7 +334,9 @@ def enable(gateway: GatewaySpec, entry: Entry, request: EnableRequest) -> Gatewa
     if api_key is not None:
         if c.credentials.api_key is None:
             raise ConfigError(f"connector {c.name!r} takes no API key; enable it with --client-id (OAuth)")
-        credential = ApiKeyCredential(name=name, kind="api_key", secret=api_key)
+        # A key given as such is kept in the vault by the caller (admin API), not in the config.
+        secret = api_key if isinstance(api_key, SecretRef) else None
+        credential = ApiKeyCredential(name=name, kind="api_key", secret=secret)
         scheme = c.credentials.api_key.scheme
     else:
         if not client_id:
@@ -343,7 +353,7 @@ def enable(gateway: GatewaySpec, entry: Entry, request: EnableRequest) -> Gatewa
             authorize_url=r.authorize_url or oauth.authorize_url,
             token_url=r.token_url or oauth.token_url,
             client_id=client_id,
-            client_secret=r.client_secret,
+            client_secret=r.client_secret if isinstance(r.client_secret, SecretRef) else None,
             scopes=c.scopes(list(tools) if tools else None),
             authorize_params=oauth.authorize_params,
         )

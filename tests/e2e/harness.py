@@ -146,3 +146,16 @@ def serve_config(root: Path, config: str, *, env: dict[str, str] | None = None) 
     path.write_text(config)
     with serve(root / "data", path, env=env) as served:
         yield served
+
+
+async def create_tenant(data_dir: Path, name: str) -> dict[str, str]:
+    """``switchboard tenants create NAME`` (the operator's command); the new admin key's headers."""
+    import anyio
+
+    made = await anyio.run_process(
+        [sys.executable, "-m", "gateway.cli", "tenants", "create", name, "--data-dir", str(data_dir)],
+        cwd=ROOT,
+    )
+    key = re.search(r"(sb_admin_\S+)", made.stdout.decode())
+    assert key is not None, made.stdout.decode()
+    return {"Authorization": f"Bearer {key.group(1)}"}

@@ -11,11 +11,12 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
+import yaml
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from tests.e2e.harness import ACCEPT, INIT, ROOT, Served, serve
+from tests.e2e.harness import ACCEPT, INIT, ROOT, Served, create_tenant, serve
 
 pytestmark = pytest.mark.anyio
 WHOAMI = {"name": "fx", "kind": "function", "functions": ["tests.fixtures.functions:whoami"]}
@@ -38,20 +39,7 @@ def tenants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     with serve(root / "data", env=env) as served:
 
         async def setup() -> dict[str, Any]:
-            made = await anyio.run_process(
-                [
-                    sys.executable,
-                    "-m",
-                    "gateway.cli",
-                    "tenants",
-                    "create",
-                    "beta",
-                    "--data-dir",
-                    str(root / "data"),
-                ],
-                cwd=ROOT,
-            )
-            beta_admin = re.search(r"(sb_admin_\S+)", made.stdout.decode()).group(1)  # type: ignore[union-attr]
+            beta_headers = await create_tenant(root / "data", "beta")
             out: dict[str, Any] = {
                 "served": served,
                 "urls": {},
@@ -59,19 +47,32 @@ def tenants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
                 "admins": {},
                 "data": root / "data",
             }
-            admins = {"alpha": served.admin_headers, "beta": {"Authorization": f"Bearer {beta_admin}"}}
+            admins = {"alpha": served.admin_headers, "beta": beta_headers}
             out["admins"] = admins
             specs = {
                 "alpha": gateway("ALPHA_SECRET", [WHOAMI, ALPHA_ONLY]),
                 "beta": gateway("BETA_SECRET", [WHOAMI]),
             }
+            # Function targets and env references are the operator's: beta's gateway is written by
+            # the operator's file (`apply --tenant`), alpha's (the operator's own tenant) by its admin key.
+            beta_file = root / "beta.yaml"
+            beta_file.write_text(yaml.safe_dump({"gateways": [specs["beta"]]}))
+            await anyio.run_process(
+                [
+                    *(sys.executable, "-m", "gateway.cli", "apply", "-f", str(beta_file)),
+                    *("--tenant", "beta", "--data-dir", str(root / "data")),
+                ],
+                cwd=ROOT,
+            )
             for tenant, headers in admins.items():
                 async with httpx2.AsyncClient(base_url=served.base, headers=headers) as admin:
                     if tenant == "alpha":  # the default tenant has a gateway `default` already: replace it
                         response = await admin.put("/admin/v1/gateways/default", json=specs[tenant])
-                    else:
-                        response = await admin.post("/admin/v1/gateways", json=specs[tenant])
-                    assert response.status_code in (200, 201), response.text
+                        assert response.status_code in (200, 201), response.text
+                    else:  # any admin change reloads every tenant from the store: the operator's too
+                        assert (await admin.post("/admin/v1/gateways", json={"name": "nudge"})).is_success
+                        assert (await admin.delete("/admin/v1/gateways/nudge")).status_code == 204
+                        assert (await admin.get("/admin/v1/gateways/default/tools")).status_code == 200
                     key = await admin.post(
                         "/admin/v1/gateways/default/keys", json={"subject": f"{tenant}-user"}
                     )

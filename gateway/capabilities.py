@@ -1,0 +1,233 @@
+"""What only the operator may configure: the gateway host's own capabilities.
+
+The operator is whoever runs the process: the configuration file (``serve --config``,
+``switchboard apply``, ``switchboard check``) and the default tenant's admin keys (the
+first one is printed by ``serve`` on the operator's terminal). A tenant admin holds an
+admin key of any other tenant (``switchboard tenants create``). Both write the same
+configuration model; this module says which parts of it reach beyond a tenant:
+
+- programs and code on the host: stdio MCP servers (``command``, ``cwd``, ``env``),
+  Python import paths (function targets, plugin targets, python interceptors);
+- the host's own credentials: Lambda targets and interceptors (the gateway's AWS
+  identity), ``{env: ...}`` and ``{file: ...}`` secret references;
+- the host's disk: an OpenAPI document named by a local path;
+- the host's network: upstream, token and interceptor URLs that resolve to loopback,
+  private, link-local or reserved addresses (the egress guard's rule; the operator
+  widens it with ``SWITCHBOARD_EGRESS_ALLOW``).
+
+A tenant admin's change is checked here before anything of it is built or started,
+and every refusal names the field and why. A part the operator configured and the
+tenant admin sends back unchanged (a GET, edit elsewhere, PUT) is kept as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from urllib.parse import urlsplit
+
+import anyio
+
+from gateway import egress
+from gateway.config import (
+    ApiKeyCredential,
+    AuthorizationCode,
+    ClientCredentials,
+    ConnectorTarget,
+    FunctionTarget,
+    GatewaySpec,
+    HttpInterceptor,
+    HttpTarget,
+    LambdaInterceptor,
+    LambdaTarget,
+    McpTarget,
+    OpenApiTarget,
+    PluginTarget,
+    PythonInterceptor,
+    SecretRef,
+    TargetBase,
+    TokenExchange,
+)
+from gateway.core.errors import ConfigError, ConfigIssue
+
+OPERATOR_TENANT = "default"
+"""The operator's own tenant: its admin keys are the operator's."""
+OPERATOR_ONLY = "is for the operator (the configuration file or the default tenant's admin key)"
+_SECRET_HOW = (
+    "keep the secret in the vault instead: PUT /admin/v1/gateways/{gateway}/credentials/{provider} "
+    '{"secret": ...}'
+)
+
+Found = tuple[str, str]  # (field, reason)
+
+
+def _secret_refs(field: str, ref: SecretRef | None) -> Iterator[Found]:
+    if ref is None:
+        return
+    for kind in ("env", "file"):
+        if getattr(ref, kind) is not None:
+            what = "an environment variable" if kind == "env" else "a file"
+            yield (
+                f"{field}.{kind}",
+                f"a `{kind}` secret reference reads {what} of the gateway's host, which {OPERATOR_ONLY}; "
+                + _SECRET_HOW,
+            )
+
+
+def _target(field: str, target: TargetBase) -> Iterator[Found]:
+    if isinstance(target, FunctionTarget):
+        yield (
+            f"{field}.functions",
+            f"function targets run Python code in the gateway's own process, which {OPERATOR_ONLY}; "
+            "serve your tools over HTTP (kind: http, openapi or mcp with a url)",
+        )
+    elif isinstance(target, PluginTarget):
+        yield (
+            f"{field}.provider",
+            f"plugin targets import Python code into the gateway's own process, which {OPERATOR_ONLY}",
+        )
+    elif isinstance(target, LambdaTarget):
+        yield (
+            f"{field}.function_name",
+            f"Lambda targets call AWS with the gateway's own AWS credentials, which {OPERATOR_ONLY}; "
+            "put the function behind an HTTP endpoint (kind: http or openapi)",
+        )
+    elif isinstance(target, McpTarget):
+        if target.command is not None:
+            yield (
+                f"{field}.command",
+                f"stdio commands start programs on the gateway's host, which {OPERATOR_ONLY}; "
+                "reach your MCP server by its `url` (Streamable HTTP)",
+            )
+        if target.cwd is not None:
+            yield f"{field}.cwd", f"a working directory on the gateway's host {OPERATOR_ONLY}"
+        if target.env:
+            yield f"{field}.env", f"the environment of a program on the gateway's host {OPERATOR_ONLY}"
+        for user, credential in target.users.items():
+            if credential.env:
+                yield (
+                    f"{field}.users.{user}.env",
+                    f"the environment of a program on the gateway's host {OPERATOR_ONLY}",
+                )
+    elif isinstance(target, OpenApiTarget):
+        if isinstance(target.spec, str) and not target.spec.startswith(("http://", "https://")):
+            yield (
+                f"{field}.spec",
+                f"a local file path reads the gateway host's disk, which {OPERATOR_ONLY}; "
+                "give the document's http(s) URL, or the document itself inline",
+            )
+        for scheme, ref in target.credentials.items():
+            yield from _secret_refs(f"{field}.credentials.{scheme}", ref)
+
+
+def _urls(spec: GatewaySpec) -> Iterator[tuple[str, str]]:
+    """(field, URL) of every place the gateway would connect to for this gateway."""
+    for i, t in enumerate(spec.targets):
+        field = f"targets[{i}]"
+        if isinstance(t, McpTarget | HttpTarget) and t.url:
+            yield f"{field}.url", t.url
+        if isinstance(t, OpenApiTarget):
+            if isinstance(t.spec, str) and t.spec.startswith(("http://", "https://")):
+                yield f"{field}.spec", t.spec
+            if t.base_url:
+                yield f"{field}.base_url", t.base_url
+        if isinstance(t, ConnectorTarget) and t.base_url:
+            yield f"{field}.base_url", t.base_url
+    for j, p in enumerate(spec.credential_providers):
+        for name in ("token_url", "authorize_url"):
+            url = getattr(p, name, None)
+            if url:
+                yield f"credential_providers[{j}].{name}", url
+    for k, icp in enumerate(spec.interceptors):
+        if isinstance(icp, HttpInterceptor):
+            yield f"interceptors[{k}].url", icp.url
+
+
+def _static(spec: GatewaySpec, kept: GatewaySpec | None) -> Iterator[Found]:
+    old_targets = {t.name: t for t in kept.targets} if kept else {}
+    for i, target in enumerate(spec.targets):
+        if old_targets.get(target.name) != target:
+            yield from _target(f"targets[{i}]", target)
+    old_providers = {p.name: p for p in kept.credential_providers} if kept else {}
+    for j, p in enumerate(spec.credential_providers):
+        if old_providers.get(p.name) == p:
+            continue
+        field = f"credential_providers[{j}]"
+        if isinstance(p, ApiKeyCredential):
+            yield from _secret_refs(f"{field}.secret", p.secret)
+        elif isinstance(p, ClientCredentials | AuthorizationCode | TokenExchange):
+            yield from _secret_refs(f"{field}.client_secret", p.client_secret)
+    old_interceptors = list(kept.interceptors) if kept else []
+    for k, icp in enumerate(spec.interceptors):
+        if icp in old_interceptors:
+            continue
+        if isinstance(icp, PythonInterceptor):
+            yield (
+                f"interceptors[{k}].function",
+                f"python interceptors run code in the gateway's own process, which {OPERATOR_ONLY}; "
+                "use an http interceptor",
+            )
+        elif isinstance(icp, LambdaInterceptor):
+            yield (
+                f"interceptors[{k}].function_name",
+                "Lambda interceptors call AWS with the gateway's own AWS credentials, which "
+                f"{OPERATOR_ONLY}; use an http interceptor",
+            )
+
+
+def _network(
+    spec: GatewaySpec, kept: GatewaySpec | None, allow: Sequence[str], check: Callable[..., object]
+) -> Iterator[Found]:
+    known = set(_urls(kept)) if kept else set()
+    hosts: dict[str, str | None] = {}
+    for field, url in _urls(spec):
+        if (field, url) in known:
+            continue
+        host = urlsplit(url).hostname or ""
+        if host not in hosts:
+            try:
+                check(url, list(allow))
+                hosts[host] = None
+            except egress.EgressRefused as exc:
+                # A name that does not resolve now is not refused: the call will fail at its
+                # time, and DNS being down must not block a change. An address that resolves
+                # where a tenant may not go is.
+                text = str(exc)
+                hosts[host] = None if "cannot resolve" in text else text
+        reason = hosts[host]
+        if reason is not None:
+            yield (
+                field,
+                f"{reason.split(': ', 1)[-1]}; a tenant's upstreams are reached only at public "
+                "addresses (the operator can allow more with SWITCHBOARD_EGRESS_ALLOW)",
+            )
+
+
+def is_operator(tenant: str) -> bool:
+    """Whether an admin key of ``tenant`` is the operator's."""
+    return tenant == OPERATOR_TENANT
+
+
+async def check_tenant_change(
+    spec: GatewaySpec,
+    kept: GatewaySpec | None,
+    *,
+    allow: Sequence[str],
+    source: str = "request body",
+    prefix: str = "",
+) -> None:
+    """Refuse a tenant admin's ``spec`` if it reaches beyond the tenant.
+
+    Args:
+        spec: The gateway as it would be after the change.
+        kept: The gateway as stored now (None: a new gateway); what is unchanged is kept.
+        allow: The operator's egress allowances (``SWITCHBOARD_EGRESS_ALLOW``).
+        source: Where the change came from, for the error.
+        prefix: Put before each field (``gateway.`` when the body is a target alone, etc.).
+
+    Raises:
+        ConfigError: naming every field refused and why; nothing was built or stored.
+    """
+    found = list(_static(spec, kept))
+    found += await anyio.to_thread.run_sync(lambda: list(_network(spec, kept, allow, egress.check)))
+    if found:
+        raise ConfigError([ConfigIssue(reason, prefix + field, source) for field, reason in found])
