@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -153,12 +152,13 @@ class Link:
     async def _transport(self, stack: contextlib.AsyncExitStack) -> Any:
         c = self.config
         if c.command is not None:
-            env = {**os.environ, **self.env} if self.env else None
-            # Through the reaper, so the server dies with the gateway even on kill -9.
+            # Through the reaper, so the server dies with the gateway even on kill -9. Its
+            # environment is the SDK's minimal default (PATH, HOME, ...) plus what the target
+            # names: never the gateway's own variables (vault key, database URL, cloud keys).
             return StdioServerParameters(
                 command=sys.executable,
                 args=["-m", "gateway.providers._reaper", *c.command],
-                env=env,
+                env=dict(self.env) or None,
                 cwd=c.cwd,
             )
         assert c.url is not None
