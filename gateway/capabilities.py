@@ -37,6 +37,7 @@ from gateway.config import (
     GatewaySpec,
     HttpInterceptor,
     HttpTarget,
+    JwtAuth,
     LambdaInterceptor,
     LambdaTarget,
     McpTarget,
@@ -132,11 +133,16 @@ def _urls(spec: GatewaySpec) -> Iterator[tuple[str, str]]:
                 yield f"{field}.base_url", t.base_url
         if isinstance(t, ConnectorTarget) and t.base_url:
             yield f"{field}.base_url", t.base_url
+    # (An authorization URL is where the user's browser goes, not the gateway: not checked.)
     for j, p in enumerate(spec.credential_providers):
-        for name in ("token_url", "authorize_url"):
-            url = getattr(p, name, None)
+        url = getattr(p, "token_url", None)
+        if url:
+            yield f"credential_providers[{j}].token_url", url
+    if isinstance(spec.auth, JwtAuth):
+        for name in ("discovery_url", "jwks_url"):
+            url = getattr(spec.auth, name)
             if url:
-                yield f"credential_providers[{j}].{name}", url
+                yield f"auth.{name}", url
     for k, icp in enumerate(spec.interceptors):
         if isinstance(icp, HttpInterceptor):
             yield f"interceptors[{k}].url", icp.url
@@ -177,7 +183,7 @@ def _static(spec: GatewaySpec, kept: GatewaySpec | None) -> Iterator[Found]:
 def _network(
     spec: GatewaySpec, kept: GatewaySpec | None, allow: Sequence[str], check: Callable[..., object]
 ) -> Iterator[Found]:
-    known = set(_urls(kept)) if kept else set()
+    known = set(_urls(kept)) if kept else set()  # what the operator set, sent back unchanged
     hosts: dict[str, str | None] = {}
     for field, url in _urls(spec):
         if (field, url) in known:

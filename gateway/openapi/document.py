@@ -103,8 +103,14 @@ class Document:
         return node, base
 
 
-def file_fetch(root_dir: Path | None, allow_urls: Callable[[str], bytes] | None) -> Fetch:
-    """A fetcher for file: URIs (and http(s) ones through ``allow_urls``, the egress-guarded fetch)."""
+def file_fetch(
+    root_dir: Path | None, allow_urls: Callable[[str], bytes] | None, *, allow_files: bool = True
+) -> Fetch:
+    """A fetcher for file: URIs (and http(s) ones through ``allow_urls``, the egress-guarded fetch).
+
+    ``allow_files`` False: no file is read (a document given inline or by URL never reaches the
+    gateway's disk through a ``$ref``; only a document that is itself a local file, which only the
+    operator can name, may refer to files beside it)."""
 
     def fetch(uri: str) -> bytes:
         parts = urlsplit(uri)
@@ -114,6 +120,11 @@ def file_fetch(root_dir: Path | None, allow_urls: Callable[[str], bytes] | None)
             return allow_urls(uri)
         if parts.scheme not in ("file", ""):
             raise DocumentError(f"cannot fetch {uri}: only files and http(s) URLs are supported")
+        if not allow_files:
+            raise DocumentError(
+                f"cannot fetch {uri}: a document given inline or by URL cannot refer to local files; "
+                "use references within the document or to http(s) URLs"
+            )
         path = Path(unquote(parts.path))
         try:
             return path.read_bytes()
@@ -127,7 +138,8 @@ def open_document(
     spec: str | dict[str, Any], *, base_dir: Path, fetch_url: Callable[[str], bytes] | None
 ) -> Document:
     """Load the document a target names: inline (a mapping), a path, or a URL."""
-    fetch = file_fetch(base_dir, fetch_url)
+    local = isinstance(spec, str) and urlsplit(spec).scheme not in ("http", "https")
+    fetch = file_fetch(base_dir, fetch_url, allow_files=local)
     if isinstance(spec, dict):
         uri = (base_dir / "inline.yaml").resolve().as_uri()
         root: Any = spec

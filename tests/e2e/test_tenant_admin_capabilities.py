@@ -156,6 +156,31 @@ async def test_a_tenant_admin_cannot_read_a_local_document(setup: Setup) -> None
     )
 
 
+async def test_a_tenants_document_cannot_refer_to_local_files(setup: Setup) -> None:
+    secret = setup.root / "host-secret.json"
+    secret.write_text('{"type": "string", "description": "HOST-FILE-CONTENT-7d1e"}')
+    document = {
+        "openapi": "3.0.3",
+        "info": {"title": "t", "version": "1"},
+        "servers": [{"url": "https://api.example.com"}],
+        "paths": {
+            "/x": {
+                "get": {
+                    "operationId": "leak",
+                    "parameters": [{"name": "q", "in": "query", "schema": {"$ref": secret.as_uri()}}],
+                    "responses": {"200": {"description": "ok"}},
+                }
+            }
+        },
+    }
+    target = {"name": "refs", "kind": "openapi", "spec": document}
+    response = await setup.as_tenant("POST", "/admin/v1/gateways/tools/targets", target)
+    assert "HOST-FILE-CONTENT-7d1e" not in response.text
+    tools = await setup.as_tenant("GET", "/admin/v1/gateways/tools/tools", None)
+    assert "HOST-FILE-CONTENT-7d1e" not in tools.text
+    await setup.as_tenant("DELETE", "/admin/v1/gateways/tools/targets/refs", None)
+
+
 async def test_a_tenant_admin_cannot_point_upstreams_at_the_host(setup: Setup) -> None:
     # The gateway's own loopback-only gateway, and other local services: never a tenant's upstream.
     own = setup.served.mcp
@@ -184,7 +209,9 @@ async def test_a_tenant_admin_cannot_point_upstreams_at_the_host(setup: Setup) -
         ],
     }
     response = await setup.as_tenant("PUT", "/admin/v1/gateways/tools", provider)
-    assert response.status_code == 422, response.text
+    refused(response, "credential_providers[0].token_url", "public addresses")
+    jwt = {"name": "tools", "auth": {"kind": "jwt", "discovery_url": "http://127.0.0.1:9/.well-known/x"}}
+    refused(await setup.as_tenant("PUT", "/admin/v1/gateways/tools", jwt), "auth.discovery_url", "public")
 
 
 async def test_a_tenant_admin_keeps_connector_secrets_in_the_vault(setup: Setup) -> None:
