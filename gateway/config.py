@@ -72,6 +72,22 @@ class SecretRef(Model):
         return self
 
 
+class TlsFiles(Model):
+    """TLS for one HTTP(S) upstream. Paths of files on the gateway's host: the operator's only."""
+
+    ca_bundle: str | None = Field(
+        None, description="PEM file of the CAs to trust for this upstream, instead of the system's store."
+    )
+    client_cert: str | None = Field(None, description="PEM client certificate (mTLS); needs `client_key`.")
+    client_key: str | None = Field(None, description="PEM private key of `client_cert` (unencrypted).")
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsFiles:
+        if (self.client_cert is None) != (self.client_key is None):
+            raise ValueError("give `client_cert` and `client_key` together")
+        return self
+
+
 class TargetBase(Model):
     """Fields every target kind has."""
 
@@ -123,6 +139,7 @@ class HttpTarget(TargetBase):
     url: Annotated[str, Field(pattern=r"^https?://")]
     headers: dict[str, str] = Field(default_factory=dict)
     tools: list[ToolDef] = Field(min_length=1)
+    tls: TlsFiles | None = Field(None, description="CA bundle and client certificate (file paths).")
 
 
 class OpenApiTarget(TargetBase):
@@ -146,6 +163,7 @@ class OpenApiTarget(TargetBase):
     retries: int = Field(
         2, ge=0, le=5, description="Retries of idempotent operations (connect errors, 502-504)."
     )
+    tls: TlsFiles | None = Field(None, description="CA bundle and client certificate (file paths).")
     max_response_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     shape: dict[str, ShapeSpec] = Field(
         default_factory=dict,
@@ -454,6 +472,7 @@ class HttpInterceptor(_InterceptorBase):
     url: Annotated[str, Field(pattern=r"^https?://")]
     headers: dict[str, str] = Field(default_factory=dict)
     timeout_seconds: float = Field(10.0, gt=0, le=300)
+    tls: TlsFiles | None = Field(None, description="CA bundle and client certificate (file paths).")
 
 
 class LambdaInterceptor(_InterceptorBase):

@@ -27,11 +27,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio.to_thread
-import httpx2
 import orjson
 
+from gateway.config import TlsFiles
 from gateway.core.errors import ToolExecutionError
 from gateway.core.types import JSON, CallContext, CallNext, ToolCall, ToolResult
+from gateway.providers._http import HttpClient, tls_context
 from gateway.redaction import redact, redact_text  # noqa: F401 - redact_text is public here too
 from gateway.telemetry import upstream_url
 
@@ -55,19 +56,35 @@ def python_interceptor(target: Callable[..., Any]) -> Invoke:
     return invoke
 
 
-def http_interceptor(url: str, headers: Mapping[str, str], timeout: float) -> Invoke:
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
+
+
+def http_interceptor(
+    url: str, headers: Mapping[str, str], timeout: float, tls: TlsFiles | None = None, field: str = "tls"
+) -> Invoke:
+    """POST the envelope to ``url`` with the client OpenAPI and HTTP targets use (ADR 0026). The
+    TLS files are loaded here, at load time, so a bad path is a ConfigError naming ``field``."""
+    context = tls_context(tls, field) if url.startswith("https:") else None
+
     async def invoke(envelope: JSON) -> JSON:
-        async with httpx2.AsyncClient(timeout=timeout, headers=dict(headers)) as client:
+        async with HttpClient(url, tls=tls, field=field, context=context, max_connections=1) as client:
             with upstream_url("POST", url) as traced:
-                response = await client.post(
+                sent = [*headers.items(), ("Content-Type", "application/json"), *traced.headers.items()]
+                response = await client.request(
+                    "POST",
                     url,
-                    content=orjson.dumps(envelope),
-                    headers={"Content-Type": "application/json", **traced.headers},
+                    sent,
+                    orjson.dumps(envelope),
+                    connect_seconds=min(10.0, timeout),
+                    deadline_seconds=timeout,
+                    limit=MAX_ANSWER_BYTES,
                 )
-                traced.status = response.status_code
-        if response.status_code >= 300:
-            raise ToolExecutionError(f"interceptor {url} answered HTTP {response.status_code}")
-        answer = orjson.loads(response.content)
+                traced.status = response.status
+        if response.status >= 300:
+            raise ToolExecutionError(f"interceptor {url} answered HTTP {response.status}")
+        if response.truncated:
+            raise ToolExecutionError(f"interceptor {url} answered more than {MAX_ANSWER_BYTES} bytes")
+        answer = orjson.loads(response.body)
         if not isinstance(answer, dict):
             raise ToolExecutionError(f"interceptor {url} did not answer a JSON object")
         return answer
@@ -208,7 +225,9 @@ def build_interceptors(spec: Any) -> list[Interceptor]:
         if isinstance(item, PythonInterceptor):
             invoke = python_interceptor(import_object(item.function, f"interceptors[{i}].function"))
         elif isinstance(item, HttpInterceptor):
-            invoke = http_interceptor(item.url, item.headers, item.timeout_seconds)
+            invoke = http_interceptor(
+                item.url, item.headers, item.timeout_seconds, item.tls, f"interceptors[{i}].tls"
+            )
         elif isinstance(item, LambdaInterceptor):
             invoke = lambda_interceptor(
                 item.function_name, item.region, item.endpoint_url, item.timeout_seconds

@@ -3,7 +3,8 @@
 The tool name travels in the ``X-Switchboard-Tool`` header (one URL can serve
 several tools). A 2xx JSON body becomes structuredContent; any other status is
 an ``isError`` result carrying the status and an excerpt of the body. One
-pooled keep-alive client per target.
+pooled keep-alive client per target (gateway.providers._http: the same client as
+OpenAPI targets, with the target's ``tls`` files; redirects are not followed).
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import ClassVar, Self
 
-import httpx2
+import orjson
 
 from gateway.config import HttpTarget
-from gateway.core.errors import ToolNotFound, UpstreamError, UpstreamUnavailable
+from gateway.core.errors import ToolExecutionError, ToolNotFound, UpstreamError, UpstreamUnavailable
 from gateway.core.provider import ToolProvider
 from gateway.core.types import CallContext, ToolCall, ToolResult, ToolSpec
+from gateway.providers._http import HttpClient
 from gateway.providers._results import from_json_payload, tool_specs
 from gateway.telemetry import upstream_url
 
@@ -35,15 +37,12 @@ class HttpFunctionProvider(ToolProvider):
         self.config = config
         self.gateway = gateway
         self.tools = tool_specs(config.tools)
-        self._client: httpx2.AsyncClient | None = None
+        self._client: HttpClient | None = None
 
     async def __aenter__(self) -> Self:
-        self._client = httpx2.AsyncClient(
-            timeout=httpx2.Timeout(
-                self.config.timeout_seconds, connect=min(10.0, self.config.timeout_seconds)
-            ),
-            follow_redirects=False,
-        )
+        client = HttpClient(self.config.url, tls=self.config.tls, field=f"targets.{self.id}.tls")
+        await client.open()
+        self._client = client
         return self
 
     async def __aexit__(
@@ -64,32 +63,34 @@ class HttpFunctionProvider(ToolProvider):
         headers = {
             **ctx.headers,
             **self.config.headers,
+            "Content-Type": "application/json",
             "X-Switchboard-Tool": call.name,
             "X-Switchboard-Gateway": self.gateway,
             "X-Switchboard-Target": self.id,
         }
+        timeout = self.config.timeout_seconds
         try:
             with upstream_url("POST", self.config.url) as traced:
                 headers.update(traced.headers)
-                async with self._client.stream(
-                    "POST", self.config.url, json=call.arguments, headers=headers
-                ) as resp:
-                    traced.status = status = resp.status_code
-                    body = bytearray()
-                    async for chunk in resp.aiter_bytes():
-                        body += chunk
-                        if len(body) > MAX_RESPONSE_BYTES:
-                            raise UpstreamError(
-                                f"{self.config.url} answered more than {MAX_RESPONSE_BYTES} bytes; "
-                                "the result was dropped"
-                            )
-        except httpx2.TimeoutException:
-            raise UpstreamUnavailable(
-                f"{self.config.url} did not answer within {self.config.timeout_seconds}s (timeout_seconds)"
-            ) from None
-        except httpx2.HTTPError as exc:
-            raise UpstreamUnavailable(f"cannot reach {self.config.url}: {exc}") from None
+                answer = await self._client.request(
+                    "POST",
+                    self.config.url,
+                    list(headers.items()),
+                    orjson.dumps(call.arguments),
+                    connect_seconds=min(10.0, timeout),
+                    deadline_seconds=timeout,
+                    limit=MAX_RESPONSE_BYTES,
+                )
+                traced.status = status = answer.status
+        except UpstreamUnavailable as exc:  # its deadline is the target's timeout_seconds
+            raise UpstreamUnavailable(f"cannot reach {self.config.url}: {exc.message}") from None
+        except ToolExecutionError as exc:  # a header the target or an interceptor set cannot be sent
+            raise ToolExecutionError(f"{self.config.url}: {exc.message}") from None
+        if answer.truncated:
+            raise UpstreamError(
+                f"{self.config.url} answered more than {MAX_RESPONSE_BYTES} bytes; the result was dropped"
+            )
         if 200 <= status < 300:
-            return from_json_payload(bytes(body))
-        excerpt = bytes(body[:EXCERPT]).decode("utf-8", "replace")
+            return from_json_payload(answer.body)
+        excerpt = answer.body[:EXCERPT].decode("utf-8", "replace")
         raise UpstreamError(f"{self.config.url} answered HTTP {status}: {excerpt}", status=status)

@@ -7,7 +7,9 @@ security requirement from the target's credentials, and turn the response
 into a result: JSON becomes structuredContent plus text, other text stays
 text, binary becomes an embedded resource, errors become ``isError`` results
 with the status and an excerpt of the body. One pooled keep-alive client per
-target; idempotent operations are retried on connect errors and 502-504.
+target (gateway.providers._http, on aiohttp: proxies from the environment, the target's
+`tls` files, decompression, same-origin redirects of GET and HEAD); idempotent operations
+are retried on connect errors, timeouts and 502-504.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from typing import Any, ClassVar, Self
 from urllib.parse import quote, urljoin, urlsplit
 
 import anyio
-import httpcore2
 import httpx2
 import orjson
 
@@ -40,7 +41,7 @@ from gateway.openapi.shaping import (
     shape_result,
     shaped_tool,
 )
-from gateway.providers._http1 import Answer, Http1Pool
+from gateway.providers._http import Answer, HttpClient
 from gateway.telemetry import upstream_request
 
 EXCERPT = 500
@@ -76,7 +77,7 @@ class OpenApiProvider(ToolProvider):
         self.skipped: list[str] = []
         self._secrets: dict[str, str] = {}
         self._delegated: dict[str, str] = {}  # scheme -> credential provider (per caller, at call time)
-        self._pool: Http1Pool | None = None
+        self._pool: HttpClient | None = None
         self._origin = ""
         self._target: tuple[str, str, int] = ("http", "", 80)
         self._base_path = ""
@@ -111,14 +112,15 @@ class OpenApiProvider(ToolProvider):
         for name, shape in self._shapes.items():
             if name in self.tools:
                 self.tools[name] = shaped_tool(self.tools[name], shape)
-        # A lean keep-alive HTTP/1.1 pool, not httpx: the request is already built to the byte
-        # (path, query, headers), and httpx's and httpcore2's layers were a third of the
-        # event loop's time under load (ADR 0005, issue 9).
+        # The request is already built to the byte (path, query, headers): the client sends
+        # it as it is (ADR 0026).
         self._origin = origin
         parts = urlsplit(origin)
         default_port = 443 if parts.scheme == "https" else 80
         self._target = (parts.scheme, parts.hostname or "", parts.port or default_port)
-        self._pool = Http1Pool(*self._target, max_connections=100, max_idle=32, keepalive_seconds=30.0)
+        pool = HttpClient(origin, tls=self.config.tls, field=f"targets.{self.id}.tls", max_connections=100)
+        await pool.open()
+        self._pool = pool
         return self
 
     async def __aexit__(
@@ -258,12 +260,13 @@ class OpenApiProvider(ToolProvider):
                 with upstream_request(request.method, scheme, host, port, request.path) as traced:
                     response = await self._pool.request(
                         request.method,
-                        request.path,
+                        self._origin + request.path,
                         [*headers, *traced.headers.items()],
                         content,
                         connect_seconds=min(10.0, timeout),
-                        read_seconds=timeout,
+                        deadline_seconds=timeout,
                         limit=self.config.max_response_bytes,
+                        follow_redirects=True,
                     )
                     traced.status = response.status
                     if response.status in _RETRY_STATUS and attempt + 1 < attempts:
@@ -273,14 +276,10 @@ class OpenApiProvider(ToolProvider):
                     shaped = self._shaped(response, media, shape, sent or {})
                     url = self._origin + request.path
                     return response.status, shaped or _result(response, media, url, op.wrap_result)
-            except httpcore2.LocalProtocolError as exc:  # the request itself is wrong: no retry
-                raise ToolExecutionError(
-                    f"{op.method} {op.path}: the request cannot be sent: {exc}"
-                ) from None
-            except httpcore2.TimeoutException:
-                last_error = f"no answer within {self.config.timeout_seconds}s"
-            except (httpcore2.NetworkError, httpcore2.ProtocolError, httpcore2.UnsupportedProtocol) as exc:
-                last_error = f"{type(exc).__name__}: {exc}"
+            except UpstreamUnavailable as exc:  # no connection, no answer in time, a broken answer
+                last_error = exc.message
+            except ToolExecutionError as exc:  # the request itself is wrong: no retry
+                raise ToolExecutionError(f"{op.method} {op.path}: {exc.message}") from None
         raise UpstreamUnavailable(f"{op.method} {op.path} failed after {attempts} attempt(s): {last_error}")
 
     def _shaped(
