@@ -15,6 +15,7 @@ Shutdown flushes what is queued.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -52,7 +53,11 @@ class CallRecord:
 
 
 def digest(arguments: Any) -> str:
-    return hashlib.sha256(orjson.dumps(arguments, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    try:
+        raw = orjson.dumps(arguments, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:  # integers past 64 bits: the standard encoder takes any size
+        raw = json.dumps(arguments, sort_keys=True, separators=(",", ":"), default=repr).encode()
+    return hashlib.sha256(raw).hexdigest()
 
 
 class AuditLog:

@@ -6,7 +6,14 @@ A gateway's `policies` are Cedar source. The request for one call is:
   ``scopes`` (a set);
 - action ``Switchboard::Action::"<target>___<tool>"`` (the published tool name);
 - resource ``Switchboard::Target::"<target>"``, a member of ``Switchboard::Gateway::"<name>"``;
-- context: the call's arguments.
+- context: the call's arguments that some policy of the tool reads, as exact Cedar values.
+
+Policy sees exact values (ADR 0011): integers, and whole floats (``1e6``, ``1000000.0``) as the
+integer they equal; strings, booleans, arrays (as sets) and objects (as records) as they are. A
+value a policy reads that Cedar cannot hold exactly — a fraction, NaN or infinity, an integer
+outside Cedar's 64-bit range, ``null``, a record member named like Cedar's ``__entity`` or
+``__extn`` escapes — refuses the call with the argument and the reason; it is never dropped.
+A ``forbid`` whose evaluation fails (a type error, say) denies the call instead of being skipped.
 
 Once a gateway has any policy, what no policy permits is denied, and a `forbid` wins over
 every `permit` (Cedar's semantics). ``policy_mode: log_only`` lets everything through and
@@ -26,6 +33,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -47,7 +56,7 @@ def _cedar_type(schema: Mapping[str, Any]) -> dict[str, Any] | None:
     kind = schema.get("type")
     if kind == "string":
         return {"type": "String"}
-    if kind == "integer":
+    if kind in ("integer", "number"):  # whole numbers only: a fraction is refused at call time
         return {"type": "Long"}
     if kind == "boolean":
         return {"type": "Boolean"}
@@ -56,7 +65,7 @@ def _cedar_type(schema: Mapping[str, Any]) -> dict[str, Any] | None:
         return {"type": "Set", "element": inner} if inner is not None else None
     if kind == "object":
         return {"type": "Record", "attributes": _attributes(schema)}
-    return None  # numbers with fractions, unions: not comparable in a policy
+    return None  # unions, untyped values: not comparable in a policy
 
 
 def _attributes(schema: Mapping[str, Any]) -> dict[str, Any]:
@@ -98,15 +107,58 @@ def schema_for(catalog: Catalog) -> dict[str, Any]:
     }
 
 
-def _plain(value: Any) -> Any:
-    """A JSON value Cedar can hold (floats and nulls dropped, nested kept)."""
-    if isinstance(value, bool | int | str):
+LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
+_ESCAPES = frozenset({"__entity", "__extn", "__expr"})  # Cedar's JSON reads these as non-records
+_FAILED = re.compile(r"policy `([^`]+)`")
+
+
+class Unrepresentable(ValueError):
+    """An argument a policy reads has a value Cedar cannot hold exactly."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def exact(value: Any, path: str) -> Any:
+    """``value`` as the Cedar JSON value equal to it, or `Unrepresentable` naming ``path``.
+
+    Whole floats become the integer they equal, so ``1e6`` and ``1000000.0`` meet the same rule
+    as ``1000000``; nothing is ever left out.
+    """
+    if isinstance(value, bool | str):
         return value
-    if isinstance(value, list):
-        return [v for v in (_plain(x) for x in value) if v is not None]
+    if isinstance(value, int):
+        if not LONG_MIN <= value <= LONG_MAX:
+            raise Unrepresentable(path, f"{value} is outside the policy engine's 64-bit integer range")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise Unrepresentable(path, f"{value} is not a finite number")
+        if not value.is_integer():
+            raise Unrepresentable(path, f"{value!r} has a fraction, which the policy cannot compare exactly")
+        return exact(int(value), path)
+    if value is None:
+        raise Unrepresentable(path, "null has no value the policy can compare; leave the argument out")
+    if isinstance(value, list | tuple):
+        return [exact(item, f"{path}[{i}]") for i, item in enumerate(value)]
     if isinstance(value, Mapping):
-        return {str(k): v for k, v in ((k, _plain(x)) for k, x in value.items()) if v is not None}
-    return None
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if key in _ESCAPES:
+                raise Unrepresentable(
+                    f"{path}.{key}", f"a member named {key!r} is reserved by the policy engine"
+                )
+            out[str(key)] = exact(item, f"{path}.{key}")
+        return out
+    raise Unrepresentable(path, f"a {type(value).__name__} is not a JSON value")
+
+
+def context_for(arguments: Mapping[str, Any], reads: frozenset[str] | None) -> dict[str, Any]:
+    """The Cedar context of a call: the arguments the policies read (``None``: all), exactly."""
+    names = arguments.keys() if reads is None else reads.intersection(arguments)
+    return {str(name): exact(arguments[name], str(name)) for name in names}
 
 
 class GatewayPolicy:
@@ -128,6 +180,14 @@ class GatewayPolicy:
         self._by_tool: dict[str, cedarpy.PolicySet] = {}
         self._decisions: dict[tuple[Any, ...], tuple[bool, str, bool]] = {}
         self._contextual = _contextual_tools(self._policies, [name for name in catalog.snapshot.tools])
+        self._reads: dict[str, frozenset[str] | None] = {}
+
+    def _read_by(self, tool: str) -> frozenset[str] | None:
+        """The arguments the tool's policies read (``None``: the whole context)."""
+        if tool not in self._reads:
+            relevant = [p for p in self._policies.values() if _names(p.get("action") or {}, tool)]
+            self._reads[tool] = _context_reads(relevant)
+        return self._reads[tool]
 
     def _for(self, tool: str) -> cedarpy.PolicySet:
         found = self._by_tool.get(tool)
@@ -182,6 +242,9 @@ class GatewayPolicy:
 
         When none of the tool's policies looks at the arguments (``context``), the decision
         depends on the caller and the tool alone and is remembered (bounded).
+
+        Raises:
+            Unrepresentable: an argument a policy reads has a value Cedar cannot hold exactly.
         """
         key = None
         if tool not in self._contextual:
@@ -189,13 +252,17 @@ class GatewayPolicy:
             hit = self._decisions.get(key)
             if hit is not None:
                 return hit
+        context = context_for(arguments, self._read_by(tool)) if key is None else {}
         result = cedarpy.is_authorized(
-            self._request(principal, tool, target, _plain(dict(arguments)) or {}),
+            self._request(principal, tool, target, context),
             self._for(tool),
             self._entities(principal, target),
         )
         reasons = ", ".join(result.diagnostics.reasons) or "no policy permits it"
         allowed = result.decision == cedarpy.Decision.Allow
+        failed = self._failed_forbids(result.diagnostics.errors)
+        if failed:  # a forbid that cannot be evaluated must not be skipped: deny
+            allowed, reasons = False, f"{failed}; a forbid that cannot be evaluated denies the call"
         needs_approval = allowed and any(
             (self._policies.get(pid) or {}).get("annotations", {}).get("approval") == "required"
             for pid in result.diagnostics.reasons
@@ -205,6 +272,16 @@ class GatewayPolicy:
                 self._decisions.clear()
             self._decisions[key] = (allowed, reasons, needs_approval)
         return allowed, reasons, needs_approval
+
+    def _failed_forbids(self, errors: Sequence[str]) -> str:
+        """The evaluation errors that belong to a forbid (or to no policy we can name), joined."""
+        failed = []
+        for error in errors:
+            named = _FAILED.search(error)
+            policy = self._policies.get(named.group(1)) if named else None
+            if policy is None or policy.get("effect") == "forbid":
+                failed.append(error)
+        return "; ".join(failed)
 
     @property
     def asks_for_approval(self) -> bool:
@@ -227,9 +304,18 @@ class GatewayPolicy:
     async def stage(self, call: ToolCall, ctx: CallContext, call_next: CallNext) -> ToolResult:
         entry = self.catalog.snapshot.tools.get(call.public_name or call.name)
         target = entry.provider.id if entry is not None else ""
-        allowed, why, needs_approval = self.decide(
-            ctx.principal, call.public_name or call.name, target, call.arguments
-        )
+        try:
+            allowed, why, needs_approval = self.decide(
+                ctx.principal, call.public_name or call.name, target, call.arguments
+            )
+        except Unrepresentable as exc:
+            if self.mode != "log_only":
+                raise Denied(
+                    f"The gateway's policy reads the argument `{exc.path}` of {call.public_name}, and "
+                    f"{exc.reason}; the call was refused (send a value the policy can compare)."
+                ) from None
+            logger.warning("policy (log_only) cannot decide %s: %s", call.public_name, exc)
+            return await call_next(call, ctx)
         if needs_approval:
             ctx.approval_required = True  # the approval stage holds it for a person
         if not allowed:
@@ -250,6 +336,36 @@ def _contextual_tools(policies: Mapping[str, Any], tools: Sequence[str]) -> set[
     """The tools some relevant policy decides on the arguments (whose decisions cannot be cached)."""
     reading = [p for p in policies.values() if '"context"' in json.dumps(p.get("conditions") or [])]
     return {tool for tool in tools if any(_names(p.get("action") or {}, tool) for p in reading)}
+
+
+def _context_reads(policies: Sequence[Mapping[str, Any]]) -> frozenset[str] | None:
+    """The context attributes these policies read (``context.x``, ``context has x``); ``None`` when
+    one uses the context as a whole (then every argument is its business)."""
+    reads: set[str] = set()
+    whole = False
+
+    def walk(node: Any) -> None:
+        nonlocal whole
+        if isinstance(node, list):
+            for item in node:
+                walk(item)
+        elif isinstance(node, Mapping):
+            for op, body in node.items():
+                if (
+                    op in (".", "has")
+                    and isinstance(body, Mapping)
+                    and body.get("left") == {"Var": "context"}
+                    and isinstance(body.get("attr"), str)
+                ):
+                    reads.add(body["attr"])
+                elif op == "Var" and body == "context":
+                    whole = True
+                else:
+                    walk(body)
+
+    for policy in policies:
+        walk(policy.get("conditions") or [])
+    return None if whole else frozenset(reads)
 
 
 def _names(scope: Mapping[str, Any], tool: str) -> bool:

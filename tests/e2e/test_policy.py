@@ -1,9 +1,11 @@
 """Policy and rate limits through a real `switchboard serve`: per-user tools/list, refusals of
 guessed names and of forbidden arguments, a policy that names a missing tool refused on save,
-and a rate limit that refuses, says when to retry, then lets the caller through again."""
+a rate limit that refuses, says when to retry, then lets the caller through again, and every
+JSON type, written on the wire as a client may write it, meeting a forbid rule exactly."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.e2e.harness import Served, serve
+from tests.e2e.harness import ACCEPT, INIT, Served, serve, serve_config
 
 pytestmark = pytest.mark.anyio
 GATEWAY: dict[str, Any] = {
@@ -170,3 +172,136 @@ async def test_every_call_is_in_the_audit_with_its_decision(served: tuple[Served
             "records"
         ]
         assert len(allowed) == 2 and all(r["decision"] == "allowed" and r["outcome"] == "ok" for r in allowed)
+
+
+PAY = 'Switchboard::Action::"p___pay"'
+
+
+def forbid(condition: str) -> str:
+    return f"forbid(principal, action == {PAY}, resource) when {{ {condition} }};"
+
+
+PAYMENTS = {
+    "gateways": [
+        {
+            "name": "default",
+            "policies": [
+                f"permit(principal, action == {PAY}, resource);",
+                forbid("context has amount && context.amount > 100"),
+                forbid("context has price && context.price > 100"),
+                forbid("context has urgent && context.urgent"),
+                forbid('context has memo && context.memo == "wire"'),
+                forbid('context has tags && context.tags.contains("x")'),
+                forbid(
+                    "context has meta && context.meta has inner && context.meta.inner has depth"
+                    " && context.meta.inner.depth > 1"
+                ),
+            ],
+            "targets": [
+                {
+                    "name": "p",
+                    "kind": "function",
+                    "functions": [
+                        {
+                            "function": "tests.fixtures.functions:pay",
+                            "input_schema": {
+                                "type": "object",
+                                "properties": {
+                                    "amount": {"type": "integer"},
+                                    "price": {"type": "number"},
+                                    "urgent": {"type": "boolean"},
+                                    "memo": {"type": "string"},
+                                    "tags": {"type": "array", "items": {"type": "string"}},
+                                    "meta": {
+                                        "type": "object",
+                                        "properties": {
+                                            "inner": {
+                                                "type": "object",
+                                                "properties": {"depth": {"type": "integer"}},
+                                            }
+                                        },
+                                    },
+                                },
+                                "additionalProperties": False,
+                            },
+                        }
+                    ],
+                }
+            ],
+        }
+    ]
+}
+FORBIDDEN = "The gateway's policy does not allow p___pay"
+NOT_COMPARABLE = "The gateway's policy reads the argument"
+
+
+@pytest.fixture(scope="module")
+def payments(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    # Argument capture in traces is off here: its JSON encoder refuses integers past 64 bits
+    # before policy runs (the call fails unrun, but not with the policy's words).
+    off = {"SWITCHBOARD_TRACE_CONTENT": "false"}
+    with serve_config(tmp_path_factory.mktemp("payments"), json.dumps(PAYMENTS), env=off) as s:
+        yield s
+
+
+async def call_raw(served: Served, arguments: bytes) -> dict[str, Any]:
+    """A tools/call whose arguments are sent as these exact bytes (``1e6`` stays ``1e6`` on the wire)."""
+    async with httpx2.AsyncClient(timeout=30) as http:
+        started = await http.post(served.mcp, json=INIT, headers=ACCEPT)
+        headers = {
+            **ACCEPT,
+            "Mcp-Session-Id": started.headers["mcp-session-id"],
+            "MCP-Protocol-Version": "2025-11-25",
+        }
+        await http.post(
+            served.mcp, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers
+        )
+        body = (
+            b'{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"p___pay","arguments":'
+            + arguments
+            + b"}}"
+        )
+        answer = await http.post(served.mcp, content=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    if answer.headers.get("content-type", "").startswith("application/json"):
+        found: list[dict[str, Any]] = [answer.json()]
+    else:
+        found = [json.loads(line[5:]) for line in answer.text.splitlines() if line.startswith("data:")]
+    result: dict[str, Any] = found[-1]["result"]
+    return result
+
+
+@pytest.mark.parametrize(
+    ("arguments", "outcome"),
+    [
+        (b'{"amount": 1000000}', FORBIDDEN),  # int
+        (b'{"amount": 1000000.0}', FORBIDDEN),  # whole float: it was allowed before
+        (b'{"amount": 1e6}', FORBIDDEN),
+        (b'{"amount": 1E+6}', FORBIDDEN),
+        (b'{"amount": 5.0}', "paid 5"),
+        (b'{"price": 1000000.0}', FORBIDDEN),
+        (b'{"price": 2.5}', NOT_COMPARABLE),  # fractional float: refused, never dropped
+        (b'{"price": 1e400}', NOT_COMPARABLE),  # infinity once parsed
+        (b'{"amount": 9223372036854775808}', NOT_COMPARABLE),  # beyond Cedar's 64-bit integers
+        (b'{"amount": -9223372036854775809}', NOT_COMPARABLE),
+        (b'{"amount": 18446744073709551616}', NOT_COMPARABLE),
+        (b'{"price": 1e19}', NOT_COMPARABLE),
+        (b'{"urgent": true}', FORBIDDEN),  # bool
+        (b'{"urgent": false}', "paid 0"),
+        (b'{"memo": "wire"}', FORBIDDEN),  # string
+        (b'{"memo": "cash"}', "paid 0"),
+        (b'{"tags": ["a", "x"]}', FORBIDDEN),  # array
+        (b'{"tags": ["a"]}', "paid 0"),
+        (b'{"meta": {"inner": {"depth": 2.0}}}', FORBIDDEN),  # object, nested
+        (b'{"meta": {"inner": {"depth": 1}}}', "paid 0"),
+        (b'{"meta": {"inner": {"depth": 1.5}}}', "depth"),  # refused by the schema (not an integer)
+        (b'{"amount": null}', "amount"),  # null: refused by the schema, not dropped
+    ],
+)
+async def test_every_json_type_meets_a_forbid_rule_on_the_wire(
+    payments: Served, arguments: bytes, outcome: str
+) -> None:
+    result = await call_raw(payments, arguments)
+    text = result["content"][0]["text"]
+    assert outcome in text, text
+    assert result.get("isError", False) is (not text.startswith("paid"))
