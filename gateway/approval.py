@@ -1,13 +1,18 @@
-"""Human approval: calls to tools that need it wait for a person's yes, and the yes is recorded first.
+"""Human approval: calls to tools that need it wait for a yes from someone other than the caller,
+and the yes is recorded first.
 
-A gateway's `approvals` rules name tools (globs), and a Cedar permit annotated
-``@approval("required")`` asks for approval of the calls it permits. Before such a call runs:
+A gateway's `approvals` rules name tools (globs) and who decides (``approver``); a Cedar permit
+annotated ``@approval("required")`` asks for approval of the calls it permits (decided by the
+approver of the first rule naming the tool, else by an administrator). Before such a call runs:
 
-- if the calling client can ask its user (elicitation, either era), it is asked — the tool,
-  and its arguments with secrets masked — and the answer is recorded;
-- otherwise the call is held as a pending approval that an approver decides through the
-  admin API (``GET /admin/v1/approvals?status=pending``, ``POST /admin/v1/approvals/{id}``)
-  within ``timeout_seconds`` (then it expires, and the call is refused).
+- ``approver: admin`` (the default): the call is held as a pending approval that an
+  administrator decides through the admin API (``GET /admin/v1/approvals?status=pending``,
+  ``POST /admin/v1/approvals/{id}``) within ``timeout_seconds`` (then it expires, and the call
+  is refused). The calling client is not asked: whatever it could answer does not count.
+- ``approver: client`` (opt-in): the calling client is asked (elicitation, either era) — the
+  tool, and its arguments with secrets masked — and its answer is recorded. That proves only
+  that the caller's own client said yes (an automated client can answer its own question);
+  a client that cannot be asked is held for an administrator as above.
 
 Nothing runs until the approval is stored; a refusal says who refused and why.
 """
@@ -15,19 +20,23 @@ Nothing runs until the approval is stored; a refusal says who refused and why.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 import orjson
 
 from gateway.audit import digest
 from gateway.core.types import CallContext, CallNext, ToolCall, ToolResult
-from gateway.redaction import redact
+from gateway.redaction import redact_text
 from gateway.store._approvals import StoreApprovals
 
 POLL_SECONDS = 0.25
 DEFAULT_TIMEOUT_SECONDS = 300.0
+PREVIEW_CHARS = 1800
+"""At most this much of a call's arguments (JSON, masked) is stored and shown (with a note of the rest)."""
 QUESTION = {
     "type": "object",
     "properties": {"approve": {"type": "boolean", "title": "Approve this call"}},
@@ -39,6 +48,7 @@ QUESTION = {
 class ApprovalRule:
     tools: tuple[str, ...]
     timeout_seconds: float
+    approver: str = "admin"  # "admin" or "client" (config.ApprovalSpec.approver)
 
     def applies(self, tool: str) -> bool:
         return not self.tools or any(fnmatch.fnmatchcase(tool, p) for p in self.tools)
@@ -58,13 +68,13 @@ class GatewayApprovals:
     async def stage(self, call: ToolCall, ctx: CallContext, call_next: CallNext) -> ToolResult:
         tool = call.public_name or call.name
         rule = next((r for r in self.rules if r.applies(tool)), None)
-        if rule is None and ctx.approval_required:  # a policy asked for it
+        if rule is None and ctx.approval_required:  # a policy asked for it: an administrator decides
             rule = ApprovalRule((), DEFAULT_TIMEOUT_SECONDS)
         if rule is None:
             return await call_next(call, ctx)
-        preview = orjson.dumps(redact(call.arguments)).decode()
+        preview = arguments_preview(call.arguments)
         subject = ctx.principal.subject
-        if ctx.channel.supports("elicitation"):
+        if rule.approver == "client" and ctx.channel.supports("elicitation"):
             params = {
                 "mode": "form",
                 "message": f"Allow {tool} to run with {preview[:1000]}?",
@@ -110,3 +120,15 @@ class GatewayApprovals:
             why = f": {found['reason']}" if found.get("reason") else ""
             return ToolResult.error(f"{tool} was rejected by {found['decided_by']}{why}; it did not run.")
         return await call_next(call, ctx)
+
+
+def arguments_preview(arguments: Mapping[str, Any]) -> str:
+    """A call's arguments as the approver sees them: JSON, secrets masked, capped.
+
+    Serialising is linear (C); only the first `PREVIEW_CHARS` (and a margin) are scanned.
+    """
+    try:
+        text = orjson.dumps(arguments).decode()
+    except orjson.JSONEncodeError:  # integers past 64 bits: the standard encoder takes any size
+        text = json.dumps(arguments, default=repr)
+    return redact_text(text, PREVIEW_CHARS)

@@ -151,7 +151,7 @@ class GatewayAudit:
                     decision=decision,
                     arguments_digest=digest(call.arguments),
                     outcome=outcome,
-                    error=redact_text(error or "")[:500] or None,
+                    error=redact_text(error or "", 500)[:500] or None,
                     duration_ms=round((time.perf_counter() - started) * 1000, 3),
                     approval=ctx.approval,
                 )

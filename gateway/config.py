@@ -499,10 +499,16 @@ InterceptorSpec = Annotated[
 
 
 class ApprovalSpec(Model):
-    """Calls to these tools wait for a person's approval (asked in the client, or the admin API)."""
+    """Calls to these tools wait for a person's approval (the admin API, or asked in the client)."""
 
     tools: list[str] = Field(default_factory=list, description="Globs of tool names; empty: every tool.")
     timeout_seconds: float = Field(300.0, gt=0, le=7 * 24 * 3600)
+    approver: Literal["admin", "client"] = Field(
+        "admin",
+        description="Who decides: 'admin' (default) holds the call for an administrator (admin API), "
+        "never the caller; 'client' asks the calling client (elicitation), which proves only that "
+        "the caller's own client said yes: an automated client can answer for itself.",
+    )
 
 
 class GatewaySpec(Model):

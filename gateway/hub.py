@@ -328,7 +328,7 @@ class Hub:
             )
         wants = spec.approvals or (policy is not None and policy.asks_for_approval)
         if wants and self.approvals is not None:  # (a check or a CLI listing has no store)
-            holds = [ApprovalRule(tuple(a.tools), a.timeout_seconds) for a in spec.approvals]
+            holds = [ApprovalRule(tuple(a.tools), a.timeout_seconds, a.approver) for a in spec.approvals]
             decisions.append(
                 ("approval", GatewayApprovals(tenant, spec.name, holds, self.approvals).stage, None)
             )

@@ -1,6 +1,9 @@
-"""Human approval through a real `switchboard serve`: one call approved by the user through
-elicitation (both eras), one declined there, and one held for an administrator who rejects
-it through the admin API; only the approved call runs, and every decision is recorded."""
+"""Human approval through a real `switchboard serve`: where the gateway lets the client decide
+(`approver: client`), one call approved by the user through elicitation (both eras) and one
+declined there; one held for an administrator who rejects it through the admin API; and where
+an approver other than the caller is required (the default), an automated client that accepts
+its own elicitation cannot get its call run until an administrator approves it. Only approved
+calls run, and every decision is recorded."""
 
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         """
 gateways:
   - name: default
-    approvals: [{tools: ["mail___send_email"], timeout_seconds: 30}]
+    approvals: [{tools: ["mail___send_email"], timeout_seconds: 30, approver: client}]
     targets:
       - name: mail
         kind: function
@@ -39,6 +42,12 @@ gateways:
         @approval("required")
         permit(principal, action == Switchboard::Action::"mail___send_email", resource);
       - 'permit(principal, action == Switchboard::Action::"mail___sent", resource);'
+    targets:
+      - name: mail
+        kind: function
+        functions: ["tests.fixtures.functions:send_email", "tests.fixtures.functions:sent"]
+  - name: strict
+    approvals: [{tools: ["mail___send_email"], timeout_seconds: 30}]
     targets:
       - name: mail
         kind: function
@@ -117,12 +126,41 @@ async def test_an_administrator_rejects_a_held_call(served: Served) -> None:
         assert "held@example.com" not in await sent(client)
 
 
-async def test_a_policy_can_ask_for_approval(served: Served) -> None:
+async def pending_approval(admin: httpx2.AsyncClient, gateway: str) -> dict[str, Any]:
+    """The pending approval of the held call (polled: a held call is recorded before it waits)."""
+    with anyio.fail_after(10):
+        while True:
+            pending = (await admin.get("/admin/v1/approvals", params={"status": "pending"})).json()
+            held = [a for a in pending["approvals"] if a["gateway"] == gateway]
+            if held:
+                return held[0]  # type: ignore[no-any-return]
+            await anyio.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    ("gateway", "mode"), [("strict", "legacy"), ("strict", "2026-07-28"), ("guarded", "legacy")]
+)
+async def test_a_client_accepting_its_own_elicitation_cannot_run_a_call_held_for_an_administrator(
+    served: Served, gateway: str, mode: str
+) -> None:
     asked: list[str] = []
-    url = served.gateway("guarded")
-    async with Client(url, mode="legacy", elicitation_callback=answering(True, asked)) as client:
-        done = await client.call_tool("mail___send_email", {"to": "policy@example.com", "body": "hi"})
-        assert done.content[0].text == "sent to policy@example.com"  # type: ignore[union-attr]
-        assert asked and "mail___send_email" in asked[0]  # the @approval("required") permit asked
-        assert not (await client.call_tool("mail___sent", {})).is_error  # its permit asks nothing
-        assert len(asked) == 1
+    to = f"self-{gateway}-{mode}@example.com"
+    results: list[types.CallToolResult] = []
+    async with (
+        Client(served.gateway(gateway), mode=mode, elicitation_callback=answering(True, asked)) as client,
+        httpx2.AsyncClient(base_url=served.base, headers=served.admin_headers) as admin,
+        anyio.create_task_group() as tg,
+    ):
+
+        async def call() -> None:
+            results.append(await client.call_tool("mail___send_email", {"to": to, "body": "hi"}))
+
+        tg.start_soon(call)
+        held = await pending_approval(admin, gateway)
+        assert not results and to not in await sent(client)  # held: the client's yes did not count
+        assert asked == []  # and it was not even asked
+        decided = await admin.post(f"/admin/v1/approvals/{held['id']}", json={"decision": "approve"})
+        assert decided.status_code == 200 and decided.json()["decided_by"] == "an administrator (admin API)"
+    assert results[0].content[0].text == f"sent to {to}"  # type: ignore[union-attr]
+    async with Client(served.gateway(gateway), mode="legacy") as client:
+        assert to in await sent(client)
