@@ -9,6 +9,10 @@ latency and calls per second at concurrency 1 and 16 in both protocol eras, with
 `full` adds over `plain`. The load generator is the raw JSON-RPC client of
 bench/tools_call.py, on the same 2-core machine as the server.
 
+Part 1b, the cost of the durable audit (ADR 0024: a call is answered once its record is
+committed, group commit): a second server with SWITCHBOARD_AUDIT=false serves `plain`
+again in the same run, and `plain` with the audit is printed against it.
+
 Part 2, in process: a catalog of 50 tools and 1,000 Cedar policies (per-user permits
 and a few forbids on arguments). Prints the time to build the GatewayPolicy (parse and
 validate against the catalog's schema), the time per `allows` decision, and the time
@@ -56,6 +60,7 @@ FULL: dict[str, Any] = {
     "resilience": {},
 }
 LEGACY, MODERN = "2025-11-25", "2026-07-28"
+NO_AUDIT = {"SWITCHBOARD_AUDIT": "false"}
 
 Row = tuple[str, str, int, dict[str, float]]
 
@@ -92,6 +97,26 @@ async def run_calls(served: Served, key: str, calls: int, levels: list[int]) -> 
             callers.append((name, MODERN, await modern_caller(http, url, TOOL, add_args)))
         for level in levels:
             for name, era, call in callers:
+                rows.append((name, era, level, await measure(call, calls, level)))
+    return rows
+
+
+async def run_plain(served: Served, calls: int, levels: list[int], name: str) -> list[Row]:
+    """Only the `plain` gateway (no auth, no stages), its rows named ``name``."""
+    async with httpx2.AsyncClient(base_url=served.base, headers=served.admin_headers, timeout=30) as admin:
+        put = await admin.put("/admin/v1/gateways/plain", json=PLAIN)
+        if put.status_code not in (200, 201):
+            raise RuntimeError(f"PUT plain: {put.status_code} {put.text}")
+    rows: list[Row] = []
+    limits = httpx2.Limits(max_connections=max(levels), max_keepalive_connections=max(levels))
+    async with httpx2.AsyncClient(limits=limits, timeout=30) as http:
+        url = served.gateway("plain")
+        callers = [
+            (LEGACY, await legacy_caller(http, url, TOOL, add_args)),
+            (MODERN, await modern_caller(http, url, TOOL, add_args)),
+        ]
+        for level in levels:
+            for era, call in callers:
                 rows.append((name, era, level, await measure(call, calls, level)))
     return rows
 
@@ -217,6 +242,15 @@ def main() -> None:
         key = anyio.run(setup, served)
         rows = anyio.run(run_calls, served, key, args.calls, args.concurrency)
     report_calls(rows, args.calls)
+    print()
+    with tempfile.TemporaryDirectory() as tmp, serve(Path(tmp) / "data", env=NO_AUDIT) as served:
+        baseline = anyio.run(run_plain, served, args.calls, args.concurrency, "noaudit")
+    print(
+        f"the durable audit: `plain` with the audit against `noaudit` (SWITCHBOARD_AUDIT=false),"
+        f" {args.calls} calls"
+    )
+    print("(a call is answered once its audit record is committed; concurrent calls share a commit)")
+    print_against([*baseline, *(r for r in rows if r[0] == "plain")], "gateway", "noaudit", "plain")
     print()
     anyio.run(run_cedar, args.decisions)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import html
 import ipaddress
 import logging
 import os
@@ -27,7 +26,7 @@ import anyio.abc
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
@@ -36,7 +35,7 @@ from gateway.auth import METADATA_PREFIX, Authenticator
 from gateway.cache import result_store
 from gateway.config import Document, GatewaySpec, gateway_from_store, to_store
 from gateway.core.errors import ConfigError
-from gateway.credentials import credentials_for, provider_specs
+from gateway.credentials import consent_user, credentials_for, provider_specs
 from gateway.hub import Hub
 from gateway.mcp import McpFront
 from gateway.mcp.front import PRINCIPAL_KEY
@@ -53,7 +52,7 @@ from gateway.ui import ui_routes
 from gateway.vault import open_vault
 from identity.api import IdentityServices, WorkloadTokens, identity_routes
 from identity.inbound import Refused, key_id_of, new_key, same_secret
-from identity.outbound import Broker, CredentialError, ProviderSpec, redis_locks
+from identity.outbound import Broker, ProviderSpec, redis_locks
 from identity.vault import Vault
 
 logger = logging.getLogger(__name__)
@@ -332,6 +331,7 @@ def create_app(
                             WorkloadTokens(state_key(settings.data_dir)),
                             system.admin_tenant,
                             system.providers_of,
+                            consent_user(hub, lambda: holder["auth"]),
                         )
                         if config_path is not None:
                             doc = load_and_check(config_path)
@@ -396,29 +396,6 @@ def create_app(
             return JSONResponse({"error": "no OAuth-protected resource at this path"}, 404)
         return JSONResponse(metadata)
 
-    async def oauth_callback(request: Request) -> HTMLResponse:
-        """The end of a user's consent (3LO): the provider sends the browser here with a code."""
-        system: Switchboard = holder["system"]
-        q = request.query_params
-        if q.get("error"):
-            return _page(400, "Authorization was not granted", f"The provider said: {q.get('error')}.")
-        code, state = q.get("code"), q.get("state")
-        if not code or not state or system.broker is None:
-            return _page(
-                400, "Not an authorization response", "This page is where a provider sends you back."
-            )
-        try:
-            tenant, _, qualified_name = system.broker.pending(state)
-            gateway, _, name = qualified_name.partition("/")
-            live = system.hub.get(tenant, gateway)
-            providers = provider_specs(live.spec) if live is not None else {}
-            if name not in providers:
-                raise CredentialError(f"credential provider {name!r} is no longer configured")
-            await system.broker.complete({qualified_name: providers[name]}, code, state)
-        except CredentialError as exc:
-            return _page(400, "Authorization failed", str(exc))
-        return _page(200, "Authorized", f"Switchboard can now use {name} for you. You can close this window.")
-
     async def metrics(request: Request) -> Response:
         """Prometheus metrics: to a scraper with SWITCHBOARD_METRICS_TOKEN, else to loopback only."""
         token = settings.metrics_token
@@ -446,8 +423,7 @@ def create_app(
     routes: list[BaseRoute] = [
         Route("/healthz", endpoint=health, methods=["GET"]),
         Route(METADATA_PREFIX + "/{resource:path}", endpoint=protected_resource, methods=["GET"]),
-        Route(CALLBACK_PATH, endpoint=oauth_callback, methods=["GET"]),
-        *identity_routes(lambda: holder["identity"]),
+        *identity_routes(lambda: holder["identity"]),  # the OAuth callback (CALLBACK_PATH) too
         Route("/metrics", endpoint=metrics, methods=["GET"]),
         *admin_routes(lambda: holder["system"]),
         *ui_routes(lambda: holder["system"], lambda: holder["traces"]),
@@ -491,14 +467,6 @@ def _loopback(request: Request) -> bool:
 
 def same_secret_text(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
-
-
-def _page(status: int, title: str, text: str) -> HTMLResponse:
-    body = (
-        f"<!doctype html><html lang=en><meta charset=utf-8><title>{html.escape(title)}</title>"
-        f"<main><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></main></html>"
-    )
-    return HTMLResponse(body, status)
 
 
 def load_and_check(path: str | Path) -> Document:

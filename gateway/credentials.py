@@ -4,12 +4,14 @@ Each gateway's `credential_providers` become identity `ProviderSpec`s (secrets r
 from their references; names qualified by gateway so two gateways never share a
 credential by accident). A call's `CallContext.credentials` is bound to its caller;
 identity's errors become the gateway's (`CredentialRequired` carries the consent URL).
+`consent_user` tells identity's consent sign-in who a gateway's own credential belongs to.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from gateway.config import (
     ApiKeyCredential,
@@ -22,7 +24,15 @@ from gateway.config import (
 from gateway.core.errors import ConfigError, CredentialRequired, ToolExecutionError
 from gateway.core.types import CredentialSource, Principal
 from gateway.providers.openapi import read_secret
+from identity.consent import UserOf
+from identity.inbound import Refused
 from identity.outbound import Broker, ConsentRequired, CredentialError, ProviderSpec, from_preset
+
+if TYPE_CHECKING:  # (the hub imports this module)
+    from starlette.types import Scope
+
+    from gateway.auth import Authenticator
+    from gateway.hub import Hub
 
 
 def qualified(gateway: str, provider: str) -> str:
@@ -126,3 +136,33 @@ def credentials_for(broker: Broker) -> CredentialsFor:
         return CallerCredentials(broker, hit[1], principal)
 
     return bind
+
+
+def mcp_path(tenant: str, gateway: str) -> str:
+    """A gateway's MCP endpoint path (the inverse of gateway.app.mcp_endpoint)."""
+    if tenant == "default":
+        return "/mcp" if gateway == "default" else f"/gateways/{gateway}/mcp"
+    return f"/tenants/{tenant}/gateways/{gateway}/mcp"
+
+
+def consent_user(hub: Hub, authenticator: Callable[[], Authenticator]) -> UserOf:
+    """Who a gateway's own credential (API key, access token) belongs to, as that gateway's
+    inbound auth sees it on its MCP endpoint: the check behind identity's consent sign-in."""
+
+    async def user_of(tenant: str, gateway: str, credential: str, scope: Scope) -> str | None:
+        live = hub.get(tenant, gateway)
+        if live is None:
+            return None
+        probe = {
+            **scope,
+            "path": mcp_path(tenant, gateway),
+            "query_string": b"",
+            "headers": [(b"authorization", f"Bearer {credential}".encode())],
+        }
+        try:
+            principal = await authenticator().principal(tenant, gateway, live.spec.auth, probe)
+        except Refused:
+            return None
+        return principal.subject
+
+    return user_of

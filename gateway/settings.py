@@ -74,5 +74,10 @@ class Settings(BaseSettings):
 
     def resolved_database_url(self) -> str:
         if self.database_url:
+    audit_unwritable: Literal["refuse", "spill"] = Field(
+        "refuse",
+        description="While the database refuses audit records: refuse new calls (refuse), or serve on and "
+        "keep the records in the data dir's audit-spill.jsonl until it takes them (spill).",
+    )
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'switchboard.db').resolve()}"

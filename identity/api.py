@@ -9,14 +9,18 @@ GetResourceOauth2Token / GetResourceApiKey:
     is stored.
 
 ``POST /identity/v1/resource-token`` (the agent, with its workload token)
-    ``{"workload_token": ..., "gateway": "default", "provider": "github"}`` ->
-    ``{"access_token": ...}`` (OAuth providers), ``{"api_key": ...}`` (key providers), or
-    ``{"authorization_url": ...}`` when the user has not consented yet (3LO): the agent
-    shows the link, the user consents, and the next request gets the token.
+    ``{"gateway": "default", "provider": "github"}`` with ``Authorization: Bearer sb_wl_...``
+    (or ``"workload_token"`` in the body) -> ``{"access_token": ...}`` (OAuth providers),
+    ``{"api_key": ...}`` (key providers), or ``{"authorization_url": ...}`` when the user
+    has not consented yet (3LO): the agent shows the link, the user signs in and consents
+    (identity.consent), and the next request gets the token.
 
 A workload token only ever yields its own tenant's and its own user's credentials.
-This module never imports the gateway: the gateway passes in how to check the admin
-key and how to find a gateway's providers.
+Callers are authenticated before their body is read when the credential is a header (the
+admin key always is), and no body is read past `BODY_LIMIT` (413). The consent routes
+(identity.consent) are served with these. This module never imports the gateway: the
+gateway passes in how to check the admin key, how to find a gateway's providers and who
+a gateway credential belongs to.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import base64
 import hashlib
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,13 +40,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from identity.outbound import Broker, ConsentRequired, CredentialError, ProviderSpec
+from identity.consent import ProvidersOf, UserOf, consent_routes
+from identity.outbound import Broker, ConsentRequired, CredentialError
 
 WORKLOAD_SECONDS = 3600
+BODY_LIMIT = 16384  # a few names and a workload token
 AdminTenant = Callable[[str | None], Awaitable[str | None]]
 """Authorization header -> the tenant an admin key grants, or None."""
-ProvidersOf = Callable[[str, str], Mapping[str, ProviderSpec] | None]
-"""(tenant, gateway) -> the gateway's credential providers by name, or None (no such gateway)."""
 
 
 class WorkloadTokens:
@@ -73,14 +77,42 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status)
 
 
+class _TooLarge(Exception):
+    pass
+
+
 async def _body(request: Request) -> dict[str, Any]:
+    """The request's JSON object, read no further than `BODY_LIMIT`.
+
+    Raises:
+        _TooLarge: the body is (or says it is) larger than the limit.
+        ValueError: it is not a JSON object.
+    """
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > BODY_LIMIT:
+        raise _TooLarge
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > BODY_LIMIT:
+            raise _TooLarge
     try:
-        body = orjson.loads(await request.body())
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         body = None
     if not isinstance(body, dict):
         raise ValueError("send a JSON object")
     return body
+
+
+_TOO_LARGE = f"the request body is larger than {BODY_LIMIT} bytes; send only the fields this endpoint takes"
+
+
+def _bearer(request: Request) -> str | None:
+    value = request.headers.get("authorization", "")
+    if value[:7].lower() != "bearer ":
+        return None
+    return value[7:].strip() or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +123,8 @@ class IdentityServices:
     tokens: WorkloadTokens
     admin_tenant: AdminTenant
     providers: ProvidersOf
+    user_of: UserOf
+    """Who a gateway's own credential belongs to (the consent sign-in)."""
 
 
 def identity_routes(services: Callable[[], IdentityServices]) -> list[Route]:
@@ -102,6 +136,8 @@ def identity_routes(services: Callable[[], IdentityServices]) -> list[Route]:
             return _error(401, "send the platform's admin key: `Authorization: Bearer sb_admin_...`")
         try:
             body = await _body(request)
+        except _TooLarge:
+            return _error(413, _TOO_LARGE)
         except ValueError as exc:
             return _error(400, str(exc))
         workload, user = body.get("workload"), body.get("user_id")
@@ -113,15 +149,27 @@ def identity_routes(services: Callable[[], IdentityServices]) -> list[Route]:
         return JSONResponse({"workload_token": token, "expires_in": WORKLOAD_SECONDS})
 
     async def resource_token(request: Request) -> JSONResponse:
+        parts = services()
+        header = _bearer(request)
+        claims: dict[str, Any] | None = None
+        if header is not None:  # authenticated before the body is read
+            try:
+                claims = parts.tokens.open(header)
+            except CredentialError as exc:
+                return _error(401, str(exc))
         try:
             body = await _body(request)
+        except _TooLarge:
+            return _error(413, _TOO_LARGE)
         except ValueError as exc:
             return _error(400, str(exc))
-        parts = services()
-        try:
-            claims = parts.tokens.open(str(body.get("workload_token") or ""))
-        except CredentialError as exc:
-            return _error(401, str(exc))
+        if claims is None:
+            try:
+                claims = parts.tokens.open(str(body.get("workload_token") or ""))
+            except CredentialError as exc:
+                return _error(
+                    401, f"{exc}: send `Authorization: Bearer sb_wl_...` (or `workload_token` in the body)"
+                )
         gateway, name = body.get("gateway", "default"), body.get("provider")
         found = parts.providers(str(claims["t"]), str(gateway))
         spec = found.get(str(name)) if found is not None else None
@@ -144,4 +192,5 @@ def identity_routes(services: Callable[[], IdentityServices]) -> list[Route]:
     return [
         Route("/identity/v1/workload-token", workload_token, methods=["POST"]),
         Route("/identity/v1/resource-token", resource_token, methods=["POST"]),
+        *consent_routes(services),
     ]

@@ -6,10 +6,12 @@ A `Broker` hands out the secret a call needs, by credential provider:
 - ``oauth2_client_credentials`` (2LO): a token for the gateway itself, fetched from the
   token endpoint and cached in the vault until shortly before it expires;
 - ``oauth2_authorization_code`` (3LO, with PKCE): a token for one user. Without one the
-  call raises `ConsentRequired` carrying the authorization URL; the provider redirects
-  the user's browser to our callback, `Broker.complete` exchanges the code and binds the
-  tokens to the principal that asked. Tokens are refreshed before they expire and when
-  an upstream answers 401, with exactly one refresh in flight per credential.
+  call raises `ConsentRequired` carrying the consent link: the gateway's own start page,
+  which signs the browser in as the user who asked before sending it on to the provider's
+  `authorize_url` (identity.consent); the provider redirects the browser to our callback,
+  which checks the browser is still that user before `Broker.complete` exchanges the code
+  and binds the tokens to them. Tokens are refreshed before they expire and when an
+  upstream answers 401, with exactly one refresh in flight per credential.
 
 The authorization ``state`` is sealed (AES-GCM with the process's state key) and
 carries who asked, for which provider, the PKCE verifier and an expiry, so any replica
@@ -45,6 +47,7 @@ SERVICE = "*"  # the user of credentials that belong to the gateway itself (2LO,
 SharedLocks = Callable[[str], AbstractAsyncContextManager[Any]]
 """name -> a lock held across replicas while one of them refreshes that credential."""
 STATE_SECONDS = 600
+STATE_PURPOSE = b"state"
 EARLY_REFRESH_SECONDS = 60
 
 
@@ -121,10 +124,9 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:32]
 
 
-def _pkce() -> tuple[str, str]:
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    return verifier, challenge
+def _challenge(verifier: str) -> str:
+    """PKCE S256 (RFC 7636)."""
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
 
 
 class Broker:
@@ -151,6 +153,8 @@ class Broker:
         self.shared_locks = shared_locks
         self._state = AESGCM(hashlib.sha256(b"switchboard oauth state\x00" + state_key).digest())
         self.callback_url = callback_url
+        # The consent link: a sibling of the callback (``/identity/oauth/start``).
+        self.start_url = callback_url.rsplit("/", 1)[0] + "/start"
         self.http = http or httpx2.AsyncClient(timeout=httpx2.Timeout(15.0))
         self._locks: dict[tuple[str, str, str], anyio.Lock] = {}
         self.refreshes = 0  # token requests made (for operators and tests)
@@ -287,19 +291,32 @@ class Broker:
     # -- 3LO ------------------------------------------------------------------------------
 
     def consent_url(self, tenant: str, user: str, provider: ProviderSpec) -> str:
-        """Where the user authorizes ``provider`` for the gateway to act for them."""
+        """The link a user follows to authorize ``provider``: the gateway's start page, which
+        signs the browser in as ``user`` before sending it on to the provider."""
         if not provider.authorize_url or not provider.client_id:
             raise CredentialError(f"credential provider {provider.name!r} needs authorize_url and client_id")
-        verifier, challenge = _pkce()
-        state = self._seal(
-            {"t": tenant, "u": user, "p": provider.name, "v": verifier, "exp": time.time() + STATE_SECONDS}
+        verifier = secrets.token_urlsafe(48)
+        state = self.seal(
+            {"t": tenant, "u": user, "p": provider.name, "v": verifier, "exp": time.time() + STATE_SECONDS},
+            STATE_PURPOSE,
         )
+        return f"{self.start_url}?{urlencode({'state': state})}"
+
+    def authorize_url(self, provider: ProviderSpec, state: str) -> str:
+        """The provider's authorization URL for a consent ``state`` (PKCE S256 from its verifier).
+
+        Raises:
+            CredentialError: the state is forged, altered, expired or made for another provider.
+        """
+        doc = self._open(state)
+        if doc["p"] != provider.name or not provider.authorize_url or not provider.client_id:
+            raise CredentialError(f"this authorization is not for credential provider {provider.name!r}")
         query = {
             "response_type": "code",
             "client_id": provider.client_id,
             "redirect_uri": self.callback_url,
             "state": state,
-            "code_challenge": challenge,
+            "code_challenge": _challenge(str(doc["v"])),
             "code_challenge_method": "S256",
             **provider.extra_authorize,
         }
@@ -322,7 +339,12 @@ class Broker:
     async def complete(
         self, providers: Mapping[str, ProviderSpec], code: str, state: str
     ) -> tuple[str, str, str]:
-        """Finish a consent: exchange the code and bind the tokens to the user who asked."""
+        """Finish a consent: exchange the code and bind the tokens to the user who asked.
+
+        Call it only once the browser that came back is known to be that user
+        (identity.consent checks its sign-in): the state alone proves who *asked*, not
+        who consented.
+        """
         doc = self._open(state)
         provider = providers.get(str(doc["p"]))
         if provider is None:
@@ -339,15 +361,33 @@ class Broker:
         await self.vault.put(Owner(str(doc["t"]), str(doc["u"]), provider.name, "tokens"), fetched.dump())
         return str(doc["t"]), str(doc["u"]), provider.name
 
-    def _seal(self, doc: dict[str, object]) -> str:
+    def seal(self, doc: dict[str, object], purpose: bytes) -> str:
+        """``doc`` sealed (AES-GCM under the state key) for one ``purpose``: only `unseal` with
+        the same purpose opens it, so a token made for one use is never taken for another."""
         nonce = os.urandom(12)
-        sealed = nonce + self._state.encrypt(nonce, orjson.dumps(doc), b"state")
+        sealed = nonce + self._state.encrypt(nonce, orjson.dumps(doc), purpose)
         return base64.urlsafe_b64encode(sealed).rstrip(b"=").decode()
+
+    def unseal(self, token: str, purpose: bytes) -> dict[str, Any] | None:
+        """What `seal` sealed for ``purpose``; None when forged, altered, for another purpose or
+        past its ``exp``."""
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            doc = orjson.loads(self._state.decrypt(raw[:12], raw[12:], purpose))
+        except (ValueError, InvalidTag, orjson.JSONDecodeError):
+            return None
+        if (
+            not isinstance(doc, dict)
+            or not isinstance(doc.get("exp"), int | float)
+            or doc["exp"] < time.time()
+        ):
+            return None
+        return doc
 
     def _open(self, state: str) -> dict[str, object]:
         try:
             raw = base64.urlsafe_b64decode(state + "=" * (-len(state) % 4))
-            doc = orjson.loads(self._state.decrypt(raw[:12], raw[12:], b"state"))
+            doc = orjson.loads(self._state.decrypt(raw[:12], raw[12:], STATE_PURPOSE))
         except (ValueError, InvalidTag, orjson.JSONDecodeError):
             raise CredentialError(
                 "the authorization state is not one this gateway made; start again"

@@ -28,7 +28,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from gateway.connectors import BUILTIN, catalog
 from tests.e2e.harness import ROOT, Served, serve
-from tests.fixtures.oidc_server import Issuer, running
+from tests.fixtures.oidc_server import Browser, Issuer, running
 from tests.support.prism import Prism, prism, prism_binary
 from tests.support.samples import sample
 from tests.support.tools import need
@@ -98,12 +98,16 @@ async def picked_up(served: Served, target: str, deadline: float = 30.0) -> None
     raise AssertionError(f"the gateway did not pick up target {target!r} within {deadline}s")
 
 
-async def consent(issuer: Issuer, link: str, user: str) -> None:
-    """Play the user: open the link, sign in at the authorization server, come back."""
-    assert link.startswith(f"{issuer.url}/authorize?"), link
-    async with httpx2.AsyncClient(follow_redirects=True, timeout=30) as browser:
-        page = await browser.get(link + f"&login_hint={user}")
+async def consent(issuer: Issuer, link: str, user: str, key: str) -> str:
+    """Play the user: open the gateway's link, sign in there with the key their client uses,
+    approve at the authorization server, come back. Returns the authorization URL they saw."""
+    assert "/identity/oauth/start?" in link, link
+    async with Browser(issuer, user) as browser:
+        page = await browser.consent(link, key)
     assert page.status_code == 200 and "Authorized" in page.text, page.text
+    seen = [str(r.url) for r in page.history if str(r.url).startswith(f"{issuer.url}/authorize?")]
+    assert seen, [str(r.url) for r in page.history]
+    return seen[0]
 
 
 def text(result: types.CallToolResult) -> str:
@@ -129,7 +133,8 @@ async def every_operation(world: World, name: str, upstream: Prism) -> None:
     assert f"enabled {name} on gateway default" in printed
     user = f"user-{name}"
     await picked_up(world.served, name)
-    async with client_for(world.served, await key_for(world.served, user)) as client:
+    key = await key_for(world.served, user)
+    async with client_for(world.served, key) as client:
         tools = [t for t in (await client.list_tools()).tools if t.name.startswith(f"{name}___")]
         assert sorted(t.name for t in tools) == sorted(
             f"{name}___{op.name}" for op in entry.connector.operations
@@ -143,13 +148,12 @@ async def every_operation(world: World, name: str, upstream: Prism) -> None:
         assert first.is_error, "a user without consent must get the consent link first"
         link = CONSENT.search(text(first))
         assert link is not None, text(first)
-        asked = dict(httpx2.URL(link.group(1)).params)
+        asked = dict(httpx2.URL(await consent(world.issuer, link.group(1), user, key)).params)
         scope = asked.get(
             "user_scope" if entry.connector.credentials.oauth.preset == "slack" else "scope", ""
         )
         for s in entry.connector.scopes():
             assert s in re.split(r"[ ,]", scope), (s, scope)
-        await consent(world.issuer, link.group(1), user)
 
         failures = []
         pages = 0

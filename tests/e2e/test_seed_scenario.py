@@ -68,7 +68,7 @@ async def call(client: Client, tool: str, args: dict[str, Any]) -> dict[str, Any
     return result.structured_content
 
 
-async def sign_in_everywhere(world: World, client: Client, user: str) -> None:
+async def sign_in_everywhere(world: World, client: Client, user: str, key: str) -> None:
     """The user's first call to each platform answers its consent link; they consent once each."""
     probes = {
         "jira": ("jira___search_issues", {"jql": "project = SUP"}),
@@ -80,7 +80,7 @@ async def sign_in_everywhere(world: World, client: Client, user: str) -> None:
         assert first.is_error, f"{name}: a user without consent must get the link first"
         link = CONSENT.search(text(first))
         assert link is not None, text(first)
-        await consent(world.issuer, link.group(1), user)
+        await consent(world.issuer, link.group(1), user, key)
 
 
 def reply(ticket: dict[str, Any], article: dict[str, Any], page: dict[str, Any]) -> str:
@@ -118,7 +118,7 @@ async def test_top_tickets_answered_from_the_knowledge_base_with_approval_to_sen
     async with client_for(world.served, key) as client:
         listed = {t.name for t in (await client.list_tools()).tools}
         assert {"jira___search_issues", "confluence___search", "google___send_email"} <= listed
-        await sign_in_everywhere(world, client, "support-agent")
+        await sign_in_everywhere(world, client, "support-agent", key)
 
         # 1. Today's top open tickets, most urgent first (trimmed to what the plan reads).
         found = await call(

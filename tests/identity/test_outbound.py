@@ -15,6 +15,7 @@ import pytest
 from gateway.store import Store
 from gateway.store._secrets import StoreSecrets
 from identity.outbound import (
+    STATE_PURPOSE,
     Broker,
     ConsentRequired,
     CredentialError,
@@ -79,12 +80,17 @@ async def test_consent_round_trip_binds_tokens_to_who_asked(issuer: Issuer, brok
     idp = three_lo(issuer)
     with pytest.raises(ConsentRequired) as asked:
         await broker.secret("t", "alice", idp)
-    query = parse_qs(urlsplit(asked.value.url).query)
+    link = urlsplit(asked.value.url)  # the gateway's start page (it signs the browser in first)
+    assert f"{link.scheme}://{link.netloc}{link.path}" == "http://127.0.0.1:9/identity/oauth/start"
+    state = parse_qs(link.query)["state"][0]
+    assert broker.pending(state) == ("t", "alice", "g/idp")
+    authorize = broker.authorize_url(idp, state)
+    query = parse_qs(urlsplit(authorize).query)
     assert query["code_challenge_method"] == ["S256"] and query["redirect_uri"] == [CALLBACK]
+    assert query["state"] == [state]
     async with httpx2.AsyncClient() as browser:  # the user approves; the issuer redirects to our callback
-        redirect = await browser.get(asked.value.url + "&login_hint=alice")
+        redirect = await browser.get(authorize + "&login_hint=alice")
     back = parse_qs(urlsplit(redirect.headers["location"]).query)
-    assert broker.pending(back["state"][0]) == ("t", "alice", "g/idp")
     await broker.complete({"g/idp": idp}, back["code"][0], back["state"][0])
     token = await broker.secret("t", "alice", idp)
     async with httpx2.AsyncClient() as http:
@@ -99,12 +105,47 @@ async def test_consent_round_trip_binds_tokens_to_who_asked(issuer: Issuer, brok
 async def test_a_forged_or_late_state_is_refused(broker: Broker) -> None:
     with pytest.raises(CredentialError, match="not one this gateway made"):
         broker.pending("bm90LWEtc3RhdGU")
-    late = broker._seal({"t": "t", "u": "alice", "p": "g/idp", "v": "x", "exp": time.time() - 1})
+    late = broker.seal(
+        {"t": "t", "u": "alice", "p": "g/idp", "v": "x", "exp": time.time() - 1}, STATE_PURPOSE
+    )
     with pytest.raises(CredentialError, match="took too long"):
         broker.pending(late)
+    fresh = {"t": "t", "u": "u", "p": "g/idp", "v": "x", "exp": time.time() + 60}
     other = Broker(broker.vault, b"o" * 32, CALLBACK)  # another deployment's key
     with pytest.raises(CredentialError, match="not one this gateway made"):
-        other.pending(broker._seal({"t": "t", "u": "u", "p": "g/idp", "v": "x", "exp": time.time() + 60}))
+        other.pending(broker.seal(fresh, STATE_PURPOSE))
+    with pytest.raises(CredentialError, match="not one this gateway made"):  # sealed for another use
+        broker.pending(broker.seal(fresh, b"consent sign-in"))
+
+
+async def test_a_sealed_token_opens_only_for_its_own_purpose_and_before_it_expires(broker: Broker) -> None:
+    doc = {"t": "t", "g": "g", "u": "alice", "exp": time.time() + 60}
+    sealed = broker.seal(doc, b"consent sign-in")
+    assert broker.unseal(sealed, b"consent sign-in") == doc
+    assert broker.unseal(sealed, STATE_PURPOSE) is None
+    assert (
+        broker.unseal(sealed[:-2] + ("AA" if not sealed.endswith("AA") else "BB"), b"consent sign-in") is None
+    )
+    assert (
+        broker.unseal(broker.seal({**doc, "exp": time.time() - 1}, b"consent sign-in"), b"consent sign-in")
+        is None
+    )
+    assert (
+        broker.unseal(broker.seal({"u": "alice"}, b"consent sign-in"), b"consent sign-in") is None
+    )  # no expiry
+    assert broker.unseal("!!not base64!!", b"consent sign-in") is None
+
+
+async def test_a_state_for_one_provider_does_not_authorize_another(issuer: Issuer, broker: Broker) -> None:
+    idp = three_lo(issuer)
+    with pytest.raises(ConsentRequired) as asked:
+        await broker.secret("t", "alice", idp)
+    state = parse_qs(urlsplit(asked.value.url).query)["state"][0]
+    other = ProviderSpec(
+        "g/other", "oauth2_authorization_code", client_id="agent", authorize_url=idp.authorize_url
+    )
+    with pytest.raises(CredentialError, match="not for credential provider 'g/other'"):
+        broker.authorize_url(other, state)
 
 
 async def test_a_refused_refresh_asks_for_consent_again(issuer: Issuer, broker: Broker) -> None:
@@ -130,10 +171,11 @@ async def test_slack_consent_gets_the_users_own_token(issuer: Issuer, broker: Br
     )
     with pytest.raises(ConsentRequired) as asked:
         await broker.secret("t", "alice", slack)
-    query = parse_qs(urlsplit(asked.value.url).query)
+    authorize = broker.authorize_url(slack, parse_qs(urlsplit(asked.value.url).query)["state"][0])
+    query = parse_qs(urlsplit(authorize).query)
     assert query["user_scope"] == ["search:read,chat:write"] and "scope" not in query
     async with httpx2.AsyncClient() as browser:
-        redirect = await browser.get(asked.value.url + "&login_hint=alice")
+        redirect = await browser.get(authorize + "&login_hint=alice")
     back = parse_qs(urlsplit(redirect.headers["location"]).query)
     await broker.complete({"g/slack": slack}, back["code"][0], back["state"][0])
     token = await broker.secret("t", "alice", slack)
@@ -170,7 +212,8 @@ async def test_two_replicas_refresh_a_credential_once(issuer: Issuer, tmp_path: 
         try:
             await brokers[0].secret(tenant, "alice", idp)
         except ConsentRequired as asked:
-            redirect = await http.get(asked.url + "&login_hint=alice")
+            state = parse_qs(urlsplit(asked.url).query)["state"][0]
+            redirect = await http.get(brokers[0].authorize_url(idp, state) + "&login_hint=alice")
         back = parse_qs(urlsplit(redirect.headers["location"]).query)
         await brokers[0].complete({"g/idp": idp}, back["code"][0], back["state"][0])
         stale = await brokers[1].secret(tenant, "alice", idp)
