@@ -296,7 +296,11 @@ def create_app(
                 stack.push_async_callback(close_locks)
             counters = Counters(shared_counters(settings.redis_url))
             results = result_store(settings.redis_url)
-            audit = AuditLog(StoreCalls(store).write)
+            audit = AuditLog(
+                StoreCalls(store).write,
+                spill=settings.data_dir / "audit-spill.jsonl",
+                unwritable=settings.audit_unwritable,
+            )
             if not settings.audit:
                 logger.warning("SWITCHBOARD_AUDIT=false: tool calls are not recorded in the call audit")
             traces = StoreTraces(store)

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     )
 
     audit: bool = Field(True, description="Record every tools/call in the call audit (GET /admin/v1/audit).")
+    audit_unwritable: Literal["refuse", "spill"] = Field(
+        "refuse",
+        description="While the database refuses audit records: refuse new calls (refuse), or serve on and "
+        "keep the records in the data dir's audit-spill.jsonl until it takes them (spill).",
+    )
     tracing: bool = Field(True, description="Record OpenTelemetry spans (false: no spans at all).")
     trace_store: bool = Field(
         True, description="Keep spans in the gateway's own database for the trace viewer (/ui/traces)."
@@ -74,10 +79,5 @@ class Settings(BaseSettings):
 
     def resolved_database_url(self) -> str:
         if self.database_url:
-    audit_unwritable: Literal["refuse", "spill"] = Field(
-        "refuse",
-        description="While the database refuses audit records: refuse new calls (refuse), or serve on and "
-        "keep the records in the data dir's audit-spill.jsonl until it takes them (spill).",
-    )
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'switchboard.db').resolve()}"
