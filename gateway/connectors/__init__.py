@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -53,7 +54,16 @@ __all__ = [
     "load_connector",
 ]
 
-BUILTIN = Path(__file__).resolve().parents[2] / "connectors"
+
+def _shipped(folder: str) -> Path:
+    """A data folder that ships inside the package: pyproject.toml maps the repository's
+    top-level ``connectors/`` and ``specs/`` to ``gateway/_data/`` in the wheel (a connector's
+    ``spec: ../specs/x.yaml`` holds in both places); a source checkout has them at its top."""
+    packaged = Path(str(resources.files("gateway"))) / "_data" / folder
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / folder
+
+
+BUILTIN = _shipped("connectors")
 ENV_DIR = "SWITCHBOARD_CONNECTORS_DIR"
 
 
