@@ -212,7 +212,7 @@ class Broker:
             ):
                 return tokens.access_token
             if provider.kind == "oauth2_client_credentials":
-                fetched = await self._token_request(provider, {"grant_type": "client_credentials"})
+                fetched = await self._token_request(tenant, provider, {"grant_type": "client_credentials"})
             elif provider.kind == "oauth2_token_exchange":
                 if not subject_token:
                     raise CredentialError(
@@ -227,11 +227,13 @@ class Broker:
                 }
                 if provider.audience:
                     form["audience"] = provider.audience
-                fetched = await self._token_request(provider, form)
+                fetched = await self._token_request(tenant, provider, form)
             elif tokens is not None and tokens.refresh_token:
                 try:
                     fetched = await self._token_request(
-                        provider, {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token}
+                        tenant,
+                        provider,
+                        {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token},
                     )
                 except CredentialError:
                     await self.vault.delete(owner)  # the grant is gone: ask the user again
@@ -250,16 +252,23 @@ class Broker:
         raw = await self.vault.get(owner, tool=tool)
         return Tokens.load(raw) if raw is not None else None
 
-    async def _token_request(self, provider: ProviderSpec, form: dict[str, str]) -> Tokens:
+    async def client_secret(self, tenant: str, provider: ProviderSpec) -> str | None:
+        """The provider's client secret: one kept in the vault (set through the admin API; the
+        way a tenant admin gives it), else its configuration's, else None (a public client)."""
+        kept = await self.vault.get(Owner(tenant, SERVICE, provider.name, "client_secret"))
+        return kept.decode() if kept is not None else (provider.secret or None)
+
+    async def _token_request(self, tenant: str, provider: ProviderSpec, form: dict[str, str]) -> Tokens:
         if not provider.token_url or not provider.client_id:
             raise CredentialError(f"credential provider {provider.name!r} needs token_url and client_id")
+        secret = await self.client_secret(tenant, provider)
         if provider.scopes and form["grant_type"] != "authorization_code" and provider.scope_param == "scope":
             form["scope"] = provider.scope_separator.join(provider.scopes)
         if provider.resource:
             form["resource"] = provider.resource
         headers = {"Accept": "application/json"}
-        if provider.secret:  # client_secret_basic (RFC 6749 2.3.1)
-            basic = f"{quote(provider.client_id, safe='')}:{quote(provider.secret, safe='')}"
+        if secret:  # client_secret_basic (RFC 6749 2.3.1)
+            basic = f"{quote(provider.client_id, safe='')}:{quote(secret, safe='')}"
             headers["Authorization"] = "Basic " + base64.b64encode(basic.encode()).decode()
         else:  # a public client: PKCE alone
             form["client_id"] = provider.client_id
@@ -350,6 +359,7 @@ class Broker:
         if provider is None:
             raise CredentialError(f"credential provider {doc['p']!r} no longer exists")
         fetched = await self._token_request(
+            str(doc["t"]),
             provider,
             {
                 "grant_type": "authorization_code",

@@ -384,7 +384,8 @@ async def revoke_key(request: Request, system: Switchboard, tenant: str) -> Resp
 
 
 async def put_credential(request: Request, system: Switchboard, tenant: str) -> Response:
-    """Keep an api_key provider's key in the vault (it takes precedence over the config's `secret`)."""
+    """Keep a provider's secret in the vault: an api_key provider's key, an OAuth provider's client
+    secret (it takes precedence over the configuration's)."""
     gw_name, name = request.path_params["gateway"], request.path_params["provider"]
     owner = await _key_provider(system, tenant, gw_name, name)
     if isinstance(owner, Response):
@@ -416,11 +417,10 @@ async def _key_provider(system: Switchboard, tenant: str, gateway: str, name: st
     spec = next((p for p in live.spec.credential_providers if p.name == name), None) if live else None
     if spec is None:
         return _error(404, f"gateway {gateway!r} has no credential provider {name!r}")
-    if spec.kind != "api_key":
-        return _error(
-            422, f"credential provider {name!r} is {spec.kind}; only api_key providers keep a key here"
-        )
-    return Owner(tenant, SERVICE, qualified(gateway, name), "api_key")
+    # An api_key provider keeps its key; an OAuth provider its client secret.
+    return Owner(
+        tenant, SERVICE, qualified(gateway, name), "api_key" if spec.kind == "api_key" else "client_secret"
+    )
 
 
 async def query_audit(request: Request, system: Switchboard, tenant: str) -> Response:
@@ -517,13 +517,13 @@ _ROUTES: list[tuple[str, str, Handler, str]] = [
         "/admin/v1/gateways/{gateway}/credentials/{provider}",
         "PUT",
         put_credential,
-        'Keep an api_key provider\'s key in the vault (body: {"secret": ...}; never returned)',
+        'Keep a provider\'s key or OAuth client secret in the vault (body: {"secret": ...}; never returned)',
     ),
     (
         "/admin/v1/gateways/{gateway}/credentials/{provider}",
         "DELETE",
         delete_credential,
-        "Forget an api_key provider's kept key",
+        "Forget a provider's kept key or client secret",
     ),
     ("/admin/v1/approvals", "GET", list_approvals, "Held and decided approvals (?status=pending)"),
     (
@@ -647,7 +647,7 @@ def openapi_document() -> dict[str, Any]:
                 "properties": {"secret": {"type": "string"}},
             }
             op["requestBody"] = {"required": True, "content": {"application/json": {"schema": secret_schema}}}
-            op["responses"]["422"] = {"description": "Refused: not an api_key provider, or no secret", **err}
+            op["responses"]["422"] = {"description": "Refused: no secret", **err}
         elif path.startswith("/admin/v1/approvals/") and method == "POST":
             props = {"decision": {"enum": ["approve", "reject"]}, "reason": {"type": "string"}}
             decision_schema = {"type": "object", "required": ["decision"], "properties": props}

@@ -226,6 +226,19 @@ async def test_a_tenant_admin_keeps_connector_secrets_in_the_vault(setup: Setup)
     shown = (await setup.as_tenant("GET", "/admin/v1/gateways/tools", None)).text
     assert "xoxb-tenants-own-token" not in shown, "a secret is kept in the vault, never in the configuration"
     await setup.as_tenant("DELETE", "/admin/v1/gateways/tools/targets/slack", None)
+    oauth = await setup.as_tenant(
+        "POST",
+        "/admin/v1/gateways/tools/connectors/slack",
+        {"target": "chat", "client_id": "app", "client_secret": "tenant-client-SECRET-41"},
+    )
+    assert oauth.status_code == 201, oauth.text
+    assert (
+        "tenant-client-SECRET-41" not in (await setup.as_tenant("GET", "/admin/v1/gateways/tools", None)).text
+    )
+    # A new client secret goes the same way: into the vault, never shown.
+    kept = await setup.as_tenant("PUT", "/admin/v1/gateways/tools/credentials/chat", {"secret": "rotated-42"})
+    assert kept.status_code == 200 and "rotated-42" not in kept.text
+    await setup.as_tenant("DELETE", "/admin/v1/gateways/tools/targets/chat", None)
 
 
 async def test_a_tenants_new_gateway_is_answered_with_its_own_url(setup: Setup) -> None:

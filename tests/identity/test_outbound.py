@@ -15,6 +15,7 @@ import pytest
 from gateway.store import Store
 from gateway.store._secrets import StoreSecrets
 from identity.outbound import (
+    SERVICE,
     STATE_PURPOSE,
     Broker,
     ConsentRequired,
@@ -74,6 +75,20 @@ async def test_client_credentials_are_fetched_once_and_replaced_when_refused(
     assert issuer.grants == {"client_credentials": 2}
     with pytest.raises(CredentialError, match="refused the token request \\(HTTP 401\\): invalid_client"):
         await broker.secret("t2", "alice", two_lo(issuer, secret="wrong"))
+
+
+async def test_a_client_secret_kept_in_the_vault_signs_token_requests(issuer: Issuer, broker: Broker) -> None:
+    """A tenant admin gives an OAuth client secret through the admin API (the vault), never by
+    an env/file reference; it is bound to its tenant and wins over the configuration's."""
+    spec = two_lo(issuer, secret="")
+    with pytest.raises(CredentialError, match="invalid_client"):  # a public client: refused
+        await broker.secret("t", "alice", spec)
+    await broker.vault.put(Owner("t", SERVICE, spec.name, "client_secret"), "agent-secret")
+    assert await broker.secret("t", "alice", spec)
+    with pytest.raises(CredentialError, match="invalid_client"):  # another tenant's is not used
+        await broker.secret("t2", "alice", spec)
+    await broker.vault.put(Owner("t2", SERVICE, spec.name, "client_secret"), "agent-secret")
+    assert await broker.secret("t2", "alice", two_lo(issuer, secret="wrong"))  # the vault's wins
 
 
 async def test_consent_round_trip_binds_tokens_to_who_asked(issuer: Issuer, broker: Broker) -> None:
