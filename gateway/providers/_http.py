@@ -104,6 +104,7 @@ class HttpClient:
         self._max_connections = max_connections
         self._keepalive = keepalive_seconds
         self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
         self._proxy: URL | None = None
         self._proxy_auth: aiohttp.BasicAuth | None = None
 
@@ -177,7 +178,9 @@ class HttpClient:
             raise UpstreamUnavailable(f"the connections to {self.origin} are closed")
         where = f"{self.origin.host}:{self.origin.port}"
         follow = follow_redirects and method in ("GET", "HEAD")
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_seconds)
+        timeout = self._timeouts.get(connect_seconds)
+        if timeout is None:
+            timeout = self._timeouts[connect_seconds] = aiohttp.ClientTimeout(sock_connect=connect_seconds)
         try:
             async with asyncio.timeout(deadline_seconds):
                 for _ in range(MAX_REDIRECTS + 1):
