@@ -10,7 +10,7 @@ configuration model; this module says which parts of it reach beyond a tenant:
   Python import paths (function targets, plugin targets, python interceptors);
 - the host's own credentials: Lambda targets and interceptors (the gateway's AWS
   identity), ``{env: ...}`` and ``{file: ...}`` secret references;
-- the host's disk: an OpenAPI document named by a local path;
+- the host's disk: an OpenAPI document named by a local path, TLS files (``tls:``);
 - the host's network: upstream, token and interceptor URLs that resolve to loopback,
   private, link-local or reserved addresses (the egress guard's rule; the operator
   widens it with ``SWITCHBOARD_EGRESS_ALLOW``).
@@ -46,6 +46,7 @@ from gateway.config import (
     PythonInterceptor,
     SecretRef,
     TargetBase,
+    TlsFiles,
     TokenExchange,
 )
 from gateway.core.errors import ConfigError, ConfigIssue
@@ -74,7 +75,19 @@ def _secret_refs(field: str, ref: SecretRef | None) -> Iterator[Found]:
             )
 
 
+def _tls(field: str, tls: TlsFiles | None) -> Iterator[Found]:
+    for name in ("ca_bundle", "client_cert", "client_key"):
+        if tls is not None and getattr(tls, name) is not None:
+            yield (
+                f"{field}.tls.{name}",
+                f"a file on the gateway's host, which {OPERATOR_ONLY}; ask the operator to install the "
+                "certificate for this upstream",
+            )
+
+
 def _target(field: str, target: TargetBase) -> Iterator[Found]:
+    if isinstance(target, OpenApiTarget | HttpTarget):
+        yield from _tls(field, target.tls)
     if isinstance(target, FunctionTarget):
         yield (
             f"{field}.functions",
@@ -166,7 +179,9 @@ def _static(spec: GatewaySpec, kept: GatewaySpec | None) -> Iterator[Found]:
     for k, icp in enumerate(spec.interceptors):
         if icp in old_interceptors:
             continue
-        if isinstance(icp, PythonInterceptor):
+        if isinstance(icp, HttpInterceptor):
+            yield from _tls(f"interceptors[{k}]", icp.tls)
+        elif isinstance(icp, PythonInterceptor):
             yield (
                 f"interceptors[{k}].function",
                 f"python interceptors run code in the gateway's own process, which {OPERATOR_ONLY}; "

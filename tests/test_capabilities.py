@@ -59,11 +59,24 @@ async def test_every_host_capability_is_named() -> None:
             {"name": "pl", "kind": "plugin", "provider": "a.b:C"},
             {"name": "fn", "kind": "lambda", "function_name": "f", "tools": [{"name": "t"}]},
             {"name": "doc", "kind": "openapi", "spec": "/etc/passwd"},
+            {
+                "name": "mtls",
+                "kind": "http",
+                "url": "https://api.example.com/",
+                "tools": [{"name": "t"}],
+                "tls": {"ca_bundle": "/etc/ssl/private/ca.pem", "client_cert": "/c", "client_key": "/k"},
+            },
         ],
         credential_providers=[{"name": "p", "kind": "api_key", "secret": {"file": "/etc/shadow"}}],
         interceptors=[
             {"kind": "python", "phase": "request", "function": "os:system"},
             {"kind": "lambda", "phase": "response", "function_name": "f"},
+            {
+                "kind": "http",
+                "phase": "request",
+                "url": "https://hooks.example.com/",
+                "tls": {"ca_bundle": "/ca"},
+            },
         ],
     )
     found = await refusals(spec)
@@ -75,6 +88,10 @@ async def test_every_host_capability_is_named() -> None:
         "targets[2].provider",
         "targets[3].function_name",
         "targets[4].spec",
+        "targets[5].tls.ca_bundle",
+        "targets[5].tls.client_cert",
+        "targets[5].tls.client_key",
+        "interceptors[2].tls.ca_bundle",
         "credential_providers[0].secret.file",
         "interceptors[0].function",
         "interceptors[1].function_name",
