@@ -13,11 +13,20 @@ when a request is ordinary:
 - 2025 era: a POST on a session the SDK created for this gateway and still
   holds, with a known protocol version header.
 
-Anything else (and any error, which the SDK words canonically) goes to the
-SDK path, with the body replayed. A tool that asks the client something mid-call
-also moves to the SDK path and runs again there, as tools do on every
-2026-07-28 input round. Origin/Host checks and the body limit are the same ones
-the SDK applies.
+and only for a client that cannot be asked anything mid-call (it declared no
+elicitation, sampling or roots; a handshake-era session set no log level): the
+fast path has no back-channel, so a call that could need one goes to the SDK
+path from the start.
+
+**The path is decided before the call starts, and a started call is never run
+again** (SECURITY.md: a call that has started upstream is never run a second
+time by a fallback path). Anything not served here goes to the SDK path with the
+body replayed, before any stage runs. Once ``LiveGateway.call`` has begun, every
+outcome is answered here: a tool's question is answered as the SDK path answers
+it for a client without that capability (MissingClientCapability), a log line
+is dropped (none was asked for), request and auth errors are worded by the
+front's ``to_wire``. Origin/Host checks and the body limit are the same ones the
+SDK applies.
 """
 
 from __future__ import annotations
@@ -29,12 +38,19 @@ from typing import Any
 
 import orjson
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from mcp.shared.exceptions import MCPError
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
-from gateway.core.errors import InputRequired, InvalidArguments
-from gateway.core.types import JSON, CallContext, Principal, ToolResult
+from gateway.core.errors import (
+    AuthError,
+    InputRequired,
+    InvalidArguments,
+    MissingClientCapability,
+    RequestError,
+)
+from gateway.core.types import CAPABILITY_OF, JSON, CallContext, Principal, ToolResult
 from gateway.hub import GatewayKey, LiveGateway
 from gateway.telemetry import mcp_span, tool_failed
 
@@ -46,44 +62,68 @@ _META_OK = frozenset(
     {_META_VERSION, _META_CAPS, "io.modelcontextprotocol/clientInfo", "traceparent", "tracestate", "baggage"}
 )
 _ROUTING = (b"mcp-method", b"mcp-name", b"mcp-protocol-version")
+_ASKABLE = frozenset(c.split(".")[0] for c in CAPABILITY_OF.values())  # elicitation, sampling, roots
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
 class _Fallback(InputRequired):
-    """This request needs the SDK path (which has a back-channel to the client)."""
+    """This request needs the SDK path; raised only before the call starts."""
 
     def __init__(self) -> None:
         super().__init__({}, {})
 
 
+def askable(capabilities: Any) -> bool:
+    """Whether a client declared a capability a tool could ask it for mid-call (a dict from
+    ``_meta``, or the SDK's ClientCapabilities of a handshake-era session)."""
+    if isinstance(capabilities, Mapping):
+        return any(capabilities.get(c) is not None for c in _ASKABLE)
+    return any(getattr(capabilities, c, None) is not None for c in _ASKABLE)
+
+
 class _FastChannel:
-    """No back-channel on the fast path: a question sends the call to the SDK path."""
+    """The channel of a client that can be asked nothing: what the SDK path's channel does for
+    such a client, without a back-channel (so nothing here needs the SDK path)."""
 
     def supports(self, capability: str) -> bool:
-        raise _Fallback
+        return False
 
     async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
         return None  # no progress token was sent (else this request is not on the fast path)
 
     async def log(self, level: str, data: Any, logger: str | None = None) -> None:
-        raise _Fallback
+        return None  # no log level was asked for (else this request is not on the fast path)
 
     async def ask(self, requests: Mapping[str, JSON]) -> dict[str, JSON]:
-        raise _Fallback
+        for request in requests.values():
+            capability = CAPABILITY_OF.get(request.get("method", ""))
+            if capability is None:
+                raise ValueError(f"cannot ask the client {request.get('method')!r}")
+            raise MissingClientCapability(capability)
+        return {}
 
     async def elicit(self, message: str, requested_schema: JSON, *, key: str | None = None) -> JSON:
-        raise _Fallback
+        raise MissingClientCapability("elicitation")
 
     async def sample(self, request: JSON, *, key: str | None = None) -> JSON:
-        raise _Fallback
+        raise MissingClientCapability("sampling")
 
     async def list_roots(self, *, key: str | None = None) -> JSON:
-        raise _Fallback
+        raise MissingClientCapability("roots")
+
+
+class _Answer(Exception):
+    """A JSON-RPC error answering a call that started on the fast path."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(error.get("message"))
+        self.error = error
 
 
 _CHANNEL = _FastChannel()
 ListPage = Callable[[LiveGateway, str | None, bool, Principal], dict[str, Any]]
 ResultWire = Callable[[ToolResult], dict[str, Any]]
+ErrorWire = Callable[[RequestError | AuthError], MCPError]
 
 
 class FastPath:
@@ -97,13 +137,17 @@ class FastPath:
         list_page: ListPage,
         result_wire: ResultWire,
         session_alive: Callable[[str, str], bool],
+        error_wire: ErrorWire,
     ) -> None:
+        """``session_alive(session, version)``: a handshake-era session the SDK holds, speaking
+        ``version``, whose client cannot be asked anything mid-call (see `askable`)."""
         self.security = TransportSecurityMiddleware(security)
         self.max_request_bytes = max_request_bytes
         self.stamp = {"io.modelcontextprotocol/serverInfo": server_info}
         self.list_page = list_page
         self.result_wire = result_wire
         self.session_alive = session_alive
+        self.error_wire = error_wire
         self.in_flight: dict[tuple[str, Any], _Cancellation] = {}
 
     async def handle(
@@ -169,8 +213,11 @@ class FastPath:
                 tool_failed(span, result)
         except _Fallback:
             return replay
-        if result is None:  # cancelled by the client, or the client is gone
+        except _Answer as answer:
+            result, error = None, answer.error
+        else:
             error = {"code": -32800, "message": "Request cancelled"}
+        if result is None:  # an error; or cancelled by the client, or the client is gone
             payload = orjson.dumps({"jsonrpc": "2.0", "id": request["id"], "error": error})
             await send(
                 {"type": "http.response.start", "status": 200, "headers": _response_headers(session, payload)}
@@ -222,7 +269,7 @@ class FastPath:
             meta=params.get("_meta") or {},
         )
         result: ToolResult | None = None
-        fallback = False
+        failure: dict[str, Any] | None = None
         task = asyncio.current_task()
         assert task is not None
         cancel = _Cancellation(task)
@@ -241,8 +288,13 @@ class FastPath:
             if task.uncancel() > 0:
                 raise  # the server is stopping too: that cancellation goes on
             result = None  # the client is gone, or cancelled this request: nobody to answer
-        except Exception:  # noqa: BLE001 - _Fallback, and protocol errors the SDK path words
-            fallback = True
+        except (RequestError, AuthError) as exc:
+            wire = self.error_wire(exc)
+            failure = {"code": wire.code, "message": wire.message}
+            if wire.data is not None:
+                failure["data"] = wire.data
+        except Exception as exc:  # noqa: BLE001 - boundary: the call started, so it is answered here
+            failure = {"code": -32603, "message": f"Internal error: {type(exc).__name__}"}
         finally:
             cancel.finished = True
             watcher.cancel()
@@ -251,9 +303,9 @@ class FastPath:
         if cancel.requested:
             if not balanced:
                 task.uncancel()  # code under the call swallowed our cancellation: count it off
-            result, fallback = None, False  # nobody to answer, and a cancelled call never runs again
-        if fallback:
-            raise _Fallback
+            result, failure = None, None  # nobody to answer, and a cancelled call never runs again
+        if failure is not None:
+            raise _Answer(failure)
         return None if result is None else self.result_wire(result)
 
 
@@ -296,6 +348,8 @@ def _modern_envelope_ok(headers: list[tuple[bytes, bytes]], request: dict[str, A
         return False
     if meta.get(_META_VERSION) != MODERN or not isinstance(meta.get(_META_CAPS), dict):
         return False
+    if askable(meta[_META_CAPS]):
+        return False  # a tool could ask this client something: the SDK path, from the start
     if _one(headers, b"mcp-method") != request["method"]:
         return False
     return bool(request["method"] != "tools/call" or _one(headers, b"mcp-name") == params["name"])

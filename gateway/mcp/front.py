@@ -52,7 +52,7 @@ from gateway.core.provider import PromptSpec, ResourceSpec, ResourceTemplateSpec
 from gateway.core.types import JSON, CallContext, Principal, ToolResult
 from gateway.hub import GatewayKey, Hub, LiveGateway
 from gateway.mcp.channel import MODERN, McpChannel, input_required
-from gateway.mcp.fast import FastPath
+from gateway.mcp.fast import FastPath, askable
 from gateway.telemetry import mcp_span, tool_failed
 
 logger = logging.getLogger(__name__)
@@ -204,6 +204,7 @@ class McpFront:
                 self._fast_list_page,
                 result_to_wire,
                 self._session_alive,
+                to_wire,
             )
             if fast_path
             else None
@@ -347,11 +348,19 @@ class McpFront:
         return _cache_hints(_page(gw.tool_list(principal), cursor, "tools"), modern)
 
     def _session_alive(self, session_id: str, version: str) -> bool:
-        """A handshake-era session the SDK still holds, initialised, speaking ``version``."""
+        """A handshake-era session the SDK still holds, initialised, speaking ``version``, whose
+        client cannot be asked anything mid-call (the fast path's condition: it has no back-channel)."""
         known = self._sessions.get(session_id)
         # The SDK ends idle sessions on its own; its table of live transports is the truth.
         alive = session_id in self.manager._server_instances
-        return alive and known is not None and known[1] is not None and known[1].protocol_version == version
+        session = known[1] if known is not None else None
+        return (
+            alive
+            and session is not None
+            and session.protocol_version == version
+            and not askable(session.client_capabilities)
+            and session_id not in self._log_levels
+        )
 
     def _cacheable(self, ctx: ServerRequestContext[Any, Any], page: dict[str, Any]) -> dict[str, Any]:
         return _cache_hints(page, ctx.protocol_version >= MODERN)
