@@ -74,8 +74,8 @@ def parse_admin_key(key: str) -> str | None:
     return key_id_of(key, KEY_PREFIX)
 
 
-async def compile_check(tenant: str, specs: list[GatewaySpec]) -> list[str]:
-    """Build every target and catalog of ``specs`` in a scratch hub, then close it.
+async def compile_check(tenant: str, specs: list[GatewaySpec], hub: Hub | None = None) -> list[str]:
+    """Build every target and catalog of ``specs`` in ``hub`` (by default a scratch hub, then closed).
 
     Returns:
         Warnings: what the targets could not serve (``gateway/target: problem``).
@@ -83,14 +83,16 @@ async def compile_check(tenant: str, specs: list[GatewaySpec]) -> list[str]:
     Raises:
         ConfigError: what ``serve`` would refuse, found without serving.
     """
-    async with Hub() as scratch:
-        await scratch.apply(tenant, specs)
-        return [
-            f"{gw.name}/{target}: {problem}"
-            for gw in scratch.gateways(tenant)
-            for target, provider in gw.catalog.providers.items()
-            for problem in provider.problems()
-        ]
+    if hub is None:
+        async with Hub() as scratch:
+            return await compile_check(tenant, specs, scratch)
+    await hub.apply(tenant, specs)
+    return [
+        f"{gw.name}/{target}: {problem}"
+        for gw in hub.gateways(tenant)
+        for target, provider in gw.catalog.providers.items()
+        for problem in provider.problems()
+    ]
 
 
 class Switchboard:

@@ -65,13 +65,15 @@ async def _preflight(settings: Settings, config: str | None) -> tuple[str | None
         wanted_exporters()  # OTEL_* named something this gateway cannot export to: refused here
     for issue in connectors.catalog(settings.connectors_dir).problems:  # a missing folder is refused
         print(f"switchboard: a connector was not loaded: {issue}", file=sys.stderr)
-    doc = await _check(config) if config is not None else None
     store = await Store.open(settings.resolved_database_url())
     try:
-        if doc is not None:
-            await store.apply(DEFAULT_TENANT, [to_store(g) for g in doc.gateways])
-        await open_vault(settings, store)  # refuses to start without the vault's key
+        # One hub checks the file and then serves the stored configuration: the file's targets,
+        # open already, are taken over by the reload instead of being built a second time.
         async with Hub() as hub:
+            if config is not None:
+                doc = await _check(config, hub)
+                await store.apply(DEFAULT_TENANT, [to_store(g) for g in doc.gateways])
+            await open_vault(settings, store)  # refuses to start without the vault's key
             system = Switchboard(settings, store, hub)
             await system.reload()
             gateways = [(gw.name, len(gw.catalog.snapshot.tools)) for gw in hub.gateways(DEFAULT_TENANT)]
@@ -138,10 +140,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0 if server.started else 1
 
 
-async def _check(path: str) -> Document:
+async def _check(path: str, hub: Hub | None = None) -> Document:
     doc = load_file(path)
     try:
-        warnings = await compile_check(DEFAULT_TENANT, list(doc.gateways))
+        warnings = await compile_check(DEFAULT_TENANT, list(doc.gateways), hub)
     except ConfigError as exc:
         raise ConfigError([replace(i, source=i.source or path) for i in exc.issues]) from None
     for warning in warnings:

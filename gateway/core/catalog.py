@@ -10,6 +10,14 @@ logged and skipped, so one broken target never empties the list. Lookup on
 ``tools/call`` is a dict access, and arguments are validated once against the
 tool's inputSchema before any provider runs.
 
+Schemas are checked against the JSON Schema 2020-12 metaschema when they are
+listed (a broken one is a configuration error), but a tool's validators are
+built on its first call: a document of a thousand operations is served without
+building a thousand validators nobody may use. A provider that has already
+checked its schemas (the OpenAPI compiler, with a fast validator) hands them
+over as `CheckedSchema`; a tool listed again, unchanged, by the same provider
+keeps what the catalog built for it, so a reload does not check it again.
+
 Resource URIs are namespaced too, as ``switchboard://{target}/{upstream uri}``
 (templates alike, so their variables stay), and map back on read; two targets
 serving the same URI never shadow each other. URIs in results (read contents,
@@ -67,15 +75,56 @@ def field_path(error: ValidationError) -> str:
     return out
 
 
+class CheckedSchema(dict[str, Any]):
+    """A JSON Schema its provider has already checked as ``Draft202012Validator.check_schema``
+    does (the 2020-12 metaschema, patterns compiled by Python's ``re``).
+
+    The catalog does not check it again. Any copy or change of it is a plain ``dict``, which
+    the catalog checks, so a wrapper that rewrites a schema can never carry the mark over.
+    """
+
+    __slots__ = ()
+
+
+class Validators:
+    """A tool's argument and result validators, built on first use.
+
+    Its schemas were checked when the tool was listed, so building cannot fail on them.
+    """
+
+    __slots__ = ("_input", "_input_schema", "_output", "_output_schema")
+
+    def __init__(
+        self, input_schema: Mapping[str, Any] | None, output_schema: Mapping[str, Any] | None
+    ) -> None:
+        self._input_schema = input_schema
+        self._output_schema = output_schema
+        self._input: Draft202012Validator | None = None
+        self._output: Draft202012Validator | None = None
+
+    @property
+    def input(self) -> Draft202012Validator | None:
+        """The arguments' validator (None: the tool takes anything)."""
+        if self._input is None and self._input_schema is not None:
+            self._input = _build(self._input_schema)
+        return self._input
+
+    @property
+    def output(self) -> Draft202012Validator | None:
+        """The validator of ``structuredContent`` (None: the tool has no outputSchema)."""
+        if self._output is None and self._output_schema is not None:
+            self._output = _build(self._output_schema)
+        return self._output
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One published tool: who serves it, under which local name, and its validator."""
+    """One published tool: who serves it, under which local name, and its validators."""
 
     public: str
     provider: ToolProvider
     spec: ToolSpec
-    validator: Draft202012Validator | None
-    output_validator: Draft202012Validator | None = None
+    validators: Validators
 
     def check_output(self, result: ToolResult) -> ToolResult:
         """A result whose structuredContent breaks the published outputSchema becomes a tool error.
@@ -83,11 +132,12 @@ class Entry:
         Clients reject such results outright (the MCP spec says structured results MUST
         conform); saying what was wrong, with the data, serves the model better.
         """
-        if self.output_validator is None or result.is_error or result.structured is None:
+        if result.is_error or result.structured is None:
             return result
-        if self.output_validator.is_valid(result.structured):
+        validator = self.validators.output
+        if validator is None or validator.is_valid(result.structured):
             return result
-        error = best_match(self.output_validator.iter_errors(result.structured))
+        error = best_match(validator.iter_errors(result.structured))
         if error is None:
             return result
         where = field_path(error) or "the result"
@@ -252,11 +302,7 @@ class Catalog:
                     continue
                 origin[name] = f"{target}/{spec.name}"
                 snap.tools[name] = Entry(
-                    name,
-                    provider,
-                    spec,
-                    _validator(target, spec.name, spec.input_schema, issues),
-                    _validator(target, spec.name, spec.output_schema, issues) if spec.output_schema else None,
+                    name, provider, spec, _validators(before, target, name, provider, spec, issues)
                 )
             for res in resources:
                 public = self.public_uri(provider, res.uri)
@@ -290,8 +336,9 @@ class Catalog:
         if entry is None:
             raise ToolNotFound(name)
         args = dict(arguments or {})
-        if entry.validator is not None and not entry.validator.is_valid(args):
-            error = best_match(entry.validator.iter_errors(args))
+        validator = entry.validators.input
+        if validator is not None and not validator.is_valid(args):
+            error = best_match(validator.iter_errors(args))
             if error is not None:
                 raise InvalidArguments(name, field_path(error), error.message)
         return entry, ToolCall(name=entry.spec.name, arguments=args, public_name=name)
@@ -338,19 +385,43 @@ def _carry_over(before: CatalogSnapshot, snap: CatalogSnapshot, provider: ToolPr
     snap.prompts.update({n: hit for n, hit in before.prompts.items() if hit[0] is provider})
 
 
-def _validator(
-    target: str, tool: str, schema_in: Mapping[str, Any] | None, issues: list[ConfigIssue]
-) -> Draft202012Validator | None:
-    schema = dict(schema_in or {})
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
-        issues.append(
-            ConfigIssue(
-                f"a schema of tool {tool!r} is not valid JSON Schema: {exc.message}", f"targets.{target}"
+def _validators(
+    before: CatalogSnapshot,
+    target: str,
+    name: str,
+    provider: ToolProvider,
+    spec: ToolSpec,
+    issues: list[ConfigIssue],
+) -> Validators:
+    """The validators of a listed tool; its schemas checked, unless it was listed unchanged before."""
+    old = before.tools.get(name)
+    if old is not None and old.provider is provider and (old.spec is spec or old.spec == spec):
+        return old.validators
+    input_schema = _checked(target, spec.name, spec.input_schema or {}, issues)
+    output_schema = (
+        _checked(target, spec.name, spec.output_schema, issues) if spec.output_schema is not None else None
+    )
+    return Validators(input_schema, output_schema)
+
+
+def _checked(
+    target: str, tool: str, schema: Mapping[str, Any], issues: list[ConfigIssue]
+) -> Mapping[str, Any] | None:
+    """``schema`` once it passes the 2020-12 metaschema; None (and an issue) when it does not."""
+    if not isinstance(schema, CheckedSchema):
+        try:
+            Draft202012Validator.check_schema(schema)
+        except SchemaError as exc:
+            issues.append(
+                ConfigIssue(
+                    f"a schema of tool {tool!r} is not valid JSON Schema: {exc.message}", f"targets.{target}"
+                )
             )
-        )
-        return None
+            return None
+    return schema
+
+
+def _build(schema: Mapping[str, Any]) -> Draft202012Validator:
     return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 

@@ -6,6 +6,11 @@ inputSchema merging path, query, header and cookie parameters with the request
 body; outputSchema from the JSON 2xx response; annotations from the method)
 and an Operation (how each argument maps back onto the request). An operation
 that cannot be compiled is skipped and reported, never fatal for the rest.
+
+Every schema is checked against the JSON Schema 2020-12 metaschema here, once
+(metaschema.py): an operation whose arguments' schema is not valid is skipped,
+one whose response schema is not valid is served without an outputSchema, and
+the catalog takes the rest as checked.
 """
 
 from __future__ import annotations
@@ -17,9 +22,12 @@ from typing import Any
 
 import orjson
 
+from gateway.core.catalog import CheckedSchema
 from gateway.core.errors import ConfigError
 from gateway.core.types import ToolSpec
 from gateway.openapi.document import Document
+from gateway.openapi.media import BodyMedia, pick
+from gateway.openapi.metaschema import MetaSchema
 from gateway.openapi.schema import JSON, SchemaCompiler, short
 
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
@@ -28,7 +36,6 @@ _DEFAULT_STYLE = {"query": "form", "cookie": "form", "path": "simple", "header":
 _GATEWAY_HEADERS = frozenset(
     {"accept", "content-type", "authorization", "host", "content-length", "transfer-encoding", "connection"}
 )
-_SUPPORTED_BODIES = ("application/json", "application/x-www-form-urlencoded", "multipart/form-data")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +71,9 @@ class Operation:
     tags: tuple[str, ...] = ()
     wrap_result: bool = False  # the outputSchema puts the response body under "result"
     file_fields: tuple[str, ...] = ()  # multipart properties sent as file parts
+    raw_body: bool = False  # body_arg holds the body's bytes, base64-encoded (media.py)
+    content_type_arg: str | None = None  # the argument naming the raw body's Content-Type
+    default_content_type: str | None = None  # the raw body's Content-Type when none is named
 
 
 @dataclass
@@ -75,6 +85,7 @@ class Compiled:
     skipped: list[str]
     servers: list[str]
     security_schemes: dict[str, Any]
+    notes: list[str] = field(default_factory=list)  # served, but not all of it (why)
 
 
 def tool_name(op_id: str | None, method: str, path: str) -> str:
@@ -112,6 +123,8 @@ class Compiler:
         self.doc = doc
         version = str(doc.root.get("openapi", "3.0"))
         self.schemas = SchemaCompiler(doc, openapi31=version.startswith("3.1"))
+        self.meta = MetaSchema()
+        self.notes: list[str] = []
 
     def compile(self) -> Compiled:
         root = self.doc.root
@@ -145,7 +158,7 @@ class Compiler:
                 tools.append(spec)
                 operations[name] = operation
         schemes = (root.get("components") or {}).get("securitySchemes") or {}
-        return Compiled(tools, operations, skipped, servers, dict(schemes))
+        return Compiled(tools, operations, skipped, servers, dict(schemes), self.notes)
 
     def _operation(
         self,
@@ -207,16 +220,37 @@ class Compiler:
         body_required = False
         encoding: Mapping[str, Any] = {}
         file_fields: tuple[str, ...] = ()
-        raw_body = op.get("requestBody")
-        if raw_body is not None:
-            body, bbase = self.doc.deref(raw_body, base)
+        raw = False
+        content_type_arg = default_type = None
+        chosen: BodyMedia | None = None
+        if op.get("requestBody") is not None:
+            body, bbase = self.doc.deref(op["requestBody"], base)
             content = body.get("content") or {}
-            body_media = _pick_media(content)
-            if body_media is None:
-                kinds = ", ".join(content)
-                raise ConfigError(
-                    f"request body media types {kinds} are not supported (JSON, form, multipart)"
-                )
+            shapes = {m: _shape((v or {}).get("schema"), self.doc, bbase) for m, v in content.items()}
+            chosen = pick(content, shapes)
+        if chosen is not None and chosen.kind == "binary":
+            body_media, raw, default_type = chosen.media, True, chosen.default_type
+            body_required = bool(body.get("required"))
+            body_arg = "body" if "body" not in taken else "request_body"
+            taken.add(body_arg)
+            types = ", ".join(chosen.content_types)
+            properties[body_arg] = {
+                "type": "string",
+                "contentEncoding": "base64",
+                **({"contentMediaType": types} if "*" not in types and "," not in types else {}),
+                "description": short(str(body.get("description") or "The request body"))
+                + f" ({types}): its bytes, base64-encoded.",
+            }
+            if body_required:
+                required.append(body_arg)
+            type_schema = chosen.content_type_schema()
+            if type_schema is not None:
+                content_type_arg = "content_type" if "content_type" not in taken else "body_content_type"
+                properties[content_type_arg] = type_schema
+                if default_type is None:
+                    required.append(content_type_arg)
+        elif chosen is not None:
+            body_media = chosen.media
             media = content[body_media] or {}
             encoding = media.get("encoding") or {}
             body_required = bool(body.get("required"))
@@ -244,10 +278,22 @@ class Compiler:
         input_schema: JSON = {"type": "object", "properties": properties}
         if required:
             input_schema["required"] = list(dict.fromkeys(required))
-        input_schema = self.schemas.with_defs(input_schema, refs, "request")
+        input_schema = self.meta.checked(
+            self.schemas.with_defs(input_schema, refs, "request"), "the arguments' schema"
+        )
         op_servers = [s.get("url", "/") for s in (op.get("servers") or item.get("servers") or [])]
         security = op.get("security", self.doc.root.get("security")) or []
         output_schema, wrap = self._output_schema(op, base)
+        if output_schema is not None:
+            problem = self.meta.problem(output_schema)
+            if problem is not None:
+                self.notes.append(
+                    f"{method.upper()} {path}: served without an outputSchema; its response schema "
+                    f"is not valid JSON Schema: {problem}"
+                )
+                output_schema, wrap = None, False
+            else:
+                output_schema = CheckedSchema(output_schema)
         spec = ToolSpec(
             name=name,
             title=str(op.get("summary") or "").strip()[:120] or None,
@@ -272,6 +318,9 @@ class Compiler:
             tags=tuple(str(t) for t in op.get("tags") or ()),
             wrap_result=wrap,
             file_fields=file_fields,
+            raw_body=raw,
+            content_type_arg=content_type_arg,
+            default_content_type=default_type,
         )
         return spec, operation
 
@@ -297,20 +346,6 @@ class Compiler:
         return None, False
 
 
-def _pick_media(content: Mapping[str, Any]) -> str | None:
-    for media in content:
-        plain = media.split(";")[0].strip().lower()
-        if plain == "application/json" or plain.endswith("+json"):
-            return media
-    for media in content:
-        if media.split(";")[0].strip().lower() in _SUPPORTED_BODIES[1:]:
-            return media
-    for media in content:
-        if media.split(";")[0].strip().lower() in ("*/*", "text/plain", "application/octet-stream"):
-            return media
-    return None
-
-
 def _flattenable(schema: JSON, taken: set[str]) -> tuple[JSON, list[str]] | None:
     """The body's properties as top-level arguments, when that is unambiguous."""
     if schema.get("type") != "object" or "properties" not in schema:
@@ -325,18 +360,25 @@ def _flattenable(schema: JSON, taken: set[str]) -> tuple[JSON, list[str]] | None
     return dict(props), list(schema.get("required") or [])
 
 
-def _type_of(schema: Any, doc: Document, base: str) -> str | None:
+def _shape(schema: Any, doc: Document, base: str) -> tuple[str | None, str | None]:
+    """A schema's (type, format), following one ``$ref``."""
     if isinstance(schema, dict) and "$ref" in schema:
         try:
             schema, _, _ = doc.resolve(schema["$ref"], base)
         except ConfigError:
-            return None
-    if isinstance(schema, dict):
-        kind = schema.get("type")
-        if isinstance(kind, list):
-            kind = next((k for k in kind if k != "null"), None)
-        return kind if isinstance(kind, str) else ("object" if "properties" in schema else None)
-    return None
+            return None, None
+    if not isinstance(schema, dict):
+        return None, None
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), None)
+    fmt = schema.get("format")
+    kind = kind if isinstance(kind, str) else ("object" if "properties" in schema else None)
+    return kind, fmt if isinstance(fmt, str) else None
+
+
+def _type_of(schema: Any, doc: Document, base: str) -> str | None:
+    return _shape(schema, doc, base)[0]
 
 
 def _message(exc: BaseException) -> str:

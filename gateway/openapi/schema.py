@@ -83,7 +83,8 @@ _NAME = re.compile(r"[^A-Za-z0-9_.-]")
 
 def short(text: str, limit: int = MAX_DESCRIPTION) -> str:
     """Trim a description to ``limit`` characters at a sentence or word boundary."""
-    text = " ".join(text.split())
+    head = " ".join(text[: 2 * limit + 64].split())  # documents' descriptions run to pages
+    text = head if len(head) > limit + 1 else " ".join(text.split())
     if len(text) <= limit:
         return text
     cut = text[:limit]
@@ -110,6 +111,7 @@ class SchemaCompiler:
     _defs: dict[tuple[DefKey, Direction], _Def] = field(default_factory=dict)
     _names: dict[DefKey, str] = field(default_factory=dict)
     _taken: set[str] = field(default_factory=set)
+    _keys: dict[tuple[str, str], DefKey] = field(default_factory=dict)  # (base, $ref) -> resolved
 
     def convert(self, schema: Any, base: str, direction: Direction) -> tuple[JSON, set[DefKey]]:
         """A schema and the component schemas it refers to (directly)."""
@@ -159,10 +161,15 @@ class SchemaCompiler:
         return placeholder
 
     def _ref(self, ref: str, base: str, refs: set[DefKey]) -> JSON:
-        uri, fragment = urldefrag(urljoin(base, ref))
-        uri = uri or base
-        self.doc.resolve("#" + fragment, uri)  # raises, naming the pointer, when it does not exist
-        key = (uri, fragment)
+        key = self._keys.get((base, ref))
+        if key is None:
+            if ref.startswith("#"):  # the common case, and urljoin is a tenth of compiling a document
+                uri, fragment = base, ref[1:]
+            else:
+                uri, fragment = urldefrag(urljoin(base, ref))
+                uri = uri or base
+            self.doc.resolve("#" + fragment, uri)  # raises, naming the pointer, when it does not exist
+            key = self._keys[(base, ref)] = (uri, fragment)
         refs.add(key)
         return {"$ref": f"#/$defs/{self._name_for(key)}"}
 

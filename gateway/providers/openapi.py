@@ -172,7 +172,8 @@ class OpenApiProvider(ToolProvider):
         return list(self.tools.values())
 
     def problems(self) -> Sequence[str]:
-        return [f"skipped {s}" for s in self.skipped]
+        notes = self.compiled.notes if self.compiled is not None else []
+        return [f"skipped {s}" for s in self.skipped] + notes
 
     async def call_tool(self, call: ToolCall, ctx: CallContext) -> ToolResult:
         if call.name not in self.tools or self.compiled is None:

@@ -4,10 +4,11 @@ from collections.abc import Sequence
 
 import pytest
 
-from gateway.core.catalog import Catalog, public_name
+from gateway.core.catalog import Catalog, CheckedSchema, public_name
 from gateway.core.errors import ConfigError, InvalidArguments, ToolNotFound
 from gateway.core.provider import ResourceSpec, ToolProvider
 from gateway.core.types import CallContext, ToolCall, ToolResult, ToolSpec
+from gateway.core.wrappers import Overridden
 
 pytestmark = pytest.mark.anyio
 
@@ -155,3 +156,61 @@ async def test_results_are_checked_against_the_output_schema_and_uris_published(
     result = cat.finish(entry, await entry.provider.call_tool(call, CallContext()))
     assert result.is_error
     assert "does not match this tool's output schema at n" in result.content[0]["text"]
+
+
+class Listed(ToolProvider):
+    """Lists the same ToolSpec objects every time (as the OpenAPI provider does)."""
+
+    kind = "test"
+
+    def __init__(self, id: str, specs: Sequence[ToolSpec]) -> None:
+        super().__init__(id)
+        self.specs = list(specs)
+
+    async def list_tools(self, ctx: CallContext) -> Sequence[ToolSpec]:
+        return self.specs
+
+    async def call_tool(self, call: ToolCall, ctx: CallContext) -> ToolResult:
+        return ToolResult.text("ok")
+
+
+AGE = {"type": "object", "properties": {"age": {"type": "integer"}}, "required": ["age"]}
+
+
+async def test_arguments_of_a_checked_schema_are_refused_with_the_field_named() -> None:
+    cat = Catalog({"a": Listed("a", [ToolSpec(name="t", input_schema=CheckedSchema(AGE))])})
+    await cat.refresh(CallContext())
+    with pytest.raises(InvalidArguments) as err:
+        cat.resolve("a___t", {"age": "old"})
+    assert err.value.field_path == "age"
+    assert "'old' is not of type 'integer'" in str(err.value)
+    with pytest.raises(InvalidArguments, match="'age' is a required property"):
+        cat.resolve("a___t", {})
+
+
+async def test_a_checked_schema_is_taken_as_checked_but_a_copy_of_it_is_checked_again() -> None:
+    broken = CheckedSchema({"type": "objekt"})  # the mark is a provider's promise: the catalog keeps it
+    await Catalog({"a": Listed("a", [ToolSpec(name="t", input_schema=broken)])}).refresh(CallContext())
+    # A wrapper that rewrites a schema hands over a plain dict, which is checked.
+    fixed = Overridden(Listed("a", [ToolSpec(name="t", input_schema=broken)]), {"t": {"arguments": {"x": 1}}})
+    with pytest.raises(ConfigError, match="is not valid JSON Schema"):
+        await Catalog({"a": fixed}).refresh(CallContext())
+
+
+async def test_a_tool_listed_again_unchanged_keeps_its_validators() -> None:
+    same = ToolSpec(name="t", input_schema=AGE)
+    provider = Listed("a", [same])
+    cat = Catalog({"a": provider})
+    await cat.refresh(CallContext())
+    first = cat.snapshot.tools["a___t"].validators
+    await cat.refresh(CallContext())
+    assert cat.snapshot.tools["a___t"].validators is first
+    provider.specs = [ToolSpec(name="t", input_schema={**AGE, "required": []})]  # changed: built anew
+    await cat.refresh(CallContext())
+    assert cat.snapshot.tools["a___t"].validators is not first
+    cat.resolve("a___t", {})
+    # Another provider serving an equal tool does not inherit them either.
+    other = Catalog({"a": Listed("a", [same])})
+    other.snapshot = cat.snapshot
+    await other.refresh(CallContext())
+    assert other.snapshot.tools["a___t"].validators is not cat.snapshot.tools["a___t"].validators

@@ -7,6 +7,7 @@ import orjson
 import pytest
 from jsonschema import Draft202012Validator
 
+from gateway.core.catalog import CheckedSchema
 from gateway.core.errors import ConfigError
 from gateway.openapi.compiler import METHODS, Compiler
 from gateway.openapi.document import open_document
@@ -130,10 +131,15 @@ def test_github_rest_api_one_tool_per_operation_all_schemas_valid() -> None:
     assert compiled.skipped == []
     assert len(compiled.tools) == operations > 1000
     assert len({t.name for t in compiled.tools}) == operations
-    for tool in compiled.tools:
+    for tool in compiled.tools:  # the compiler's fast check and jsonschema's agree on every one
+        assert isinstance(tool.input_schema, CheckedSchema)
         Draft202012Validator.check_schema(tool.input_schema)
         if tool.output_schema is not None:
+            assert isinstance(tool.output_schema, CheckedSchema)
             Draft202012Validator.check_schema(tool.output_schema)
+    assert compiled.notes == []
+    upload = compiled.operations["repos_upload-release-asset"]  # application/octet-stream
+    assert upload.raw_body and upload.default_content_type == "application/octet-stream"
 
 
 def test_headers_the_gateway_sets_are_never_arguments() -> None:
@@ -142,3 +148,58 @@ def test_headers_the_gateway_sets_are_never_arguments() -> None:
     compiled = compile_doc(doc({"/x": {"get": {"operationId": "x", "parameters": params, "responses": {}}}}))
     (tool,) = compiled.tools
     assert list(tool.input_schema["properties"]) == ["X-Request-Id"]
+
+
+def upload(content: dict[str, Any]) -> Any:
+    body = {"required": True, "content": content}
+    return compile_doc(doc({"/up": {"post": {"operationId": "up", "requestBody": body, "responses": {}}}}))
+
+
+BINARY = {"type": "string", "format": "binary"}
+
+
+@pytest.mark.parametrize(
+    ("content", "kind", "types"),
+    [
+        ({"image/png": {"schema": BINARY}}, "binary", ("image/png",)),
+        ({"application/octet-stream": {}}, "binary", ("application/octet-stream",)),
+        ({"application/pdf": {"schema": {"type": "string"}}}, "binary", ("application/pdf",)),
+        ({"*/*": {}}, "binary", ("*/*",)),
+        ({"image/*": {}, "image/png": {}}, "binary", ("image/png", "image/*")),
+        ({"text/plain": {"schema": BINARY}}, "binary", ("text/plain",)),
+        ({"text/plain": {"schema": {"type": "string"}}, "image/png": {}}, "text", ()),
+        ({"*/*": {"schema": {"type": "object", "properties": {"a": {"type": "string"}}}}}, "json", ()),
+        ({"image/png": {}, "application/json": {"schema": {"type": "object"}}}, "json", ()),
+    ],
+)
+def test_every_request_body_media_type_is_served(
+    content: dict[str, Any], kind: str, types: tuple[str, ...]
+) -> None:
+    compiled = upload(content)
+    assert compiled.skipped == []
+    op = compiled.operations["up"]
+    assert op.raw_body == (kind == "binary")
+    if kind == "binary":
+        body = compiled.tools[0].input_schema["properties"]["body"]
+        assert body["type"] == "string" and body["contentEncoding"] == "base64"
+        assert f"({', '.join(types)}): its bytes, base64-encoded" in body["description"]
+        Draft202012Validator.check_schema(compiled.tools[0].input_schema)
+
+
+def test_a_raw_body_with_several_types_takes_a_content_type_argument() -> None:
+    several = upload({"image/png": {}, "image/jpeg": {}})
+    schema = several.tools[0].input_schema
+    assert schema["properties"]["content_type"]["enum"] == ["image/png", "image/jpeg"]
+    assert schema["required"] == ["body"]  # image/png unless the caller says otherwise
+    assert several.operations["up"].default_content_type == "image/png"
+    assert schema["properties"]["body"].get("contentMediaType") is None
+    family = upload({"image/*": {}})  # no default: the caller names the type
+    schema = family.tools[0].input_schema
+    assert schema["required"] == ["body", "content_type"]
+    validator = Draft202012Validator(schema)
+    assert validator.is_valid({"body": "", "content_type": "image/webp"})
+    assert not validator.is_valid({"body": "", "content_type": "text/html"})
+    assert not validator.is_valid({"body": "", "content_type": "image/png\r\nX-Injected: 1"})
+    anything = upload({"*/*": {}})
+    assert anything.operations["up"].default_content_type == "application/octet-stream"
+    assert anything.tools[0].input_schema["required"] == ["body"]

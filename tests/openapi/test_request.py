@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
 
+from gateway.core.errors import ToolExecutionError
 from gateway.openapi.compiler import Operation, Param
 from gateway.openapi.request import BadArgument, build, serialize_path, serialize_query
 
@@ -152,3 +154,66 @@ def test_multipart_parts_json_and_repeated() -> None:
         ("tags", (None, b"a", "text/plain")),
         ("tags", (None, b"b", "text/plain")),
     ]
+
+
+PNG = b"\x89PNG\r\n\x1a\n\x00\xff\xfe"  # not UTF-8: it must travel as bytes
+
+
+def raw(default: str | None = "image/png", content_type_arg: str | None = None) -> Operation:
+    return Operation(
+        tool="up",
+        method="POST",
+        path="/up",
+        params=(),
+        body_media="image/png",
+        body_arg="body",
+        raw_body=True,
+        content_type_arg=content_type_arg,
+        default_content_type=default,
+    )
+
+
+@pytest.mark.parametrize(
+    "encoded",
+    [
+        base64.b64encode(PNG).decode(),
+        base64.urlsafe_b64encode(PNG).decode(),
+        base64.b64encode(PNG).decode().rstrip("="),
+        "\n".join(base64.encodebytes(PNG).decode().split()),  # MIME line breaks
+    ],
+)
+def test_a_raw_body_is_sent_as_its_decoded_bytes(encoded: str) -> None:
+    request = build(raw(), {"body": encoded})
+    assert request.content == PNG
+    assert request.headers == [("Content-Type", "image/png")]
+
+
+def test_a_raw_body_takes_the_content_type_the_caller_names() -> None:
+    op = raw("application/octet-stream", "content_type")
+    assert build(op, {"body": "AA=="}).headers == [("Content-Type", "application/octet-stream")]
+    named = build(op, {"body": "AA==", "content_type": "application/pdf"})
+    assert named.headers == [("Content-Type", "application/pdf")] and named.content == b"\x00"
+    with pytest.raises(BadArgument, match="must be the body's media type, such as image/png"):
+        build(raw(None, "content_type"), {"body": "AA=="})
+
+
+@pytest.mark.parametrize("value", ["image/png\r\nX-Injected: 1", "image/png\nX: 1", "png", "image/png\x00"])
+def test_a_content_type_argument_cannot_add_a_header(value: str) -> None:
+    with pytest.raises(BadArgument):
+        build(raw("image/png", "content_type"), {"body": "AA==", "content_type": value})
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("not base64!", "character '!' at position 9 is not base64"),
+        ("a", "cannot be 1 more than a multiple of 4"),
+        ("AA==AA==", "Excess data after padding"),
+        (12, "must be a string"),
+    ],
+)
+def test_bad_base64_is_a_clear_tool_error(value: object, reason: str) -> None:
+    with pytest.raises(BadArgument, match="argument 'body'") as err:
+        build(raw(), {"body": value})
+    assert reason in str(err.value)
+    assert isinstance(err.value, ToolExecutionError)  # a tool error the model sees, not a crash
