@@ -297,7 +297,7 @@ def create_app(
             if close_locks is not None:
                 stack.push_async_callback(close_locks)
             counters = Counters(shared_counters(settings.redis_url))
-            results = result_store(settings.redis_url)
+            results = result_store(settings.redis_url, settings.cache_max_entries, settings.cache_max_bytes)
             audit = AuditLog(
                 StoreCalls(store).write,
                 spill=settings.data_dir / "audit-spill.jsonl",

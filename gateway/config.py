@@ -433,7 +433,8 @@ class RateLimitSpec(Model):
 
 
 class CacheSpec(Model):
-    """Cache results of the read-only tools matching `tools` (globs; empty: all) for `ttl_seconds`."""
+    """Cache results for `ttl_seconds` of the tools matching `tools` (globs); with no `tools`, of the
+    tools the configuration declares `readOnlyHint: true` (a target's overrides or tool definitions)."""
 
     tools: list[str] = Field(default_factory=list)
     ttl_seconds: int = Field(ge=1, le=7 * 24 * 3600)
@@ -443,7 +444,12 @@ class ResilienceSpec(Model):
     """Deadline, retries, circuit breaker and concurrency cap (see gateway/resilience.py)."""
 
     call_timeout_seconds: float = Field(60.0, gt=0, le=3600)
-    retries: int = Field(2, ge=0, le=5, description="For idempotent or read-only tools only.")
+    retries: int = Field(
+        2,
+        ge=0,
+        le=5,
+        description="Only for tools the configuration declares idempotentHint or readOnlyHint (overrides).",
+    )
     retry_ratio: float = Field(0.1, ge=0, le=1, description="Retries allowed per call, on average.")
     failures: int = Field(5, ge=1, le=1000, description="Failures in a row that open a target's breaker.")
     open_seconds: float = Field(30.0, gt=0, le=3600)
@@ -539,7 +545,9 @@ class GatewaySpec(Model):
         None, description="Per-call deadline, bounded retries, a breaker and a concurrency cap per target."
     )
     cache: list[CacheSpec] = Field(
-        default_factory=list, description="Cache results of read-only tools (readOnlyHint), per caller."
+        default_factory=list,
+        description="Cache results, per caller, of the tools a rule names, or that the configuration "
+        "declares read-only (overrides' annotations); an upstream's own readOnlyHint is not trusted.",
     )
     prefix_tools: bool = Field(
         True, description="Publish tools as '{target}___{tool}'. Off needs one target."

@@ -22,7 +22,7 @@ from anyio.abc import TaskGroup
 
 from gateway.approval import ApprovalRule, GatewayApprovals
 from gateway.audit import AuditLog, GatewayAudit
-from gateway.cache import CacheRule, GatewayCache, ResultStore, result_store
+from gateway.cache import CacheRule, GatewayCache, ResultStore, declared_annotations, result_store
 from gateway.config import GatewaySpec, McpTarget, TargetBase
 from gateway.core.catalog import Catalog
 from gateway.core.errors import ConfigError, ConfigIssue, ToolNotFound, UpstreamUnavailable
@@ -308,6 +308,7 @@ class Hub:
             )
 
         policy = GatewayPolicy(spec.name, spec.policies, spec.policy_mode, catalog) if spec.policies else None
+        declared = declared_annotations(spec.targets)  # trusted: the upstreams' own hints are not
         stages: list[Stage] = []
         # (name, stage, which tools it decides on: None for all)
         decisions: list[tuple[str, Stage, Callable[[str], bool] | None]] = []
@@ -335,7 +336,7 @@ class Hub:
         if spec.cache:  # a cached answer needs no deadline, retry or breaker
             caching = [CacheRule(tuple(c.tools), c.ttl_seconds) for c in spec.cache]
             prints = {t.name: hashlib.sha256(t.model_dump_json().encode()).hexdigest() for t in spec.targets}
-            cache = GatewayCache(tenant, spec.name, caching, self.results, catalog, prints)
+            cache = GatewayCache(tenant, spec.name, caching, self.results, catalog, prints, declared)
             decisions.append(("cache", cache.stage, lambda tool: any(c.applies(tool) for c in caching)))
         if self.observe is not None:
 
@@ -358,7 +359,7 @@ class Hub:
             settings = ResilienceSettings(
                 r.call_timeout_seconds, r.retries, r.retry_ratio, r.failures, r.open_seconds, r.max_concurrent
             )
-            resilience = GatewayResilience(catalog, settings)
+            resilience = GatewayResilience(catalog, settings, declared)
             stages.append(resilience.stage)
         handler = compose([*stages, *self.stages], route)
         bind = self.credentials

@@ -2,10 +2,12 @@
 
 - **Deadline.** Each call gets ``call_timeout_seconds`` once; retries run inside it, so
   they can never stretch a call beyond it.
-- **Retries** only for tools that say they are idempotent or read-only (annotations), only
-  for failures to reach the upstream, and only while the gateway's retry budget allows
-  (retries at most ``retry_ratio`` of recent calls, plus a small floor), so retries cannot
-  multiply load on an upstream that is already struggling.
+- **Retries** only for tools the configuration declares idempotent or read-only
+  (``idempotentHint``/``readOnlyHint`` in a target's ``overrides`` or its own tool
+  definitions: `gateway.cache.declared_annotations`; what an upstream says of its tools is
+  never trusted), only for failures to reach the upstream, and only while the gateway's
+  retry budget allows (retries at most ``retry_ratio`` of recent calls, plus a small floor),
+  so retries cannot multiply load on an upstream that is already struggling.
 - **Circuit breaker** per target: after ``failures`` consecutive failures to reach it, calls
   fail fast for ``open_seconds``; then one trial call is let through (half-open): success
   closes the breaker, failure opens it again.
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 
 import anyio
 
+from gateway.cache import Declared
 from gateway.core.catalog import Catalog
 from gateway.core.errors import UpstreamUnavailable
 from gateway.core.types import CallContext, CallNext, ToolCall, ToolResult
@@ -89,6 +92,7 @@ class GatewayResilience:
 
     catalog: Catalog
     settings: Settings
+    declared: Declared = field(default_factory=dict)  # what the configuration says of its tools
     breakers: dict[str, Breaker] = field(default_factory=dict)
     limiters: dict[str, anyio.CapacityLimiter] = field(default_factory=dict)
     budget: Budget = field(init=False)
@@ -98,8 +102,10 @@ class GatewayResilience:
 
     def _retryable(self, tool: str) -> bool:
         entry = self.catalog.snapshot.tools.get(tool)
-        notes = (entry.spec.annotations or {}) if entry is not None else {}
-        return bool(notes.get("idempotentHint") or notes.get("readOnlyHint"))
+        if entry is None:
+            return False
+        notes = self.declared.get((entry.provider.id, entry.spec.name), {})
+        return notes.get("idempotentHint") is True or notes.get("readOnlyHint") is True
 
     async def stage(self, call: ToolCall, ctx: CallContext, call_next: CallNext) -> ToolResult:
         tool = call.public_name or call.name

@@ -55,6 +55,15 @@ class Settings(BaseSettings):
         None, description="redis://host:port/db: rate-limit counters (and later caches) shared by replicas."
     )
 
+    cache_max_entries: int = Field(
+        10_000,
+        ge=1,
+        description="In-memory result cache: at most this many results (the least recently used go).",
+    )
+    cache_max_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="In-memory result cache: at most this many bytes of results."
+    )
+
     audit: bool = Field(True, description="Record every tools/call in the call audit (GET /admin/v1/audit).")
     audit_unwritable: Literal["refuse", "spill"] = Field(
         "refuse",

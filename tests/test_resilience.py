@@ -1,5 +1,6 @@
-"""The resilience stage on its own: retries for idempotent tools only, the breaker's three
-states, one deadline that retries cannot stretch, and the per-target concurrency cap."""
+"""The resilience stage on its own: retries only for tools the configuration declares
+idempotent (never on an upstream's word), the breaker's three states, one deadline that
+retries cannot stretch, and the per-target concurrency cap."""
 
 from __future__ import annotations
 
@@ -51,11 +52,14 @@ class Flaky(ToolProvider):
             self.in_flight -= 1
 
 
-async def setup(**settings: float) -> tuple[Flaky, GatewayResilience]:
+DECLARED = {("t", "get"): {"idempotentHint": True}, ("t", "slow"): {"readOnlyHint": True}}
+
+
+async def setup(declared: object = DECLARED, **settings: float) -> tuple[Flaky, GatewayResilience]:
     provider = Flaky("t")
     cat = Catalog({"t": provider})
     await cat.refresh(CallContext())
-    return provider, GatewayResilience(cat, Settings(**settings))  # type: ignore[arg-type]
+    return provider, GatewayResilience(cat, Settings(**settings), declared)  # type: ignore[arg-type]
 
 
 async def run(stage: GatewayResilience, provider: Flaky, tool: str, **args: float) -> str:
@@ -77,6 +81,12 @@ async def test_retries_only_what_is_idempotent() -> None:
     assert await run(stage, provider, "get") == "ok" and provider.calls == 3
     provider.fail, provider.calls = 1, 0
     assert (await run(stage, provider, "post")).startswith("unavailable") and provider.calls == 1
+
+
+async def test_an_upstreams_idempotent_hint_never_earns_a_retry() -> None:
+    provider, stage = await setup(declared={}, failures=10)  # `get` says idempotentHint itself
+    provider.fail = 1
+    assert (await run(stage, provider, "get")).startswith("unavailable") and provider.calls == 1
 
 
 async def test_the_breaker_opens_fails_fast_and_recovers() -> None:

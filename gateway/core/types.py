@@ -27,7 +27,9 @@ class ToolSpec:
         input_schema: JSON Schema (2020-12) of the arguments object.
         output_schema: JSON Schema of ``structuredContent`` when the tool has one.
         title: A human-friendly display name.
-        annotations: MCP tool annotations (``readOnlyHint`` ...); hints only, never trusted.
+        annotations: MCP tool annotations (``readOnlyHint`` ...); hints for the model only, never
+            trusted: caching and retries follow what the configuration itself declares
+            (``gateway.cache.declared_annotations``), never what a provider reports here.
         meta: Extra ``_meta`` to publish with the tool.
     """
 
