@@ -37,7 +37,7 @@ from gateway.config import Document, GatewaySpec, gateway_from_store, to_store
 from gateway.core.errors import ConfigError
 from gateway.credentials import consent_user, credentials_for, provider_specs
 from gateway.hub import Hub
-from gateway.mcp import McpFront
+from gateway.mcp import McpFront, SessionLimits
 from gateway.mcp.front import PRINCIPAL_KEY
 from gateway.pins import pinned_of, store_pins
 from gateway.ratelimit import Counters, shared_counters
@@ -357,6 +357,12 @@ def create_app(
                             state_keys=[state_key(settings.data_dir)],
                             session_owner=session_owner(worker_run_dir) if worker_run_dir else None,
                             forward=forwarder,
+                            session_limits=SessionLimits(
+                                max_sessions=settings.max_sessions,
+                                per_caller=settings.sessions_per_caller,
+                                idle_seconds=settings.session_idle_seconds,
+                                handshake_seconds=settings.session_handshake_seconds,
+                            ),
                         )
                         holder["system"] = system
                         holder["front"] = front

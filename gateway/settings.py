@@ -64,6 +64,24 @@ class Settings(BaseSettings):
         64 * 1024 * 1024, ge=1024, description="In-memory result cache: at most this many bytes of results."
     )
 
+    session_idle_seconds: float = Field(
+        1800.0, gt=0, description="A handshake-era MCP session with no request for this long ends."
+    )
+    session_handshake_seconds: float = Field(
+        60.0, gt=0, description="A session whose client sent nothing after its initialize ends this soon."
+    )
+    sessions_per_caller: int = Field(
+        100,
+        ge=1,
+        description="Handshake-era MCP sessions one principal (or one anonymous address) may hold; "
+        "a new one ends the caller's least recently used idle session.",
+    )
+    max_sessions: int = Field(
+        10_000,
+        ge=1,
+        description="Handshake-era MCP sessions in all (the least recently used idle one makes room).",
+    )
+
     audit: bool = Field(True, description="Record every tools/call in the call audit (GET /admin/v1/audit).")
     audit_unwritable: Literal["refuse", "spill"] = Field(
         "refuse",

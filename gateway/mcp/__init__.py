@@ -1,5 +1,6 @@
 """The MCP front: a thin adapter between the Streamable HTTP wire (both protocol eras) and the core."""
 
 from gateway.mcp.front import McpFront
+from gateway.mcp.sessions import SessionLimits
 
-__all__ = ["McpFront"]
+__all__ = ["McpFront", "SessionLimits"]

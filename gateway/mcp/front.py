@@ -26,7 +26,6 @@ from mcp.server.models import InitializationOptions
 from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
 from mcp.server.session import ServerSession
 from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
-from mcp.server.streamable_http_manager import DEFAULT_MAX_SESSIONS, StreamableHTTPSessionManager
 from mcp.server.subscriptions import (
     InMemorySubscriptionBus,
     ListenHandler,
@@ -37,6 +36,7 @@ from mcp.server.subscriptions import (
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, INVALID_REQUEST, MISSING_REQUIRED_CLIENT_CAPABILITY
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.responses import JSONResponse
 from starlette.types import Message, Receive, Scope, Send
 
@@ -53,6 +53,8 @@ from gateway.core.types import JSON, CallContext, Principal, ToolResult
 from gateway.hub import GatewayKey, Hub, LiveGateway
 from gateway.mcp.channel import MODERN, McpChannel, input_required
 from gateway.mcp.fast import FastPath, askable
+from gateway.mcp.sessions import SessionLimits, SessionTable, caller_of
+from gateway.mcp.wire import Refusal, check_headers, check_message, read_body
 from gateway.telemetry import mcp_span, tool_failed
 
 logger = logging.getLogger(__name__)
@@ -147,10 +149,13 @@ class McpFront:
         fast_path: bool = True,
         session_owner: Callable[[str], Any] | None = None,
         forward: Callable[[Any, Scope, Receive, Send], Awaitable[None]] | None = None,
+        session_limits: SessionLimits | None = None,
     ) -> None:
         """``session_owner`` and ``forward``: with several workers, where another worker's
-        session lives, and how a request is passed there (gateway.serving)."""
+        session lives, and how a request is passed there (gateway.serving).
+        ``session_limits``: how many handshake-era sessions, and for how long (ADR 0021)."""
         self.hub = hub
+        self.max_request_bytes = max_request_bytes
         self.session_owner = session_owner
         self.forward = forward
         self.server: Server[Any] = _GatewayServer(
@@ -193,8 +198,12 @@ class McpFront:
             allowed_hosts=allowed_hosts,
             allowed_origins=allowed_origins,
         )
-        self.manager = StreamableHTTPSessionManager(
-            self.server, security_settings=security, max_request_body_size=max_request_bytes
+        self.manager = SessionTable(
+            self.server,
+            security_settings=security,
+            max_request_body_size=max_request_bytes,
+            limits=session_limits or SessionLimits(),
+            on_end=self._forget,
         )
         self.fast: FastPath | None = (
             FastPath(
@@ -253,28 +262,56 @@ class McpFront:
             )
             await response(scope, receive, send)
             return
+        refusal = check_headers(scope.get("headers", []))
+        if refusal is not None:
+            await refusal.response()(scope, receive, send)
+            return
         session_id = _header(scope, MCP_SESSION_ID_HEADER.lower().encode())
         if session_id is not None and self.session_owner is not None and self.forward is not None:
             owner = self.session_owner(session_id)
             if owner is not None:  # another worker's session
                 await self.forward(owner, scope, receive, send)
                 return
+        state = scope.setdefault("state", {})
+        principal = state.get(PRINCIPAL_KEY)
+        caller = caller_of(scope, principal if isinstance(principal, Principal) else None)
         if session_id is not None:
             known = self._sessions.get(session_id)
-            if known is not None and known[0] != key:
-                # A session belongs to the gateway that created it; elsewhere it does not exist.
-                await JSONResponse(
-                    {
-                        "jsonrpc": "2.0",
-                        "id": None,
-                        "error": {"code": INVALID_REQUEST, "message": "Session not found"},
-                    },
-                    404,
-                )(scope, receive, send)
+            # A session belongs to the gateway and the principal that created it; for any
+            # other it does not exist.
+            if (known is not None and known[0] != key) or not self.manager.belongs_to(session_id, caller):
+                await _SESSION_NOT_FOUND.response()(scope, receive, send)
                 return
             if scope.get("method") == "DELETE":
                 self._forget(session_id)
-        scope.setdefault("state", {})[SCOPE_KEY] = key
+        state[SCOPE_KEY] = key
+        version = _header(scope, b"mcp-protocol-version")
+        handshake_era = version is None or version in HANDSHAKE_PROTOCOL_VERSIONS
+        opening = False
+        if scope.get("method") == "POST" and _is_json(scope):
+            body, receive = await read_body(receive, self.max_request_bytes)
+            if body is not None:  # (over the limit: the SDK answers 413)
+                checked = check_message(body)
+                if isinstance(checked, Refusal):
+                    await checked.response()(scope, receive, send)
+                    return
+                opening = handshake_era and session_id is None
+                if opening and checked.method != "initialize":
+                    await _NO_SESSION.response()(scope, receive, send)
+                    return
+        if opening and (why := self.manager.refusal(caller)) is not None:
+            await Refusal(429, why, INVALID_REQUEST).response()(scope, receive, send)
+            return
+        if session_id is not None and handshake_era:
+            with self.manager.using(session_id):
+                await self._serve(key, scope, receive, send, session_id)
+        else:
+            with self.manager.opening(caller):
+                await self._serve(key, scope, receive, send, session_id)
+
+    async def _serve(
+        self, key: GatewayKey, scope: Scope, receive: Receive, send: Send, session_id: str | None
+    ) -> None:
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start" and session_id is None:
@@ -505,10 +542,8 @@ class McpFront:
                 self._forget(session_id)
 
     def _remember(self, session_id: str, key: GatewayKey) -> None:
-        self._sessions[session_id] = (key, None)
-        # The SDK ends idle sessions on its own; keep at most as many as it can hold.
-        while len(self._sessions) > DEFAULT_MAX_SESSIONS:
-            self._forget(next(iter(self._sessions)))
+        if self.manager.known(session_id):  # (a session that ended meanwhile is not kept)
+            self._sessions[session_id] = (key, None)
 
     def _forget(self, session_id: str) -> None:
         self._sessions.pop(session_id, None)
@@ -561,6 +596,19 @@ class _Traced:
             if ctx.method == "tools/call":
                 tool_failed(span, result)
             return result
+
+
+_SESSION_NOT_FOUND = Refusal(404, "Session not found", INVALID_REQUEST)
+_NO_SESSION = Refusal(
+    400,
+    "Bad Request: Missing session ID: send initialize first, then its Mcp-Session-Id with every request",
+    INVALID_REQUEST,
+)
+
+
+def _is_json(scope: Scope) -> bool:
+    content_type = _header(scope, b"content-type") or ""
+    return content_type.lower().startswith("application/json")
 
 
 def _principal_of(ctx: ServerRequestContext[Any, Any]) -> str | None:

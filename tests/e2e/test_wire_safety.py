@@ -119,3 +119,107 @@ async def test_bad_cursor_is_invalid_params(served: Served) -> None:
         listing = await http.post(served.mcp, json=bad, headers=headers)
     error = messages(listing)[0]["error"]
     assert error["code"] == -32602 and "Invalid cursor" in error["message"]
+
+
+# -- wire hygiene (issue 15): each class of bad input, in every shape, on every path ----------
+
+
+async def _paths(http: httpx2.AsyncClient, served: Served) -> dict[str, dict[str, str]]:
+    """Headers for each way in: a 2025-era session, 2025-era without one, and 2026-07-28."""
+    r = await http.post(served.mcp, json=INIT, headers=ACCEPT)
+    session = r.headers["mcp-session-id"]
+    legacy = {**ACCEPT, "Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-11-25"}
+    initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    assert (await http.post(served.mcp, json=initialized, headers=legacy)).status_code == 202
+    modern = {**ACCEPT, "MCP-Protocol-Version": MODERN, "Mcp-Method": "tools/list"}
+    return {"session": legacy, "no session": ACCEPT, "2026-07-28": modern}
+
+
+LIST = {"jsonrpc": "2.0", "id": 9, "method": "tools/list"}
+MODERN_LIST = {**LIST, "params": {"_meta": MODERN_META}}
+
+
+def _error(r: httpx2.Response) -> dict[str, Any]:
+    assert r.status_code == 400, (r.status_code, r.text)
+    error: dict[str, Any] = r.json()["error"]
+    assert "validation error" not in error["message"].lower()  # our words, not pydantic's
+    return error
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"jsonrpc":"1.0","id":1,"method":"tools/list"}',
+        b'{"id":1,"method":"tools/list"}',
+        b'{"jsonrpc":"2.0","id":1}',
+        b'{"jsonrpc":"2.0","id":1,"method":7}',
+        b'{"jsonrpc":"2.0","id":1,"method":["tools/list"]}',
+        b'[{"jsonrpc":"2.0","id":1,"method":"tools/list"}]',
+        b"[]",
+        b"7",
+        b'"tools/list"',
+        b"null",
+        b"true",
+        b'{"jsonrpc":"2.0","id":1,"method":"tools/list","params":"x"}',
+    ],
+)
+async def test_a_message_that_is_not_a_json_rpc_request_is_invalid_request(
+    served: Served, body: bytes
+) -> None:
+    async with httpx2.AsyncClient() as http:
+        for path, headers in (await _paths(http, served)).items():
+            error = _error(await http.post(served.mcp, content=body, headers=headers))
+            assert error["code"] == -32600, (path, error)
+            assert error["message"].startswith("Invalid Request: "), (path, error)
+
+
+@pytest.mark.parametrize("rid", [b'{"a":1}', b"[1]", b"true", b"false", b"null", b"NaN", b"1.5"])
+async def test_a_request_with_a_bad_id_is_refused_never_accepted_as_a_notification(
+    served: Served, rid: bytes
+) -> None:
+    async with httpx2.AsyncClient() as http:
+        for path, headers in (await _paths(http, served)).items():
+            for method in (b"tools/list", b"tools/call", b"notifications/initialized"):
+                body = b'{"jsonrpc":"2.0","id":%s,"method":"%s","params":{}}' % (rid, method)
+                r = await http.post(served.mcp, content=body, headers=headers)
+                assert r.status_code != 202, (path, method)
+                error = _error(r)
+                assert error["code"] == -32600 and '"id" must be a string or an integer' in error["message"]
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "http://127.0.0.1:1@evil.example",
+        "http://127.0.0.1:80@evil.example:80",
+        "http://attacker:pw@127.0.0.1:8080",
+        "http://127.0.0.1:8080.evil.example",
+        "http://127.0.0.1:8080/evil",
+    ],
+)
+async def test_an_origin_carrying_userinfo_or_a_path_fails_the_origin_check(
+    served: Served, origin: str
+) -> None:
+    async with httpx2.AsyncClient() as http:
+        for path, headers in (await _paths(http, served)).items():
+            body = {"session": LIST, "no session": INIT, "2026-07-28": MODERN_LIST}[path]
+            r = await http.post(served.mcp, json=body, headers={**headers, "Origin": origin})
+            assert r.status_code == 403, (path, origin, r.status_code)
+            # A plain loopback origin still passes (the allow-list's own rule).
+            ok = await http.post(served.mcp, json=body, headers={**headers, "Origin": "http://127.0.0.1:1"})
+            assert ok.status_code == 200, (path, ok.text)
+
+
+@pytest.mark.parametrize("request_id", [b'{"a":1}', b"[7]", b"true", b"null", b"2.5"])
+async def test_a_cancellation_naming_a_bad_request_id_is_a_json_rpc_error_never_a_500(
+    served: Served, request_id: bytes
+) -> None:
+    body = b'{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":%s}}' % request_id
+    async with httpx2.AsyncClient() as http:
+        for path, headers in (await _paths(http, served)).items():
+            error = _error(await http.post(served.mcp, content=body, headers=headers))
+            assert error["code"] == -32602 and "params.requestId" in error["message"], path
+        # The session is still fine afterwards.
+        legacy = (await _paths(http, served))["session"]
+        listing = await http.post(served.mcp, json=LIST, headers=legacy)
+        assert listing.status_code == 200 and messages(listing)[0]["result"]["tools"]
