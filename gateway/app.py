@@ -31,7 +31,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from gateway.audit import AuditLog
-from gateway.auth import METADATA_PREFIX, Authenticator
+from gateway.auth import METADATA_PREFIX, Authenticator, Revocations
 from gateway.cache import result_store
 from gateway.config import Document, GatewaySpec, gateway_from_store, to_store
 from gateway.core.errors import ConfigError
@@ -130,6 +130,8 @@ class Switchboard:
                 )
                 changed += [name if tenant == DEFAULT_TENANT else f"{tenant}/{name}" for name in moved]
             self.revision = revision
+            if self.authenticator is not None:
+                self.authenticator.forget()  # e.g. a key revoked by another process (without Redis)
             return changed
 
     def _pins(self, tenant: str, gateway: str) -> bool:
@@ -367,7 +369,7 @@ def create_app(
                         holder["system"] = system
                         holder["front"] = front
                         holder["auth"] = system.authenticator = authenticator = Authenticator(
-                            store, settings.public_url
+                            store, settings.public_url, Revocations(settings.redis_url)
                         )
                         app.state.system = system
                         app.state.front = front

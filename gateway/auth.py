@@ -5,18 +5,32 @@ A refusal is answered here, with the challenge MCP clients expect to start their
 own OAuth flow: ``401`` and ``WWW-Authenticate: Bearer resource_metadata=...``
 pointing at this gateway's RFC 9728 protected-resource metadata (served by
 `protected_resource`), or ``403`` with ``error="insufficient_scope"`` and the
-scopes needed. Verified tokens are remembered until they expire (bounded), so a
-session's calls are checked once.
+scopes needed.
+
+Verified credentials are remembered (bounded) so a session's calls are checked once: a
+token until it expires, an API key for 30 s. A remembered verification counts only
+
+- under the very ``auth`` configuration it passed: a gateway whose ``auth`` changes (a
+  scope required, an issuer dropped) checks every credential again at once, and
+- for API keys, while no key has been revoked since: revoking bumps a revocation epoch in
+  the shared state (`Revocations`: this process's memory, or Redis shared by replicas),
+  read before a remembered key is trusted, so a key revoked on one replica is refused on
+  every other from the next request on. When Redis cannot be read, remembered keys are not
+  trusted (they are looked up in the store again). Processes that share a store but no
+  Redis forget remembered verifications when they see the store's revision move.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import redis.asyncio as redis
 from starlette.types import Scope, Send
 
 from gateway.config import ApiKeyAuth, Auth, JwtAuth, NoAuth
@@ -32,9 +46,59 @@ from identity.inbound import (
     bearer,
 )
 
+logger = logging.getLogger(__name__)
 KEY_PREFIX = "sb_key_"
 METADATA_PREFIX = "/.well-known/oauth-protected-resource"
+EPOCH_KEY = "sb:auth:revocations"
 _REMEMBERED = 4096
+_KEY_SECONDS = 30.0
+
+
+class Revocations:
+    """How many key revocations there have been: this process's count, or a counter in Redis
+    that every replica reads (so one replica's revocation reaches all of them)."""
+
+    def __init__(self, redis_url: str | None = None) -> None:
+        self._client = redis.from_url(redis_url) if redis_url else None
+        self._local = 0
+
+    async def epoch(self) -> int | None:
+        """The current count; None when it cannot be known (Redis unreachable)."""
+        if self._client is None:
+            return self._local
+        try:
+            value = await self._client.get(EPOCH_KEY)
+            return int(value or 0)
+        except (redis.RedisError, OSError, ValueError) as exc:
+            logger.warning("cannot read key revocations from Redis (%s); checking keys in the store", exc)
+            return None
+
+    async def revoked(self) -> None:
+        """Count a revocation, for every process that shares this state."""
+        self._local += 1
+        if self._client is None:
+            return
+        try:
+            await self._client.incr(EPOCH_KEY)
+        except (redis.RedisError, OSError) as exc:
+            logger.error(
+                "a key was revoked but Redis could not be told (%s): other replicas may accept it for up "
+                "to %g s, or until they see the store change",
+                exc,
+                _KEY_SECONDS,
+            )
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class _Remembered:
+    until: float
+    caller: Caller
+    auth: Auth  # the configuration it passed under
+    epoch: int | None  # API keys: the revocation epoch it was checked at
 
 
 def is_loopback(scope: Scope) -> bool:
@@ -65,16 +129,20 @@ def _header(scope: Scope, name: bytes) -> str | None:
 class Authenticator:
     """Verifies callers for every gateway; verifiers are kept while a gateway's `auth` is unchanged."""
 
-    def __init__(self, store: Store, public_url: str | None = None) -> None:
+    def __init__(
+        self, store: Store, public_url: str | None = None, revocations: Revocations | None = None
+    ) -> None:
         self.store = store
         self.public_url = public_url
+        self.revocations = revocations or Revocations()
         self._jwt: dict[tuple[str, str], JwtVerifier] = {}
         self._keys = ApiKeyVerifier(self._lookup, KEY_PREFIX)
-        self._seen: OrderedDict[tuple[str, str], tuple[float, Caller]] = OrderedDict()
+        self._seen: OrderedDict[tuple[str, str, str], _Remembered] = OrderedDict()
 
     async def aclose(self) -> None:
         for verifier in self._jwt.values():
             await verifier.aclose()
+        await self.revocations.aclose()
 
     def resource(self, scope: Scope) -> str:
         """This request's MCP endpoint as a resource identifier (RFC 8707 / RFC 9728)."""
@@ -137,16 +205,7 @@ class Authenticator:
         if credential is None:
             kind = "an API key" if isinstance(auth, ApiKeyAuth) else "a bearer token"
             raise Refused(f"gateway {gateway!r} needs {kind}: send `Authorization: Bearer ...`", "")
-        remembered = self._seen.get((gateway, credential))
-        if remembered is not None and remembered[0] > time.time():
-            caller = remembered[1]
-        else:
-            caller = await self._verify(tenant, gateway, auth, credential, scope)
-            expires = caller.claims.get("exp") if caller.claims else None
-            until = float(expires) if isinstance(expires, int | float) else time.time() + 30.0
-            self._seen[(gateway, credential)] = (until, caller)
-            while len(self._seen) > _REMEMBERED:
-                self._seen.popitem(last=False)
+        caller = await self._remembered(tenant, gateway, auth, credential, scope)
         if caller.tenant != tenant:
             raise Refused(f"this credential belongs to another tenant than gateway {gateway!r}'s")
         return Principal(
@@ -158,6 +217,31 @@ class Authenticator:
             token=credential if isinstance(auth, JwtAuth) else None,
         )
 
+    async def _remembered(
+        self, tenant: str, gateway: str, auth: Auth, credential: str, scope: Scope
+    ) -> Caller:
+        """The credential's caller: remembered when it passed under this very ``auth`` and (for
+        keys) no key was revoked since; else verified now."""
+        key = (tenant, gateway, credential)
+        epoch = await self.revocations.epoch() if isinstance(auth, ApiKeyAuth) else None
+        seen = self._seen.get(key)
+        if (
+            seen is not None
+            and seen.until > time.time()
+            and (seen.auth is auth or seen.auth == auth)
+            and (not isinstance(auth, ApiKeyAuth) or (epoch is not None and seen.epoch == epoch))
+        ):
+            self._seen.move_to_end(key)
+            return seen.caller
+        caller = await self._verify(tenant, gateway, auth, credential, scope)
+        expires = caller.claims.get("exp") if caller.claims else None
+        until = float(expires) if isinstance(expires, int | float) else time.time() + _KEY_SECONDS
+        self._seen[key] = _Remembered(until, caller, auth, epoch)
+        self._seen.move_to_end(key)
+        while len(self._seen) > _REMEMBERED:
+            self._seen.popitem(last=False)
+        return caller
+
     async def _verify(self, tenant: str, gateway: str, auth: Auth, credential: str, scope: Scope) -> Caller:
         if isinstance(auth, ApiKeyAuth):
             return await self._keys.verify(credential, audience=f"gateway {gateway!r}", scopes=auth.scopes)
@@ -165,8 +249,13 @@ class Authenticator:
         return await self.verifier(gateway, auth, self.resource(scope)).verify(credential)
 
     def forget(self) -> None:
-        """Drop remembered verifications (after a key is revoked)."""
+        """Drop this process's remembered verifications (the store changed under it)."""
         self._seen.clear()
+
+    async def revoked(self) -> None:
+        """A key was revoked: no process trusts a remembered key any longer."""
+        self._seen.clear()
+        await self.revocations.revoked()
 
     async def challenge(self, exc: Refused, scope: Scope, send: Send) -> None:
         """Answer a refused MCP request (401/403 with WWW-Authenticate, RFC 6750 / RFC 9728)."""

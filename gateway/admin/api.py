@@ -379,7 +379,7 @@ async def revoke_key(request: Request, system: Switchboard, tenant: str) -> Resp
     if not any(k["key_id"] == key_id for k in keys) or not await system.store.revoke_api_key(tenant, key_id):
         return _error(404, f"gateway {gw_name!r} has no key {key_id!r}")
     if system.authenticator is not None:
-        system.authenticator.forget()
+        await system.authenticator.revoked()  # every replica stops trusting remembered keys
     return Response(status_code=204)
 
 

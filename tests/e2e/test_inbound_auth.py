@@ -1,11 +1,13 @@
 """Inbound authentication through a real `switchboard serve`: OAuth bearer tokens from a real
-issuer on loopback (RFC 9728 discovery, audience, scopes) and gateway API keys."""
+issuer on loopback (RFC 9728 discovery, audience, scopes) and gateway API keys, revoked across
+replicas sharing PostgreSQL and Redis."""
 
 from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -24,7 +26,9 @@ from mcp.shared.auth import (
 from pydantic import AnyUrl
 
 from tests.e2e.harness import ACCEPT, INIT, Served, serve
+from tests.e2e.postgres import fresh_database
 from tests.fixtures.oidc_server import Issuer, running, userinfo_openapi
+from tests.support.services import redis_url
 
 pytestmark = pytest.mark.anyio
 
@@ -261,3 +265,58 @@ async def test_the_mcp_sdks_own_oauth_client_signs_in_and_calls(secured: tuple[S
     token_claims = storage.tokens.access_token.split(".")[1]
     aud = orjson.loads(base64.urlsafe_b64decode(token_claims + "=" * (-len(token_claims) % 4)))["aud"]
     assert aud == url  # issued for this gateway, as RFC 8707 asks
+
+
+KEYED = """
+gateways:
+  - name: keyed
+    auth: {kind: api_key}
+    targets:
+      - {name: fx, kind: function, functions: ["tests.fixtures.functions:whoami"]}
+"""
+
+
+@pytest.fixture
+async def database() -> AsyncIterator[str]:
+    async with fresh_database("switchboard_e2e_auth") as url:
+        yield url
+
+
+async def status(url: str, key: str) -> int:
+    async with httpx2.AsyncClient(timeout=30) as http:
+        return (
+            await http.post(url, json=INIT, headers={**ACCEPT, "Authorization": f"Bearer {key}"})
+        ).status_code
+
+
+async def test_a_key_revoked_on_one_replica_is_refused_by_the_other_at_once(
+    database: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "sw.yaml"
+    config.write_text(KEYED)
+    env = {
+        "SWITCHBOARD_DATABASE_URL": database,
+        "SWITCHBOARD_REDIS_URL": redis_url(),
+        "SWITCHBOARD_CONFIG_POLL_SECONDS": "3600",  # so only the shared revocations can tell B
+    }
+    with serve(tmp_path / "a", config, env=env) as a, serve(tmp_path / "b", env=env) as b:
+        async with httpx2.AsyncClient(base_url=a.base, headers=a.admin_headers) as admin:
+            made = (await admin.post("/admin/v1/gateways/keyed/keys", json={"subject": "ci"})).json()
+            assert await status(b.gateway("keyed"), made["key"]) == 200  # B remembers it now
+            revoked = await admin.delete(f"/admin/v1/gateways/keyed/keys/{made['key_id']}")
+            assert revoked.status_code == 204
+            assert await status(b.gateway("keyed"), made["key"]) == 401
+            assert await status(a.gateway("keyed"), made["key"]) == 401
+
+
+async def test_a_stricter_auth_bites_at_once_on_a_remembered_key(tmp_path: Path) -> None:
+    config = tmp_path / "sw.yaml"
+    config.write_text(KEYED)
+    with serve(tmp_path / "data", config) as live:
+        async with httpx2.AsyncClient(base_url=live.base, headers=live.admin_headers) as admin:
+            key = (await admin.post("/admin/v1/gateways/keyed/keys", json={"subject": "ci"})).json()["key"]
+            assert await status(live.gateway("keyed"), key) == 200
+            gateway = (await admin.get("/admin/v1/gateways/keyed")).json()
+            stricter = {"auth": {"kind": "api_key", "scopes": ["deploy"]}, "targets": gateway["targets"]}
+            assert (await admin.put("/admin/v1/gateways/keyed", json=stricter)).status_code == 200
+            assert await status(live.gateway("keyed"), key) == 403  # insufficient_scope, not remembered
