@@ -225,3 +225,86 @@ def test_otlp_grpc_export_reaches_a_grpc_collector(monkeypatch: pytest.MonkeyPat
     finally:
         server.stop(None)
     assert received == ["tools/call crm___find"]
+
+
+def test_capture_masks_every_secret_key_spelling_it_knows() -> None:
+    """The member scan is skipped for text without a secret-looking key: never for one with."""
+    from gateway.telemetry._spans import _SECRET_NAMES, _SECRET_PARTS
+
+    for word in (*_SECRET_PARTS, *_SECRET_NAMES):
+        spellings = {word, word.upper(), word.title(), f"{word[:2]}_{word[2:]}", f"{word[:2]}-{word[2:]}"}
+        if word in _SECRET_PARTS:  # a part of a key; a name is the whole key
+            spellings |= {f"x-{word}", f"my{word.title()}", f"{word}_id"}
+        for key in spellings:
+            recorded = orjson.loads(capture({"plain": "kept", "nested": [{key: 42}]}, 4096)[0])
+            assert recorded == {"plain": "kept", "nested": [{key: "[REDACTED]"}]}, key
+
+
+def test_gateway_spans_are_sdk_spans_that_exporters_take(recorded: InMemorySpanExporter) -> None:
+    """The gateway's tracer makes spans cheaply; what reaches a processor is an SDK span all the same."""
+    from opentelemetry import context as otel_context
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import ReadableSpan
+
+    token = otel_context.attach(otel_context.set_value(_tracing.TENANT_KEY, "acme"))  # as a request does
+    try:
+        with _tracing.tracer.start_as_current_span("outer") as outer:
+            inner = _tracing.tracer.start_span("inner", attributes={"n": 1, "skip": None})
+            inner.set_attribute("listed", [1, "two"])
+            thing: Any = ToolCall("find", {}, "crm___find")  # not a plain value: its text is recorded
+            inner.set_attribute("thing", thing)
+            inner.set_attributes({"flag": True, "gone": None})
+            inner.end()
+            inner.set_attribute("late", "ignored")  # an ended span does not change
+    finally:
+        otel_context.detach(token)
+    spans = recorded.get_finished_spans()
+    assert [s.name for s in spans] == ["inner", "outer"]
+    assert all(isinstance(s, ReadableSpan) for s in spans)
+    inner_done, outer_done = spans
+    attributes: dict[str, Any] = dict(inner_done.attributes or {})
+    assert attributes.pop("thing").startswith("ToolCall(")
+    assert attributes == {"n": 1, "listed": (1, "two"), "flag": True, _tracing.TENANT_ATTR: "acme"}
+    assert inner_done.parent == outer.get_span_context()
+    assert inner_done.context.trace_id == outer_done.context.trace_id
+    assert outer_done.parent is None
+    assert (outer_done.end_time or 0) >= (inner_done.end_time or 0) > (inner_done.start_time or 0)
+    assert trace.get_current_span() is trace.INVALID_SPAN
+
+
+def test_a_parent_that_says_not_sampled_is_followed(recorded: InMemorySpanExporter) -> None:
+    from opentelemetry.propagate import extract
+
+    unsampled = extract({"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"})
+    span = _tracing.tracer.start_span("tools/call x", context=unsampled)
+    assert not span.is_recording()
+    assert span.get_span_context().trace_id == 0x4BF92F3577B34DA6A3CE929D0E0E4736
+    span.end()
+    sampled = extract({"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
+    _tracing.tracer.start_span("tools/call y", context=sampled).end()
+    assert [s.name for s in recorded.get_finished_spans()] == ["tools/call y"]
+
+
+def test_a_configured_sampler_decides(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry.sdk.trace import sampling
+
+    from gateway.telemetry._tracer import LeanTracerProvider
+
+    exporter = InMemorySpanExporter()
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    provider = LeanTracerProvider(_resource(), SimpleSpanProcessor(exporter), "k", "tenant")
+    assert provider.sampler is sampling.ALWAYS_OFF
+    span = provider.get_tracer("t").start_span("dropped")
+    assert not span.is_recording()
+    span.end()
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_on")
+    provider = LeanTracerProvider(_resource(), SimpleSpanProcessor(exporter), "k", "tenant")
+    provider.get_tracer("t").start_span("kept").end()
+    assert [s.name for s in exporter.get_finished_spans()] == ["kept"]
+    provider.shutdown()
+
+
+def _resource() -> Any:
+    from opentelemetry.sdk.resources import Resource
+
+    return Resource.create({"service.name": "test"})

@@ -17,6 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from operator import itemgetter
 from typing import Any
 
 import anyio
@@ -39,44 +40,53 @@ Purge = Callable[[int], Awaitable[int]]
 
 def span_row(span: ReadableSpan, children: Sequence[ReadableSpan] = ()) -> dict[str, Any]:
     """A finished span as an ``sb_spans`` row, with the spans under it (``children``) folded in."""
-    attributes = dict(span.attributes or {})
+    attributes = _attributes(span)
     ctx = span.context
     assert ctx is not None
     trace_id = format(ctx.trace_id, "032x")
     # A step is an MCP request (not a notification, not the handshake, which has no session yet).
     step = (
-        span.kind == SpanKind.SERVER
+        span.kind is SpanKind.SERVER
         and "jsonrpc.request.id" in attributes
         and attributes.get("mcp.method.name") not in (None, "initialize")
     )
     session = (attributes.get("mcp.session.id") or trace_id) if step else None
     tool = attributes.get("gen_ai.tool.name") or attributes.get("gen_ai.prompt.name")
-    subject = attributes.get("enduser.id")
-    gateway = attributes.get("switchboard.gateway")
-    return {
-        **_common(span, attributes),
-        "tenant": str(attributes.get(TENANT_ATTR)),
-        "trace_id": trace_id,
-        "session": _text(session, 255),
-        "gateway": _text(gateway, 63),
-        "tool": _text(tool, 255),
-        "subject": _text(subject, 255),
-        "attributes": orjson.dumps(attributes).decode(),
-        "children": orjson.dumps([_child(c) for c in children]).decode() if children else None,
-    }
+    row = _common(span)
+    row["tenant"] = str(attributes.get(TENANT_ATTR))
+    row["trace_id"] = trace_id
+    row["session"] = _text(session, 255)
+    row["gateway"] = _text(attributes.get("switchboard.gateway"), 63)
+    row["tool"] = _text(tool, 255)
+    row["subject"] = _text(attributes.get("enduser.id"), 255)
+    row["attributes"] = orjson.dumps(attributes, default=str).decode()
+    row["children"] = orjson.dumps([_child(c) for c in children], default=str).decode() if children else None
+    return row
 
 
-def _common(span: ReadableSpan, attributes: dict[str, Any]) -> dict[str, Any]:
-    assert span.context is not None
+def _attributes(span: ReadableSpan) -> dict[str, Any]:
+    """A span's attributes as a dict: the gateway's own spans keep theirs in one (not copied:
+    an ended span is never changed); the SDK's spans in a mapping of their own."""
+    mine = span._attributes
+    return mine if type(mine) is dict else dict(span.attributes or {})
+
+
+_KINDS = {kind: kind.name.lower() for kind in SpanKind}
+
+
+def _common(span: ReadableSpan) -> dict[str, Any]:
+    context, parent, status = span.context, span.parent, span.status
+    assert context is not None
+    start = span.start_time or 0
     return {
-        "span_id": format(span.context.span_id, "016x"),
-        "parent_id": format(span.parent.span_id, "016x") if span.parent is not None else None,
+        "span_id": format(context.span_id, "016x"),
+        "parent_id": format(parent.span_id, "016x") if parent is not None else None,
         "name": _text(span.name, 255) or "",
-        "kind": span.kind.name.lower(),
-        "start_ns": span.start_time or 0,
-        "end_ns": span.end_time or span.start_time or 0,
-        "error": span.status.status_code == StatusCode.ERROR,
-        "status_message": _text(span.status.description, 500),
+        "kind": _KINDS[span.kind],
+        "start_ns": start,
+        "end_ns": span.end_time or start,
+        "error": status.status_code is StatusCode.ERROR,
+        "status_message": _text(status.description, 500),
     }
 
 
@@ -87,8 +97,9 @@ def _text(value: Any, limit: int) -> str | None:
 
 
 def _child(span: ReadableSpan) -> dict[str, Any]:
-    attributes = dict(span.attributes or {})
-    return {**_common(span, attributes), "attributes": attributes}
+    row = _common(span)
+    row["attributes"] = _attributes(span)
+    return row
 
 
 class TraceSink(SpanProcessor):
@@ -113,7 +124,7 @@ class TraceSink(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         """Queue a row for a span whose parent is not local (a request's span, with everything
         under it folded in: one row a call, not one a span); hold the others for their parent."""
-        if not (span.attributes or {}).get(TENANT_ATTR) or span.context is None:
+        if span.context is None or not _attributes(span).get(TENANT_ATTR):
             return
         parent = span.parent
         with self._lock:
@@ -188,8 +199,11 @@ class TraceSink(SpanProcessor):
         while left > 0:
             batch = [self._pending.popleft() for _ in range(min(BATCH, left))]
             left -= len(batch)
+            rows = [span_row(span, children) for span, children in batch]
+            # In the order of the trace index (its keys are random): each index page is visited once.
+            rows.sort(key=itemgetter("tenant", "trace_id"))
             try:
-                await self.write([span_row(span, children) for span, children in batch])
+                await self.write(rows)
                 self.written += sum(1 + len(children) for _, children in batch)
             except Exception as exc:  # noqa: BLE001 - boundary: the store is down; tracing must not stop calls
                 logger.warning("trace store: %d spans not written: %s", len(batch), exc)

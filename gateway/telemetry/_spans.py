@@ -215,7 +215,9 @@ def capture(value: Any, limit: int) -> tuple[str, int]:
     text = orjson.dumps(value, default=str).decode()
     tokens = math.ceil(len(text) / 4)
     window = text[: 2 * limit]
-    masked = redact_text(_SECRET_MEMBER.sub(_mask_member, window))
+    if _may_hold_secret_key(window):
+        window = _SECRET_MEMBER.sub(_mask_member, window)
+    masked = redact_text(window)
     if len(text) <= limit:
         return masked, tokens
     return masked[:limit] + f"... [{len(text)} characters in all]", tokens
@@ -228,6 +230,18 @@ _SECRET_MEMBER = re.compile(r'"((?:[^"\\]|\\.){1,100})":("(?:[^"\\]|\\.)*"|-?[0-
 
 def _mask_member(match: re.Match[str]) -> str:
     return f'"{match.group(1)}":"{REDACTED}"' if _secret_key(match.group(1)) else match.group(0)
+
+
+def _may_hold_secret_key(text: str) -> bool:
+    """Whether some member of the JSON ``text`` could have a secret-looking key: a key is a
+    piece of the text, so its plain spelling is a piece of the text's plain spelling, and
+    none of the secret parts or names in that means no member is masked (the member scan,
+    a regex over every member, is then skipped: most arguments and results hold none)."""
+    plain = text.lower().replace("-", "").replace("_", "")
+    return any(part in plain for part in _SECRET_NEEDLES)
+
+
+_SECRET_NEEDLES = (*_SECRET_PARTS, *_SECRET_NAMES)
 
 
 @lru_cache(maxsize=4096)

@@ -2,11 +2,11 @@
 
 The OpenTelemetry API allows one global provider per process, and the `mcp` SDK's own
 spans (the upstream MCP client's ``MCP send ...``) reach it through the global. So the
-provider is installed once, with a fan-out processor whose list each app's lifespan adds
-to and takes back from. The fan-out also stamps every span with the tenant the context
-carries (set where an MCP request starts), which is how the embedded store keeps each
-tenant's traces apart, and the spans under a request (decisions, upstream requests)
-inherit it.
+provider is installed once (``LeanTracerProvider``: SDK spans made cheaply, see
+``_tracer``), with a fan-out processor whose list each app's lifespan adds to and takes
+back from. The tracer stamps every span with the tenant the context carries (set where an
+MCP request starts), which is how the embedded store keeps each tenant's traces apart, and
+the spans under a request (decisions, upstream requests) inherit it.
 
 Exporters come from the standard variables: ``OTEL_TRACES_EXPORTER`` (``otlp``,
 ``console``, ``none``; a list), ``OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL`` (``http/protobuf``
@@ -23,11 +23,12 @@ from collections.abc import Mapping
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
 from gateway import __version__
 from gateway.core.errors import ConfigError
+from gateway.telemetry._tracer import LeanTracerProvider
 
 TENANT_ATTR = "switchboard.tenant"
 TENANT_KEY = otel_context.create_key("switchboard.tenant")
@@ -35,20 +36,28 @@ tracer = trace.get_tracer("switchboard", __version__)
 
 
 class _Fanout(SpanProcessor):
-    """The provider's one processor: stamps the tenant, then hands spans to the apps' processors."""
+    """The provider's one processor: hands spans to the apps' processors."""
 
     def __init__(self) -> None:
-        self.processors: tuple[SpanProcessor, ...] = ()
+        self._processors: tuple[SpanProcessor, ...] = ()
+        self._starters: tuple[SpanProcessor, ...] = ()
+
+    @property
+    def processors(self) -> tuple[SpanProcessor, ...]:
+        return self._processors
+
+    @processors.setter
+    def processors(self, processors: tuple[SpanProcessor, ...]) -> None:
+        self._processors = processors
+        # The ones that do anything when a span starts (the SDK's exporters and the store do not).
+        self._starters = tuple(p for p in processors if type(p).on_start is not SpanProcessor.on_start)
 
     def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
-        tenant = otel_context.get_value(TENANT_KEY, parent_context)
-        if isinstance(tenant, str) and not (span.attributes or {}).get(TENANT_ATTR):
-            span.set_attribute(TENANT_ATTR, tenant)
-        for processor in self.processors:
+        for processor in self._starters:
             processor.on_start(span, parent_context)
 
     def on_end(self, span: ReadableSpan) -> None:
-        for processor in self.processors:
+        for processor in self._processors:
             processor.on_end(span)
 
     def shutdown(self) -> None:
@@ -64,7 +73,7 @@ _fanout: _Fanout | None = None
 
 def enabled() -> bool:
     """Whether this process records spans (some app has turned tracing on)."""
-    return _fanout is not None and bool(_fanout.processors)
+    return _fanout is not None and bool(_fanout._processors)
 
 
 def add_processors(processors: list[SpanProcessor]) -> None:
@@ -80,10 +89,8 @@ def add_processors(processors: list[SpanProcessor]) -> None:
                 "network.protocol.name": "http",
             }
         )
-        provider = TracerProvider(resource=resource)
         fanout = _Fanout()
-        provider.add_span_processor(fanout)
-        trace.set_tracer_provider(provider)
+        trace.set_tracer_provider(LeanTracerProvider(resource, fanout, TENANT_KEY, TENANT_ATTR))
         _fanout = fanout
     _fanout.processors = (*_fanout.processors, *processors)
 
