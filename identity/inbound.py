@@ -24,6 +24,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import httpx2
@@ -115,6 +116,19 @@ def _segment(token: str, index: int) -> dict[str, Any]:
     return value
 
 
+def _issuer_of(discovery_url: str) -> str | None:
+    """The issuer a well-known metadata URL was built from, or None for another kind of URL."""
+    parts = urlsplit(discovery_url)
+    oidc, oauth = "/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"
+    if parts.path.endswith(oidc):
+        path = parts.path[: -len(oidc)]
+    elif parts.path.startswith(oauth):
+        path = parts.path[len(oauth) :]
+    else:
+        return None
+    return urlunsplit((parts.scheme, parts.netloc, path, "", "")).rstrip("/")
+
+
 class JwtVerifier:
     """Verifies access tokens from one OIDC provider.
 
@@ -181,7 +195,16 @@ class JwtVerifier:
         if not self.discovery_url:
             return {}
         response = await self._get(self.discovery_url, "discovery document")
-        self.issuer = str(response.get("issuer") or "") or None
+        issuer = str(response.get("issuer") or "") or None
+        expected = _issuer_of(self.discovery_url)
+        if expected is not None and (issuer or "").rstrip("/") != expected:
+            # RFC 8414 3.3 / OIDC Discovery 4.3: a document naming another issuer is not this
+            # issuer's (a copied or hijacked document must not choose whose tokens we accept).
+            raise Refused(
+                f"cannot check the token: the discovery document at {self.discovery_url} names issuer "
+                f"{issuer!r}, not {expected!r}; fix the gateway's discovery_url or the provider's metadata"
+            )
+        self.issuer = issuer
         return response
 
     async def _get(self, url: str, what: str) -> dict[str, Any]:

@@ -10,7 +10,15 @@ import httpx2
 import orjson
 import pytest
 
-from identity.inbound import ApiKeyVerifier, ClaimRule, InsufficientScope, JwtVerifier, Refused, new_key
+from identity.inbound import (
+    ApiKeyVerifier,
+    ClaimRule,
+    InsufficientScope,
+    JwtVerifier,
+    Refused,
+    _issuer_of,
+    new_key,
+)
 from tests.fixtures.oidc_server import Issuer
 
 pytestmark = pytest.mark.anyio
@@ -121,6 +129,26 @@ async def test_refusals(
     assert type(caught.value) is error
     assert words in caught.value.description
     await v.aclose()
+
+
+@pytest.mark.parametrize("named", ["https://idp.example.com", "", None])
+async def test_a_discovery_document_naming_another_issuer_is_refused(
+    issuer: Issuer, named: str | None
+) -> None:
+    issuer.advertised = named if named is not None else f"{issuer.url}/other"
+    v = verifier(issuer)
+    try:
+        with pytest.raises(Refused, match=r"names issuer .* not "):
+            await v.verify(issuer.sign(claims(issuer)))
+    finally:
+        issuer.advertised = None
+        await v.aclose()
+    # RFC 8414's form of the URL (the issuer's path after the well-known part) is understood too.
+    rfc8414 = JwtVerifier(
+        audiences=[AUD], discovery_url="https://idp.example.com/.well-known/oauth-authorization-server/t1"
+    )
+    assert rfc8414.discovery_url and _issuer_of(rfc8414.discovery_url) == "https://idp.example.com/t1"
+    await rfc8414.aclose()
 
 
 async def test_key_rotation_is_followed_once(issuer: Issuer) -> None:
