@@ -674,11 +674,23 @@ def _issues(
     return out
 
 
+_KIND_TAGS = {
+    *TARGET_KINDS,
+    *("api_key", "oauth2_client_credentials", "oauth2_authorization_code", "oauth2_token_exchange"),
+    *("python", "http", "lambda", "redact", "none", "jwt"),
+}
+
+
 def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     # pydantic puts the discriminator value and union member names into locations
     out: list[Any] = []
     for part in loc:
-        if isinstance(part, str) and (part in TARGET_KINDS and out and isinstance(out[-1], int)):
+        if (
+            isinstance(part, str)
+            and part in _KIND_TAGS
+            and out
+            and (isinstance(out[-1], int) or out[-1] == "auth")
+        ):
             continue
         if isinstance(part, str) and (part.startswith("function-after") or "[" in part):
             continue

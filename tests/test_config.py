@@ -70,3 +70,21 @@ def test_schema_lists_target_kinds() -> None:
     schema = json_schema()
     kinds = {d["properties"]["kind"]["const"] for n, d in schema["$defs"].items() if n.endswith("Target")}
     assert kinds == {"function", "lambda", "http", "openapi", "mcp", "plugin", "connector"}
+
+
+@pytest.mark.parametrize("url", ["javascript:alert(1)", "file:///etc/passwd", "data:text/html,x", "//evil"])
+def test_authorization_urls_of_other_schemes_are_refused(url: str) -> None:
+    doc = f"""
+gateways:
+  - name: g
+    credential_providers:
+      - name: p
+        kind: oauth2_authorization_code
+        authorize_url: "{url}"
+        token_url: https://idp.example.com/token
+        client_id: c
+"""
+    with pytest.raises(ConfigError) as caught:
+        load_document(doc, "t.yaml")
+    (issue,) = caught.value.issues
+    assert issue.location == "gateways[0].credential_providers[0].authorize_url" and issue.line == 7
