@@ -184,3 +184,21 @@ async def test_api_keys() -> None:
     records.clear()
     with pytest.raises(Refused, match="unknown or revoked"):
         await v.verify(key)
+
+
+async def test_an_unreachable_key_endpoint_fails_closed(issuer: Issuer) -> None:
+    """SECURITY: key endpoint unreachable -> refused, never let through unverified."""
+    import socket
+
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    for options in (
+        {"discovery_url": f"http://127.0.0.1:{closed}/.well-known/openid-configuration"},
+        {"jwks_url": f"http://127.0.0.1:{closed}/jwks", "issuers": [issuer.url]},
+    ):
+        v = JwtVerifier(audiences=[AUD], **options)  # type: ignore[arg-type]
+        with pytest.raises(Refused) as caught:
+            await v.verify(issuer.sign(claims(issuer)))
+        assert "cannot check the token" in caught.value.description
+        await v.aclose()
