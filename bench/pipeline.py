@@ -10,15 +10,16 @@ latency and calls per second at concurrency 1 and 16 in both protocol eras, with
 bench/tools_call.py, on the same 2-core machine as the server.
 
 Part 1b, the cost of the durable audit (ADR 0024: a call is answered once its record is
-committed, group commit): a second server with SWITCHBOARD_AUDIT=false serves `plain`
-again in the same run, and `plain` with the audit is printed against it.
+committed, group commit): a second server with SWITCHBOARD_AUDIT=false serves `plain` too,
+the two are measured in turns (median of --rounds), and `plain` with the audit is printed
+against it.
 
 Part 2, in process: a catalog of 50 tools and 1,000 Cedar policies (per-user permits
 and a few forbids on arguments). Prints the time to build the GatewayPolicy (parse and
 validate against the catalog's schema), the time per `allows` decision, and the time
 of `visible` (what tools/list shows one user) over the 50 tools.
 
-    python bench/pipeline.py [--calls 2000] [--concurrency 1 16] [--decisions 2000]
+    python bench/pipeline.py [--calls 2000] [--concurrency 1 16] [--decisions 2000] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -101,23 +102,40 @@ async def run_calls(served: Served, key: str, calls: int, levels: list[int]) -> 
     return rows
 
 
-async def run_plain(served: Served, calls: int, levels: list[int], name: str) -> list[Row]:
-    """Only the `plain` gateway (no auth, no stages), its rows named ``name``."""
+async def plain_callers(served: Served, http: httpx2.AsyncClient) -> list[tuple[str, Call]]:
+    """Callers of the `plain` gateway (made here) in both eras."""
     async with httpx2.AsyncClient(base_url=served.base, headers=served.admin_headers, timeout=30) as admin:
         put = await admin.put("/admin/v1/gateways/plain", json=PLAIN)
         if put.status_code not in (200, 201):
             raise RuntimeError(f"PUT plain: {put.status_code} {put.text}")
-    rows: list[Row] = []
+    url = served.gateway("plain")
+    return [
+        (LEGACY, await legacy_caller(http, url, TOOL, add_args)),
+        (MODERN, await modern_caller(http, url, TOOL, add_args)),
+    ]
+
+
+async def run_audit(
+    audited: Served, unaudited: Served, calls: int, levels: list[int], rounds: int
+) -> list[Row]:
+    """`plain` on a server with the audit and on one without, measured in turns (``rounds`` each,
+    medians kept), so that both see the same machine: others' load moves figures between runs."""
     limits = httpx2.Limits(max_connections=max(levels), max_keepalive_connections=max(levels))
-    async with httpx2.AsyncClient(limits=limits, timeout=30) as http:
-        url = served.gateway("plain")
-        callers = [
-            (LEGACY, await legacy_caller(http, url, TOOL, add_args)),
-            (MODERN, await modern_caller(http, url, TOOL, add_args)),
-        ]
+    rows: list[Row] = []
+    async with (
+        httpx2.AsyncClient(limits=limits, timeout=30) as a,
+        httpx2.AsyncClient(limits=limits, timeout=30) as b,
+    ):
+        sides = [("plain", await plain_callers(audited, a)), ("noaudit", await plain_callers(unaudited, b))]
         for level in levels:
-            for era, call in callers:
-                rows.append((name, era, level, await measure(call, calls, level)))
+            for i in range(2):  # era
+                seen: dict[str, list[dict[str, float]]] = {"plain": [], "noaudit": []}
+                for _ in range(rounds):
+                    for name, callers in sides:
+                        seen[name].append(await measure(callers[i][1], calls, level))
+                for name, found in seen.items():
+                    median = {k: statistics.median(r[k] for r in found) for k in found[0]}
+                    rows.append((name, sides[0][1][i][0], level, median))
     return rows
 
 
@@ -237,20 +255,24 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--decisions", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3, help="turns of the audit comparison")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, serve(Path(tmp) / "data") as served:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        serve(Path(tmp) / "data") as served,
+        serve(Path(tmp) / "noaudit", env=NO_AUDIT) as unaudited,
+    ):
         key = anyio.run(setup, served)
         rows = anyio.run(run_calls, served, key, args.calls, args.concurrency)
+        audit_rows = anyio.run(run_audit, served, unaudited, args.calls, args.concurrency, args.rounds)
     report_calls(rows, args.calls)
     print()
-    with tempfile.TemporaryDirectory() as tmp, serve(Path(tmp) / "data", env=NO_AUDIT) as served:
-        baseline = anyio.run(run_plain, served, args.calls, args.concurrency, "noaudit")
     print(
-        f"the durable audit: `plain` with the audit against `noaudit` (SWITCHBOARD_AUDIT=false),"
-        f" {args.calls} calls"
+        f"the durable audit: `plain` with the audit against `noaudit` (SWITCHBOARD_AUDIT=false), in turns,"
+        f" median of {args.rounds} rounds of {args.calls} calls"
     )
     print("(a call is answered once its audit record is committed; concurrent calls share a commit)")
-    print_against([*baseline, *(r for r in rows if r[0] == "plain")], "gateway", "noaudit", "plain")
+    print_against(audit_rows, "gateway", "noaudit", "plain")
     print()
     anyio.run(run_cedar, args.decisions)
 

@@ -300,8 +300,10 @@ def create_app(
                 stack.push_async_callback(close_locks)
             counters = Counters(shared_counters(settings.redis_url))
             results = result_store(settings.redis_url, settings.cache_max_entries, settings.cache_max_bytes)
+            calls = StoreCalls(store)
+            stack.push_async_callback(calls.aclose)  # (after the writers below have ended)
             audit = AuditLog(
-                StoreCalls(store).write,
+                calls.write,
                 spill=settings.data_dir / "audit-spill.jsonl",
                 unwritable=settings.audit_unwritable,
             )

@@ -47,7 +47,6 @@ from gateway.redaction import redact_text
 
 logger = logging.getLogger(__name__)
 BATCH = 500  # records per transaction (a bigger group is written in several)
-GATHER_SECONDS = 0.005  # the longest a commit waits for the records of calls still running
 RETRY_SECONDS = 2.0  # how often spilled records are offered to the database again
 Unwritable = Literal["refuse", "spill"]
 
@@ -179,10 +178,8 @@ class AuditLog:
         self.failing: str | None = None  # why the database refuses records, while it does
         self.written = 0
         self.spilled = 0
-        self.running = 0  # calls that have begun and not yet handed in their record
         self._group = _Group()
         self._wake = anyio.Event()
-        self._more = anyio.Event()
         self._closed = False
         self._stopped = anyio.Event()
 
@@ -192,20 +189,12 @@ class AuditLog:
             return self.failing
         return None
 
-    def begin(self) -> None:
-        """A call has begun: a commit waits a moment for its record (`GATHER_SECONDS` at most)."""
-        self.running += 1
-
-    async def record(self, record: CallRecord, *, begun: bool = False) -> None:
+    async def record(self, record: CallRecord) -> None:
         """Queue ``record`` and return once it is durable (even when the caller is being cancelled).
-
-        ``begun``: the call announced itself with `begin`.
 
         Raises:
             AuditUnavailable: the record could be neither written nor spilled.
         """
-        if begun:
-            self.running -= 1
         with anyio.CancelScope(shield=True):
             if self._stopped.is_set():  # the writer has ended (shutdown): write it here
                 group = _Group([record])
@@ -214,7 +203,6 @@ class AuditLog:
                 group = self._group
                 group.records.append(record)  # before any await: a cancellation cannot lose it
                 self._wake.set()
-                self._more.set()
                 await group.done.wait()
         if group.error is not None:
             raise AuditUnavailable(group.error)
@@ -227,7 +215,6 @@ class AuditLog:
                 with anyio.move_on_after(self.retry_seconds if self._retrying() else float("inf")):
                     await self._wake.wait()
                 self._wake = anyio.Event()
-                await self._gather()
                 group, self._group = self._group, _Group()
                 with anyio.CancelScope(shield=True):
                     if self._retrying():
@@ -242,14 +229,6 @@ class AuditLog:
             if group.records:  # (cancelled: never leave a call waiting)
                 with anyio.CancelScope(shield=True):
                     await self._commit(group)
-
-    async def _gather(self) -> None:
-        """Let calls that are still running join this commit (one fsync for all), for a moment;
-        a lone call is committed at once."""
-        with anyio.move_on_after(GATHER_SECONDS):
-            while self.running > 0 and not self._closed:
-                self._more = anyio.Event()
-                await self._more.wait()
 
     def _retrying(self) -> bool:
         return self.failing is not None or (self.spill is not None and self.spill.pending())
@@ -312,7 +291,6 @@ class GatewayAudit:
     async def stage(self, call: ToolCall, ctx: CallContext, call_next: CallNext) -> ToolResult:
         started = time.perf_counter()
         decision, outcome, error = "allowed", "ok", None
-        self.log.begin()
         try:
             why = self.log.refusing()
             if why is not None:
@@ -363,6 +341,5 @@ class GatewayAudit:
                     error=redact_text(error or "", 500)[:500] or None,
                     duration_ms=round((time.perf_counter() - started) * 1000, 3),
                     approval=ctx.approval,
-                ),
-                begun=True,
+                )
             )
