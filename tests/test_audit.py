@@ -4,11 +4,13 @@ the database refuses records new calls are refused before they run (by default).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
 import pytest
+from anyio.abc import TaskGroup
 
 from gateway.audit import AuditLog, AuditUnavailable, CallRecord, GatewayAudit
 from gateway.core.pipeline import compose
@@ -65,36 +67,39 @@ async def test_a_call_returns_only_once_its_record_is_committed() -> None:
         log.close()
 
 
+@asynccontextmanager
+async def first_commit_held(db: Database, tool: str) -> AsyncIterator[tuple[AuditLog, TaskGroup]]:
+    """A running log whose first commit (of ``tool``'s record) is held open; yields the log and
+    the task group of the calls."""
+    db.gate = anyio.Event()
+    log = AuditLog(db.write)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(log.run)
+        async with anyio.create_task_group() as calls:
+            calls.start_soon(log.record, rec(tool))
+            await db.entered.wait()
+            yield log, calls
+        log.close()
+
+
 async def test_calls_waiting_during_a_commit_share_the_next_one() -> None:
     db = Database()
-    db.gate = anyio.Event()
-    log = AuditLog(db.write)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(log.run)
-        async with anyio.create_task_group() as calls:
-            calls.start_soon(log.record, rec("first"))
-            await db.entered.wait()
-            for i in range(20):
-                calls.start_soon(log.record, rec(f"t{i}"))
-            await anyio.wait_all_tasks_blocked()
-            db.gate.set()
-        assert [len(c) for c in db.commits] == [1, 20]
-        log.close()
+    async with first_commit_held(db, "first") as (log, calls):
+        for i in range(20):
+            calls.start_soon(log.record, rec(f"t{i}"))
+        await anyio.wait_all_tasks_blocked()
+        assert db.gate is not None
+        db.gate.set()
+    assert [len(c) for c in db.commits] == [1, 20]
 
 
-async def test_a_cancelled_call_still_waits_for_its_record() -> None:
+async def test_a_cancelled_call_keeps_its_record() -> None:
     db = Database()
-    db.gate = anyio.Event()
-    log = AuditLog(db.write)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(log.run)
-        async with anyio.create_task_group() as calls:
-            calls.start_soon(log.record, rec("gone"))
-            await db.entered.wait()
-            calls.cancel_scope.cancel()
-            db.gate.set()
-        assert [r.tool for r in db.rows] == ["gone"]
-        log.close()
+    async with first_commit_held(db, "gone") as (_, calls):
+        calls.cancel_scope.cancel()
+        assert db.gate is not None
+        db.gate.set()
+    assert [r.tool for r in db.rows] == ["gone"]
 
 
 async def test_refused_records_are_spilled_then_replayed_never_dropped(tmp_path: Path) -> None:

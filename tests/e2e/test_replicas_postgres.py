@@ -14,14 +14,10 @@ import anyio
 import httpx2
 import mcp_types as types
 import pytest
-import sqlalchemy as sa
 from mcp import Client
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from gateway.store import normalize_url
 from tests.e2e.harness import ROOT, serve
-from tests.store.conftest import postgres_url
+from tests.e2e.postgres import fresh_database
 
 pytestmark = pytest.mark.anyio
 
@@ -37,17 +33,8 @@ gateways:
 @pytest.fixture
 async def database() -> AsyncIterator[str]:
     """A fresh database for this test on the test PostgreSQL server."""
-    url = make_url(normalize_url(postgres_url()))
-    admin = create_async_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(sa.text(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"))
-        await conn.execute(sa.text(f"CREATE DATABASE {DATABASE}"))
-    try:
-        yield url.set(database=DATABASE).render_as_string(hide_password=False)
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(sa.text(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"))
-        await admin.dispose()
+    async with fresh_database(DATABASE) as url:
+        yield url
 
 
 async def test_replicas_share_configuration_and_notify(database: str, tmp_path: Path) -> None:
