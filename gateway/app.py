@@ -11,6 +11,7 @@ before it is stored, so a bad edit never takes a running gateway down.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hmac
 import ipaddress
 import logging
@@ -74,19 +75,25 @@ def parse_admin_key(key: str) -> str | None:
     return key_id_of(key, KEY_PREFIX)
 
 
-async def compile_check(tenant: str, specs: list[GatewaySpec], hub: Hub | None = None) -> list[str]:
+async def compile_check(
+    tenant: str, specs: list[GatewaySpec], hub: Hub | None = None, source: str | None = None
+) -> list[str]:
     """Build every target and catalog of ``specs`` in ``hub`` (by default a scratch hub, then closed).
 
     Returns:
         Warnings: what the targets could not serve (``gateway/target: problem``).
 
     Raises:
-        ConfigError: what ``serve`` would refuse, found without serving.
+        ConfigError: what ``serve`` would refuse, found without serving (its issues name
+            ``source``, the file the specs came from, unless they name another).
     """
     if hub is None:
         async with Hub() as scratch:
-            return await compile_check(tenant, specs, scratch)
-    await hub.apply(tenant, specs)
+            return await compile_check(tenant, specs, scratch, source)
+    try:
+        await hub.apply(tenant, specs)
+    except ConfigError as exc:
+        raise ConfigError([dataclasses.replace(i, source=i.source or source) for i in exc.issues]) from None
     return [
         f"{gw.name}/{target}: {problem}"
         for gw in hub.gateways(tenant)
@@ -345,7 +352,12 @@ def create_app(
                         )
                         if config_path is not None:
                             doc = load_and_check(config_path)
-                            await store.apply(DEFAULT_TENANT, [to_store(g) for g in doc.gateways])
+                            # Checked before it is stored, in the hub that serves it: the reload
+                            # takes its open targets over instead of building them again.
+                            specs = list(doc.gateways)
+                            for warning in await compile_check(DEFAULT_TENANT, specs, hub, str(config_path)):
+                                logger.warning("%s: %s", config_path, warning)
+                            await store.apply(DEFAULT_TENANT, [to_store(g) for g in specs])
                         await system.reload()
                         admin_key = await system.ensure_admin_key()
                         forwarder = (

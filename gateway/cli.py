@@ -14,7 +14,6 @@ import re
 import socket
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -53,33 +52,84 @@ def _gateway_url(base: str, name: str) -> str:
     return f"{base}/mcp" if name == "default" else f"{base}/gateways/{name}/mcp"
 
 
-async def _preflight(settings: Settings, config: str | None) -> tuple[str | None, list[tuple[str, int]]]:
+async def _preflight(
+    settings: Settings, config: str | None, build: bool
+) -> tuple[str | None, list[tuple[str, int]]]:
     """Everything start-up can refuse, checked before the server binds (clear errors, no tracebacks).
+
+    Args:
+        build: Build every gateway here (workers: the parent applies the file and counts the
+            tools). A single process leaves that to its start-up, which checks the file in
+            the hub it serves from (`_Refusals` words what it refuses), so nothing is built twice.
 
     Returns:
         The first admin key when this start made it (to print once), and the default
-        tenant's gateways with their tool counts.
+        tenant's gateways with their tool counts (when built).
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     if settings.tracing:
         wanted_exporters()  # OTEL_* named something this gateway cannot export to: refused here
     for issue in connectors.catalog(settings.connectors_dir).problems:  # a missing folder is refused
         print(f"switchboard: a connector was not loaded: {issue}", file=sys.stderr)
+    if config is not None and not build:
+        load_file(config)  # its syntax and fields, with file, line and field
     store = await Store.open(settings.resolved_database_url())
     try:
         # One hub checks the file and then serves the stored configuration: the file's targets,
         # open already, are taken over by the reload instead of being built a second time.
         async with Hub() as hub:
-            if config is not None:
+            if config is not None and build:
                 doc = await _check(config, hub)
                 await store.apply(DEFAULT_TENANT, [to_store(g) for g in doc.gateways])
             await open_vault(settings, store)  # refuses to start without the vault's key
             system = Switchboard(settings, store, hub)
-            await system.reload()
+            if build:
+                await system.reload()
             gateways = [(gw.name, len(gw.catalog.snapshot.tools)) for gw in hub.gateways(DEFAULT_TENANT)]
             return await system.ensure_admin_key(), gateways
     finally:
         await store.close()
+
+
+class _Refusals:
+    """The app, with what its start-up refuses (configuration, store, vault) kept for one
+    clear message instead of the lifespan's traceback."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.refused: ConfigError | StoreError | VaultError | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def quiet(message: Any) -> None:
+            if message["type"] == "lifespan.startup.failed" and self.refused is None:
+                message = {**message, "message": ""}  # worded by cmd_serve, once it has stopped
+            await send(message)
+
+        try:
+            await self.app(scope, receive, quiet)
+        except BaseException as exc:
+            refused = _refusal(exc)
+            if refused is None:
+                raise
+            self.refused = refused
+
+
+def _refusal(exc: BaseException) -> ConfigError | StoreError | VaultError | None:
+    if isinstance(exc, ConfigError | StoreError | VaultError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        return next((r for e in exc.exceptions if (r := _refusal(e)) is not None), None)
+    return None
+
+
+def _refused(exc: BaseException) -> int:
+    if isinstance(exc, VaultError):
+        return _fail(f"switchboard: cannot start: {exc}")
+    return _fail(f"switchboard: cannot start; the configuration was refused:\n{exc}")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -91,11 +141,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if workers < 1:
         return _fail(f"switchboard: --workers must be 1 or more, not {workers}")
     try:
-        admin_key, gateways = anyio.run(_preflight, settings, args.config)
-    except (ConfigError, StoreError) as exc:
-        return _fail(f"switchboard: cannot start; the configuration was refused:\n{exc}")
-    except VaultError as exc:
-        return _fail(f"switchboard: cannot start: {exc}")
+        admin_key, gateways = anyio.run(_preflight, settings, args.config, workers > 1)
+    except (ConfigError, StoreError, VaultError) as exc:
+        return _refused(exc)
     sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     # Accepted connections inherit this: responses go out in several writes (headers, SSE
@@ -131,21 +179,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     def on_ready(system: Switchboard, _: str | None) -> None:
         ready([(gw.name, len(gw.catalog.snapshot.tools)) for gw in system.hub.gateways(DEFAULT_TENANT)])
 
-    app = create_app(settings, config_path=args.config, on_ready=on_ready, base_url=base)
+    app = _Refusals(create_app(settings, config_path=args.config, on_ready=on_ready, base_url=base))
     server = gateway_server(app, settings, logs)
     try:
         server.run(sockets=[sock])
     except (ConfigError, StoreError) as exc:
         return _fail(f"switchboard: cannot start:\n{exc}")
+    except SystemExit:  # uvicorn's way out of a failed start-up
+        if app.refused is None:
+            raise
+    if app.refused is not None:
+        return _refused(app.refused)
     return 0 if server.started else 1
 
 
 async def _check(path: str, hub: Hub | None = None) -> Document:
     doc = load_file(path)
-    try:
-        warnings = await compile_check(DEFAULT_TENANT, list(doc.gateways), hub)
-    except ConfigError as exc:
-        raise ConfigError([replace(i, source=i.source or path) for i in exc.issues]) from None
+    warnings = await compile_check(DEFAULT_TENANT, list(doc.gateways), hub, path)
     for warning in warnings:
         print(f"{path}: warning: {warning}", file=sys.stderr)
     return doc

@@ -156,7 +156,7 @@ async def test_admin_api_reports_operations_an_openapi_target_skipped(live: Serv
             "/bad": {
                 "post": {
                     "operationId": "bad",
-                    "requestBody": {"content": {"application/xml": {"schema": {"type": "string"}}}},
+                    "requestBody": {"content": {"application/json": {"schema": {"type": "strin"}}}},
                     "responses": {},
                 }
             },
@@ -169,5 +169,5 @@ async def test_admin_api_reports_operations_an_openapi_target_skipped(live: Serv
     assert "api___ok" in [t["name"] for t in listing["tools"]]
     (problem,) = listing["problems"]["api"]
     assert problem.startswith(
-        "skipped POST /bad (#/paths/~1bad/post): request body media types application/xml"
+        "skipped POST /bad (#/paths/~1bad/post): the arguments' schema is not valid JSON Schema"
     )
