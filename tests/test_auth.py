@@ -63,7 +63,9 @@ async def test_a_key_of_another_tenant_opens_nothing_here(store: Store) -> None:
 async def add_key(store: Store, scopes: list[str] | None = None) -> tuple[str, str]:
     await store.put_gateway("default", "g", {})
     key_id, key, digest = new_key(KEY_PREFIX)
-    await store.add_api_key("default", key_id, digest, "gateway", gateway="g", subject="ci", scopes=scopes or ())
+    await store.add_api_key(
+        "default", key_id, digest, "gateway", gateway="g", subject="ci", scopes=scopes or ()
+    )
     return key_id, key
 
 
