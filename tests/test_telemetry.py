@@ -308,3 +308,25 @@ def _resource() -> Any:
     from opentelemetry.sdk.resources import Resource
 
     return Resource.create({"service.name": "test"})
+
+
+def test_a_failure_inside_a_span_is_recorded(recorded: InMemorySpanExporter) -> None:
+    with pytest.raises(ToolExecutionError), _tracing.tracer.start_as_current_span("work"):
+        raise ToolExecutionError("upstream broke")
+    (span,) = recorded.get_finished_spans()
+    assert span.status.status_code.name == "ERROR"
+    assert span.status.description == "ToolExecutionError: upstream broke"
+    assert [e.name for e in span.events] == ["exception"]
+
+
+def test_otel_sdk_disabled_turns_the_gateways_tracer_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.telemetry._tracer import LeanTracerProvider
+
+    exporter = InMemorySpanExporter()
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    provider = LeanTracerProvider(_resource(), SimpleSpanProcessor(exporter), "k", "tenant")
+    span = provider.get_tracer("t").start_span("nothing")
+    assert not span.is_recording()
+    span.end()
+    assert exporter.get_finished_spans() == ()
+    provider.shutdown()

@@ -23,7 +23,6 @@ import random
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -34,6 +33,7 @@ from opentelemetry.sdk.trace import SpanLimits, SpanProcessor, TracerProvider, s
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util import types
+from opentelemetry.util._decorator import _agnosticcontextmanager
 
 _PLAIN = frozenset({str, bool, int, float})
 _UNSET = Status(StatusCode.UNSET)
@@ -216,8 +216,8 @@ class LeanTracer(trace_api.Tracer):
         self.processor.on_start(span, context)
         return span
 
-    @contextmanager
-    def start_as_current_span(  # type: ignore[override]
+    @_agnosticcontextmanager  # as the SDK's tracer: usable as a decorator of coroutines too
+    def start_as_current_span(
         self,
         name: str,
         context: otel_context.Context | None = None,
@@ -262,6 +262,8 @@ class LeanTracerProvider(TracerProvider):
         schema_url: str | None = None,
         attributes: types.Attributes = None,
     ) -> trace_api.Tracer:
+        if self._disabled:  # OTEL_SDK_DISABLED=true
+            return trace_api.NoOpTracer()
         scope = InstrumentationScope(
             instrumenting_module_name or "", instrumenting_library_version or "", schema_url, attributes
         )
