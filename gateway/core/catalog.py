@@ -79,8 +79,9 @@ class CheckedSchema(dict[str, Any]):
     """A JSON Schema its provider has already checked as ``Draft202012Validator.check_schema``
     does (the 2020-12 metaschema, patterns compiled by Python's ``re``).
 
-    The catalog does not check it again. Any copy or change of it is a plain ``dict``, which
-    the catalog checks, so a wrapper that rewrites a schema can never carry the mark over.
+    The catalog does not check it again. A schema made from it (``dict(s)``, ``{**s, ...}``,
+    as wrappers and shaping make theirs) is a plain ``dict``, which the catalog checks, so a
+    rewritten schema does not carry the mark over. Never change one in place.
     """
 
     __slots__ = ()
