@@ -26,7 +26,7 @@ from gateway.core.catalog import CheckedSchema
 from gateway.core.errors import ConfigError
 from gateway.core.types import ToolSpec
 from gateway.openapi.document import Document
-from gateway.openapi.media import BodyMedia, pick
+from gateway.openapi.media import BodyMedia, base64_parts, pick
 from gateway.openapi.metaschema import MetaSchema
 from gateway.openapi.schema import JSON, SchemaCompiler, short
 
@@ -74,6 +74,7 @@ class Operation:
     raw_body: bool = False  # body_arg holds the body's bytes, base64-encoded (media.py)
     content_type_arg: str | None = None  # the argument naming the raw body's Content-Type
     default_content_type: str | None = None  # the raw body's Content-Type when none is named
+    base64_fields: tuple[str, ...] = ()  # multipart file parts given base64-encoded (media.py)
 
 
 @dataclass
@@ -222,6 +223,7 @@ class Compiler:
         file_fields: tuple[str, ...] = ()
         raw = False
         content_type_arg = default_type = None
+        base64_fields: tuple[str, ...] = ()
         chosen: BodyMedia | None = None
         if op.get("requestBody") is not None:
             body, bbase = self.doc.deref(op["requestBody"], base)
@@ -256,6 +258,8 @@ class Compiler:
             body_required = bool(body.get("required"))
             bschema, brefs = self.schemas.convert(media.get("schema") or {}, bbase, "request")
             refs |= brefs
+            if chosen.kind == "multipart":
+                bschema, base64_fields = base64_parts(bschema)
             file_fields = tuple(
                 k
                 for k, v in (bschema.get("properties") or {}).items()
@@ -319,6 +323,7 @@ class Compiler:
             wrap_result=wrap,
             file_fields=file_fields,
             raw_body=raw,
+            base64_fields=base64_fields,
             content_type_arg=content_type_arg,
             default_content_type=default_type,
         )

@@ -11,7 +11,9 @@ out with the Content-Type the document names; when it names several (or a
 wildcard such as ``image/*``), a ``content_type`` argument picks one. So no
 operation of a document is left out for its body's media type (ADR 0025).
 
-``*/*`` with an object or array schema is JSON, as such documents mean it.
+``*/*`` with an object or array schema is JSON, as such documents mean it. A multipart
+body's ``format: binary`` properties (and arrays of them) are base64 strings too, each
+decoded into its file part.
 """
 
 from __future__ import annotations
@@ -126,3 +128,30 @@ def _kind(media: str, kind: str | None, fmt: str | None) -> Kind:
     if fmt == "byte" and kind == "string":
         return "text"  # already base64 text, sent as given
     return "binary"
+
+
+def base64_parts(schema: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """A multipart body's schema with its binary file properties taken as base64, and their names.
+
+    Only the body's own properties are seen (a body behind ``$ref`` keeps its parts as text).
+    """
+    props = schema.get("properties")
+    if not isinstance(props, dict):
+        return schema, ()
+    marked: dict[str, Any] = {}
+    for name, prop in props.items():
+        if not isinstance(prop, dict):
+            continue
+        items = prop.get("items")
+        if prop.get("format") == "binary":
+            marked[name] = _base64(prop)
+        elif prop.get("type") == "array" and isinstance(items, dict) and items.get("format") == "binary":
+            marked[name] = {**prop, "items": _base64(items)}
+    if not marked:
+        return schema, ()
+    return {**schema, "properties": {**props, **marked}}, tuple(marked)
+
+
+def _base64(schema: dict[str, Any]) -> dict[str, Any]:
+    described = str(schema.get("description") or "The file").rstrip(".")
+    return {**schema, "contentEncoding": "base64", "description": f"{described}: its bytes, base64-encoded."}

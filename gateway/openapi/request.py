@@ -244,7 +244,7 @@ def decode_base64(value: Any, arg: str) -> bytes:
         BadArgument: it is not a string of base64 (says where it went wrong).
     """
     if not isinstance(value, str):
-        raise BadArgument(f"argument {arg!r} must be a string: the body's bytes, base64-encoded")
+        raise BadArgument(f"argument {arg!r} must be a string: the bytes, base64-encoded")
     text = "".join(value.split()).translate(_URL_SAFE)
     try:
         return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
@@ -252,7 +252,7 @@ def decode_base64(value: Any, arg: str) -> bytes:
         bad = next((i for i, c in enumerate(text) if c not in _BASE64), None)
         where = f"character {text[bad]!r} at position {bad} is not base64" if bad is not None else str(exc)
         raise BadArgument(
-            f"argument {arg!r} is not valid base64 ({where}); send the body's bytes base64-encoded "
+            f"argument {arg!r} is not valid base64 ({where}); send the bytes base64-encoded "
             "(RFC 4648, e.g. `base64 -w0 file`)"
         ) from None
 
@@ -266,7 +266,8 @@ def _parts(op: Operation, body: Mapping[str, Any]) -> Sequence[tuple[str, tuple[
             if isinstance(item, dict | list):
                 parts.append((key, (None, orjson.dumps(item), declared or "application/json")))
             elif key in op.file_fields:
-                parts.append((key, (key, _scalar(item).encode(), declared or "application/octet-stream")))
+                data = decode_base64(item, key) if key in op.base64_fields else _scalar(item).encode()
+                parts.append((key, (key, data, declared or "application/octet-stream")))
             else:
                 parts.append((key, (None, _scalar(item).encode(), declared or "text/plain")))
     return parts

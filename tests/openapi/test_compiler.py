@@ -203,3 +203,23 @@ def test_a_raw_body_with_several_types_takes_a_content_type_argument() -> None:
     anything = upload({"*/*": {}})
     assert anything.operations["up"].default_content_type == "application/octet-stream"
     assert anything.tools[0].input_schema["required"] == ["body"]
+
+
+def test_multipart_binary_properties_are_taken_as_base64() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "photo": {"type": "string", "format": "binary", "description": "The photo."},
+            "pages": {"type": "array", "items": {"type": "string", "format": "binary"}},
+            "note": {"type": "string", "format": "byte"},
+            "caption": {"type": "string"},
+        },
+    }
+    compiled = upload({"multipart/form-data": {"schema": schema}})
+    props = compiled.tools[0].input_schema["properties"]
+    assert props["photo"]["contentEncoding"] == "base64"
+    assert props["photo"]["description"] == "The photo: its bytes, base64-encoded."
+    assert props["pages"]["items"]["contentEncoding"] == "base64"
+    assert "contentEncoding" not in props["note"] and "contentEncoding" not in props["caption"]
+    op = compiled.operations["up"]
+    assert op.base64_fields == ("photo", "pages") and op.file_fields == ("photo", "note")

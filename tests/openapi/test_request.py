@@ -217,3 +217,26 @@ def test_bad_base64_is_a_clear_tool_error(value: object, reason: str) -> None:
         build(raw(), {"body": value})
     assert reason in str(err.value)
     assert isinstance(err.value, ToolExecutionError)  # a tool error the model sees, not a crash
+
+
+def test_multipart_file_parts_given_as_base64_are_sent_as_their_bytes() -> None:
+    op = Operation(
+        tool="up",
+        method="POST",
+        path="/up",
+        params=(),
+        body_media="multipart/form-data",
+        body_fields=("photo", "caption", "pages"),
+        file_fields=("photo", "pages"),
+        base64_fields=("photo", "pages"),
+    )
+    pages = [base64.b64encode(b"one").decode(), base64.b64encode(b"\x00two").decode()]
+    request = build(op, {"photo": base64.b64encode(PNG).decode(), "caption": "hi", "pages": pages})
+    assert request.files == [
+        ("photo", ("photo", PNG, "application/octet-stream")),
+        ("caption", (None, b"hi", "text/plain")),
+        ("pages", ("pages", b"one", "application/octet-stream")),
+        ("pages", ("pages", b"\x00two", "application/octet-stream")),
+    ]
+    with pytest.raises(BadArgument, match="argument 'photo' is not valid base64"):
+        build(op, {"photo": "photo.png"})

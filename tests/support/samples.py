@@ -81,6 +81,8 @@ def sample(schema: Any, root: dict[str, Any] | None = None, depth: int = 0) -> A
         return None
     if "pattern" in schema and schema["pattern"] == "^[A-Z]{3}$":
         return "EUR"
+    if schema.get("contentEncoding") == "base64":
+        return "ZmlsZSBjb250ZW50cw=="  # b"file contents"
     if schema.get("format") in _FORMATS:
         return _FORMATS[schema["format"]]
     text = "sample"
