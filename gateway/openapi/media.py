@@ -66,15 +66,23 @@ class BodyMedia:
         if not wild:
             return {"type": "string", "enum": concrete, "default": concrete[0], "description": f"{what}."}
         schema: dict[str, Any] = {"type": "string", "pattern": MEDIA_TYPE}
-        if "*/*" not in wild:  # e.g. image/*: only those families
-            families = "|".join(re.escape(t.split("/")[0]) for t in wild)
-            schema["pattern"] = f"^({families})/{_TOKEN}{_PARAMS}$"
+        if "*/*" not in wild:  # e.g. image/*: that family, and the types named beside it
+            allowed = [f"{_literal(t.split('/')[0])}/{_TOKEN}" for t in wild] + [
+                _literal(t) for t in concrete
+            ]
+            schema["pattern"] = f"^(?:{'|'.join(allowed)}){_PARAMS}$"
         default = self.default_type
         if default is not None:
             schema["default"] = default
         example = concrete[0] if concrete else ("image/png" if "*/*" in wild else wild[0].replace("*", "png"))
         schema["description"] = f"{what} (the API takes {', '.join(self.content_types)}), e.g. {example}."
         return schema
+
+
+def _literal(text: str) -> str:
+    """``text`` as a pattern matching itself, in the syntax both ECMA 262 and Python share
+    (``re.escape`` writes ``\\-``, which ECMA's unicode mode refuses)."""
+    return "".join("\\" + c if c in ".+*?^$|()[]{}\\" else c for c in text)
 
 
 def plain(media: str) -> str:

@@ -223,3 +223,12 @@ def test_multipart_binary_properties_are_taken_as_base64() -> None:
     assert "contentEncoding" not in props["note"] and "contentEncoding" not in props["caption"]
     op = compiled.operations["up"]
     assert op.base64_fields == ("photo", "pages") and op.file_fields == ("photo", "note")
+
+
+def test_a_wildcard_body_type_allows_its_family_and_the_types_named_beside_it() -> None:
+    schema = upload({"image/*": {}, "application/vnd.x+zip": {}}).tools[0].input_schema
+    validator = Draft202012Validator(schema)
+    for allowed in ("image/webp", "application/vnd.x+zip", "image/png; charset=binary"):
+        assert validator.is_valid({"body": "", "content_type": allowed}), allowed
+    for refused in ("application/vnd.xyzip", "text/html", "image/png\r\nX-Injected: 1"):
+        assert not validator.is_valid({"body": "", "content_type": refused}), refused
