@@ -105,8 +105,11 @@ class _Refusals:
             return
 
         async def quiet(message: Any) -> None:
-            if message["type"] == "lifespan.startup.failed" and self.refused is None:
-                message = {**message, "message": ""}  # worded by cmd_serve, once it has stopped
+            # Sent while the lifespan handles what failed: a refusal is worded by cmd_serve once
+            # the server has stopped; anything else keeps its traceback.
+            failing = sys.exc_info()[1]
+            if message["type"] == "lifespan.startup.failed" and failing and _refusal(failing):
+                message = {**message, "message": ""}
             await send(message)
 
         try:
