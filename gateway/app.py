@@ -339,6 +339,7 @@ def create_app(
                         audit=audit if settings.audit else None,
                         approvals=StoreApprovals(store),
                         observe=(settings.trace_content, settings.trace_content_bytes),
+                        egress_allow=settings.egress_allow,
                     )
                     async with hub_cm as hub:
                         system = Switchboard(settings, store, hub)
@@ -383,7 +384,10 @@ def create_app(
                         holder["system"] = system
                         holder["front"] = front
                         holder["auth"] = system.authenticator = authenticator = Authenticator(
-                            store, settings.public_url, Revocations(settings.redis_url)
+                            store,
+                            settings.public_url,
+                            Revocations(settings.redis_url),
+                            egress_allow=settings.egress_allow,
                         )
                         app.state.system = system
                         app.state.front = front
@@ -416,7 +420,7 @@ def create_app(
         found = mcp_endpoint("/" + request.path_params["resource"])
         live = system.hub.get(*found) if found is not None else None
         metadata = (
-            await holder["auth"].protected_resource(live.name, live.spec.auth, request.scope)
+            await holder["auth"].protected_resource(live.tenant, live.name, live.spec.auth, request.scope)
             if live is not None
             else None
         )

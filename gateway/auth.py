@@ -26,15 +26,18 @@ import ipaddress
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import httpx2
 import orjson
-import redis.asyncio as redis
 from starlette.types import Scope, Send
 
+from gateway.capabilities import is_operator
 from gateway.config import ApiKeyAuth, Auth, JwtAuth, NoAuth
 from gateway.core.types import Principal
+from gateway.egress import Reach
 from gateway.store import Store
 from identity.inbound import (
     ApiKeyVerifier,
@@ -45,6 +48,9 @@ from identity.inbound import (
     Refused,
     bearer,
 )
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 logger = logging.getLogger(__name__)
 KEY_PREFIX = "sb_key_"
@@ -59,17 +65,23 @@ class Revocations:
     that every replica reads (so one replica's revocation reaches all of them)."""
 
     def __init__(self, redis_url: str | None = None) -> None:
-        self._client = redis.from_url(redis_url) if redis_url else None
+        self._client: Redis | None = None
+        if redis_url:
+            import redis.asyncio as redis  # only when Redis is configured
+
+            self._client = redis.from_url(redis_url)
         self._local = 0
 
     async def epoch(self) -> int | None:
         """The current count; None when it cannot be known (Redis unreachable)."""
         if self._client is None:
             return self._local
+        from redis import RedisError  # imported with the client
+
         try:
             value = await self._client.get(EPOCH_KEY)
             return int(value or 0)
-        except (redis.RedisError, OSError, ValueError) as exc:
+        except (RedisError, OSError, ValueError) as exc:
             logger.warning("cannot read key revocations from Redis (%s); checking keys in the store", exc)
             return None
 
@@ -78,9 +90,11 @@ class Revocations:
         self._local += 1
         if self._client is None:
             return
+        from redis import RedisError  # imported with the client
+
         try:
             await self._client.incr(EPOCH_KEY)
-        except (redis.RedisError, OSError) as exc:
+        except (RedisError, OSError) as exc:
             logger.error(
                 "a key was revoked but Redis could not be told (%s): other replicas may accept it for up "
                 "to %g s, or until they see the store change",
@@ -130,12 +144,18 @@ class Authenticator:
     """Verifies callers for every gateway; verifiers are kept while a gateway's `auth` is unchanged."""
 
     def __init__(
-        self, store: Store, public_url: str | None = None, revocations: Revocations | None = None
+        self,
+        store: Store,
+        public_url: str | None = None,
+        revocations: Revocations | None = None,
+        egress_allow: Sequence[str] = (),
     ) -> None:
+        """``egress_allow``: beyond public addresses, what a tenant's key endpoints may be."""
+        self.egress_allow = tuple(egress_allow)
         self.store = store
         self.public_url = public_url
         self.revocations = revocations or Revocations()
-        self._jwt: dict[tuple[str, str], JwtVerifier] = {}
+        self._jwt: dict[tuple[str, str, str], JwtVerifier] = {}
         self._keys = ApiKeyVerifier(self._lookup, KEY_PREFIX)
         self._seen: OrderedDict[tuple[str, str, str], _Remembered] = OrderedDict()
 
@@ -148,11 +168,16 @@ class Authenticator:
         """This request's MCP endpoint as a resource identifier (RFC 8707 / RFC 9728)."""
         return base_url(scope, self.public_url) + str(scope["path"])
 
-    def verifier(self, gateway: str, auth: JwtAuth, resource: str) -> JwtVerifier:
-        key = (gateway, auth.model_dump_json())
+    def verifier(self, tenant: str, gateway: str, auth: JwtAuth, resource: str) -> JwtVerifier:
+        key = (tenant, gateway, auth.model_dump_json())
         verifier = self._jwt.get(key)
         if verifier is None:
+            http = None
+            if not is_operator(tenant):  # a tenant's discovery and JWKS fetches: public addresses only
+                transport = Reach(self.egress_allow).transport()
+                http = httpx2.AsyncClient(timeout=httpx2.Timeout(10.0), transport=transport)
             verifier = JwtVerifier(
+                http=http,
                 audiences=auth.audiences or [resource],
                 discovery_url=auth.discovery_url,
                 jwks_url=auth.jwks_url,
@@ -171,7 +196,7 @@ class Authenticator:
                 algorithms=auth.algorithms,
                 tenant_claim=auth.tenant_claim,
             )
-            for old in [k for k in self._jwt if k[0] == gateway]:
+            for old in [k for k in self._jwt if k[:2] == (tenant, gateway)]:
                 self._jwt.pop(old)  # the gateway's auth changed: its old verifier goes
             self._jwt[key] = verifier
         return verifier
@@ -246,7 +271,7 @@ class Authenticator:
         if isinstance(auth, ApiKeyAuth):
             return await self._keys.verify(credential, audience=f"gateway {gateway!r}", scopes=auth.scopes)
         assert isinstance(auth, JwtAuth)
-        return await self.verifier(gateway, auth, self.resource(scope)).verify(credential)
+        return await self.verifier(tenant, gateway, auth, self.resource(scope)).verify(credential)
 
     def forget(self) -> None:
         """Drop this process's remembered verifications (the store changed under it)."""
@@ -280,13 +305,15 @@ class Authenticator:
         )
         await send({"type": "http.response.body", "body": body})
 
-    async def protected_resource(self, gateway: str, auth: Auth, scope: Scope) -> dict[str, Any] | None:
+    async def protected_resource(
+        self, tenant: str, gateway: str, auth: Auth, scope: Scope
+    ) -> dict[str, Any] | None:
         """RFC 9728 metadata for a gateway whose callers bring OAuth tokens (None otherwise)."""
         if not isinstance(auth, JwtAuth):
             return None
         resource_path = scope["path"][len(METADATA_PREFIX) :]
         resource = base_url(scope, self.public_url) + resource_path
-        verifier = self.verifier(gateway, auth, resource)
+        verifier = self.verifier(tenant, gateway, auth, resource)
         servers = list(auth.issuers)
         if not servers:
             try:

@@ -133,9 +133,14 @@ def _target(field: str, target: TargetBase) -> Iterator[Found]:
             yield from _secret_refs(f"{field}.credentials.{scheme}", ref)
 
 
-def _urls(spec: GatewaySpec) -> Iterator[tuple[str, str]]:
-    """(field, URL) of every place the gateway would connect to for this gateway."""
+def _urls(spec: GatewaySpec, kept: GatewaySpec | None) -> Iterator[tuple[str, str]]:
+    """(field, URL) of every place the gateway would connect to for this gateway, in the parts
+    that are new or changed against ``kept`` (a part the operator set and the tenant sends back
+    as it was keeps its URLs; any change to a part makes all of its URLs new)."""
+    old_targets = {t.name: t for t in kept.targets} if kept else {}
     for i, t in enumerate(spec.targets):
+        if old_targets.get(t.name) == t:
+            continue
         field = f"targets[{i}]"
         if isinstance(t, McpTarget | HttpTarget) and t.url:
             yield f"{field}.url", t.url
@@ -147,25 +152,59 @@ def _urls(spec: GatewaySpec) -> Iterator[tuple[str, str]]:
         if isinstance(t, ConnectorTarget) and t.base_url:
             yield f"{field}.base_url", t.base_url
     # (An authorization URL is where the user's browser goes, not the gateway: not checked.)
+    old_providers = {p.name: p for p in kept.credential_providers} if kept else {}
     for j, p in enumerate(spec.credential_providers):
         url = getattr(p, "token_url", None)
-        if url:
+        if url and old_providers.get(p.name) != p:
             yield f"credential_providers[{j}].token_url", url
-    if isinstance(spec.auth, JwtAuth):
+    if isinstance(spec.auth, JwtAuth) and (kept is None or kept.auth != spec.auth):
         for name in ("discovery_url", "jwks_url"):
             url = getattr(spec.auth, name)
             if url:
                 yield f"auth.{name}", url
     for k, icp in enumerate(spec.interceptors):
-        if isinstance(icp, HttpInterceptor):
+        if isinstance(icp, HttpInterceptor) and (kept is None or icp not in kept.interceptors):
             yield f"interceptors[{k}].url", icp.url
+
+
+def _host_secrets(spec: GatewaySpec) -> set[str]:
+    """The gateway's credential providers whose secret is read from the host (env/file)."""
+    out = set()
+    for p in spec.credential_providers:
+        ref = p.secret if isinstance(p, ApiKeyCredential) else getattr(p, "client_secret", None)
+        if isinstance(ref, SecretRef) and (ref.env is not None or ref.file is not None):
+            out.add(p.name)
+    return out
+
+
+def _signs_with(target: TargetBase) -> list[tuple[str, str]]:
+    """(field within the target, credential provider) of every provider the target signs with."""
+    out = []
+    if isinstance(target, OpenApiTarget):
+        out += [
+            (f"credentials.{k}.provider", r.provider) for k, r in target.credentials.items() if r.provider
+        ]
+    if isinstance(target, McpTarget) and target.credential is not None:
+        out.append(("credential.provider", target.credential.provider))
+    if isinstance(target, ConnectorTarget) and target.credential is not None:
+        out.append(("credential", target.credential))
+    return out
 
 
 def _static(spec: GatewaySpec, kept: GatewaySpec | None) -> Iterator[Found]:
     old_targets = {t.name: t for t in kept.targets} if kept else {}
+    host_secrets = _host_secrets(spec)
     for i, target in enumerate(spec.targets):
         if old_targets.get(target.name) != target:
             yield from _target(f"targets[{i}]", target)
+            for field, provider in _signs_with(target):
+                if provider in host_secrets:  # the operator's secret, sent where the tenant says
+                    yield (
+                        f"targets[{i}].{field}",
+                        f"credential provider {provider!r} reads its secret from the gateway's host (the "
+                        "operator's); only the targets the operator set may use it. Use a provider whose "
+                        "secret is kept in the vault",
+                    )
     old_providers = {p.name: p for p in kept.credential_providers} if kept else {}
     for j, p in enumerate(spec.credential_providers):
         if old_providers.get(p.name) == p:
@@ -198,11 +237,8 @@ def _static(spec: GatewaySpec, kept: GatewaySpec | None) -> Iterator[Found]:
 def _network(
     spec: GatewaySpec, kept: GatewaySpec | None, allow: Sequence[str], check: Callable[..., object]
 ) -> Iterator[Found]:
-    known = set(_urls(kept)) if kept else set()  # what the operator set, sent back unchanged
     hosts: dict[str, str | None] = {}
-    for field, url in _urls(spec):
-        if (field, url) in known:
-            continue
+    for field, url in _urls(spec, kept):
         host = urlsplit(url).hostname or ""
         if host not in hosts:
             try:

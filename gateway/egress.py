@@ -10,10 +10,16 @@ lookup to rebind), and every redirect is checked again.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+import anyio
+import httpcore2
 import httpx2
 
 from gateway.core.errors import ConfigError
@@ -30,7 +36,24 @@ class EgressRefused(ConfigError):
     """The destination is not one the gateway may reach on a user's behalf."""
 
 
-def _allowed(host: str, address: Address, allow: list[str]) -> bool:
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: the IPv4 address is the last 32 bits
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215
+
+
+def _embedded(address: Address) -> Address:
+    """The IPv4 address an IPv6 one stands for (mapped, NAT64, 6to4), or the address itself."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        if address in _NAT64:
+            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if address.sixtofour is not None:
+            return address.sixtofour
+    return address
+
+
+def _allowed(host: str, address: Address, allow: Sequence[str]) -> bool:
+    address = _embedded(address)
     for entry in allow:
         if entry == host:
             return True
@@ -39,7 +62,99 @@ def _allowed(host: str, address: Address, allow: list[str]) -> bool:
                 return True
         except ValueError:
             continue
+    if isinstance(address, ipaddress.IPv6Address) and address in _NAT64_LOCAL:
+        return False
     return address.is_global and not address.is_multicast
+
+
+@dataclass(frozen=True)
+class Reach:
+    """Where a tenant's upstream connections may go: global addresses, and what the operator
+    allows (``SWITCHBOARD_EGRESS_ALLOW``). Checked on the address each connection is made to,
+    after every DNS lookup, so a name that later resolves elsewhere (DNS rebinding) is caught.
+
+    The operator's own targets have no ``Reach`` (None): they go where the operator says.
+    """
+
+    allow: tuple[str, ...] = ()
+
+    def refusal(self, host: str, address: str) -> str | None:
+        """Why connecting to ``address`` (for ``host``) is refused, or None."""
+        try:
+            parsed = ipaddress.ip_address(address.split("%")[0])
+        except ValueError:
+            return f"{host} gave {address!r}, which is not an address"
+        if _allowed(host, parsed, self.allow):
+            return None
+        return (
+            f"{host} resolves to {parsed}, a private or reserved address, which a tenant's upstream "
+            "may not be (the operator can allow it with SWITCHBOARD_EGRESS_ALLOW)"
+        )
+
+    def socket_factory(self, host: str) -> Callable[[tuple[Any, ...]], socket.socket]:
+        """For aiohttp's connector: refuse to open a socket to an address not allowed."""
+
+        def factory(addr_info: tuple[Any, ...]) -> socket.socket:
+            family, kind, proto, _, sockaddr = addr_info
+            problem = self.refusal(host, str(sockaddr[0]))
+            if problem is not None:
+                raise OSError(errno.EACCES, problem)
+            return socket.socket(family=family, type=kind, proto=proto)
+
+        return factory
+
+    def transport(self, **options: Any) -> httpx2.AsyncHTTPTransport:
+        """An httpx2 transport whose every connection is checked (MCP, token and key endpoints)."""
+        transport = httpx2.AsyncHTTPTransport(**options)
+        pool = transport._pool  # the connection pool httpx2 made, with its TLS and limits
+        pool._network_backend = _GuardedBackend(self, pool._network_backend)
+        return transport
+
+
+def reach(egress_allow: tuple[str, ...] | None) -> Reach | None:
+    """The Reach of a provider given its ``egress_allow`` (None: the operator's, unchecked)."""
+    return None if egress_allow is None else Reach(egress_allow)
+
+
+class _GuardedBackend(httpcore2.AsyncNetworkBackend):
+    """Resolves the name itself, checks every address, and connects to a checked one (TLS still
+    names the host: httpcore2 takes the server name from the request, not from here)."""
+
+    def __init__(self, reach: Reach, inner: httpcore2.AsyncNetworkBackend) -> None:
+        self.reach = reach
+        self.inner = inner
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore2's interface
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore2.AsyncNetworkStream:
+        try:
+            infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise httpcore2.ConnectError(f"cannot resolve {host}: {exc}") from None
+        for *_, sockaddr in infos:
+            problem = self.reach.refusal(host, str(sockaddr[0]))
+            if problem is not None:
+                raise httpcore2.ConnectError(problem)
+        address = str(infos[0][4][0])
+        return await self.inner.connect_tcp(
+            address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+        )
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore2's interface
+        socket_options: Any = None,
+    ) -> httpcore2.AsyncNetworkStream:
+        raise httpcore2.ConnectError("a tenant's upstream cannot be a Unix socket")
+
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)
 
 
 def check(url: str, allow: list[str] | None = None) -> tuple[str, Address]:
@@ -57,8 +172,7 @@ def check(url: str, allow: list[str] | None = None) -> tuple[str, Address]:
         raise EgressRefused(f"{url}: cannot resolve {host}: {exc.strerror}") from None
     addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
     for address in addresses:
-        mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
-        if not _allowed(host, mapped or address, allow):
+        if not _allowed(host, address, allow):
             raise EgressRefused(
                 f"{url}: {host} resolves to {address}, a private or reserved address; "
                 "allow it with SWITCHBOARD_EGRESS_ALLOW if this is intended"

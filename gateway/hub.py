@@ -23,6 +23,7 @@ from anyio.abc import TaskGroup
 from gateway.approval import ApprovalRule, GatewayApprovals
 from gateway.audit import AuditLog, GatewayAudit
 from gateway.cache import CacheRule, GatewayCache, ResultStore, declared_annotations, result_store
+from gateway.capabilities import is_operator
 from gateway.config import GatewaySpec, McpTarget, TargetBase
 from gateway.core.catalog import Catalog
 from gateway.core.errors import ConfigError, ConfigIssue, ToolNotFound, UpstreamUnavailable
@@ -38,6 +39,7 @@ from gateway.providers import provider_class
 from gateway.ratelimit import Counters, GatewayLimits, parse_rule
 from gateway.resilience import GatewayResilience
 from gateway.resilience import Settings as ResilienceSettings
+from gateway.settings import Settings
 from gateway.store._approvals import StoreApprovals
 from gateway.telemetry import GatewayTelemetry, decided
 
@@ -47,11 +49,19 @@ GatewayKey = tuple[str, str]  # (tenant, gateway name)
 ChangeListener = Callable[[GatewayKey], None]
 
 
-def build_provider(target: TargetBase, gateway: str, pins: PinScope | None = None) -> ToolProvider:
-    """The provider for one target, with pinning, overrides and include/exclude applied."""
+def build_provider(
+    target: TargetBase,
+    gateway: str,
+    pins: PinScope | None = None,
+    egress_allow: tuple[str, ...] | None = None,
+) -> ToolProvider:
+    """The provider for one target, with pinning, overrides and include/exclude applied.
+
+    ``egress_allow``: a tenant's target (its connections only to public addresses and these)."""
     kind: str = target.kind  # type: ignore[attr-defined]
     factory: Any = provider_class(kind)  # each provider class takes its own config model
     provider: ToolProvider = factory(target, gateway=gateway)
+    provider.egress_allow = egress_allow
     if pins is not None and isinstance(target, McpTarget) and target.pin_tools:
         provider = Pinned(provider, pins, approve_new=target.approve_new_tools)
     if target.overrides:
@@ -133,9 +143,13 @@ class Hub:
         audit: AuditLog | None = None,
         approvals: StoreApprovals | None = None,
         observe: tuple[bool, int] | None = None,
+        egress_allow: Sequence[str] | None = None,
     ) -> None:
         """``observe``: trace and count calls, recording arguments and results on spans or
-        not, capped at a size (``(content, bytes)``); None for a hub that serves nobody."""
+        not, capped at a size (``(content, bytes)``); None for a hub that serves nobody.
+        ``egress_allow``: beyond public addresses, what tenants' targets may connect to
+        (default: ``SWITCHBOARD_EGRESS_ALLOW``)."""
+        self.egress_allow = tuple(Settings().egress_allow if egress_allow is None else egress_allow)
         self.stages = list(stages)
         self.observe = observe
         self.pins = pins
@@ -149,6 +163,10 @@ class Hub:
         self._listeners: list[ChangeListener] = []
         self._lock = anyio.Lock()
         self._task_group: TaskGroup | None = None
+
+    def reach_of(self, tenant: str) -> tuple[str, ...] | None:
+        """None for the operator's tenant (any address); the allow-list for another's."""
+        return None if is_operator(tenant) else self.egress_allow
 
     def get(self, tenant: str, name: str) -> LiveGateway | None:
         return self._gateways.get((tenant, name))
@@ -254,7 +272,7 @@ class Hub:
         where = f"gateways.{gateway}.targets.{target.name}"
         try:
             pins = self.pins(tenant, gateway, target.name) if self.pins is not None else None
-            provider = build_provider(target, gateway, pins)
+            provider = build_provider(target, gateway, pins, self.reach_of(tenant))
         except ConfigError as exc:
             raise _located(exc, where) from None
         if self._task_group is None:
@@ -319,7 +337,7 @@ class Hub:
             limits = GatewayLimits(tenant, spec.name, rules, self.counters, catalog)
             decisions.append(("rate_limit", limits.stage, lambda tool: any(r.applies(tool) for r in rules)))
         if spec.interceptors:
-            chain = build_interceptors(spec)
+            chain = build_interceptors(spec, self.reach_of(tenant))
             decisions.append(
                 (
                     "interceptors",

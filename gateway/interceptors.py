@@ -32,6 +32,7 @@ import orjson
 from gateway.config import TlsFiles
 from gateway.core.errors import ToolExecutionError
 from gateway.core.types import JSON, CallContext, CallNext, ToolCall, ToolResult
+from gateway.egress import Reach
 from gateway.providers._http import HttpClient, tls_context
 from gateway.redaction import redact, redact_text  # noqa: F401 - redact_text is public here too
 from gateway.telemetry import upstream_url
@@ -60,14 +61,22 @@ MAX_ANSWER_BYTES = 4 * 1024 * 1024
 
 
 def http_interceptor(
-    url: str, headers: Mapping[str, str], timeout: float, tls: TlsFiles | None = None, field: str = "tls"
+    url: str,
+    headers: Mapping[str, str],
+    timeout: float,
+    tls: TlsFiles | None = None,
+    field: str = "tls",
+    *,
+    reach: Reach | None = None,
 ) -> Invoke:
     """POST the envelope to ``url`` with the client OpenAPI and HTTP targets use (ADR 0026). The
     TLS files are loaded here, at load time, so a bad path is a ConfigError naming ``field``."""
     context = tls_context(tls, field) if url.startswith("https:") else None
 
     async def invoke(envelope: JSON) -> JSON:
-        async with HttpClient(url, tls=tls, field=field, context=context, max_connections=1) as client:
+        async with HttpClient(
+            url, tls=tls, field=field, context=context, max_connections=1, reach=reach
+        ) as client:
             with upstream_url("POST", url) as traced:
                 sent = [*headers.items(), ("Content-Type", "application/json"), *traced.headers.items()]
                 response = await client.request(
@@ -214,8 +223,11 @@ class GatewayInterceptors:
         return result
 
 
-def build_interceptors(spec: Any) -> list[Interceptor]:
-    """A gateway's interceptors from its configuration (ConfigError for an unknown callable)."""
+def build_interceptors(spec: Any, egress_allow: tuple[str, ...] | None = None) -> list[Interceptor]:
+    """A gateway's interceptors from its configuration (ConfigError for an unknown callable).
+
+    ``egress_allow``: a tenant's gateway (HTTP interceptors connect only to public addresses
+    and these); None for the operator's."""
     from gateway.config import HttpInterceptor, LambdaInterceptor, PythonInterceptor
     from gateway.providers.function import import_object
 
@@ -226,7 +238,12 @@ def build_interceptors(spec: Any) -> list[Interceptor]:
             invoke = python_interceptor(import_object(item.function, f"interceptors[{i}].function"))
         elif isinstance(item, HttpInterceptor):
             invoke = http_interceptor(
-                item.url, item.headers, item.timeout_seconds, item.tls, f"interceptors[{i}].tls"
+                item.url,
+                item.headers,
+                item.timeout_seconds,
+                item.tls,
+                f"interceptors[{i}].tls",
+                reach=None if egress_allow is None else Reach(egress_allow),
             )
         elif isinstance(item, LambdaInterceptor):
             invoke = lambda_interceptor(

@@ -131,3 +131,43 @@ async def test_a_tenants_upstream_never_resolves_to_the_host(url: str) -> None:
         )
         == {}
     )
+
+
+async def test_a_kept_address_is_checked_again_when_its_target_changes() -> None:
+    """An operator's target a tenant edits is new in every part: its private address is refused."""
+    operator = {"name": "internal", "kind": "mcp", "url": "http://127.0.0.1:9000/mcp"}
+    kept = gateway(targets=[operator])
+    assert await refusals(gateway(targets=[operator]), kept) == {}
+    as_http = {
+        "name": "internal",
+        "kind": "http",
+        "url": "http://127.0.0.1:9000/mcp",
+        "tools": [{"name": "t"}],
+    }
+    assert "targets[0].url" in await refusals(gateway(targets=[as_http]), kept)
+    described = {**operator, "description": "mine now"}
+    assert "targets[0].url" in await refusals(gateway(targets=[described]), kept)
+
+
+async def test_a_tenants_new_target_cannot_sign_with_the_operators_host_secret() -> None:
+    providers = [
+        {"name": "ops", "kind": "api_key", "secret": {"env": "OPERATOR_TOKEN"}},
+        {"name": "mine", "kind": "api_key"},
+    ]
+    operator_target = {
+        "name": "internal",
+        "kind": "openapi",
+        "spec": "https://internal.example.com/openapi.json",
+        "credentials": {"token": {"provider": "ops"}},
+    }
+    kept = gateway(credential_providers=providers, targets=[operator_target])
+    assert await refusals(gateway(credential_providers=providers, targets=[operator_target]), kept) == {}
+    theirs = {**operator_target, "name": "exfil", "spec": "https://attacker.example.com/openapi.json"}
+    found = await refusals(gateway(credential_providers=providers, targets=[operator_target, theirs]), kept)
+    assert set(found) == {"targets[1].credentials.token.provider"}
+    assert "reads its secret from the gateway's host" in found["targets[1].credentials.token.provider"]
+    vaulted = {**theirs, "credentials": {"token": {"provider": "mine"}}}
+    assert (
+        await refusals(gateway(credential_providers=providers, targets=[operator_target, vaulted]), kept)
+        == {}
+    )

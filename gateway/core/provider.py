@@ -62,6 +62,11 @@ class ToolProvider(ABC):
     """
 
     kind: ClassVar[str]
+    egress_allow: tuple[str, ...] | None = None
+    """Set by the hub before the provider is entered: None for the operator's targets (they
+    connect where the configuration says); for a tenant's, the networks and hosts beyond
+    public addresses its connections may reach (the operator's allow-list). Providers that
+    connect anywhere check every connection's address against it (gateway.egress.Reach)."""
 
     def __init__(self, id: str) -> None:
         self.id = id

@@ -28,6 +28,8 @@ class WrapperProvider(ToolProvider):
         inner.subscribe(self.changed)
 
     async def __aenter__(self) -> Self:
+        if self.egress_allow is not None and self.inner.egress_allow is None:
+            self.inner.egress_allow = self.egress_allow  # a tenant's wrapper: so is what it wraps
         await self.inner.__aenter__()
         return self
 

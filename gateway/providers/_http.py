@@ -38,6 +38,7 @@ from yarl import URL
 
 from gateway.config import TlsFiles
 from gateway.core.errors import ConfigError, ToolExecutionError, UpstreamUnavailable
+from gateway.egress import Reach
 
 MAX_HEADERS = 100
 MAX_FIELD_BYTES = 16 * 1024  # one answer header (name and value)
@@ -96,8 +97,13 @@ class HttpClient:
         context: ssl.SSLContext | None = None,
         max_connections: int = 100,
         keepalive_seconds: float = 30.0,
+        reach: Reach | None = None,
     ) -> None:
+        """``reach``: a tenant's upstream; every connection's address is checked against it
+        (after each DNS lookup, so rebinding is caught). Through a proxy, the proxy (the
+        operator's) connects and decides."""
         self.origin = URL(origin).origin()
+        self._reach = reach
         self._tls = tls
         self._field = field
         self._context = context  # made at load already (see tls_context)
@@ -117,10 +123,14 @@ class HttpClient:
             self._proxy, self._proxy_auth = get_env_proxy_for_url(self.origin)
         except LookupError:  # none set for this scheme, or NO_PROXY names the host
             self._proxy, self._proxy_auth = None, None
+        guard = None
+        if self._reach is not None and self._proxy is None:
+            guard = self._reach.socket_factory(self.origin.host or "")
         connector = aiohttp.TCPConnector(
             limit=self._max_connections,
             keepalive_timeout=self._keepalive,
             ssl=context if context is not None else True,
+            socket_factory=guard,
         )
         self._session = aiohttp.ClientSession(
             connector=connector,

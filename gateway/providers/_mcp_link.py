@@ -26,6 +26,7 @@ from mcp.client.session import ClientRequestContext
 from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import MCP_DEFAULT_SSE_READ_TIMEOUT, MCP_DEFAULT_TIMEOUT
 from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED
 
@@ -38,6 +39,7 @@ from gateway.core.errors import (
     UpstreamUnavailable,
 )
 from gateway.core.types import JSON, CallContext
+from gateway.egress import Reach
 
 logger = logging.getLogger(__name__)
 MODERN = "2026-07-28"
@@ -122,6 +124,7 @@ class Link:
         self.headers = dict(headers)
         self.env = dict(env)
         self.on_change = on_change
+        self.reach: Reach | None = None  # a tenant's target: every connection checked (set before run)
         self.failure: str | None = None
         self.last_used = time.monotonic()
         self._client: Client | None = None
@@ -162,13 +165,35 @@ class Link:
                 cwd=c.cwd,
             )
         assert c.url is not None
+        guarded = self.reach
         if c.transport == "sse":
-            return sse_client(c.url, headers=self.headers or None, timeout=min(c.timeout_seconds, 30.0))
-        if not self.headers:
+            if guarded is None:
+                return sse_client(c.url, headers=self.headers or None, timeout=min(c.timeout_seconds, 30.0))
+
+            def checked_client(
+                headers: dict[str, str] | None = None,
+                timeout: httpx2.Timeout | None = None,
+                auth: httpx2.Auth | None = None,
+            ) -> httpx2.AsyncClient:  # the SDK's client, but every connection's address checked
+                default = httpx2.Timeout(MCP_DEFAULT_TIMEOUT, read=MCP_DEFAULT_SSE_READ_TIMEOUT)
+                return httpx2.AsyncClient(
+                    headers=headers, timeout=timeout or default, auth=auth, transport=guarded.transport()
+                )
+
+            return sse_client(
+                c.url,
+                headers=self.headers or None,
+                timeout=min(c.timeout_seconds, 30.0),
+                httpx_client_factory=checked_client,
+            )
+        if not self.headers and guarded is None:
             return c.url  # the SDK's own client, with its recommended timeouts
         timeout = httpx2.Timeout(c.timeout_seconds, connect=10.0)
+        transport = guarded.transport() if guarded is not None else None
         # Ours to close: the SDK leaves a client it was given open.
-        http = await stack.enter_async_context(httpx2.AsyncClient(headers=self.headers, timeout=timeout))
+        http = await stack.enter_async_context(
+            httpx2.AsyncClient(headers=self.headers, timeout=timeout, transport=transport)
+        )
         return streamable_http_client(c.url, http_client=http)
 
     async def _message(self, message: Any) -> None:

@@ -19,6 +19,7 @@ from gateway.config import HttpTarget
 from gateway.core.errors import ToolExecutionError, ToolNotFound, UpstreamError, UpstreamUnavailable
 from gateway.core.provider import ToolProvider
 from gateway.core.types import CallContext, ToolCall, ToolResult, ToolSpec
+from gateway.egress import reach
 from gateway.providers._http import HttpClient
 from gateway.providers._results import from_json_payload, tool_specs
 from gateway.telemetry import upstream_url
@@ -40,7 +41,12 @@ class HttpFunctionProvider(ToolProvider):
         self._client: HttpClient | None = None
 
     async def __aenter__(self) -> Self:
-        client = HttpClient(self.config.url, tls=self.config.tls, field=f"targets.{self.id}.tls")
+        client = HttpClient(
+            self.config.url,
+            tls=self.config.tls,
+            field=f"targets.{self.id}.tls",
+            reach=reach(self.egress_allow),
+        )
         await client.open()
         self._client = client
         return self

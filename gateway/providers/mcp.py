@@ -43,6 +43,7 @@ from gateway.config import McpTarget, McpUserCredential
 from gateway.core.errors import RequestError, ToolExecutionError, UpstreamError, UpstreamUnavailable
 from gateway.core.provider import PromptSpec, ResourceSpec, ResourceTemplateSpec, ToolProvider
 from gateway.core.types import JSON, CallContext, ToolCall, ToolResult, ToolSpec
+from gateway.egress import reach
 from gateway.providers._mcp_link import Link, _dump
 
 # Zero-width, bidirectional-override and other invisible characters, and C0/C1 controls but
@@ -76,6 +77,7 @@ class McpProvider(ToolProvider):
         return self._shared.failure
 
     async def __aenter__(self) -> Self:
+        self._shared.reach = reach(self.egress_allow)
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self._shared.run)
@@ -124,6 +126,7 @@ class McpProvider(ToolProvider):
         if self._tg is None:
             raise UpstreamUnavailable(f"target {self.id!r} is not open")
         link = Link(c, headers={**c.headers, **credential.headers}, env={**c.env, **credential.env})
+        link.reach = self._shared.reach
         self._users[key] = link
         self._tg.start_soon(link.run)
         while len(self._users) > c.max_user_sessions:  # close the least recently used idle one

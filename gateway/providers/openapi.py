@@ -31,6 +31,7 @@ from gateway.config import OpenApiTarget, SecretRef
 from gateway.core.errors import ConfigError, ToolExecutionError, ToolNotFound, UpstreamUnavailable
 from gateway.core.provider import ToolProvider
 from gateway.core.types import CallContext, ToolCall, ToolResult, ToolSpec
+from gateway.egress import reach
 from gateway.openapi.compiler import Compiled, Compiler, Operation
 from gateway.openapi.document import Document, open_document
 from gateway.openapi.request import Request, build
@@ -118,7 +119,13 @@ class OpenApiProvider(ToolProvider):
         parts = urlsplit(origin)
         default_port = 443 if parts.scheme == "https" else 80
         self._target = (parts.scheme, parts.hostname or "", parts.port or default_port)
-        pool = HttpClient(origin, tls=self.config.tls, field=f"targets.{self.id}.tls", max_connections=100)
+        pool = HttpClient(
+            origin,
+            tls=self.config.tls,
+            field=f"targets.{self.id}.tls",
+            max_connections=100,
+            reach=reach(self.egress_allow),
+        )
         await pool.open()
         self._pool = pool
         return self

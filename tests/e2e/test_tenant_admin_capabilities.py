@@ -15,8 +15,11 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
 from tests.e2e.harness import ROOT, Served, create_tenant, serve
+from tests.support.servers import serve_app
 
 pytestmark = pytest.mark.anyio
 
@@ -270,3 +273,39 @@ async def test_the_operator_keeps_every_capability(setup: Setup) -> None:
     # target reports a problem, but it ran: the operator's capability is intact).
     await setup.as_operator("POST", "/admin/v1/gateways/ops/targets", target)
     assert ran.exists()
+
+
+async def test_a_tenants_document_servers_cannot_reach_the_host(setup: Setup) -> None:
+    """The address is checked when connecting: an inline document naming a loopback server (or a
+    name that resolves there later) is accepted as configuration, but no call ever reaches it."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    hits: list[str] = []
+
+    async def internal(request: Any) -> JSONResponse:
+        hits.append(request.url.path)
+        return JSONResponse({"secret": "internal-only"})
+
+    with serve_app(Starlette(routes=[Route("/internal", internal)])) as base:
+        document = {
+            "openapi": "3.0.3",
+            "info": {"title": "t", "version": "1"},
+            "servers": [{"url": base}],
+            "paths": {
+                "/internal": {"get": {"operationId": "peek", "responses": {"200": {"description": "ok"}}}}
+            },
+        }
+        target = {"name": "peek", "kind": "openapi", "spec": document}
+        made = await setup.as_tenant("POST", "/admin/v1/gateways/tools/targets", target)
+        assert made.status_code == 201, made.text
+        try:
+            url = f"{setup.served.base}/tenants/acme/gateways/tools/mcp"
+            async with Client(streamable_http_client(url)) as client:
+                result = await client.call_tool("peek___peek", {})
+            assert result.is_error
+            assert "private or reserved address" in str(result.content)
+            assert hits == [], "the tenant's call reached the host's loopback"
+        finally:
+            await setup.as_tenant("DELETE", "/admin/v1/gateways/tools/targets/peek", None)
