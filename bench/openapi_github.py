@@ -11,6 +11,7 @@ the median of fresh processes, beside a baseline measured in the same run:
   changed (its document compiled again);
 - `switchboard tools`: wall and CPU time; baselines: `python -c pass`, and parsing the
   document's JSON alone;
+- importing the app alone (`python -c 'import gateway.app'`), most of serve's own start-up;
 - compiling the document alone, and warm tools/list through a running gateway.
 
 Then tools/call through the gateway (both eras) vs a direct HTTP GET to the same local
@@ -204,6 +205,7 @@ def github_report(runs: int) -> None:
         small = write_config(tmp / "items.yaml", ITEMS, "items")
         pass_wall, pass_cpu = process_figures([*python, "-c", "pass"], runs)
         parse_wall, parse_cpu = process_figures([*python, "-c", PARSE_ONLY, str(GITHUB)], runs)
+        import_wall, _ = process_figures([*python, "-c", "import gateway.app"], runs)
         tools_cmd = [*python, "-m", "gateway.cli", "tools", "--json", "--config"]
         small_tools = process_figures([*tools_cmd, str(small)], runs)
         gh_tools = process_figures([*tools_cmd, str(gh)], runs)
@@ -248,6 +250,7 @@ def github_report(runs: int) -> None:
         f"{m(github, 'reload_changed'):.3f} s"
     )
     print(f"  serve's peak RSS after both reloads: {m(github, 'rss_end'):.0f} MB")
+    print(f"  importing the app alone (python -c 'import gateway.app'): {import_wall:.3f} s wall")
     print(f"  compile alone (load + compile): {seconds:.3f} s, peak RSS {compile_rss:.0f} MB")
     print(
         f"  tools/list through the gateway: {github[0].tools} tools, {github[0].listing_bytes / 1e6:.2f} MB"
@@ -339,7 +342,11 @@ def main() -> None:
     if not GITHUB.exists():
         sys.exit("GitHub's REST document is missing: run `make tools`")
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    print("load average (1, 5, 15 min) at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     github_report(args.runs)
+    print(
+        "load average (1, 5, 15 min) after the GitHub figures: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    )
     if args.github_only:
         return
     with tempfile.TemporaryDirectory() as tmp:

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
-import redis.asyncio as redis
 
 from gateway.config import TargetBase
 from gateway.core.catalog import Catalog, Entry
@@ -85,6 +84,8 @@ class RedisResults:
     """
 
     def __init__(self, url: str) -> None:
+        import redis.asyncio as redis  # only when Redis is configured
+
         self.client = redis.from_url(url)
 
     async def get(self, key: str) -> Any:

@@ -7,6 +7,7 @@ Errors are one readable message each, never a traceback.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -15,26 +16,28 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from gateway import __version__, connectors
-from gateway.app import DEFAULT_TENANT, Switchboard, compile_check, create_app
-from gateway.config import Document, SecretRef, json_schema, load_file, to_store, validate
-from gateway.connectors import connector_json_schema
+from gateway import __version__
 from gateway.core.errors import ConfigError
-from gateway.hub import Hub
-from gateway.pins import NotPinned, approve_tools, store_pins, target_review
-from gateway.settings import Settings
-from gateway.store import Store, StoreError
-from gateway.store._secrets import StoreSecrets
-from gateway.telemetry import wanted_exporters
-from gateway.vault import open_vault
-from identity.vault import LocalKeyring, VaultError
+
+if TYPE_CHECKING:
+    from gateway.config import Document, SecretRef
+    from gateway.hub import Hub
+    from gateway.settings import Settings
+    from gateway.store import StoreError
+    from identity.vault import VaultError
+
+# Each command imports what it uses when it runs (`--help` and `check` do not pay for the
+# store, the MCP SDK or the server); DEFAULT_TENANT is gateway.app's, spelled here for that.
+DEFAULT_TENANT = "default"
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from gateway.settings import Settings
+
     overrides: dict[str, Any] = {}
     for field in ("host", "port", "data_dir"):
         value = getattr(args, field, None)
@@ -66,11 +69,23 @@ async def _preflight(
         The first admin key when this start made it (to print once), and the default
         tenant's gateways with their tool counts (when built).
     """
+    from gateway.app import Switchboard
+    from gateway.config import load_file, to_store
+    from gateway.hub import Hub
+    from gateway.store import Store
+    from gateway.telemetry import wanted_exporters
+    from gateway.vault import open_vault
+
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     if settings.tracing:
         wanted_exporters()  # OTEL_* named something this gateway cannot export to: refused here
-    for issue in connectors.catalog(settings.connectors_dir).problems:  # a missing folder is refused
-        print(f"switchboard: a connector was not loaded: {issue}", file=sys.stderr)
+    if settings.connectors_dir is not None:
+        # The user's folder: a missing one is refused, and files that do not load are named now.
+        # Ours are read when a connector target or command needs them (tests hold them valid).
+        from gateway import connectors
+
+        for issue in connectors.catalog(settings.connectors_dir).problems:
+            print(f"switchboard: a connector was not loaded: {issue}", file=sys.stderr)
     if config is not None and not build:
         load_file(config)  # its syntax and fields, with file, line and field
     store = await Store.open(settings.resolved_database_url())
@@ -122,6 +137,9 @@ class _Refusals:
 
 
 def _refusal(exc: BaseException) -> ConfigError | StoreError | VaultError | None:
+    from gateway.store import StoreError
+    from identity.vault import VaultError
+
     if isinstance(exc, ConfigError | StoreError | VaultError):
         return exc
     if isinstance(exc, BaseExceptionGroup):
@@ -130,14 +148,19 @@ def _refusal(exc: BaseException) -> ConfigError | StoreError | VaultError | None
 
 
 def _refused(exc: BaseException) -> int:
+    from identity.vault import VaultError
+
     if isinstance(exc, VaultError):
         return _fail(f"switchboard: cannot start: {exc}")
     return _fail(f"switchboard: cannot start; the configuration was refused:\n{exc}")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from gateway.app import Switchboard, create_app
     from gateway.serving import gateway_server, serve_workers
+    from gateway.store import StoreError
     from gateway.telemetry import log_config
+    from identity.vault import VaultError
 
     settings = _settings(args)
     workers = args.workers if args.workers is not None else settings.workers
@@ -177,9 +200,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if workers > 1:
         sock.listen(2048)
         ready(gateways)
+        _collect_garbage()
         return serve_workers(settings, sock, workers, logs, base)
 
     def on_ready(system: Switchboard, _: str | None) -> None:
+        _collect_garbage()
         ready([(gw.name, len(gw.catalog.snapshot.tools)) for gw in system.hub.gateways(DEFAULT_TENANT)])
 
     app = _Refusals(create_app(settings, config_path=args.config, on_ready=on_ready, base_url=base))
@@ -197,6 +222,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 async def _check(path: str, hub: Hub | None = None) -> Document:
+    from gateway.app import compile_check
+    from gateway.config import load_file
+
     doc = load_file(path)
     warnings = await compile_check(DEFAULT_TENANT, list(doc.gateways), hub, path)
     for warning in warnings:
@@ -215,6 +243,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 async def _apply(args: argparse.Namespace) -> int:
+    from gateway.config import to_store
+    from gateway.store import Store
+
     doc = await _check(args.file)
     settings = _settings(args)
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -238,6 +269,8 @@ async def _apply(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
+    from gateway.store import StoreError
+
     try:
         return anyio.run(_apply, args)
     except (ConfigError, StoreError) as exc:
@@ -245,6 +278,11 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 async def _tools(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
+    from gateway.app import Switchboard
+    from gateway.config import load_file
+    from gateway.hub import Hub
+    from gateway.store import Store
+
     async with Hub() as hub:
         if args.config is not None:
             doc = load_file(args.config)
@@ -264,6 +302,8 @@ async def _tools(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
 
 
 def cmd_tools(args: argparse.Namespace) -> int:
+    from gateway.store import StoreError
+
     try:
         catalog = anyio.run(_tools, args)
     except (ConfigError, StoreError) as exc:
@@ -283,6 +323,11 @@ def cmd_tools(args: argparse.Namespace) -> int:
 
 
 async def _pins(args: argparse.Namespace) -> tuple[list[str] | None, list[dict[str, Any]]]:
+    from gateway.app import Switchboard
+    from gateway.hub import Hub
+    from gateway.pins import approve_tools, store_pins, target_review
+    from gateway.store import Store
+
     settings = _settings(args)
     store = await Store.open(settings.resolved_database_url())
     try:
@@ -298,6 +343,9 @@ async def _pins(args: argparse.Namespace) -> tuple[list[str] | None, list[dict[s
 
 def cmd_pins(args: argparse.Namespace) -> int:
     """Review a federated target's tools against what was approved, and approve them."""
+    from gateway.pins import NotPinned
+    from gateway.store import StoreError
+
     try:
         approved, tools = anyio.run(_pins, args)
     except (ConfigError, StoreError, NotPinned) as exc:
@@ -322,6 +370,11 @@ def cmd_pins(args: argparse.Namespace) -> int:
 
 
 async def _vault(args: argparse.Namespace) -> str:
+    from gateway.store import Store
+    from gateway.store._secrets import StoreSecrets
+    from gateway.vault import open_vault
+    from identity.vault import LocalKeyring
+
     settings = _settings(args)
     store = await Store.open(settings.resolved_database_url())
     try:
@@ -344,6 +397,9 @@ async def _vault(args: argparse.Namespace) -> str:
 
 def cmd_vault(args: argparse.Namespace) -> int:
     """Rotate the vault's master key (re-wrapping every data key) or show its audit log."""
+    from gateway.store import StoreError
+    from identity.vault import VaultError
+
     try:
         print(anyio.run(_vault, args))
     except (StoreError, VaultError) as exc:
@@ -352,6 +408,10 @@ def cmd_vault(args: argparse.Namespace) -> int:
 
 
 async def _tenant(args: argparse.Namespace) -> str:
+    from gateway.app import Switchboard
+    from gateway.hub import Hub
+    from gateway.store import Store
+
     settings = _settings(args)
     store = await Store.open(settings.resolved_database_url())
     try:
@@ -365,6 +425,8 @@ async def _tenant(args: argparse.Namespace) -> str:
 
 def cmd_tenants(args: argparse.Namespace) -> int:
     """Create a tenant: its gateways are served under /tenants/NAME/gateways/{g}/mcp."""
+    from gateway.store import StoreError
+
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,63}", args.name):
         return _fail(f"tenant name {args.name!r}: use 1-63 letters, digits, '_', '.' or '-'")
     try:
@@ -376,11 +438,16 @@ def cmd_tenants(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    from gateway.config import json_schema
+    from gateway.connectors import connector_json_schema
+
     print(json.dumps(connector_json_schema() if args.connector else json_schema(), indent=2))
     return 0
 
 
 def _secret_ref(env: str | None, file: str | None, what: str) -> SecretRef | None:
+    from gateway.config import SecretRef
+
     if env and file:
         raise ConfigError(f"give {what} once: --{what}-env or --{what}-file")
     if env:
@@ -389,6 +456,12 @@ def _secret_ref(env: str | None, file: str | None, what: str) -> SecretRef | Non
 
 
 async def _enable(args: argparse.Namespace) -> str:
+    from gateway import connectors
+    from gateway.app import Switchboard, compile_check
+    from gateway.config import to_store, validate
+    from gateway.hub import Hub
+    from gateway.store import Store
+
     entry = connectors.find(args.name)
     variables = {}
     for item in args.var or ():
@@ -422,8 +495,6 @@ async def _enable(args: argparse.Namespace) -> str:
             known = ", ".join(specs) or "none"
             raise ConfigError(f"no gateway named {args.gateway!r} (there are: {known}); create it first")
         changed = connectors.enable(gateway, entry, request)
-        from gateway.app import compile_check
-
         await compile_check(DEFAULT_TENANT, [changed])
         await store.apply(DEFAULT_TENANT, [to_store(changed)])
     finally:
@@ -435,6 +506,9 @@ async def _enable(args: argparse.Namespace) -> str:
 
 def cmd_connectors(args: argparse.Namespace) -> int:
     """List, show or enable packaged SaaS connectors."""
+    from gateway import connectors
+    from gateway.store import StoreError
+
     try:
         if args.action == "enable":
             print(anyio.run(_enable, args))
@@ -568,14 +642,32 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _collect_garbage() -> None:
+    """Start collecting cyclic garbage again (see `main`), after moving what start-up made and
+    keeps (modules, classes, schemas, catalogs) to the permanent generation: full collections
+    while serving do not walk it again."""
+    gc.freeze()
+    gc.enable()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    # Function targets name modules of the user's project, as `uvicorn app:app` does.
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    result: int = args.func(args)
-    return result
+    # Start-up allocates a great many objects that live as long as the process (modules,
+    # classes, pydantic schemas, compiled documents and catalogs) and little cyclic garbage:
+    # the collector's passes over them were about an eighth of importing the app. `serve`
+    # collects again once it is ready (`_collect_garbage`); the other commands run to their end.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        # Function targets name modules of the user's project, as `uvicorn app:app` does.
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        args = parser().parse_args(argv)
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        result: int = args.func(args)
+        return result
+    finally:
+        if collecting:  # called in-process (not as the command): leave the collector as it was
+            gc.enable()
 
 
 if __name__ == "__main__":

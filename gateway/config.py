@@ -8,7 +8,7 @@ field, and say how to fix it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -639,7 +639,7 @@ def validate(
         adapter = model if isinstance(model, TypeAdapter) else TypeAdapter(model)
         return adapter.validate_python(data)
     except ValidationError as exc:
-        raise ConfigError(_issues(exc, source, lines or {}, prefix, schema_hint)) from None
+        raise ConfigError(_issues(exc, source, {} if lines is None else lines, prefix, schema_hint)) from None
 
 
 def _issues(
@@ -718,21 +718,50 @@ def _line_map(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...],
             _line_map(item, (*path, i), out)
 
 
-def parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
-    """Parse YAML, returning the data and a map from field path to line."""
+# libyaml's parser when PyYAML was built with it (the same SafeConstructor builds the values).
+_FAST_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Lines(Mapping[tuple[Any, ...], int]):
+    """Field path -> line of a YAML text, worked out on first use: only an error reads it, so a
+    valid file is parsed once, without keeping its nodes' marks."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._map: dict[tuple[Any, ...], int] | None = None
+
+    def _lines(self) -> dict[tuple[Any, ...], int]:
+        if self._map is None:
+            self._map = {}
+            node = yaml.compose(self._text, Loader=_FAST_LOADER)
+            if node is not None:
+                _line_map(node, (), self._map)
+        return self._map
+
+    def __getitem__(self, path: tuple[Any, ...]) -> int:
+        return self._lines()[path]
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return iter(self._lines())
+
+    def __len__(self) -> int:
+        return len(self._lines())
+
+
+def parse_yaml(text: str, source: str) -> tuple[Any, Mapping[tuple[Any, ...], int]]:
+    """Parse YAML, returning the data and a map from field path to line (read on first use)."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        line = mark.line + 1 if mark is not None else None
-        raise ConfigError([ConfigIssue(f"not valid YAML: {exc.problem}", source=source, line=line)]) from None
+        return yaml.load(text, Loader=_FAST_LOADER), _Lines(text)
+    except yaml.YAMLError as fast:
+        refused = fast
+    try:  # PyYAML's own parser words most problems better ("found character '\t' that ...")
+        yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError([ConfigIssue(f"not valid YAML: {exc}", source=source)]) from None
-    lines: dict[tuple[Any, ...], int] = {}
-    if node is not None:
-        _line_map(node, (), lines)
-    return data, lines
+        refused = exc
+    if isinstance(refused, yaml.MarkedYAMLError) and refused.problem_mark is not None:
+        line = refused.problem_mark.line + 1
+        raise ConfigError([ConfigIssue(f"not valid YAML: {refused.problem}", source=source, line=line)])
+    raise ConfigError([ConfigIssue(f"not valid YAML: {refused}", source=source)])
 
 
 def load_document(text: str, source: str) -> Document:

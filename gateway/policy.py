@@ -36,13 +36,14 @@ import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-import cedarpy
+from typing import TYPE_CHECKING, Any
 
 from gateway.core.catalog import Catalog
 from gateway.core.errors import ConfigError, ConfigIssue, ToolExecutionError
 from gateway.core.types import JSON, CallContext, CallNext, Principal, ToolCall, ToolResult
+
+if TYPE_CHECKING:  # cedarpy is imported by the first gateway that has policies, not at start-up
+    import cedarpy
 
 logger = logging.getLogger(__name__)
 NS = "Switchboard"
@@ -165,6 +166,8 @@ class GatewayPolicy:
     """The compiled policies of one gateway."""
 
     def __init__(self, gateway: str, sources: Sequence[str], mode: str, catalog: Catalog) -> None:
+        import cedarpy
+
         self.gateway = gateway
         self.mode = mode
         self.catalog = catalog
@@ -179,7 +182,12 @@ class GatewayPolicy:
         self.validate()
         self._by_tool: dict[str, cedarpy.PolicySet] = {}
         self._decisions: dict[tuple[Any, ...], tuple[bool, str, bool]] = {}
-        self._contextual = _contextual_tools(self._policies, [name for name in catalog.snapshot.tools])
+        # Worked out per tool on its first decision, not from the catalog at build: a tool that
+        # appears later (an upstream's list_changed, a target that recovers) is no exception.
+        self._reading = [
+            p for p in self._policies.values() if '"context"' in json.dumps(p.get("conditions") or [])
+        ]
+        self._contextual: dict[str, bool] = {}
         self._reads: dict[str, frozenset[str] | None] = {}
 
     def _read_by(self, tool: str) -> frozenset[str] | None:
@@ -190,6 +198,8 @@ class GatewayPolicy:
         return self._reads[tool]
 
     def _for(self, tool: str) -> cedarpy.PolicySet:
+        import cedarpy
+
         found = self._by_tool.get(tool)
         if found is None:
             relevant = {pid: p for pid, p in self._policies.items() if _names(p.get("action") or {}, tool)}
@@ -199,6 +209,8 @@ class GatewayPolicy:
 
     def validate(self) -> None:
         """Refuse policies that name tools or attributes this gateway does not have."""
+        import cedarpy
+
         result = cedarpy.validate_policies(self.text, schema_for(self.catalog))
         if not result.validation_passed:
             issues = [ConfigIssue(f"policy {e.policy_id}: {e.error}", "policies") for e in result.errors]
@@ -246,8 +258,15 @@ class GatewayPolicy:
         Raises:
             Unrepresentable: an argument a policy reads has a value Cedar cannot hold exactly.
         """
+        import cedarpy
+
         key = None
-        if tool not in self._contextual:
+        contextual = self._contextual.get(tool)
+        if contextual is None:
+            contextual = self._contextual[tool] = any(
+                _names(p.get("action") or {}, tool) for p in self._reading
+            )
+        if not contextual:
             key = (tool, target, principal.tenant, principal.subject, principal.client_id, principal.scopes)
             hit = self._decisions.get(key)
             if hit is not None:
@@ -290,6 +309,8 @@ class GatewayPolicy:
 
     def visible(self, principal: Principal, tools: Sequence[tuple[str, str]]) -> set[str]:
         """The tools (public name, target) some policy could permit this caller, arguments unknown."""
+        import cedarpy
+
         shown: set[str] = set()
         for tool, target in tools:
             result = cedarpy.is_authorized_partial(
@@ -330,12 +351,6 @@ class GatewayPolicy:
             else:
                 raise Denied(f"The gateway's policy does not allow {call.public_name} for you ({why}).")
         return await call_next(call, ctx)
-
-
-def _contextual_tools(policies: Mapping[str, Any], tools: Sequence[str]) -> set[str]:
-    """The tools some relevant policy decides on the arguments (whose decisions cannot be cached)."""
-    reading = [p for p in policies.values() if '"context"' in json.dumps(p.get("conditions") or [])]
-    return {tool for tool in tools if any(_names(p.get("action") or {}, tool) for p in reading)}
 
 
 def _context_reads(policies: Sequence[Mapping[str, Any]]) -> frozenset[str] | None:

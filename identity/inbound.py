@@ -23,15 +23,15 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import httpx2
 import orjson
-from joserfc import jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
+
+if TYPE_CHECKING:  # joserfc is imported by the first JWT checked, not at start-up
+    from joserfc.jwk import KeySet
 
 ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 
@@ -219,6 +219,9 @@ class JwtVerifier:
         return body
 
     async def _keyset(self, kid: str | None) -> KeySet:
+        from joserfc.errors import JoseError
+        from joserfc.jwk import KeySet
+
         async with self._lock:
             known = self._keys is not None and (kid is None or any(k.kid == kid for k in self._keys.keys))
             fresh = time.monotonic() - self._fetched_at < self.refetch_seconds
@@ -244,6 +247,9 @@ class JwtVerifier:
         if alg not in self.algorithms:
             raise Refused(f"tokens signed with {alg!r} are refused; accepted: {', '.join(self.algorithms)}")
         keys = await self._keyset(header.get("kid"))
+        from joserfc import jwt
+        from joserfc.errors import JoseError
+
         try:
             decoded = jwt.decode(token, keys, algorithms=list(self.algorithms))
         except JoseError as exc:

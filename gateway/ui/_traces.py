@@ -9,20 +9,23 @@ Bearer`` works too (for curl).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import orjson
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from gateway.store._traces import SessionFilter, StoreTraces
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 COOKIE = "sb_ui"
 LOGIN_BODY_LIMIT = 4096  # a form with one key in it
@@ -30,12 +33,19 @@ _CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; "
     "base-uri 'none'; frame-ancestors 'none'"
 )
-_templates = Environment(
-    loader=FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=select_autoescape(default=True),
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+
+
+@functools.cache
+def _templates() -> Environment:
+    """The pages' templates, set up when the first page is asked for (not at start-up)."""
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    return Environment(
+        loader=FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=select_autoescape(default=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
 
 
 def ui_routes(system: Callable[[], Any], traces: Callable[[], StoreTraces]) -> list[BaseRoute]:
@@ -115,7 +125,7 @@ def ui_routes(system: Callable[[], Any], traces: Callable[[], StoreTraces]) -> l
 
 
 def _render(template: str, status: int, **values: Any) -> HTMLResponse:
-    body = _templates.get_template(template).render(**values)
+    body = _templates().get_template(template).render(**values)
     return HTMLResponse(
         body,
         status,
