@@ -227,3 +227,18 @@ async def test_a_forbid_that_cannot_be_evaluated_denies() -> None:
     # error must not skip it (Cedar skips a policy that errors, so the permit alone would allow)
     allowed, why = (await payments()).allows(ALICE, "p___pay", "p", {"amount": "1000000"})
     assert not allowed and "cannot be evaluated" in why and "policy1" in why
+
+
+async def test_a_tool_that_appears_after_the_policy_was_built_has_its_arguments_checked() -> None:
+    """A tool added later (an upstream's list_changed, a target that recovers) meets the rules
+    that read arguments like any other: its decision is not taken once without them and kept."""
+    policies = [
+        "permit(principal, action, resource);",
+        "forbid(principal, action, resource) when { context has amount && context.amount > 100 };",
+    ]
+    cat = Catalog({"p": Payments("p")})
+    await cat.refresh(CallContext())
+    policy = GatewayPolicy("g", policies, "enforce", cat)  # built before p___later exists
+    assert policy.allows(ALICE, "p___later", "p", {"amount": 5})[0]
+    assert not policy.allows(ALICE, "p___later", "p", {"amount": 1000000})[0]
+    assert not policy.allows(ALICE, "p___later", "p", {"amount": 1e6})[0]
