@@ -62,6 +62,10 @@ class Caller:
     owner: str
     quota: str
 
+    @property
+    def tenant(self) -> str:
+        return self.owner.partition("/")[0]
+
 
 def caller_of(scope: Scope, principal: Principal | None) -> Caller:
     """The caller of an HTTP request: its principal, or (anonymous) where it comes from."""
@@ -120,7 +124,8 @@ class SessionTable(StreamableHTTPSessionManager):
         self.limits = limits
         self.on_end = on_end
         self._entries: OrderedDict[str, _Entry] = OrderedDict()  # least recently used first
-        self._quotas: dict[str, OrderedDict[str, None]] = {}
+        # Sessions by caller (``q:`` + quota) and by tenant (``t:`` + tenant), least recent first.
+        self._groups: dict[str, OrderedDict[str, None]] = {}
 
     # -- the front's side -----------------------------------------------------------
 
@@ -134,7 +139,7 @@ class SessionTable(StreamableHTTPSessionManager):
 
     def refusal(self, caller: Caller) -> str | None:
         """Why ``caller`` cannot open a session now (every one it holds is busy), or None."""
-        held = self._quotas.get(caller.quota)
+        held = self._groups.get(f"q:{caller.quota}")
         if held is None or len(held) < self.limits.per_caller:
             return None
         if any(self._idle(sid) for sid in held):
@@ -179,18 +184,24 @@ class SessionTable(StreamableHTTPSessionManager):
 
     def _admit_session(self, requestor: AuthorizationContext | None) -> StreamableHTTPServerTransport | None:
         caller = _OPENING.get() or Caller(owner="", quota="")
-        held = self._quotas.get(caller.quota, OrderedDict())
+        held = self._groups.get(f"q:{caller.quota}", OrderedDict())
         while len(held) >= self.limits.per_caller:
             if not self._evict_one(held):
                 return None
         while len(self._entries) >= self.limits.max_sessions:
-            if not self._evict_one(self._entries):
+            # The table is shared by every tenant: room is made in the tenant that holds the most
+            # sessions, so one tenant's many callers cannot push every other tenant's out.
+            heaviest = max(
+                (g for k, g in self._groups.items() if k.startswith("t:")), key=len, default=self._entries
+            )
+            if not self._evict_one(heaviest) and not self._evict_one(self._entries):
                 return None  # every session is busy: the SDK answers 503
         transport = super()._admit_session(requestor)
         if transport is not None and transport.mcp_session_id is not None:
             sid = transport.mcp_session_id
             self._entries[sid] = _Entry(caller, transport)
-            self._quotas.setdefault(caller.quota, OrderedDict())[sid] = None
+            for key in _group_keys(caller):
+                self._groups.setdefault(key, OrderedDict())[sid] = None
         return transport
 
     def _evict_one(self, order: OrderedDict[str, Any]) -> bool:
@@ -225,11 +236,12 @@ class SessionTable(StreamableHTTPSessionManager):
     def _forget(self, session_id: str) -> _Entry | None:
         entry = self._entries.pop(session_id, None)
         if entry is not None:
-            held = self._quotas.get(entry.caller.quota)
-            if held is not None:
-                held.pop(session_id, None)
-                if not held:
-                    del self._quotas[entry.caller.quota]
+            for key in _group_keys(entry.caller):
+                held = self._groups.get(key)
+                if held is not None:
+                    held.pop(session_id, None)
+                    if not held:
+                        del self._groups[key]
             if self.on_end is not None:
                 self.on_end(session_id)
         return entry
@@ -237,9 +249,10 @@ class SessionTable(StreamableHTTPSessionManager):
     def _touch(self, session_id: str, entry: _Entry) -> None:
         if session_id in self._entries:
             self._entries.move_to_end(session_id)
-            held = self._quotas.get(entry.caller.quota)
-            if held is not None and session_id in held:
-                held.move_to_end(session_id)
+            for key in _group_keys(entry.caller):
+                held = self._groups.get(key)
+                if held is not None and session_id in held:
+                    held.move_to_end(session_id)
 
     def _restart_countdown(self, entry: _Entry) -> None:
         scope = entry.transport.idle_scope
@@ -250,3 +263,7 @@ class SessionTable(StreamableHTTPSessionManager):
 
 
 __all__ = ["Caller", "SessionLimits", "SessionTable", "caller_of"]
+
+
+def _group_keys(caller: Caller) -> tuple[str, str]:
+    return f"q:{caller.quota}", f"t:{caller.tenant}"

@@ -20,7 +20,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.e2e.harness import ACCEPT, INIT, Served, serve_config
+from tests.e2e.harness import ACCEPT, INIT, Served, create_tenant, serve_config
 
 pytestmark = pytest.mark.anyio
 
@@ -46,8 +46,13 @@ INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    with serve_config(tmp_path_factory.mktemp("flood"), CONFIG, env=LIMITS) as s:
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("flood")
+
+
+@pytest.fixture(scope="module")
+def served(root: Path) -> Iterator[Served]:
+    with serve_config(root, CONFIG, env=LIMITS) as s:
         yield s
 
 
@@ -164,3 +169,25 @@ async def test_a_session_that_never_comes_back_after_initialize_ends_soon(tmp_pa
             served.reader.until(ended, time.monotonic() + 30)
             assert await status_of(http, served.mcp, silent) == 404
             assert await status_of(http, served.mcp, used) == 200
+
+
+async def test_one_tenants_flood_never_ends_another_tenants_sessions(served: Served, root: Path) -> None:
+    """The session table is shared by every tenant; room is made in the tenant holding most."""
+    quiet = await create_tenant(root / "data", "quiet")
+    async with httpx2.AsyncClient(base_url=served.base, headers=quiet) as admin:
+        assert (await admin.post("/admin/v1/gateways", json={"name": "g"})).status_code == 201
+    url = f"{served.base}/tenants/quiet/gateways/g/mcp"
+    async with http_from("127.0.0.9") as calm:
+        (kept,) = await flood(calm, url, 1)  # one idle session of another tenant
+    opened: list[str] = []
+    for host in (
+        "127.0.0.10",
+        "127.0.0.11",
+        "127.0.0.12",
+        "127.0.0.13",
+    ):  # the default tenant fills the table
+        async with http_from(host) as flooder:
+            opened += await flood(flooder, served.mcp, PER_CALLER)
+    assert len(opened) > MAX_SESSIONS
+    async with http_from("127.0.0.9") as calm:
+        assert await status_of(calm, url, kept) == 200, "another tenant's flood ended this tenant's session"
