@@ -36,7 +36,7 @@ from gateway.store._approvals import StoreApprovals
 POLL_SECONDS = 0.25
 DEFAULT_TIMEOUT_SECONDS = 300.0
 PREVIEW_CHARS = 1800
-"""At most this much of a call's arguments (JSON, masked) is stored and shown (with a note of the rest)."""
+"""The most of a call's arguments (JSON, masked) an approver is shown; a call with longer ones is refused."""
 QUESTION = {
     "type": "object",
     "properties": {"approve": {"type": "boolean", "title": "Approve this call"}},
@@ -72,12 +72,20 @@ class GatewayApprovals:
             rule = ApprovalRule((), DEFAULT_TIMEOUT_SECONDS)
         if rule is None:
             return await call_next(call, ctx)
-        preview = arguments_preview(call.arguments)
+        preview, whole = arguments_preview(call.arguments)
+        if not whole:
+            # An approver who sees part of the arguments approves what they did not see (a long
+            # harmless member first, the dangerous one after it): such a call is not held at all.
+            return ToolResult.error(
+                f"{tool} needs approval, and its arguments are longer than an approver is shown "
+                f"({PREVIEW_CHARS} characters as JSON); it did not run. Send shorter arguments, or ask "
+                "an administrator to exempt the tool from approval."
+            )
         subject = ctx.principal.subject
         if rule.approver == "client" and ctx.channel.supports("elicitation"):
             params = {
                 "mode": "form",
-                "message": f"Allow {tool} to run with {preview[:1000]}?",
+                "message": f"Allow {tool} to run with {preview}?",
                 "requestedSchema": QUESTION,
             }
             answer = (
@@ -122,8 +130,9 @@ class GatewayApprovals:
         return await call_next(call, ctx)
 
 
-def arguments_preview(arguments: Mapping[str, Any]) -> str:
-    """A call's arguments as the approver sees them: JSON, secrets masked, capped.
+def arguments_preview(arguments: Mapping[str, Any]) -> tuple[str, bool]:
+    """A call's arguments as the approver sees them (JSON, secrets masked, capped), and whether
+    that is all of them.
 
     Serialising is linear (C); only the first `PREVIEW_CHARS` (and a margin) are scanned.
     """
@@ -131,4 +140,4 @@ def arguments_preview(arguments: Mapping[str, Any]) -> str:
         text = orjson.dumps(arguments).decode()
     except orjson.JSONEncodeError:  # integers past 64 bits: the standard encoder takes any size
         text = json.dumps(arguments, default=repr)
-    return redact_text(text, PREVIEW_CHARS)
+    return redact_text(text, PREVIEW_CHARS), len(text) <= PREVIEW_CHARS

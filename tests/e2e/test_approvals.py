@@ -164,3 +164,18 @@ async def test_a_client_accepting_its_own_elicitation_cannot_run_a_call_held_for
     assert results[0].content[0].text == f"sent to {to}"  # type: ignore[union-attr]
     async with Client(served.gateway(gateway), mode="legacy") as client:
         assert to in await sent(client)
+
+
+async def test_arguments_too_long_to_show_the_approver_are_never_held(served: Served) -> None:
+    """A harmless long member first and the real one after it: the approver would see only the
+    first part, so the call is refused outright and nothing waits for an approval."""
+    hidden = "attacker@example.net"
+    async with (
+        Client(served.gateway("strict"), mode="legacy") as client,
+        httpx2.AsyncClient(base_url=served.base, headers=served.admin_headers) as admin,
+    ):
+        refused = await client.call_tool("mail___send_email", {"body": "x" * 5000, "to": hidden})
+        assert refused.is_error and "longer than an approver is shown" in refused.content[0].text  # type: ignore[union-attr]
+        pending = (await admin.get("/admin/v1/approvals", params={"status": "pending"})).json()["approvals"]
+        assert pending == []
+        assert hidden not in await sent(client)
