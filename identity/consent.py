@@ -46,6 +46,9 @@ logger = logging.getLogger(__name__)
 
 COOKIE = "sb_consent"
 COOKIE_PATH = "/identity/oauth"
+HOST_COOKIE = "__Host-sb_consent"
+"""Over HTTPS the sign-in cookie is a host-only ``__Host-`` cookie (Secure, Path=/): a sibling
+subdomain or a plain-HTTP page of the same host cannot plant one in a user's browser."""
 SIGN_IN_SECONDS = 3600
 SIGN_IN_PURPOSE = b"consent sign-in"
 FORM_LIMIT = 16384  # one state and one credential (a JWT access token fits)
@@ -88,11 +91,16 @@ class _Flow:
 
     def signed_in_as(self, parts: ConsentParts, request: Request) -> str | None:
         """The user this browser is signed in as on the flow's gateway (None: not signed in)."""
-        cookie = request.cookies.get(COOKIE)
+        secure = _secure(parts, request)
+        cookie = request.cookies.get(HOST_COOKIE if secure else COOKIE)
         doc = parts.broker.unseal(cookie, SIGN_IN_PURPOSE) if cookie else None
         if doc is None or doc.get("t") != self.tenant or doc.get("g") != self.gateway:
             return None
         return str(doc["u"])
+
+
+def _secure(parts: ConsentParts, request: Request) -> bool:
+    return urlsplit(parts.broker.callback_url).scheme == "https" or request.url.scheme == "https"
 
 
 def consent_routes(parts: Callable[[], ConsentParts]) -> list[Route]:
@@ -151,12 +159,12 @@ def consent_routes(parts: Callable[[], ConsentParts]) -> list[Route]:
             {"t": flow.tenant, "g": flow.gateway, "u": who, "exp": time.time() + SIGN_IN_SECONDS},
             SIGN_IN_PURPOSE,
         )
-        secure = urlsplit(p.broker.callback_url).scheme == "https" or request.url.scheme == "https"
+        secure = _secure(p, request)
         response.set_cookie(
-            COOKIE,
+            HOST_COOKIE if secure else COOKIE,
             cookie,
             max_age=SIGN_IN_SECONDS,
-            path=COOKIE_PATH,
+            path="/" if secure else COOKIE_PATH,
             httponly=True,
             samesite="lax",  # the provider's redirect back is a cross-site navigation
             secure=secure,
