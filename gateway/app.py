@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
+import httpx2
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -37,6 +38,7 @@ from gateway.cache import result_store
 from gateway.config import Document, GatewaySpec, gateway_from_store, to_store
 from gateway.core.errors import ConfigError
 from gateway.credentials import consent_user, credentials_for, provider_specs
+from gateway.egress import Reach
 from gateway.hub import Hub
 from gateway.mcp import McpFront, SessionLimits
 from gateway.mcp.front import PRINCIPAL_KEY
@@ -302,7 +304,17 @@ def create_app(
             vault = await open_vault(settings, store)
             base = (settings.public_url or base_url or f"http://{settings.host}:{settings.port}").rstrip("/")
             locks, close_locks = redis_locks(settings.redis_url) if settings.redis_url else (None, None)
-            broker = Broker(vault, state_key(settings.data_dir), f"{base}{CALLBACK_PATH}", shared_locks=locks)
+            broker = Broker(
+                vault,
+                state_key(settings.data_dir),
+                f"{base}{CALLBACK_PATH}",
+                shared_locks=locks,
+                # tenants' token endpoints: only public addresses (or what the operator allows)
+                tenant_http=httpx2.AsyncClient(
+                    timeout=httpx2.Timeout(15.0), transport=Reach(tuple(settings.egress_allow)).transport()
+                ),
+                operator_tenant=DEFAULT_TENANT,
+            )
             if close_locks is not None:
                 stack.push_async_callback(close_locks)
             counters = Counters(shared_counters(settings.redis_url))

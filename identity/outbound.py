@@ -139,6 +139,10 @@ class Broker:
         http: The client for token endpoints.
         shared_locks: Locks shared by replicas (Redis), so that replicas too refresh a
             credential once; without, the lock is per process.
+        tenant_http: The client for the token endpoints of tenants other than
+            ``operator_tenant`` (the gateway gives one whose every connection is checked to be
+            a public address); None: ``http`` for all.
+        operator_tenant: The tenant whose providers the operator configures.
     """
 
     def __init__(
@@ -148,8 +152,12 @@ class Broker:
         callback_url: str,
         http: httpx2.AsyncClient | None = None,
         shared_locks: SharedLocks | None = None,
+        tenant_http: httpx2.AsyncClient | None = None,
+        operator_tenant: str = "default",
     ) -> None:
         self.vault = vault
+        self.tenant_http = tenant_http
+        self.operator_tenant = operator_tenant
         self.shared_locks = shared_locks
         self._state = AESGCM(hashlib.sha256(b"switchboard oauth state\x00" + state_key).digest())
         self.callback_url = callback_url
@@ -161,6 +169,8 @@ class Broker:
 
     async def aclose(self) -> None:
         await self.http.aclose()
+        if self.tenant_http is not None:
+            await self.tenant_http.aclose()
 
     def _lock(self, key: tuple[str, str, str]) -> anyio.Lock:
         return self._locks.setdefault(key, anyio.Lock())
@@ -274,7 +284,10 @@ class Broker:
             form["client_id"] = provider.client_id
         self.refreshes += 1
         try:
-            response = await self.http.post(provider.token_url, data=form, headers=headers)
+            http = (
+                self.http if tenant == self.operator_tenant or self.tenant_http is None else self.tenant_http
+            )
+            response = await http.post(provider.token_url, data=form, headers=headers)
             body = orjson.loads(response.content) if response.content else {}
         except (httpx2.HTTPError, orjson.JSONDecodeError) as exc:
             raise CredentialError(f"the token endpoint of {provider.name!r} failed: {exc}") from None

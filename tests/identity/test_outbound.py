@@ -248,3 +248,30 @@ async def test_two_replicas_refresh_a_credential_once(issuer: Issuer, tmp_path: 
         await broker.aclose()
         await close()
         await store.close()
+
+
+async def test_a_tenants_token_endpoint_is_reached_only_at_a_public_address(
+    issuer: Issuer, tmp_path: Path
+) -> None:
+    """The gateway gives the broker a checked client for tenants' token requests: a tenant's
+    provider whose token URL resolves to the host (here: loopback) gets no request, the
+    operator's does."""
+    from gateway.egress import Reach
+
+    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    checked = httpx2.AsyncClient(transport=Reach().transport())
+    broker = Broker(
+        Vault(LocalKeyring(tmp_path / "vault.keys"), StoreSecrets(store)),
+        b"k" * 32,
+        CALLBACK,
+        tenant_http=checked,
+    )
+    try:
+        with pytest.raises(CredentialError, match="private or reserved address"):
+            await broker.secret("acme", "alice", two_lo(issuer))
+        assert issuer.grants == {}
+        assert await broker.secret("default", "alice", two_lo(issuer))  # the operator's tenant
+        assert issuer.grants == {"client_credentials": 1}
+    finally:
+        await broker.aclose()
+        await store.close()
