@@ -330,3 +330,22 @@ def test_otel_sdk_disabled_turns_the_gateways_tracer_off(monkeypatch: pytest.Mon
     span.end()
     assert exporter.get_finished_spans() == ()
     provider.shutdown()
+
+
+def test_a_trace_the_gateway_starts_has_an_id_that_grows_with_time(recorded: InMemorySpanExporter) -> None:
+    """The trace store's indexes append instead of scattering: the first six bytes are the
+    start in milliseconds; the rest stays random (W3C level 2 asks the last seven bytes to be)."""
+    import time
+
+    before = time.time_ns() // 1_000_000
+    ids = []
+    for _ in range(64):
+        span = _tracing.tracer.start_span("tools/call x")
+        ids.append(span.get_span_context().trace_id)
+        span.end()
+    after = time.time_ns() // 1_000_000
+    for trace_id in ids:
+        assert before <= trace_id >> 80 <= after
+    assert [i >> 80 for i in ids] == sorted(i >> 80 for i in ids)
+    assert len({i & (1 << 56) - 1 for i in ids}) == len(ids)  # the low seven bytes differ
+    assert all(s.context.trace_flags.random_trace_id for s in recorded.get_finished_spans())

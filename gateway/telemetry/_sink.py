@@ -200,7 +200,7 @@ class TraceSink(SpanProcessor):
             batch = [self._pending.popleft() for _ in range(min(BATCH, left))]
             left -= len(batch)
             rows = [span_row(span, children) for span, children in batch]
-            # In the order of the trace index (its keys are random): each index page is visited once.
+            # In the order of the trace index (clients' trace ids are random): each page visited once.
             rows.sort(key=itemgetter("tenant", "trace_id"))
             try:
                 await self.write(rows)
