@@ -39,6 +39,7 @@ from typing import Any
 import orjson
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
+from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
@@ -219,8 +220,15 @@ class FastPath:
             error = {"code": -32800, "message": "Request cancelled"}
         if result is None:  # an error; or cancelled by the client, or the client is gone
             payload = orjson.dumps({"jsonrpc": "2.0", "id": request["id"], "error": error})
+            # The stateless era maps error codes to HTTP statuses (a missing client capability
+            # is 400), as the SDK's path does; the handshake era answers errors with 200.
+            status = ERROR_CODE_HTTP_STATUS.get(error["code"], 200) if modern else 200
             await send(
-                {"type": "http.response.start", "status": 200, "headers": _response_headers(session, payload)}
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": _response_headers(session, payload),
+                }
             )
             await send({"type": "http.response.body", "body": payload})
             return None
