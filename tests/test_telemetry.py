@@ -349,3 +349,36 @@ def test_a_trace_the_gateway_starts_has_an_id_that_grows_with_time(recorded: InM
     assert [i >> 80 for i in ids] == sorted(i >> 80 for i in ids)
     assert len({i & (1 << 56) - 1 for i in ids}) == len(ids)  # the low seven bytes differ
     assert all(s.context.trace_flags.random_trace_id for s in recorded.get_finished_spans())
+
+
+def test_upstream_headers_are_what_the_w3c_propagator_writes(recorded: InMemorySpanExporter) -> None:
+    from opentelemetry import context as otel_context
+    from opentelemetry import trace
+    from opentelemetry.propagate import extract
+
+    from gateway.telemetry import upstream_request
+
+    parents = {
+        "sampled, with tracestate": {
+            "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "tracestate": "vendor=abc,other=x",
+        },
+        "not sampled": {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"},
+        "none": {},
+    }
+    for case, carrier in parents.items():
+        token = otel_context.attach(extract(carrier))
+        try:
+            with upstream_request("GET", "http", "127.0.0.1", 8080, "/items/7") as traced:
+                assert traced.span is not None
+                expected: dict[str, str] = {}
+                inject(expected, context=trace.set_span_in_context(traced.span))
+                assert traced.headers == expected, case
+                assert (
+                    traced.headers["traceparent"].startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-")
+                    or not carrier
+                )
+        finally:
+            otel_context.detach(token)
+    upstream = [s for s in recorded.get_finished_spans() if s.name == "GET"]
+    assert [s.context.trace_state.to_header() for s in upstream if s.context] == ["vendor=abc,other=x", ""]

@@ -9,6 +9,7 @@ transport: an ``httpx2`` client given a transport stops honouring HTTP(S)_PROXY.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,7 +54,10 @@ def upstream_request(
         span = tracer.start_span(method, kind=SpanKind.CLIENT, attributes=attributes)
     request = UpstreamRequest(span)
     if span is not None:
-        inject(request.headers, context=trace.set_span_in_context(span))
+        if _W3C_ONLY:
+            _write_context(request.headers, span.get_span_context())
+        else:
+            inject(request.headers, context=trace.set_span_in_context(span))
     started = time.perf_counter()
     try:
         yield request
@@ -72,6 +76,23 @@ def upstream_request(
                 if request.status >= 500:
                     fail(span, str(request.status))
             span.end()
+
+
+# The propagators the SDK installs unless OTEL_PROPAGATORS names others: W3C trace context and
+# baggage. The gateway never puts baggage in a context (clients' is not taken), so under these
+# the headers are the trace context's alone, written here without the propagators' lookups.
+_W3C_ONLY = os.environ.get("OTEL_PROPAGATORS", "tracecontext,baggage").replace(" ", "").lower() in (
+    "tracecontext,baggage",
+    "baggage,tracecontext",
+    "tracecontext",
+)
+
+
+def _write_context(headers: dict[str, str], ctx: trace.SpanContext) -> None:
+    """``traceparent`` (and ``tracestate``) for ``ctx``, as the W3C propagator writes them."""
+    headers["traceparent"] = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
+    if ctx.trace_state:
+        headers["tracestate"] = ctx.trace_state.to_header()
 
 
 def _safe_url(scheme: str, host: str, port: int | None, path: str) -> str:

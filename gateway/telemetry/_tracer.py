@@ -31,7 +31,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.sdk.trace import SpanLimits, SpanProcessor, TracerProvider, sampling
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
+from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.util import types
 from opentelemetry.util._decorator import _agnosticcontextmanager
 
@@ -39,6 +40,7 @@ _PLAIN = frozenset({str, bool, int, float})
 _UNSET = Status(StatusCode.UNSET)
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _SAMPLED_RANDOM = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
+_NO_STATE = TraceState()
 
 
 def _clean(value: Any) -> types.AnyValue:
@@ -66,6 +68,12 @@ def new_trace_id() -> int:
     too.)
     """
     return (time.time_ns() // 1_000_000) << 80 | random.getrandbits(80)
+
+
+def _span_context(trace_id: int, span_id: int, flags: TraceFlags, state: TraceState | None) -> SpanContext:
+    """A local span's context, made as ``SpanContext`` makes it without the range checks: the
+    trace id is a valid parent's or ``new_trace_id``'s, the span id 64 random bits, not zero."""
+    return tuple.__new__(SpanContext, (trace_id, span_id, False, flags, state or _NO_STATE, True))
 
 
 class LeanSpan(SdkSpan):
@@ -180,7 +188,10 @@ class LeanTracer(trace_api.Tracer):
     ) -> trace_api.Span:
         if context is None:
             context = otel_context.get_current()  # once: the parent and the tenant are both in it
-        parent: SpanContext | None = trace_api.get_current_span(context).get_span_context()
+        current = context.get(_SPAN_KEY)
+        parent: SpanContext | None = (
+            current.get_span_context() if isinstance(current, trace_api.Span) else None
+        )
         if parent is not None and not parent.is_valid:
             parent = None
         if parent is None:
@@ -207,16 +218,16 @@ class LeanTracer(trace_api.Tracer):
             if result.attributes:
                 recorded.update({k: _clean(v) for k, v in result.attributes.items()})
         if attributes:
-            for key, value in attributes.items():
-                if value is not None:
-                    recorded[key] = value if type(value) in _PLAIN else _clean(value)
+            recorded.update(
+                {k: v if type(v) in _PLAIN else _clean(v) for k, v in attributes.items() if v is not None}
+            )
         if self.tenant_attr not in recorded:
             tenant = context.get(self.tenant_key)
             if isinstance(tenant, str):
                 recorded[self.tenant_attr] = tenant
         span = LeanSpan(
             name,
-            SpanContext(trace_id, random.getrandbits(64) or 1, False, flags, trace_state),
+            _span_context(trace_id, random.getrandbits(64) or 1, flags, trace_state),
             parent,
             kind,
             recorded,
