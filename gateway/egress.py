@@ -38,6 +38,9 @@ class EgressRefused(ConfigError):
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: the IPv4 address is the last 32 bits
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215
+_COMPATIBLE = ipaddress.ip_network("::/96")  # IPv4-compatible (deprecated): ::a.b.c.d
+_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # SIIT IPv4-translated (RFC 2765)
+_SITE_LOCAL = ipaddress.ip_network("fec0::/10")  # deprecated, still routed on some networks
 
 
 def _embedded(address: Address) -> Address:
@@ -45,7 +48,7 @@ def _embedded(address: Address) -> Address:
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:
             return address.ipv4_mapped
-        if address in _NAT64:
+        if address in _NAT64 or address in _TRANSLATED or (address in _COMPATIBLE and int(address) > 1):
             return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
         if address.sixtofour is not None:
             return address.sixtofour
@@ -62,7 +65,7 @@ def _allowed(host: str, address: Address, allow: Sequence[str]) -> bool:
                 return True
         except ValueError:
             continue
-    if isinstance(address, ipaddress.IPv6Address) and address in _NAT64_LOCAL:
+    if isinstance(address, ipaddress.IPv6Address) and (address in _NAT64_LOCAL or address in _SITE_LOCAL):
         return False
     return address.is_global and not address.is_multicast
 
@@ -133,17 +136,26 @@ class _GuardedBackend(httpcore2.AsyncNetworkBackend):
         socket_options: Any = None,
     ) -> httpcore2.AsyncNetworkStream:
         try:
-            infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            with anyio.fail_after(timeout):  # a slow DNS server counts against the connect timeout
+                infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except TimeoutError:
+            raise httpcore2.ConnectTimeout(f"resolving {host} took longer than {timeout}s") from None
         except OSError as exc:
             raise httpcore2.ConnectError(f"cannot resolve {host}: {exc}") from None
         for *_, sockaddr in infos:
             problem = self.reach.refusal(host, str(sockaddr[0]))
             if problem is not None:
                 raise httpcore2.ConnectError(problem)
-        address = str(infos[0][4][0])
-        return await self.inner.connect_tcp(
-            address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
-        )
+        failure: Exception | None = None
+        for address in dict.fromkeys(str(info[4][0]) for info in infos):  # each checked address in turn
+            try:
+                return await self.inner.connect_tcp(
+                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+                )
+            except (httpcore2.ConnectError, httpcore2.ConnectTimeout) as exc:
+                failure = exc
+        assert failure is not None
+        raise failure
 
     async def connect_unix_socket(
         self,
@@ -165,11 +177,12 @@ def check(url: str, allow: list[str] | None = None) -> tuple[str, Address]:
     host = parts.hostname
     allow = Settings().egress_allow if allow is None else allow
     try:
-        infos = socket.getaddrinfo(
-            host, parts.port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM
-        )
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise EgressRefused(f"{url}: cannot resolve {host}: {exc.strerror}") from None
+    except (ValueError, UnicodeError) as exc:  # a port out of range, a label too long or empty
+        raise EgressRefused(f"{url}: not a usable URL: {exc}") from None
     addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
     for address in addresses:
         if not _allowed(host, address, allow):

@@ -87,6 +87,10 @@ def _app() -> Any:
         "::ffff:127.0.0.1",
         "64:ff9b::a00:5",
         "2002:a00:5::1",
+        "::127.0.0.1",  # IPv4-compatible
+        "::a9fe:a9fe",
+        "::ffff:0:7f00:1",  # SIIT IPv4-translated
+        "fec0::1",  # site-local
     ],
 )
 def test_a_tenants_connection_to_a_private_address_is_refused(address: str) -> None:
@@ -139,3 +143,9 @@ async def test_the_httpx_transport_checks_the_address_it_connects_to() -> None:
         assert app.state.hits == []
         async with httpx2.AsyncClient(transport=Reach(("127.0.0.0/8",)).transport()) as http:
             assert (await http.get(f"{base}/secret")).json() == {"internal": "loopback-only data"}
+
+
+@pytest.mark.parametrize("url", ["http://a..b/x", "http://h:99999/x", "http://" + "a" * 64 + ".example/x"])
+def test_a_url_that_cannot_be_used_is_refused_not_an_error(url: str) -> None:
+    with pytest.raises(EgressRefused, match=r"not a usable URL|cannot resolve"):
+        check(url, allow=[])

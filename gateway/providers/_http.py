@@ -26,6 +26,7 @@ by llhttp, the parser uvicorn uses on the inbound side. What it adds to a bare s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import ssl
 from dataclasses import dataclass
@@ -100,8 +101,8 @@ class HttpClient:
         reach: Reach | None = None,
     ) -> None:
         """``reach``: a tenant's upstream; every connection's address is checked against it
-        (after each DNS lookup, so rebinding is caught). Through a proxy, the proxy (the
-        operator's) connects and decides."""
+        (after each DNS lookup, so rebinding is caught), and the environment's proxy is not
+        used for it."""
         self.origin = URL(origin).origin()
         self._reach = reach
         self._tls = tls
@@ -119,13 +120,16 @@ class HttpClient:
         context = self._context
         if context is None and self.origin.scheme == "https":
             context = await asyncio.to_thread(tls_context, self._tls, self._field)
-        try:
-            self._proxy, self._proxy_auth = get_env_proxy_for_url(self.origin)
-        except LookupError:  # none set for this scheme, or NO_PROXY names the host
-            self._proxy, self._proxy_auth = None, None
+        self._proxy, self._proxy_auth = None, None
         guard = None
-        if self._reach is not None and self._proxy is None:
+        if self._reach is not None:
+            # A tenant's upstream: connected directly, every address checked. (Through the
+            # environment's proxy the address would be the proxy's to choose, and most proxies
+            # reach private and metadata addresses.)
             guard = self._reach.socket_factory(self.origin.host or "")
+        else:
+            with contextlib.suppress(LookupError):  # none set for this scheme, or NO_PROXY names it
+                self._proxy, self._proxy_auth = get_env_proxy_for_url(self.origin)
         connector = aiohttp.TCPConnector(
             limit=self._max_connections,
             keepalive_timeout=self._keepalive,

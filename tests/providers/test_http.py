@@ -23,6 +23,7 @@ from cryptography.x509.oid import NameOID
 
 from gateway.config import TlsFiles
 from gateway.core.errors import ConfigError, ToolExecutionError, UpstreamUnavailable
+from gateway.egress import Reach
 from gateway.providers._http import Answer, HttpClient
 
 pytestmark = pytest.mark.anyio
@@ -445,6 +446,25 @@ async def test_the_proxy_named_by_the_environment_is_used_unless_no_proxy_names_
         async with HttpClient(f"http://127.0.0.1:{port}") as client:
             assert (await request(client)).body == b"hi"
         assert len(through) == 1 and len(direct) == 1
+
+
+async def test_a_tenants_upstream_never_goes_through_the_environments_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The proxy would connect wherever the tenant's URL says (metadata, private hosts): a
+    tenant's client connects itself, and its address is checked (loopback stands for them here)."""
+    through: list[bytes] = []
+
+    async def proxy(client: anyio.abc.ByteStream, n: int) -> None:
+        through.append(await read_request(client))
+        await client.send(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nproxied")
+
+    async with listening(proxy) as (proxy_port, _):
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy_port}")
+        async with HttpClient("http://127.0.0.1:9", reach=Reach()) as client:
+            with pytest.raises(UpstreamUnavailable, match="private or reserved address"):
+                await request(client, path="/latest/meta-data/")
+    assert through == []
 
 
 def certificate(
