@@ -189,13 +189,8 @@ class SessionTable(StreamableHTTPSessionManager):
             if not self._evict_one(held):
                 return None
         while len(self._entries) >= self.limits.max_sessions:
-            # The table is shared by every tenant: room is made in the tenant that holds the most
-            # sessions, so one tenant's many callers cannot push every other tenant's out.
-            heaviest = max(
-                (g for k, g in self._groups.items() if k.startswith("t:")), key=len, default=self._entries
-            )
-            if not self._evict_one(heaviest) and not self._evict_one(self._entries):
-                return None  # every session is busy: the SDK answers 503
+            if not self._make_room(caller):
+                return None  # no idle session the caller may end: the SDK answers 503
         transport = super()._admit_session(requestor)
         if transport is not None and transport.mcp_session_id is not None:
             sid = transport.mcp_session_id
@@ -203,6 +198,19 @@ class SessionTable(StreamableHTTPSessionManager):
             for key in _group_keys(caller):
                 self._groups.setdefault(key, OrderedDict())[sid] = None
         return transport
+
+    def _make_room(self, caller: Caller) -> bool:
+        """End one idle session to admit ``caller``'s: from the tenants holding more sessions
+        than the caller's tenant (the most first), else from the caller's own tenant. One
+        tenant's callers, however many and however busy, never end another tenant's sessions
+        while that tenant holds fewer."""
+        own = self._groups.get(f"t:{caller.tenant}", OrderedDict())
+        larger = sorted(
+            (g for k, g in self._groups.items() if k.startswith("t:") and len(g) > len(own)),
+            key=len,
+            reverse=True,
+        )
+        return any(self._evict_one(group) for group in [*larger, own])
 
     def _evict_one(self, order: OrderedDict[str, Any]) -> bool:
         """End the least recently used idle session in ``order``; False when none is idle."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import httpx2
@@ -191,3 +191,31 @@ async def test_one_tenants_flood_never_ends_another_tenants_sessions(served: Ser
     assert len(opened) > MAX_SESSIONS
     async with http_from("127.0.0.9") as calm:
         assert await status_of(calm, url, kept) == 200, "another tenant's flood ended this tenant's session"
+
+
+async def test_a_tenant_keeping_its_sessions_busy_still_cannot_end_another_tenants(tmp_path: Path) -> None:
+    """Busy sessions cannot be ended, so room is never taken from a tenant holding fewer: the
+    busy tenant's own new session is refused (503) and the other tenant's idle one lives on."""
+    with serve_config(tmp_path, CONFIG, env=LIMITS) as served:
+        quiet = await create_tenant(tmp_path / "data", "quiet")
+        async with httpx2.AsyncClient(base_url=served.base, headers=quiet) as admin:
+            assert (await admin.post("/admin/v1/gateways", json={"name": "g"})).status_code == 201
+        url = f"{served.base}/tenants/quiet/gateways/g/mcp"
+        async with http_from("127.0.0.20") as calm:
+            (kept,) = await flood(calm, url, 1)
+        async with AsyncExitStack() as stack:
+            counts = {21: PER_CALLER, 22: PER_CALLER, 23: MAX_SESSIONS - 1 - 2 * PER_CALLER}
+            for n, count in counts.items():
+                http = await stack.enter_async_context(http_from(f"127.0.0.{n}"))
+                for session in await flood(http, served.mcp, count):  # each held busy by a GET stream
+                    headers = {"Accept": "text/event-stream", "Mcp-Session-Id": session}
+                    headers["MCP-Protocol-Version"] = LEGACY
+                    request = http.build_request("GET", served.mcp, headers=headers)
+                    stream = await http.send(request, stream=True)
+                    stack.push_async_callback(stream.aclose)
+                    assert stream.status_code == 200
+            async with http_from("127.0.0.24") as more:
+                refused = await more.post(served.mcp, json=INIT, headers=ACCEPT)
+                assert refused.status_code == 503, refused.text
+            async with http_from("127.0.0.20") as calm:
+                assert await status_of(calm, url, kept) == 200
