@@ -36,6 +36,10 @@ class EgressRefused(ConfigError):
     """The destination is not one the gateway may reach on a user's behalf."""
 
 
+class Unresolvable(EgressRefused):
+    """The name does not resolve (now): nothing is known of where it leads."""
+
+
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: the IPv4 address is the last 32 bits
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215
 _COMPATIBLE = ipaddress.ip_network("::/96")  # IPv4-compatible (deprecated): ::a.b.c.d
@@ -180,7 +184,7 @@ def check(url: str, allow: list[str] | None = None) -> tuple[str, Address]:
         port = parts.port or (443 if parts.scheme == "https" else 80)
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise EgressRefused(f"{url}: cannot resolve {host}: {exc.strerror}") from None
+        raise Unresolvable(f"{url}: cannot resolve {host}: {exc.strerror}") from None
     except (ValueError, UnicodeError) as exc:  # a port out of range, a label too long or empty
         raise EgressRefused(f"{url}: not a usable URL: {exc}") from None
     addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]

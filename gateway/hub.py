@@ -164,7 +164,7 @@ class Hub:
         self._lock = anyio.Lock()
         self._task_group: TaskGroup | None = None
 
-    def reach_of(self, tenant: str) -> tuple[str, ...] | None:
+    def egress_allow_of(self, tenant: str) -> tuple[str, ...] | None:
         """None for the operator's tenant (any address); the allow-list for another's."""
         return None if is_operator(tenant) else self.egress_allow
 
@@ -272,7 +272,7 @@ class Hub:
         where = f"gateways.{gateway}.targets.{target.name}"
         try:
             pins = self.pins(tenant, gateway, target.name) if self.pins is not None else None
-            provider = build_provider(target, gateway, pins, self.reach_of(tenant))
+            provider = build_provider(target, gateway, pins, self.egress_allow_of(tenant))
         except ConfigError as exc:
             raise _located(exc, where) from None
         if self._task_group is None:
@@ -337,7 +337,7 @@ class Hub:
             limits = GatewayLimits(tenant, spec.name, rules, self.counters, catalog)
             decisions.append(("rate_limit", limits.stage, lambda tool: any(r.applies(tool) for r in rules)))
         if spec.interceptors:
-            chain = build_interceptors(spec, self.reach_of(tenant))
+            chain = build_interceptors(spec, self.egress_allow_of(tenant))
             decisions.append(
                 (
                     "interceptors",

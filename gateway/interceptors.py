@@ -32,7 +32,7 @@ import orjson
 from gateway.config import TlsFiles
 from gateway.core.errors import ToolExecutionError
 from gateway.core.types import JSON, CallContext, CallNext, ToolCall, ToolResult
-from gateway.egress import Reach
+from gateway.egress import Reach, reach
 from gateway.providers._http import HttpClient, tls_context
 from gateway.redaction import redact, redact_text  # noqa: F401 - redact_text is public here too
 from gateway.telemetry import upstream_url
@@ -243,7 +243,7 @@ def build_interceptors(spec: Any, egress_allow: tuple[str, ...] | None = None) -
                 item.timeout_seconds,
                 item.tls,
                 f"interceptors[{i}].tls",
-                reach=None if egress_allow is None else Reach(egress_allow),
+                reach=reach(egress_allow),
             )
         elif isinstance(item, LambdaInterceptor):
             invoke = lambda_interceptor(
