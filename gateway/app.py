@@ -329,6 +329,7 @@ def create_app(
             if not settings.audit:
                 logger.warning("SWITCHBOARD_AUDIT=false: tool calls are not recorded in the call audit")
             traces = StoreTraces(store)
+            stack.push_async_callback(traces.aclose)  # (after the span writer below has ended)
             telemetry = Telemetry(
                 tracing=settings.tracing,
                 store=(traces.write, traces.purge) if settings.trace_store else None,

@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from gateway.core.errors import ConfigError, ToolExecutionError
 from gateway.core.types import CallContext, ToolCall, ToolResult
 from gateway.telemetry import (
+    TENANT_ATTR,
     JsonFormatter,
     _metrics,
     _tracing,
@@ -117,11 +118,11 @@ def recorded() -> InMemorySpanExporter:
     """Spans of this test, through the gateway's process-wide provider."""
     exporter = InMemorySpanExporter()
     processor = SimpleSpanProcessor(exporter)
-    _tracing.add_processors([processor])
+    _tracing.add_outlets([], [processor])
     metrics = _metrics.Metrics()
     _metrics.activate(metrics)
     yield exporter
-    _tracing.remove_processors([processor])
+    _tracing.remove_outlets([], [processor])
     _metrics.activate(None)
 
 
@@ -190,10 +191,10 @@ def test_json_log_lines_carry_trace_ids(recorded: InMemorySpanExporter) -> None:
 def test_provider_is_installed_once() -> None:
     first = TracerProvider()  # a stray provider never replaces the gateway's
     assert first is not None
-    _tracing.add_processors([])
-    fanout = _tracing._fanout
-    _tracing.add_processors([])
-    assert _tracing._fanout is fanout
+    _tracing.add_outlets([], [])
+    outlets = _tracing._outlets
+    _tracing.add_outlets([], [])
+    assert _tracing._outlets is outlets
 
 
 def test_otlp_grpc_export_reaches_a_grpc_collector(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -229,7 +230,7 @@ def test_otlp_grpc_export_reaches_a_grpc_collector(monkeypatch: pytest.MonkeyPat
 
 def test_capture_masks_every_secret_key_spelling_it_knows() -> None:
     """The member scan is skipped for text without a secret-looking key: never for one with."""
-    from gateway.telemetry._spans import _SECRET_NAMES, _SECRET_PARTS
+    from gateway.telemetry._capture import _SECRET_NAMES, _SECRET_PARTS
 
     for word in (*_SECRET_PARTS, *_SECRET_NAMES):
         spellings = {word, word.upper(), word.title(), f"{word[:2]}_{word[2:]}", f"{word[:2]}-{word[2:]}"}
@@ -264,7 +265,7 @@ def test_gateway_spans_are_sdk_spans_that_exporters_take(recorded: InMemorySpanE
     inner_done, outer_done = spans
     attributes: dict[str, Any] = dict(inner_done.attributes or {})
     assert attributes.pop("thing").startswith("ToolCall(")
-    assert attributes == {"n": 1, "listed": (1, "two"), "flag": True, _tracing.TENANT_ATTR: "acme"}
+    assert attributes == {"n": 1, "listed": (1, "two"), "flag": True, TENANT_ATTR: "acme"}
     assert inner_done.parent == outer.get_span_context()
     assert inner_done.context.trace_id == outer_done.context.trace_id
     assert outer_done.parent is None
@@ -292,16 +293,22 @@ def test_a_configured_sampler_decides(monkeypatch: pytest.MonkeyPatch) -> None:
 
     exporter = InMemorySpanExporter()
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
-    provider = LeanTracerProvider(_resource(), SimpleSpanProcessor(exporter), "k", "tenant")
+    provider = LeanTracerProvider(_resource(), _exporting(exporter), "k")
     assert provider.sampler is sampling.ALWAYS_OFF
     span = provider.get_tracer("t").start_span("dropped")
     assert not span.is_recording()
     span.end()
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_on")
-    provider = LeanTracerProvider(_resource(), SimpleSpanProcessor(exporter), "k", "tenant")
+    provider = LeanTracerProvider(_resource(), _exporting(exporter), "k")
     provider.get_tracer("t").start_span("kept").end()
     assert [s.name for s in exporter.get_finished_spans()] == ["kept"]
     provider.shutdown()
+
+
+def _exporting(exporter: InMemorySpanExporter) -> _tracing.Outlets:
+    outlets = _tracing.Outlets(_resource())
+    outlets.processors = (SimpleSpanProcessor(exporter),)
+    return outlets
 
 
 def _resource() -> Any:
@@ -324,7 +331,7 @@ def test_otel_sdk_disabled_turns_the_gateways_tracer_off(monkeypatch: pytest.Mon
 
     exporter = InMemorySpanExporter()
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
-    provider = LeanTracerProvider(_resource(), SimpleSpanProcessor(exporter), "k", "tenant")
+    provider = LeanTracerProvider(_resource(), _exporting(exporter), "k")
     span = provider.get_tracer("t").start_span("nothing")
     assert not span.is_recording()
     span.end()

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from gateway.store._appender import LogWriter
 from gateway.store._schema import spans
 from gateway.store._store import Store
 
@@ -42,10 +43,15 @@ class StoreTraces:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._log = LogWriter(store, spans, "spans", durable=False)  # not fsynced: spans are not the audit
 
     async def write(self, rows: Sequence[dict[str, Any]]) -> None:
         """Insert finished spans' rows (keyed by column) in one transaction."""
-        await self.store._append(spans, rows, "write spans")
+        await self._log.append(rows)
+
+    async def aclose(self) -> None:
+        """Close the SQLite connection of the span rows (if one was opened)."""
+        await self._log.aclose()
 
     async def purge(self, before_ns: int) -> int:
         """Forget spans that started before ``before_ns`` (the retention); returns how many."""

@@ -8,13 +8,15 @@ the rest are the seams the front, the pipeline and the providers call.
 from __future__ import annotations
 
 from gateway.telemetry._calls import DECISIONS, GatewayTelemetry, decided
+from gateway.telemetry._capture import capture
 from gateway.telemetry._http import upstream_request, upstream_url
 from gateway.telemetry._logs import JsonFormatter, log_config
 from gateway.telemetry._metrics import Health, Metrics
+from gateway.telemetry._record import TENANT_ATTR, Record
 from gateway.telemetry._setup import Telemetry
 from gateway.telemetry._sink import TraceSink, span_row
-from gateway.telemetry._spans import HttpSpans, capture, fail, mcp_span, tag_tenant, tool_failed
-from gateway.telemetry._tracing import TENANT_ATTR, enabled, exporters_from_env, wanted_exporters
+from gateway.telemetry._spans import HttpSpans, fail, mcp_span, tag_tenant, tool_failed
+from gateway.telemetry._tracing import enabled, exporters_from_env, wanted_exporters
 
 __all__ = [
     "DECISIONS",
@@ -24,6 +26,7 @@ __all__ = [
     "HttpSpans",
     "JsonFormatter",
     "Metrics",
+    "Record",
     "Telemetry",
     "TraceSink",
     "capture",

@@ -8,14 +8,16 @@ from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.trace import Span
+from opentelemetry.trace import Span, SpanKind
 
 from gateway.core.errors import AuthError, InputRequired, RequestError, ToolExecutionError
 from gateway.core.pipeline import Stage
 from gateway.core.types import CallContext, CallNext, ToolCall, ToolResult
 from gateway.redaction import redact_text
+from gateway.telemetry._capture import capture
 from gateway.telemetry._metrics import current
-from gateway.telemetry._spans import capture, fail
+from gateway.telemetry._record import Record, current_record
+from gateway.telemetry._spans import fail
 from gateway.telemetry._tracing import enabled, tracer
 
 # A stage's decision when it passes the call on / when it answers or refuses itself.
@@ -103,20 +105,26 @@ class GatewayTelemetry:
         }
         if p.client_id:
             attributes["switchboard.client_id"] = p.client_id
-        if self.capture_content:
-            text, tokens = capture(call.arguments, self.capture_bytes)
-            attributes["gen_ai.tool.call.arguments"] = text
-            attributes["switchboard.tool.input_tokens_estimate"] = tokens
         span.set_attributes(attributes)
+        if self.capture_content:
+            self._capture(
+                span, "gen_ai.tool.call.arguments", "switchboard.tool.input_tokens_estimate", call.arguments
+            )
+
+    def _capture(self, span: Span, key: str, tokens_key: str, value: Any) -> None:
+        """``value`` recorded on ``span``: masked later when it is a record (see ``Record.defer``)."""
+        if type(span) is Record:
+            span.defer(key, tokens_key, value, self.capture_bytes)
+        else:
+            text, tokens = capture(value, self.capture_bytes)
+            span.set_attributes({key: text, tokens_key: tokens})
 
     def _finished(self, span: Span, result: ToolResult) -> None:
         wire: dict[str, Any] = {"content": list(result.content)}
         if result.structured is not None:
             wire["structuredContent"] = result.structured
         if self.capture_content:
-            text, tokens = capture(wire, self.capture_bytes)
-            span.set_attribute("gen_ai.tool.call.result", text)
-            span.set_attribute("switchboard.tool.output_tokens_estimate", tokens)
+            self._capture(span, "gen_ai.tool.call.result", "switchboard.tool.output_tokens_estimate", wire)
         if result.is_error:
             message = "".join(str(c.get("text", "")) for c in result.content if c.get("type") == "text")
             fail(span, "tool_error", redact_text(message) if self.capture_content else None)
@@ -133,6 +141,7 @@ def decided(
     that could have been a hit).
     """
     passed_word, stopped_word = DECISIONS[name]
+    span_name = f"switchboard.{name}"
     covered: dict[str, bool] = {}
 
     async def traced(call: ToolCall, ctx: CallContext, call_next: CallNext) -> ToolResult:
@@ -143,11 +152,14 @@ def decided(
             if not hit:
                 return await stage(call, ctx, call_next)
         metrics = current()
-        span = (
-            tracer.start_span(f"switchboard.{name}", attributes={"switchboard.stage": name})
-            if enabled()
-            else None
-        )
+        span: Span | None = None
+        if enabled():
+            parent = current_record()
+            span = (
+                parent.child(span_name, SpanKind.INTERNAL, {"switchboard.stage": name})
+                if parent is not None
+                else tracer.start_span(span_name, attributes={"switchboard.stage": name})
+            )
         if span is None and metrics is None:
             return await stage(call, ctx, call_next)
         done = False

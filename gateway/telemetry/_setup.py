@@ -6,7 +6,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 
 from gateway.telemetry._metrics import Health, Metrics, activate
 from gateway.telemetry._sink import Purge, TraceSink, Write
-from gateway.telemetry._tracing import add_processors, exporters_from_env, remove_processors
+from gateway.telemetry._tracing import add_outlets, exporters_from_env, remove_outlets
 
 
 class Telemetry:
@@ -30,15 +30,13 @@ class Telemetry:
     ) -> None:
         self.metrics = Metrics(health)
         self.sink = TraceSink(*store, retention_seconds) if tracing and store is not None else None
-        self.processors: list[SpanProcessor] = []
-        if tracing:
-            self.processors = [*([self.sink] if self.sink else []), *exporters_from_env()]
+        self.processors: list[SpanProcessor] = exporters_from_env() if tracing else []
 
     def start(self) -> None:
         activate(self.metrics)
-        add_processors(self.processors)
+        add_outlets([self.sink] if self.sink else [], self.processors)
 
     def stop(self) -> None:
         """Stop recording; exporters send what they hold (the store's writer flushes on cancel)."""
-        remove_processors(self.processors)
+        remove_outlets([self.sink] if self.sink else [], self.processors)
         activate(None)

@@ -17,23 +17,19 @@ what only a gateway knows (tenant, gateway, target, the pipeline's decisions).
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from functools import lru_cache
 from typing import Any
 
-import orjson
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.propagate import extract
 from opentelemetry.trace import Link, Span, SpanKind, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.redaction import redact_text
 from gateway.telemetry._metrics import current
-from gateway.telemetry._tracing import TENANT_ATTR, TENANT_KEY, enabled, tracer
+from gateway.telemetry._record import TENANT_ATTR
+from gateway.telemetry._tracing import enabled, tracer
 
 # Clients' baggage is not taken: it would travel on to every upstream as headers they set.
 _PROPAGATED = (b"traceparent", b"tracestate")
@@ -61,23 +57,6 @@ METHODS = frozenset(
         "notifications/roots/list_changed",
     }
 )
-# Key names (lowercased, without - and _) whose values are never recorded.
-_SECRET_PARTS = (
-    "password",
-    "passwd",
-    "passphrase",
-    "pwd",
-    "secret",
-    "token",
-    "apikey",
-    "authorization",
-    "credential",
-    "cookie",
-    "privatekey",
-    "signature",
-)
-_SECRET_NAMES = frozenset({"auth", "sig", "session", "sessionid"})
-REDACTED = "[REDACTED]"
 
 
 def http_context(headers: Sequence[tuple[bytes, bytes]]) -> otel_context.Context | None:
@@ -138,7 +117,6 @@ def mcp_span(
         http_span = trace.get_current_span(from_http).get_span_context()
         if http_span.trace_id != trace.get_current_span(from_meta).get_span_context().trace_id:
             links.append(Link(http_span))
-    ctx = otel_context.set_value(TENANT_KEY, tenant, parent)
     attributes: dict[str, Any] = {
         "mcp.method.name": method,
         TENANT_ATTR: tenant,
@@ -157,8 +135,8 @@ def mcp_span(
     elif method == "prompts/get" and target:
         attributes["gen_ai.prompt.name"] = target
     name = f"{method} {target}" if target and method in ("tools/call", "prompts/get") else method
-    span = tracer.start_span(name, context=ctx, kind=SpanKind.SERVER, attributes=attributes, links=links)
-    token = otel_context.attach(trace.set_span_in_context(span, ctx))
+    span = tracer.start_span(name, context=parent, kind=SpanKind.SERVER, attributes=attributes, links=links)
+    token = otel_context.attach(trace.set_span_in_context(span, parent))
     finished, outcome = True, "ok"
     try:
         yield span
@@ -201,53 +179,6 @@ def fail(span: Span, error_type: str, message: str | None = None) -> None:
     """Mark a span failed the conventional way (``error.type`` and an ERROR status)."""
     span.set_attribute("error.type", error_type)
     span.set_status(StatusCode.ERROR, message[:500] if message else None)
-
-
-def capture(value: Any, limit: int) -> tuple[str, int]:
-    """A value as recorded on a span: JSON, secrets masked, at most ``limit`` characters; and
-    an estimate of its size in model tokens (about four characters each).
-
-    The masking (members under secret-looking keys, then the redaction patterns) runs on
-    the first twice ``limit`` characters of the JSON only: a large result costs a
-    serialisation (C), not a walk in Python; a secret straddling the cut is masked whole
-    before the cut.
-    """
-    text = orjson.dumps(value, default=str).decode()
-    tokens = math.ceil(len(text) / 4)
-    window = text[: 2 * limit]
-    if _may_hold_secret_key(window):
-        window = _SECRET_MEMBER.sub(_mask_member, window)
-    masked = redact_text(window)
-    if len(text) <= limit:
-        return masked, tokens
-    return masked[:limit] + f"... [{len(text)} characters in all]", tokens
-
-
-# A JSON member and its value when that is a string, number, true, false or null (an object or
-# array under a secret-looking key is entered instead: its own members are checked).
-_SECRET_MEMBER = re.compile(r'"((?:[^"\\]|\\.){1,100})":("(?:[^"\\]|\\.)*"|-?[0-9][^,}\]]*|true|false|null)')
-
-
-def _mask_member(match: re.Match[str]) -> str:
-    return f'"{match.group(1)}":"{REDACTED}"' if _secret_key(match.group(1)) else match.group(0)
-
-
-def _may_hold_secret_key(text: str) -> bool:
-    """Whether some member of the JSON ``text`` could have a secret-looking key: a key is a
-    piece of the text, so its plain spelling is a piece of the text's plain spelling, and
-    none of the secret parts or names in that means no member is masked (the member scan,
-    a regex over every member, is then skipped: most arguments and results hold none)."""
-    plain = text.lower().replace("-", "").replace("_", "")
-    return any(part in plain for part in _SECRET_NEEDLES)
-
-
-_SECRET_NEEDLES = (*_SECRET_PARTS, *_SECRET_NAMES)
-
-
-@lru_cache(maxsize=4096)
-def _secret_key(key: str) -> bool:
-    plain = key.lower().replace("-", "").replace("_", "")
-    return plain in _SECRET_NAMES or any(s in plain for s in _SECRET_PARTS)
 
 
 class HttpSpans:

@@ -1,58 +1,43 @@
-"""The tracer the gateway installs: the SDK's spans, made without the SDK's per-span costs.
+"""The tracer the gateway installs: spans recorded as ``Record``s (see ``_record``).
 
-A tools/call makes three spans or more (the request, the policy decision, the upstream
-request), and the SDK's ``Tracer`` spends more on each than the gateway spends routing the
-call: a lock, ``BoundedAttributes`` checking every attribute as it is set, bounded lists,
-the sampler's result objects, and at ``end`` a second object (the ``ReadableSpan`` copy)
-for the processors. Under load that was most of the gap between tracing on and off.
-
-``LeanSpan`` *is* an SDK span (a subclass of ``opentelemetry.sdk.trace.Span``, so a
-``ReadableSpan``: the SDK's processors and the OTLP and console exporters take it as
-they are), built directly: attributes in a plain dict, where a value of a plain type
-(str, bool, int, float) is stored as given and anything else is cleaned the SDK's way;
-no lock (a span is written by the task that made it); and at ``end`` the span itself
-goes to the processors, since nothing changes it afterwards (setting an attribute or a
-status on an ended span does nothing, as in the SDK). Sampling follows the SDK's sampler
-from ``OTEL_TRACES_SAMPLER``; the default (parent-based, always on) is decided inline.
-The tracer also stamps each span with the tenant the context carries.
+The SDK's ``Tracer`` spends more on each span than the gateway spends routing a call (a
+lock, ``BoundedAttributes`` checking every attribute as it is set, the sampler's result
+objects, a ``ReadableSpan`` copy at ``end``, a processor hand-off per span). This tracer
+makes ``Record``s directly and hands each finished request's tree to the provider's
+``Outlets`` at once. Sampling follows the SDK's sampler from ``OTEL_TRACES_SAMPLER``; the
+default (parent-based, always on) is decided inline. The tracer also stamps each root with
+the tenant the context carries.
 """
 
 from __future__ import annotations
 
 import random
-import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Protocol
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace as trace_api
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Span as SdkSpan
-from opentelemetry.sdk.trace import SpanLimits, SpanProcessor, TracerProvider, sampling
+from opentelemetry.sdk.trace import TracerProvider, sampling
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
+from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags, TraceState
 from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.util import types
 from opentelemetry.util._decorator import _agnosticcontextmanager
 
-_PLAIN = frozenset({str, bool, int, float})
-_UNSET = Status(StatusCode.UNSET)
+from gateway.telemetry._record import _PLAIN, TENANT_ATTR, Record, clean
+from gateway.telemetry._record import Outlet as _Deliver
+
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _SAMPLED_RANDOM = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
 _NO_STATE = TraceState()
 
 
-def _clean(value: Any) -> types.AnyValue:
-    """An attribute value the exporters can encode: sequences become tuples of plain values,
-    anything else its text (None stays None: not recorded)."""
-    if value is None or type(value) in _PLAIN:
-        return value  # type: ignore[no-any-return]
-    if isinstance(value, (bool, int, float, str)):  # subclasses (enums, say)
-        return value
-    if isinstance(value, (list, tuple)):
-        return tuple(v if type(v) in _PLAIN else str(v) for v in value)
-    return str(value)
+class Outlet(_Deliver, Protocol):
+    """The provider's outlet: also shut down with it (exporters flush)."""
+
+    def shutdown(self) -> None: ...
 
 
 def new_trace_id() -> int:
@@ -76,104 +61,22 @@ def _span_context(trace_id: int, span_id: int, flags: TraceFlags, state: TraceSt
     return tuple.__new__(SpanContext, (trace_id, span_id, False, flags, state or _NO_STATE, True))
 
 
-class LeanSpan(SdkSpan):
-    """An SDK span without the per-attribute checks, the lock and the copy at ``end``."""
-
-    # What the inherited, rarely used methods (events, links, exceptions) read.
-    _limits = SpanLimits()
-    _lock = threading.Lock()
-    _instrumentation_info = None
-    _record_end_metrics = None
-    _sampler = None
-    _trace_config = None
-
-    def __init__(
-        self,
-        name: str,
-        context: SpanContext,
-        parent: SpanContext | None,
-        kind: SpanKind,
-        attributes: dict[str, types.AnyValue],
-        links: Sequence[Link],
-        resource: Resource,
-        scope: InstrumentationScope,
-        processor: SpanProcessor,
-        start_time: int,
-        record_exception: bool,
-        set_status_on_exception: bool,
-    ) -> None:
-        # Deliberately not SdkSpan.__init__: the fields are set as they are read.
-        self._name = name
-        self._context = context
-        self._parent = parent
-        self._kind = kind
-        self._attributes = attributes
-        self._events = []
-        self._links = list(links) if links else []
-        self._resource = resource
-        self._instrumentation_scope = scope
-        self._span_processor = processor
-        self._status = _UNSET
-        self._start_time = start_time
-        self._end_time = None
-        self._record_exception = record_exception
-        self._set_status_on_exception = set_status_on_exception
-
-    def set_attribute(self, key: str, value: types.AnyValue) -> None:
-        if self._end_time is None and value is not None:
-            self._attributes[key] = value if type(value) in _PLAIN else _clean(value)  # type: ignore[index]
-
-    def set_attributes(self, attributes: Mapping[str, types.AnyValue]) -> None:
-        if self._end_time is None:
-            mine = self._attributes
-            for key, value in attributes.items():
-                if value is not None:
-                    mine[key] = value if type(value) in _PLAIN else _clean(value)  # type: ignore[index]
-
-    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
-        if self._end_time is not None or self._status.status_code is StatusCode.OK:
-            return
-        if isinstance(status, Status):
-            if status.status_code is not StatusCode.UNSET:
-                self._status = status
-        elif status is not StatusCode.UNSET:
-            self._status = Status(status, description)
-
-    def update_name(self, name: str) -> None:
-        if self._end_time is None:
-            self._name = name
-
-    def end(self, end_time: int | None = None) -> None:
-        if self._end_time is not None:
-            return
-        self._end_time = end_time if end_time is not None else time.time_ns()
-        self._span_processor.on_end(self)
-
-
 class LeanTracer(trace_api.Tracer):
-    """Makes ``LeanSpan``s; the sampler is the provider's (the SDK's, from the environment)."""
+    """Makes ``Record``s; the sampler is the provider's (the SDK's, from the environment)."""
 
     def __init__(
         self,
         sampler: sampling.Sampler,
-        resource: Resource,
-        processor: SpanProcessor,
+        outlet: Outlet,
         scope: InstrumentationScope,
         tenant_key: str,
-        tenant_attr: str,
     ) -> None:
         self.sampler = sampler
-        self.resource = resource
-        self.processor = processor
+        self.outlet = outlet
         self.scope = scope
         self.tenant_key = tenant_key
-        self.tenant_attr = tenant_attr
         # ParentBased(ALWAYS_ON), the default: sampled unless the parent says not.
         self.inline = sampler is sampling.DEFAULT_ON
-
-    def _set_resource(self, resource: Resource) -> None:
-        """The provider's resource after a fork (the SDK provider calls this)."""
-        self.resource = resource
 
     def start_span(
         self,
@@ -189,10 +92,16 @@ class LeanTracer(trace_api.Tracer):
         if context is None:
             context = otel_context.get_current()  # once: the parent and the tenant are both in it
         current = context.get(_SPAN_KEY)
-        parent: SpanContext | None = (
-            current.get_span_context() if isinstance(current, trace_api.Span) else None
-        )
-        if parent is not None and not parent.is_valid:
+        root: Record | None = None
+        parent: SpanContext | None
+        if type(current) is Record:  # a local parent: the new record joins its root
+            parent = current.context
+            root = current.root or current
+        elif isinstance(current, trace_api.Span):
+            parent = current.get_span_context()
+            if not parent.is_valid:
+                parent = None
+        else:
             parent = None
         if parent is None:
             trace_id = new_trace_id()
@@ -216,31 +125,35 @@ class LeanTracer(trace_api.Tracer):
                     SpanContext(trace_id, random.getrandbits(64) or 1, False, flags, trace_state)
                 )
             if result.attributes:
-                recorded.update({k: _clean(v) for k, v in result.attributes.items()})
+                recorded.update({k: clean(v) for k, v in result.attributes.items()})
         if attributes:
             recorded.update(
-                {k: v if type(v) in _PLAIN else _clean(v) for k, v in attributes.items() if v is not None}
+                {k: v if type(v) in _PLAIN else clean(v) for k, v in attributes.items() if v is not None}
             )
-        if self.tenant_attr not in recorded:
-            tenant = context.get(self.tenant_key)
-            if isinstance(tenant, str):
-                recorded[self.tenant_attr] = tenant
-        span = LeanSpan(
+        tenant = None
+        if root is None:
+            given = recorded.get(TENANT_ATTR)
+            if isinstance(given, str):
+                tenant = given
+            else:
+                found = context.get(self.tenant_key)
+                if isinstance(found, str):
+                    tenant = recorded[TENANT_ATTR] = found
+        return Record(
             name,
             _span_context(trace_id, random.getrandbits(64) or 1, flags, trace_state),
             parent,
+            root,
             kind,
             recorded,
             links or (),
-            self.resource,
-            self.scope,
-            self.processor,
             start_time if start_time is not None else time.time_ns(),
+            tenant,
+            self.scope,
+            self.outlet,
             record_exception,
             set_status_on_exception,
         )
-        self.processor.on_start(span, context)
-        return span
 
     @_agnosticcontextmanager  # as the SDK's tracer: usable as a decorator of coroutines too
     def start_as_current_span(
@@ -269,16 +182,12 @@ class LeanTracer(trace_api.Tracer):
 
 class LeanTracerProvider(TracerProvider):
     """The SDK's provider (resource, sampler from the environment, shutdown at exit) whose
-    tracers are ``LeanTracer``s handing every span to one ``processor``."""
+    tracers are ``LeanTracer``s delivering every finished tree of records to ``outlet``."""
 
-    def __init__(
-        self, resource: Resource, processor: SpanProcessor, tenant_key: str, tenant_attr: str
-    ) -> None:
+    def __init__(self, resource: Resource, outlet: Outlet, tenant_key: str) -> None:
         super().__init__(resource=resource)
-        self.add_span_processor(processor)  # shut down with the provider
-        self.processor = processor
+        self.outlet = outlet
         self.tenant_key = tenant_key
-        self.tenant_attr = tenant_attr
         self._lean: dict[InstrumentationScope, LeanTracer] = {}
 
     def get_tracer(
@@ -296,8 +205,9 @@ class LeanTracerProvider(TracerProvider):
         with self._tracers_lock:
             tracer = self._lean.get(scope)
             if tracer is None:
-                tracer = self._lean[scope] = LeanTracer(
-                    self.sampler, self.resource, self.processor, scope, self.tenant_key, self.tenant_attr
-                )
-                self._tracers[scope] = tracer  # type: ignore[assignment]  # the resource after a fork
+                tracer = self._lean[scope] = LeanTracer(self.sampler, self.outlet, scope, self.tenant_key)
             return tracer
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self.outlet.shutdown()

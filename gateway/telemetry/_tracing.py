@@ -1,12 +1,13 @@
-"""Tracing: one process-wide TracerProvider; each running app adds its span processors.
+"""Tracing: one process-wide TracerProvider; each running app adds its outlets.
 
 The OpenTelemetry API allows one global provider per process, and the `mcp` SDK's own
 spans (the upstream MCP client's ``MCP send ...``) reach it through the global. So the
-provider is installed once (``LeanTracerProvider``: SDK spans made cheaply, see
-``_tracer``), with a fan-out processor whose list each app's lifespan adds to and takes
-back from. The tracer stamps every span with the tenant the context carries (set where an
-MCP request starts), which is how the embedded store keeps each tenant's traces apart, and
-the spans under a request (decisions, upstream requests) inherit it.
+provider is installed once (``LeanTracerProvider``: spans recorded cheaply, see
+``_record``), with ``Outlets`` whose sinks (the embedded store) and processors (exporters)
+each app's lifespan adds and takes back. The tracer stamps each request's span with the
+tenant the context carries (set where an MCP request starts), which is how the embedded
+store keeps each tenant's traces apart; the spans under a request (decisions, upstream
+requests) are filed with it.
 
 Exporters come from the standard variables: ``OTEL_TRACES_EXPORTER`` (``otlp``,
 ``console``, ``none``; a list), ``OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL`` (``http/protobuf``
@@ -18,68 +19,63 @@ turns OTLP on.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
 from gateway import __version__
 from gateway.core.errors import ConfigError
+from gateway.telemetry._record import Record, readable
 from gateway.telemetry._tracer import LeanTracerProvider
 
-TENANT_ATTR = "switchboard.tenant"
 TENANT_KEY = otel_context.create_key("switchboard.tenant")
 tracer = trace.get_tracer("switchboard", __version__)
 
 
-class _Fanout(SpanProcessor):
-    """The provider's one processor: hands spans to the apps' processors."""
+class RecordSink(Protocol):
+    """Takes finished trees of records as they are (the embedded trace store)."""
 
-    def __init__(self) -> None:
-        self._processors: tuple[SpanProcessor, ...] = ()
-        self._starters: tuple[SpanProcessor, ...] = ()
+    def take(self, record: Record) -> None: ...
 
-    @property
-    def processors(self) -> tuple[SpanProcessor, ...]:
-        return self._processors
 
-    @processors.setter
-    def processors(self, processors: tuple[SpanProcessor, ...]) -> None:
-        self._processors = processors
-        # The ones that do anything when a span starts (the SDK's exporters and the store do not).
-        self._starters = tuple(p for p in processors if type(p).on_start is not SpanProcessor.on_start)
+class Outlets:
+    """Where the provider's finished records go: the sinks take them as they are; the SDK's
+    processors (the exporters) get them as SDK spans, made only when there are any."""
 
-    def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
-        for processor in self._starters:
-            processor.on_start(span, parent_context)
+    def __init__(self, resource: Resource) -> None:
+        self.resource = resource
+        self.sinks: tuple[RecordSink, ...] = ()
+        self.processors: tuple[SpanProcessor, ...] = ()
 
-    def on_end(self, span: ReadableSpan) -> None:
-        for processor in self._processors:
-            processor.on_end(span)
+    def deliver(self, record: Record) -> None:
+        for sink in self.sinks:
+            sink.take(record)
+        if self.processors:
+            for span in readable(record, self.resource):
+                for processor in self.processors:
+                    processor.on_end(span)
 
     def shutdown(self) -> None:
         for processor in self.processors:
             processor.shutdown()
 
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return all(p.force_flush(timeout_millis) for p in self.processors)
 
-
-_fanout: _Fanout | None = None
+_outlets: Outlets | None = None
 
 
 def enabled() -> bool:
     """Whether this process records spans (some app has turned tracing on)."""
-    return _fanout is not None and bool(_fanout._processors)
+    return _outlets is not None and bool(_outlets.sinks or _outlets.processors)
 
 
-def add_processors(processors: list[SpanProcessor]) -> None:
-    """Start handing spans to ``processors`` (installs the provider on first use)."""
-    global _fanout
-    if _fanout is None:
+def _installed() -> Outlets:
+    global _outlets
+    if _outlets is None:
         resource = Resource.create(
             {
                 "service.name": os.environ.get("OTEL_SERVICE_NAME") or "switchboard",
@@ -89,16 +85,25 @@ def add_processors(processors: list[SpanProcessor]) -> None:
                 "network.protocol.name": "http",
             }
         )
-        fanout = _Fanout()
-        trace.set_tracer_provider(LeanTracerProvider(resource, fanout, TENANT_KEY, TENANT_ATTR))
-        _fanout = fanout
-    _fanout.processors = (*_fanout.processors, *processors)
+        outlets = Outlets(resource)
+        trace.set_tracer_provider(LeanTracerProvider(resource, outlets, TENANT_KEY))
+        _outlets = outlets
+    return _outlets
 
 
-def remove_processors(processors: list[SpanProcessor]) -> None:
-    """Stop handing spans to ``processors`` and shut them down (exporters flush)."""
-    if _fanout is not None:
-        _fanout.processors = tuple(p for p in _fanout.processors if p not in processors)
+def add_outlets(sinks: Sequence[RecordSink], processors: Sequence[SpanProcessor]) -> None:
+    """Start handing finished records to ``sinks`` and ``processors`` (installs the provider
+    on first use)."""
+    outlets = _installed()
+    outlets.sinks = (*outlets.sinks, *sinks)
+    outlets.processors = (*outlets.processors, *processors)
+
+
+def remove_outlets(sinks: Sequence[RecordSink], processors: Sequence[SpanProcessor]) -> None:
+    """Stop handing records to ``sinks`` and ``processors``; shut the processors down (exporters flush)."""
+    if _outlets is not None:
+        _outlets.sinks = tuple(s for s in _outlets.sinks if s not in sinks)
+        _outlets.processors = tuple(p for p in _outlets.processors if p not in processors)
     for processor in processors:
         processor.shutdown()
 

@@ -7,21 +7,32 @@ import time
 
 import anyio
 import anyio.lowlevel
+import orjson
 import pytest
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import SpanKind, StatusCode
 
 from gateway.store import Store
 from gateway.store._traces import SessionFilter, StoreTraces
-from gateway.telemetry import TENANT_ATTR, TraceSink
+from gateway.telemetry import TENANT_ATTR, Record, TraceSink
+from gateway.telemetry._record import MAX_CHILDREN
+from gateway.telemetry._tracer import LeanTracerProvider
+from gateway.telemetry._tracing import TENANT_KEY, Outlets
 
 pytestmark = pytest.mark.anyio
 
 
+def _provider(sink: TraceSink) -> LeanTracerProvider:
+    """The gateway's tracer provider, its records going to ``sink`` alone."""
+    outlets = Outlets(Resource.create({}))
+    outlets.sinks = (sink,)
+    return LeanTracerProvider(Resource.create({}), outlets, TENANT_KEY)
+
+
 def _session(
-    provider: TracerProvider, tenant: str, session: str, tools: list[str], *, fail: str = ""
+    provider: LeanTracerProvider, tenant: str, session: str, tools: list[str], *, fail: str = ""
 ) -> None:
     """An MCP session's requests, each with a decision under it (as the gateway makes them)."""
     tracer = provider.get_tracer("test")
@@ -47,8 +58,7 @@ def _session(
 async def test_sink_writes_sessions_per_tenant(store: Store) -> None:
     traces = StoreTraces(store)
     sink = TraceSink(traces.write, traces.purge, retention_seconds=3600)
-    provider = TracerProvider()
-    provider.add_span_processor(sink)
+    provider = _provider(sink)
     async with anyio.create_task_group() as tg:
         tg.start_soon(sink.run)
         _session(provider, "acme", "s-1", ["crm___find", "crm___update"], fail="crm___update")
@@ -97,8 +107,7 @@ async def test_sink_writes_sessions_per_tenant(store: Store) -> None:
 async def test_sink_drops_rather_than_waits_when_full(store: Store) -> None:
     traces = StoreTraces(store)
     sink = TraceSink(traces.write, traces.purge, retention_seconds=3600, capacity=3)
-    provider = TracerProvider()
-    provider.add_span_processor(sink)
+    provider = _provider(sink)
     token = otel_context.attach(otel_context.Context())
     try:
         _session(provider, "acme", "s-1", ["a", "b", "c", "d"])  # four rows: three kept (not running yet)
@@ -108,18 +117,74 @@ async def test_sink_drops_rather_than_waits_when_full(store: Store) -> None:
     assert sink.written == 6  # three calls' spans and their decisions
 
 
-async def test_a_span_whose_parent_never_ends_is_kept_on_its_own(store: Store) -> None:
+async def test_a_span_that_ends_after_its_request_is_kept_on_its_own(store: Store) -> None:
+    """Work a request left running: what ends under it after it went out gets a row of its own."""
     traces = StoreTraces(store)
     sink = TraceSink(traces.write, traces.purge, retention_seconds=3600)
-    provider = TracerProvider()
-    provider.add_span_processor(sink)
-    tracer = provider.get_tracer("test")
+    tracer = _provider(sink).get_tracer("test")
+    request = tracer.start_span("tools/call a", attributes={TENANT_ATTR: "acme"})
+    with trace.use_span(request, end_on_exit=False):
+        late = tracer.start_span("switchboard.upstream")
+        tracer.start_span("switchboard.policy").end()
+    request.end()
+    late.end()
+    await sink.flush()
+    assert sink.written == 3
+    rows = await traces.trace("acme", format(request.get_span_context().trace_id, "032x"))
+    assert [(r["name"], r["parent_id"]) for r in rows] == [
+        ("tools/call a", None),
+        ("switchboard.upstream", format(request.get_span_context().span_id, "016x")),
+        ("switchboard.policy", format(request.get_span_context().span_id, "016x")),
+    ]
+
+
+async def test_a_span_whose_request_never_ends_is_not_kept(store: Store) -> None:
+    """An abandoned request's span (the fast path handing the request to the SDK path, which
+    makes its own) is never written, nor what ended under it."""
+    traces = StoreTraces(store)
+    sink = TraceSink(traces.write, traces.purge, retention_seconds=3600)
+    tracer = _provider(sink).get_tracer("test")
     abandoned = tracer.start_span("tools/call a", attributes={TENANT_ATTR: "acme"})  # never ends
     with trace.use_span(abandoned, end_on_exit=False):
-        tracer.start_span("switchboard.policy", attributes={TENANT_ATTR: "acme"}).end()
+        tracer.start_span("switchboard.policy").end()
     await sink.flush()
-    assert sink.written == 0  # held for its parent
-    sink._orphans(0.0)
+    assert sink.written == 0
+
+
+async def test_arguments_are_masked_as_written_and_as_they_were_when_recorded(store: Store) -> None:
+    """A call's arguments are serialised when recorded and masked by the writer: the row holds
+    them masked, as they were then (a later change to the value is not what ran)."""
+    traces = StoreTraces(store)
+    sink = TraceSink(traces.write, traces.purge, retention_seconds=3600)
+    tracer = _provider(sink).get_tracer("test")
+    request = tracer.start_span("tools/call a", attributes={TENANT_ATTR: "acme"})
+    assert isinstance(request, Record)
+    arguments = {"user": "ann", "password": "hunter2", "note": "mail ann@example.com"}
+    request.defer("gen_ai.tool.call.arguments", "switchboard.tool.input_tokens_estimate", arguments, 4096)
+    arguments["user"] = "changed later"
+    request.end()
     await sink.flush()
-    (kept,) = await traces.trace("acme", format(abandoned.get_span_context().trace_id, "032x"))
-    assert kept["name"] == "switchboard.policy"
+    (row,) = await traces.trace("acme", format(request.get_span_context().trace_id, "032x"))
+    assert orjson.loads(row["attributes"]["gen_ai.tool.call.arguments"]) == {
+        "user": "ann",
+        "password": "[REDACTED]",
+        "note": "mail [REDACTED:email]",
+    }
+    assert row["attributes"]["switchboard.tool.input_tokens_estimate"] > 0
+
+
+async def test_a_long_request_keeps_a_bounded_number_of_spans_until_it_ends(store: Store) -> None:
+    """Past MAX_CHILDREN, what ends under a request that is still running goes out on its own."""
+    traces = StoreTraces(store)
+    sink = TraceSink(traces.write, traces.purge, retention_seconds=3600)
+    tracer = _provider(sink).get_tracer("test")
+    request = tracer.start_span("tools/call long", attributes={TENANT_ATTR: "acme"})
+    assert isinstance(request, Record)
+    with trace.use_span(request, end_on_exit=True):
+        for n in range(MAX_CHILDREN + 5):
+            tracer.start_span(f"step {n}").end()
+        assert request.children is not None and len(request.children) == MAX_CHILDREN
+    await sink.flush()
+    assert sink.written == 1 + MAX_CHILDREN + 5
+    rows = await traces.trace("acme", format(request.get_span_context().trace_id, "032x"))
+    assert len(rows) == 1 + MAX_CHILDREN + 5

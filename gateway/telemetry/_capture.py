@@ -1,0 +1,97 @@
+"""What a span records of a tool's arguments and results: JSON, secrets masked, capped.
+
+The value is serialised when it is recorded (``serialized``: one C call; the value may
+change afterwards) and masked later (``capture_json``, through ``Record.defer``): the
+trace store's writer masks a batch of them at once, off the call's path; spans for an
+exporter are masked as they are handed over.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from functools import lru_cache
+from typing import Any
+
+import orjson
+
+from gateway.redaction import redact_text
+
+# Key names (lowercased, without - and _) whose values are never recorded.
+_SECRET_PARTS = (
+    "password",
+    "passwd",
+    "passphrase",
+    "pwd",
+    "secret",
+    "token",
+    "apikey",
+    "authorization",
+    "credential",
+    "cookie",
+    "privatekey",
+    "signature",
+)
+_SECRET_NAMES = frozenset({"auth", "sig", "session", "sessionid"})
+REDACTED = "[REDACTED]"
+
+
+def serialized(value: Any) -> bytes:
+    """``value`` as JSON (anything JSON cannot hold as its text)."""
+    try:
+        return orjson.dumps(value, default=str)
+    except orjson.JSONEncodeError:  # integers past 64 bits: the standard encoder takes any size
+        return json.dumps(value, default=str, separators=(",", ":")).encode()
+
+
+def capture(value: Any, limit: int) -> tuple[str, int]:
+    """A value as recorded on a span (see ``capture_json``)."""
+    return capture_json(serialized(value), limit)
+
+
+def capture_json(raw: bytes, limit: int) -> tuple[str, int]:
+    """A value's JSON (``serialized``) as recorded on a span: secrets masked, at most
+    ``limit`` characters; and an estimate of its size in model tokens (about four characters each).
+
+    The masking (members under secret-looking keys, then the redaction patterns) runs on
+    the first twice ``limit`` characters of the JSON only: a large result costs a
+    serialisation (C), not a walk in Python; a secret straddling the cut is masked whole
+    before the cut.
+    """
+    text = raw.decode()
+    tokens = math.ceil(len(text) / 4)
+    window = text[: 2 * limit]
+    if _may_hold_secret_key(window):
+        window = _SECRET_MEMBER.sub(_mask_member, window)
+    masked = redact_text(window)
+    if len(text) <= limit:
+        return masked, tokens
+    return masked[:limit] + f"... [{len(text)} characters in all]", tokens
+
+
+# A JSON member and its value when that is a string, number, true, false or null (an object or
+# array under a secret-looking key is entered instead: its own members are checked).
+_SECRET_MEMBER = re.compile(r'"((?:[^"\\]|\\.){1,100})":("(?:[^"\\]|\\.)*"|-?[0-9][^,}\]]*|true|false|null)')
+
+
+def _mask_member(match: re.Match[str]) -> str:
+    return f'"{match.group(1)}":"{REDACTED}"' if _secret_key(match.group(1)) else match.group(0)
+
+
+def _may_hold_secret_key(text: str) -> bool:
+    """Whether some member of the JSON ``text`` could have a secret-looking key: a key is a
+    piece of the text, so its plain spelling is a piece of the text's plain spelling, and
+    none of the secret parts or names in that means no member is masked (the member scan,
+    a regex over every member, is then skipped: most arguments and results hold none)."""
+    plain = text.lower().replace("-", "").replace("_", "")
+    return any(part in plain for part in _SECRET_NEEDLES)
+
+
+_SECRET_NEEDLES = (*_SECRET_PARTS, *_SECRET_NAMES)
+
+
+@lru_cache(maxsize=4096)
+def _secret_key(key: str) -> bool:
+    plain = key.lower().replace("-", "").replace("_", "")
+    return plain in _SECRET_NAMES or any(s in plain for s in _SECRET_PARTS)
