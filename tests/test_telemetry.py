@@ -247,9 +247,9 @@ def test_gateway_spans_are_sdk_spans_that_exporters_take(recorded: InMemorySpanE
     from opentelemetry import trace
     from opentelemetry.sdk.trace import ReadableSpan
 
-    token = otel_context.attach(otel_context.set_value(_tracing.TENANT_KEY, "acme"))  # as a request does
+    token = otel_context.attach(otel_context.Context())
     try:
-        with _tracing.tracer.start_as_current_span("outer") as outer:
+        with _tracing.tracer.start_as_current_span("outer", attributes={TENANT_ATTR: "acme"}) as outer:
             inner = _tracing.tracer.start_span("inner", attributes={"n": 1, "skip": None})
             inner.set_attribute("listed", [1, "two"])
             thing: Any = ToolCall("find", {}, "crm___find")  # not a plain value: its text is recorded
@@ -263,7 +263,7 @@ def test_gateway_spans_are_sdk_spans_that_exporters_take(recorded: InMemorySpanE
     assert [s.name for s in spans] == ["inner", "outer"]
     assert all(isinstance(s, ReadableSpan) for s in spans)
     inner_done, outer_done = spans
-    attributes: dict[str, Any] = dict(inner_done.attributes or {})
+    attributes: dict[str, Any] = dict(inner_done.attributes or {})  # filed under the request's tenant
     assert attributes.pop("thing").startswith("ToolCall(")
     assert attributes == {"n": 1, "listed": (1, "two"), "flag": True, TENANT_ATTR: "acme"}
     assert inner_done.parent == outer.get_span_context()
@@ -293,13 +293,13 @@ def test_a_configured_sampler_decides(monkeypatch: pytest.MonkeyPatch) -> None:
 
     exporter = InMemorySpanExporter()
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
-    provider = LeanTracerProvider(_resource(), _exporting(exporter), "k")
+    provider = LeanTracerProvider(_resource(), _exporting(exporter))
     assert provider.sampler is sampling.ALWAYS_OFF
     span = provider.get_tracer("t").start_span("dropped")
     assert not span.is_recording()
     span.end()
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_on")
-    provider = LeanTracerProvider(_resource(), _exporting(exporter), "k")
+    provider = LeanTracerProvider(_resource(), _exporting(exporter))
     provider.get_tracer("t").start_span("kept").end()
     assert [s.name for s in exporter.get_finished_spans()] == ["kept"]
     provider.shutdown()
@@ -331,7 +331,7 @@ def test_otel_sdk_disabled_turns_the_gateways_tracer_off(monkeypatch: pytest.Mon
 
     exporter = InMemorySpanExporter()
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
-    provider = LeanTracerProvider(_resource(), _exporting(exporter), "k")
+    provider = LeanTracerProvider(_resource(), _exporting(exporter))
     span = provider.get_tracer("t").start_span("nothing")
     assert not span.is_recording()
     span.end()

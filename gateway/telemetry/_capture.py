@@ -1,7 +1,7 @@
 """What a span records of a tool's arguments and results: JSON, secrets masked, capped.
 
-The value is serialised when it is recorded (``serialized``: one C call; the value may
-change afterwards) and masked later (``capture_json``, through ``Record.defer``): the
+The value is serialised when it is recorded (``serialized``, ``clip``: the value may change
+afterwards) and masked later (``masked``, through ``Record.defer``): the
 trace store's writer masks a batch of them at once, off the call's path; spans for an
 exporter are masked as they are handed over.
 """
@@ -42,32 +42,39 @@ def serialized(value: Any) -> bytes:
     try:
         return orjson.dumps(value, default=str)
     except orjson.JSONEncodeError:  # integers past 64 bits: the standard encoder takes any size
-        return json.dumps(value, default=str, separators=(",", ":")).encode()
+        text = json.dumps(value, default=str, ensure_ascii=False, separators=(",", ":"))
+        return text.encode("utf-8", "backslashreplace")  # (a lone surrogate: its escape)
 
 
 def capture(value: Any, limit: int) -> tuple[str, int]:
-    """A value as recorded on a span (see ``capture_json``)."""
-    return capture_json(serialized(value), limit)
+    """A value as recorded on a span (see ``masked``)."""
+    return masked(*clip(serialized(value), limit), limit)
 
 
-def capture_json(raw: bytes, limit: int) -> tuple[str, int]:
-    """A value's JSON (``serialized``) as recorded on a span: secrets masked, at most
-    ``limit`` characters; and an estimate of its size in model tokens (about four characters each).
+def clip(raw: bytes, limit: int) -> tuple[str, int]:
+    """What ``masked`` needs of a value's JSON: its first twice ``limit`` characters and its
+    length (so a large result is not held whole until it is masked)."""
+    text = raw.decode()
+    return text[: 2 * limit], len(text)
+
+
+def masked(window: str, total: int, limit: int) -> tuple[str, int]:
+    """A value's JSON (``clip``: its start and its length) as recorded on a span: secrets
+    masked, at most ``limit`` characters; and an estimate of its size in model tokens
+    (about four characters each).
 
     The masking (members under secret-looking keys, then the redaction patterns) runs on
     the first twice ``limit`` characters of the JSON only: a large result costs a
     serialisation (C), not a walk in Python; a secret straddling the cut is masked whole
     before the cut.
     """
-    text = raw.decode()
-    tokens = math.ceil(len(text) / 4)
-    window = text[: 2 * limit]
+    tokens = math.ceil(total / 4)
     if _may_hold_secret_key(window):
         window = _SECRET_MEMBER.sub(_mask_member, window)
-    masked = redact_text(window)
-    if len(text) <= limit:
-        return masked, tokens
-    return masked[:limit] + f"... [{len(text)} characters in all]", tokens
+    text = redact_text(window)
+    if total <= limit:
+        return text, tokens
+    return text[:limit] + f"... [{total} characters in all]", tokens
 
 
 # A JSON member and its value when that is a string, number, true, false or null (an object or

@@ -31,7 +31,7 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.util import types
 
-from gateway.telemetry._capture import capture_json, serialized
+from gateway.telemetry._capture import clip, masked, serialized
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.resources import Resource
@@ -82,6 +82,7 @@ class Record(trace_api.Span):
         "links",
         "name",
         "outlet",
+        "owned",
         "parent",
         "record_exception_on_exit",
         "root",
@@ -120,8 +121,12 @@ class Record(trace_api.Span):
         self.status = _UNSET
         self.events: list[Event] | None = None
         self.children: list[Record] | None = [] if root is None else None
-        self.captures: list[tuple[str, str, bytes, int]] | None = None
+        self.captures: list[tuple[str, str, str, int, int]] | None = None
         self.tenant = tenant  # a root's: whose traces the tree belongs to (set_attribute may change it)
+        # A root whose tenant was known when it started (an MCP request's): what runs under it
+        # is that tenant's. Not so for one tagged later (an admin request, whose work may
+        # touch every tenant): only its own row is filed under the tenant.
+        self.owned = tenant is not None
         self.scope = scope
         self.outlet = outlet
         self.record_exception_on_exit = record_exception
@@ -158,13 +163,13 @@ class Record(trace_api.Span):
         if self.end_time is None:
             if self.captures is None:
                 self.captures = []
-            self.captures.append((key, tokens_key, serialized(value), limit))
+            self.captures.append((key, tokens_key, *clip(serialized(value), limit), limit))
 
     def settle(self) -> None:
         """Mask what ``defer`` held (once: the writer or the exporter, whichever comes first)."""
         captures, self.captures = self.captures, None
-        for key, tokens_key, raw, limit in captures or ():
-            text, tokens = capture_json(raw, limit)
+        for key, tokens_key, window, total, limit in captures or ():
+            text, tokens = masked(window, total, limit)
             self.attributes[key] = text
             self.attributes[tokens_key] = tokens
 
@@ -226,8 +231,9 @@ class Record(trace_api.Span):
     ) -> None:
         """An ``exception`` event, as the SDK records it."""
         stacktrace = "".join(traceback.format_exception(type(exception), exception, exception.__traceback__))
+        module, name = type(exception).__module__, type(exception).__qualname__
         described: dict[str, Any] = {
-            "exception.type": type(exception).__qualname__,
+            "exception.type": f"{module}.{name}" if module and module != "builtins" else name,
             "exception.message": str(exception),
             "exception.stacktrace": stacktrace,
             "exception.escaped": str(escaped),
@@ -301,13 +307,22 @@ def current_record() -> Record | None:
     return span if type(span) is Record and span.end_time is None else None
 
 
+def filed_under(record: Record) -> str | None:
+    """The tenant whose traces a record belongs to: a root's own; for a record under a root,
+    the root's when the root had it from its start (see ``Record.owned``), else no one's."""
+    root = record.root
+    if root is None:
+        return record.tenant or None
+    return (root.tenant or None) if root.owned else None
+
+
 def readable(record: Record, resource: Resource) -> list[SdkSpan]:
     """A delivered record and the records under it as SDK spans, in the order they ended
-    (each stamped with the root's tenant, as the store files them)."""
+    (each stamped with the tenant it is filed under, as the store files it)."""
     if record.root is None:
-        tenant = record.tenant
+        under = (record.tenant or None) if record.owned else None
         return [
-            *(_Readable(c, resource, tenant) for c in record.children or ()),
-            _Readable(record, resource, tenant),
+            *(_Readable(c, resource, under) for c in record.children or ()),
+            _Readable(record, resource, filed_under(record)),
         ]
-    return [_Readable(record, resource, record.root.tenant)]
+    return [_Readable(record, resource, filed_under(record))]

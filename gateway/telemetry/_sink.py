@@ -25,7 +25,7 @@ import orjson
 from opentelemetry.trace import SpanKind, StatusCode
 
 from gateway.telemetry._metrics import current
-from gateway.telemetry._record import Record
+from gateway.telemetry._record import Record, filed_under
 
 logger = logging.getLogger(__name__)
 GATHER_SECONDS = 0.2
@@ -53,20 +53,21 @@ def span_row(record: Record) -> dict[str, Any]:
     session = (attributes.get("mcp.session.id") or trace_id) if step else None
     tool = attributes.get("gen_ai.tool.name") or attributes.get("gen_ai.prompt.name")
     row = _common(record)
-    row["tenant"] = _tenant_of(record)
+    row["tenant"] = filed_under(record)
     row["trace_id"] = trace_id
     row["session"] = _text(session, 255)
     row["gateway"] = _text(attributes.get("switchboard.gateway"), 63)
     row["tool"] = _text(tool, 255)
     row["subject"] = _text(attributes.get("enduser.id"), 255)
     row["attributes"] = orjson.dumps(attributes, default=str).decode()
-    children = record.children
+    children = _filed_children(record)
     row["children"] = orjson.dumps([_child(c) for c in children], default=str).decode() if children else None
     return row
 
 
-def _tenant_of(record: Record) -> str | None:
-    return record.tenant if record.root is None else record.root.tenant
+def _filed_children(record: Record) -> list[Record]:
+    """The records under a root that are filed with it (see ``Record.owned``)."""
+    return (record.children or []) if record.root is None and record.owned else []
 
 
 _KINDS = {kind: kind.name.lower() for kind in SpanKind}
@@ -119,12 +120,12 @@ class TraceSink:
         """Queue a row (a tenant's request with everything under it: one row a call, not one
         a span); the writer builds it. Records of no tenant (start-up, background work) are
         left to the exporters."""
-        if _tenant_of(record) is None:
+        if filed_under(record) is None:
             return
         if len(self._pending) >= self.capacity:
             metrics = current()
             if metrics is not None:
-                metrics.spans_dropped.inc(1 + len(record.children or ()))
+                metrics.spans_dropped.inc(1 + len(_filed_children(record)))
             return
         self._pending.append(record)
         wake = self._wake
@@ -174,7 +175,7 @@ class TraceSink:
             rows.sort(key=itemgetter("tenant", "trace_id"))
             try:
                 await self.write(rows)
-                self.written += sum(1 + len(record.children or ()) for record in batch)
+                self.written += sum(1 + len(_filed_children(record)) for record in batch)
             except Exception as exc:  # noqa: BLE001 - boundary: the store is down; tracing must not stop calls
                 logger.warning("trace store: %d spans not written: %s", len(batch), exc)
                 return

@@ -5,8 +5,8 @@ lock, ``BoundedAttributes`` checking every attribute as it is set, the sampler's
 objects, a ``ReadableSpan`` copy at ``end``, a processor hand-off per span). This tracer
 makes ``Record``s directly and hands each finished request's tree to the provider's
 ``Outlets`` at once. Sampling follows the SDK's sampler from ``OTEL_TRACES_SAMPLER``; the
-default (parent-based, always on) is decided inline. The tracer also stamps each root with
-the tenant the context carries.
+default (parent-based, always on) is decided inline. A request's span names its tenant in
+its attributes (``switchboard.tenant``); the spans under it are filed with it.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ class Outlet(_Deliver, Protocol):
 
     def shutdown(self) -> None: ...
 
+    def force_flush(self, timeout_millis: int = 30_000) -> bool: ...
+
 
 def new_trace_id() -> int:
     """A trace id for a trace the gateway starts: the time in milliseconds in its first six
@@ -69,12 +71,10 @@ class LeanTracer(trace_api.Tracer):
         sampler: sampling.Sampler,
         outlet: Outlet,
         scope: InstrumentationScope,
-        tenant_key: str,
     ) -> None:
         self.sampler = sampler
         self.outlet = outlet
         self.scope = scope
-        self.tenant_key = tenant_key
         # ParentBased(ALWAYS_ON), the default: sampled unless the parent says not.
         self.inline = sampler is sampling.DEFAULT_ON
 
@@ -130,15 +130,7 @@ class LeanTracer(trace_api.Tracer):
             recorded.update(
                 {k: v if type(v) in _PLAIN else clean(v) for k, v in attributes.items() if v is not None}
             )
-        tenant = None
-        if root is None:
-            given = recorded.get(TENANT_ATTR)
-            if isinstance(given, str):
-                tenant = given
-            else:
-                found = context.get(self.tenant_key)
-                if isinstance(found, str):
-                    tenant = recorded[TENANT_ATTR] = found
+        given = recorded.get(TENANT_ATTR) if root is None else None
         return Record(
             name,
             _span_context(trace_id, random.getrandbits(64) or 1, flags, trace_state),
@@ -148,7 +140,7 @@ class LeanTracer(trace_api.Tracer):
             recorded,
             links or (),
             start_time if start_time is not None else time.time_ns(),
-            tenant,
+            given if isinstance(given, str) and given else None,
             self.scope,
             self.outlet,
             record_exception,
@@ -184,10 +176,9 @@ class LeanTracerProvider(TracerProvider):
     """The SDK's provider (resource, sampler from the environment, shutdown at exit) whose
     tracers are ``LeanTracer``s delivering every finished tree of records to ``outlet``."""
 
-    def __init__(self, resource: Resource, outlet: Outlet, tenant_key: str) -> None:
+    def __init__(self, resource: Resource, outlet: Outlet) -> None:
         super().__init__(resource=resource)
         self.outlet = outlet
-        self.tenant_key = tenant_key
         self._lean: dict[InstrumentationScope, LeanTracer] = {}
 
     def get_tracer(
@@ -205,9 +196,12 @@ class LeanTracerProvider(TracerProvider):
         with self._tracers_lock:
             tracer = self._lean.get(scope)
             if tracer is None:
-                tracer = self._lean[scope] = LeanTracer(self.sampler, self.outlet, scope, self.tenant_key)
+                tracer = self._lean[scope] = LeanTracer(self.sampler, self.outlet, scope)
             return tracer
 
     def shutdown(self) -> None:
         super().shutdown()
         self.outlet.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return super().force_flush(timeout_millis) and self.outlet.force_flush(timeout_millis)

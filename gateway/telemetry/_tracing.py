@@ -4,10 +4,11 @@ The OpenTelemetry API allows one global provider per process, and the `mcp` SDK'
 spans (the upstream MCP client's ``MCP send ...``) reach it through the global. So the
 provider is installed once (``LeanTracerProvider``: spans recorded cheaply, see
 ``_record``), with ``Outlets`` whose sinks (the embedded store) and processors (exporters)
-each app's lifespan adds and takes back. The tracer stamps each request's span with the
-tenant the context carries (set where an MCP request starts), which is how the embedded
-store keeps each tenant's traces apart; the spans under a request (decisions, upstream
-requests) are filed with it.
+each app's lifespan adds and takes back. An MCP request's span names its tenant when it
+starts, which is how the embedded store keeps each tenant's traces apart; the spans under
+it (decisions, upstream requests) are filed with it. The spans under a request whose tenant
+was set later (an admin request, ``tag_tenant``: its work may touch every tenant) are not
+filed in anyone's store.
 
 Exporters come from the standard variables: ``OTEL_TRACES_EXPORTER`` (``otlp``,
 ``console``, ``none``; a list), ``OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL`` (``http/protobuf``
@@ -22,7 +23,6 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor
@@ -33,7 +33,6 @@ from gateway.core.errors import ConfigError
 from gateway.telemetry._record import Record, readable
 from gateway.telemetry._tracer import LeanTracerProvider
 
-TENANT_KEY = otel_context.create_key("switchboard.tenant")
 tracer = trace.get_tracer("switchboard", __version__)
 
 
@@ -64,6 +63,9 @@ class Outlets:
         for processor in self.processors:
             processor.shutdown()
 
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return all(p.force_flush(timeout_millis) for p in self.processors)
+
 
 _outlets: Outlets | None = None
 
@@ -86,7 +88,7 @@ def _installed() -> Outlets:
             }
         )
         outlets = Outlets(resource)
-        trace.set_tracer_provider(LeanTracerProvider(resource, outlets, TENANT_KEY))
+        trace.set_tracer_provider(LeanTracerProvider(resource, outlets))
         _outlets = outlets
     return _outlets
 

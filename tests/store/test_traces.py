@@ -4,6 +4,7 @@ the retention; on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -16,10 +17,18 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from gateway.store import Store
 from gateway.store._traces import SessionFilter, StoreTraces
-from gateway.telemetry import TENANT_ATTR, Record, TraceSink
+from gateway.telemetry import (
+    TENANT_ATTR,
+    HttpSpans,
+    Record,
+    TraceSink,
+    _tracing,
+    tag_tenant,
+    upstream_request,
+)
 from gateway.telemetry._record import MAX_CHILDREN
 from gateway.telemetry._tracer import LeanTracerProvider
-from gateway.telemetry._tracing import TENANT_KEY, Outlets
+from gateway.telemetry._tracing import Outlets
 
 pytestmark = pytest.mark.anyio
 
@@ -28,7 +37,17 @@ def _provider(sink: TraceSink) -> LeanTracerProvider:
     """The gateway's tracer provider, its records going to ``sink`` alone."""
     outlets = Outlets(Resource.create({}))
     outlets.sinks = (sink,)
-    return LeanTracerProvider(Resource.create({}), outlets, TENANT_KEY)
+    return LeanTracerProvider(Resource.create({}), outlets)
+
+
+def _acme_request(store: Store, name: str) -> tuple[StoreTraces, TraceSink, trace.Tracer, Record]:
+    """A sink on ``store`` and acme's request span ``name``, started (not current)."""
+    traces = StoreTraces(store)
+    sink = TraceSink(traces.write, traces.purge, retention_seconds=3600)
+    tracer = _provider(sink).get_tracer("test")
+    request = tracer.start_span(name, attributes={TENANT_ATTR: "acme"})
+    assert isinstance(request, Record)
+    return traces, sink, tracer, request
 
 
 def _session(
@@ -154,11 +173,7 @@ async def test_a_span_whose_request_never_ends_is_not_kept(store: Store) -> None
 async def test_arguments_are_masked_as_written_and_as_they_were_when_recorded(store: Store) -> None:
     """A call's arguments are serialised when recorded and masked by the writer: the row holds
     them masked, as they were then (a later change to the value is not what ran)."""
-    traces = StoreTraces(store)
-    sink = TraceSink(traces.write, traces.purge, retention_seconds=3600)
-    tracer = _provider(sink).get_tracer("test")
-    request = tracer.start_span("tools/call a", attributes={TENANT_ATTR: "acme"})
-    assert isinstance(request, Record)
+    traces, sink, _tracer, request = _acme_request(store, "tools/call a")
     arguments = {"user": "ann", "password": "hunter2", "note": "mail ann@example.com"}
     request.defer("gen_ai.tool.call.arguments", "switchboard.tool.input_tokens_estimate", arguments, 4096)
     arguments["user"] = "changed later"
@@ -175,11 +190,7 @@ async def test_arguments_are_masked_as_written_and_as_they_were_when_recorded(st
 
 async def test_a_long_request_keeps_a_bounded_number_of_spans_until_it_ends(store: Store) -> None:
     """Past MAX_CHILDREN, what ends under a request that is still running goes out on its own."""
-    traces = StoreTraces(store)
-    sink = TraceSink(traces.write, traces.purge, retention_seconds=3600)
-    tracer = _provider(sink).get_tracer("test")
-    request = tracer.start_span("tools/call long", attributes={TENANT_ATTR: "acme"})
-    assert isinstance(request, Record)
+    traces, sink, tracer, request = _acme_request(store, "tools/call long")
     with trace.use_span(request, end_on_exit=True):
         for n in range(MAX_CHILDREN + 5):
             tracer.start_span(f"step {n}").end()
@@ -188,3 +199,67 @@ async def test_a_long_request_keeps_a_bounded_number_of_spans_until_it_ends(stor
     assert sink.written == 1 + MAX_CHILDREN + 5
     rows = await traces.trace("acme", format(request.get_span_context().trace_id, "032x"))
     assert len(rows) == 1 + MAX_CHILDREN + 5
+
+
+async def test_work_an_admin_request_runs_for_other_tenants_is_not_filed_under_its_tenant(
+    store: Store,
+) -> None:
+    """An admin request is filed under its tenant once it knows it (``tag_tenant``), but the
+    work it runs may be every tenant's (a reload lists each tenant's pinned gateways again):
+    what runs under it, or ends after it, is in nobody's traces."""
+    traces = StoreTraces(store)
+    sink = TraceSink(traces.write, traces.purge, retention_seconds=3600)
+    seen: dict[str, Any] = {}
+
+    async def admin(scope: Any, receive: Any, send: Any) -> None:
+        tag_tenant("acme")
+        seen["trace_id"] = format(trace.get_current_span().get_span_context().trace_id, "032x")
+        with _tracing.tracer.start_as_current_span("MCP send tools/list", kind=SpanKind.CLIENT):
+            pass
+        with upstream_request("GET", "https", "crm.globex.example", 443, "/v1/spec") as other:
+            other.status = 200
+        seen["late"] = _tracing.tracer.start_span("MCP send ping")  # a provider's task opened here
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Any) -> None:
+        pass
+
+    _tracing.add_outlets([sink], [])
+    try:
+        scope = {"type": "http", "method": "PUT", "path": "/admin/v1/gateways/x", "headers": []}
+        await HttpSpans(admin)(scope, receive, send)
+        seen["late"].end()
+    finally:
+        _tracing.remove_outlets([sink], [])
+    await sink.flush()
+    (row,) = await traces.trace("acme", seen["trace_id"])
+    assert row["name"] == "PUT" and row["parent_id"] is None  # the request itself: acme's
+    assert sink.written == 1
+
+
+async def test_a_large_result_is_held_capped_until_it_is_written(store: Store) -> None:
+    """What waits for the writer is the part of a value that is recorded, not the value."""
+    traces, sink, _tracer, request = _acme_request(store, "tools/call big")
+    request.defer(
+        "gen_ai.tool.call.result", "switchboard.tool.output_tokens_estimate", {"blob": "x" * 10**6}, 100
+    )
+    assert request.captures is not None and len(request.captures[0][2]) == 200
+    request.end()
+    await sink.flush()
+    (row,) = await traces.trace("acme", format(request.get_span_context().trace_id, "032x"))
+    assert row["attributes"]["gen_ai.tool.call.result"].endswith("... [1000011 characters in all]")
+    assert row["attributes"]["switchboard.tool.output_tokens_estimate"] == 250003
+
+
+async def test_a_request_without_a_tenant_is_not_stored(store: Store) -> None:
+    traces = StoreTraces(store)
+    sink = TraceSink(traces.write, traces.purge, retention_seconds=3600)
+    tracer = _provider(sink).get_tracer("test")
+    tracer.start_span("tools/call x", attributes={TENANT_ATTR: ""}).end()
+    tracer.start_span("tools/call y").end()
+    await sink.flush()
+    assert sink.written == 0
