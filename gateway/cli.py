@@ -69,10 +69,10 @@ async def _preflight(
         The first admin key when this start made it (to print once), and the default
         tenant's gateways with their tool counts (when built).
     """
-    from gateway.app import Switchboard
     from gateway.config import load_file, to_store
     from gateway.hub import Hub
     from gateway.store import Store
+    from gateway.system import Switchboard
     from gateway.telemetry import wanted_exporters
     from gateway.vault import open_vault
 
@@ -156,10 +156,12 @@ def _refused(exc: BaseException) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gateway.app import Switchboard, create_app
-    from gateway.serving import gateway_server, serve_workers
+    from gateway.app import close_listen_streams, create_app
+    from gateway.serving import gateway_server
     from gateway.store import StoreError
+    from gateway.system import Switchboard
     from gateway.telemetry import log_config
+    from gateway.workers import serve_workers
     from identity.vault import VaultError
 
     settings = _settings(args)
@@ -208,7 +210,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ready([(gw.name, len(gw.catalog.snapshot.tools)) for gw in system.hub.gateways(DEFAULT_TENANT)])
 
     app = _Refusals(create_app(settings, config_path=args.config, on_ready=on_ready, base_url=base))
-    server = gateway_server(app, settings, logs)
+    server = gateway_server(app, settings, logs, close_listen_streams)
     try:
         server.run(sockets=[sock])
     except (ConfigError, StoreError) as exc:
@@ -222,8 +224,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 async def _check(path: str, hub: Hub | None = None) -> Document:
-    from gateway.app import compile_check
     from gateway.config import load_file
+    from gateway.system import compile_check
 
     doc = load_file(path)
     warnings = await compile_check(DEFAULT_TENANT, list(doc.gateways), hub, path)
@@ -278,10 +280,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 async def _tools(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
-    from gateway.app import Switchboard
     from gateway.config import load_file
     from gateway.hub import Hub
     from gateway.store import Store
+    from gateway.system import Switchboard
 
     async with Hub() as hub:
         if args.config is not None:
@@ -323,10 +325,10 @@ def cmd_tools(args: argparse.Namespace) -> int:
 
 
 async def _pins(args: argparse.Namespace) -> tuple[list[str] | None, list[dict[str, Any]]]:
-    from gateway.app import Switchboard
     from gateway.hub import Hub
     from gateway.pins import approve_tools, store_pins, target_review
     from gateway.store import Store
+    from gateway.system import Switchboard
 
     settings = _settings(args)
     store = await Store.open(settings.resolved_database_url())
@@ -408,9 +410,9 @@ def cmd_vault(args: argparse.Namespace) -> int:
 
 
 async def _tenant(args: argparse.Namespace) -> str:
-    from gateway.app import Switchboard
     from gateway.hub import Hub
     from gateway.store import Store
+    from gateway.system import Switchboard
 
     settings = _settings(args)
     store = await Store.open(settings.resolved_database_url())
@@ -457,10 +459,10 @@ def _secret_ref(env: str | None, file: str | None, what: str) -> SecretRef | Non
 
 async def _enable(args: argparse.Namespace) -> str:
     from gateway import connectors
-    from gateway.app import Switchboard, compile_check
     from gateway.config import to_store, validate
     from gateway.hub import Hub
     from gateway.store import Store
+    from gateway.system import Switchboard, compile_check
 
     entry = connectors.find(args.name)
     variables = {}

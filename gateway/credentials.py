@@ -28,11 +28,10 @@ from identity.consent import UserOf
 from identity.inbound import Refused
 from identity.outbound import Broker, ConsentRequired, CredentialError, ProviderSpec, from_preset
 
-if TYPE_CHECKING:  # (the hub imports this module)
+if TYPE_CHECKING:
     from starlette.types import Scope
 
     from gateway.auth import Authenticator
-    from gateway.hub import Hub
 
 
 def qualified(gateway: str, provider: str) -> str:
@@ -139,19 +138,25 @@ def credentials_for(broker: Broker) -> CredentialsFor:
 
 
 def mcp_path(tenant: str, gateway: str) -> str:
-    """A gateway's MCP endpoint path (the inverse of gateway.app.mcp_endpoint)."""
+    """A gateway's MCP endpoint path (the inverse of gateway.system.mcp_endpoint)."""
     if tenant == "default":
         return "/mcp" if gateway == "default" else f"/gateways/{gateway}/mcp"
     return f"/tenants/{tenant}/gateways/{gateway}/mcp"
 
 
-def consent_user(hub: Hub, authenticator: Callable[[], Authenticator]) -> UserOf:
+def consent_user(
+    served: Callable[[str, str], GatewaySpec | None], authenticator: Callable[[], Authenticator]
+) -> UserOf:
     """Who a gateway's own credential (API key, access token) belongs to, as that gateway's
-    inbound auth sees it on its MCP endpoint: the check behind identity's consent sign-in."""
+    inbound auth sees it on its MCP endpoint: the check behind identity's consent sign-in.
+
+    Args:
+        served: The configuration of a gateway being served (tenant, name), or None.
+    """
 
     async def user_of(tenant: str, gateway: str, credential: str, scope: Scope) -> str | None:
-        live = hub.get(tenant, gateway)
-        if live is None:
+        spec = served(tenant, gateway)
+        if spec is None:
             return None
         probe = {
             **scope,
@@ -160,7 +165,7 @@ def consent_user(hub: Hub, authenticator: Callable[[], Authenticator]) -> UserOf
             "headers": [(b"authorization", f"Bearer {credential}".encode())],
         }
         try:
-            principal = await authenticator().principal(tenant, gateway, live.spec.auth, probe)
+            principal = await authenticator().principal(tenant, gateway, spec.auth, probe)
         except Refused:
             return None
         return principal.subject

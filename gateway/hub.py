@@ -168,6 +168,11 @@ class Hub:
         """None for the operator's tenant (any address); the allow-list for another's."""
         return None if is_operator(tenant) else self.egress_allow
 
+    def spec_of(self, tenant: str, name: str) -> GatewaySpec | None:
+        """The configuration of a gateway being served, or None."""
+        live = self.get(tenant, name)
+        return live.spec if live is not None else None
+
     def get(self, tenant: str, name: str) -> LiveGateway | None:
         return self._gateways.get((tenant, name))
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.app import mcp_endpoint
+from gateway.system import mcp_endpoint
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import orjson
@@ -23,15 +23,13 @@ from gateway.pins import NotPinned, approve_tools, target_review
 from gateway.store import StoreError
 from gateway.store._approvals import StoreApprovals
 from gateway.store._calls import StoreCalls
+from gateway.system import Switchboard, compile_check
 from identity.inbound import new_key
 from identity.outbound import SERVICE
 from identity.vault import Owner
 
-if TYPE_CHECKING:
-    from gateway.app import Switchboard
-
-SystemGetter = Callable[[], "Switchboard"]
-Handler = Callable[[Request, "Switchboard", str], Awaitable[Response]]
+SystemGetter = Callable[[], Switchboard]
+Handler = Callable[[Request, Switchboard, str], Awaitable[Response]]
 
 MAX_BODY_BYTES = 1024 * 1024
 _TARGET: TypeAdapter[TargetBase] = TypeAdapter(Target)
@@ -125,8 +123,6 @@ async def create_gateway(request: Request, system: Switchboard, tenant: str) -> 
 async def _put_whole_gateway(
     request: Request, system: Switchboard, tenant: str, spec: GatewaySpec, created_status: int = 200
 ) -> Response:
-    from gateway.app import compile_check
-
     await compile_check(tenant, [spec])
     changes = await system.store.apply(tenant, [to_store(spec)])
     await system.reload()
@@ -201,8 +197,6 @@ async def _write_target(request: Request, system: Switchboard, tenant: str, *, c
         targets.append(target)
     candidate = gw.model_copy(update={"targets": targets})
     await _guard(system, tenant, candidate, gw, target=targets.index(target))
-    from gateway.app import compile_check
-
     await compile_check(tenant, [candidate])
     change = await system.store.put_target(
         tenant, gw_name, target.name, target.model_dump(mode="json", exclude={"name"}, exclude_defaults=True)
@@ -275,8 +269,6 @@ async def enable_connector(request: Request, system: Switchboard, tenant: str) -
     ask = validate(connectors.EnableRequest, body, source="request body")
     changed = connectors.enable(gw, connectors.find(name), ask)
     await _guard(system, tenant, changed, gw)
-    from gateway.app import compile_check
-
     await compile_check(tenant, [changed])
     target_name = ask.target or name
     # Secrets given as such are kept encrypted in the vault, never in the configuration.

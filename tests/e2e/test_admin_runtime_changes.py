@@ -112,8 +112,8 @@ async def test_admin_crud_round_trip(live: Served) -> None:
 
 
 async def test_an_admin_key_of_another_tenant_sees_nothing_of_this_one(live: Served, tmp_path: Path) -> None:
-    from gateway.app import new_admin_key
     from gateway.store import Store
+    from gateway.system import new_admin_key
     from identity.inbound import hash_secret as hash_key
 
     store = await Store.open(f"sqlite:///{tmp_path / 'data' / 'switchboard.db'}")
