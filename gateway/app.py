@@ -42,10 +42,7 @@ from gateway.pins import store_pins
 from gateway.ratelimit import Counters, shared_counters
 from gateway.serving import Forwarder, forwarded_client, session_owner
 from gateway.settings import Settings
-from gateway.store import Store
-from gateway.store._approvals import StoreApprovals
-from gateway.store._calls import StoreCalls
-from gateway.store._traces import StoreTraces
+from gateway.store import Store, StoreApprovals, StoreCalls, StoreTraces
 from gateway.system import (
     CALLBACK_PATH,
     DEFAULT_TENANT,

@@ -31,7 +31,7 @@ import orjson
 from gateway.audit import digest
 from gateway.core.types import CallContext, CallNext, ToolCall, ToolResult
 from gateway.redaction import redact_text
-from gateway.store._approvals import StoreApprovals
+from gateway.store import StoreApprovals
 
 POLL_SECONDS = 0.25
 DEFAULT_TIMEOUT_SECONDS = 300.0

@@ -44,27 +44,12 @@ from gateway.core.types import CallContext, CallNext, ToolCall, ToolResult
 from gateway.policy import Denied
 from gateway.ratelimit import RateLimited
 from gateway.redaction import redact_text
+from gateway.store import CallRecord
 
 logger = logging.getLogger(__name__)
 BATCH = 500  # records per transaction (a bigger group is written in several)
 RETRY_SECONDS = 2.0  # how often spilled records are offered to the database again
 Unwritable = Literal["refuse", "spill"]
-
-
-@dataclass(frozen=True, slots=True)
-class CallRecord:
-    at: float
-    tenant: str
-    gateway: str
-    subject: str
-    client: str | None
-    tool: str
-    decision: str
-    arguments_digest: str
-    outcome: str
-    error: str | None
-    duration_ms: float
-    approval: str | None = None
 
 
 def digest(arguments: Any) -> str:

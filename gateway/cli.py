@@ -372,8 +372,7 @@ def cmd_pins(args: argparse.Namespace) -> int:
 
 
 async def _vault(args: argparse.Namespace) -> str:
-    from gateway.store import Store
-    from gateway.store._secrets import StoreSecrets
+    from gateway.store import Store, StoreSecrets
     from gateway.vault import open_vault
     from identity.vault import LocalKeyring
 

@@ -40,7 +40,7 @@ from gateway.ratelimit import Counters, GatewayLimits, parse_rule
 from gateway.resilience import GatewayResilience
 from gateway.resilience import Settings as ResilienceSettings
 from gateway.settings import Settings
-from gateway.store._approvals import StoreApprovals
+from gateway.store import StoreApprovals
 from gateway.telemetry import GatewayTelemetry, decided
 
 logger = logging.getLogger(__name__)

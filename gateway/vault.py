@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from gateway.settings import Settings
-from gateway.store import Store
-from gateway.store._secrets import StoreSecrets
+from gateway.store import Store, StoreSecrets
 from identity.vault import EnvKey, KmsKey, LocalKeyring, MasterKey, Vault, VaultError
 
 

@@ -141,3 +141,13 @@ def test_no_import_circle_among_the_gateways_modules() -> None:
 def test_the_circle_check_finds_a_circle() -> None:
     assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _circles({"a": {"b"}, "b": set()}) == []
+
+
+def test_nothing_outside_the_store_imports_its_private_modules() -> None:
+    """The store's face is ``gateway/store/__init__.py`` (its own tests may look inside)."""
+    for package in ("gateway", *PEERS):
+        for path in modules(package):
+            if path.is_relative_to(ROOT / "gateway" / "store"):
+                continue
+            for name in imports(path):
+                assert not name.startswith("gateway.store._"), f"{path.relative_to(ROOT)} imports {name}"

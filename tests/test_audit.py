@@ -12,9 +12,10 @@ import anyio
 import pytest
 from anyio.abc import TaskGroup
 
-from gateway.audit import AuditLog, AuditUnavailable, CallRecord, GatewayAudit
+from gateway.audit import AuditLog, AuditUnavailable, GatewayAudit
 from gateway.core.pipeline import compose
 from gateway.core.types import CallContext, Principal, ToolCall, ToolResult
+from gateway.store import CallRecord
 
 pytestmark = pytest.mark.anyio
 

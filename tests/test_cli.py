@@ -123,8 +123,7 @@ def test_check_warns_about_skipped_operations(tmp_path: Path) -> None:
 def test_vault_rotate_audit_and_a_missing_key_refuses_to_start(tmp_path: Path) -> None:
     import anyio
 
-    from gateway.store import Store
-    from gateway.store._secrets import StoreSecrets
+    from gateway.store import Store, StoreSecrets
     from identity.vault import LocalKeyring, Owner, Vault
 
     data = tmp_path / "d"

@@ -20,9 +20,7 @@ from gateway.config import GatewaySpec, Target, TargetBase, to_store, validate
 from gateway.core.errors import ConfigError, ConfigIssue
 from gateway.credentials import qualified
 from gateway.pins import NotPinned, approve_tools, target_review
-from gateway.store import StoreError
-from gateway.store._approvals import StoreApprovals
-from gateway.store._calls import StoreCalls
+from gateway.store import StoreApprovals, StoreCalls, StoreError
 from gateway.system import Switchboard, compile_check
 from identity.inbound import new_key
 from identity.outbound import SERVICE

@@ -5,16 +5,26 @@ one configuration. `Store.open` migrates the schema (Alembic, shipped in ``migra
 anything else, and every failure of the database surfaces as `StoreError`.
 """
 
+from gateway.store._approvals import StoreApprovals
+from gateway.store._calls import CallRecord, StoreCalls
 from gateway.store._engine import StoreError, normalize_url
+from gateway.store._secrets import StoreSecrets
 from gateway.store._store import Change, GatewayDocument, GatewayRecord, PinRecord, Store, TargetRecord
+from gateway.store._traces import SessionFilter, StoreTraces
 
 __all__ = [
+    "CallRecord",
     "Change",
     "GatewayDocument",
     "GatewayRecord",
     "PinRecord",
+    "SessionFilter",
     "Store",
+    "StoreApprovals",
+    "StoreCalls",
     "StoreError",
+    "StoreSecrets",
+    "StoreTraces",
     "TargetRecord",
     "normalize_url",
 ]

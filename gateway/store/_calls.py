@@ -9,15 +9,34 @@ the store's engine (asyncpg, no thread).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from gateway.audit import CallRecord
 from gateway.store._appender import LogWriter
 from gateway.store._schema import call_audit
 from gateway.store._store import Store, _utc
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One tools/call as the audit keeps it (see gateway/audit.py)."""
+
+    at: float
+    tenant: str
+    gateway: str
+    subject: str
+    client: str | None
+    tool: str
+    decision: str
+    arguments_digest: str
+    outcome: str
+    error: str | None
+    duration_ms: float
+    approval: str | None = None
+
 
 FIELDS = (
     "tenant",

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from gateway.store._traces import SessionFilter, StoreTraces
+from gateway.store import SessionFilter, StoreTraces
 
 if TYPE_CHECKING:
     from jinja2 import Environment

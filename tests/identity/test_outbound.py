@@ -12,8 +12,7 @@ import anyio
 import httpx2
 import pytest
 
-from gateway.store import Store
-from gateway.store._secrets import StoreSecrets
+from gateway.store import Store, StoreSecrets
 from identity.outbound import (
     SERVICE,
     STATE_PURPOSE,

@@ -7,9 +7,7 @@ import time
 
 import pytest
 
-from gateway.audit import CallRecord
-from gateway.store import Store
-from gateway.store._calls import StoreCalls
+from gateway.store import CallRecord, Store, StoreCalls
 
 pytestmark = pytest.mark.anyio
 

@@ -15,8 +15,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import SpanKind, StatusCode
 
-from gateway.store import Store
-from gateway.store._traces import SessionFilter, StoreTraces
+from gateway.store import SessionFilter, Store, StoreTraces
 from gateway.telemetry import (
     TENANT_ATTR,
     HttpSpans,

@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from gateway.store import Store
+from gateway.store import Store, StoreSecrets
 from gateway.store._schema import secrets
-from gateway.store._secrets import StoreSecrets
 from identity.vault import EnvKey, KmsKey, LocalKeyring, Owner, Sealed, Vault, VaultError
 
 pytestmark = pytest.mark.anyio
