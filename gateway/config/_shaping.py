@@ -1,5 +1,5 @@
 """Configuration of shaped OpenAPI operations (`shape:` and `failure:` on a target):
-uniform paging, trimmed results, failures reported inside a 2xx answer. See shaping.py."""
+uniform paging, trimmed results, failures reported inside a 2xx answer. See gateway/openapi/shaping.py."""
 
 from __future__ import annotations
 

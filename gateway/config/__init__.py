@@ -1,0 +1,125 @@
+"""The configuration model: one YAML document, a discriminated union on ``kind``.
+
+The same model is read from ``switchboard.yaml``, applied by ``switchboard
+apply -f`` and written through the admin API; all three compile to the same
+runtime form (the hub's live gateways). Errors name the file, the line and the
+field, and say how to fix it.
+
+Split by concern: targets (``_targets``, with the OpenAPI shaping settings in
+``_shaping``), who calls and how upstreams are called (``_credentials``), the
+call pipeline's settings (``_pipeline``), the gateway and the document
+(``_gateway``), and reading and checking it (``_loading``). This face is what
+the rest of the gateway imports.
+"""
+
+from gateway.config._credentials import (
+    ApiKeyAuth,
+    ApiKeyCredential,
+    Auth,
+    AuthorizationCode,
+    ClaimRuleSpec,
+    ClientCredentials,
+    CredentialProvider,
+    JwtAuth,
+    NoAuth,
+    TokenExchange,
+)
+from gateway.config._gateway import Document, GatewaySpec
+from gateway.config._loading import (
+    StoredGateway,
+    gateway_from_store,
+    json_schema,
+    load_document,
+    load_file,
+    load_yaml_model,
+    to_store,
+    validate,
+)
+from gateway.config._pipeline import (
+    ApprovalSpec,
+    CacheSpec,
+    HttpInterceptor,
+    InterceptorSpec,
+    LambdaInterceptor,
+    PythonInterceptor,
+    RateLimitSpec,
+    RedactInterceptor,
+    ResilienceSpec,
+)
+from gateway.config._shaping import FailureSpec, PagingSpec, ShapeSpec
+from gateway.config._targets import (
+    TARGET_KINDS,
+    ConnectorTarget,
+    FunctionRef,
+    FunctionTarget,
+    HttpTarget,
+    LambdaTarget,
+    McpCredentialRef,
+    McpTarget,
+    McpUserCredential,
+    OpenApiTarget,
+    Override,
+    PluginTarget,
+    SecretRef,
+    Target,
+    TargetBase,
+    TlsFiles,
+    ToolDef,
+)
+from gateway.core.model import Model, Name
+from gateway.yaml_lines import parse_yaml
+
+__all__ = [
+    "TARGET_KINDS",
+    "ApiKeyAuth",
+    "ApiKeyCredential",
+    "ApprovalSpec",
+    "Auth",
+    "AuthorizationCode",
+    "CacheSpec",
+    "ClaimRuleSpec",
+    "ClientCredentials",
+    "ConnectorTarget",
+    "CredentialProvider",
+    "Document",
+    "FailureSpec",
+    "FunctionRef",
+    "FunctionTarget",
+    "GatewaySpec",
+    "HttpInterceptor",
+    "HttpTarget",
+    "InterceptorSpec",
+    "JwtAuth",
+    "LambdaInterceptor",
+    "LambdaTarget",
+    "McpCredentialRef",
+    "McpTarget",
+    "McpUserCredential",
+    "Model",
+    "Name",
+    "NoAuth",
+    "OpenApiTarget",
+    "Override",
+    "PagingSpec",
+    "PluginTarget",
+    "PythonInterceptor",
+    "RateLimitSpec",
+    "RedactInterceptor",
+    "ResilienceSpec",
+    "SecretRef",
+    "ShapeSpec",
+    "StoredGateway",
+    "Target",
+    "TargetBase",
+    "TlsFiles",
+    "TokenExchange",
+    "ToolDef",
+    "gateway_from_store",
+    "json_schema",
+    "load_document",
+    "load_file",
+    "load_yaml_model",
+    "parse_yaml",
+    "to_store",
+    "validate",
+]

@@ -1,0 +1,109 @@
+"""A gateway (its targets, auth, credential providers and pipeline settings) and the whole
+document."""
+
+from __future__ import annotations
+
+from typing import Literal, TypeVar
+
+from pydantic import Field, field_validator, model_validator
+
+from gateway.config._credentials import Auth, CredentialProvider, NoAuth
+from gateway.config._pipeline import ApprovalSpec, CacheSpec, InterceptorSpec, RateLimitSpec, ResilienceSpec
+from gateway.config._targets import (
+    ConnectorTarget,
+    McpCredentialRef,
+    McpTarget,
+    SecretRef,
+    Target,
+    TargetBase,
+)
+from gateway.core.model import Model, Name
+
+
+class GatewaySpec(Model):
+    """One gateway: a URL serving the tools of its targets."""
+
+    name: Name
+    description: str = ""
+    auth: Auth = Field(default_factory=NoAuth, description="Who may call this gateway.")
+    credential_providers: list[CredentialProvider] = Field(
+        default_factory=list, description="How the gateway authenticates to upstreams (targets name them)."
+    )
+    policies: list[str] = Field(
+        default_factory=list,
+        description="Cedar policies deciding every tools/call (principal User, action the tool, resource "
+        "the target); once any exist, what none permits is denied.",
+    )
+    policy_mode: Literal["enforce", "log_only"] = Field(
+        "enforce", description="log_only: allow everything and log what the policies would deny."
+    )
+    rate_limits: list[RateLimitSpec] = Field(default_factory=list)
+    approvals: list[ApprovalSpec] = Field(
+        default_factory=list, description="Tools that need a person's approval before they run."
+    )
+    interceptors: list[InterceptorSpec] = Field(
+        default_factory=list, description="Run in order before (request) and after (response) each call."
+    )
+    resilience: ResilienceSpec | None = Field(
+        None, description="Per-call deadline, bounded retries, a breaker and a concurrency cap per target."
+    )
+    cache: list[CacheSpec] = Field(
+        default_factory=list,
+        description="Cache results, per caller, of the tools a rule names, or that the configuration "
+        "declares read-only (overrides' annotations); an upstream's own readOnlyHint is not trusted.",
+    )
+    prefix_tools: bool = Field(
+        True, description="Publish tools as '{target}___{tool}'. Off needs one target."
+    )
+    max_tool_name_length: int = Field(64, ge=16, le=128)
+    targets: list[Target] = Field(default_factory=list)
+
+    @field_validator("targets")
+    @classmethod
+    def _unique_targets(cls, targets: list[TargetBase]) -> list[TargetBase]:
+        return _unique(targets, "targets", "per gateway")
+
+    @model_validator(mode="after")
+    def _providers_exist(self) -> GatewaySpec:
+        names = [p.name for p in self.credential_providers]
+        if len(set(names)) != len(names):
+            raise ValueError("credential provider names must be unique per gateway")
+        for target in self.targets:
+            refs: dict[str, SecretRef | McpCredentialRef] = dict(getattr(target, "credentials", {}))
+            if isinstance(target, McpTarget) and target.credential is not None:
+                refs["credential"] = target.credential
+            if isinstance(target, ConnectorTarget) and target.credential is not None:
+                refs["credential"] = SecretRef(provider=target.credential)
+            for scheme, ref in refs.items():
+                if ref.provider is not None and ref.provider not in names:
+                    raise ValueError(
+                        f"target {target.name!r}: credentials.{scheme} names credential provider "
+                        f"{ref.provider!r}, which this gateway does not define (credential_providers: "
+                        f"{', '.join(names) or 'none'})"
+                    )
+        return self
+
+
+class Document(Model):
+    """The whole ``switchboard.yaml``."""
+
+    gateways: list[GatewaySpec] = Field(default_factory=list)
+
+    @field_validator("gateways")
+    @classmethod
+    def _unique_gateways(cls, gateways: list[GatewaySpec]) -> list[GatewaySpec]:
+        return _unique(gateways, "gateways", "")
+
+
+N = TypeVar("N", TargetBase, "GatewaySpec")
+
+
+def _unique(items: list[N], what: str, scope: str) -> list[N]:
+    seen: set[str] = set()
+    for item in items:
+        if item.name in seen:
+            raise ValueError(
+                f"two {what} are named {item.name!r}; {what[:-1]} names must be unique {scope}".rstrip()
+            )
+        seen.add(item.name)
+    return items

@@ -1,0 +1,270 @@
+"""Targets: what a gateway serves tools from, one model per ``kind``, and what they share
+(tool overrides, secret references, TLS files)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_validator
+
+from gateway.config._shaping import FailureSpec, ShapeSpec
+from gateway.core.model import Model, Name
+
+
+class ToolDef(Model):
+    """A tool declared in config (for targets that cannot describe their own tools)."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")]
+    description: str = ""
+    title: str | None = None
+    input_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
+    output_schema: dict[str, Any] | None = None
+    annotations: dict[str, Any] | None = None
+
+
+class Override(Model):
+    """Per-tool changes to what the model sees."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")] | None = None
+    description: str | None = None
+    title: str | None = None
+    arguments: dict[str, Any] = Field(
+        default_factory=dict, description="Fixed argument values, hidden from the model and always sent."
+    )
+    annotations: dict[str, Any] | None = Field(
+        None, description="Tool annotations to set (readOnlyHint, destructiveHint, idempotentHint, ...)."
+    )
+
+
+class SecretRef(Model):
+    """Where a secret comes from; the config holds the reference, never the secret."""
+
+    env: str | None = Field(None, description="Name of an environment variable holding the secret.")
+    file: str | None = Field(None, description="Path of a file holding the secret (final newline dropped).")
+    provider: str | None = Field(
+        None, description="A credential provider of the gateway (per-user OAuth, 2LO, a key in the vault)."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        if sum(v is not None for v in (self.env, self.file, self.provider)) != 1:
+            raise ValueError("give exactly one of `env`, `file` or `provider`")
+        return self
+
+
+class TlsFiles(Model):
+    """TLS for one HTTP(S) upstream. Paths of files on the gateway's host: the operator's only."""
+
+    ca_bundle: str | None = Field(
+        None, description="PEM file of the CAs to trust for this upstream, instead of the system's store."
+    )
+    client_cert: str | None = Field(None, description="PEM client certificate (mTLS); needs `client_key`.")
+    client_key: str | None = Field(None, description="PEM private key of `client_cert` (unencrypted).")
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsFiles:
+        if (self.client_cert is None) != (self.client_key is None):
+            raise ValueError("give `client_cert` and `client_key` together")
+        return self
+
+
+class TargetBase(Model):
+    """Fields every target kind has."""
+
+    name: Name
+    description: str = ""
+    include: list[str] = Field(default_factory=list, description="Only tools matching these globs.")
+    exclude: list[str] = Field(default_factory=list, description="Hide tools matching these globs.")
+    overrides: dict[str, Override] = Field(
+        default_factory=dict, description="Keyed by the target's tool name."
+    )
+    timeout_seconds: float = Field(60.0, gt=0, le=3600, description="Deadline of one call to this target.")
+
+
+class FunctionRef(Model):
+    """One Python callable exposed as a tool."""
+
+    function: Annotated[str, Field(pattern=r"^[\w.]+:[\w.]+$", description="'package.module:callable'")]
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")] | None = None
+    description: str | None = None
+    input_schema: dict[str, Any] | None = Field(
+        None, description="Overrides the schema derived from type hints."
+    )
+
+
+class FunctionTarget(TargetBase):
+    """Python callables by import path, run in the gateway process (sync ones in a worker thread)."""
+
+    kind: Literal["function"]
+    functions: list[Annotated[str, Field(pattern=r"^[\w.]+:[\w.]+$")] | FunctionRef] = Field(min_length=1)
+
+
+class LambdaTarget(TargetBase):
+    """An AWS Lambda function serving one or more tools (the AgentCore Gateway convention)."""
+
+    kind: Literal["lambda"]
+    function_name: str = Field(description="Name or ARN of the function.")
+    qualifier: str | None = Field(None, description="Version or alias.")
+    region: str | None = None
+    endpoint_url: str | None = Field(
+        None, description="Lambda API endpoint override (LocalStack and the like)."
+    )
+    tools: list[ToolDef] = Field(min_length=1)
+
+
+class HttpTarget(TargetBase):
+    """An HTTP function: each call POSTs the arguments as JSON to ``url``."""
+
+    kind: Literal["http"]
+    url: Annotated[str, Field(pattern=r"^https?://")]
+    headers: dict[str, str] = Field(default_factory=dict)
+    tools: list[ToolDef] = Field(min_length=1)
+    tls: TlsFiles | None = Field(None, description="CA bundle and client certificate (file paths).")
+
+
+class OpenApiTarget(TargetBase):
+    """An API described by an OpenAPI 3.0/3.1 or Swagger 2.0 document: one tool per operation."""
+
+    kind: Literal["openapi"]
+    spec: str | dict[str, Any] = Field(description="A file path, an http(s) URL, or the document inline.")
+    base_url: Annotated[str, Field(pattern=r"^https?://")] | None = Field(
+        None, description="Overrides the document's servers."
+    )
+    server_variables: dict[str, str] = Field(default_factory=dict)
+    include_tags: list[str] = Field(default_factory=list)
+    exclude_tags: list[str] = Field(default_factory=list)
+    include_paths: list[str] = Field(default_factory=list, description="Globs: '/pets/*' or 'GET /pets/*'.")
+    exclude_paths: list[str] = Field(default_factory=list)
+    credentials: dict[str, SecretRef] = Field(
+        default_factory=dict,
+        description="Secrets by security scheme name: API key, bearer token, or 'user:password' for basic.",
+    )
+    headers: dict[str, str] = Field(default_factory=dict, description="Sent with every request.")
+    retries: int = Field(
+        2, ge=0, le=5, description="Retries of idempotent operations (connect errors, 502-504)."
+    )
+    tls: TlsFiles | None = Field(None, description="CA bundle and client certificate (file paths).")
+    max_response_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    shape: dict[str, ShapeSpec] = Field(
+        default_factory=dict,
+        description="Per operation (the document's tool name): uniform paging and trimmed results.",
+    )
+    failure: FailureSpec | None = Field(
+        None, description="How the API reports a failure in a successful HTTP answer (Slack's `ok: false`)."
+    )
+
+
+class McpUserCredential(Model):
+    """One user's credential for an upstream MCP server (until identity's vault holds it)."""
+
+    headers: dict[str, str] = Field(default_factory=dict, description="Sent to a remote server.")
+    env: dict[str, str] = Field(default_factory=dict, description="Given to a local server.")
+
+
+class McpCredentialRef(Model):
+    """A credential provider whose secret authenticates each user's session to the server."""
+
+    provider: str
+    header: str = "Authorization"
+    prefix: str = Field("Bearer ", description="Put before the secret in the header.")
+
+
+class McpTarget(TargetBase):
+    """A remote MCP server (Streamable HTTP, either protocol era) or a local one started over stdio."""
+
+    kind: Literal["mcp"]
+    url: Annotated[str, Field(pattern=r"^https?://")] | None = Field(
+        None, description="A remote server's endpoint."
+    )
+    command: list[str] | None = Field(None, min_length=1, description="argv of a local server (stdio).")
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment for the local server.")
+    cwd: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict, description="Sent to a remote server.")
+    protocol: Literal["auto", "legacy", "2026-07-28"] = Field(
+        "auto", description="auto: discover, else the initialize handshake."
+    )
+    transport: Literal["streamable_http", "sse"] = Field(
+        "streamable_http",
+        description="For `url`: Streamable HTTP, or the deprecated HTTP+SSE transport (2024-11-05) "
+        "that some servers still serve (`url` is then the SSE endpoint, e.g. .../sse).",
+    )
+    max_result_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    pin_tools: bool = Field(
+        True,
+        description="Record each tool definition when approved; hide a tool whose definition changes "
+        "until an administrator approves it again.",
+    )
+    approve_new_tools: bool = Field(
+        False, description="Approve tools the server adds later without review (they are still pinned)."
+    )
+    sessions: Literal["shared", "per_user"] = Field(
+        "shared",
+        description="per_user: each caller's calls go out on a session opened with that caller's "
+        "credential (`users`); lists come from the shared session.",
+    )
+    users: dict[str, McpUserCredential] = Field(
+        default_factory=dict, description="Per-user credentials by user (principal subject), for per_user."
+    )
+    credential: McpCredentialRef | None = Field(
+        None, description="per_user: each user's secret from this credential provider (e.g. OAuth, 3LO)."
+    )
+    max_user_sessions: int = Field(100, ge=1, le=10_000)
+    user_session_idle_seconds: float = Field(300.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpTarget:
+        if (self.url is None) == (self.command is None):
+            raise ValueError("give exactly one of `url` (a remote server) or `command` (a local one)")
+        if self.transport == "sse" and self.url is None:
+            raise ValueError("`transport: sse` is for remote servers: give `url` (the SSE endpoint)")
+        if (self.users or self.credential) and self.sessions != "per_user":
+            raise ValueError(
+                "`users` and `credential` only apply with `sessions: per_user`; set it or remove them"
+            )
+        if self.users and self.credential:
+            raise ValueError("give `users` or `credential`, not both")
+        return self
+
+
+class PluginTarget(TargetBase):
+    """A ToolProvider class of your own, by import path (tools, resources and prompts)."""
+
+    kind: Literal["plugin"]
+    provider: Annotated[str, Field(pattern=r"^[\w.]+:[\w.]+$", description="'package.module:Class'")]
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ConnectorTarget(TargetBase):
+    """A SaaS platform from the connector catalog (`switchboard connectors list`).
+
+    `include`, `exclude` and `overrides` name the connector's tools."""
+
+    kind: Literal["connector"]
+    connector: Name = Field(description="The connector's name in the catalog.")
+    credential: str | None = Field(
+        None,
+        description="The gateway's credential provider that signs calls: the connector's OAuth preset "
+        "(`switchboard connectors enable` makes it) or an api_key provider.",
+    )
+    credential_scheme: str | None = Field(
+        None, description="The document's security scheme the credential fills (default: the connector's)."
+    )
+    base_url: Annotated[str, Field(pattern=r"^https?://")] | None = Field(
+        None, description="Overrides the connector's base URL (a test server, a data-centre host)."
+    )
+    server_variables: dict[str, str] = Field(
+        default_factory=dict, description="Values of the document's server variables (a Salesforce instance)."
+    )
+    fields: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Per tool: the fields results keep, instead of the connector's (['*']: all).",
+    )
+    headers: dict[str, str] = Field(default_factory=dict, description="Sent with every request.")
+    max_response_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+
+
+Target = Annotated[
+    FunctionTarget | LambdaTarget | HttpTarget | OpenApiTarget | McpTarget | PluginTarget | ConnectorTarget,
+    Field(discriminator="kind"),
+]
+TARGET_KINDS = ("function", "lambda", "http", "openapi", "mcp", "plugin", "connector")
