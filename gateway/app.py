@@ -30,10 +30,16 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from gateway.audit import AuditLog
-from gateway.auth import METADATA_PREFIX, Authenticator, Revocations
+from gateway.auth import (
+    METADATA_PREFIX,
+    Authenticator,
+    Revocations,
+    consent_user,
+    credentials_for,
+    open_vault,
+)
 from gateway.cache import result_store
 from gateway.config import Document, to_store
-from gateway.credentials import consent_user, credentials_for
 from gateway.egress import Reach
 from gateway.hub import Hub
 from gateway.mcp import McpFront, SessionLimits
@@ -53,7 +59,6 @@ from gateway.system import (
 )
 from gateway.telemetry import HttpSpans, Telemetry
 from gateway.ui import ui_routes
-from gateway.vault import open_vault
 from identity.api import IdentityServices, WorkloadTokens, identity_routes
 from identity.inbound import Refused
 from identity.outbound import Broker, redis_locks

@@ -69,12 +69,12 @@ async def _preflight(
         The first admin key when this start made it (to print once), and the default
         tenant's gateways with their tool counts (when built).
     """
+    from gateway.auth import open_vault
     from gateway.config import load_file, to_store
     from gateway.hub import Hub
     from gateway.store import Store
     from gateway.system import Switchboard
     from gateway.telemetry import wanted_exporters
-    from gateway.vault import open_vault
 
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     if settings.tracing:
@@ -372,8 +372,8 @@ def cmd_pins(args: argparse.Namespace) -> int:
 
 
 async def _vault(args: argparse.Namespace) -> str:
+    from gateway.auth import open_vault
     from gateway.store import Store, StoreSecrets
-    from gateway.vault import open_vault
     from identity.vault import LocalKeyring
 
     settings = _settings(args)

@@ -22,6 +22,7 @@ from anyio.abc import TaskGroup
 
 from gateway.approval import ApprovalRule, GatewayApprovals
 from gateway.audit import AuditLog, GatewayAudit
+from gateway.auth import CredentialsFor
 from gateway.cache import CacheRule, GatewayCache, ResultStore, declared_annotations, result_store
 from gateway.capabilities import is_operator
 from gateway.config import GatewaySpec, McpTarget, TargetBase
@@ -31,7 +32,6 @@ from gateway.core.pipeline import Stage, compose
 from gateway.core.provider import ToolProvider
 from gateway.core.types import JSON, CallContext, CallNext, Principal, ToolCall, ToolResult
 from gateway.core.wrappers import Filtered, Overridden
-from gateway.credentials import CredentialsFor
 from gateway.interceptors import GatewayInterceptors, build_interceptors
 from gateway.pins import Pinned, PinScope, PinsFor
 from gateway.policy import GatewayPolicy

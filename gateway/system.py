@@ -13,10 +13,9 @@ from pathlib import Path
 
 import anyio
 
-from gateway.auth import Authenticator
+from gateway.auth import Authenticator, provider_specs
 from gateway.config import GatewaySpec, gateway_from_store
 from gateway.core.errors import ConfigError
-from gateway.credentials import provider_specs
 from gateway.hub import Hub
 from gateway.pins import pinned_of
 from gateway.settings import Settings

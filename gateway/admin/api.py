@@ -15,10 +15,9 @@ from starlette.routing import BaseRoute, Route
 
 from gateway import capabilities, connectors
 from gateway.admin._openapi import describe
-from gateway.auth import KEY_PREFIX
+from gateway.auth import KEY_PREFIX, qualified
 from gateway.config import GatewaySpec, Target, TargetBase, to_store, validate
 from gateway.core.errors import ConfigError, ConfigIssue
-from gateway.credentials import qualified
 from gateway.pins import NotPinned, approve_tools, target_review
 from gateway.store import StoreApprovals, StoreCalls, StoreError
 from gateway.system import Switchboard, compile_check

@@ -31,7 +31,7 @@ from identity.outbound import Broker, ConsentRequired, CredentialError, Provider
 if TYPE_CHECKING:
     from starlette.types import Scope
 
-    from gateway.auth import Authenticator
+    from gateway.auth._inbound import Authenticator
 
 
 def qualified(gateway: str, provider: str) -> str:
