@@ -43,7 +43,7 @@ from gateway.config import Document, to_store
 from gateway.egress import Reach
 from gateway.hub import Hub
 from gateway.mcp import McpFront, SessionLimits
-from gateway.mcp.front import PRINCIPAL_KEY
+from gateway.mcp.forms import PRINCIPAL_KEY
 from gateway.pins import store_pins
 from gateway.ratelimit import Counters, shared_counters
 from gateway.serving import Forwarder, forwarded_client, session_owner

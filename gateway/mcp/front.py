@@ -11,7 +11,6 @@ MCP results and errors. It never imports a provider.
 
 from __future__ import annotations
 
-import base64
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping
@@ -35,7 +34,7 @@ from mcp.server.subscriptions import (
 )
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
-from mcp_types import INVALID_PARAMS, INVALID_REQUEST, MISSING_REQUIRED_CLIENT_CAPABILITY
+from mcp_types import INVALID_REQUEST
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.responses import JSONResponse
 from starlette.types import Message, Receive, Scope, Send
@@ -45,7 +44,6 @@ from gateway.core.errors import (
     AuthError,
     InputRequired,
     InvalidArguments,
-    MissingClientCapability,
     RequestError,
 )
 from gateway.core.provider import PromptSpec, ResourceSpec, ResourceTemplateSpec
@@ -53,69 +51,19 @@ from gateway.core.types import JSON, CallContext, Principal, ToolResult
 from gateway.hub import GatewayKey, Hub, LiveGateway
 from gateway.mcp.channel import MODERN, McpChannel, input_required
 from gateway.mcp.fast import FastPath, askable
+from gateway.mcp.forms import (
+    PRINCIPAL_KEY,
+    SCOPE_KEY,
+    cache_hints,
+    page_of,
+    result_to_wire,
+    to_wire,
+)
 from gateway.mcp.sessions import SessionLimits, SessionTable, caller_of
 from gateway.mcp.wire import Refusal, check_headers, check_message, read_body
 from gateway.telemetry import mcp_span, tool_failed
 
 logger = logging.getLogger(__name__)
-
-SCOPE_KEY = "switchboard.gateway"
-PRINCIPAL_KEY = "switchboard.principal"
-PAGE_SIZE = 100
-LIST_TTL_MS = 60_000
-
-
-def _cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode()
-
-
-def _offset(cursor: str | None) -> int:
-    if not cursor:
-        return 0
-    try:
-        raw = base64.urlsafe_b64decode(cursor.encode()).decode()
-        if raw.startswith("o:") and (value := int(raw[2:])) >= 0:
-            return value
-    except (ValueError, UnicodeDecodeError):
-        pass
-    raise MCPError(INVALID_PARAMS, "Invalid cursor: pass back the nextCursor of the previous page unchanged.")
-
-
-def _page(items: list[Any], cursor: str | None, key: str) -> dict[str, Any]:
-    start = _offset(cursor)
-    page: dict[str, Any] = {key: items[start : start + PAGE_SIZE]}
-    if start + PAGE_SIZE < len(items):
-        page["nextCursor"] = _cursor(start + PAGE_SIZE)
-    return page
-
-
-def _cache_hints(page: dict[str, Any], modern: bool) -> dict[str, Any]:
-    if modern:
-        # Lists change through config (clients hear list_changed); they may differ per caller.
-        page["ttlMs"] = LIST_TTL_MS
-        page["cacheScope"] = "private"
-    return page
-
-
-def result_to_wire(result: ToolResult) -> dict[str, Any]:
-    """A core ToolResult as a ``CallToolResult`` dict."""
-    wire: dict[str, Any] = {"content": list(result.content)}
-    if result.structured is not None:
-        wire["structuredContent"] = result.structured
-    if result.is_error:
-        wire["isError"] = True
-    return wire
-
-
-def to_wire(exc: RequestError | AuthError, data: Any = None) -> MCPError:
-    """Our request errors as JSON-RPC errors (the fronts' one mapping)."""
-    if isinstance(exc, MissingClientCapability):
-        return MCPError(
-            MISSING_REQUIRED_CLIENT_CAPABILITY, str(exc), {"requiredCapabilities": {exc.capability: {}}}
-        )
-    if isinstance(exc, RequestError):
-        return MCPError(INVALID_PARAMS, str(exc), data)
-    return MCPError(INVALID_REQUEST, str(exc))
 
 
 class _GatewayServer(Server[Any]):
@@ -376,13 +324,13 @@ class McpFront:
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> dict[str, Any]:
         gw, call_ctx = self._gateway(ctx)
-        page = _page(gw.tool_list(call_ctx.principal), params.cursor if params else None, "tools")
+        page = page_of(gw.tool_list(call_ctx.principal), params.cursor if params else None, "tools")
         return self._cacheable(ctx, page)
 
     def _fast_list_page(
         self, gw: LiveGateway, cursor: str | None, modern: bool, principal: Principal
     ) -> dict[str, Any]:
-        return _cache_hints(_page(gw.tool_list(principal), cursor, "tools"), modern)
+        return cache_hints(page_of(gw.tool_list(principal), cursor, "tools"), modern)
 
     def _session_alive(self, session_id: str, version: str) -> bool:
         """A handshake-era session the SDK still holds, initialised, speaking ``version``, whose
@@ -400,7 +348,7 @@ class McpFront:
         )
 
     def _cacheable(self, ctx: ServerRequestContext[Any, Any], page: dict[str, Any]) -> dict[str, Any]:
-        return _cache_hints(page, ctx.protocol_version >= MODERN)
+        return cache_hints(page, ctx.protocol_version >= MODERN)
 
     async def _call_tool(
         self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
@@ -421,7 +369,7 @@ class McpFront:
         items = [
             _described({"uri": r.uri, "name": r.name}, r) for _, r in gw.catalog.snapshot.resources.values()
         ]
-        return self._cacheable(ctx, _page(items, params.cursor if params else None, "resources"))
+        return self._cacheable(ctx, page_of(items, params.cursor if params else None, "resources"))
 
     async def _list_resource_templates(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
@@ -431,7 +379,7 @@ class McpFront:
             _described({"uriTemplate": t.uri_template, "name": t.name}, t)
             for _, t in gw.catalog.snapshot.templates
         ]
-        return self._cacheable(ctx, _page(items, params.cursor if params else None, "resourceTemplates"))
+        return self._cacheable(ctx, page_of(items, params.cursor if params else None, "resourceTemplates"))
 
     async def _read_resource(
         self, ctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams
@@ -452,7 +400,7 @@ class McpFront:
             if p.arguments:
                 item["arguments"] = list(p.arguments)
             items.append(item)
-        return self._cacheable(ctx, _page(items, params.cursor if params else None, "prompts"))
+        return self._cacheable(ctx, page_of(items, params.cursor if params else None, "prompts"))
 
     async def _get_prompt(
         self, ctx: ServerRequestContext[Any, Any], params: types.GetPromptRequestParams

@@ -8,8 +8,9 @@ anything else, and every failure of the database surfaces as `StoreError`.
 from gateway.store._approvals import StoreApprovals
 from gateway.store._calls import CallRecord, StoreCalls
 from gateway.store._engine import StoreError, normalize_url
+from gateway.store._rows import Change, GatewayDocument, GatewayRecord, PinRecord, TargetRecord
 from gateway.store._secrets import StoreSecrets
-from gateway.store._store import Change, GatewayDocument, GatewayRecord, PinRecord, Store, TargetRecord
+from gateway.store._store import Store
 from gateway.store._traces import SessionFilter, StoreTraces
 
 __all__ = [

@@ -7,8 +7,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from gateway.store._rows import _now, _utc
 from gateway.store._schema import approvals
-from gateway.store._store import Store, _now, _utc
+from gateway.store._store import Store
 
 
 def _row(r: Any) -> dict[str, Any]:

@@ -16,8 +16,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from gateway.store._appender import LogWriter
+from gateway.store._rows import _utc
 from gateway.store._schema import call_audit
-from gateway.store._store import Store, _utc
+from gateway.store._store import Store
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from gateway.store._rows import _now, _utc
 from gateway.store._schema import secret_audit, secrets
-from gateway.store._store import Store, _now, _utc
+from gateway.store._store import Store
 from identity.vault import Owner, Sealed
 
 

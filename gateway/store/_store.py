@@ -17,79 +17,38 @@ unique-constraint races to retry.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 import sqlalchemy as sa
-from sqlalchemy import RowMapping
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.store._engine import WRITE, StoreError, open_engine, reason
+from gateway.store._rows import (
+    Change,
+    GatewayDocument,
+    GatewayRecord,
+    PinRecord,
+    TargetRecord,
+    _canonical,
+    _check_unique,
+    _gateway,
+    _gateway_key,
+    _key,
+    _now,
+    _revision,
+    _target,
+    _target_key,
+    _tenant_exists,
+    _utc,
+)
 from gateway.store._schema import api_keys, gateways, meta, targets, tenants, tool_pins
+from gateway.store._writer import _Writer
 
-Change = Literal["created", "updated", "unchanged", "deleted"]
-"""What a write did to one gateway or target."""
-GatewayDocument = tuple[str, dict[str, Any], Sequence[tuple[str, dict[str, Any]]]]
-"""One gateway for `Store.apply`: (name, spec, [(target name, target spec), ...] in order)."""
 _DEFAULT_TENANT = "default"
-
-
-@dataclass(frozen=True, slots=True)
-class PinRecord:
-    """An approved tool definition of one target."""
-
-    tool: str
-    digest: str
-    definition: dict[str, Any]
-    approved_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class GatewayRecord:
-    """A stored gateway.
-
-    Attributes:
-        tenant: The tenant it belongs to.
-        name: Unique within the tenant.
-        spec: Its JSON document (its targets are stored separately).
-        revision: The store revision that last changed it.
-        updated_at: When it last changed (UTC).
-    """
-
-    tenant: str
-    name: str
-    spec: dict[str, Any]
-    revision: int
-    updated_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class TargetRecord:
-    """A stored target of a gateway.
-
-    Attributes:
-        tenant: The tenant it belongs to.
-        gateway: The gateway it belongs to.
-        name: Unique within the gateway.
-        position: Its place in the gateway's list (targets are listed by position, then name).
-        spec: Its JSON document.
-        revision: The store revision that last changed it.
-        updated_at: When it last changed (UTC).
-    """
-
-    tenant: str
-    gateway: str
-    name: str
-    position: int
-    spec: dict[str, Any]
-    revision: int
-    updated_at: datetime
 
 
 class Store:
@@ -496,203 +455,6 @@ class Store:
             yield _Writer(conn)
 
 
-class _Writer:
-    """One write transaction, holding the writers' lock; moves the revision at most once."""
-
-    def __init__(self, conn: AsyncConnection) -> None:
-        self.conn = conn
-        self._revision: int | None = None
-
-    async def changed(self) -> int:
-        """Note that this transaction changes something; returns the revision it commits as."""
-        if self._revision is None:
-            result = await self.conn.execute(
-                sa.update(meta)
-                .where(meta.c.id == 1)
-                .values(revision=meta.c.revision + 1)
-                .returning(meta.c.revision)
-            )
-            self._revision = int(result.scalar_one())
-        return self._revision
-
-    async def ensure_tenant(self, tenant: str) -> None:
-        if not await _tenant_exists(self.conn, tenant):
-            await self.conn.execute(sa.insert(tenants).values(name=tenant, created_at=_now()))
-
-    async def gateway_names(self, tenant: str) -> list[str]:
-        rows = await self.conn.execute(
-            sa.select(gateways.c.name).where(gateways.c.tenant == tenant).order_by(gateways.c.name)
-        )
-        return [str(name) for name in rows.scalars()]
-
-    async def target_names(self, tenant: str, gateway: str) -> list[str]:
-        rows = await self.conn.execute(
-            sa.select(targets.c.name)
-            .where(targets.c.tenant == tenant, targets.c.gateway == gateway)
-            .order_by(targets.c.position, targets.c.name)
-        )
-        return [str(name) for name in rows.scalars()]
-
-    async def put_gateway(self, tenant: str, name: str, spec: dict[str, Any]) -> Change:
-        canonical = _canonical(spec, f"gateway {name!r}")
-        row = (await self.conn.execute(sa.select(gateways.c.spec).where(*_gateway_key(tenant, name)))).first()
-        if row is not None and _canonical(row.spec) == canonical:
-            return "unchanged"
-        values = {"spec": spec, "revision": await self.changed(), "updated_at": _now()}
-        if row is None:
-            await self.ensure_tenant(tenant)
-            await self.conn.execute(sa.insert(gateways).values(tenant=tenant, name=name, **values))
-            return "created"
-        await self.conn.execute(sa.update(gateways).where(*_gateway_key(tenant, name)).values(**values))
-        return "updated"
-
-    async def delete_gateway(self, tenant: str, name: str) -> list[str] | None:
-        """Delete a gateway and its targets; returns the targets' names, or None if it was not there."""
-        names = await self.target_names(tenant, name)
-        await self.conn.execute(
-            sa.delete(tool_pins).where(tool_pins.c.tenant == tenant, tool_pins.c.gateway == name)
-        )
-        await self.conn.execute(
-            sa.delete(targets).where(targets.c.tenant == tenant, targets.c.gateway == name)
-        )
-        result = await self.conn.execute(sa.delete(gateways).where(*_gateway_key(tenant, name)))
-        if not result.rowcount:
-            return None
-        await self.changed()
-        return names
-
-    async def put_target(
-        self, tenant: str, gateway: str, name: str, spec: dict[str, Any], position: int | None
-    ) -> Change:
-        canonical = _canonical(spec, f"target {gateway}/{name}")
-        parent = await self.conn.execute(sa.select(gateways.c.name).where(*_gateway_key(tenant, gateway)))
-        if parent.first() is None:
-            raise KeyError(
-                f"no gateway named {gateway!r} in tenant {tenant!r}; create the gateway before adding "
-                f"target {name!r} to it"
-            )
-        query = sa.select(targets.c.spec, targets.c.position).where(*_target_key(tenant, gateway, name))
-        row = (await self.conn.execute(query)).first()
-        if position is None:
-            position = int(row.position) if row is not None else await self._next_position(tenant, gateway)
-        if row is not None and row.position == position and _canonical(row.spec) == canonical:
-            return "unchanged"
-        values = {"spec": spec, "position": position, "revision": await self.changed(), "updated_at": _now()}
-        if row is None:
-            await self.conn.execute(
-                sa.insert(targets).values(tenant=tenant, gateway=gateway, name=name, **values)
-            )
-            return "created"
-        await self.conn.execute(
-            sa.update(targets).where(*_target_key(tenant, gateway, name)).values(**values)
-        )
-        return "updated"
-
-    async def _next_position(self, tenant: str, gateway: str) -> int:
-        last = await self.conn.execute(
-            sa.select(sa.func.max(targets.c.position)).where(
-                targets.c.tenant == tenant, targets.c.gateway == gateway
-            )
-        )
-        top = last.scalar()
-        return 0 if top is None else int(top) + 1
-
-    async def delete_target(self, tenant: str, gateway: str, name: str) -> bool:
-        await self.conn.execute(
-            sa.delete(tool_pins).where(
-                tool_pins.c.tenant == tenant, tool_pins.c.gateway == gateway, tool_pins.c.target == name
-            )
-        )
-        result = await self.conn.execute(sa.delete(targets).where(*_target_key(tenant, gateway, name)))
-        if not result.rowcount:
-            return False
-        await self.changed()
-        return True
-
-
-# -- helpers -----------------------------------------------------------------------
-
-
 async def _dispose(engine: AsyncEngine) -> None:
     with anyio.CancelScope(shield=True):
         await engine.dispose()
-
-
-async def _revision(conn: AsyncConnection) -> int:
-    return int((await conn.execute(sa.select(meta.c.revision).where(meta.c.id == 1))).scalar_one())
-
-
-async def _tenant_exists(conn: AsyncConnection, tenant: str) -> bool:
-    return (await conn.execute(sa.select(tenants.c.name).where(tenants.c.name == tenant))).first() is not None
-
-
-def _gateway_key(tenant: str, name: str) -> tuple[sa.ColumnElement[bool], ...]:
-    return gateways.c.tenant == tenant, gateways.c.name == name
-
-
-def _target_key(tenant: str, gateway: str, name: str) -> tuple[sa.ColumnElement[bool], ...]:
-    return targets.c.tenant == tenant, targets.c.gateway == gateway, targets.c.name == name
-
-
-def _check_unique(documents: Sequence[GatewayDocument]) -> None:
-    seen: set[str] = set()
-    for name, _, target_docs in documents:
-        if name in seen:
-            raise ValueError(f"gateway {name!r} is listed twice; list each gateway once")
-        seen.add(name)
-        names: set[str] = set()
-        for target, _ in target_docs:
-            if target in names:
-                raise ValueError(f"target {target!r} is listed twice in gateway {name!r}; list each once")
-            names.add(target)
-
-
-def _canonical(doc: Any, what: str = "a stored document") -> str:
-    """The document as canonical JSON, so equal documents compare equal whatever their key order."""
-    try:
-        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"the spec of {what} is not a JSON document: {exc}") from None
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _utc(value: datetime) -> datetime:
-    # SQLite keeps no offset; the store writes UTC only.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _key(row: RowMapping) -> dict[str, Any]:
-    return {
-        "key_id": str(row["key_id"]),
-        "tenant": str(row["tenant"]),
-        "gateway": row["gateway"],
-        "subject": row["subject"],
-        "scopes": list(row["scopes"] or []),
-        "created_at": _utc(row["created_at"]).isoformat(),
-        "hash": str(row["key_hash"]),
-    }
-
-
-def _gateway(row: RowMapping) -> GatewayRecord:
-    return GatewayRecord(
-        tenant=row["tenant"],
-        name=row["name"],
-        spec=dict(row["spec"]),
-        revision=int(row["revision"]),
-        updated_at=_utc(row["updated_at"]),
-    )
-
-
-def _target(row: RowMapping) -> TargetRecord:
-    return TargetRecord(
-        tenant=row["tenant"],
-        gateway=row["gateway"],
-        name=row["name"],
-        position=int(row["position"]),
-        spec=dict(row["spec"]),
-        revision=int(row["revision"]),
-        updated_at=_utc(row["updated_at"]),
-    )

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from gateway.mcp.front import PAGE_SIZE, _page
+from gateway.mcp.forms import PAGE_SIZE, page_of
 
 
 def test_pages_are_bounded_and_chain_with_next_cursor() -> None:
@@ -12,7 +12,7 @@ def test_pages_are_bounded_and_chain_with_next_cursor() -> None:
     cursor = None
     pages = 0
     while True:
-        page = _page(items, cursor, "tools")
+        page = page_of(items, cursor, "tools")
         seen += page["tools"]
         pages += 1
         cursor = page.get("nextCursor")
@@ -24,5 +24,5 @@ def test_pages_are_bounded_and_chain_with_next_cursor() -> None:
 @pytest.mark.parametrize("cursor", ["%%%", "bzotMQ==", "eDo1"])
 def test_bad_cursors_are_invalid_params(cursor: str) -> None:
     with pytest.raises(MCPError) as err:
-        _page([1, 2], cursor, "tools")
+        page_of([1, 2], cursor, "tools")
     assert err.value.code == -32602
