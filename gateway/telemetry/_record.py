@@ -27,7 +27,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace as trace_api
 from opentelemetry.sdk.trace import Event, SpanLimits
 from opentelemetry.sdk.trace import Span as SdkSpan
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.util import types
 
@@ -54,6 +54,16 @@ def clean(value: Any) -> types.AnyValue:
     if isinstance(value, (list, tuple)):
         return tuple(v if type(v) in _PLAIN else str(v) for v in value)
     return str(value)
+
+
+_NO_STATE = TraceState()
+
+
+def local_context(trace_id: int, flags: TraceFlags, state: TraceState | None) -> SpanContext:
+    """A new local span's context (a random span id, not zero), made as ``SpanContext`` makes
+    it without the range checks: the trace id is a valid parent's or a new one."""
+    span_id = random.getrandbits(64) or 1
+    return tuple.__new__(SpanContext, (trace_id, span_id, False, flags, state or _NO_STATE, True))
 
 
 class Outlet(Protocol):
@@ -141,10 +151,7 @@ class Record(trace_api.Span):
         ctx = self.context
         return Record(
             name,
-            tuple.__new__(
-                SpanContext,
-                (ctx.trace_id, random.getrandbits(64) or 1, False, ctx.trace_flags, ctx.trace_state, True),
-            ),
+            local_context(ctx.trace_id, ctx.trace_flags, ctx.trace_state),
             ctx,
             self.root or self,
             kind,

@@ -21,17 +21,16 @@ from opentelemetry import trace as trace_api
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider, sampling
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags, TraceState
+from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.util import types
 from opentelemetry.util._decorator import _agnosticcontextmanager
 
-from gateway.telemetry._record import _PLAIN, TENANT_ATTR, Record, clean
+from gateway.telemetry._record import _PLAIN, TENANT_ATTR, Record, clean, local_context
 from gateway.telemetry._record import Outlet as _Deliver
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _SAMPLED_RANDOM = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
-_NO_STATE = TraceState()
 
 
 class Outlet(_Deliver, Protocol):
@@ -55,12 +54,6 @@ def new_trace_id() -> int:
     too.)
     """
     return (time.time_ns() // 1_000_000) << 80 | random.getrandbits(80)
-
-
-def _span_context(trace_id: int, span_id: int, flags: TraceFlags, state: TraceState | None) -> SpanContext:
-    """A local span's context, made as ``SpanContext`` makes it without the range checks: the
-    trace id is a valid parent's or ``new_trace_id``'s, the span id 64 random bits, not zero."""
-    return tuple.__new__(SpanContext, (trace_id, span_id, False, flags, state or _NO_STATE, True))
 
 
 class LeanTracer(trace_api.Tracer):
@@ -133,7 +126,7 @@ class LeanTracer(trace_api.Tracer):
         given = recorded.get(TENANT_ATTR) if root is None else None
         return Record(
             name,
-            _span_context(trace_id, random.getrandbits(64) or 1, flags, trace_state),
+            local_context(trace_id, flags, trace_state),
             parent,
             root,
             kind,
