@@ -45,7 +45,7 @@ from bench.tools_call import Call, legacy_caller, measure, modern_caller  # noqa
 from gateway.core.catalog import Catalog  # noqa: E402
 from gateway.core.provider import ToolProvider  # noqa: E402
 from gateway.core.types import CallContext, Principal, ToolCall, ToolResult, ToolSpec  # noqa: E402
-from gateway.policy import GatewayPolicy  # noqa: E402
+from gateway.stages.policy import GatewayPolicy  # noqa: E402
 from tests.e2e.harness import Served, serve  # noqa: E402
 
 TOOL = "fx___add"

@@ -22,7 +22,9 @@ tenant admin sends back unchanged (a GET, edit elsewhere, PUT) is kept as it is.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
@@ -277,3 +279,19 @@ async def check_tenant_change(spec: GatewaySpec, kept: GatewaySpec | None, *, al
     found += await anyio.to_thread.run_sync(lambda: list(_network(spec, kept, allow)))
     if found:
         raise ConfigError([ConfigIssue(reason, field, "request body") for field, reason in found])
+
+
+def import_object(path: str, what: str) -> Any:
+    """Import ``package.module:attr`` (a Python import path: the operator's only); a ConfigError
+    says what could not be found."""
+    module_name, _, attr = path.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"{what} {path!r}: cannot import module {module_name!r}: {exc}") from None
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ConfigError(f"{what} {path!r}: module {module_name!r} has no attribute {attr!r}") from None
+    return obj

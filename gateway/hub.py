@@ -9,7 +9,6 @@ listeners hear which gateways changed, so the fronts can send list_changed.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -20,28 +19,30 @@ from typing import Any, Self
 import anyio
 from anyio.abc import TaskGroup
 
-from gateway.approval import ApprovalRule, GatewayApprovals
-from gateway.audit import AuditLog, GatewayAudit
 from gateway.auth import CredentialsFor
-from gateway.cache import CacheRule, GatewayCache, ResultStore, declared_annotations, result_store
 from gateway.capabilities import is_operator
 from gateway.config import GatewaySpec, McpTarget, TargetBase
 from gateway.core.catalog import Catalog
 from gateway.core.errors import ConfigError, ConfigIssue, ToolNotFound, UpstreamUnavailable
-from gateway.core.pipeline import Stage, compose
+from gateway.core.pipeline import Stage
 from gateway.core.provider import ToolProvider
 from gateway.core.types import JSON, CallContext, CallNext, Principal, ToolCall, ToolResult
 from gateway.core.wrappers import Filtered, Overridden
-from gateway.interceptors import GatewayInterceptors, build_interceptors
 from gateway.pins import Pinned, PinScope, PinsFor
-from gateway.policy import GatewayPolicy
 from gateway.providers import provider_class
-from gateway.ratelimit import Counters, GatewayLimits, parse_rule
-from gateway.resilience import GatewayResilience
-from gateway.resilience import Settings as ResilienceSettings
 from gateway.settings import Settings
+from gateway.stages import (
+    AuditLog,
+    Chain,
+    Counters,
+    GatewayPolicy,
+    GatewayResilience,
+    ResultStore,
+    Shared,
+    build_chain,
+    result_store,
+)
 from gateway.store import StoreApprovals
-from gateway.telemetry import GatewayTelemetry, decided
 
 logger = logging.getLogger(__name__)
 
@@ -94,8 +95,7 @@ class LiveGateway:
     spec: GatewaySpec
     catalog: Catalog
     handler: CallNext
-    policy: GatewayPolicy | None = None
-    resilience: GatewayResilience | None = None
+    chain: Chain | None = None
     _visible: dict[tuple[Any, ...], list[JSON]] = field(default_factory=dict)
 
     def tool_list(self, principal: Principal) -> list[JSON]:
@@ -116,6 +116,14 @@ class LiveGateway:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def policy(self) -> GatewayPolicy | None:
+        return self.chain.policy if self.chain is not None else None
+
+    @property
+    def resilience(self) -> GatewayResilience | None:
+        return self.chain.resilience if self.chain is not None else None
 
     async def call(self, name: str, arguments: dict[str, Any] | None, ctx: CallContext) -> ToolResult:
         """Resolve, validate and run one tool through the pipeline."""
@@ -151,13 +159,9 @@ class Hub:
         (default: ``SWITCHBOARD_EGRESS_ALLOW``)."""
         self.egress_allow = tuple(Settings().egress_allow if egress_allow is None else egress_allow)
         self.stages = list(stages)
-        self.observe = observe
         self.pins = pins
         self.credentials = credentials
-        self.counters = counters or Counters()
-        self.results = results or result_store(None)
-        self.audit = audit
-        self.approvals = approvals
+        self.shared = Shared(counters or Counters(), results or result_store(None), audit, approvals, observe)
         self._gateways: dict[GatewayKey, LiveGateway] = {}
         self._open: dict[tuple[str, str, str], _OpenProvider] = {}
         self._listeners: list[ChangeListener] = []
@@ -330,71 +334,26 @@ class Hub:
                 "raise its timeout_seconds if that is expected"
             )
 
-        policy = GatewayPolicy(spec.name, spec.policies, spec.policy_mode, catalog) if spec.policies else None
-        declared = declared_annotations(spec.targets)  # trusted: the upstreams' own hints are not
-        stages: list[Stage] = []
-        # (name, stage, which tools it decides on: None for all)
-        decisions: list[tuple[str, Stage, Callable[[str], bool] | None]] = []
-        if policy is not None:
-            decisions.append(("policy", policy.stage, None))
-        if spec.rate_limits:
-            rules = [parse_rule(r.limit, r.per, r.tools) for r in spec.rate_limits]
-            limits = GatewayLimits(tenant, spec.name, rules, self.counters, catalog)
-            decisions.append(("rate_limit", limits.stage, lambda tool: any(r.applies(tool) for r in rules)))
-        if spec.interceptors:
-            chain = build_interceptors(spec, self.egress_allow_of(tenant))
-            decisions.append(
-                (
-                    "interceptors",
-                    GatewayInterceptors(spec.name, chain).stage,
-                    lambda tool: any(i.applies(tool) for i in chain),
-                )
-            )
-        wants = spec.approvals or (policy is not None and policy.asks_for_approval)
-        if wants and self.approvals is not None:  # (a check or a CLI listing has no store)
-            holds = [ApprovalRule(tuple(a.tools), a.timeout_seconds, a.approver) for a in spec.approvals]
-            decisions.append(
-                ("approval", GatewayApprovals(tenant, spec.name, holds, self.approvals).stage, None)
-            )
-        if spec.cache:  # a cached answer needs no deadline, retry or breaker
-            caching = [CacheRule(tuple(c.tools), c.ttl_seconds) for c in spec.cache]
-            prints = {t.name: hashlib.sha256(t.model_dump_json().encode()).hexdigest() for t in spec.targets}
-            cache = GatewayCache(tenant, spec.name, caching, self.results, catalog, prints, declared)
-            decisions.append(("cache", cache.stage, lambda tool: any(c.applies(tool) for c in caching)))
-        if self.observe is not None:
-
-            def target_of(name: str) -> str:
-                entry = catalog.snapshot.tools.get(name)
-                return entry.provider.id if entry is not None else ""
-
-            content, size = self.observe
-            observe = GatewayTelemetry(
-                tenant, spec.name, target_of, capture_content=content, capture_bytes=size
-            )
-            stages.append(observe.stage)
-        if self.audit:
-            stages.append(GatewayAudit(tenant, spec.name, self.audit).stage)
-        for name, stage, applies in decisions:
-            stages.append(stage if self.observe is None else decided(name, stage, tenant, spec.name, applies))
-        resilience = None
-        if spec.resilience is not None:
-            r = spec.resilience
-            settings = ResilienceSettings(
-                r.call_timeout_seconds, r.retries, r.retry_ratio, r.failures, r.open_seconds, r.max_concurrent
-            )
-            resilience = GatewayResilience(catalog, settings, declared)
-            stages.append(resilience.stage)
-        handler = compose([*stages, *self.stages], route)
+        chain = build_chain(
+            tenant,
+            spec,
+            catalog,
+            self.shared,
+            route,
+            egress_allow=self.egress_allow_of(tenant),
+            extra=self.stages,
+        )
+        handler = chain.handler
         bind = self.credentials
         if bind is None:
-            return LiveGateway(tenant, spec, catalog, handler, policy, resilience)
+            return LiveGateway(tenant, spec, catalog, handler, chain)
         bind(tenant, spec, Principal(tenant=tenant))  # reads the providers' secrets now: errors at load
 
         async def with_credentials(call: ToolCall, ctx: CallContext) -> ToolResult:
             ctx.credentials = bind(tenant, spec, ctx.principal)
             return await handler(call, ctx)
 
-        return LiveGateway(tenant, spec, catalog, with_credentials, policy, resilience)
+        return LiveGateway(tenant, spec, catalog, with_credentials, chain)
 
     async def refresh(self, tenant: str, names: Sequence[str] | None = None) -> None:
         """List the tenant's gateways (or ``names``) again; clients hear of what changed."""

@@ -49,11 +49,26 @@ def test_peers_never_import_gateway_or_each_other() -> None:
                 )
 
 
-def test_fronts_never_import_providers() -> None:
-    for front in ("gateway/mcp", "gateway/a2a"):
+FRONTS = ("gateway/mcp", "gateway/a2a", "gateway/admin", "gateway/ui")
+
+
+def test_fronts_never_import_providers_or_stages() -> None:
+    """A front speaks a protocol to the hub's live gateways; what stands behind a gateway (its
+    stages, its targets' providers) is the hub's to build."""
+    for front in FRONTS:
         for path in modules(front):
             for name in imports(path):
-                assert not name.startswith("gateway.providers"), f"{path.relative_to(ROOT)} imports {name}"
+                assert not name.startswith(("gateway.providers", "gateway.stages")), (
+                    f"{path.relative_to(ROOT)} imports {name}"
+                )
+
+
+def test_stages_never_import_providers_or_fronts() -> None:
+    """A stage sees a call and its catalog entry, never how a target is reached or who asked."""
+    above = ("gateway.providers", "gateway.hub", "gateway.app", *(f.replace("/", ".") for f in FRONTS))
+    for path in modules("gateway/stages"):
+        for name in imports(path):
+            assert not name.startswith(above), f"{path.relative_to(ROOT)} imports {name}"
 
 
 def test_modules_stay_small() -> None:

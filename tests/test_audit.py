@@ -12,9 +12,9 @@ import anyio
 import pytest
 from anyio.abc import TaskGroup
 
-from gateway.audit import AuditLog, AuditUnavailable, GatewayAudit
 from gateway.core.pipeline import compose
 from gateway.core.types import CallContext, Principal, ToolCall, ToolResult
+from gateway.stages.audit import AuditLog, AuditUnavailable, GatewayAudit
 from gateway.store import CallRecord
 
 pytestmark = pytest.mark.anyio
@@ -161,7 +161,7 @@ async def test_calls_are_refused_before_they_run_while_the_audit_is_unwritable(t
         ran.append(call.name)
         return ToolResult.text("done")
 
-    handler = compose([GatewayAudit("default", "g", log).stage], tool)
+    handler = compose([GatewayAudit("default", "g", log)], tool)
     ctx = CallContext(principal=Principal(subject="alice"), gateway="g")
     async with anyio.create_task_group() as tg:
         tg.start_soon(log.run)

@@ -9,11 +9,11 @@ from collections.abc import Sequence
 
 import pytest
 
-from gateway.cache import CacheRule, GatewayCache, MemoryResults, declared_annotations, result_store
 from gateway.config import GatewaySpec
 from gateway.core.catalog import Catalog
 from gateway.core.provider import ToolProvider
 from gateway.core.types import CallContext, Principal, ToolCall, ToolResult, ToolSpec
+from gateway.stages.cache import CacheRule, GatewayCache, MemoryResults, declared_annotations, result_store
 from tests.support.services import redis_url
 
 pytestmark = pytest.mark.anyio
@@ -55,9 +55,7 @@ async def check(store_url: str | None) -> None:
 
     async def call(tool: str, user: str, args: dict[str, int] | None = None) -> str:
         entry, tool_call = cat.resolve(f"t___{tool}", args or {})
-        result = await cache.stage(
-            tool_call, CallContext(principal=Principal(subject=user)), entry_call(entry)
-        )
+        result = await cache(tool_call, CallContext(principal=Principal(subject=user)), entry_call(entry))
         return str(result.content[0]["text"])
 
     def entry_call(entry: object) -> object:

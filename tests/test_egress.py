@@ -108,7 +108,7 @@ async def test_the_http_client_checks_the_address_it_connects_to() -> None:
     """The aiohttp client of OpenAPI/HTTP targets and interceptors: refused before any byte is sent,
     whatever the name resolves to when connecting (DNS rebinding is caught here, not at config time)."""
     from gateway.core.errors import UpstreamUnavailable
-    from gateway.providers._http import HttpClient
+    from gateway.egress import HttpClient
 
     app = _app()
     with serve_app(app) as base:

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.core.errors import ToolExecutionError
 from gateway.core.types import CallContext, ToolCall, ToolResult
-from gateway.interceptors import (
+from gateway.stages.interceptors import (
     GatewayInterceptors,
     Interceptor,
     builtin_redact,
@@ -45,9 +45,7 @@ async def run(
         return ToolResult.text(leak(str(call.arguments.get("user"))))
 
     stage = GatewayInterceptors("g", interceptors)
-    return await stage.stage(
-        ToolCall("leak", arguments, public_name="fx___leak"), CallContext(), upstream
-    ), seen
+    return await stage(ToolCall("leak", arguments, public_name="fx___leak"), CallContext(), upstream), seen
 
 
 async def test_request_rewrite_refusal_and_response_redaction() -> None:

@@ -10,7 +10,7 @@ from gateway.core.catalog import Catalog
 from gateway.core.errors import ConfigError
 from gateway.core.provider import ToolProvider
 from gateway.core.types import CallContext, Principal, ToolCall, ToolResult, ToolSpec
-from gateway.policy import Denied, GatewayPolicy, Unrepresentable
+from gateway.stages.policy import Denied, GatewayPolicy, Unrepresentable
 
 pytestmark = pytest.mark.anyio
 
@@ -65,10 +65,8 @@ async def test_the_stage_refuses_or_only_logs() -> None:
         return ToolResult.text("ran")
 
     with pytest.raises(Denied, match="does not allow t___refund"):
-        await GatewayPolicy("g", POLICIES, "enforce", cat).stage(call, CallContext(principal=ALICE), run)
-    logged = await GatewayPolicy("g", POLICIES, "log_only", cat).stage(
-        call, CallContext(principal=ALICE), run
-    )
+        await GatewayPolicy("g", POLICIES, "enforce", cat)(call, CallContext(principal=ALICE), run)
+    logged = await GatewayPolicy("g", POLICIES, "log_only", cat)(call, CallContext(principal=ALICE), run)
     assert logged.content[0]["text"] == "ran"
 
 
@@ -219,7 +217,7 @@ async def test_the_stage_names_the_argument_it_cannot_compare() -> None:
         return ToolResult.text("ran")
 
     with pytest.raises(Denied, match=r"reads the argument `amount` of p___pay, and 1000000.5 has a fraction"):
-        await policy.stage(call, CallContext(principal=ALICE), run)
+        await policy(call, CallContext(principal=ALICE), run)
 
 
 async def test_a_forbid_that_cannot_be_evaluated_denies() -> None:

@@ -11,7 +11,7 @@ import pytest
 from gateway.core.catalog import Catalog
 from gateway.core.provider import ToolProvider
 from gateway.core.types import CallContext, Principal, ToolCall, ToolResult, ToolSpec
-from gateway.ratelimit import Counters, GatewayLimits, RateLimited, parse_rule, shared_counters
+from gateway.stages.ratelimit import Counters, GatewayLimits, RateLimited, parse_rule, shared_counters
 from tests.support.services import redis_url
 
 pytestmark = pytest.mark.anyio
@@ -32,7 +32,7 @@ async def run(limits: GatewayLimits, tool: str, user: str) -> str:
         return ToolResult.text("ok")
 
     try:
-        await limits.stage(
+        await limits(
             ToolCall(tool, {}, public_name=f"t___{tool}"),
             CallContext(principal=Principal(subject=user)),
             terminal,

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from gateway.redaction import SCAN_LIMIT, redact, redact_text
+from gateway.core.redaction import SCAN_LIMIT, redact, redact_text
 
 JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbm4ifQ.c2lnbmF0dXJlLXNpZw"
 PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----"

@@ -13,7 +13,7 @@ from gateway.core.catalog import Catalog
 from gateway.core.errors import UpstreamUnavailable
 from gateway.core.provider import ToolProvider
 from gateway.core.types import CallContext, ToolCall, ToolResult, ToolSpec
-from gateway.resilience import GatewayResilience, Settings
+from gateway.stages.resilience import GatewayResilience, Settings
 
 pytestmark = pytest.mark.anyio
 
@@ -67,9 +67,7 @@ async def run(stage: GatewayResilience, provider: Flaky, tool: str, **args: floa
         return await provider.call_tool(call, ctx)
 
     try:
-        result = await stage.stage(
-            ToolCall(tool, dict(args), public_name=f"t___{tool}"), CallContext(), terminal
-        )
+        result = await stage(ToolCall(tool, dict(args), public_name=f"t___{tool}"), CallContext(), terminal)
     except UpstreamUnavailable as exc:
         return f"unavailable: {exc}"
     return str(result.content[0]["text"])

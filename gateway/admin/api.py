@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import orjson
@@ -14,7 +14,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from gateway import capabilities, connectors
-from gateway.admin._openapi import describe
+from gateway.admin._bodies import Decision, NewKey, PinApproval, Secret
+from gateway.admin._openapi import Operation, describe
 from gateway.auth import KEY_PREFIX, qualified
 from gateway.config import GatewaySpec, Target, TargetBase, to_store, validate
 from gateway.core.errors import ConfigError, ConfigIssue
@@ -30,6 +31,8 @@ Handler = Callable[[Request, Switchboard, str], Awaitable[Response]]
 
 MAX_BODY_BYTES = 1024 * 1024
 _TARGET: TypeAdapter[TargetBase] = TypeAdapter(Target)
+G = "/admin/v1/gateways"
+M = TypeVar("M")
 
 
 def _error(status: int, message: str, issues: list[ConfigIssue] | None = None) -> JSONResponse:
@@ -58,6 +61,11 @@ async def _json_body(request: Request) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise ConfigError([ConfigIssue(f"not valid JSON: {exc}", source="request body")]) from None
+
+
+async def _body(request: Request, model: type[M]) -> M:
+    """The request's JSON body as ``model`` (ConfigError naming each field that is wrong)."""
+    return validate(model, await _json_body(request), source="request body")
 
 
 def _gateway_wire(spec: GatewaySpec, base_url: str, tenant: str) -> dict[str, Any]:
@@ -110,7 +118,7 @@ async def list_gateways(request: Request, system: Switchboard, tenant: str) -> R
 
 
 async def create_gateway(request: Request, system: Switchboard, tenant: str) -> Response:
-    spec = validate(GatewaySpec, await _json_body(request), source="request body")
+    spec = await _body(request, GatewaySpec)
     if await system.store.get_gateway(tenant, spec.name) is not None:
         return _error(409, f"gateway {spec.name!r} exists; PUT /admin/v1/gateways/{spec.name} to replace it")
     await _guard(system, tenant, spec, None)
@@ -262,8 +270,7 @@ async def enable_connector(request: Request, system: Switchboard, tenant: str) -
     gw = (await _specs(system, tenant)).get(gw_name)
     if gw is None:
         return _error(404, f"no gateway named {gw_name!r}; create it first with POST /admin/v1/gateways")
-    body = await _json_body(request)
-    ask = validate(connectors.EnableRequest, body, source="request body")
+    ask = await _body(request, connectors.EnableRequest)
     changed = connectors.enable(gw, connectors.find(name), ask)
     await _guard(system, tenant, changed, gw)
     await compile_check(tenant, [changed])
@@ -301,18 +308,10 @@ async def list_pins(request: Request, system: Switchboard, tenant: str) -> Respo
 
 async def approve_pins(request: Request, system: Switchboard, tenant: str) -> Response:
     gw_name, name = request.path_params["gateway"], request.path_params["target"]
-    body = await _json_body(request) if request.headers.get("content-length", "0") != "0" else {}
-    tools = body.get("tools") if isinstance(body, dict) else None
-    if tools is not None and not (isinstance(tools, list) and all(isinstance(t, str) for t in tools)):
-        raise ConfigError(
-            [
-                ConfigIssue(
-                    "`tools` must be a list of tool names (omit it to approve all)", "tools", "request body"
-                )
-            ]
-        )
+    has_body = request.headers.get("content-length", "0") != "0"
+    ask = await _body(request, PinApproval) if has_body else PinApproval()
     try:
-        approved = await approve_tools(system.hub, tenant, gw_name, name, tools)
+        approved = await approve_tools(system.hub, tenant, gw_name, name, ask.tools)
     except NotPinned as exc:
         return _error(404, str(exc))
     except KeyError as exc:
@@ -327,19 +326,8 @@ async def create_key(request: Request, system: Switchboard, tenant: str) -> Resp
     gw_name = request.path_params["gateway"]
     if system.hub.get(tenant, gw_name) is None:
         return _error(404, f"no gateway named {gw_name!r}")
-    body = await _json_body(request)
-    subject = body.get("subject") if isinstance(body, dict) else None
-    scopes = body.get("scopes", []) if isinstance(body, dict) else None
-    if not isinstance(subject, str) or not subject.strip():
-        raise ConfigError(
-            [
-                ConfigIssue(
-                    "`subject` is required: the user or service the key stands for", "subject", "request body"
-                )
-            ]
-        )
-    if not (isinstance(scopes, list) and all(isinstance(s, str) for s in scopes)):
-        raise ConfigError([ConfigIssue("`scopes` must be a list of strings", "scopes", "request body")])
+    ask = await _body(request, NewKey)
+    subject, scopes = ask.subject, ask.scopes
     key_id, key, digest = new_key(KEY_PREFIX)
     await system.store.add_api_key(
         tenant, key_id, digest, "gateway", gateway=gw_name, subject=subject, scopes=scopes
@@ -379,12 +367,7 @@ async def put_credential(request: Request, system: Switchboard, tenant: str) -> 
     owner = await _key_provider(system, tenant, gw_name, name)
     if isinstance(owner, Response):
         return owner
-    body = await _json_body(request)
-    secret = body.get("secret") if isinstance(body, dict) else None
-    if not isinstance(secret, str) or not secret:
-        raise ConfigError(
-            [ConfigIssue("`secret` (the key, a non-empty string) is required", "secret", "request body")]
-        )
+    secret = (await _body(request, Secret)).secret
     assert system.vault is not None
     await system.vault.put(owner, secret)
     return JSONResponse({"gateway": gw_name, "provider": name, "stored": "encrypted"})
@@ -431,13 +414,8 @@ async def list_approvals(request: Request, system: Switchboard, tenant: str) -> 
 
 async def decide_approval(request: Request, system: Switchboard, tenant: str) -> Response:
     approval_id = request.path_params["approval_id"]
-    body = await _json_body(request)
-    decision = body.get("decision") if isinstance(body, dict) else None
-    if decision not in ("approve", "reject"):
-        raise ConfigError(
-            [ConfigIssue("`decision` must be 'approve' or 'reject'", "decision", "request body")]
-        )
-    reason = body.get("reason") if isinstance(body.get("reason"), str) else None
+    ask = await _body(request, Decision)
+    decision, reason = ask.decision, ask.reason
     approvals = StoreApprovals(system.store)
     status = "approved" if decision == "approve" else "rejected"
     if not await approvals.decide(tenant, approval_id, status, "an administrator (admin API)", reason):
@@ -471,76 +449,121 @@ def _endpoint(handler: Handler, get_system: SystemGetter) -> Callable[[Request],
     return endpoint
 
 
-_ROUTES: list[tuple[str, str, Handler, str]] = [
-    ("/admin/v1/gateways", "GET", list_gateways, "List gateways"),
-    ("/admin/v1/gateways", "POST", create_gateway, "Create a gateway (with its targets)"),
-    ("/admin/v1/gateways/{gateway}", "GET", get_gateway, "Get a gateway"),
-    ("/admin/v1/gateways/{gateway}", "PUT", put_gateway, "Create or replace a gateway and its targets"),
-    ("/admin/v1/gateways/{gateway}", "DELETE", delete_gateway, "Delete a gateway and its targets"),
-    ("/admin/v1/gateways/{gateway}/targets", "GET", list_targets, "List a gateway's targets"),
-    ("/admin/v1/gateways/{gateway}/targets", "POST", create_target, "Add a target"),
-    ("/admin/v1/gateways/{gateway}/targets/{target}", "GET", get_target, "Get a target"),
-    ("/admin/v1/gateways/{gateway}/targets/{target}", "PUT", put_target, "Create or replace a target"),
-    ("/admin/v1/gateways/{gateway}/targets/{target}", "DELETE", delete_target, "Delete a target"),
-    (
-        "/admin/v1/gateways/{gateway}/targets/{target}/pins",
+CREATED, EXISTS, REFUSED = (
+    "Created",
+    "Exists already",
+    "Refused: the request is not valid; nothing was stored",
+)
+_WRITE = {200: "Replaced", 201: CREATED, 422: REFUSED}
+_CREATE = {201: CREATED, 409: EXISTS, 422: REFUSED}
+
+OPERATIONS: list[Operation] = [
+    Operation(G, "GET", list_gateways, "List gateways"),
+    Operation(
+        G,
+        "POST",
+        create_gateway,
+        "Create a gateway (with its targets)",
+        GatewaySpec,
+        _CREATE,
+    ),
+    Operation(G + "/{gateway}", "GET", get_gateway, "Get a gateway"),
+    Operation(
+        G + "/{gateway}",
+        "PUT",
+        put_gateway,
+        "Create or replace a gateway and its targets",
+        GatewaySpec,
+        _WRITE,
+    ),
+    Operation(G + "/{gateway}", "DELETE", delete_gateway, "Delete a gateway and its targets"),
+    Operation(G + "/{gateway}/targets", "GET", list_targets, "List a gateway's targets"),
+    Operation(
+        G + "/{gateway}/targets",
+        "POST",
+        create_target,
+        "Add a target",
+        Target,
+        _CREATE,
+    ),
+    Operation(G + "/{gateway}/targets/{target}", "GET", get_target, "Get a target"),
+    Operation(
+        G + "/{gateway}/targets/{target}",
+        "PUT",
+        put_target,
+        "Create or replace a target",
+        Target,
+        {**_WRITE, 400: "The body names another target than the URL"},
+    ),
+    Operation(G + "/{gateway}/targets/{target}", "DELETE", delete_target, "Delete a target"),
+    Operation(
+        G + "/{gateway}/targets/{target}/pins",
         "GET",
         list_pins,
         "A federated target's tools: approved, changed (with a diff), new or gone",
     ),
-    (
-        "/admin/v1/gateways/{gateway}/targets/{target}/pins",
+    Operation(
+        G + "/{gateway}/targets/{target}/pins",
         "POST",
         approve_pins,
-        'Approve the upstream\'s current definitions (body: {"tools": [...]}; omit for all waiting)',
+        "Approve the upstream's current definitions (all waiting, or the tools named)",
+        PinApproval,
+        {200: "OK", 422: "A named tool is not served now"},
+        body_required=False,
     ),
-    (
-        "/admin/v1/gateways/{gateway}/keys",
-        "GET",
-        list_keys,
-        "A gateway's API keys (never the keys themselves)",
+    Operation(G + "/{gateway}/keys", "GET", list_keys, "A gateway's API keys (never the keys themselves)"),
+    Operation(
+        G + "/{gateway}/keys",
+        "POST",
+        create_key,
+        "Make an API key for a gateway (shown once)",
+        NewKey,
+        {201: "Created; the key is in the body, shown once", 422: REFUSED},
     ),
-    ("/admin/v1/gateways/{gateway}/keys", "POST", create_key, "Make an API key for a gateway (shown once)"),
-    ("/admin/v1/gateways/{gateway}/keys/{key_id}", "DELETE", revoke_key, "Revoke a gateway API key"),
-    (
-        "/admin/v1/gateways/{gateway}/credentials/{provider}",
+    Operation(G + "/{gateway}/keys/{key_id}", "DELETE", revoke_key, "Revoke a gateway API key"),
+    Operation(
+        G + "/{gateway}/credentials/{provider}",
         "PUT",
         put_credential,
-        'Keep a provider\'s key or OAuth client secret in the vault (body: {"secret": ...}; never returned)',
+        "Keep a provider's key or OAuth client secret in the vault (never returned)",
+        Secret,
+        {200: "Stored, encrypted", 422: REFUSED},
     ),
-    (
-        "/admin/v1/gateways/{gateway}/credentials/{provider}",
+    Operation(
+        G + "/{gateway}/credentials/{provider}",
         "DELETE",
         delete_credential,
         "Forget a provider's kept key or client secret",
     ),
-    ("/admin/v1/approvals", "GET", list_approvals, "Held and decided approvals (?status=pending)"),
-    (
+    Operation("/admin/v1/approvals", "GET", list_approvals, "Held and decided approvals (?status=pending)"),
+    Operation(
         "/admin/v1/approvals/{approval_id}",
         "POST",
         decide_approval,
-        'Approve or reject a held call (body: {"decision": "approve"|"reject", "reason"?})',
+        "Approve or reject a held call",
+        Decision,
+        {200: "Decided", 409: "Decided already", 422: REFUSED},
     ),
-    (
+    Operation(
         "/admin/v1/audit",
         "GET",
         query_audit,
-        "Recorded tools/calls (?gateway=&tool=&subject=&decision=&limit=)",
+        "Recorded tools/calls (?gateway=&tool=&subject=&decision=&outcome=&limit=)",
     ),
-    (
-        "/admin/v1/gateways/{gateway}/tools",
-        "GET",
-        list_tools,
-        "The gateway's resolved tools (MCP Tool objects)",
+    Operation(G + "/{gateway}/tools", "GET", list_tools, "The gateway's resolved tools (MCP Tool objects)"),
+    Operation(
+        "/admin/v1/connectors", "GET", list_connectors, "The connector catalog (packaged SaaS platforms)"
     ),
-    ("/admin/v1/connectors", "GET", list_connectors, "The connector catalog (packaged SaaS platforms)"),
-    ("/admin/v1/connectors/{connector}", "GET", get_connector, "One connector: tools, scopes, problems"),
-    (
-        "/admin/v1/gateways/{gateway}/connectors/{connector}",
+    Operation(
+        "/admin/v1/connectors/{connector}", "GET", get_connector, "One connector: tools, scopes, problems"
+    ),
+    Operation(
+        G + "/{gateway}/connectors/{connector}",
         "POST",
         enable_connector,
-        "Enable a connector: a target and its credential provider (body: client_id and client_secret, "
-        "or api_key; optional target, tools, base_url, server_variables, authorize_url, token_url)",
+        "Enable a connector: a target and its credential provider",
+        connectors.EnableRequest,
+        {201: "Enabled: the target made (its credential provider too)", 422: REFUSED},
     ),
 ]
 
@@ -549,8 +572,8 @@ def admin_routes(get_system: SystemGetter) -> list[BaseRoute]:
     """The admin API's routes; ``get_system`` returns the running Switchboard."""
     routes: list[BaseRoute] = []
     by_path: dict[str, dict[str, Handler]] = {}
-    for path, method, handler, _ in _ROUTES:
-        by_path.setdefault(path, {})[method] = handler
+    for op in OPERATIONS:
+        by_path.setdefault(op.path, {})[op.method] = op.handler
     for path, handlers in by_path.items():
         endpoints = {m: _endpoint(h, get_system) for m, h in handlers.items()}
 
@@ -568,4 +591,4 @@ def admin_routes(get_system: SystemGetter) -> list[BaseRoute]:
 
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 description of the admin API."""
-    return describe(_ROUTES)
+    return describe(OPERATIONS)

@@ -45,6 +45,7 @@ from gateway.config._pipeline import (
     RateLimitSpec,
     RedactInterceptor,
     ResilienceSpec,
+    parse_limit,
 )
 from gateway.config._shaping import FailureSpec, PagingSpec, ShapeSpec
 from gateway.config._targets import (
@@ -119,6 +120,7 @@ __all__ = [
     "load_document",
     "load_file",
     "load_yaml_model",
+    "parse_limit",
     "parse_yaml",
     "to_store",
     "validate",

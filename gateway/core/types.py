@@ -29,7 +29,7 @@ class ToolSpec:
         title: A human-friendly display name.
         annotations: MCP tool annotations (``readOnlyHint`` ...); hints for the model only, never
             trusted: caching and retries follow what the configuration itself declares
-            (``gateway.cache.declared_annotations``), never what a provider reports here.
+            (``gateway.stages.cache.declared_annotations``), never what a provider reports here.
         meta: Extra ``_meta`` to publish with the tool.
     """
 

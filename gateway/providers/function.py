@@ -11,7 +11,6 @@ worker thread so they never block the event loop.
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,26 +19,12 @@ from typing import Any, ClassVar, get_type_hints
 import anyio
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from gateway.capabilities import import_object
 from gateway.config import FunctionRef, FunctionTarget
 from gateway.core.errors import ConfigError, ConfigIssue, ToolExecutionError, ToolNotFound
 from gateway.core.provider import ToolProvider
 from gateway.core.types import CallContext, ToolCall, ToolResult, ToolSpec
 from gateway.providers._results import to_result
-
-
-def import_object(path: str, what: str) -> Any:
-    """Import ``package.module:attr``; a ConfigError says what could not be found."""
-    module_name, _, attr = path.partition(":")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"{what} {path!r}: cannot import module {module_name!r}: {exc}") from None
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise ConfigError(f"{what} {path!r}: module {module_name!r} has no attribute {attr!r}") from None
-    return obj
 
 
 @dataclass(frozen=True, slots=True)

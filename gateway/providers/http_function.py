@@ -3,7 +3,7 @@
 The tool name travels in the ``X-Switchboard-Tool`` header (one URL can serve
 several tools). A 2xx JSON body becomes structuredContent; any other status is
 an ``isError`` result carrying the status and an excerpt of the body. One
-pooled keep-alive client per target (gateway.providers._http: the same client as
+pooled keep-alive client per target (gateway.egress: the same client as
 OpenAPI targets, with the target's ``tls`` files; redirects are not followed).
 """
 
@@ -19,8 +19,7 @@ from gateway.config import HttpTarget
 from gateway.core.errors import ToolExecutionError, ToolNotFound, UpstreamError, UpstreamUnavailable
 from gateway.core.provider import ToolProvider
 from gateway.core.types import CallContext, ToolCall, ToolResult, ToolSpec
-from gateway.egress import reach
-from gateway.providers._http import HttpClient
+from gateway.egress import HttpClient, reach
 from gateway.providers._results import from_json_payload, tool_specs
 from gateway.telemetry import upstream_url
 

@@ -17,8 +17,9 @@ call (and the call is retried once when it is a list or read, never a tool
 call that may already have run).
 
 With ``sessions: per_user`` each caller gets a session of their own, opened with
-their own credential (``users`` in the target's config until identity lands);
-lists still come from the shared session. Idle user sessions are closed.
+their own credential: a secret per user listed in the target's config (``users``), or
+the user's own token from a credential provider (``credential``, e.g. OAuth with the
+user's consent); lists still come from the shared session. Idle user sessions are closed.
 """
 
 from __future__ import annotations

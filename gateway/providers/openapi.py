@@ -7,7 +7,7 @@ security requirement from the target's credentials, and turn the response
 into a result: JSON becomes structuredContent plus text, other text stays
 text, binary becomes an embedded resource, errors become ``isError`` results
 with the status and an excerpt of the body. One pooled keep-alive client per
-target (gateway.providers._http, on aiohttp: proxies from the environment, the target's
+target (gateway.egress, on aiohttp: proxies from the environment, the target's
 `tls` files, decompression, same-origin redirects of GET and HEAD); idempotent operations
 are retried on connect errors, timeouts and 502-504.
 """
@@ -31,7 +31,7 @@ from gateway.config import OpenApiTarget, SecretRef
 from gateway.core.errors import ConfigError, ToolExecutionError, ToolNotFound, UpstreamUnavailable
 from gateway.core.provider import ToolProvider
 from gateway.core.types import CallContext, ToolCall, ToolResult, ToolSpec
-from gateway.egress import reach
+from gateway.egress import Answer, HttpClient, reach
 from gateway.openapi.compiler import Compiled, Compiler, Operation
 from gateway.openapi.document import Document, open_document
 from gateway.openapi.request import Request, build
@@ -42,7 +42,6 @@ from gateway.openapi.shaping import (
     shape_result,
     shaped_tool,
 )
-from gateway.providers._http import Answer, HttpClient
 from gateway.telemetry import upstream_request
 
 EXCERPT = 500

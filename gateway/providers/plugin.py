@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from gateway.capabilities import import_object
 from gateway.config import PluginTarget
 from gateway.core.errors import ConfigError
 from gateway.core.provider import ToolProvider
 from gateway.core.wrappers import WrapperProvider
-from gateway.providers.function import import_object
 
 
 class PluginProvider(WrapperProvider):

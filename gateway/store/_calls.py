@@ -1,6 +1,6 @@
 """The call audit's rows in the store: only ever inserted, read newest first with filters.
 
-Each call waits for the commit that carries its record (gateway/audit.py), so a commit's
+Each call waits for the commit that carries its record (gateway/stages/audit.py), so a commit's
 cost is paid on the hot path. On SQLite, records are written by an ``Appender`` (one plain
 ``sqlite3`` connection, one thread hop a batch, ``synchronous=FULL``); on PostgreSQL through
 the store's engine (asyncpg, no thread).
@@ -23,7 +23,7 @@ from gateway.store._store import Store
 
 @dataclass(frozen=True, slots=True)
 class CallRecord:
-    """One tools/call as the audit keeps it (see gateway/audit.py)."""
+    """One tools/call as the audit keeps it (see gateway/stages/audit.py)."""
 
     at: float
     tenant: str

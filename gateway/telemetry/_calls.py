@@ -12,8 +12,8 @@ from opentelemetry.trace import Span, SpanKind
 
 from gateway.core.errors import AuthError, InputRequired, RequestError, ToolExecutionError
 from gateway.core.pipeline import Stage
+from gateway.core.redaction import redact_text
 from gateway.core.types import CallContext, CallNext, ToolCall, ToolResult
-from gateway.redaction import redact_text
 from gateway.telemetry._capture import capture
 from gateway.telemetry._metrics import current
 from gateway.telemetry._record import Record, current_record
@@ -50,7 +50,7 @@ class GatewayTelemetry:
         self.capture_content = capture_content
         self.capture_bytes = capture_bytes
 
-    async def stage(self, call: ToolCall, ctx: CallContext, call_next: CallNext) -> ToolResult:
+    async def __call__(self, call: ToolCall, ctx: CallContext, call_next: CallNext) -> ToolResult:
         metrics = current()
         span = trace.get_current_span()
         recording = span.is_recording()

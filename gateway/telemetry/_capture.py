@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from gateway.redaction import redact_text
+from gateway.core.redaction import redact_text
 
 # Key names (lowercased, without - and _) whose values are never recorded.
 _SECRET_PARTS = (

@@ -1,4 +1,4 @@
-"""The targets' outbound HTTP client (gateway.providers._http) against real loopback sockets:
+"""The targets' outbound HTTP client (gateway.egress) against real loopback sockets:
 keep-alive, a stale keep-alive connection, bodies and their cap, decompression, deadlines,
 header caps, request checks, redirects, cookies, proxies from the environment, and TLS
 (the system's store, a target's CA bundle, client certificates)."""
@@ -23,8 +23,7 @@ from cryptography.x509.oid import NameOID
 
 from gateway.config import TlsFiles
 from gateway.core.errors import ConfigError, ToolExecutionError, UpstreamUnavailable
-from gateway.egress import Reach
-from gateway.providers._http import Answer, HttpClient
+from gateway.egress import Answer, HttpClient, Reach
 
 pytestmark = pytest.mark.anyio
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nhi"

@@ -4,7 +4,7 @@
   they can never stretch a call beyond it.
 - **Retries** only for tools the configuration declares idempotent or read-only
   (``idempotentHint``/``readOnlyHint`` in a target's ``overrides`` or its own tool
-  definitions: `gateway.cache.declared_annotations`; what an upstream says of its tools is
+  definitions: `gateway.stages.cache.declared_annotations`; what an upstream says of its tools is
   never trusted), only for failures to reach the upstream, and only while the gateway's
   retry budget allows (retries at most ``retry_ratio`` of recent calls, plus a small floor),
   so retries cannot multiply load on an upstream that is already struggling.
@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from gateway.cache import Declared
 from gateway.core.catalog import Catalog
 from gateway.core.errors import UpstreamUnavailable
 from gateway.core.types import CallContext, CallNext, ToolCall, ToolResult
+from gateway.stages.cache import Declared
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +107,7 @@ class GatewayResilience:
         notes = self.declared.get((entry.provider.id, entry.spec.name), {})
         return notes.get("idempotentHint") is True or notes.get("readOnlyHint") is True
 
-    async def stage(self, call: ToolCall, ctx: CallContext, call_next: CallNext) -> ToolResult:
+    async def __call__(self, call: ToolCall, ctx: CallContext, call_next: CallNext) -> ToolResult:
         tool = call.public_name or call.name
         entry = self.catalog.snapshot.tools.get(tool)
         target = entry.provider.id if entry is not None else ""

@@ -16,10 +16,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from limits import RateLimitItem, parse
+from limits import RateLimitItem
 from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
+from gateway.config import parse_limit
 from gateway.core.catalog import Catalog
 from gateway.core.errors import ToolExecutionError
 from gateway.core.types import CallContext, CallNext, ToolCall, ToolResult
@@ -61,11 +62,7 @@ class Rule:
 
 def parse_rule(limit: str, per: str, tools: Sequence[str]) -> Rule:
     """A rule from config; ValueError names what is wrong with ``limit``."""
-    try:
-        item = parse(limit)
-    except ValueError:
-        raise ValueError(f"rate limit {limit!r} is not like '100/minute' or '10 per second'") from None
-    return Rule(item, per, tuple(tools), limit)
+    return Rule(parse_limit(limit), per, tuple(tools), limit)
 
 
 class Counters:
@@ -110,7 +107,11 @@ class GatewayLimits:
         self.counters = counters
         self.catalog = catalog
 
-    async def stage(self, call: ToolCall, ctx: CallContext, call_next: CallNext) -> ToolResult:
+    def applies(self, tool: str) -> bool:
+        """Whether a rule of this gateway counts calls of ``tool``."""
+        return any(rule.applies(tool) for rule in self.rules)
+
+    async def __call__(self, call: ToolCall, ctx: CallContext, call_next: CallNext) -> ToolResult:
         tool = call.public_name or call.name
         entry = self.catalog.snapshot.tools.get(tool)
         target = entry.provider.id if entry is not None else ""

@@ -40,10 +40,10 @@ import anyio
 import orjson
 
 from gateway.core.errors import CredentialRequired, InputRequired, ToolExecutionError
+from gateway.core.redaction import redact_text
 from gateway.core.types import CallContext, CallNext, ToolCall, ToolResult
-from gateway.policy import Denied
-from gateway.ratelimit import RateLimited
-from gateway.redaction import redact_text
+from gateway.stages.policy import Denied
+from gateway.stages.ratelimit import RateLimited
 from gateway.store import CallRecord
 
 logger = logging.getLogger(__name__)
@@ -273,7 +273,7 @@ class GatewayAudit:
         self.gateway = gateway
         self.log = log
 
-    async def stage(self, call: ToolCall, ctx: CallContext, call_next: CallNext) -> ToolResult:
+    async def __call__(self, call: ToolCall, ctx: CallContext, call_next: CallNext) -> ToolResult:
         started = time.perf_counter()
         decision, outcome, error = "allowed", "ok", None
         try:

@@ -31,10 +31,9 @@ import orjson
 
 from gateway.config import TlsFiles
 from gateway.core.errors import ToolExecutionError
+from gateway.core.redaction import redact, redact_text  # noqa: F401 - redact_text is public here too
 from gateway.core.types import JSON, CallContext, CallNext, ToolCall, ToolResult
-from gateway.egress import Reach, reach
-from gateway.providers._http import HttpClient, tls_context
-from gateway.redaction import redact, redact_text  # noqa: F401 - redact_text is public here too
+from gateway.egress import HttpClient, Reach, reach, tls_context
 from gateway.telemetry import upstream_url
 
 Invoke = Callable[[JSON], Awaitable[JSON]]
@@ -189,7 +188,11 @@ class GatewayInterceptors:
             )
         return answer
 
-    async def stage(self, call: ToolCall, ctx: CallContext, call_next: CallNext) -> ToolResult:
+    def applies(self, tool: str) -> bool:
+        """Whether an interceptor of this gateway sees calls of ``tool``."""
+        return any(i.applies(tool) for i in (*self.request, *self.response))
+
+    async def __call__(self, call: ToolCall, ctx: CallContext, call_next: CallNext) -> ToolResult:
         tool = call.public_name or call.name
         arguments = dict(call.arguments)
         for interceptor in self.request:
@@ -228,8 +231,8 @@ def build_interceptors(spec: Any, egress_allow: tuple[str, ...] | None = None) -
 
     ``egress_allow``: a tenant's gateway (HTTP interceptors connect only to public addresses
     and these); None for the operator's."""
+    from gateway.capabilities import import_object
     from gateway.config import HttpInterceptor, LambdaInterceptor, PythonInterceptor
-    from gateway.providers.function import import_object
 
     out: list[Interceptor] = []
     for i, item in enumerate(spec.interceptors):

@@ -28,9 +28,9 @@ from typing import Any
 import anyio
 import orjson
 
-from gateway.audit import digest
+from gateway.core.redaction import redact_text
 from gateway.core.types import CallContext, CallNext, ToolCall, ToolResult
-from gateway.redaction import redact_text
+from gateway.stages.audit import digest
 from gateway.store import StoreApprovals
 
 POLL_SECONDS = 0.25
@@ -65,7 +65,7 @@ class GatewayApprovals:
         self.rules = list(rules)
         self.store = store
 
-    async def stage(self, call: ToolCall, ctx: CallContext, call_next: CallNext) -> ToolResult:
+    async def __call__(self, call: ToolCall, ctx: CallContext, call_next: CallNext) -> ToolResult:
         tool = call.public_name or call.name
         rule = next((r for r in self.rules if r.applies(tool)), None)
         if rule is None and ctx.approval_required:  # a policy asked for it: an administrator decides

@@ -197,7 +197,11 @@ class GatewayCache:
         digest = hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()
         return f"sb:result:{digest}"
 
-    async def stage(self, call: ToolCall, ctx: CallContext, call_next: CallNext) -> ToolResult:
+    def applies(self, tool: str) -> bool:
+        """Whether a rule of this gateway may cache ``tool``'s results."""
+        return any(rule.applies(tool) for rule in self.rules)
+
+    async def __call__(self, call: ToolCall, ctx: CallContext, call_next: CallNext) -> ToolResult:
         tool = call.public_name or call.name
         entry = self.catalog.snapshot.tools.get(tool)
         ttl = self._ttl(tool, entry) if entry is not None else None

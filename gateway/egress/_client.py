@@ -39,7 +39,7 @@ from yarl import URL
 
 from gateway.config import TlsFiles
 from gateway.core.errors import ConfigError, ToolExecutionError, UpstreamUnavailable
-from gateway.egress import Reach
+from gateway.egress._guard import Reach
 
 MAX_HEADERS = 100
 MAX_FIELD_BYTES = 16 * 1024  # one answer header (name and value)

@@ -322,7 +322,7 @@ class GatewayPolicy:
                 shown.add(tool)
         return shown
 
-    async def stage(self, call: ToolCall, ctx: CallContext, call_next: CallNext) -> ToolResult:
+    async def __call__(self, call: ToolCall, ctx: CallContext, call_next: CallNext) -> ToolResult:
         entry = self.catalog.snapshot.tools.get(call.public_name or call.name)
         target = entry.provider.id if entry is not None else ""
         try:

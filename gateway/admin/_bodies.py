@@ -1,0 +1,42 @@
+"""The admin API's request bodies: the models that validate them are the ones its OpenAPI
+document describes (``gateway.admin._openapi``), so the two cannot disagree."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from gateway.core.model import Model
+
+
+class NewKey(Model):
+    """A gateway API key to make (the key itself is in the answer, shown once)."""
+
+    subject: str = Field(
+        min_length=1,
+        pattern=r"\S",
+        description="The user or service the key stands for (the caller's subject).",
+    )
+    scopes: list[str] = Field(
+        default_factory=list, description="Scopes the key's caller holds (policies read them)."
+    )
+
+
+class Secret(Model):
+    """A credential provider's secret, kept encrypted in the vault and never returned."""
+
+    secret: str = Field(min_length=1, description="The API key, or the OAuth client's secret.")
+
+
+class Decision(Model):
+    """An administrator's answer to a held call."""
+
+    decision: Literal["approve", "reject"]
+    reason: str | None = Field(None, description="Why; shown to the caller with a rejection.")
+
+
+class PinApproval(Model):
+    """Which of a federated target's changed or new tools to approve."""
+
+    tools: list[str] | None = Field(None, description="Tool names; omit to approve every tool waiting.")
