@@ -27,6 +27,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from gateway.admin import admin_routes
+from gateway.agentcore import Backend, agentcore_routes
 from gateway.auth import METADATA_PREFIX
 from gateway.mcp import McpFront
 from gateway.mcp.forms import PRINCIPAL_KEY
@@ -177,6 +178,10 @@ def create_app(
         *identity_routes(lambda: current().identity),  # the OAuth callback (CALLBACK_PATH) too
         Route("/metrics", endpoint=metrics, methods=["GET"]),
         *admin_routes(lambda: current().system),
+        *agentcore_routes(
+            lambda: Backend(current().system, current().identity, current().aws_keys, settings.public_url),
+            max_body=settings.max_request_bytes,
+        ),
         *ui_routes(lambda: current().system, lambda: current().traces),
     ]
     edge = _Edge(Starlette(routes=routes, lifespan=lifespan), own_socket)

@@ -23,6 +23,7 @@ from gateway.commands import (
     DEFAULT_TENANT,
     check_file,
     cmd_apply,
+    cmd_aws_keys,
     cmd_check,
     cmd_connectors,
     cmd_pins,
@@ -279,6 +280,16 @@ def parser() -> argparse.ArgumentParser:
     tn.add_argument("name")
     data_dir(tn)
     tn.set_defaults(func=cmd_tenants)
+
+    ak = sub.add_parser(
+        "aws-keys", help="access keys for AgentCore's clients (boto3, the bedrock-agentcore SDK)"
+    )
+    ak.add_argument("action", choices=["create", "list", "revoke"])
+    ak.add_argument("key", nargs="?", help="revoke: the access key id")
+    ak.add_argument("--tenant", default="default", help="the tenant the key acts for")
+    ak.add_argument("--subject", help="create: who the key stands for (default: agentcore)")
+    data_dir(ak)
+    ak.set_defaults(func=cmd_aws_keys)
 
     sc = sub.add_parser("schema", help="print the JSON Schema of switchboard.yaml (or of a connector)")
     sc.add_argument("--connector", action="store_true", help="the schema of connector files instead")

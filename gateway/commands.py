@@ -255,6 +255,49 @@ def cmd_tenants(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _aws_keys(args: argparse.Namespace) -> str:
+    from gateway.auth import AccessKeys, Revocations, open_vault
+    from gateway.store import Store
+
+    settings = settings_of(args)
+    store = await Store.open(settings.resolved_database_url())
+    revocations = Revocations(settings.redis_url)
+    try:
+        if args.tenant != DEFAULT_TENANT and args.tenant not in await store.list_tenants():
+            raise ConfigError(f"no tenant named {args.tenant!r}; `switchboard tenants create` makes one")
+        keys = AccessKeys(store, await open_vault(settings, store), revocations)
+        if args.action == "create":
+            key = await keys.create(args.tenant, args.subject or "agentcore")
+            return (
+                f"access key of tenant {key.tenant} for {key.subject} (the secret is shown once):\n"
+                f"AWS_ACCESS_KEY_ID={key.access_key_id}\nAWS_SECRET_ACCESS_KEY={key.secret}"
+            )
+        if args.action == "revoke":
+            if not args.key:
+                raise ConfigError("name the access key id to revoke: switchboard aws-keys revoke AKID")
+            if not await keys.revoke(args.tenant, args.key):
+                raise ConfigError(f"tenant {args.tenant!r} has no access key {args.key!r}")
+            return f"revoked {args.key}"
+        listed = await keys.list(args.tenant)
+        lines = [f"{k['access_key_id']}  {k['subject']}  {k['created_at']}" for k in listed]
+        return "\n".join(lines) or f"tenant {args.tenant} has no access keys"
+    finally:
+        await revocations.aclose()
+        await store.close()
+
+
+def cmd_aws_keys(args: argparse.Namespace) -> int:
+    """Access keys that AgentCore's clients (boto3, the bedrock-agentcore SDK) sign requests with."""
+    from gateway.store import StoreError
+    from identity.vault import VaultError
+
+    try:
+        print(anyio.run(_aws_keys, args))
+    except (ConfigError, StoreError, VaultError) as exc:
+        return fail(str(exc))
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from gateway.config import json_schema
     from gateway.connectors import connector_json_schema

@@ -19,7 +19,7 @@ from pathlib import Path
 import anyio
 import httpx2
 
-from gateway.auth import Authenticator, Revocations, consent_user, credentials_for, open_vault
+from gateway.auth import AccessKeys, Authenticator, Revocations, consent_user, credentials_for, open_vault
 from gateway.config import load_file, to_store
 from gateway.egress import Reach
 from gateway.hub import Hub
@@ -51,6 +51,7 @@ class Services:
     identity: IdentityServices
     telemetry: Telemetry
     traces: StoreTraces
+    aws_keys: AccessKeys  # what AgentCore's clients sign with
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +124,7 @@ async def open_services(
                         egress_allow=settings.egress_allow,
                     )
                     stack.push_async_callback(auth.aclose)
+                    system.aws_keys = aws_keys = AccessKeys(store, vault, auth.revocations)
                     identity = IdentityServices(
                         broker,
                         WorkloadTokens(state_key(settings.data_dir)),
@@ -135,7 +137,7 @@ async def open_services(
                     await system.reload()
                     admin_key = await system.ensure_admin_key()
                     front = _front(settings, edge, hub, stack)
-                    services = Services(settings, system, front, auth, identity, telemetry, traces)
+                    services = Services(settings, system, front, auth, identity, telemetry, traces, aws_keys)
                     async with front, anyio.create_task_group() as tg:
                         tg.start_soon(system.watch)
                         if on_ready is not None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import anyio
 
-from gateway.auth import Authenticator, provider_specs
+from gateway.auth import AccessKeys, Authenticator, provider_specs
 from gateway.config import GatewaySpec, gateway_from_store
 from gateway.core.errors import ConfigError
 from gateway.hub import Hub
@@ -83,6 +83,7 @@ class Switchboard:
         self.authenticator: Authenticator | None = None
         self.vault: Vault | None = None
         self.broker: Broker | None = None
+        self.aws_keys: AccessKeys | None = None
 
     async def load_specs(self, tenant: str) -> list[GatewaySpec]:
         specs = []
@@ -108,6 +109,8 @@ class Switchboard:
             self.revision = revision
             if self.authenticator is not None:
                 self.authenticator.forget()  # e.g. a key revoked by another process (without Redis)
+            if self.aws_keys is not None:
+                self.aws_keys.forget()
             return changed
 
     def _pins(self, tenant: str, gateway: str) -> bool:
@@ -174,6 +177,13 @@ def state_key(data_dir: Path) -> bytes:
         with os.fdopen(fd, "wb") as fh:
             fh.write(secrets.token_bytes(32))
     return path.read_bytes()
+
+
+def mcp_path(tenant: str, gateway: str) -> str:
+    """The path of a gateway's MCP endpoint (what ``mcp_endpoint`` reads back)."""
+    if tenant == DEFAULT_TENANT:
+        return "/mcp" if gateway == DEFAULT_GATEWAY else f"/gateways/{gateway}/mcp"
+    return f"/tenants/{tenant}/gateways/{gateway}/mcp"
 
 
 def mcp_endpoint(path: str) -> tuple[str, str] | None:

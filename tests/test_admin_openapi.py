@@ -21,12 +21,12 @@ def test_the_document_is_valid_openapi_3_1() -> None:
 
 
 def _bodies_read_by(handler: object) -> set[str]:
-    """The types a handler passes to ``_body(request, TYPE)``, or ``validate(TYPE, ...)``."""
+    """The types a handler passes to ``body_as(request, TYPE)``, or ``validate(TYPE, ...)``."""
     tree = ast.parse(textwrap.dedent(inspect.getsource(handler)))  # type: ignore[arg-type]
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            arg = {"_body": 1, "validate": 0}.get(node.func.id)
+            arg = {"body_as": 1, "validate": 0}.get(node.func.id)
             if arg is not None and len(node.args) > arg:
                 found.add(ast.unparse(node.args[arg]))
     return found

@@ -49,7 +49,7 @@ def test_peers_never_import_gateway_or_each_other() -> None:
                 )
 
 
-FRONTS = ("gateway/mcp", "gateway/a2a", "gateway/admin", "gateway/ui")
+FRONTS = ("gateway/mcp", "gateway/a2a", "gateway/agentcore", "gateway/admin", "gateway/ui")
 
 
 def test_fronts_never_import_providers_or_stages() -> None:

@@ -23,6 +23,14 @@ class NewKey(Model):
     )
 
 
+class NewAccessKey(Model):
+    """An access key for AgentCore's clients (the secret access key is in the answer, shown once)."""
+
+    subject: str = Field(
+        "agentcore", min_length=1, pattern=r"\S", description="Who the key stands for (the caller's subject)."
+    )
+
+
 class Secret(Model):
     """A credential provider's secret, kept encrypted in the vault and never returned."""
 

@@ -17,6 +17,7 @@ from gateway.config import (
     ApiKeyCredential,
     AuthorizationCode,
     ClientCredentials,
+    CredentialProvider,
     GatewaySpec,
     SecretRef,
     TokenExchange,
@@ -34,8 +35,18 @@ if TYPE_CHECKING:
     from gateway.auth._inbound import Authenticator
 
 
+TENANT_VAULT = "~"
+"""Stands for a gateway in the name of what the tenant's token vault keeps for all its gateways."""
+
+
 def qualified(gateway: str, provider: str) -> str:
     return f"{gateway}/{provider}"
+
+
+def vault_name(gateway: str, provider: CredentialProvider) -> str:
+    """The name a provider's secrets are kept under: the gateway's own, or the tenant's vault's."""
+    shared = isinstance(provider, ApiKeyCredential) and provider.vault == "tenant"
+    return qualified(TENANT_VAULT if shared else gateway, provider.name)
 
 
 def _secret(ref: SecretRef | None, what: str) -> str | None:
@@ -51,7 +62,7 @@ def provider_specs(spec: GatewaySpec) -> dict[str, ProviderSpec]:
     out: dict[str, ProviderSpec] = {}
     for p in spec.credential_providers:
         where = f"credential_providers.{p.name}"
-        name = qualified(spec.name, p.name)
+        name = vault_name(spec.name, p)
         if isinstance(p, ApiKeyCredential):
             out[p.name] = ProviderSpec(name, "api_key", secret=_secret(p.secret, where))
         elif isinstance(p, TokenExchange | ClientCredentials):

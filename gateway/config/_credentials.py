@@ -79,6 +79,12 @@ class ApiKeyCredential(Model):
     secret: SecretRef | None = Field(
         None, description="Where the key is read from (else: set it in the vault)."
     )
+    vault: Literal["gateway", "tenant"] = Field(
+        "gateway",
+        description="Where a key set in the vault is kept: this gateway's own, or the tenant's token vault "
+        "under this name, which every gateway of the tenant may use (AgentCore's API-key credential "
+        "providers live there).",
+    )
 
 
 class ClientCredentials(Model):

@@ -6,6 +6,7 @@ anything else, and every failure of the database surfaces as `StoreError`.
 """
 
 from gateway.store._approvals import StoreApprovals
+from gateway.store._aws import AwsResource, StoreAws
 from gateway.store._calls import CallRecord, StoreCalls
 from gateway.store._engine import StoreError, normalize_url
 from gateway.store._rows import Change, GatewayDocument, GatewayRecord, PinRecord, TargetRecord
@@ -14,6 +15,7 @@ from gateway.store._store import Store
 from gateway.store._traces import SessionFilter, StoreTraces
 
 __all__ = [
+    "AwsResource",
     "CallRecord",
     "Change",
     "GatewayDocument",
@@ -22,6 +24,7 @@ __all__ = [
     "SessionFilter",
     "Store",
     "StoreApprovals",
+    "StoreAws",
     "StoreCalls",
     "StoreError",
     "StoreSecrets",

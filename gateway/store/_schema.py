@@ -192,3 +192,18 @@ spans = Table(
     Index("sb_spans_trace", "tenant", "trace_id"),
     Index("sb_spans_start", "start_ns"),
 )
+
+aws_resources = Table(
+    "sb_aws_resources",
+    metadata,
+    Column("tenant", String(63), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("resource_id", String(128), nullable=False),
+    Column("attrs", JSON, nullable=False),
+    Column("client_token", String(256), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("tenant", "kind", "name"),
+    Index("sb_aws_resources_id", "tenant", "kind", "resource_id", unique=True),
+)

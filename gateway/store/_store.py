@@ -362,8 +362,12 @@ class Store:
 
     async def gateway_key(self, key_id: str) -> dict[str, Any] | None:
         """A gateway key's record (``tenant``, ``gateway``, ``subject``, ``scopes``, ``hash``), or None."""
+        return await self.key(key_id, "gateway")
+
+    async def key(self, key_id: str, purpose: str) -> dict[str, Any] | None:
+        """The record of a key for ``purpose``, or None (not tenant-scoped: the id tells the tenant)."""
         async with self._read("look up an API key") as conn:
-            query = sa.select(api_keys).where(api_keys.c.key_id == key_id, api_keys.c.purpose == "gateway")
+            query = sa.select(api_keys).where(api_keys.c.key_id == key_id, api_keys.c.purpose == purpose)
             row = (await conn.execute(query)).mappings().first()
             return _key(row) if row is not None else None
 
@@ -378,6 +382,20 @@ class Store:
                     api_keys.c.purpose == "gateway",
                 )
                 .order_by(api_keys.c.created_at, api_keys.c.key_id)
+            )
+            return [
+                {k: v for k, v in _key(row).items() if k != "hash"}
+                for row in (await conn.execute(query)).mappings()
+            ]
+
+    async def list_keys(self, tenant: str, purpose: str) -> list[dict[str, Any]]:
+        """The tenant's keys for ``purpose`` (without their hashes), oldest first."""
+        async with self._read(f"list the tenant's {purpose} keys") as conn:
+            c = api_keys.c
+            query = (
+                sa.select(api_keys)
+                .where(c.tenant == tenant, c.purpose == purpose)
+                .order_by(c.created_at, c.key_id)
             )
             return [
                 {k: v for k, v in _key(row).items() if k != "hash"}

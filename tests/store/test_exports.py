@@ -4,6 +4,7 @@ from gateway.core.errors import SwitchboardError
 
 def test_public_api() -> None:
     assert sorted(gateway.store.__all__) == [
+        "AwsResource",
         "CallRecord",
         "Change",
         "GatewayDocument",
@@ -12,6 +13,7 @@ def test_public_api() -> None:
         "SessionFilter",
         "Store",
         "StoreApprovals",
+        "StoreAws",
         "StoreCalls",
         "StoreError",
         "StoreSecrets",

@@ -1,0 +1,168 @@
+"""The AgentCore front: one ASGI app per plane, mounted where an AWS endpoint URL can point.
+
+A request is routed by the service model (``_wire``), its SigV4 signature verified against the
+access key it names (``_sigv4``, ``_keys``), its input rebuilt and checked against the model, and
+handed to the operation's handler; the handler's answer, or its refusal, goes back in the shapes
+botocore parses. An operation of the model that Switchboard does not serve is answered with one
+``ValidationException`` that names it. Nothing here knows an operation by name.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from urllib.parse import parse_qsl
+
+from starlette.types import Receive, Scope, Send
+
+from gateway.agentcore._call import AwsError, Backend, Call, Handler
+from gateway.agentcore._sigv4 import SignatureError, verify_async
+from gateway.agentcore._wire import Response, Service, WireError, error_response, parse_input, serialize_error
+from gateway.agentcore._wire import serialize_output as serialize
+from gateway.auth import AccessKey, AccessKeys
+from gateway.store import StoreError
+
+logger = logging.getLogger(__name__)
+
+SERVED_DOC = "docs/agentcore.md"
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class Plane:
+    """The ASGI app of one AgentCore plane (the data plane or the control plane)."""
+
+    def __init__(
+        self,
+        service: Service,
+        handlers: Mapping[str, Handler],
+        backend: Callable[[], Backend],
+        *,
+        prefix: str,
+        max_body: int,
+    ) -> None:
+        self.service = service
+        self.handlers = dict(handlers)
+        self.backend = backend
+        self.prefix = prefix.rstrip("/")
+        self.max_body = max_body
+        unknown = set(self.handlers) - set(service.model.operation_names)
+        if unknown:
+            raise ValueError(f"handlers for operations {service.name} does not have: {sorted(unknown)}")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        try:
+            status, headers, body = await self._answer(scope, receive)
+        except _TooLarge:
+            too_large = f"the request body is larger than {self.max_body} bytes"
+            code = "RequestEntityTooLargeException"  # not in the models: the status stays 413
+            status, headers, body = serialize_error(self.service, code, too_large, 413)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def _read(self, receive: Receive) -> bytes:
+        body = bytearray()
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if len(body) > self.max_body:
+                raise _TooLarge
+            if not message.get("more_body", False):
+                return bytes(body)
+
+    async def _answer(self, scope: Scope, receive: Receive) -> Response:
+        raw_path: bytes = scope["raw_path"]  # as the client signed it (a mount leaves it whole)
+        path = raw_path.decode("latin-1")
+        if path.startswith(self.prefix):
+            path = path[len(self.prefix) :] or "/"
+        query_string: bytes = scope.get("query_string", b"")
+        query = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+        headers: list[tuple[bytes, bytes]] = list(scope.get("headers", []))
+        body = await self._read(receive)
+        try:
+            operation, labels = self.service.route(scope["method"], path, query)
+        except WireError as exc:
+            return error_response(self.service, exc)
+        backend = self.backend()
+        try:
+            key, region = await self._caller(backend.keys, scope, body)
+        except SignatureError as exc:
+            return serialize_error(self.service, exc.code, exc.message, exc.status)
+        handler = self.handlers.get(operation.name)
+        if handler is None:
+            return serialize_error(
+                self.service,
+                "ValidationException",
+                f"Switchboard does not implement {operation.name} ({self.service.name}); the operations it "
+                f"serves are listed in {SERVED_DOC}",
+                400,
+            )
+        try:
+            text_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
+            params = parse_input(operation, labels, query, text_headers, body)
+            call = Call(
+                tenant=key.tenant,
+                subject=key.subject,
+                access_key_id=key.access_key_id,
+                region=region,
+                base_url=backend.public_url or _base_url(scope),
+                system=backend.system,
+                identity=backend.identity,
+            )
+            return serialize(operation, await handler(call, params))
+        except WireError as exc:
+            return error_response(self.service, exc)
+        except AwsError as exc:
+            return serialize_error(self.service, exc.code, exc.message, exc.status)
+        except StoreError as exc:
+            return serialize_error(
+                self.service,
+                "ServiceUnavailableException",
+                f"the store is unavailable; nothing changed: {exc}",
+                503,
+            )
+        except Exception:
+            logger.exception("AgentCore %s failed", operation.name)
+            return serialize_error(
+                self.service, "InternalServerException", f"{operation.name} failed inside Switchboard", 500
+            )
+
+    async def _caller(self, keys: AccessKeys, scope: Scope, body: bytes) -> tuple[AccessKey, str]:
+        """The access key that signed the request, and the region it signed for."""
+        found: list[AccessKey] = []
+
+        async def secret(access_key_id: str) -> str | None:
+            key = await keys.find(access_key_id)  # asked only once everything else is checked
+            if key is None:
+                return None
+            found.append(key)
+            return key.secret
+
+        auth = await verify_async(
+            method=scope["method"],
+            raw_path=scope["raw_path"],
+            query_string=scope.get("query_string", b""),
+            headers=scope.get("headers", []),
+            body=body,
+            secret=secret,
+        )
+        return found[0], auth.region
+
+
+def _base_url(scope: Scope) -> str:
+    scheme = scope.get("scheme", "http")
+    host = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"host"), None)
+    if host is None:
+        server = scope.get("server") or ("127.0.0.1", 80)
+        host = f"{server[0]}:{server[1]}"
+    return f"{scheme}://{host}"

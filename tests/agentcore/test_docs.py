@@ -1,0 +1,27 @@
+"""docs/agentcore.md lists every operation of both AgentCore models once, and says "served" for
+exactly those Switchboard has a handler for."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import botocore.session
+
+from gateway.agentcore import _gateways, _identity
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "agentcore.md"
+
+
+def test_the_table_of_operations_matches_the_handlers() -> None:
+    rows = re.findall(r"^\| `(\w+)` \| ([^|]+) \|$", DOC.read_text(), re.MULTILINE)
+    listed = [name for name, _ in rows]
+    session = botocore.session.get_session()
+    every = [
+        name
+        for service in ("bedrock-agentcore-control", "bedrock-agentcore")
+        for name in session.get_service_model(service).operation_names
+    ]
+    assert sorted(listed) == sorted(every)
+    served = {name for name, plan in rows if plan.strip() == "served"}
+    assert served == {*_gateways.HANDLERS, *_identity.CONTROL, *_identity.DATA}

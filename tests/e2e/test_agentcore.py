@@ -1,0 +1,385 @@
+"""AgentCore's own clients against a real ``switchboard serve``: boto3's bedrock-agentcore-control
+and bedrock-agentcore clients, unchanged, and the bedrock-agentcore SDK's identity decorator."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+from unittest import mock
+
+import anyio
+import boto3
+import httpx2
+import mcp_types as types
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config
+from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
+from mcp import Client
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from tests.e2e.harness import ROOT, Served, create_tenant, serve
+from tests.support.servers import serve_app
+
+pytestmark = pytest.mark.anyio
+
+REGION = "us-west-2"
+PET_KEY = "pet-secret-42"
+ROLE = "arn:aws:iam::123456789012:role/agentcore"
+T = TypeVar("T")
+
+
+async def _pet(request: Request) -> JSONResponse:
+    if request.headers.get("x-api-key") != PET_KEY:
+        return JSONResponse({"message": "no key"}, 401)
+    return JSONResponse({"id": request.path_params["pet_id"], "name": "Rex"})
+
+
+def _document(server: str) -> dict[str, Any]:
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "pets", "version": "1"},
+        "servers": [{"url": server}],
+        "paths": {
+            "/pets/{pet_id}": {
+                "get": {
+                    "operationId": "getPet",
+                    "summary": "One pet",
+                    "parameters": [
+                        {"name": "pet_id", "in": "path", "required": True, "schema": {"type": "string"}}
+                    ],
+                    "responses": {"200": {"description": "the pet"}},
+                }
+            }
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def pets() -> Iterator[str]:
+    with serve_app(Starlette(routes=[Route("/pets/{pet_id}", _pet)])) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    root = tmp_path_factory.mktemp("agentcore")
+    with serve(root / "data") as served:
+        yield served
+
+
+def _access_key(live: Served, headers: dict[str, str] | None = None) -> dict[str, str]:
+    made = httpx2.post(
+        f"{live.base}/admin/v1/aws-keys", json={"subject": "ci"}, headers=headers or live.admin_headers
+    )
+    assert made.status_code == 201, made.text
+    body = made.json()
+    return {"aws_access_key_id": body["access_key_id"], "aws_secret_access_key": body["secret_access_key"]}
+
+
+def _clients(live: Served, key: dict[str, str], *, validate: bool = True) -> tuple[Any, Any]:
+    config = Config(parameter_validation=validate, retries={"max_attempts": 1})
+    session = boto3.Session(region_name=REGION, **key)
+    control = session.client(
+        "bedrock-agentcore-control", endpoint_url=f"{live.base}/aws/agentcore-control", config=config
+    )
+    data = session.client("bedrock-agentcore", endpoint_url=f"{live.base}/aws/agentcore", config=config)
+    return control, data
+
+
+async def _run(fn: Callable[[], T]) -> T:
+    return await anyio.to_thread.run_sync(fn)
+
+
+async def test_boto3_builds_a_gateway_whose_tools_mcp_clients_call(live: Served, pets: str) -> None:
+    control, _ = _clients(live, _access_key(live))
+    provider = await _run(lambda: control.create_api_key_credential_provider(name="pets-key", apiKey=PET_KEY))
+    assert provider["credentialProviderArn"].endswith(
+        ":token-vault/default/apikeycredentialprovider/pets-key"
+    )
+    made = await _run(
+        lambda: control.create_gateway(
+            name="pets",
+            roleArn="arn:aws:iam::123456789012:role/agentcore",
+            protocolType="MCP",
+            authorizerType="NONE",
+            description="pets through AgentCore's API",
+        )
+    )
+    assert made["status"] == "READY" and made["gatewayUrl"] == live.gateway("pets")
+    gateway_id = made["gatewayId"]
+    target = await _run(
+        lambda: control.create_gateway_target(
+            gatewayIdentifier=gateway_id,
+            name="store",
+            targetConfiguration={"mcp": {"openApiSchema": {"inlinePayload": json.dumps(_document(pets))}}},
+            credentialProviderConfigurations=[
+                {
+                    "credentialProviderType": "API_KEY",
+                    "credentialProvider": {
+                        "apiKeyCredentialProvider": {
+                            "providerArn": provider["credentialProviderArn"],
+                            "credentialParameterName": "x-api-key",
+                            "credentialLocation": "HEADER",
+                        }
+                    },
+                }
+            ],
+        )
+    )
+    listed = await _run(lambda: control.list_gateways())
+    assert "pets" in [g["name"] for g in listed["items"]]
+    got = await _run(lambda: control.get_gateway(gatewayIdentifier=gateway_id))
+    assert got["roleArn"] == "arn:aws:iam::123456789012:role/agentcore" and got["authorizerType"] == "NONE"
+    assert got["createdAt"] <= got["updatedAt"]
+    targets = await _run(lambda: control.list_gateway_targets(gatewayIdentifier=gateway_id))
+    assert [(t["name"], t["targetId"]) for t in targets["items"]] == [("store", target["targetId"])]
+    one = await _run(
+        lambda: control.get_gateway_target(gatewayIdentifier=gateway_id, targetId=target["targetId"])
+    )
+    assert one["targetConfiguration"]["mcp"]["openApiSchema"]["inlinePayload"]
+
+    # What boto3 made is the gateway the admin API shows.
+    shown = httpx2.get(f"{live.base}/admin/v1/gateways/pets", headers=live.admin_headers).json()
+    assert [t["name"] for t in shown["targets"]] == ["store"]
+
+    changed = anyio.Event()
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            changed.set()
+
+    async with Client(made["gatewayUrl"], mode="legacy", message_handler=on_message) as client:
+        tools = [t.name for t in (await client.list_tools()).tools]
+        assert tools == ["store___getPet"]
+        result = await client.call_tool("store___getPet", {"pet_id": "7"})
+        assert not result.is_error, result
+        assert json.loads(result.content[0].text) == {"id": "7", "name": "Rex"}  # the upstream got the key
+
+        await _run(
+            lambda: control.delete_gateway_target(gatewayIdentifier=gateway_id, targetId=target["targetId"])
+        )
+        with anyio.fail_after(10):
+            await changed.wait()
+        assert (await client.list_tools()).tools == []
+
+    await _run(lambda: control.delete_gateway(gatewayIdentifier=gateway_id))
+    with pytest.raises(ClientError) as gone:
+        await _run(lambda: control.get_gateway(gatewayIdentifier=gateway_id))
+    assert gone.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+SDK_AGENT = textwrap.dedent(
+    """
+    import asyncio
+    from bedrock_agentcore.identity.auth import requires_api_key
+
+    @requires_api_key(provider_name="sdk-key")
+    async def call(*, api_key: str) -> str:
+        return api_key
+
+    print("KEY=" + asyncio.run(call()))
+    """
+)
+
+
+async def test_the_sdks_requires_api_key_gets_the_stored_key(live: Served, tmp_path: Path) -> None:
+    key = _access_key(live)
+    control, _ = _clients(live, key)
+    await _run(lambda: control.create_api_key_credential_provider(name="sdk-key", apiKey="sdk-secret-1"))
+    env = {
+        "AWS_ACCESS_KEY_ID": key["aws_access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": key["aws_secret_access_key"],
+        "AWS_REGION": REGION,
+        "BEDROCK_AGENTCORE_CP_ENDPOINT": f"{live.base}/aws/agentcore-control",
+        "BEDROCK_AGENTCORE_DP_ENDPOINT": f"{live.base}/aws/agentcore",
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(ROOT),
+    }
+    done = await anyio.run_process([sys.executable, "-c", SDK_AGENT], cwd=tmp_path, env=env, check=False)
+    out = done.stdout.decode() + done.stderr.decode()
+    assert done.returncode == 0, out
+    assert "KEY=sdk-secret-1" in out
+    # The SDK made a workload identity through the control plane and remembered it.
+    remembered = json.loads((tmp_path / ".agentcore.json").read_text())
+    made = await _run(lambda: control.get_workload_identity(name=remembered["workload_identity_name"]))
+    assert made["name"] == remembered["workload_identity_name"]
+
+
+def _signed(
+    url: str, key: dict[str, str], *, service: str = "bedrock-agentcore", at: datetime | None = None
+) -> None:
+    """GET ``url`` signed by botocore's own signer, for ``service``, at time ``at``; a refusal is
+    raised as botocore raises it."""
+    request = AWSRequest(method="GET", url=url)
+    credentials = Credentials(key["aws_access_key_id"], key["aws_secret_access_key"])
+    with mock.patch("botocore.auth.get_current_datetime", lambda: at or datetime.now(UTC)):
+        SigV4Auth(credentials, service, REGION).add_auth(request)
+    answer = httpx2.get(url, headers=dict(request.headers.items()))
+    if answer.status_code >= 300:
+        body = answer.json()
+        code = answer.headers.get("x-amzn-errortype", "").split(":")[0]
+        error = {"Code": code, "Message": body.get("message") or body.get("Message", "")}
+        raise ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": answer.status_code}}, "GET")
+
+
+def _code(call: Callable[[], Any]) -> tuple[str, int, str]:
+    try:
+        call()
+    except ClientError as exc:
+        error = exc.response["Error"]
+        return error["Code"], exc.response["ResponseMetadata"]["HTTPStatusCode"], error.get("Message", "")
+    raise AssertionError(f"the call was not refused: {call}")
+
+
+async def test_bad_requests_get_the_right_aws_errors(live: Served) -> None:
+    key = _access_key(live)
+    control, data = _clients(live, key, validate=False)
+    wrong_secret, _ = _clients(live, {**key, "aws_secret_access_key": "x" * 40})
+    unknown, _ = _clients(
+        live, {"aws_access_key_id": "SBAKUNKNOWNKEY000000", "aws_secret_access_key": "y" * 40}
+    )
+    url = f"{live.base}/aws/agentcore-control/gateways/"
+
+    cases: list[tuple[str, Callable[[], Any], str, str]] = [
+        (
+            "missing member",
+            lambda: control.create_gateway(name="x", authorizerType="NONE"),
+            "ValidationException",
+            "roleArn",
+        ),
+        (
+            "bad enum",
+            lambda: control.create_gateway(name="x", roleArn=ROLE, authorizerType="SOMETIMES"),
+            "ValidationException",
+            "authorizerType",
+        ),
+        (
+            "bad pattern",
+            lambda: control.create_gateway(name="no spaces", roleArn=ROLE, authorizerType="NONE"),
+            "ValidationException",
+            "name",
+        ),
+        (
+            "too long",
+            lambda: control.get_api_key_credential_provider(name="k" * 200),
+            "ValidationException",
+            "name",
+        ),
+        (
+            "unknown id",
+            lambda: control.get_gateway(gatewayIdentifier="nothing-abcdefghij"),
+            "ResourceNotFoundException",
+            "nothing-abcdefghij",
+        ),
+        (
+            "not served",
+            lambda: control.create_memory(name="m", eventExpiryDuration=30),
+            "ValidationException",
+            "CreateMemory",
+        ),
+        (
+            "IAM authorizer",
+            lambda: control.create_gateway(name="iam", roleArn=ROLE, authorizerType="AWS_IAM"),
+            "ValidationException",
+            "AWS_IAM",
+        ),
+        ("bad signature", lambda: wrong_secret.list_gateways(), "InvalidSignatureException", "signature"),
+        ("unknown key", lambda: unknown.list_gateways(), "UnrecognizedClientException", "security token"),
+        (
+            "wrong service",
+            lambda: _signed(url, key, service="lambda"),
+            "InvalidSignatureException",
+            "service",
+        ),
+        (
+            "old date",
+            lambda: _signed(url, key, at=datetime.now(UTC) - timedelta(minutes=20)),
+            "InvalidSignatureException",
+            "expired",
+        ),
+        (
+            "bad token",
+            lambda: data.get_resource_api_key(
+                workloadIdentityToken="x" * 20, resourceCredentialProviderName="k"
+            ),
+            "AccessDeniedException",
+            "workload",
+        ),
+    ]
+    for name, call, code, mentions in cases:
+        try:
+            got_code, status, message = await _run(lambda call=call: _code(call))  # type: ignore[misc]
+        except AssertionError:
+            raise AssertionError(f"{name}: the call was not refused") from None
+        assert got_code == code, (name, got_code, message)
+        assert mentions.lower() in message.lower(), (name, message)
+        assert status < 500, (name, status)
+
+
+async def test_a_tenants_resources_are_invisible_to_another_tenants_keys(
+    live: Served, tmp_path: Path
+) -> None:
+    control, _ = _clients(live, _access_key(live))
+    made = await _run(lambda: control.create_gateway(name="mine", roleArn=ROLE, authorizerType="NONE"))
+    await _run(lambda: control.create_api_key_credential_provider(name="mine-key", apiKey="k"))
+    other_admin = await create_tenant(_data_dir(live), "acme")
+    other, _ = _clients(live, _access_key(live, other_admin))
+    assert "mine" not in [g["name"] for g in (await _run(lambda: other.list_gateways()))["items"]]
+    for call in (
+        lambda: other.get_gateway(gatewayIdentifier=made["gatewayId"]),
+        lambda: other.get_api_key_credential_provider(name="mine-key"),
+        lambda: other.delete_gateway(gatewayIdentifier=made["gatewayId"]),
+    ):
+        code, _, _ = await _run(lambda call=call: _code(call))  # type: ignore[misc]
+        assert code == "ResourceNotFoundException"
+    mine = await _run(lambda: control.get_gateway(gatewayIdentifier=made["gatewayId"]))
+    assert mine["name"] == "mine"
+
+
+def _data_dir(live: Served) -> Path:
+    cmd = live.proc.args
+    assert isinstance(cmd, list)
+    return Path(cmd[cmd.index("--data-dir") + 1])
+
+
+async def test_every_served_operation_answers_a_minimal_request_in_the_models_terms(live: Served) -> None:
+    """For each operation Switchboard serves, boto3 sends the model's minimal valid request (made
+    from the model alone) and botocore parses the answer: a result, or one of the operation's own
+    modelled errors (a made-up id is not found); never a 5xx, never an unmodelled error."""
+    from gateway.agentcore import _gateways, _identity
+    from gateway.agentcore._examples import example_input
+
+    control, data = _clients(live, _access_key(live))
+    served = [(control, name) for name in sorted({**_gateways.HANDLERS, **_identity.CONTROL})]
+    served += [(data, name) for name in sorted(_identity.DATA)]
+    problems = []
+    for client, name in served:
+        operation = client.meta.service_model.operation_model(name)
+        params = example_input(operation)
+        method = getattr(client, _snake(name))
+        try:
+            await _run(lambda method=method, params=params: method(**params))  # type: ignore[misc]
+        except ClientError as exc:
+            code = exc.response["Error"]["Code"]
+            status = exc.response["ResponseMetadata"]["HTTPStatusCode"]
+            modelled = {e.name for e in operation.error_shapes}
+            if status >= 500 or code not in modelled:
+                problems.append((name, code, status, exc.response["Error"].get("Message")))
+    assert problems == []
+
+
+def _snake(name: str) -> str:
+    from botocore import xform_name
+
+    return str(xform_name(name))
