@@ -161,7 +161,13 @@ class Hub:
         self.stages = list(stages)
         self.pins = pins
         self.credentials = credentials
-        self.shared = Shared(counters or Counters(), results or result_store(None), audit, approvals, observe)
+        self.shared = Shared(
+            counters if counters is not None else Counters(),
+            results if results is not None else result_store(None),  # (an empty store is falsy)
+            audit,
+            approvals,
+            observe,
+        )
         self._gateways: dict[GatewayKey, LiveGateway] = {}
         self._open: dict[tuple[str, str, str], _OpenProvider] = {}
         self._listeners: list[ChangeListener] = []

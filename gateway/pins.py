@@ -223,7 +223,7 @@ async def approve_tools(
         for e in review(await pinned.pins.approved(), pinned.seen)
         if e["status"] in ("new", "changed")
     ]
-    chosen = list(tools) if tools else pending
+    chosen = list(tools) if tools is not None else pending  # [] approves nothing
     unknown = [t for t in chosen if t not in pinned.seen]
     if unknown:
         raise KeyError(

@@ -150,9 +150,11 @@ async def open_services(
                     telemetry.sink.close()
                 audit.close()
     finally:
-        with anyio.CancelScope(shield=True):
-            await stack.aclose()
-        await store.close()
+        try:
+            with anyio.CancelScope(shield=True):
+                await stack.aclose()
+        finally:
+            await store.close()
 
 
 def _broker(settings: Settings, vault: Vault, base_url: str, stack: contextlib.AsyncExitStack) -> Broker:

@@ -143,3 +143,13 @@ async def test_expired_results_are_not_served() -> None:
     store = MemoryResults()
     await store.set("k", "v", ttl=0)
     assert await store.get("k") is None and len(store) == 0 and store.bytes == 0
+
+
+def test_the_hub_keeps_the_result_store_it_is_given_even_while_it_is_empty() -> None:
+    """An empty in-memory store is falsy (it has a length): the hub must still use it, with the
+    limits the operator set, not make one of its own with the defaults."""
+    from gateway.hub import Hub
+
+    given = result_store(None, 5, 1000)
+    assert not given  # empty
+    assert Hub(results=given).shared.results is given

@@ -27,12 +27,15 @@ class TooLarge(Exception):
     """The request body is over MAX_BODY_BYTES."""
 
 
-async def json_body(request: Request) -> Any:
+async def json_body(request: Request, *, empty: Any = None) -> Any:
+    """The request's JSON body; ``empty`` when there is none and that is allowed (not None)."""
     raw = bytearray()
     async for chunk in request.stream():
         raw += chunk
         if len(raw) > MAX_BODY_BYTES:
             raise TooLarge
+    if not raw and empty is not None:
+        return empty
     if not raw:
         raise ConfigError(
             [ConfigIssue("the request body is empty; send a JSON object", source="request body")]
@@ -43,6 +46,8 @@ async def json_body(request: Request) -> Any:
         raise ConfigError([ConfigIssue(f"not valid JSON: {exc}", source="request body")]) from None
 
 
-async def body_as(request: Request, model: type[M]) -> M:
-    """The request's JSON body as ``model`` (ConfigError naming each field that is wrong)."""
-    return validate(model, await json_body(request), source="request body")
+async def body_as(request: Request, model: type[M], *, optional: bool = False) -> M:
+    """The request's JSON body as ``model`` (ConfigError naming each field that is wrong);
+    ``optional``: no body at all is the model's defaults."""
+    data = await json_body(request, empty={} if optional else None)
+    return validate(model, data, source="request body", schema_hint="GET /admin/openapi.json")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -244,8 +245,7 @@ async def list_pins(request: Request, system: Switchboard, tenant: str) -> Respo
 
 async def approve_pins(request: Request, system: Switchboard, tenant: str) -> Response:
     gw_name, name = request.path_params["gateway"], request.path_params["target"]
-    has_body = request.headers.get("content-length", "0") != "0"
-    ask = await body_as(request, PinApproval) if has_body else PinApproval()
+    ask = await body_as(request, PinApproval, optional=True)
     try:
         approved = await approve_tools(system.hub, tenant, gw_name, name, ask.tools)
     except NotPinned as exc:
@@ -461,10 +461,16 @@ def admin_routes(get_system: SystemGetter) -> list[BaseRoute]:
         routes.append(Route(path, dispatch, methods=list(handlers)))
 
     async def openapi(request: Request) -> Response:
-        return JSONResponse(openapi_document())
+        return Response(_rendered_openapi(), media_type="application/json")
 
     routes.append(Route("/admin/openapi.json", openapi, methods=["GET"]))
     return routes
+
+
+@functools.cache
+def _rendered_openapi() -> bytes:
+    """The document as served: it never changes while the process runs (and anyone may ask)."""
+    return bytes(JSONResponse(openapi_document()).body)
 
 
 def openapi_document() -> dict[str, Any]:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 from gateway.config import GatewaySpec
 from gateway.core.catalog import Catalog
@@ -47,6 +48,13 @@ from gateway.stages.ratelimit import Counters, GatewayLimits, parse_rule
 from gateway.stages.resilience import GatewayResilience, Settings
 from gateway.store import StoreApprovals
 from gateway.telemetry import GatewayTelemetry, decided
+
+
+@runtime_checkable
+class ForSomeTools(Protocol):
+    """A stage that decides only for some tools (the others pass through it untouched)."""
+
+    def applies(self, tool: str) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,16 +155,17 @@ class StageKind:
     name: str
     build: Callable[[Building], Stage | None]
     decides: bool = True
+    some_tools: bool = False  # it decides only for the tools its ``applies(tool)`` says
 
 
 ORDER: tuple[StageKind, ...] = (
     StageKind("observe", _observe, decides=False),
     StageKind("audit", _audit, decides=False),
     StageKind("policy", _policy),
-    StageKind("rate_limit", _rate_limit),
-    StageKind("interceptors", _interceptors),
+    StageKind("rate_limit", _rate_limit, some_tools=True),
+    StageKind("interceptors", _interceptors, some_tools=True),
     StageKind("approval", _approval),
-    StageKind("cache", _cache),
+    StageKind("cache", _cache, some_tools=True),
     StageKind("resilience", _resilience, decides=False),
 )
 
@@ -203,7 +212,9 @@ def build_chain(
             continue
         building.made[kind.name] = stage
         if kind.decides and shared.observe is not None:
-            applies: Callable[[str], bool] | None = getattr(stage, "applies", None)
+            applies: Callable[[str], bool] | None = (
+                stage.applies if kind.some_tools and isinstance(stage, ForSomeTools) else None
+            )
             stage = decided(kind.name, stage, tenant, spec.name, applies)
         stages.append(stage)
     return Chain(compose([*stages, *extra], terminal), dict(building.made))

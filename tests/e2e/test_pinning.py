@@ -92,9 +92,19 @@ async def test_a_changed_tool_is_hidden_and_refused_until_approved_again(tmp_pat
                 bad = await admin.post(pins_url, json={"tools": ["nope"]})
                 assert bad.status_code == 422 and "does not serve 'nope'" in bad.json()["error"]
 
-                # Approval brings `add` back, as the upstream now describes it.
+                # An empty list approves nothing (it is not "approve everything waiting").
+                nothing = await admin.post(pins_url, json={"tools": []})
+                assert nothing.status_code == 200 and nothing.json()["approved"] == []
+
+                # Approval brings `add` back, as the upstream now describes it. The body comes
+                # chunked (no Content-Length): it is read all the same, and names only `add`.
+                async def chunked() -> Any:
+                    yield b'{"tools": ["add"]}'
+
                 changed.append(anyio.Event())
-                approved = await admin.post(pins_url, json={"tools": ["add"]})
+                approved = await admin.post(
+                    pins_url, content=chunked(), headers={"content-type": "application/json"}
+                )
                 assert approved.status_code == 200, approved.text
                 assert approved.json()["approved"] == ["add"]
                 with anyio.fail_after(15):
