@@ -83,3 +83,30 @@ async def test_a_failing_redis_still_limits() -> None:
 def test_a_bad_limit_is_refused() -> None:
     with pytest.raises(ValueError, match="not like '100/minute'"):
         parse_rule("lots", "caller", ())
+
+
+async def test_in_a_group_the_most_specific_limit_counts_a_call() -> None:
+    """AgentCore's entries: alice has 3 a minute, everyone else 1; a call is counted once."""
+    cat = Catalog({"t": Two("t")})
+    await cat.refresh(CallContext())
+    rules = [
+        parse_rule("1/minute", "caller", (), (), "per-user"),
+        parse_rule("3/minute", "caller", (), ("alice",), "per-user"),
+    ]
+    limits = GatewayLimits("default", f"g-{uuid.uuid4().hex[:8]}", rules, Counters(), cat)
+    assert [await run(limits, "a", "alice") for _ in range(4)] == ["ok", "ok", "ok", "limited 60"]
+    assert [await run(limits, "a", "bob") for _ in range(2)] == ["ok", "limited 60"]
+
+
+async def test_two_rules_with_the_same_limit_over_different_tools_count_apart() -> None:
+    limits = await limits_with(
+        Counters(), ("1/minute", "caller", ["t___a"]), ("1/minute", "caller", ["t___b"])
+    )
+    assert [await run(limits, tool, "alice") for tool in ("a", "b")] == ["ok", "ok"]
+    assert await run(limits, "a", "alice") == "limited 60"
+
+
+async def test_a_rate_of_zero_blocks() -> None:
+    limits = await limits_with(Counters(), ("0/minute", "caller", ["t___b"]))
+    assert await run(limits, "a", "alice") == "ok"
+    assert await run(limits, "b", "alice") == "limited 60"

@@ -40,11 +40,15 @@ def agentcore_routes(backend: Callable[[], Backend], *, max_body: int) -> list[B
 
     def plane(service: str, prefix: str, control: bool) -> Callable[[], ASGIApp]:
         def make() -> Any:
-            from gateway.agentcore import _gateways, _identity
+            from gateway.agentcore import _gateways, _identity, _limits
             from gateway.agentcore._front import Plane
             from gateway.agentcore._wire import Service
 
-            handlers = {**_gateways.HANDLERS, **_identity.CONTROL} if control else dict(_identity.DATA)
+            handlers = (
+                {**_gateways.HANDLERS, **_limits.HANDLERS, **_identity.CONTROL}
+                if control
+                else dict(_identity.DATA)
+            )
             return Plane(Service.load(service), handlers, backend, prefix=prefix, max_body=max_body)
 
         return make

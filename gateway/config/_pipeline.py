@@ -26,6 +26,15 @@ class RateLimitSpec(Model):
     limit: str = Field(description="'100/minute', '10 per second', '1000/day' (the limits library's syntax).")
     per: Literal["caller", "tool", "target", "caller_tool", "gateway"] = "caller"
     tools: list[str] = Field(default_factory=list, description="Globs of tool names it counts; empty: all.")
+    callers: list[str] = Field(
+        default_factory=list, description="The callers (subjects) it counts; empty: every caller."
+    )
+    group: str | None = Field(
+        None,
+        description="Limits of one group are alternatives: a call is counted by the most specific one "
+        "that applies to it (callers named, then tools named), not by all of them (AgentCore's "
+        "rateLimitId and its entries).",
+    )
 
     @field_validator("limit")
     @classmethod

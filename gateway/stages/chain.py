@@ -110,7 +110,7 @@ def _policy(b: Building) -> Stage | None:
 def _rate_limit(b: Building) -> Stage | None:
     if not b.spec.rate_limits:
         return None
-    rules = [parse_rule(r.limit, r.per, r.tools) for r in b.spec.rate_limits]
+    rules = [parse_rule(r.limit, r.per, r.tools, r.callers, r.group) for r in b.spec.rate_limits]
     return GatewayLimits(b.tenant, b.spec.name, rules, b.shared.counters, b.catalog)
 
 

@@ -42,9 +42,21 @@ class Rule:
     per: str
     tools: tuple[str, ...]
     text: str
+    callers: tuple[str, ...] = ()
+    group: str | None = None
 
     def applies(self, tool: str) -> bool:
+        """Whether it may count calls of ``tool`` (for some caller)."""
         return not self.tools or any(fnmatch.fnmatchcase(tool, p) for p in self.tools)
+
+    def counts(self, tool: str, caller: str) -> bool:
+        return (not self.callers or caller in self.callers) and self.applies(tool)
+
+    @property
+    def specificity(self) -> tuple[bool, bool]:
+        """How narrowly it is drawn: callers named first, then tools (within a group, the most
+        specific rule that counts a call is the one that counts it)."""
+        return bool(self.callers), bool(self.tools)
 
     def key(
         self, tenant: str, gateway: str, call: ToolCall, ctx: CallContext, target: str
@@ -57,12 +69,32 @@ class Rule:
             "caller_tool": (caller, call.public_name or call.name),
             "gateway": (),
         }[self.per]
-        return ("sb", tenant, gateway, self.per, self.text, *parts)
+        # Which rule it is counts too: two rules with the same limit over different tools or
+        # callers keep counters of their own.
+        scope = "|".join((",".join(self.tools), ",".join(self.callers), self.group or ""))
+        return ("sb", tenant, gateway, self.per, self.text, scope, *parts)
 
 
-def parse_rule(limit: str, per: str, tools: Sequence[str]) -> Rule:
+def parse_rule(
+    limit: str, per: str, tools: Sequence[str], callers: Sequence[str] = (), group: str | None = None
+) -> Rule:
     """A rule from config; ValueError names what is wrong with ``limit``."""
-    return Rule(parse_limit(limit), per, tuple(tools), limit)
+    return Rule(parse_limit(limit), per, tuple(tools), limit, tuple(callers), group)
+
+
+def counting(rules: Sequence[Rule], tool: str, caller: str) -> list[Rule]:
+    """The rules that count a call: every ungrouped rule that applies, and in each group the most
+    specific rule that applies (the first of equals)."""
+    out: list[Rule] = []
+    best: dict[str, Rule] = {}
+    for rule in rules:
+        if not rule.counts(tool, caller):
+            continue
+        if rule.group is None:
+            out.append(rule)
+        elif rule.group not in best or rule.specificity > best[rule.group].specificity:
+            best[rule.group] = rule
+    return out + list(best.values())
 
 
 class Counters:
@@ -106,6 +138,7 @@ class GatewayLimits:
         self.rules = list(rules)
         self.counters = counters
         self.catalog = catalog
+        self._plain = not any(r.callers or r.group for r in self.rules)  # every rule that applies counts
 
     def applies(self, tool: str) -> bool:
         """Whether a rule of this gateway counts calls of ``tool``."""
@@ -115,9 +148,12 @@ class GatewayLimits:
         tool = call.public_name or call.name
         entry = self.catalog.snapshot.tools.get(tool)
         target = entry.provider.id if entry is not None else ""
-        for rule in self.rules:
+        rules = self.rules if self._plain else counting(self.rules, tool, ctx.principal.subject)
+        for rule in rules:
             if not rule.applies(tool):
                 continue
+            if rule.item.amount == 0:
+                raise RateLimited(f"Calls of {tool} are blocked (a rate limit of {rule.text}).", 60)
             allowed, wait = await self.counters.hit(
                 rule, rule.key(self.tenant, self.gateway, call, ctx, target)
             )

@@ -357,11 +357,13 @@ async def test_every_served_operation_answers_a_minimal_request_in_the_models_te
     """For each operation Switchboard serves, boto3 sends the model's minimal valid request (made
     from the model alone) and botocore parses the answer: a result, or one of the operation's own
     modelled errors (a made-up id is not found); never a 5xx, never an unmodelled error."""
-    from gateway.agentcore import _gateways, _identity
+    from gateway.agentcore import _gateways, _identity, _limits
     from gateway.agentcore._examples import example_input
 
     control, data = _clients(live, _access_key(live))
-    served = [(control, name) for name in sorted({**_gateways.HANDLERS, **_identity.CONTROL})]
+    served = [
+        (control, name) for name in sorted({**_gateways.HANDLERS, **_limits.HANDLERS, **_identity.CONTROL})
+    ]
     served += [(data, name) for name in sorted(_identity.DATA)]
     problems = []
     for client, name in served:
@@ -383,3 +385,67 @@ def _snake(name: str) -> str:
     from botocore import xform_name
 
     return str(xform_name(name))
+
+
+async def test_rate_limits_made_through_boto3_limit_mcp_calls(live: Served, pets: str) -> None:
+    control, _ = _clients(live, _access_key(live))
+    made = await _run(lambda: control.create_gateway(name="limited", roleArn=ROLE, authorizerType="NONE"))
+    gid = made["gatewayId"]
+    doc = json.dumps(_document(pets))
+    await _run(
+        lambda: control.create_gateway_target(
+            gatewayIdentifier=gid,
+            name="store",
+            targetConfiguration={"mcp": {"openApiSchema": {"inlinePayload": doc}}},
+        )
+    )
+    per_caller = {"dimensions": {"$.context.jwt.sub": "*"}, "requests": [{"rate": 2, "period": "minute"}]}
+    limit = await _run(
+        lambda: control.create_gateway_rate_limit(
+            gatewayIdentifier=gid,
+            rateLimitId="per-caller",
+            dimensionKeys=["$.context.jwt.sub"],
+            entries=[per_caller],
+        )
+    )
+    assert limit["status"] == "ACTIVE" and limit["entries"] == [per_caller]
+    listed = await _run(lambda: control.list_gateway_rate_limits(gatewayIdentifier=gid))
+    assert [r["rateLimitId"] for r in listed["rateLimits"]] == ["per-caller"]
+    # The admin API sees the same limit, as the gateway's own rules.
+    shown = httpx2.get(f"{live.base}/admin/v1/gateways/limited", headers=live.admin_headers).json()
+    rules = [(r["limit"], r.get("per", "caller"), r["group"]) for r in shown["rate_limits"]]
+    assert rules == [("2/minute", "caller", "per-caller")]
+
+    async with Client(made["gatewayUrl"], mode="legacy") as client:
+        answers = [await client.call_tool("store___getPet", {"pet_id": "1"}) for _ in range(3)]
+        assert [a.is_error for a in answers] == [
+            True,
+            True,
+            True,
+        ]  # the upstream wants a key: errors, counted
+        assert "Rate limit reached" in answers[2].content[0].text
+        await _run(
+            lambda: control.update_gateway_rate_limit(
+                gatewayIdentifier=gid,
+                rateLimitId="per-caller",
+                entries=[{**per_caller, "requests": [{"rate": 0, "period": "second"}]}],
+            )
+        )
+        blocked = await client.call_tool("store___getPet", {"pet_id": "1"})
+        assert "blocked" in blocked.content[0].text
+        await _run(lambda: control.delete_gateway_rate_limit(gatewayIdentifier=gid, rateLimitId="per-caller"))
+        freed = await client.call_tool("store___getPet", {"pet_id": "1"})
+        assert "Rate limit" not in freed.content[0].text and "blocked" not in freed.content[0].text
+
+    refused_code, _, message = await _run(
+        lambda: _code(
+            lambda: control.create_gateway_rate_limit(
+                gatewayIdentifier=gid,
+                dimensionKeys=["$.context.jwt.team"],
+                entries=[
+                    {"dimensions": {"$.context.jwt.team": "*"}, "requests": [{"rate": 1, "period": "second"}]}
+                ],
+            )
+        )
+    )
+    assert refused_code == "ValidationException" and "$.context.jwt.team" in message
