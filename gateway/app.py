@@ -179,7 +179,13 @@ def create_app(
         Route("/metrics", endpoint=metrics, methods=["GET"]),
         *admin_routes(lambda: current().system),
         *agentcore_routes(
-            lambda: Backend(current().system, current().identity, current().aws_keys, settings.public_url),
+            lambda: Backend(
+                current().system,
+                current().identity,
+                current().aws_keys,
+                settings.public_url,
+                settings.agentcore_unsigned_loopback,
+            ),
             max_body=settings.max_request_bytes,
         ),
         *ui_routes(lambda: current().system, lambda: current().traces),

@@ -47,6 +47,12 @@ class Settings(BaseSettings):
         None, description="Wrap the vault's data keys with this AWS KMS key."
     )
 
+    agentcore_unsigned_loopback: bool = Field(
+        False,
+        description="Take unsigned AgentCore API requests from loopback clients as the operator's "
+        "(local development with botocore's UNSIGNED config); off: every request is signed (SigV4).",
+    )
+
     connectors_dir: Path | None = Field(
         None, description="A folder of your own connectors (YAML); yours replace ours by name."
     )

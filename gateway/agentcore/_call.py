@@ -74,6 +74,7 @@ class Backend:
     identity: IdentityServices
     keys: AccessKeys
     public_url: str | None  # where clients reach this process, when the operator says so
+    unsigned_loopback: bool = False  # the operator takes unsigned requests from loopback as theirs
 
 
 def account_id(tenant: str) -> str:

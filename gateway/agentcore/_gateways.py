@@ -406,6 +406,12 @@ def _target_attrs(params: Params) -> Params:
 async def create_gateway_target(call: Call, params: Params) -> Params:
     spec, gw = await _gateway_by_id(call, params["gatewayIdentifier"])
     aws = StoreAws(call.system.store)
+    token = params.get("clientToken")
+    earlier = await aws.by_client_token(call.tenant, TARGET, token) if token else None
+    if earlier is not None and earlier.name.startswith(f"{spec.name}/"):
+        made = next((t for t in spec.targets if t.name == earlier.name.partition("/")[2]), None)
+        if made is not None:
+            return _target_out(call, gw, made, earlier)  # the same request again: the same answer
     new = target_id()
     name = params.get("name") or f"target-{new.lower()}"
     if any(t.name == name for t in spec.targets):

@@ -449,3 +449,59 @@ async def test_rate_limits_made_through_boto3_limit_mcp_calls(live: Served, pets
         )
     )
     assert refused_code == "ValidationException" and "$.context.jwt.team" in message
+
+
+async def test_a_create_sent_again_with_its_client_token_gets_the_same_answer(
+    live: Served, pets: str
+) -> None:
+    control, _ = _clients(live, _access_key(live))
+    token = "retry-" + "0" * 40
+
+    def make_gateway() -> Any:
+        return control.create_gateway(name="retried", roleArn=ROLE, authorizerType="NONE", clientToken=token)
+
+    first, again = await _run(make_gateway), await _run(make_gateway)
+    assert again["gatewayId"] == first["gatewayId"]
+    target = {"mcp": {"openApiSchema": {"inlinePayload": json.dumps(_document(pets))}}}
+
+    def make_target() -> Any:
+        return control.create_gateway_target(
+            gatewayIdentifier=first["gatewayId"], name="t", targetConfiguration=target, clientToken=token
+        )
+
+    one, two = await _run(make_target), await _run(make_target)
+    assert one["targetId"] == two["targetId"]
+    listed = await _run(lambda: control.list_gateway_targets(gatewayIdentifier=first["gatewayId"]))
+    assert [t["name"] for t in listed["items"]] == ["t"]
+    other = await _run(
+        lambda: _code(lambda: control.create_gateway(name="retried", roleArn=ROLE, authorizerType="NONE"))
+    )
+    assert other[0] == "ConflictException"  # the same name without the token: a conflict
+
+
+async def test_unsigned_requests_from_loopback_only_when_the_operator_says_so(
+    live: Served, tmp_path: Path
+) -> None:
+    from botocore import UNSIGNED
+
+    def unsigned(served: Served) -> Any:
+        config = Config(signature_version=UNSIGNED, retries={"max_attempts": 1})
+        return boto3.client(
+            "bedrock-agentcore-control",
+            region_name=REGION,
+            endpoint_url=f"{served.base}/aws/agentcore-control",
+            config=config,
+        )
+
+    refused = await _run(lambda: _code(lambda: unsigned(live).list_gateways()))
+    assert refused[0] == "MissingAuthenticationTokenException"
+    with serve(tmp_path / "data", env={"SWITCHBOARD_AGENTCORE_UNSIGNED_LOOPBACK": "true"}) as local:
+        made = await _run(
+            lambda: unsigned(local).create_gateway(name="mine", roleArn=ROLE, authorizerType="NONE")
+        )
+        assert made["gatewayUrl"] == local.gateway("mine")  # the operator's gateway
+        signed_wrong, _ = _clients(
+            local, {"aws_access_key_id": "SBAKNOPE", "aws_secret_access_key": "x" * 40}
+        )
+        wrong = await _run(lambda: _code(lambda: signed_wrong.list_gateways()))
+        assert wrong[0] == "UnrecognizedClientException"  # a signature, when sent, is still checked
