@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Mapping
 from urllib.parse import parse_qsl
 
+from opentelemetry import trace
 from starlette.types import Receive, Scope, Send
 
 from gateway.agentcore._call import AwsError, Backend, Call, Handler
@@ -23,6 +24,7 @@ from gateway.agentcore._wire import serialize_output as serialize
 from gateway.auth import AccessKey, AccessKeys
 from gateway.store import StoreError
 from gateway.system import DEFAULT_TENANT
+from gateway.telemetry import tag_tenant
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +105,7 @@ class Plane:
                 key, region = await self._caller(backend.keys, scope, body)
         except SignatureError as exc:
             return serialize_error(self.service, exc.code, exc.message, exc.status)
+        _traced(key, operation.name, self.service.name)
         handler = self.handlers.get(operation.name)
         if handler is None:
             return serialize_error(
@@ -162,6 +165,22 @@ class Plane:
             secret=secret,
         )
         return found[0], auth.region
+
+
+def _traced(key: AccessKey, operation: str, service: str) -> None:
+    """The request's span: in the caller's tenant's traces, named by the AWS operation and caller."""
+    tag_tenant(key.tenant)
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attributes(
+            {
+                "rpc.system": "aws-api",
+                "rpc.service": service,
+                "rpc.method": operation,
+                "enduser.id": key.subject,
+                "switchboard.access_key_id": key.access_key_id,
+            }
+        )
 
 
 def _unsigned_from_loopback(scope: Scope) -> bool:

@@ -505,3 +505,31 @@ async def test_unsigned_requests_from_loopback_only_when_the_operator_says_so(
         )
         wrong = await _run(lambda: _code(lambda: signed_wrong.list_gateways()))
         assert wrong[0] == "UnrecognizedClientException"  # a signature, when sent, is still checked
+
+
+async def test_agentcore_requests_are_traced_as_the_callers_tenant(tmp_path: Path) -> None:
+    from tests.fixtures.otlp_receiver import OtlpReceiver
+
+    with OtlpReceiver() as receiver:
+        env = {
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.endpoint,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+        }
+        with serve(tmp_path / "data", env=env) as traced:
+            key = _access_key(traced)
+            control, _ = _clients(traced, key)
+            await _run(lambda: control.list_gateways())
+
+            def listed(spans: list[Any]) -> bool:
+                return any(s.attributes.get("rpc.method") == "ListGateways" for s in spans)
+
+            spans = await _run(lambda: receiver.wait_for(listed))
+    span = next(s for s in spans if s.attributes.get("rpc.method") == "ListGateways")
+    assert span.attributes["rpc.service"] == "bedrock-agentcore-control"
+    assert span.attributes["enduser.id"] == "ci"
+    assert span.attributes["switchboard.access_key_id"] == key["aws_access_key_id"]
+    assert span.attributes["switchboard.tenant"] == "default"
