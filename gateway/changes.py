@@ -105,6 +105,13 @@ async def put_target(
 
 
 async def delete_target(system: Switchboard, tenant: str, gateway: str, name: str) -> None:
+    """Remove one target; refused (ConfigError) when the gateway would not load without it (a
+    policy names one of its tools, say)."""
+    gw = (await specs(system, tenant)).get(gateway)
+    if gw is None or not any(t.name == name for t in gw.targets):
+        raise Missing(f"no target {name!r} in gateway {gateway!r}")
+    kept = [t for t in gw.targets if t.name != name]
+    await compile_check(tenant, [gw.model_copy(update={"targets": kept})])
     if not await system.store.delete_target(tenant, gateway, name):
         raise Missing(f"no target {name!r} in gateway {gateway!r}")
     await system.reload()

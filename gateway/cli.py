@@ -288,6 +288,11 @@ def parser() -> argparse.ArgumentParser:
     ak.add_argument("key", nargs="?", help="revoke: the access key id")
     ak.add_argument("--tenant", default="default", help="the tenant the key acts for")
     ak.add_argument("--subject", help="create: who the key stands for (default: agentcore)")
+    ak.add_argument(
+        "--planes",
+        default="control,data",
+        help="create: control (administer the tenant), data (act as the subject), or both (the default)",
+    )
     data_dir(ak)
     ak.set_defaults(func=cmd_aws_keys)
 

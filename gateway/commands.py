@@ -267,9 +267,14 @@ async def _aws_keys(args: argparse.Namespace) -> str:
             raise ConfigError(f"no tenant named {args.tenant!r}; `switchboard tenants create` makes one")
         keys = AccessKeys(store, await open_vault(settings, store), revocations)
         if args.action == "create":
-            key = await keys.create(args.tenant, args.subject or "agentcore")
+            planes = frozenset(p.strip() for p in args.planes.split(",") if p.strip())
+            try:
+                key = await keys.create(args.tenant, args.subject or "agentcore", planes)
+            except ValueError as exc:
+                raise ConfigError(f"--planes {args.planes!r}: {exc}") from None
             return (
-                f"access key of tenant {key.tenant} for {key.subject} (the secret is shown once):\n"
+                f"access key of tenant {key.tenant} for {key.subject}, planes {','.join(sorted(key.planes))} "
+                "(the secret is shown once):\n"
                 f"AWS_ACCESS_KEY_ID={key.access_key_id}\nAWS_SECRET_ACCESS_KEY={key.secret}"
             )
         if args.action == "revoke":
@@ -279,7 +284,10 @@ async def _aws_keys(args: argparse.Namespace) -> str:
                 raise ConfigError(f"tenant {args.tenant!r} has no access key {args.key!r}")
             return f"revoked {args.key}"
         listed = await keys.list(args.tenant)
-        lines = [f"{k['access_key_id']}  {k['subject']}  {k['created_at']}" for k in listed]
+        lines = [
+            f"{k['access_key_id']}  {k['subject']}  {','.join(k['planes'])}  {k['created_at']}"
+            for k in listed
+        ]
         return "\n".join(lines) or f"tenant {args.tenant} has no access keys"
     finally:
         await revocations.aclose()

@@ -103,7 +103,7 @@ class LiveGateway:
         snap = self.catalog.snapshot
         if self.policy is None:
             return snap.tool_list
-        key = (id(snap), principal.tenant, principal.subject, principal.client_id, principal.scopes)
+        key = (id(snap), *self.policy.caller_key(principal))  # (an agentcore policy reads claims too)
         shown = self._visible.get(key)
         if shown is None:
             names = self.policy.visible(principal, [(n, e.provider.id) for n, e in snap.tools.items()])

@@ -96,6 +96,13 @@ class Switchboard:
         """Bring the hub in step with the store (every tenant); returns the gateways that changed."""
         async with self._reload_lock:
             revision = await self.store.revision()
+            if revision != self.revision:
+                # e.g. a key revoked by another process (without Redis): forgotten first, whether
+                # or not the configuration below applies
+                if self.authenticator is not None:
+                    self.authenticator.forget()
+                if self.aws_keys is not None:
+                    self.aws_keys.forget()
             changed: list[str] = []
             for tenant in sorted({DEFAULT_TENANT, *await self.store.list_tenants()}):
                 specs = await self.load_specs(tenant)
@@ -107,10 +114,6 @@ class Switchboard:
                 )
                 changed += [name if tenant == DEFAULT_TENANT else f"{tenant}/{name}" for name in moved]
             self.revision = revision
-            if self.authenticator is not None:
-                self.authenticator.forget()  # e.g. a key revoked by another process (without Redis)
-            if self.aws_keys is not None:
-                self.aws_keys.forget()
             return changed
 
     def _pins(self, tenant: str, gateway: str) -> bool:

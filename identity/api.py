@@ -55,8 +55,30 @@ class WorkloadTokens:
     def __init__(self, key: bytes) -> None:
         self._aead = AESGCM(hashlib.sha256(b"switchboard workload token\x00" + key).digest())
 
-    def issue(self, tenant: str, workload: str, user: str | None) -> str:
-        doc = {"t": tenant, "w": workload, "u": user, "exp": time.time() + WORKLOAD_SECONDS}
+    def issue(
+        self,
+        tenant: str,
+        workload: str,
+        user: str | None,
+        *,
+        user_token: str | None = None,
+        vault_only: bool = False,
+    ) -> str:
+        """A token for ``workload`` acting for ``user`` (None: for itself).
+
+        ``vault_only``: it reaches the tenant's token vault only (AgentCore's GetResourceApiKey and
+        GetResourceOauth2Token), never a gateway's credentials through ``/identity/v1/resource-token``:
+        whoever may mint it (an AgentCore access key) is not a gateway's administrator.
+
+        ``user_token``: the user's own verified access token, sealed in (never readable outside)
+        when the workload may exchange it for an upstream's token on the user's behalf (RFC 8693;
+        AgentCore's GetWorkloadAccessTokenForJWT, then ON_BEHALF_OF_TOKEN_EXCHANGE).
+        """
+        doc: dict[str, Any] = {"t": tenant, "w": workload, "u": user, "exp": time.time() + WORKLOAD_SECONDS}
+        if user_token is not None:
+            doc["j"] = user_token
+        if vault_only:
+            doc["v"] = True
         nonce = os.urandom(12)
         sealed = nonce + self._aead.encrypt(nonce, orjson.dumps(doc), b"workload")
         return "sb_wl_" + base64.urlsafe_b64encode(sealed).rstrip(b"=").decode()
@@ -170,6 +192,12 @@ def identity_routes(services: Callable[[], IdentityServices]) -> list[Route]:
                 return _error(
                     401, f"{exc}: send `Authorization: Bearer sb_wl_...` (or `workload_token` in the body)"
                 )
+        if claims.get("v"):
+            return _error(
+                403,
+                "this workload token was issued through the AgentCore API: it reaches the tenant's token "
+                "vault (GetResourceApiKey, GetResourceOauth2Token), not a gateway's credentials",
+            )
         gateway, name = body.get("gateway", "default"), body.get("provider")
         found = parts.providers(str(claims["t"]), str(gateway))
         spec = found.get(str(name)) if found is not None else None

@@ -23,7 +23,10 @@ comes back.
     Where the provider sends the browser back. The code is exchanged and the tokens stored
     only when the browser's sign-in is the user the state was made for; otherwise nothing is
     exchanged or stored (this is what stops the provider's own authorize URL, copied from
-    the redirect and forwarded, which comes back in the other user's browser).
+    the redirect and forwarded, which comes back in the other user's browser). An agent's
+    authorization session (identity.sessions) comes back here too: its code is kept for the
+    session and the browser sent on to the application's return URL, whose confirmation of its
+    user binds the tokens; no sign-in here.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from starlette.routing import Route
 from starlette.types import Scope
 
 from identity.outbound import Broker, CredentialError, ProviderSpec
+from identity.sessions import SessionBinding
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +84,8 @@ class _Flow:
 
     def __init__(self, parts: ConsentParts, state: str) -> None:
         self.state = state
+        if SessionBinding(parts.broker).owns(state):  # its binding is the application's, not a sign-in
+            raise CredentialError("this link is an agent's authorization; open the link the agent gave")
         self.tenant, self.user, qualified = parts.broker.pending(state)
         # Credential providers are named "<gateway>/<provider>" (gateway.credentials).
         self.gateway, _, self.name = qualified.partition("/")
@@ -174,6 +180,9 @@ def consent_routes(parts: Callable[[], ConsentParts]) -> list[Route]:
     async def callback(request: Request) -> Response:
         p = parts()
         q = request.query_params
+        sessions = SessionBinding(p.broker)
+        if sessions.owns(q.get("state") or ""):
+            return await _session_returned(sessions, q.get("state") or "", q.get("code"), q.get("error"))
         if q.get("error"):
             return _page(400, "Authorization was not granted", f"The provider said: {q.get('error')}.")
         code, state = q.get("code"), q.get("state")
@@ -207,6 +216,27 @@ def consent_routes(parts: Callable[[], ConsentParts]) -> list[Route]:
         Route(f"{COOKIE_PATH}/sign-in", sign_in, methods=["POST"]),
         Route(f"{COOKIE_PATH}/callback", callback, methods=["GET"]),
     ]
+
+
+async def _session_returned(
+    sessions: SessionBinding, state: str, code: str | None, error: str | None
+) -> Response:
+    """A browser back from the provider for an agent's session: on to the application, which
+    confirms its user (or a page saying what to do when the agent gave no return URL)."""
+    try:
+        back = await sessions.returned(state, code=code, error=error)
+    except CredentialError as exc:
+        return _page(400, "Authorization failed", str(exc))
+    if back.error is not None:
+        return _page(400, "Authorization was not granted", f"The provider said: {back.error}.")
+    if back.redirect is not None:
+        return RedirectResponse(back.redirect, 303)
+    return _page(
+        200,
+        "Authorized",
+        f"Go back to the application: once it confirms it is you, the agent can use {back.provider}. "
+        "You can close this window.",
+    )
 
 
 _NOT_YOURS = (

@@ -39,6 +39,7 @@ import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from identity.inbound import _issuer_of
 from identity.vault import Owner, Vault
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -83,6 +84,16 @@ class ProviderSpec:
     scope_separator: str = " "
     scope_param: str = "scope"  # Slack asks for a user's own token with `user_scope`
     token_field: str | None = None  # where the token response nests the user's tokens (Slack: authed_user)
+    variant: str = ""
+    """What the tokens were asked for beyond the provider itself: tokens are kept per provider and
+    variant (`slot`). AgentCore's clients ask per request for scopes and a resource, so a token got
+    with some scopes must never answer a request for others; a gateway's providers have one
+    configuration each and no variant."""
+
+    @property
+    def slot(self) -> str:
+        """The name its tokens are kept under in the vault."""
+        return f"{self.name}#{self.variant}" if self.variant else self.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,11 +215,11 @@ class Broker:
                 f"credential provider {provider.name!r} has no key: set it through the admin API"
             )
         owner_user = SERVICE if provider.kind == "oauth2_client_credentials" else user
-        owner = Owner(tenant, owner_user, provider.name, "tokens")
+        owner = Owner(tenant, owner_user, provider.slot, "tokens")
         tokens = await self._tokens(owner, tool)
         if tokens is not None and tokens.fresh() and tokens.access_token != stale:
             return tokens.access_token
-        key = (tenant, owner_user, provider.name)
+        key = (tenant, owner_user, provider.slot)
         shared = self.shared_locks(":".join(key)) if self.shared_locks else contextlib.nullcontext()
         async with self._lock(key), shared:  # this process's callers queue here; replicas in Redis
             # Whoever held the lock (here or on another replica) may have refreshed already:
@@ -268,6 +279,10 @@ class Broker:
         kept = await self.vault.get(Owner(tenant, SERVICE, provider.name, "client_secret"))
         return kept.decode() if kept is not None else (provider.secret or None)
 
+    def http_for(self, tenant: str) -> httpx2.AsyncClient:
+        """The client for ``tenant``'s authorization servers (token endpoints, metadata)."""
+        return self.http if tenant == self.operator_tenant or self.tenant_http is None else self.tenant_http
+
     async def _token_request(self, tenant: str, provider: ProviderSpec, form: dict[str, str]) -> Tokens:
         if not provider.token_url or not provider.client_id:
             raise CredentialError(f"credential provider {provider.name!r} needs token_url and client_id")
@@ -284,10 +299,7 @@ class Broker:
             form["client_id"] = provider.client_id
         self.refreshes += 1
         try:
-            http = (
-                self.http if tenant == self.operator_tenant or self.tenant_http is None else self.tenant_http
-            )
-            response = await http.post(provider.token_url, data=form, headers=headers)
+            response = await self.http_for(tenant).post(provider.token_url, data=form, headers=headers)
             body = orjson.loads(response.content) if response.content else {}
         except (httpx2.HTTPError, orjson.JSONDecodeError) as exc:
             raise CredentialError(f"the token endpoint of {provider.name!r} failed: {exc}") from None
@@ -371,18 +383,24 @@ class Broker:
         provider = providers.get(str(doc["p"]))
         if provider is None:
             raise CredentialError(f"credential provider {doc['p']!r} no longer exists")
-        fetched = await self._token_request(
-            str(doc["t"]),
-            provider,
-            {
-                "grant_type": "authorization_code",
-                "code": code,
-                "redirect_uri": self.callback_url,
-                "code_verifier": str(doc["v"]),
-            },
-        )
-        await self.vault.put(Owner(str(doc["t"]), str(doc["u"]), provider.name, "tokens"), fetched.dump())
+        fetched = await self.redeem(str(doc["t"]), provider, code, str(doc["v"]))
+        await self.vault.put(Owner(str(doc["t"]), str(doc["u"]), provider.slot, "tokens"), fetched.dump())
         return str(doc["t"]), str(doc["u"]), provider.name
+
+    async def redeem(self, tenant: str, provider: ProviderSpec, code: str, verifier: str) -> Tokens:
+        """The tokens an authorization code (sent back to our callback) is worth, with its PKCE
+        verifier; stored by the caller, who knows whose they are.
+
+        Raises:
+            CredentialError: the provider refused (a used or expired code, a wrong client).
+        """
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": self.callback_url,
+            "code_verifier": verifier,
+        }
+        return await self._token_request(tenant, provider, form)
 
     def seal(self, doc: dict[str, object], purpose: bytes) -> str:
         """``doc`` sealed (AES-GCM under the state key) for one ``purpose``: only `unseal` with
@@ -490,6 +508,30 @@ def from_preset(
         scope_param=str(p.get("scope_param", "scope")),
         token_field=str(p["token_field"]) if p.get("token_field") else None,
     )
+
+
+async def discover(http: httpx2.AsyncClient, discovery_url: str) -> dict[str, str]:
+    """An authorization server's endpoints from its metadata document (OIDC discovery or RFC 8414):
+    ``issuer``, ``authorization_endpoint`` (when it has one), ``token_endpoint``.
+
+    Raises:
+        CredentialError: the document cannot be fetched, is not metadata, lacks a token endpoint,
+            or names another issuer than its URL was built from (a copied or hijacked document
+            must not choose where client secrets and codes are sent).
+    """
+    try:
+        response = await http.get(discovery_url, headers={"Accept": "application/json"})
+        response.raise_for_status()
+        doc = orjson.loads(response.content)
+    except (httpx2.HTTPError, orjson.JSONDecodeError) as exc:
+        raise CredentialError(f"the metadata at {discovery_url} cannot be read: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("token_endpoint"), str):
+        raise CredentialError(f"the document at {discovery_url} is not authorization server metadata")
+    issuer, expected = str(doc.get("issuer") or ""), _issuer_of(discovery_url)
+    if expected is not None and issuer.rstrip("/") != expected:
+        raise CredentialError(f"the metadata at {discovery_url} names issuer {issuer!r}, not {expected!r}")
+    keys = ("issuer", "authorization_endpoint", "token_endpoint")
+    return {k: str(doc[k]) for k in keys if isinstance(doc.get(k), str) and doc[k]}
 
 
 def redis_locks(url: str, timeout_seconds: float = 30.0) -> tuple[SharedLocks, Callable[[], Any]]:

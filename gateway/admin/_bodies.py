@@ -23,11 +23,21 @@ class NewKey(Model):
     )
 
 
+Plane = Literal["control", "data"]
+PLANES: tuple[Plane, ...] = ("control", "data")
+
+
 class NewAccessKey(Model):
     """An access key for AgentCore's clients (the secret access key is in the answer, shown once)."""
 
     subject: str = Field(
         "agentcore", min_length=1, pattern=r"\S", description="Who the key stands for (the caller's subject)."
+    )
+    planes: list[Plane] = Field(
+        default_factory=lambda: list(PLANES),
+        min_length=1,
+        description="What it may use: the control plane administers the tenant (its gateways, credential "
+        "providers and their secrets); an agent's key needs the data plane alone.",
     )
 
 

@@ -91,13 +91,14 @@ async def _key_provider(system: Switchboard, tenant: str, gateway: str, name: st
 async def create_access_key(request: Request, system: Switchboard, tenant: str) -> Response:
     ask = await body_as(request, NewAccessKey)
     assert system.aws_keys is not None
-    key = await system.aws_keys.create(tenant, ask.subject)
+    key = await system.aws_keys.create(tenant, ask.subject, frozenset(ask.planes))
     return JSONResponse(
         {
             "access_key_id": key.access_key_id,
             "secret_access_key": key.secret,
             "tenant": tenant,
             "subject": key.subject,
+            "planes": sorted(key.planes),
             "shown": "once",
         },
         201,

@@ -40,16 +40,25 @@ def agentcore_routes(backend: Callable[[], Backend], *, max_body: int) -> list[B
 
     def plane(service: str, prefix: str, control: bool) -> Callable[[], ASGIApp]:
         def make() -> Any:
-            from gateway.agentcore import _gateways, _identity, _limits
+            from gateway.agentcore import _gateways, _identity, _limits, _oauth, _policy
             from gateway.agentcore._front import Plane
             from gateway.agentcore._wire import Service
 
             handlers = (
-                {**_gateways.HANDLERS, **_limits.HANDLERS, **_identity.CONTROL}
+                {
+                    **_gateways.HANDLERS,
+                    **_limits.HANDLERS,
+                    **_identity.CONTROL,
+                    **_oauth.CONTROL,
+                    **_policy.CONTROL,
+                }
                 if control
-                else dict(_identity.DATA)
+                else {**_identity.DATA, **_oauth.DATA}
             )
-            return Plane(Service.load(service), handlers, backend, prefix=prefix, max_body=max_body)
+            kind = "control" if control else "data"
+            return Plane(
+                Service.load(service), handlers, backend, plane=kind, prefix=prefix, max_body=max_body
+            )
 
         return make
 

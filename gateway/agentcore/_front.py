@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Callable, Mapping
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_to_bytes
 
 from opentelemetry import trace
 from starlette.types import Receive, Scope, Send
@@ -25,6 +25,7 @@ from gateway.auth import AccessKey, AccessKeys
 from gateway.store import StoreError
 from gateway.system import DEFAULT_TENANT
 from gateway.telemetry import tag_tenant
+from identity.vault import VaultError
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +45,11 @@ class Plane:
         handlers: Mapping[str, Handler],
         backend: Callable[[], Backend],
         *,
+        plane: str,
         prefix: str,
         max_body: int,
     ) -> None:
+        self.plane = plane  # "control" or "data": what an access key must be allowed
         self.service = service
         self.handlers = dict(handlers)
         self.backend = backend
@@ -90,7 +93,11 @@ class Plane:
         if path.startswith(self.prefix):
             path = path[len(self.prefix) :] or "/"
         query_string: bytes = scope.get("query_string", b"")
-        query = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+        try:
+            query = _query(query_string)
+        except UnicodeDecodeError:
+            not_utf8 = "the query string is not UTF-8"
+            return serialize_error(self.service, "SerializationException", not_utf8, 400)
         headers: list[tuple[bytes, bytes]] = list(scope.get("headers", []))
         body = await self._read(receive)
         try:
@@ -105,6 +112,13 @@ class Plane:
                 key, region = await self._caller(backend.keys, scope, body)
         except SignatureError as exc:
             return serialize_error(self.service, exc.code, exc.message, exc.status)
+        except (StoreError, VaultError) as exc:
+            unavailable = f"the caller's access key cannot be looked up now: {exc}"
+            return serialize_error(self.service, "ServiceUnavailableException", unavailable, 503)
+        if self.plane not in key.planes:
+            denied = f"access key {key.access_key_id} may not use the {self.plane} plane (its planes: "
+            denied += f"{', '.join(sorted(key.planes))})"
+            return serialize_error(self.service, "AccessDeniedException", denied, 403)
         _traced(key, operation.name, self.service.name)
         handler = self.handlers.get(operation.name)
         if handler is None:
@@ -130,6 +144,9 @@ class Plane:
             return serialize(operation, await handler(call, params))
         except WireError as exc:
             return error_response(self.service, exc)
+        except RecursionError:
+            nested = "the request is nested too deeply"
+            return serialize_error(self.service, "SerializationException", nested, 400)
         except AwsError as exc:
             return serialize_error(self.service, exc.code, exc.message, exc.status)
         except StoreError as exc:
@@ -167,6 +184,16 @@ class Plane:
         return found[0], auth.region
 
 
+def _query(query_string: bytes) -> list[tuple[str, str]]:
+    """The query's pairs decoded as the signature verifier decodes them (``%XX`` only: a ``+`` is a
+    plus), so what a handler reads is what was signed."""
+    pairs = []
+    for part in query_string.split(b"&") if query_string else ():
+        key, _, value = part.partition(b"=")
+        pairs.append((unquote_to_bytes(key).decode(), unquote_to_bytes(value).decode()))
+    return pairs
+
+
 def _traced(key: AccessKey, operation: str, service: str) -> None:
     """The request's span: in the caller's tenant's traces, named by the AWS operation and caller."""
     tag_tenant(key.tenant)
@@ -183,9 +210,18 @@ def _traced(key: AccessKey, operation: str, service: str) -> None:
         )
 
 
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+
+
 def _unsigned_from_loopback(scope: Scope) -> bool:
-    """No signature at all, from a loopback client (the operator's own machine)."""
-    if any(k.lower() == b"authorization" for k, _ in scope.get("headers", [])):
+    """No signature at all, from a loopback client (the operator's own machine), addressed to a
+    loopback name, and not from a web page (no Origin): a page the operator's browser shows must
+    not act as the operator through DNS rebinding or a cross-site form."""
+    headers = {k.lower(): v for k, v in scope.get("headers", [])}
+    if b"authorization" in headers or b"origin" in headers:
+        return False
+    host = headers.get(b"host", b"").decode("latin-1").rsplit(":", 1)[0] if b"host" in headers else ""
+    if host not in LOOPBACK_NAMES:
         return False
     client = scope.get("client")
     try:

@@ -12,10 +12,11 @@ import json
 from datetime import datetime
 from typing import Any
 
-import yaml
+import anyio
 
 from gateway import changes
 from gateway.agentcore._call import AwsError, Call, Params, gateway_id, not_found, target_id, validation
+from gateway.agentcore._engines import ATTACHMENT, governed
 from gateway.config import (
     ApiKeyCredential,
     GatewaySpec,
@@ -29,6 +30,7 @@ from gateway.config import (
     validate,
 )
 from gateway.core.errors import ConfigError
+from gateway.openapi import document
 from gateway.store import AwsResource, StoreAws
 from gateway.system import mcp_path
 
@@ -63,7 +65,7 @@ def page(items: list[Any], params: Params, key: str = "name") -> tuple[list[Any]
     if token:
         try:
             after = json.loads(base64.urlsafe_b64decode(token.encode()))["after"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise validation("nextToken is not one this API gave out; start again without it") from None
     size = int(params.get("maxResults") or DEFAULT_PAGE)
     ordered = sorted(items, key=lambda i: str(i[key]))
@@ -115,15 +117,11 @@ def _authorizer(spec: GatewaySpec) -> Params:
     return {"authorizerType": "NONE" if isinstance(auth, NoAuth) else "AUTHENTICATE_ONLY"}
 
 
-_GATEWAY_ATTRS = ("roleArn", "kmsKeyArn", "protocolConfiguration", "exceptionLevel", "tags")
+_GATEWAY_ATTRS = ("roleArn", "kmsKeyArn", "protocolConfiguration", "exceptionLevel", ATTACHMENT, "tags")
 
 
 def _gateway_spec(params: Params, kept: GatewaySpec | None) -> GatewaySpec:
-    for unsupported in (
-        "interceptorConfigurations",
-        "policyEngineConfiguration",
-        "customTransformConfiguration",
-    ):
+    for unsupported in ("interceptorConfigurations", "customTransformConfiguration"):
         if params.get(unsupported):
             raise validation(f"{unsupported} is not served by Switchboard yet; leave it out")
     base = kept.model_dump() if kept is not None else {}
@@ -179,7 +177,8 @@ async def create_gateway(call: Call, params: Params) -> Params:
             spec = (await changes.specs(call.system, call.tenant)).get(earlier.name)
             if spec is not None:
                 return await _gateway_out(call, spec, earlier)  # the same request again: the same answer
-    spec = _gateway_spec(params, None)
+    new = gateway_id(params["name"])  # known before the gateway is written: its policies name its ARN
+    spec = await governed(call, _gateway_spec(params, None), params.get(ATTACHMENT), new)
     attrs = {k: params[k] for k in _GATEWAY_ATTRS if params.get(k) is not None}
     try:
         await changes.put_gateway(call.system, call.tenant, spec, create=True)
@@ -188,7 +187,7 @@ async def create_gateway(call: Call, params: Params) -> Params:
     except ConfigError as exc:
         raise refused(exc) from None
     await aws.delete(call.tenant, GATEWAY, spec.name)  # a row left by a gateway deleted elsewhere
-    res = await aws.ensure(call.tenant, GATEWAY, spec.name, lambda: gateway_id(spec.name), attrs, token)
+    res = await aws.ensure(call.tenant, GATEWAY, spec.name, lambda: new, attrs, token)
     return await _gateway_out(call, spec, res)
 
 
@@ -215,7 +214,7 @@ async def update_gateway(call: Call, params: Params) -> Params:
     kept, res = await _gateway_by_id(call, params["gatewayIdentifier"])
     if params["name"] != kept.name:
         raise validation(f"a gateway keeps its name: this one is {kept.name}, not {params['name']}")
-    spec = _gateway_spec(params, kept)
+    spec = await governed(call, _gateway_spec(params, kept), params.get(ATTACHMENT), res.resource_id)
     try:
         await changes.put_gateway(call.system, call.tenant, spec)
     except ConfigError as exc:
@@ -248,16 +247,27 @@ async def delete_gateway(call: Call, params: Params) -> Params:
 # -- targets -------------------------------------------------------------------
 
 
-def _document(payload: str) -> dict[str, Any]:
-    try:
-        doc = yaml.safe_load(payload)
-    except yaml.YAMLError as exc:
-        raise validation(
-            f"targetConfiguration.mcp.openApiSchema.inlinePayload is not JSON or YAML: {exc}"
-        ) from None
-    if not isinstance(doc, dict):
-        raise validation("targetConfiguration.mcp.openApiSchema.inlinePayload is not an OpenAPI document")
+INLINE = "targetConfiguration.mcp.openApiSchema.inlinePayload"
+MAX_INLINE_BYTES = 2 * 1024 * 1024
+
+
+async def _document(payload: str) -> dict[str, Any]:
+    """The inline document, parsed off the event loop (YAML is parsed in C, but a large one still
+    takes a while) and refused when its aliases would expand it (``document.parse``)."""
+    raw = payload.encode()
+    if len(raw) > MAX_INLINE_BYTES:
+        raise validation(f"{INLINE} is larger than {MAX_INLINE_BYTES} bytes")
+    async with _PARSING:
+        try:
+            doc = await anyio.to_thread.run_sync(document.parse, raw, INLINE)
+        except ConfigError as exc:
+            raise validation(f"{INLINE}: {exc.issues[0].message}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("paths", {}), dict):
+        raise validation(f"{INLINE} is not an OpenAPI document (an object with `paths`)")
     return doc
+
+
+_PARSING = anyio.Semaphore(2)  # documents parsed at once (each holds a worker thread)
 
 
 def _api_key(config: Params, doc: dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -283,7 +293,10 @@ def _api_key(config: Params, doc: dict[str, Any]) -> tuple[dict[str, Any], str]:
     else:
         scheme = {"type": "apiKey", "in": where, "name": header}
     doc = json.loads(json.dumps(doc))
-    doc.setdefault("components", {}).setdefault("securitySchemes", {})[API_KEY_SCHEME] = scheme
+    components = doc.setdefault("components", {})
+    if not isinstance(components, dict) or not isinstance(components.setdefault("securitySchemes", {}), dict):
+        raise validation(f"{INLINE}: components.securitySchemes must be an object")
+    components["securitySchemes"][API_KEY_SCHEME] = scheme
     doc["security"] = [{API_KEY_SCHEME: []}]
     for path in doc.get("paths", {}).values():
         for op in path.values() if isinstance(path, dict) else ():
@@ -292,7 +305,7 @@ def _api_key(config: Params, doc: dict[str, Any]) -> tuple[dict[str, Any], str]:
     return doc, name
 
 
-def _target(params: Params, name: str) -> tuple[TargetBase, list[ApiKeyCredential]]:
+async def _target(params: Params, name: str) -> tuple[TargetBase, list[ApiKeyCredential]]:
     """The Switchboard target AgentCore's target configuration describes, and the token-vault
     providers it uses."""
     mcp = (params.get("targetConfiguration") or {}).get("mcp")
@@ -310,7 +323,7 @@ def _target(params: Params, name: str) -> tuple[TargetBase, list[ApiKeyCredentia
             schema = mcp["openApiSchema"]
             if not schema.get("inlinePayload"):
                 raise validation("openApiSchema.s3 is not reachable from Switchboard; send inlinePayload")
-            doc = _document(schema["inlinePayload"])
+            doc = await _document(schema["inlinePayload"])
             credentials: dict[str, SecretRef] = {}
             for config in configs:
                 if config.get("credentialProviderType") == "API_KEY":
@@ -387,7 +400,7 @@ def _target_out(call: Call, gw: AwsResource, target: TargetBase, res: AwsResourc
 async def _put_target(
     call: Call, params: Params, spec: GatewaySpec, name: str, *, create: bool
 ) -> TargetBase:
-    target, providers = _target(params, name)
+    target, providers = await _target(params, name)
     gateway = _with_providers(spec, providers)
     targets = [target if t.name == name else t for t in gateway.targets]
     if not any(t.name == name for t in gateway.targets):

@@ -191,7 +191,7 @@ async def get_token_vault(call: Call, params: Params) -> Params:
 
 async def _workload_token(call: Call, workload: str, user: str | None) -> Params:
     await _workload(call, workload)
-    token = call.identity.tokens.issue(call.tenant, workload, user)
+    token = call.identity.tokens.issue(call.tenant, workload, user, vault_only=True)
     return {"workloadAccessToken": token}
 
 

@@ -22,8 +22,9 @@ from gateway.store import Store
 from identity.vault import Owner, Vault
 
 PURPOSE = "aws"
+PLANES = frozenset({"control", "data"})
 SERVICE = "aws"
-REMEMBER_SECONDS = 300.0
+REMEMBER_SECONDS = 30.0  # as API keys: a revocation reaches replicas without Redis within this
 _REMEMBERED = 4096
 _KEY_ID_PREFIX = "SBAK"
 
@@ -36,6 +37,7 @@ class AccessKey:
     tenant: str
     subject: str
     secret: str
+    planes: frozenset[str] = PLANES  # "control" (administer the tenant), "data" (act as the subject)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,24 +68,34 @@ class AccessKeys:
         self.revocations = revocations
         self._seen: OrderedDict[str, _Remembered] = OrderedDict()
 
-    async def create(self, tenant: str, subject: str) -> AccessKey:
-        """A new key pair of ``tenant`` standing for ``subject``; its secret is returned this once."""
+    async def create(self, tenant: str, subject: str, planes: frozenset[str] = PLANES) -> AccessKey:
+        """A new key pair of ``tenant`` standing for ``subject``; its secret is returned this once.
+
+        ``planes``: what it may use. The control plane administers the tenant (its gateways,
+        credential providers and their secrets); an agent's key needs the data plane alone."""
+        if not planes or not planes <= PLANES:
+            raise ValueError(f"an access key's planes are some of {', '.join(sorted(PLANES))}")
         key_id, secret = _new_pair()
         digest = hashlib.sha256(secret.encode()).hexdigest()
         await self.vault.put(_owner(tenant, key_id), secret)
-        await self.store.add_api_key(tenant, key_id, digest, PURPOSE, subject=subject)
-        return AccessKey(key_id, tenant, subject, secret)
+        await self.store.add_api_key(tenant, key_id, digest, PURPOSE, subject=subject, scopes=sorted(planes))
+        return AccessKey(key_id, tenant, subject, secret, planes)
 
     async def list(self, tenant: str) -> list[dict[str, Any]]:
         """The tenant's access keys (ids, subjects, when made; never the secrets)."""
         return [
-            {"access_key_id": k["key_id"], "subject": k["subject"], "created_at": k["created_at"]}
+            {
+                "access_key_id": k["key_id"],
+                "subject": k["subject"],
+                "planes": k["scopes"],
+                "created_at": k["created_at"],
+            }
             for k in await self.store.list_keys(tenant, PURPOSE)
         ]
 
     async def revoke(self, tenant: str, access_key_id: str) -> bool:
         """Revoke a key of the tenant; every replica stops accepting it. False: no such key."""
-        if not await self.store.revoke_api_key(tenant, access_key_id):
+        if not await self.store.revoke_api_key(tenant, access_key_id, PURPOSE):
             return False
         await self.vault.delete(_owner(tenant, access_key_id))
         self._seen.clear()
@@ -110,7 +122,10 @@ class AccessKeys:
         plain = await self.vault.get(_owner(tenant, access_key_id), tool="sigv4")
         if plain is None:
             return None
-        key = AccessKey(access_key_id, tenant, str(record["subject"] or access_key_id), plain.decode())
+        planes = frozenset(record["scopes"] or PLANES) & PLANES
+        key = AccessKey(
+            access_key_id, tenant, str(record["subject"] or access_key_id), plain.decode(), planes
+        )
         if epoch is not None:
             self._seen[access_key_id] = _Remembered(key, now + REMEMBER_SECONDS, epoch)
             self._seen.move_to_end(access_key_id)

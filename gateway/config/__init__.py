@@ -47,6 +47,7 @@ from gateway.config._pipeline import (
     ResilienceSpec,
     parse_limit,
 )
+from gateway.config._policy import PolicySpec
 from gateway.config._shaping import FailureSpec, PagingSpec, ShapeSpec
 from gateway.config._targets import (
     TARGET_KINDS,
@@ -103,6 +104,7 @@ __all__ = [
     "Override",
     "PagingSpec",
     "PluginTarget",
+    "PolicySpec",
     "PythonInterceptor",
     "RateLimitSpec",
     "RedactInterceptor",

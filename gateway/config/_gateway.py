@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from gateway.config._credentials import Auth, CredentialProvider, NoAuth
 from gateway.config._pipeline import ApprovalSpec, CacheSpec, InterceptorSpec, RateLimitSpec, ResilienceSpec
+from gateway.config._policy import PolicySpec
 from gateway.config._targets import (
     ConnectorTarget,
     McpCredentialRef,
@@ -29,13 +30,17 @@ class GatewaySpec(Model):
     credential_providers: list[CredentialProvider] = Field(
         default_factory=list, description="How the gateway authenticates to upstreams (targets name them)."
     )
-    policies: list[str] = Field(
+    policies: list[str | PolicySpec] = Field(
         default_factory=list,
         description="Cedar policies deciding every tools/call (principal User, action the tool, resource "
-        "the target); once any exist, what none permits is denied.",
+        "the target); once any exist, what none permits is denied. A string is an enforced policy of "
+        "Switchboard's dialect; an entry names its mode (enforce or log_only) and dialect (switchboard "
+        "or agentcore).",
     )
     policy_mode: Literal["enforce", "log_only"] = Field(
-        "enforce", description="log_only: allow everything and log what the policies would deny."
+        "enforce",
+        description="log_only: every policy is log-only: allow everything and record what the policies "
+        "would deny (the audit's decision `would_deny`, the trace, the log).",
     )
     rate_limits: list[RateLimitSpec] = Field(default_factory=list)
     approvals: list[ApprovalSpec] = Field(

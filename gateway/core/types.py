@@ -210,6 +210,8 @@ class CallContext:
         credentials: The caller's upstream credentials (set by the gateway per call).
         approval: The recorded approval this call ran under, if it needed one.
         approval_required: A policy that permitted the call asks for a person's approval.
+        policy_log: What the log-only policies would have decided, when it differs from the
+            decision (``("deny" | "allow", why)``): the audit and the trace record it.
         headers: Extra headers for the upstream request (set by request interceptors).
     """
 
@@ -223,6 +225,7 @@ class CallContext:
     credentials: CredentialSource = NO_CREDENTIALS
     approval: str | None = None
     approval_required: bool = False
+    policy_log: tuple[str, str] | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -36,7 +36,11 @@ class DocumentError(ConfigError):
 
 
 def parse(raw: bytes, source: str) -> Any:
-    """JSON or YAML, whichever the bytes are."""
+    """JSON or YAML, whichever the bytes are.
+
+    YAML may share a node among many places (anchors and aliases): a document of a few hundred
+    bytes can stand for gigabytes once written out. A YAML document that reaches more nodes than
+    ``EXPANSION`` times its size allows is refused before anything walks it whole."""
     text = raw.lstrip()
     if text[:1] in (b"{", b"["):
         try:
@@ -44,12 +48,52 @@ def parse(raw: bytes, source: str) -> Any:
         except orjson.JSONDecodeError:
             pass  # YAML is a superset; let the YAML parser report
     try:
-        return yaml.load(raw, Loader=_Loader)
+        doc = yaml.load(raw, Loader=_Loader)
+    except RecursionError:
+        raise DocumentError("the document is nested too deeply", source=source) from None
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark is not None else "?"
         raise DocumentError(f"not valid JSON or YAML (line {line}): {exc.problem}", source=source) from None
     except yaml.YAMLError as exc:
         raise DocumentError(f"not valid JSON or YAML: {exc}", source=source) from None
+    _bounded(doc, max(MIN_NODES, EXPANSION * len(raw)), source)
+    try:
+        return _plain(doc)
+    except RecursionError:
+        raise DocumentError("the document is nested too deeply", source=source) from None
+
+
+EXPANSION = 16  # nodes a document may reach per byte of its YAML text
+MIN_NODES = 100_000
+
+
+def _bounded(doc: Any, limit: int, source: str) -> None:
+    """Refuse a document that reaches more than ``limit`` nodes, counting a shared node each time
+    it is reached (the walk stops at the limit: it never expands what it refuses)."""
+    seen, stack = 0, [doc]
+    while stack:
+        node = stack.pop()
+        seen += 1
+        if seen > limit:
+            raise DocumentError(
+                f"the document expands to more than {limit} values (YAML aliases?): write them out",
+                source=source,
+            )
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def _plain(doc: Any) -> Any:
+    """The document with only JSON's values: YAML's dates, binaries and sets as strings."""
+    if isinstance(doc, dict):
+        return {str(k): _plain(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [_plain(v) for v in doc]
+    if doc is None or isinstance(doc, bool | int | float | str):
+        return doc
+    return str(doc)
 
 
 def pointer_get(doc: Any, pointer: str, source: str) -> Any:

@@ -1,7 +1,8 @@
 """The call audit: every tools/call as an append-only record, queryable from the admin API.
 
 A record holds who (tenant, subject, client), which gateway and tool, the decision
-(``allowed``, ``denied`` by policy, ``limited`` by a rate limit), a SHA-256 digest of the
+(``allowed``, ``denied`` by policy, ``limited`` by a rate limit; ``would_deny``: allowed, but
+log-only policies would have denied it, and the error says which), a SHA-256 digest of the
 arguments (never the arguments: they may hold secrets), the outcome (``ok``/``error``) with
 a short error text, the duration, and the approval when one was needed.
 
@@ -312,6 +313,11 @@ class GatewayAudit:
             raise
         finally:
             p = ctx.principal
+            if ctx.policy_log is not None:  # what log-only policies would have decided (ADR 0032)
+                would, why = ctx.policy_log
+                decision = "would_deny" if would == "deny" and decision == "allowed" else decision
+                note = f"log-only policies would {would} this call ({why})"
+                error = f"{error}; {note}" if error else note
             await self.log.record(
                 CallRecord(
                     at=time.time(),

@@ -1,12 +1,18 @@
 """Policy outside the model: Cedar decides every tools/call, and what tools/list shows.
 
-A gateway's `policies` are Cedar source. The request for one call is:
+A gateway's `policies` are Cedar source. A plain string is a statement (or several) of
+Switchboard's dialect, enforced. The request for one call in that dialect is:
 
 - principal ``Switchboard::User::"<subject>"`` with attributes ``tenant``, ``client`` and
   ``scopes`` (a set);
 - action ``Switchboard::Action::"<target>___<tool>"`` (the published tool name);
 - resource ``Switchboard::Target::"<target>"``, a member of ``Switchboard::Gateway::"<name>"``;
 - context: the call's arguments that some policy of the tool reads, as exact Cedar values.
+
+An entry written out (``{cedar, mode, dialect, id}``, ``config.PolicySpec``) may instead be in
+AgentCore's dialect (``_agentcore``: principal ``AgentCore::OAuthUser`` with the caller's claims as
+tags, resource the gateway's ARN, the arguments under ``context.input``), and may be log-only:
+evaluated and recorded, never deciding (ADR 0032).
 
 Policy sees exact values (ADR 0011): integers, and whole floats (``1e6``, ``1000000.0``) as the
 integer they equal; strings, booleans, arrays (as sets) and objects (as records) as they are. A
@@ -15,382 +21,376 @@ outside Cedar's 64-bit range, ``null``, a record member named like Cedar's ``__e
 ``__extn`` escapes — refuses the call with the argument and the reason; it is never dropped.
 A ``forbid`` whose evaluation fails (a type error, say) denies the call instead of being skipped.
 
-Once a gateway has any policy, what no policy permits is denied, and a `forbid` wins over
-every `permit` (Cedar's semantics). ``policy_mode: log_only`` lets everything through and
-logs what would have been denied. tools/list shows a caller only the tools some policy
-could permit them (partial evaluation with the arguments unknown), and a call to a hidden
-tool is refused like any other denied call.
+The decision, each dialect's statements evaluated on their own (each has its own entity model):
+any enforced ``forbid`` that applies denies; else an enforced ``permit`` that applies allows;
+else, once any enforced entry exists, the call is denied (a plain string, or an entry with mode
+``enforce`` even without a statement, counts). ``policy_mode: log_only`` makes every entry
+log-only. What the log-only entries would have changed (evaluated together with the enforced
+ones) goes on the call's context (``policy_log``) for the audit and on the trace, and is logged.
+tools/list shows a caller only the tools some enforced policy could permit them (partial
+evaluation with the arguments unknown), and a call to a hidden tool is refused like any other.
 
 A permit annotated ``@approval("required")`` allows the call only once a person approves it
 (the approval stage asks or holds it).
 
-Policies are validated against a schema generated from the catalog when the gateway is
-applied: a policy naming a tool that does not exist, or an attribute the tool does not
-take, refuses the change.
+Each dialect's statements are validated against a schema generated from the catalog when the
+gateway is applied: a policy naming a tool that does not exist, or an attribute the tool does
+not take, refuses the change, naming the policy.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
-import re
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
+from opentelemetry import trace
+
+from gateway.config import PolicySpec
 from gateway.core.catalog import Catalog
 from gateway.core.errors import ConfigError, ConfigIssue, ToolExecutionError
 from gateway.core.types import JSON, CallContext, CallNext, Principal, ToolCall, ToolResult
+from gateway.stages._agentcore import AgentCoreDialect
+from gateway.stages._cedar import (
+    NS,
+    CedarSet,
+    Dialect,
+    SwitchboardDialect,
+    Unrepresentable,
+    Verdict,
+    context_for,
+    exact,
+    schema_for,
+)
 
-if TYPE_CHECKING:  # cedarpy is imported by the first gateway that has policies, not at start-up
-    import cedarpy
+__all__ = [
+    "NS",
+    "Decision",
+    "Denied",
+    "GatewayPolicy",
+    "Unrepresentable",
+    "context_for",
+    "exact",
+    "schema_for",
+]
 
 logger = logging.getLogger(__name__)
-NS = "Switchboard"
+LOG_ATTRIBUTE = "switchboard.policy.log_only"
 
 
 class Denied(ToolExecutionError):
     """A policy refused the call."""
 
 
-def _cedar_type(schema: Mapping[str, Any]) -> dict[str, Any] | None:
-    kind = schema.get("type")
-    if kind == "string":
-        return {"type": "String"}
-    if kind in ("integer", "number"):  # whole numbers only: a fraction is refused at call time
-        return {"type": "Long"}
-    if kind == "boolean":
-        return {"type": "Boolean"}
-    if kind == "array":
-        inner = _cedar_type(schema.get("items") or {})
-        return {"type": "Set", "element": inner} if inner is not None else None
-    if kind == "object":
-        return {"type": "Record", "attributes": _attributes(schema)}
-    return None  # unions, untyped values: not comparable in a policy
+class Decision(NamedTuple):
+    """One call's decision: allowed or not, why (the deciding statements), whether a person must
+    approve it, and what the log-only statements would have decided instead (``("allow"|"deny",
+    why)``), when that differs."""
+
+    allowed: bool
+    why: str
+    approval: bool = False
+    logged: tuple[str, str] | None = None
 
 
-def _attributes(schema: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, sub in dict(schema.get("properties") or {}).items():
-        typed = _cedar_type(sub) if isinstance(sub, Mapping) else None
-        if typed is not None:
-            out[name] = {**typed, "required": False}
-    return out
+@dataclass
+class _Statements:
+    """One dialect's statements while they are compiled: (id, JSON, enforced, where) each, and
+    the Cedar texts they came from, in order (the validator numbers statements by position)."""
+
+    items: list[tuple[str, JSON, bool, str]]
+    texts: list[str]
 
 
-def schema_for(catalog: Catalog) -> dict[str, Any]:
-    """The Cedar schema of a gateway: its users, targets, and one action per tool."""
-    actions = {
-        name: {
-            "appliesTo": {
-                "principalTypes": ["User"],
-                "resourceTypes": ["Target"],
-                "context": {"type": "Record", "attributes": _attributes(entry.spec.input_schema)},
-            }
-        }
-        for name, entry in catalog.snapshot.tools.items()
-    }
-    user = {
-        "shape": {
-            "type": "Record",
-            "attributes": {
-                "tenant": {"type": "String"},
-                "client": {"type": "String", "required": False},
-                "scopes": {"type": "Set", "element": {"type": "String"}},
-            },
-        }
-    }
-    return {
-        NS: {
-            "entityTypes": {"User": user, "Gateway": {}, "Target": {"memberOfTypes": ["Gateway"]}},
-            "actions": actions,
-        }
-    }
+def _parse(text: str, where: str, label: str, *, templates: bool) -> list[JSON]:
+    import cedarpy
 
-
-LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
-_ESCAPES = frozenset({"__entity", "__extn", "__expr"})  # Cedar's JSON reads these as non-records
-_FAILED = re.compile(r"policy `([^`]+)`")
-
-
-class Unrepresentable(ValueError):
-    """An argument a policy reads has a value Cedar cannot hold exactly."""
-
-    def __init__(self, path: str, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path = path
-        self.reason = reason
-
-
-def exact(value: Any, path: str) -> Any:
-    """``value`` as the Cedar JSON value equal to it, or `Unrepresentable` naming ``path``.
-
-    Whole floats become the integer they equal, so ``1e6`` and ``1000000.0`` meet the same rule
-    as ``1000000``; nothing is ever left out.
-    """
-    if isinstance(value, bool | str):
-        return value
-    if isinstance(value, int):
-        if not LONG_MIN <= value <= LONG_MAX:
-            raise Unrepresentable(path, f"{value} is outside the policy engine's 64-bit integer range")
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise Unrepresentable(path, f"{value} is not a finite number")
-        if not value.is_integer():
-            raise Unrepresentable(path, f"{value!r} has a fraction, which the policy cannot compare exactly")
-        return exact(int(value), path)
-    if value is None:
-        raise Unrepresentable(path, "null has no value the policy can compare; leave the argument out")
-    if isinstance(value, list | tuple):
-        return [exact(item, f"{path}[{i}]") for i, item in enumerate(value)]
-    if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            if key in _ESCAPES:
-                raise Unrepresentable(
-                    f"{path}.{key}", f"a member named {key!r} is reserved by the policy engine"
-                )
-            out[str(key)] = exact(item, f"{path}.{key}")
-        return out
-    raise Unrepresentable(path, f"a {type(value).__name__} is not a JSON value")
-
-
-def context_for(arguments: Mapping[str, Any], reads: frozenset[str] | None) -> dict[str, Any]:
-    """The Cedar context of a call: the arguments the policies read (``None``: all), exactly."""
-    names = arguments.keys() if reads is None else reads.intersection(arguments)
-    return {str(name): exact(arguments[name], str(name)) for name in names}
+    try:
+        doc = json.loads(cedarpy.policies_to_json_str(text))
+    except ValueError as exc:
+        raise ConfigError([ConfigIssue(f"{label} does not parse: {exc}", where)]) from None
+    if doc.get("templates") and not templates:
+        raise ConfigError(
+            [ConfigIssue(f"{label} is a template (?principal, ?resource): write it out", where)]
+        )
+    return list(doc["staticPolicies"].values())
 
 
 class GatewayPolicy:
-    """The compiled policies of one gateway."""
+    """The compiled policies of one gateway.
 
-    def __init__(self, gateway: str, sources: Sequence[str], mode: str, catalog: Catalog) -> None:
-        import cedarpy
+    Raises (on construction):
+        ConfigError: a policy does not parse, does not validate against its dialect's schema for
+            this catalog, or breaks its dialect's rules; each issue names the policy.
+    """
 
+    def __init__(
+        self, gateway: str, sources: Sequence[str | PolicySpec], mode: str, catalog: Catalog
+    ) -> None:
         self.gateway = gateway
         self.mode = mode
         self.catalog = catalog
-        text = "\n".join(sources)
-        # Each decision needs only the policies whose action scope can match the tool: a set per
-        # tool keeps a decision's cost with the policies about that tool, not all of them.
-        try:
-            self._policies: dict[str, Any] = json.loads(cedarpy.policies_to_json_str(text))["staticPolicies"]
-        except ValueError as exc:
-            raise ConfigError([ConfigIssue(f"a policy does not parse: {exc}", "policies")]) from None
-        self.text = text
-        self.validate()
-        self._by_tool: dict[str, cedarpy.PolicySet] = {}
-        self._decisions: dict[tuple[Any, ...], tuple[bool, str, bool]] = {}
-        # Worked out per tool on its first decision, not from the catalog at build: a tool that
-        # appears later (an upstream's list_changed, a target that recovers) is no exception.
-        self._reading = [
-            p for p in self._policies.values() if '"context"' in json.dumps(p.get("conditions") or [])
-        ]
+        everything_logged = mode == "log_only"
+        found = {"switchboard": _Statements([], []), "agentcore": _Statements([], [])}
+        self.has_enforced = self.has_logged = False
+        plain = [s for s in sources if isinstance(s, str)]
+        if plain:  # as ever: one text, its statements named policy0, policy1, ... in order
+            text = "\n".join(plain)
+            parsed = _parse(text, "policies", "a policy", templates=True)
+            found["switchboard"].items += [
+                (f"policy{k}", p, not everything_logged, "policies") for k, p in enumerate(parsed)
+            ]
+            found["switchboard"].texts.append(text)
+            self.has_enforced, self.has_logged = not everything_logged, everything_logged
+        arns: dict[str, list[str]] = {}
+        for index, entry in enumerate(sources):
+            if isinstance(entry, str):
+                continue
+            where = f"policies[{index}]"
+            base = entry.id or where
+            parsed = _parse(entry.cedar, where, f"policy {base}", templates=False)
+            enforced = entry.mode == "enforce" and not everything_logged
+            self.has_enforced |= enforced
+            self.has_logged |= not enforced
+            ids = [base] if len(parsed) == 1 else [f"{base}[{k}]" for k in range(len(parsed))]
+            found[entry.dialect].items += [(i, p, enforced, where) for i, p in zip(ids, parsed, strict=True)]
+            found[entry.dialect].texts.append(entry.cedar)
+            if entry.dialect == "agentcore":
+                arns.setdefault(entry.gateway_arn or gateway, []).append(where)
+        if len(arns) > 1:
+            issues = [
+                ConfigIssue(f"gateway_arn {a!r} here; one gateway's agentcore policies share one", w[0])
+                for a, w in arns.items()
+            ]
+            raise ConfigError(issues)
+        dialects: dict[str, Dialect] = {"switchboard": SwitchboardDialect(gateway)}
+        if arns:
+            dialects["agentcore"] = AgentCoreDialect(next(iter(arns)), catalog)
+        self._check(found, dialects)
+        self.dialects = list(dialects.values())
+        self.sets: list[CedarSet] = []
+        for name, statements in found.items():
+            for enforced in (True, False):
+                chosen = {i: p for i, p, e, _ in statements.items if e is enforced}
+                if chosen:
+                    self.sets.append(CedarSet(dialects[name], chosen, enforced))
+        self.enforced = [s for s in self.sets if s.enforced]
+        self.logged = [s for s in self.sets if not s.enforced]
+        self._approving = frozenset(
+            i
+            for s in self.enforced
+            for i, p in s.statements.items()
+            if p.get("effect") == "permit" and p.get("annotations", {}).get("approval") == "required"
+        )
+        self._only = self.enforced[0] if len(self.enforced) == 1 and not self.has_logged else None
+        self._other_dialects = [d for d in self.dialects if d.name != "switchboard"]
         self._contextual: dict[str, bool] = {}
-        self._reads: dict[str, frozenset[str] | None] = {}
+        self._decisions: dict[tuple[Any, ...], Decision] = {}
 
-    def _read_by(self, tool: str) -> frozenset[str] | None:
-        """The arguments the tool's policies read (``None``: the whole context)."""
-        if tool not in self._reads:
-            relevant = [p for p in self._policies.values() if _names(p.get("action") or {}, tool)]
-            self._reads[tool] = _context_reads(relevant)
-        return self._reads[tool]
-
-    def _for(self, tool: str) -> cedarpy.PolicySet:
+    def _check(self, found: Mapping[str, _Statements], dialects: Mapping[str, Dialect]) -> None:
+        """Refuse statements that share an id, break their dialect's rules, or name tools or
+        attributes this gateway does not have; every issue names the statement."""
         import cedarpy
 
-        found = self._by_tool.get(tool)
-        if found is None:
-            relevant = {pid: p for pid, p in self._policies.items() if _names(p.get("action") or {}, tool)}
-            doc = {"staticPolicies": relevant, "templates": {}, "templateLinks": []}
-            found = self._by_tool[tool] = cedarpy.PolicySet.from_json_str(json.dumps(doc))
-        return found
+        issues: list[ConfigIssue] = []
+        seen: set[str] = set()
+        for statements in found.values():
+            for pid, _, _, where in statements.items:
+                if pid in seen:
+                    issues.append(
+                        ConfigIssue(f"two policies are named {pid!r}; give each entry its own id", where)
+                    )
+                seen.add(pid)
+        for name, statements in found.items():
+            if not statements.items:
+                continue
+            dialect = dialects[name]
+            for pid, statement, _, where in statements.items:
+                problem = dialect.check(statement)
+                if problem is not None:
+                    issues.append(ConfigIssue(f"policy {pid}: {problem}", where))
+            result = cedarpy.validate_policies("\n".join(statements.texts), dialect.schema(self.catalog))
+            for error in result.errors:  # (the validator names statements by position: policy<n>)
+                position = error.policy_id.removeprefix("policy")
+                if not position.isdigit() or int(position) >= len(statements.items):
+                    issues.append(ConfigIssue(f"policy {error.policy_id}: {error.error}", "policies"))
+                    continue
+                pid, _, _, where = statements.items[int(position)]
+                message = error.error.removeprefix(f"for policy `{error.policy_id}`, ")
+                issues.append(ConfigIssue(f"policy {pid}: {message}", where))
+            if not result.validation_passed and not result.errors:
+                issues.append(ConfigIssue(f"the {name} policies do not validate", "policies"))
+        if issues:
+            raise ConfigError(issues)
 
-    def validate(self) -> None:
-        """Refuse policies that name tools or attributes this gateway does not have."""
-        import cedarpy
-
-        result = cedarpy.validate_policies(self.text, schema_for(self.catalog))
-        if not result.validation_passed:
-            issues = [ConfigIssue(f"policy {e.policy_id}: {e.error}", "policies") for e in result.errors]
-            raise ConfigError(issues or [ConfigIssue("the policies do not validate", "policies")])
-
-    def _entities(self, principal: Principal, target: str) -> list[JSON]:
-        attrs: JSON = {"tenant": principal.tenant, "scopes": sorted(principal.scopes)}
-        if principal.client_id:
-            attrs["client"] = principal.client_id
-        return [
-            {"uid": {"type": f"{NS}::User", "id": principal.subject}, "attrs": attrs, "parents": []},
-            {
-                "uid": {"type": f"{NS}::Target", "id": target},
-                "attrs": {},
-                "parents": [{"type": f"{NS}::Gateway", "id": self.gateway}],
-            },
-            {"uid": {"type": f"{NS}::Gateway", "id": self.gateway}, "attrs": {}, "parents": []},
-        ]
-
-    def _request(self, principal: Principal, tool: str, target: str, context: JSON | None) -> JSON:
-        request: JSON = {
-            "principal": f'{NS}::User::"{_quote(principal.subject)}"',
-            "action": f'{NS}::Action::"{_quote(tool)}"',
-            "resource": f'{NS}::Target::"{_quote(target)}"',
-        }
-        if context is not None:
-            request["context"] = context
-        return request
+    def caller_key(self, principal: Principal) -> tuple[Any, ...]:
+        """What of the caller decisions that ignore the arguments (and tools/list) depend on."""
+        key = (principal.tenant, principal.subject, principal.client_id, principal.scopes)
+        for dialect in self._other_dialects:
+            key += dialect.caller_key(principal)
+        return key
 
     def allows(
         self, principal: Principal, tool: str, target: str, arguments: Mapping[str, Any]
     ) -> tuple[bool, str]:
         """(allowed, why) for one call."""
-        allowed, why, _ = self.decide(principal, tool, target, arguments)
-        return allowed, why
+        decision = self.judge(principal, tool, target, arguments)
+        return decision.allowed, decision.why
 
     def decide(
         self, principal: Principal, tool: str, target: str, arguments: Mapping[str, Any]
     ) -> tuple[bool, str, bool]:
-        """(allowed, why, needs a person's approval) for one call.
+        """(allowed, why, needs a person's approval) for one call."""
+        decision = self.judge(principal, tool, target, arguments)
+        return decision.allowed, decision.why, decision.approval
 
-        When none of the tool's policies looks at the arguments (``context``), the decision
+    def judge(self, principal: Principal, tool: str, target: str, arguments: Mapping[str, Any]) -> Decision:
+        """The decision for one call.
+
+        When none of the tool's statements looks at the arguments (``context``), the decision
         depends on the caller and the tool alone and is remembered (bounded).
 
         Raises:
-            Unrepresentable: an argument a policy reads has a value Cedar cannot hold exactly.
+            Unrepresentable: an argument an enforced policy reads has a value Cedar cannot hold
+                exactly (one only log-only policies read is recorded as their would-be denial).
         """
-        import cedarpy
-
-        key = None
         contextual = self._contextual.get(tool)
         if contextual is None:
-            contextual = self._contextual[tool] = any(
-                _names(p.get("action") or {}, tool) for p in self._reading
-            )
+            contextual = self._contextual[tool] = any(s.contextual(tool) for s in self.sets)
+        key = None
         if not contextual:
             key = (tool, target, principal.tenant, principal.subject, principal.client_id, principal.scopes)
+            for dialect in self._other_dialects:
+                key += dialect.caller_key(principal)
             hit = self._decisions.get(key)
             if hit is not None:
                 return hit
-        context = context_for(arguments, self._read_by(tool)) if key is None else {}
-        result = cedarpy.is_authorized(
-            self._request(principal, tool, target, context),
-            self._for(tool),
-            self._entities(principal, target),
-        )
-        reasons = ", ".join(result.diagnostics.reasons) or "no policy permits it"
-        allowed = result.decision == cedarpy.Decision.Allow
-        failed = self._failed_forbids(result.diagnostics.errors)
-        if failed:  # a forbid that cannot be evaluated must not be skipped: deny
-            allowed, reasons = False, f"{failed}; a forbid that cannot be evaluated denies the call"
-        needs_approval = allowed and any(
-            (self._policies.get(pid) or {}).get("annotations", {}).get("approval") == "required"
-            for pid in result.diagnostics.reasons
-        )
+        given = arguments if contextual else None
+        only = self._only
+        if only is not None:  # the usual gateway: one enforced set, nothing log-only (kept lean)
+            allowed, reasons, failed = only.evaluate(only.dialect.caller(principal), tool, target, given)
+            if failed:
+                decision = Decision(False, f"{failed}; a forbid that cannot be evaluated denies the call")
+            elif allowed:
+                approval = bool(self._approving) and not self._approving.isdisjoint(reasons)
+                decision = Decision(True, ", ".join(reasons), approval)
+            else:
+                decision = Decision(False, ", ".join(reasons) or "no policy permits it")
+        else:
+            callers = {d.name: d.caller(principal) for d in self.dialects}
+            verdicts = [s.evaluate(callers[s.dialect.name], tool, target, given) for s in self.enforced]
+            decision, forbidden = self._enforce(verdicts)
+            if self.has_logged and not forbidden:  # (a forbid: nothing log-only can change that)
+                decision = self._with_logged(decision, verdicts, callers, tool, target, given)
         if key is not None:
             if len(self._decisions) >= 10_000:
                 self._decisions.clear()
-            self._decisions[key] = (allowed, reasons, needs_approval)
-        return allowed, reasons, needs_approval
+            self._decisions[key] = decision
+        return decision
 
-    def _failed_forbids(self, errors: Sequence[str]) -> str:
-        """The evaluation errors that belong to a forbid (or to no policy we can name), joined."""
-        failed = []
-        for error in errors:
-            named = _FAILED.search(error)
-            policy = self._policies.get(named.group(1)) if named else None
-            if policy is None or policy.get("effect") == "forbid":
-                failed.append(error)
-        return "; ".join(failed)
+    def _enforce(self, verdicts: Sequence[Verdict]) -> tuple[Decision, bool]:
+        """The enforced sets' verdicts combined, and whether a forbid decided: a failed or applying
+        forbid denies, else a permit allows, else the call is denied once anything is enforced."""
+        forbids = [r for v in verdicts if not v.allowed for r in v.reasons]
+        failed = [v.failed for v in verdicts if v.failed]
+        if failed:
+            return Decision(
+                False, f"{'; '.join(failed)}; a forbid that cannot be evaluated denies the call"
+            ), True
+        if forbids:
+            return Decision(False, ", ".join(forbids)), True
+        permits = [r for v in verdicts if v.allowed for r in v.reasons]
+        if permits:
+            approval = bool(self._approving) and not self._approving.isdisjoint(permits)
+            return Decision(True, ", ".join(permits), approval), False
+        return Decision(not self.has_enforced, "no policy permits it"), False
+
+    def _with_logged(
+        self,
+        decision: Decision,
+        enforced: Sequence[Verdict],
+        callers: Mapping[str, Any],
+        tool: str,
+        target: str,
+        arguments: Mapping[str, Any] | None,
+    ) -> Decision:
+        """``decision`` with what the log-only statements, enforced too, would have decided."""
+        try:
+            verdicts = [s.evaluate(callers[s.dialect.name], tool, target, arguments) for s in self.logged]
+        except Unrepresentable as exc:
+            why = f"the argument `{exc.path}`: {exc.reason}"
+            return decision._replace(logged=("deny", why)) if decision.allowed else decision
+        forbids = [r for v in verdicts if not v.allowed for r in v.reasons]
+        failed = [v.failed for v in verdicts if v.failed]
+        permits = [r for v in verdicts if v.allowed for r in v.reasons]
+        would_allow = not (forbids or failed) and (any(v.allowed for v in enforced) or bool(permits))
+        if would_allow == decision.allowed:
+            return decision
+        if would_allow:
+            return decision._replace(logged=("allow", ", ".join(permits)))
+        return decision._replace(
+            logged=("deny", "; ".join(failed) or ", ".join(forbids) or "no policy permits it")
+        )
 
     @property
     def asks_for_approval(self) -> bool:
-        """Whether any policy carries ``@approval("required")``."""
-        return any(p.get("annotations", {}).get("approval") == "required" for p in self._policies.values())
+        """Whether any enforced permit carries ``@approval("required")``."""
+        return bool(self._approving)
 
     def visible(self, principal: Principal, tools: Sequence[tuple[str, str]]) -> set[str]:
-        """The tools (public name, target) some policy could permit this caller, arguments unknown."""
-        import cedarpy
-
+        """The tools (public name, target) some enforced policy could permit this caller, arguments
+        unknown (every tool, when no policy is enforced)."""
+        if not self.has_enforced:
+            return {tool for tool, _ in tools}
+        callers = {d.name: d.caller(principal) for d in self.dialects}
         shown: set[str] = set()
         for tool, target in tools:
-            result = cedarpy.is_authorized_partial(
-                self._request(principal, tool, target, None),
-                self._for(tool),
-                self._entities(principal, target),
-            )
-            if result.decision != cedarpy.Decision.Deny:
+            could = False
+            for cedar_set in self.enforced:
+                state = cedar_set.could(callers[cedar_set.dialect.name], tool, target)
+                if state == "forbid":
+                    could = False
+                    break
+                could = could or state != "none"
+            if could:
                 shown.add(tool)
         return shown
 
     async def __call__(self, call: ToolCall, ctx: CallContext, call_next: CallNext) -> ToolResult:
-        entry = self.catalog.snapshot.tools.get(call.public_name or call.name)
+        tool = call.public_name or call.name
+        entry = self.catalog.snapshot.tools.get(tool)
         target = entry.provider.id if entry is not None else ""
         try:
-            allowed, why, needs_approval = self.decide(
-                ctx.principal, call.public_name or call.name, target, call.arguments
-            )
+            decision = self.judge(ctx.principal, tool, target, call.arguments)
         except Unrepresentable as exc:
-            if self.mode != "log_only":
-                raise Denied(
-                    f"The gateway's policy reads the argument `{exc.path}` of {call.public_name}, and "
-                    f"{exc.reason}; the call was refused (send a value the policy can compare)."
-                ) from None
-            logger.warning("policy (log_only) cannot decide %s: %s", call.public_name, exc)
-            return await call_next(call, ctx)
-        if needs_approval:
+            raise Denied(
+                f"The gateway's policy reads the argument `{exc.path}` of {call.public_name}, and "
+                f"{exc.reason}; the call was refused (send a value the policy can compare)."
+            ) from None
+        if decision.logged is not None:
+            ctx.policy_log = decision.logged
+            self._record(tool, ctx.principal, decision.logged)
+        if decision.approval:
             ctx.approval_required = True  # the approval stage holds it for a person
-        if not allowed:
-            if self.mode == "log_only":
-                logger.warning(
-                    "policy (log_only) would deny %s to %s/%s: %s",
-                    call.public_name,
-                    ctx.principal.tenant,
-                    ctx.principal.subject,
-                    why,
-                )
-            else:
-                raise Denied(f"The gateway's policy does not allow {call.public_name} for you ({why}).")
+        if not decision.allowed:
+            raise Denied(f"The gateway's policy does not allow {call.public_name} for you ({decision.why}).")
         return await call_next(call, ctx)
 
-
-def _context_reads(policies: Sequence[Mapping[str, Any]]) -> frozenset[str] | None:
-    """The context attributes these policies read (``context.x``, ``context has x``); ``None`` when
-    one uses the context as a whole (then every argument is its business)."""
-    reads: set[str] = set()
-    whole = False
-
-    def walk(node: Any) -> None:
-        nonlocal whole
-        if isinstance(node, list):
-            for item in node:
-                walk(item)
-        elif isinstance(node, Mapping):
-            for op, body in node.items():
-                if (
-                    op in (".", "has")
-                    and isinstance(body, Mapping)
-                    and body.get("left") == {"Var": "context"}
-                    and isinstance(body.get("attr"), str)
-                ):
-                    reads.add(body["attr"])
-                elif op == "Var" and body == "context":
-                    whole = True
-                else:
-                    walk(body)
-
-    for policy in policies:
-        walk(policy.get("conditions") or [])
-    return None if whole else frozenset(reads)
-
-
-def _names(scope: Mapping[str, Any], tool: str) -> bool:
-    """Whether a policy's action scope can match ``tool``."""
-    op = scope.get("op")
-    if op == "All":
-        return True
-    entities = scope.get("entities") or ([scope["entity"]] if "entity" in scope else [])
-    return any(isinstance(e, Mapping) and e.get("id") == tool for e in entities)
-
-
-def _quote(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')
+    def _record(self, tool: str, principal: Principal, logged: tuple[str, str]) -> None:
+        """What the log-only policies would have decided, on the call's span and in the log."""
+        would, why = logged
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attribute(LOG_ATTRIBUTE, f"would {would}: {why}")
+        level = logging.WARNING if would == "deny" else logging.INFO
+        logger.log(
+            level,
+            "policy (log_only) would %s %s to %s/%s: %s",
+            would,
+            tool,
+            principal.tenant,
+            principal.subject,
+            why,
+        )

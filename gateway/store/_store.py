@@ -402,12 +402,13 @@ class Store:
                 for row in (await conn.execute(query)).mappings()
             ]
 
-    async def revoke_api_key(self, tenant: str, key_id: str) -> bool:
-        """Delete a key of the tenant; False when it has no such key."""
+    async def revoke_api_key(self, tenant: str, key_id: str, purpose: str | None = None) -> bool:
+        """Delete a key of the tenant (only one for ``purpose``, when given); False when it has none."""
         async with self._write(f"revoke API key {key_id!r}") as tx:
-            result = await tx.conn.execute(
-                sa.delete(api_keys).where(api_keys.c.tenant == tenant, api_keys.c.key_id == key_id)
-            )
+            where = [api_keys.c.tenant == tenant, api_keys.c.key_id == key_id]
+            if purpose is not None:
+                where.append(api_keys.c.purpose == purpose)
+            result = await tx.conn.execute(sa.delete(api_keys).where(*where))
             if not result.rowcount:
                 return False
             await tx.changed()

@@ -11,6 +11,8 @@ from gateway.agentcore._call import AwsError
 from gateway.agentcore._gateways import API_KEY_SCHEME, _gateway_spec, _target, page
 from gateway.config import JwtAuth, LambdaTarget, McpTarget, NoAuth, OpenApiTarget
 
+pytestmark = pytest.mark.anyio
+
 ARN = "arn:aws:acps:us-west-2:123456789012:token-vault/default/apikeycredentialprovider/pets-key"
 DOC = {
     "openapi": "3.0.3",
@@ -33,8 +35,8 @@ def _openapi(*configs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def test_an_api_key_in_a_header_becomes_the_documents_only_security_scheme() -> None:
-    target, providers = _target(
+async def test_an_api_key_in_a_header_becomes_the_documents_only_security_scheme() -> None:
+    target, providers = await _target(
         _openapi(_api_key(credentialParameterName="x-api-key", credentialLocation="HEADER")), "pets"
     )
     assert isinstance(target, OpenApiTarget) and isinstance(target.spec, dict)
@@ -48,22 +50,24 @@ def test_an_api_key_in_a_header_becomes_the_documents_only_security_scheme() -> 
     assert [(p.name, p.vault) for p in providers] == [("pets-key", "tenant")]
 
 
-def test_a_bearer_prefix_in_authorization_is_a_bearer_scheme_and_a_query_key_stays_in_the_query() -> None:
-    bearer, _ = _target(_openapi(_api_key(credentialPrefix="Bearer")), "t")
+async def test_a_bearer_prefix_in_authorization_is_a_bearer_scheme_and_a_query_key_stays_in_the_query() -> (
+    None
+):
+    bearer, _ = await _target(_openapi(_api_key(credentialPrefix="Bearer")), "t")
     assert isinstance(bearer, OpenApiTarget) and isinstance(bearer.spec, dict)
     assert bearer.spec["components"]["securitySchemes"][API_KEY_SCHEME] == {
         "type": "http",
         "scheme": "bearer",
     }
-    query, _ = _target(
+    query, _ = await _target(
         _openapi(_api_key(credentialParameterName="key", credentialLocation="QUERY_PARAMETER")), "t"
     )
     assert isinstance(query, OpenApiTarget) and isinstance(query.spec, dict)
     assert query.spec["components"]["securitySchemes"][API_KEY_SCHEME]["in"] == "query"
 
 
-def test_an_mcp_server_and_a_lambda_become_targets_of_those_kinds() -> None:
-    server, _ = _target(
+async def test_an_mcp_server_and_a_lambda_become_targets_of_those_kinds() -> None:
+    server, _ = await _target(
         {"targetConfiguration": {"mcp": {"mcpServer": {"endpoint": "https://mcp.example.com/mcp"}}}}, "m"
     )
     assert isinstance(server, McpTarget) and server.url == "https://mcp.example.com/mcp"
@@ -72,7 +76,7 @@ def test_an_mcp_server_and_a_lambda_become_targets_of_those_kinds() -> None:
         "lambdaArn": "arn:aws:lambda:us-west-2:123456789012:function:add",
         "toolSchema": {"inlinePayload": [tool]},
     }
-    made, _ = _target({"targetConfiguration": {"mcp": {"lambda": fn}}}, "l")
+    made, _ = await _target({"targetConfiguration": {"mcp": {"lambda": fn}}}, "l")
     assert isinstance(made, LambdaTarget) and made.function_name == fn["lambdaArn"]
     assert [(t.name, t.description) for t in made.tools] == [("add", "adds")]
 
@@ -97,10 +101,41 @@ def test_an_mcp_server_and_a_lambda_become_targets_of_those_kinds() -> None:
         ),
     ],
 )
-def test_what_switchboard_cannot_serve_is_refused_by_name(params: dict[str, Any], says: str) -> None:
+async def test_what_switchboard_cannot_serve_is_refused_by_name(params: dict[str, Any], says: str) -> None:
     with pytest.raises(AwsError) as refused:
-        _target(params, "t")
+        await _target(params, "t")
     assert refused.value.code == "ValidationException" and says in refused.value.message
+
+
+def _yaml(text: str) -> dict[str, Any]:
+    return {"targetConfiguration": {"mcp": {"openApiSchema": {"inlinePayload": text}}}}
+
+
+async def test_a_yaml_document_whose_aliases_would_expand_it_is_refused_unexpanded() -> None:
+    lines = [
+        "openapi: 3.0.3",
+        "info: {title: t, version: '1'}",
+        "paths: {}",
+        "x-0: &a0 [lol, lol, lol, lol, lol]",
+    ]
+    lines += [
+        f"x-{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}]"
+        for i in range(1, 12)
+    ]
+    with pytest.raises(AwsError, match="expands to more than"):
+        await _target(_yaml("\n".join(lines)), "t")
+
+
+async def test_odd_yaml_values_and_shapes_are_refusals_not_failures() -> None:
+    dated = "openapi: 3.0.3\ninfo: {title: t, version: '1'}\nx-when: 2024-01-01\npaths: {}\ncomponents: []\n"
+    with pytest.raises(AwsError, match="securitySchemes"):
+        await _target({**_yaml(dated), "credentialProviderConfigurations": [_api_key()]}, "t")
+    deep = "a: " + "[" * 5000 + "]" * 5000
+    with pytest.raises(AwsError) as refused:
+        await _target(_yaml(deep), "t")
+    assert refused.value.code == "ValidationException"
+    with pytest.raises(AwsError, match="larger than"):
+        await _target(_yaml("x" * (3 * 1024 * 1024)), "t")
 
 
 def test_authorizers_map_to_gateway_auth_and_iam_is_refused() -> None:

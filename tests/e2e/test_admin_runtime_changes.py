@@ -171,3 +171,16 @@ async def test_admin_api_reports_operations_an_openapi_target_skipped(live: Serv
     assert problem.startswith(
         "skipped POST /bad (#/paths/~1bad/post): the arguments' schema is not valid JSON Schema"
     )
+
+
+async def test_a_target_whose_tools_a_policy_names_is_not_deleted(live: Served) -> None:
+    policy = 'permit(principal, action == Switchboard::Action::"fx___add", resource);'
+    async with httpx2.AsyncClient(base_url=live.base, headers=live.admin_headers) as admin:
+        gateway = {"name": "governed", "policies": [policy], "targets": [{**NEW_TARGET, "name": "fx"}]}
+        gateway["targets"][0]["functions"] = ["tests.fixtures.functions:add"]
+        assert (await admin.post("/admin/v1/gateways", json=gateway)).status_code == 201
+        refused = await admin.delete("/admin/v1/gateways/governed/targets/fx")
+        assert refused.status_code == 422, refused.text
+        assert "fx___add" in str(refused.json()["issues"])
+        listed = (await admin.get("/admin/v1/gateways/governed/targets")).json()["targets"]
+        assert [t["name"] for t in listed] == ["fx"]

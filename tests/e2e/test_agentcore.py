@@ -217,20 +217,28 @@ async def test_the_sdks_requires_api_key_gets_the_stored_key(live: Served, tmp_p
 
 
 def _signed(
-    url: str, key: dict[str, str], *, service: str = "bedrock-agentcore", at: datetime | None = None
+    url: str,
+    key: dict[str, str],
+    *,
+    service: str = "bedrock-agentcore",
+    at: datetime | None = None,
+    method: str = "GET",
+    body: bytes = b"",
 ) -> None:
-    """GET ``url`` signed by botocore's own signer, for ``service``, at time ``at``; a refusal is
-    raised as botocore raises it."""
-    request = AWSRequest(method="GET", url=url)
+    """``method url`` with ``body``, signed by botocore's own signer, for ``service``, at time
+    ``at``; a refusal is raised as botocore raises it."""
+    request = AWSRequest(method=method, url=url, data=body, headers={"Content-Type": "application/json"})
     credentials = Credentials(key["aws_access_key_id"], key["aws_secret_access_key"])
     with mock.patch("botocore.auth.get_current_datetime", lambda: at or datetime.now(UTC)):
         SigV4Auth(credentials, service, REGION).add_auth(request)
-    answer = httpx2.get(url, headers=dict(request.headers.items()))
+    answer = httpx2.request(method, url, headers=dict(request.headers.items()), content=body)
     if answer.status_code >= 300:
-        body = answer.json()
+        got = answer.json()
         code = answer.headers.get("x-amzn-errortype", "").split(":")[0]
-        error = {"Code": code, "Message": body.get("message") or body.get("Message", "")}
-        raise ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": answer.status_code}}, "GET")
+        error = {"Code": code, "Message": got.get("message") or got.get("Message", "")}
+        raise ClientError(
+            {"Error": error, "ResponseMetadata": {"HTTPStatusCode": answer.status_code}}, method
+        )
 
 
 def _code(call: Callable[[], Any]) -> tuple[str, int, str]:
@@ -500,6 +508,11 @@ async def test_unsigned_requests_from_loopback_only_when_the_operator_says_so(
             lambda: unsigned(local).create_gateway(name="mine", roleArn=ROLE, authorizerType="NONE")
         )
         assert made["gatewayUrl"] == local.gateway("mine")  # the operator's gateway
+        gateways = f"{local.base}/aws/agentcore-control/gateways/"
+        from_a_page = httpx2.get(gateways, headers={"Origin": "http://evil.example"})
+        rebound = httpx2.get(gateways, headers={"Host": "evil.example:80"})
+        assert from_a_page.status_code == rebound.status_code == 403  # a web page is not the operator
+        assert httpx2.get(gateways).status_code == 200
         signed_wrong, _ = _clients(
             local, {"aws_access_key_id": "SBAKNOPE", "aws_secret_access_key": "x" * 40}
         )
@@ -533,3 +546,69 @@ async def test_agentcore_requests_are_traced_as_the_callers_tenant(tmp_path: Pat
     assert span.attributes["enduser.id"] == "ci"
     assert span.attributes["switchboard.access_key_id"] == key["aws_access_key_id"]
     assert span.attributes["switchboard.tenant"] == "default"
+
+
+async def test_a_keys_planes_limit_what_it_may_do(live: Served) -> None:
+    made = httpx2.post(
+        f"{live.base}/admin/v1/aws-keys",
+        json={"subject": "agent", "planes": ["data"]},
+        headers=live.admin_headers,
+    )
+    assert made.status_code == 201 and made.json()["planes"] == ["data"]
+    key = {
+        "aws_access_key_id": made.json()["access_key_id"],
+        "aws_secret_access_key": made.json()["secret_access_key"],
+    }
+    control, data = _clients(live, key)
+    code, status, message = await _run(lambda: _code(lambda: control.list_gateways()))
+    assert (code, status) == ("AccessDeniedException", 403) and "control plane" in message
+    refused = await _run(lambda: _code(lambda: data.get_workload_access_token(workloadName="nobody-here")))
+    assert refused[0] == "ResourceNotFoundException"  # the data plane answers it
+
+
+async def test_revoking_an_access_key_revokes_nothing_else(live: Served) -> None:
+    with httpx2.Client(base_url=live.base, headers=live.admin_headers) as admin:
+        made = admin.post("/admin/v1/gateways", json={"name": "keyed-aws", "auth": {"kind": "api_key"}})
+        assert made.status_code == 201, made.text
+        gateway_key = admin.post("/admin/v1/gateways/keyed-aws/keys", json={"subject": "x"}).json()["key_id"]
+        assert admin.delete(f"/admin/v1/aws-keys/{gateway_key}").status_code == 404
+        listed = admin.get("/admin/v1/gateways/keyed-aws/keys").json()["keys"]
+        assert [k["key_id"] for k in listed] == [gateway_key]
+        key = _access_key(live)
+        assert admin.delete(f"/admin/v1/aws-keys/{key['aws_access_key_id']}").status_code == 204
+    control, _ = _clients(live, key)
+    gone = await _run(lambda: _code(lambda: control.list_gateways()))
+    assert gone[0] == "UnrecognizedClientException"
+
+
+async def test_a_request_nested_too_deeply_is_refused_not_failed(live: Served) -> None:
+    key = _access_key(live)
+    made = await _run(
+        lambda: _clients(live, key)[0].create_gateway(name="deep", roleArn=ROLE, authorizerType="NONE")
+    )
+    schema = "{}"
+    for _ in range(3000):
+        schema = '{"type": "object", "properties": {"a": ' + schema + "}}"
+    tool = '{"name": "t", "description": "d", "inputSchema": ' + schema + "}"
+    config = '{"mcp": {"lambda": {"lambdaArn": "arn:aws:lambda:us-west-2:123456789012:function:f", '
+    config += '"toolSchema": {"inlinePayload": [' + tool + "]}}}}"
+    body = ('{"name": "deep", "targetConfiguration": ' + config + "}").encode()
+    url = f"{live.base}/aws/agentcore-control/gateways/{made['gatewayId']}/targets/"
+    code, status, _ = await _run(lambda: _code(lambda: _signed(url, key, method="POST", body=body)))
+    assert status == 400 and code in ("SerializationException", "ValidationException")
+
+
+async def test_a_workload_token_from_the_agentcore_api_reaches_no_gateways_credentials(live: Served) -> None:
+    """An access key is not a gateway's administrator: the workload tokens it mints open the
+    tenant's token vault (GetResourceApiKey), not the gateways' own credentials."""
+    control, data = _clients(live, _access_key(live))
+    await _run(lambda: control.create_workload_identity(name="agent-7"))
+    token = (
+        await _run(lambda: data.get_workload_access_token_for_user_id(workloadName="agent-7", userId="u"))
+    )["workloadAccessToken"]
+    answer = httpx2.post(
+        f"{live.base}/identity/v1/resource-token",
+        json={"gateway": "default", "provider": "anything"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert answer.status_code == 403 and "token vault" in answer.json()["error"]
