@@ -88,7 +88,11 @@ class ProviderSpec:
     """What the tokens were asked for beyond the provider itself: tokens are kept per provider and
     variant (`slot`). AgentCore's clients ask per request for scopes and a resource, so a token got
     with some scopes must never answer a request for others; a gateway's providers have one
-    configuration each and no variant."""
+    configuration each and no variant, except those using a token-vault client, whose configuration
+    follows that client's changes."""
+    secret_name: str | None = None
+    """Where its client secret is kept in the vault when not under its own name: a gateway's provider
+    that uses a client of the tenant's token vault (``~/{provider}``) keeps its tokens as its own."""
 
     @property
     def slot(self) -> str:
@@ -276,7 +280,8 @@ class Broker:
     async def client_secret(self, tenant: str, provider: ProviderSpec) -> str | None:
         """The provider's client secret: one kept in the vault (set through the admin API; the
         way a tenant admin gives it), else its configuration's, else None (a public client)."""
-        kept = await self.vault.get(Owner(tenant, SERVICE, provider.name, "client_secret"))
+        where = provider.secret_name or provider.name
+        kept = await self.vault.get(Owner(tenant, SERVICE, where, "client_secret"))
         return kept.decode() if kept is not None else (provider.secret or None)
 
     def http_for(self, tenant: str) -> httpx2.AsyncClient:

@@ -15,8 +15,10 @@ from typing import Any
 import anyio
 
 from gateway import changes
+from gateway.agentcore import _s3
 from gateway.agentcore._call import AwsError, Call, Params, gateway_id, not_found, target_id, validation
 from gateway.agentcore._engines import ATTACHMENT, governed
+from gateway.agentcore._vault_links import OAUTH_SCHEME, OAuthLink, link, oauth_link
 from gateway.config import (
     ApiKeyCredential,
     GatewaySpec,
@@ -267,6 +269,19 @@ async def _document(payload: str) -> dict[str, Any]:
     return doc
 
 
+async def _payload(schema: Params, tenant: str | None, where: str) -> str:
+    """A schema's text: inline, or read from S3 (the operator's tenant only: ``_s3``)."""
+    if schema.get("inlinePayload"):
+        return str(schema["inlinePayload"])
+    uri = (schema.get("s3") or {}).get("uri")
+    if not uri:
+        raise validation(f"{where} needs inlinePayload or s3.uri")
+    try:
+        return (await _s3.read(uri, tenant or "", f"{where}.s3")).decode()
+    except UnicodeDecodeError:
+        raise validation(f"{where}.s3: {uri} is not UTF-8 text") from None
+
+
 _PARSING = anyio.Semaphore(2)  # documents parsed at once (each holds a worker thread)
 
 
@@ -292,44 +307,58 @@ def _api_key(config: Params, doc: dict[str, Any]) -> tuple[dict[str, Any], str]:
         )
     else:
         scheme = {"type": "apiKey", "in": where, "name": header}
+    return _secured(doc, API_KEY_SCHEME, scheme), name
+
+
+def _secured(doc: dict[str, Any], name: str, scheme: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``doc`` whose only security requirement is ``scheme``, named ``name``."""
     doc = json.loads(json.dumps(doc))
     components = doc.setdefault("components", {})
     if not isinstance(components, dict) or not isinstance(components.setdefault("securitySchemes", {}), dict):
         raise validation(f"{INLINE}: components.securitySchemes must be an object")
-    components["securitySchemes"][API_KEY_SCHEME] = scheme
-    doc["security"] = [{API_KEY_SCHEME: []}]
+    components["securitySchemes"][name] = scheme
+    doc["security"] = [{name: []}]
     for path in doc.get("paths", {}).values():
         for op in path.values() if isinstance(path, dict) else ():
             if isinstance(op, dict):
                 op.pop("security", None)
-    return doc, name
+    return doc
 
 
-async def _target(params: Params, name: str) -> tuple[TargetBase, list[ApiKeyCredential]]:
+async def _target(
+    params: Params, name: str, tenant: str | None = None
+) -> tuple[TargetBase, list[ApiKeyCredential | OAuthLink]]:
     """The Switchboard target AgentCore's target configuration describes, and the token-vault
-    providers it uses."""
+    providers it uses (an OAuth2 provider's entry is made when the gateway is: ``_vault_links``)."""
     mcp = (params.get("targetConfiguration") or {}).get("mcp")
     if not mcp:
         raise validation("targetConfiguration.mcp is the only target configuration Switchboard serves")
     configs = params.get("credentialProviderConfigurations") or []
     kinds = {c.get("credentialProviderType") for c in configs}
-    unsupported = kinds - {"API_KEY", "GATEWAY_IAM_ROLE"}
+    unsupported = kinds - {"API_KEY", "GATEWAY_IAM_ROLE", "OAUTH"}
     if unsupported:
         raise validation(f"credentialProviderType {sorted(unsupported)[0]} is not served by Switchboard yet")
+    if "OAUTH" in kinds and not mcp.get("openApiSchema"):
+        raise validation(
+            "credentialProviderType OAUTH is served by Switchboard for openApiSchema targets only"
+        )
     description = params.get("description") or ""
-    providers: list[ApiKeyCredential] = []
+    providers: list[ApiKeyCredential | OAuthLink] = []
     try:
         if mcp.get("openApiSchema"):
             schema = mcp["openApiSchema"]
-            if not schema.get("inlinePayload"):
-                raise validation("openApiSchema.s3 is not reachable from Switchboard; send inlinePayload")
-            doc = await _document(schema["inlinePayload"])
+            doc = await _document(await _payload(schema, tenant, "targetConfiguration.mcp.openApiSchema"))
             credentials: dict[str, SecretRef] = {}
             for config in configs:
                 if config.get("credentialProviderType") == "API_KEY":
                     doc, provider = _api_key(config, doc)
                     providers.append(ApiKeyCredential(name=provider, kind="api_key", vault="tenant"))
                     credentials = {API_KEY_SCHEME: SecretRef(provider=provider)}
+                elif config.get("credentialProviderType") == "OAUTH":  # the token, as a bearer token
+                    oauth = oauth_link(config)
+                    doc = _secured(doc, OAUTH_SCHEME, {"type": "http", "scheme": "bearer"})
+                    providers.append(oauth)
+                    credentials = {OAUTH_SCHEME: SecretRef(provider=oauth.name)}
             target: TargetBase = OpenApiTarget(
                 name=name, description=description, kind="openapi", spec=doc, credentials=credentials
             )
@@ -341,7 +370,8 @@ async def _target(params: Params, name: str) -> tuple[TargetBase, list[ApiKeyCre
             fn = mcp["lambda"]
             schema = fn.get("toolSchema") or {}
             if not schema.get("inlinePayload"):
-                raise validation("lambda.toolSchema.s3 is not reachable from Switchboard; send inlinePayload")
+                where = "targetConfiguration.mcp.lambda.toolSchema"
+                schema = {"inlinePayload": _s3.tools(await _payload(schema, tenant, where), where)}
             fields = [("name", "name"), ("description", "description"), ("inputSchema", "input_schema")]
             fields.append(("outputSchema", "output_schema"))
             tools = [
@@ -370,12 +400,17 @@ async def _target(params: Params, name: str) -> tuple[TargetBase, list[ApiKeyCre
 
 
 def _with_providers(spec: GatewaySpec, providers: list[ApiKeyCredential]) -> GatewaySpec:
-    names = {p.name for p in spec.credential_providers}
+    names = {p.name: p.kind for p in spec.credential_providers}
     for provider in providers:
+        if names.get(provider.name, "api_key") != "api_key":
+            kind = names[provider.name]
+            raise validation(
+                f"gateway {spec.name}'s credential provider {provider.name} is {kind}, not a key"
+            )
         if provider.name in names:
             continue
         spec = spec.model_copy(update={"credential_providers": [*spec.credential_providers, provider]})
-        names.add(provider.name)
+        names[provider.name] = provider.kind
     return spec
 
 
@@ -400,13 +435,15 @@ def _target_out(call: Call, gw: AwsResource, target: TargetBase, res: AwsResourc
 async def _put_target(
     call: Call, params: Params, spec: GatewaySpec, name: str, *, create: bool
 ) -> TargetBase:
-    target, providers = await _target(params, name)
-    gateway = _with_providers(spec, providers)
+    target, providers = await _target(params, name, call.tenant)
+    gateway = _with_providers(spec, [p for p in providers if isinstance(p, ApiKeyCredential)])
     targets = [target if t.name == name else t for t in gateway.targets]
     if not any(t.name == name for t in gateway.targets):
         targets.append(target)
+    gateway = gateway.model_copy(update={"targets": targets})
+    gateway = await link(call, gateway, name, [p for p in providers if isinstance(p, OAuthLink)])
     try:
-        await changes.put_gateway(call.system, call.tenant, gateway.model_copy(update={"targets": targets}))
+        await changes.put_gateway(call.system, call.tenant, gateway)
     except ConfigError as exc:
         raise refused(exc) from None
     return target

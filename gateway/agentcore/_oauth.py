@@ -43,6 +43,7 @@ import orjson
 from gateway.agentcore._call import AwsError, Call, Params, access_denied, conflict, not_found, validation
 from gateway.agentcore._gateways import page
 from gateway.agentcore._identity import TOKEN_VAULT, WORKLOAD, _named
+from gateway.agentcore._vault_links import OAUTH2, PRESETS, follow, release, store
 from gateway.auth import TENANT_VAULT, qualified
 from gateway.config import JwtAuth
 from gateway.store import AwsResource, StoreAws
@@ -53,16 +54,6 @@ from identity.outbound import SERVICE, ConsentRequired, CredentialError, Provide
 from identity.sessions import Session, SessionBinding, SessionError
 from identity.vault import Owner, Vault
 
-OAUTH2 = "oauth2_provider"
-PRESETS = {
-    "GithubOauth2": "github",
-    "GoogleOauth2": "google",
-    "MicrosoftOauth2": "microsoft",
-    "SlackOauth2": "slack",
-    "SalesforceOauth2": "salesforce",
-    "AtlassianOauth2": "atlassian",
-}
-"""AgentCore's vendors that identity has presets (endpoints and quirks) for."""
 CUSTOM, INCLUDED = "customOauth2ProviderConfig", "includedOauth2ProviderConfig"
 OWN_CONFIG = {
     "CustomOauth2": CUSTOM,
@@ -286,9 +277,12 @@ async def list_providers(call: Call, params: Params) -> Params:
 
 async def update_provider(call: Call, params: Params) -> Params:
     """The configuration is replaced; without ``clientSecret`` the kept secret stays. Tokens got
-    under the old client or endpoints are not handed out again (their variant differs)."""
+    under the old client or endpoints are not handed out again (their variant differs). The
+    gateways with an entry for it are rewritten from it (``_vault_links``) first: one that refuses
+    the change leaves everything as it was."""
     res = await _provider(call, params["name"])
     attrs, secret = await _configure(call, params, str(res.attrs.get("generation") or ""))
+    await store(call, await follow(call, dataclasses.replace(res, attrs=attrs)))
     if secret:
         await _vault(call).put(_secret_owner(call.tenant, res.name), secret)
     aws = StoreAws(call.system.store)
@@ -297,7 +291,9 @@ async def update_provider(call: Call, params: Params) -> Params:
 
 
 async def delete_provider(call: Call, params: Params) -> Params:
+    """Refused while a gateway's target signs with it; gateways' entries no target uses go with it."""
     res = await _provider(call, params["name"])
+    await store(call, await release(call, res.name))
     await _vault(call).delete(_secret_owner(call.tenant, res.name))
     await StoreAws(call.system.store).delete(call.tenant, OAUTH2, res.name)
     return {}

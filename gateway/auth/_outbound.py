@@ -10,6 +10,7 @@ identity's errors become the gateway's (`CredentialRequired` carries the consent
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
@@ -44,9 +45,28 @@ def qualified(gateway: str, provider: str) -> str:
 
 
 def vault_name(gateway: str, provider: CredentialProvider) -> str:
-    """The name a provider's secrets are kept under: the gateway's own, or the tenant's vault's."""
-    shared = isinstance(provider, ApiKeyCredential) and provider.vault == "tenant"
+    """The name a provider's secret (a key, a client secret) is kept under: the gateway's own, or
+    the tenant's token vault's."""
+    shared = getattr(provider, "vault", "gateway") == "tenant"
     return qualified(TENANT_VAULT if shared else gateway, provider.name)
+
+
+def _vault_client(
+    gateway: str, provider: ClientCredentials | AuthorizationCode, base: ProviderSpec
+) -> ProviderSpec:
+    """``base`` for a provider that uses a client of the tenant's token vault (``vault: tenant``):
+    named as the gateway's own (its tokens and consents are this gateway's), its client secret read
+    from the token vault, its tokens kept per configuration (a rewrite after the token vault's
+    provider changed, or other scopes, never hands out tokens got under the old one)."""
+    if provider.vault != "tenant":
+        return base
+    variant = hashlib.sha256(provider.model_dump_json().encode()).hexdigest()[:16]
+    return dataclasses.replace(
+        base,
+        name=qualified(gateway, provider.name),
+        secret_name=vault_name(gateway, provider),
+        variant=variant,
+    )
 
 
 def _secret(ref: SecretRef | None, what: str) -> str | None:
@@ -66,7 +86,7 @@ def provider_specs(spec: GatewaySpec) -> dict[str, ProviderSpec]:
         if isinstance(p, ApiKeyCredential):
             out[p.name] = ProviderSpec(name, "api_key", secret=_secret(p.secret, where))
         elif isinstance(p, TokenExchange | ClientCredentials):
-            out[p.name] = ProviderSpec(
+            made = ProviderSpec(
                 name,
                 "oauth2_token_exchange" if isinstance(p, TokenExchange) else "oauth2_client_credentials",
                 secret=_secret(p.client_secret, f"{where}.client_secret"),
@@ -76,6 +96,7 @@ def provider_specs(spec: GatewaySpec) -> dict[str, ProviderSpec]:
                 resource=p.resource,
                 audience=p.audience if isinstance(p, TokenExchange) else None,
             )
+            out[p.name] = made if isinstance(p, TokenExchange) else _vault_client(spec.name, p, made)
         else:
             assert isinstance(p, AuthorizationCode)
             secret = _secret(p.client_secret, f"{where}.client_secret")
@@ -99,7 +120,7 @@ def provider_specs(spec: GatewaySpec) -> dict[str, ProviderSpec]:
                     scopes=tuple(p.scopes),
                     extra_authorize=dict(p.authorize_params),
                 )
-            out[p.name] = dataclasses.replace(base, resource=p.resource)
+            out[p.name] = _vault_client(spec.name, p, dataclasses.replace(base, resource=p.resource))
     return out
 
 

@@ -87,6 +87,25 @@ class ApiKeyCredential(Model):
     )
 
 
+_CLIENT_VAULT = (
+    "Whose OAuth client this is: `gateway`, the gateway's own (`client_secret`; one set in the vault "
+    "through the admin API comes first), or `tenant`: the OAuth2 credential provider of this name in "
+    "the tenant's token vault (AgentCore's CreateOauth2CredentialProvider), whose client secret is read "
+    "from there and never written here; its client id and endpoints are written here and rewritten "
+    "when it changes. The tokens are this gateway's own either way (with `tenant`, kept per "
+    "configuration)."
+)
+
+
+def _client_secret_where(vault: str, secret: SecretRef | None, required: bool) -> None:
+    if vault == "tenant" and secret is not None:
+        raise ValueError(
+            "with `vault: tenant` the client secret is the token vault provider's: leave `client_secret` out"
+        )
+    if vault == "gateway" and required and secret is None:
+        raise ValueError("give `client_secret` (or `vault: tenant` for a client of the tenant's token vault)")
+
+
 class ClientCredentials(Model):
     """OAuth 2.0 client credentials (2LO): a token for the gateway itself."""
 
@@ -94,9 +113,15 @@ class ClientCredentials(Model):
     kind: Literal["oauth2_client_credentials"]
     token_url: Annotated[str, Field(pattern=r"^https?://")]
     client_id: str
-    client_secret: SecretRef
+    client_secret: SecretRef | None = Field(None, description="Required unless `vault: tenant`.")
     scopes: list[str] = Field(default_factory=list)
     resource: str | None = Field(None, description="RFC 8707 resource indicator sent with token requests.")
+    vault: Literal["gateway", "tenant"] = Field("gateway", description=_CLIENT_VAULT)
+
+    @model_validator(mode="after")
+    def _secret(self) -> ClientCredentials:
+        _client_secret_where(self.vault, self.client_secret, required=True)
+        return self
 
 
 class AuthorizationCode(Model):
@@ -116,11 +141,13 @@ class AuthorizationCode(Model):
     authorize_params: dict[str, str] = Field(
         default_factory=dict, description="Extra authorization parameters."
     )
+    vault: Literal["gateway", "tenant"] = Field("gateway", description=_CLIENT_VAULT)
 
     @model_validator(mode="after")
     def _endpoints(self) -> AuthorizationCode:
         if self.preset is None and (self.authorize_url is None or self.token_url is None):
             raise ValueError("give a `preset`, or both `authorize_url` and `token_url`")
+        _client_secret_where(self.vault, self.client_secret, required=False)
         return self
 
 

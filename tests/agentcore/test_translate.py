@@ -85,10 +85,7 @@ async def test_an_mcp_server_and_a_lambda_become_targets_of_those_kinds() -> Non
     ("params", "says"),
     [
         ({"targetConfiguration": {"http": {}}}, "targetConfiguration.mcp"),
-        (
-            {"targetConfiguration": {"mcp": {"openApiSchema": {"s3": {"uri": "s3://b/k"}}}}},
-            "send inlinePayload",
-        ),
+        ({"targetConfiguration": {"mcp": {"openApiSchema": {"s3": {}}}}}, "inlinePayload or s3.uri"),
         ({"targetConfiguration": {"mcp": {"smithyModel": {"inlinePayload": "{}"}}}}, "smithyModel"),
         (
             {**_openapi(), "credentialProviderConfigurations": [{"credentialProviderType": "OAUTH"}]},
@@ -164,3 +161,12 @@ def test_pages_follow_each_other_and_a_forged_token_is_refused() -> None:
     assert [i["name"] for i in first + second + last] == [f"g{i:02d}" for i in range(5)] and end is None
     with pytest.raises(AwsError, match="nextToken"):
         page(items, {"nextToken": "not-ours"})
+
+
+async def test_a_document_in_s3_is_the_operators_to_name() -> None:
+    s3 = {"targetConfiguration": {"mcp": {"openApiSchema": {"s3": {"uri": "s3://b/k"}}}}}
+    with pytest.raises(AwsError) as refused:
+        await _target(s3, "t", "acme")
+    assert (
+        refused.value.code == "AccessDeniedException" and "send the document inline" in refused.value.message
+    )

@@ -612,3 +612,51 @@ async def test_a_workload_token_from_the_agentcore_api_reaches_no_gateways_crede
         headers={"Authorization": f"Bearer {token}"},
     )
     assert answer.status_code == 403 and "token vault" in answer.json()["error"]
+
+
+async def test_the_operators_target_reads_its_document_from_s3(tmp_path: Path, pets: str) -> None:
+    """openApiSchema.s3 and lambda toolSchema.s3: read with the host's AWS identity (moto's S3 on
+    loopback here), the operator's tenant only."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    s3_env = {
+        "AWS_ENDPOINT_URL_S3": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_REGION": "us-east-1",
+    }
+    try:
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=s3_env["AWS_ENDPOINT_URL_S3"],
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
+        s3.create_bucket(Bucket="schemas")
+        s3.put_object(Bucket="schemas", Key="pets.json", Body=json.dumps(_document(pets)).encode())
+        with serve(tmp_path / "data", env=s3_env) as served:
+            control, _ = _clients(served, _access_key(served))
+            made = await _run(lambda: control.create_gateway(name="s3", roleArn=ROLE, authorizerType="NONE"))
+            config = {"mcp": {"openApiSchema": {"s3": {"uri": "s3://schemas/pets.json"}}}}
+            await _run(
+                lambda: control.create_gateway_target(
+                    gatewayIdentifier=made["gatewayId"], name="store", targetConfiguration=config
+                )
+            )
+            async with Client(made["gatewayUrl"], mode="legacy") as client:
+                assert [t.name for t in (await client.list_tools()).tools] == ["store___getPet"]
+            missing = {"mcp": {"openApiSchema": {"s3": {"uri": "s3://schemas/nope.json"}}}}
+            code, _, message = await _run(
+                lambda: _code(
+                    lambda: control.create_gateway_target(
+                        gatewayIdentifier=made["gatewayId"], name="nope", targetConfiguration=missing
+                    )
+                )
+            )
+            assert code == "ValidationException" and "nope.json" in message
+    finally:
+        server.stop()
