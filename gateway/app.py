@@ -185,6 +185,8 @@ def create_app(
                 current().aws_keys,
                 settings.public_url,
                 settings.agentcore_unsigned_loopback,
+                settings.aws_accounts,
+                settings.aws_regions,
             ),
             max_body=settings.max_request_bytes,
         ),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -47,6 +47,16 @@ class Settings(BaseSettings):
         None, description="Wrap the vault's data keys with this AWS KMS key."
     )
 
+    aws_accounts: dict[str, Annotated[str, Field(pattern=r"^[0-9]{12}$")]] = Field(
+        default_factory=dict,
+        description="The account id the AgentCore API gives each tenant in its ARNs (JSON: "
+        '{"tenant": "123456789012"}); a tenant not named gets one derived from its name.',
+    )
+    aws_regions: dict[str, Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$")]] = Field(
+        default_factory=dict,
+        description="The one region each named tenant's AgentCore requests must be signed for (and its "
+        "ARNs name); a tenant not named takes the region each request was signed for.",
+    )
     agentcore_unsigned_loopback: bool = Field(
         False,
         description="Take unsigned AgentCore API requests from loopback clients as the operator's "

@@ -6,8 +6,8 @@ from __future__ import annotations
 import hashlib
 import secrets
 import string
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.auth import AccessKeys
@@ -54,10 +54,11 @@ class Call:
     base_url: str  # where this process is reached (the MCP URLs it answers)
     system: Switchboard
     identity: IdentityServices
+    account_ids: Mapping[str, str] = field(default_factory=dict)  # tenant -> account id the operator set
 
     @property
     def account(self) -> str:
-        return account_id(self.tenant)
+        return self.account_ids.get(self.tenant) or account_id(self.tenant)
 
     def arn(self, service: str, resource: str) -> str:
         return f"arn:aws:{service}:{self.region}:{self.account}:{resource}"
@@ -75,6 +76,8 @@ class Backend:
     keys: AccessKeys
     public_url: str | None  # where clients reach this process, when the operator says so
     unsigned_loopback: bool = False  # the operator takes unsigned requests from loopback as theirs
+    accounts: Mapping[str, str] = field(default_factory=dict)  # tenant -> account id in its ARNs
+    regions: Mapping[str, str] = field(default_factory=dict)  # tenant -> the one region it signs for
 
 
 def account_id(tenant: str) -> str:

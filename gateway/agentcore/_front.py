@@ -115,6 +115,12 @@ class Plane:
         except (StoreError, VaultError) as exc:
             unavailable = f"the caller's access key cannot be looked up now: {exc}"
             return serialize_error(self.service, "ServiceUnavailableException", unavailable, 503)
+        pinned = backend.regions.get(key.tenant)
+        if pinned is not None and region != pinned:
+            wrong = (
+                f"Credential should be scoped to a valid region, not '{region}'; this tenant's is '{pinned}'."
+            )
+            return serialize_error(self.service, "InvalidSignatureException", wrong, 403)
         if self.plane not in key.planes:
             denied = f"access key {key.access_key_id} may not use the {self.plane} plane (its planes: "
             denied += f"{', '.join(sorted(key.planes))})"
@@ -140,6 +146,7 @@ class Plane:
                 base_url=backend.public_url or _base_url(scope),
                 system=backend.system,
                 identity=backend.identity,
+                account_ids=backend.accounts,
             )
             return serialize(operation, await handler(call, params))
         except WireError as exc:

@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 
 from gateway import changes
-from gateway.agentcore import _s3
+from gateway.agentcore import _apigateway, _s3
 from gateway.agentcore._call import AwsError, Call, Params, gateway_id, not_found, target_id, validation
 from gateway.agentcore._engines import ATTACHMENT, governed
 from gateway.agentcore._vault_links import OAUTH_SCHEME, OAuthLink, link, oauth_link
@@ -326,7 +326,7 @@ def _secured(doc: dict[str, Any], name: str, scheme: dict[str, Any]) -> dict[str
 
 
 async def _target(
-    params: Params, name: str, tenant: str | None = None
+    params: Params, name: str, tenant: str | None = None, region: str = "us-east-1"
 ) -> tuple[TargetBase, list[ApiKeyCredential | OAuthLink]]:
     """The Switchboard target AgentCore's target configuration describes, and the token-vault
     providers it uses (an OAuth2 provider's entry is made when the gateway is: ``_vault_links``)."""
@@ -361,6 +361,16 @@ async def _target(
                     credentials = {OAUTH_SCHEME: SecretRef(provider=oauth.name)}
             target: TargetBase = OpenApiTarget(
                 name=name, description=description, kind="openapi", spec=doc, credentials=credentials
+            )
+        elif mcp.get("apiGateway"):
+            if kinds - {"GATEWAY_IAM_ROLE"}:
+                raise validation("an apiGateway target is called as the API allows without credentials here")
+            doc, include, overrides = await _apigateway.target_parts(mcp["apiGateway"], tenant, region)
+            target = validate(
+                OpenApiTarget,
+                {"name": name, "description": description, "kind": "openapi", "spec": doc}
+                | {"include_paths": include, "overrides": overrides},
+                source="request",
             )
         elif mcp.get("mcpServer"):
             target = McpTarget(
@@ -435,7 +445,7 @@ def _target_out(call: Call, gw: AwsResource, target: TargetBase, res: AwsResourc
 async def _put_target(
     call: Call, params: Params, spec: GatewaySpec, name: str, *, create: bool
 ) -> TargetBase:
-    target, providers = await _target(params, name, call.tenant)
+    target, providers = await _target(params, name, call.tenant, call.region)
     gateway = _with_providers(spec, [p for p in providers if isinstance(p, ApiKeyCredential)])
     targets = [target if t.name == name else t for t in gateway.targets]
     if not any(t.name == name for t in gateway.targets):

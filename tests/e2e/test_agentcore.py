@@ -660,3 +660,99 @@ async def test_the_operators_target_reads_its_document_from_s3(tmp_path: Path, p
             assert code == "ValidationException" and "nope.json" in message
     finally:
         server.stop()
+
+
+async def test_an_api_gateway_api_becomes_a_target_with_its_filters_and_overrides(tmp_path: Path) -> None:
+    """apiGateway: the stage's exported document (moto's API Gateway on loopback), filtered and
+    renamed as the tool configuration says."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {
+        "AWS_ENDPOINT_URL_API_GATEWAY": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+    }
+    try:
+        api = boto3.client(
+            "apigateway",
+            endpoint_url=env["AWS_ENDPOINT_URL_API_GATEWAY"],
+            region_name=REGION,
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
+        rest = api.create_rest_api(name="pets")["id"]
+        root = next(r for r in api.get_resources(restApiId=rest)["items"] if r["path"] == "/")
+        for part in ("pets", "owners"):
+            resource = api.create_resource(restApiId=rest, parentId=root["id"], pathPart=part)
+            api.put_method(
+                restApiId=rest, resourceId=resource["id"], httpMethod="GET", authorizationType="NONE"
+            )
+            api.put_integration(
+                restApiId=rest,
+                resourceId=resource["id"],
+                httpMethod="GET",
+                type="HTTP",
+                integrationHttpMethod="GET",
+                uri=f"https://pets.example/{part}",
+            )
+        api.create_deployment(restApiId=rest, stageName="prod")
+        with serve(tmp_path / "data", env=env) as served:
+            control, _ = _clients(served, _access_key(served))
+            made = await _run(
+                lambda: control.create_gateway(name="apigw", roleArn=ROLE, authorizerType="NONE")
+            )
+            tools = {
+                "toolFilters": [{"filterPath": "/pets", "methods": ["GET"]}],
+                "toolOverrides": [
+                    {"name": "list_pets", "path": "/pets", "method": "GET", "description": "All pets"}
+                ],
+            }
+            config = {
+                "mcp": {
+                    "apiGateway": {"restApiId": rest, "stage": "prod", "apiGatewayToolConfiguration": tools}
+                }
+            }
+            await _run(
+                lambda: control.create_gateway_target(
+                    gatewayIdentifier=made["gatewayId"], name="api", targetConfiguration=config
+                )
+            )
+            async with Client(made["gatewayUrl"], mode="legacy") as client:
+                listed = (await client.list_tools()).tools
+            assert [(t.name, t.description) for t in listed] == [("api___list_pets", "All pets")]
+            wrong = {**tools, "toolOverrides": [{"name": "x", "path": "/nope", "method": "GET"}]}
+            bad = {
+                "mcp": {
+                    "apiGateway": {"restApiId": rest, "stage": "prod", "apiGatewayToolConfiguration": wrong}
+                }
+            }
+            code, _, message = await _run(
+                lambda: _code(
+                    lambda: control.create_gateway_target(
+                        gatewayIdentifier=made["gatewayId"], name="bad", targetConfiguration=bad
+                    )
+                )
+            )
+            assert code == "ValidationException" and "/nope" in message
+    finally:
+        server.stop()
+
+
+async def test_the_operator_sets_a_tenants_account_id_and_region(tmp_path: Path) -> None:
+    env = {
+        "SWITCHBOARD_AWS_ACCOUNTS": '{"default": "111122223333"}',
+        "SWITCHBOARD_AWS_REGIONS": '{"default": "eu-west-1"}',
+    }
+    with serve(tmp_path / "data", env=env) as served:
+        key = _access_key(served)
+        elsewhere, _ = _clients(served, key)  # signs for us-west-2
+        code, _, message = await _run(lambda: _code(lambda: elsewhere.list_gateways()))
+        assert code == "InvalidSignatureException" and "eu-west-1" in message
+        control = boto3.Session(region_name="eu-west-1", **key).client(
+            "bedrock-agentcore-control", endpoint_url=f"{served.base}/aws/agentcore-control"
+        )
+        made = await _run(lambda: control.create_gateway(name="here", roleArn=ROLE, authorizerType="NONE"))
+        assert made["gatewayArn"].startswith("arn:aws:bedrock-agentcore:eu-west-1:111122223333:gateway/")
