@@ -187,6 +187,7 @@ def create_app(
                 settings.agentcore_unsigned_loopback,
                 settings.aws_accounts,
                 settings.aws_regions,
+                current().aws_rate.over,
             ),
             max_body=settings.max_request_bytes,
         ),

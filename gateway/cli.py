@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
+from pydantic import ValidationError
 
 from gateway import __version__
 from gateway.commands import (
@@ -347,7 +348,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.path.insert(0, os.getcwd())
         args = parser().parse_args(argv)
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-        result: int = args.func(args)
+        try:
+            result: int = args.func(args)
+        except ValidationError as exc:  # a SWITCHBOARD_* setting the process cannot use
+            if exc.title != "Settings":
+                raise
+            for error in exc.errors(include_url=False):
+                name = "SWITCHBOARD_" + "_".join(str(part) for part in error["loc"][:1]).upper()
+                print(f"{name}: {error['msg']}", file=sys.stderr)
+            return 2
         return result
     finally:
         if collecting:  # called in-process (not as the command): leave the collector as it was

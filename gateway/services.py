@@ -27,7 +27,7 @@ from gateway.mcp import McpFront, SessionLimits
 from gateway.pins import store_pins
 from gateway.serving import Forwarder, session_owner
 from gateway.settings import Settings
-from gateway.stages import AuditLog, Counters, result_store, shared_counters
+from gateway.stages import AuditLog, Counters, RequestRate, result_store, shared_counters
 from gateway.store import Store, StoreApprovals, StoreCalls, StoreTraces
 from gateway.system import CALLBACK_PATH, DEFAULT_TENANT, Switchboard, compile_check, state_key
 from gateway.telemetry import Telemetry
@@ -52,6 +52,7 @@ class Services:
     telemetry: Telemetry
     traces: StoreTraces
     aws_keys: AccessKeys  # what AgentCore's clients sign with
+    aws_rate: RequestRate  # how many requests an access key may make
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +138,10 @@ async def open_services(
                     await system.reload()
                     admin_key = await system.ensure_admin_key()
                     front = _front(settings, edge, hub, stack)
-                    services = Services(settings, system, front, auth, identity, telemetry, traces, aws_keys)
+                    aws_rate = RequestRate(counters, settings.agentcore_rate, "agentcore")
+                    services = Services(
+                        settings, system, front, auth, identity, telemetry, traces, aws_keys, aws_rate
+                    )
                     async with front, anyio.create_task_group() as tg:
                         tg.start_soon(system.watch)
                         if on_ready is not None:

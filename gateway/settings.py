@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -57,6 +57,23 @@ class Settings(BaseSettings):
         description="The one region each named tenant's AgentCore requests must be signed for (and its "
         "ARNs name); a tenant not named takes the region each request was signed for.",
     )
+    agentcore_rate: str = Field(
+        "1200/minute",
+        description="Requests one AgentCore access key may make (the limits library's syntax); one more "
+        "is answered ThrottlingException.",
+    )
+
+    @field_validator("agentcore_rate")
+    @classmethod
+    def _a_rate(cls, rate: str) -> str:
+        from limits import parse
+
+        try:
+            parse(rate)
+        except ValueError:
+            raise ValueError(f"{rate!r} is not like '1200/minute' or '20 per second'") from None
+        return rate
+
     agentcore_unsigned_loopback: bool = Field(
         False,
         description="Take unsigned AgentCore API requests from loopback clients as the operator's "

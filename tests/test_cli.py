@@ -152,3 +152,19 @@ def test_vault_rotate_audit_and_a_missing_key_refuses_to_start(tmp_path: Path) -
         and "is missing but the store holds sealed secrets" in refused.stderr
     )
     assert "Traceback" not in refused.stderr
+
+
+def test_a_setting_the_process_cannot_use_is_named_not_a_traceback(tmp_path: Path) -> None:
+    env = {**os.environ, "SWITCHBOARD_PORT": "notaport", "SWITCHBOARD_AGENTCORE_RATE": "lots"}
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--data-dir", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "SWITCHBOARD_PORT: Input should be a valid integer" in done.stderr
+    assert "SWITCHBOARD_AGENTCORE_RATE:" in done.stderr and "'1200/minute'" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -78,6 +78,7 @@ class Backend:
     unsigned_loopback: bool = False  # the operator takes unsigned requests from loopback as theirs
     accounts: Mapping[str, str] = field(default_factory=dict)  # tenant -> account id in its ARNs
     regions: Mapping[str, str] = field(default_factory=dict)  # tenant -> the one region it signs for
+    throttle: Callable[[str], Awaitable[float | None]] | None = None  # seconds to wait, or None: go on
 
 
 def account_id(tenant: str) -> str:

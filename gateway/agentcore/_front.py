@@ -121,6 +121,10 @@ class Plane:
                 f"Credential should be scoped to a valid region, not '{region}'; this tenant's is '{pinned}'."
             )
             return serialize_error(self.service, "InvalidSignatureException", wrong, 403)
+        wait = await backend.throttle(key.access_key_id) if backend.throttle is not None else None
+        if wait is not None:
+            slow = f"access key {key.access_key_id} made too many requests; try again in {wait:g} s"
+            return serialize_error(self.service, "ThrottlingException", slow, 429)
         if self.plane not in key.planes:
             denied = f"access key {key.access_key_id} may not use the {self.plane} plane (its planes: "
             denied += f"{', '.join(sorted(key.planes))})"

@@ -8,7 +8,7 @@ from gateway.stages.audit import AuditLog
 from gateway.stages.cache import ResultStore, result_store
 from gateway.stages.chain import ORDER, Chain, Shared, StageKind, build_chain
 from gateway.stages.policy import GatewayPolicy
-from gateway.stages.ratelimit import Counters, shared_counters
+from gateway.stages.ratelimit import Counters, RequestRate, shared_counters
 from gateway.stages.resilience import GatewayResilience
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "Counters",
     "GatewayPolicy",
     "GatewayResilience",
+    "RequestRate",
     "ResultStore",
     "Shared",
     "StageKind",

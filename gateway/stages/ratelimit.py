@@ -167,6 +167,23 @@ class GatewayLimits:
         return await call_next(call, ctx)
 
 
+class RequestRate:
+    """At most ``limit`` requests per caller (an access key, say), counted where a gateway's rate
+    limits are (shared through Redis when configured): ``over(key)`` counts one request and says
+    how many seconds to wait when it is one too many."""
+
+    def __init__(self, counters: Counters, limit: str, what: str) -> None:
+        self.counters = counters
+        self.rule = parse_rule(limit, "caller", ())
+        self.what = what
+
+    async def over(self, caller: str) -> float | None:
+        allowed, wait = await self.counters.hit(
+            self.rule, ("sb", "requests", self.what, self.rule.text, caller)
+        )
+        return None if allowed else max(1.0, math.ceil(wait))
+
+
 def shared_counters(redis_url: str | None) -> Storage | None:
     """The shared store for counters: Redis when configured, else None (this process only).
 

@@ -756,3 +756,14 @@ async def test_the_operator_sets_a_tenants_account_id_and_region(tmp_path: Path)
         )
         made = await _run(lambda: control.create_gateway(name="here", roleArn=ROLE, authorizerType="NONE"))
         assert made["gatewayArn"].startswith("arn:aws:bedrock-agentcore:eu-west-1:111122223333:gateway/")
+
+
+async def test_an_access_key_over_its_request_rate_is_throttled(tmp_path: Path) -> None:
+    with serve(tmp_path / "data", env={"SWITCHBOARD_AGENTCORE_RATE": "3/minute"}) as served:
+        control, _ = _clients(served, _access_key(served))
+        for _ in range(3):
+            await _run(lambda: control.list_gateways())
+        code, status, message = await _run(lambda: _code(lambda: control.list_gateways()))
+        assert (code, status) == ("ThrottlingException", 429) and "try again in" in message
+        other, _ = _clients(served, _access_key(served))
+        assert "items" in await _run(lambda: other.list_gateways())  # another key counts apart
