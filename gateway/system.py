@@ -105,8 +105,20 @@ class Switchboard:
                     self.aws_keys.forget()
             changed: list[str] = []
             for tenant in sorted({DEFAULT_TENANT, *await self.store.list_tenants()}):
-                specs = await self.load_specs(tenant)
-                moved = await self.hub.apply(tenant, specs)
+                try:
+                    specs = await self.load_specs(tenant)
+                    moved = await self.hub.apply(tenant, specs)
+                except ConfigError as exc:
+                    if tenant == DEFAULT_TENANT:
+                        raise  # the operator's own configuration: theirs to hear of at once
+                    # One tenant's stored configuration that no longer loads (an upstream that
+                    # changed or is down) keeps that tenant as it was, never the others.
+                    logger.error(
+                        "tenant %r: its configuration does not load now; it is served as it was: %s",
+                        tenant,
+                        exc,
+                    )
+                    continue
                 # Tool approvals move the revision without changing a spec: gateways with pinned
                 # targets are listed again (only those: listing can mean calling upstreams).
                 await self.hub.refresh(

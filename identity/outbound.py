@@ -17,6 +17,11 @@ The authorization ``state`` is sealed (AES-GCM with the process's state key) and
 carries who asked, for which provider, the PKCE verifier and an expiry, so any replica
 can complete the flow and nothing needs to be stored before the user comes back.
 Every secret lives in the vault, bound to (tenant, user, provider).
+
+Authorization servers are often a tenant's (their URLs are the tenant's to choose): every fetch
+from one (`fetch`: discovery, token and exchange requests) has an overall deadline and reads at
+most `FETCH_BYTES`, so a server that drips its answer or never ends it holds no request (or the
+process's memory) for longer than `FETCH_SECONDS`.
 """
 
 from __future__ import annotations
@@ -39,7 +44,11 @@ import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from identity.inbound import _issuer_of
+from identity.servers import FETCH_SECONDS, fetch
+
+# Named from here too, as they always were (identity.servers holds them now).
+from identity.servers import CredentialError as CredentialError
+from identity.servers import discover as discover
 from identity.vault import Owner, Vault
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -50,10 +59,6 @@ SharedLocks = Callable[[str], AbstractAsyncContextManager[Any]]
 STATE_SECONDS = 600
 STATE_PURPOSE = b"state"
 EARLY_REFRESH_SECONDS = 60
-
-
-class CredentialError(Exception):
-    """A credential cannot be had (misconfiguration, the provider refused)."""
 
 
 class ConsentRequired(Exception):
@@ -181,6 +186,7 @@ class Broker:
         self.http = http or httpx2.AsyncClient(timeout=httpx2.Timeout(15.0))
         self._locks: dict[tuple[str, str, str], anyio.Lock] = {}
         self.refreshes = 0  # token requests made (for operators and tests)
+        self.fetch_seconds = FETCH_SECONDS  # each token request's overall deadline (`fetch`)
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -304,9 +310,16 @@ class Broker:
             form["client_id"] = provider.client_id
         self.refreshes += 1
         try:
-            response = await self.http_for(tenant).post(provider.token_url, data=form, headers=headers)
-            body = orjson.loads(response.content) if response.content else {}
-        except (httpx2.HTTPError, orjson.JSONDecodeError) as exc:
+            status, content = await fetch(
+                self.http_for(tenant),
+                "POST",
+                provider.token_url,
+                seconds=self.fetch_seconds,
+                data=form,
+                headers=headers,
+            )
+            body = orjson.loads(content) if content else {}
+        except (CredentialError, orjson.JSONDecodeError) as exc:
             raise CredentialError(f"the token endpoint of {provider.name!r} failed: {exc}") from None
         if (
             provider.token_field
@@ -314,9 +327,8 @@ class Broker:
             and isinstance(body.get(provider.token_field), dict)
         ):
             body = {**body[provider.token_field]}  # Slack: the user's tokens, not the app's
-        if response.status_code != 200 or not isinstance(body, dict) or "access_token" not in body:
+        if status != 200 or not isinstance(body, dict) or "access_token" not in body:
             error = body.get("error_description") or body.get("error") if isinstance(body, dict) else None
-            status = response.status_code
             raise CredentialError(
                 f"{provider.name!r} refused the token request (HTTP {status}): {error or 'no reason given'}"
             )
@@ -513,30 +525,6 @@ def from_preset(
         scope_param=str(p.get("scope_param", "scope")),
         token_field=str(p["token_field"]) if p.get("token_field") else None,
     )
-
-
-async def discover(http: httpx2.AsyncClient, discovery_url: str) -> dict[str, str]:
-    """An authorization server's endpoints from its metadata document (OIDC discovery or RFC 8414):
-    ``issuer``, ``authorization_endpoint`` (when it has one), ``token_endpoint``.
-
-    Raises:
-        CredentialError: the document cannot be fetched, is not metadata, lacks a token endpoint,
-            or names another issuer than its URL was built from (a copied or hijacked document
-            must not choose where client secrets and codes are sent).
-    """
-    try:
-        response = await http.get(discovery_url, headers={"Accept": "application/json"})
-        response.raise_for_status()
-        doc = orjson.loads(response.content)
-    except (httpx2.HTTPError, orjson.JSONDecodeError) as exc:
-        raise CredentialError(f"the metadata at {discovery_url} cannot be read: {exc}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("token_endpoint"), str):
-        raise CredentialError(f"the document at {discovery_url} is not authorization server metadata")
-    issuer, expected = str(doc.get("issuer") or ""), _issuer_of(discovery_url)
-    if expected is not None and issuer.rstrip("/") != expected:
-        raise CredentialError(f"the metadata at {discovery_url} names issuer {issuer!r}, not {expected!r}")
-    keys = ("issuer", "authorization_endpoint", "token_endpoint")
-    return {k: str(doc[k]) for k in keys if isinstance(doc.get(k), str) and doc[k]}
 
 
 def redis_locks(url: str, timeout_seconds: float = 30.0) -> tuple[SharedLocks, Callable[[], Any]]:

@@ -108,3 +108,23 @@ async def test_remembered_keys_are_not_trusted_while_redis_cannot_be_read(store:
             await auth.principal("default", "g", keyed, scope("10.0.0.9", {"X-Api-Key": key}))
     finally:
         await auth.aclose()
+
+
+async def test_a_jwt_verifier_is_its_tenants_and_its_audiences(store: Store) -> None:
+    """Without a tenant claim, a tenant's JWT gateway takes tokens as that tenant's (not the
+    operator's); and a verifier made for one resource (one Host) never judges another's."""
+    from gateway.config import JwtAuth
+
+    auth = Authenticator(store)
+    jwt = JwtAuth(kind="jwt", jwks_url="https://idp.example/jwks", issuers=["https://idp.example"])
+    try:
+        one = auth.verifier("acme", "g", jwt, "https://gw.example/tenants/acme/gateways/g/mcp")
+        assert one.default_tenant == "acme"
+        other = auth.verifier("acme", "g", jwt, "https://evil.example/tenants/acme/gateways/g/mcp")
+        assert other is not one and list(other.audiences) == [
+            "https://evil.example/tenants/acme/gateways/g/mcp"
+        ]
+        again = auth.verifier("acme", "g", jwt, "https://gw.example/tenants/acme/gateways/g/mcp")
+        assert list(again.audiences) == ["https://gw.example/tenants/acme/gateways/g/mcp"]
+    finally:
+        await auth.aclose()

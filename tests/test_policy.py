@@ -193,6 +193,7 @@ async def test_every_json_type_meets_a_forbid_rule_exactly(
         ({"amount": float("nan")}, "amount", "not a finite number"),
         ({"amount": float("inf")}, "amount", "not a finite number"),
         ({"amount": None}, "amount", "null"),  # null
+        ({"memo": "w" * 70_000}, "memo", "longer than"),  # a string too long to compare cheaply
         ({"limits": [1, 2.5]}, "limits[1]", "has a fraction"),
         ({"meta": {"level": 0.5}}, "meta.level", "has a fraction"),
         ({"meta": {"inner": {"depth": None}}}, "meta.inner.depth", "null"),
@@ -216,7 +217,7 @@ async def test_the_stage_names_the_argument_it_cannot_compare() -> None:
     async def run(c: ToolCall, ctx: CallContext) -> ToolResult:
         return ToolResult.text("ran")
 
-    with pytest.raises(Denied, match=r"reads the argument `amount` of p___pay, and 1000000.5 has a fraction"):
+    with pytest.raises(Denied, match=r"reads the argument `amount` of p___pay, and its value has a fraction"):
         await policy(call, CallContext(principal=ALICE), run)
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.agentcore._call import Call, Params, not_found, validation
-from gateway.config import GatewaySpec, PolicySpec
+from gateway.config import GatewaySpec, PolicySpec, cedar_shape
 from gateway.store import AwsResource, StoreAws
 
 ENGINE, POLICY = "policy_engine", "policy"
@@ -111,6 +111,9 @@ def resources(statement: str) -> list[str | None]:
     """
     import cedarpy
 
+    problem = cedar_shape(statement)
+    if problem is not None:  # measured before the Cedar library sees it: deep nesting ends the process
+        raise validation(f"definition.cedar.statement {problem}")
     try:
         parsed = json.loads(cedarpy.policies_to_json_str(statement))
     except ValueError as exc:

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Mapping
 from urllib.parse import unquote_to_bytes
 
+import anyio
 from opentelemetry import trace
 from starlette.types import Receive, Scope, Send
 
@@ -50,6 +51,7 @@ class Plane:
         max_body: int,
     ) -> None:
         self.plane = plane  # "control" or "data": what an access key must be allowed
+        self._writers: dict[str, anyio.Lock] = {}  # per tenant: control-plane changes, one at a time
         self.service = service
         self.handlers = dict(handlers)
         self.backend = backend
@@ -152,6 +154,12 @@ class Plane:
                 identity=backend.identity,
                 account_ids=backend.accounts,
             )
+            if self.plane == "control" and operation.http.get("method") != "GET":
+                # A change reads what other resources say (an engine's policies, a provider's
+                # configuration) and rewrites gateways from it: one at a time per tenant, or two at
+                # once would each store what the other had not seen (a lost or revived policy).
+                async with self._writers.setdefault(key.tenant, anyio.Lock()):
+                    return serialize(operation, await handler(call, params))
             return serialize(operation, await handler(call, params))
         except WireError as exc:
             return error_response(self.service, exc)

@@ -338,6 +338,10 @@ async def _target(
     unsupported = kinds - {"API_KEY", "GATEWAY_IAM_ROLE", "OAUTH"}
     if unsupported:
         raise validation(f"credentialProviderType {sorted(unsupported)[0]} is not served by Switchboard yet")
+    if "API_KEY" in kinds and not mcp.get("openApiSchema"):  # (not silently dropped)
+        raise validation(
+            "credentialProviderType API_KEY is served by Switchboard for openApiSchema targets only"
+        )
     if "OAUTH" in kinds and not mcp.get("openApiSchema"):
         raise validation(
             "credentialProviderType OAUTH is served by Switchboard for openApiSchema targets only"

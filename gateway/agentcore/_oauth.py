@@ -18,7 +18,10 @@ endpoints, the flow, and the scopes, resource and audience asked for. So a token
 scopes never answers a request for others, and a provider pointed at another server never hands
 out the old server's tokens. M2M tokens are the tenant's own; a user's tokens are bound to them
 only by the application's CompleteResourceTokenAuth (identity.sessions: AgentCore's session
-binding, no sign-in at Switchboard).
+binding, no sign-in at Switchboard). USER_FEDERATION requires ``resourceOauth2ReturnUrl`` (the SDK's
+``callback_url``): the browser that brings the code back is sent there with a one-time
+``session_id`` (a confirmation, not the agent's ``sessionUri``), and CompleteResourceTokenAuth takes
+only that, so the application's confirmation is tied to the browser that came back.
 
 User JWTs (GetWorkloadAccessTokenForJWT, CompleteResourceTokenAuth's ``userToken``) are checked as
 the tenant's gateways with ``auth: jwt`` (AgentCore's CUSTOM_JWT authorizer) check their callers:
@@ -104,7 +107,8 @@ def _origin(url: str) -> str:
 
 async def _discovered(call: Call, url: str, where: str) -> Params:
     try:
-        found = await discover(call.identity.broker.http_for(call.tenant), url)
+        broker = call.identity.broker
+        found = await discover(broker.http_for(call.tenant), url, seconds=broker.fetch_seconds)
     except CredentialError as exc:
         raise validation(f"{where}: {exc}") from None
     return {
@@ -398,8 +402,14 @@ async def _user_federation(
     if not spec.authorize_url:
         raise validation(f"credential provider {res.name} has no authorization endpoint: {USER} needs one")
     back = params.get("resourceOauth2ReturnUrl")
-    if back:
-        await _allowed_return(call, str(doc.get("w")), back)
+    if not back:
+        raise validation(
+            f"{USER} needs resourceOauth2ReturnUrl (the SDK's callback_url): the user's browser comes "
+            "back there with the session_id the application confirms its signed-in user with "
+            "(CompleteResourceTokenAuth); add it to the workload identity's "
+            "allowedResourceOauth2ReturnUrls"
+        )
+    await _allowed_return(call, str(doc.get("w")), back)
     sessions = SessionBinding(call.identity.broker)
     extra = {str(k): str(v) for k, v in (params.get("customParameters") or {}).items()}
     uri = params.get("sessionUri")
@@ -473,7 +483,15 @@ def _session(call: Call, sessions: SessionBinding, uri: str) -> Session:
 
 async def complete_resource_token_auth(call: Call, params: Params) -> Params:
     sessions = SessionBinding(call.identity.broker)
-    session = _session(call, sessions, params["sessionUri"])
+    try:
+        confirmation = sessions.confirmation(params["sessionUri"])
+    except SessionError as exc:
+        if exc.problem == "unconfirmed":
+            raise validation(str(exc)) from None
+        raise not_found(str(exc)) from None
+    session = confirmation.session
+    if session.tenant != call.tenant:
+        raise not_found("the session URI is not one Switchboard gave out, or it is over an hour old")
     who = params["userIdentifier"]
     if who.get("userToken"):
         user = await _jwt_user(call, str(who["userToken"]))
@@ -483,7 +501,7 @@ async def complete_resource_token_auth(call: Call, params: Params) -> Params:
         raise validation("userIdentifier needs userId or userToken: the user the application has signed in")
     res = await _provider(call, session.name)
     try:
-        await sessions.bind(session, user, _spec(res, "oauth2_authorization_code", []))
+        await sessions.bind(confirmation, user, _spec(res, "oauth2_authorization_code", []))
     except SessionError as exc:
         if exc.problem == "unknown":
             raise not_found(str(exc)) from None

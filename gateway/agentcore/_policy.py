@@ -35,7 +35,7 @@ from gateway.agentcore._engines import (
     with_entries,
 )
 from gateway.agentcore._gateways import page
-from gateway.config import GatewaySpec
+from gateway.config import GatewaySpec, PolicySpec
 from gateway.core.errors import ConfigError
 from gateway.store import AwsResource, StoreAws
 from gateway.system import compile_check
@@ -216,6 +216,12 @@ async def _named_gateway(call: Call, text: str, specs: dict[str, GatewaySpec]) -
         raise validation(
             f"the policy's resource names gateway {named}, which is not a gateway of account {call.account} "
             f"in {call.region}"
+        )
+    governing = {p.gateway_arn for p in spec.policies if isinstance(p, PolicySpec) and p.gateway_arn}
+    if governing and named not in governing:  # an engine attached from another region names it so
+        raise validation(
+            f"the policy's resource names gateway {named}, but its policies name it "
+            f"{', '.join(sorted(governing))}: use that ARN (the region the engine was attached from)"
         )
     return Attached(row, spec, named, "ENFORCE")
 

@@ -155,7 +155,7 @@ class Authenticator:
         self.store = store
         self.public_url = public_url
         self.revocations = revocations or Revocations()
-        self._jwt: dict[tuple[str, str, str], JwtVerifier] = {}
+        self._jwt: dict[tuple[str, str, str, tuple[str, ...]], JwtVerifier] = {}
         self._keys = ApiKeyVerifier(self._lookup, KEY_PREFIX)
         self._seen: OrderedDict[tuple[str, str, str], _Remembered] = OrderedDict()
 
@@ -169,7 +169,10 @@ class Authenticator:
         return base_url(scope, self.public_url) + str(scope["path"])
 
     def verifier(self, tenant: str, gateway: str, auth: JwtAuth, resource: str) -> JwtVerifier:
-        key = (tenant, gateway, auth.model_dump_json())
+        # The audience a token must name is part of the verifier: a verifier made for one request's
+        # resource (a Host header) must never judge tokens for another.
+        audiences = tuple(auth.audiences) or (resource,)
+        key = (tenant, gateway, auth.model_dump_json(), audiences)
         verifier = self._jwt.get(key)
         if verifier is None:
             http = None
@@ -178,7 +181,7 @@ class Authenticator:
                 http = httpx2.AsyncClient(timeout=httpx2.Timeout(10.0), transport=transport)
             verifier = JwtVerifier(
                 http=http,
-                audiences=auth.audiences or [resource],
+                audiences=list(audiences),
                 discovery_url=auth.discovery_url,
                 jwks_url=auth.jwks_url,
                 issuers=auth.issuers,
@@ -195,6 +198,7 @@ class Authenticator:
                 ],
                 algorithms=auth.algorithms,
                 tenant_claim=auth.tenant_claim,
+                default_tenant=tenant,  # without a tenant claim, a gateway's tokens are its tenant's
             )
             for old in [k for k in self._jwt if k[:2] == (tenant, gateway)]:
                 self._jwt.pop(old)  # the gateway's auth changed: its old verifier goes

@@ -47,7 +47,7 @@ from gateway.config._pipeline import (
     ResilienceSpec,
     parse_limit,
 )
-from gateway.config._policy import PolicySpec
+from gateway.config._policy import PolicySpec, cedar_shape
 from gateway.config._shaping import FailureSpec, PagingSpec, ShapeSpec
 from gateway.config._targets import (
     TARGET_KINDS,
@@ -117,6 +117,7 @@ __all__ = [
     "TlsFiles",
     "TokenExchange",
     "ToolDef",
+    "cedar_shape",
     "gateway_from_store",
     "json_schema",
     "load_document",

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from gateway.config._credentials import Auth, CredentialProvider, NoAuth
 from gateway.config._pipeline import ApprovalSpec, CacheSpec, InterceptorSpec, RateLimitSpec, ResilienceSpec
-from gateway.config._policy import PolicySpec
+from gateway.config._policy import MAX_POLICIES, PolicySpec, cedar_shape
 from gateway.config._targets import (
     ConnectorTarget,
     McpCredentialRef,
@@ -62,6 +62,17 @@ class GatewaySpec(Model):
     )
     max_tool_name_length: int = Field(64, ge=16, le=128)
     targets: list[Target] = Field(default_factory=list)
+
+    @field_validator("policies")
+    @classmethod
+    def _measured(cls, policies: list[str | PolicySpec]) -> list[str | PolicySpec]:
+        if len(policies) > MAX_POLICIES:
+            raise ValueError(f"a gateway has at most {MAX_POLICIES} policies entries")
+        for i, entry in enumerate(policies):
+            problem = cedar_shape(entry) if isinstance(entry, str) else None
+            if problem is not None:
+                raise ValueError(f"policies[{i}]: the Cedar source {problem}")
+        return policies
 
     @field_validator("targets")
     @classmethod

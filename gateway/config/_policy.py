@@ -15,6 +15,63 @@ from pydantic import Field, model_validator
 from gateway.core.model import Model
 
 POLICY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,199}$"
+MAX_CEDAR_CHARS = 10_000  # per entry (AgentCore's limit on a statement)
+MAX_NESTING = 32  # brackets open at once
+MAX_CHAIN = 32  # && and || in one statement
+MAX_IFS = 16  # if-then-else in one statement
+MAX_UNARY = 8  # ! or - in a row
+MAX_POLICIES = 2_000  # entries per gateway
+
+
+def cedar_shape(text: str) -> str | None:
+    """What makes Cedar source too deep to hand to the Cedar library, or None.
+
+    cedarpy's parser and evaluator recurse in native code: a statement nested a few hundred
+    levels deep overflows the stack and ends the whole process (SIGSEGV), whoever wrote it. So
+    the source is measured first (strings and comments skipped) and refused past modest limits
+    no real policy comes near."""
+    if len(text) > MAX_CEDAR_CHARS:
+        return f"is {len(text)} characters long; at most {MAX_CEDAR_CHARS}"
+    depth = chain = ifs = unary = 0
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == '"':
+            i += 1
+            while i < n and text[i] != '"':
+                i += 2 if text[i] == "\\" else 1
+        elif text.startswith("//", i):
+            while i < n and text[i] != "\n":
+                i += 1
+        elif c in "([{":
+            depth += 1
+            if depth > MAX_NESTING:
+                return f"nests brackets more than {MAX_NESTING} deep"
+        elif c in ")]}":
+            depth = max(0, depth - 1)
+        elif c == ";":
+            chain = ifs = 0
+        elif text.startswith(("&&", "||"), i):
+            chain += 1
+            i += 1
+            if chain > MAX_CHAIN:
+                return f"chains more than {MAX_CHAIN} && and || in one statement"
+        elif (
+            text.startswith("if", i)
+            and (i == 0 or not text[i - 1].isalnum())
+            and not text[i + 2 : i + 3].isalnum()
+        ):
+            ifs += 1
+            if ifs > MAX_IFS:
+                return f"has more than {MAX_IFS} if-then-else in one statement"
+        if c in "!-":
+            unary += 1
+            if unary > MAX_UNARY:
+                return f"has more than {MAX_UNARY} ! or - in a row"
+        elif not c.isspace():
+            unary = 0
+        i += 1
+    return None
 
 
 class PolicySpec(Model):
@@ -59,6 +116,13 @@ class PolicySpec(Model):
         description="agentcore only, written by the AgentCore control plane: the policy engine (ARN) this "
         "entry comes from. Entries with it are rewritten whenever the engine or its attachment changes.",
     )
+
+    @model_validator(mode="after")
+    def _measured(self) -> PolicySpec:
+        problem = cedar_shape(self.cedar)
+        if problem is not None:
+            raise ValueError(f"the Cedar source {problem}")
+        return self
 
     @model_validator(mode="after")
     def _agentcore_fields(self) -> PolicySpec:

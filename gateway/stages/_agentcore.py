@@ -78,11 +78,11 @@ def decimal(value: int | float, path: str) -> JSON:
     try:
         number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
     except InvalidOperation:
-        raise Unrepresentable(path, f"{value!r} is not a number the policy can compare") from None
+        raise Unrepresentable(path, "is not a number the policy can compare") from None
     if not number.is_finite():
-        raise Unrepresentable(path, f"{value} is not a finite number")
+        raise Unrepresentable(path, "is not a finite number")
     if not DECIMAL_MIN <= number <= DECIMAL_MAX:
-        raise Unrepresentable(path, f"{value} is outside the policy engine's decimal range")
+        raise Unrepresentable(path, "is outside the policy engine's decimal range")
     text = format(number.quantize(_PLACES, rounding=ROUND_DOWN), "f")
     whole, _, places = text.partition(".")
     return {"__extn": {"fn": "decimal", "arg": f"{whole}.{places.rstrip('0') or '0'}"}}
@@ -107,8 +107,10 @@ def typed(value: Any, schema: Any, path: str) -> Any:
     return exact(value, path)
 
 
-def cedar_type(schema: Mapping[str, Any]) -> dict[str, Any] | None:
+def cedar_type(schema: Any) -> dict[str, Any] | None:
     """AgentCore's mapping of a JSON Schema type to a Cedar type (None: not comparable)."""
+    if not isinstance(schema, Mapping):  # `true`, `false`: any value, nothing a policy compares
+        return None
     kind = schema.get("type")
     if kind == "string":
         return {"type": "String"}
@@ -127,7 +129,8 @@ def cedar_type(schema: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def attributes(schema: Mapping[str, Any]) -> dict[str, Any]:
-    required = set(schema.get("required") or [])
+    listed = schema.get("required")
+    required = {r for r in listed if isinstance(r, str)} if isinstance(listed, list) else set()
     out: dict[str, Any] = {}
     for name, sub in dict(schema.get("properties") or {}).items():
         found = cedar_type(sub) if isinstance(sub, Mapping) else None

@@ -41,23 +41,33 @@ class Unrepresentable(ValueError):
         self.reason = reason
 
 
+MAX_COMPARED_CHARS = 65_536
+
+
 def exact(value: Any, path: str) -> Any:
     """``value`` as the Cedar JSON value equal to it, or `Unrepresentable` naming ``path``.
 
     Whole floats become the integer they equal, so ``1e6`` and ``1000000.0`` meet the same rule
     as ``1000000``; nothing is ever left out.
     """
-    if isinstance(value, bool | str):
+    # The messages never repeat the value: they reach the audit, which keeps no arguments.
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        if len(value) > MAX_COMPARED_CHARS:  # Cedar's `like` costs its length times the pattern's
+            raise Unrepresentable(
+                path, f"is longer than the {MAX_COMPARED_CHARS} characters a policy compares"
+            )
         return value
     if isinstance(value, int):
         if not LONG_MIN <= value <= LONG_MAX:
-            raise Unrepresentable(path, f"{value} is outside the policy engine's 64-bit integer range")
+            raise Unrepresentable(path, "is outside the policy engine's 64-bit integer range")
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise Unrepresentable(path, f"{value} is not a finite number")
+            raise Unrepresentable(path, "is not a finite number")
         if not value.is_integer():
-            raise Unrepresentable(path, f"{value!r} has a fraction, which the policy cannot compare exactly")
+            raise Unrepresentable(path, "has a fraction, which the policy cannot compare exactly")
         return exact(int(value), path)
     if value is None:
         raise Unrepresentable(path, "null has no value the policy can compare; leave the argument out")
@@ -242,7 +252,9 @@ class CedarSet:
 # -- Switchboard's dialect ------------------------------------------------------
 
 
-def cedar_type(schema: Mapping[str, Any]) -> dict[str, Any] | None:
+def cedar_type(schema: Any) -> dict[str, Any] | None:
+    if not isinstance(schema, Mapping):  # `true`, `false`: any value, nothing a policy compares
+        return None
     kind = schema.get("type")
     if kind == "string":
         return {"type": "String"}

@@ -48,7 +48,7 @@ from typing import Any, NamedTuple
 
 from opentelemetry import trace
 
-from gateway.config import PolicySpec
+from gateway.config import PolicySpec, cedar_shape
 from gateway.core.catalog import Catalog
 from gateway.core.errors import ConfigError, ConfigIssue, ToolExecutionError
 from gateway.core.types import JSON, CallContext, CallNext, Principal, ToolCall, ToolResult
@@ -107,6 +107,9 @@ class _Statements:
 def _parse(text: str, where: str, label: str, *, templates: bool) -> list[JSON]:
     import cedarpy
 
+    problem = cedar_shape(text)
+    if problem is not None:  # (the configuration refuses it too: deep nesting ends the process in cedarpy)
+        raise ConfigError([ConfigIssue(f"{label}: the Cedar source {problem}", where)])
     try:
         doc = json.loads(cedarpy.policies_to_json_str(text))
     except ValueError as exc:
@@ -366,7 +369,7 @@ class GatewayPolicy:
             decision = self.judge(ctx.principal, tool, target, call.arguments)
         except Unrepresentable as exc:
             raise Denied(
-                f"The gateway's policy reads the argument `{exc.path}` of {call.public_name}, and "
+                f"The gateway's policy reads the argument `{exc.path}` of {call.public_name}, and its value "
                 f"{exc.reason}; the call was refused (send a value the policy can compare)."
             ) from None
         if decision.logged is not None:

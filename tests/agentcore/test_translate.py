@@ -170,3 +170,9 @@ async def test_a_document_in_s3_is_the_operators_to_name() -> None:
     assert (
         refused.value.code == "AccessDeniedException" and "send the document inline" in refused.value.message
     )
+
+
+async def test_an_api_key_on_a_target_that_cannot_carry_it_is_refused_not_dropped() -> None:
+    server = {"mcp": {"mcpServer": {"endpoint": "https://mcp.example.com/mcp"}}}
+    with pytest.raises(AwsError, match="API_KEY is served"):
+        await _target({"targetConfiguration": server, "credentialProviderConfigurations": [_api_key()]}, "m")

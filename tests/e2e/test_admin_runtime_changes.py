@@ -184,3 +184,15 @@ async def test_a_target_whose_tools_a_policy_names_is_not_deleted(live: Served) 
         assert "fx___add" in str(refused.json()["issues"])
         listed = (await admin.get("/admin/v1/gateways/governed/targets")).json()["targets"]
         assert [t["name"] for t in listed] == ["fx"]
+
+
+async def test_a_policy_too_deep_for_cedar_is_refused_and_the_process_lives(live: Served) -> None:
+    """Cedar's native parser overflows its stack on a statement nested a few hundred deep: the
+    whole process would end. It is measured first and refused."""
+    nested = "(" * 800 + "true" + ")" * 800
+    gateway = {"name": "deep", "policies": [f"permit(principal, action, resource) when {{ {nested} }};"]}
+    async with httpx2.AsyncClient(base_url=live.base, headers=live.admin_headers) as admin:
+        refused = await admin.post("/admin/v1/gateways", json=gateway)
+        assert refused.status_code == 422 and "nests brackets" in str(refused.json()["issues"])
+        assert (await admin.get("/admin/v1/gateways")).status_code == 200
+    assert live.proc.poll() is None

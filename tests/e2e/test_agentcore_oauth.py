@@ -4,7 +4,8 @@ USER_FEDERATION tokens unchanged, an application binds the user's session with
 CompleteResourceTokenAuth, a user JWT becomes a workload token and is exchanged on the user's
 behalf. The test OAuth server (tests/fixtures/oidc_server.py) plays the provider; a small
 application on loopback plays the one the agent's users sign in to (AgentCore's session binding:
-the browser comes back to it, and it confirms the user it has signed in)."""
+the browser comes back to it with a one-time ``session_id``, and it confirms the user it has signed
+in with that; the agent's own ``sessionUri`` confirms nothing)."""
 
 from __future__ import annotations
 
@@ -51,15 +52,18 @@ def _application(app: App) -> Starlette:
     async def login(request: Request) -> PlainTextResponse:
         response = PlainTextResponse("signed in")
         response.set_cookie("app_user", request.query_params["user"])
+        if request.query_params.get("token"):  # the user's JWT: the application confirms with it
+            response.set_cookie("app_token", request.query_params["token"])
         return response
 
     async def back(request: Request) -> PlainTextResponse:
-        user = request.cookies.get("app_user", "")
+        user, token = request.cookies.get("app_user", ""), request.cookies.get("app_token")
         session, state = request.query_params["session_id"], request.query_params.get("state", "")
+        who = {"userToken": token} if token else {"userId": user}
 
         def confirm() -> str:
             try:
-                app.data.complete_resource_token_auth(sessionUri=session, userIdentifier={"userId": user})
+                app.data.complete_resource_token_auth(sessionUri=session, userIdentifier=who)
             except ClientError as exc:
                 return f"refused {exc.response['Error']['Code']}: {exc.response['Error']['Message']}"
             return f"bound {user}"
@@ -397,7 +401,7 @@ async def test_a_forwarded_link_binds_nothing_and_a_forced_session_waits_for_the
             )
         )
     )
-    assert early[0] == "ValidationException" and "not authorized" in early[2]
+    assert early[0] == "ValidationException" and "session_id" in early[2], early  # the agent's URI
 
     # Carol forwards her link to Dave; the application sees Dave signed in and is refused.
     async with Browser(w.issuer, "dave") as browser:
@@ -406,19 +410,33 @@ async def test_a_forwarded_link_binds_nothing_and_a_forced_session_waits_for_the
     assert page.text.startswith("refused AccessDeniedException"), page.text
     polled = await _run(lambda: w.data.get_resource_oauth2_token(**ask, sessionUri=started["sessionUri"]))
     assert polled["sessionStatus"] == "FAILED" and "accessToken" not in polled
+    async with Browser(w.issuer, "carol") as browser:  # the failed session's link stays dead
+        await browser.open(f"{w.app.url}/login?user=carol")
+        page = await browser.open(started["authorizationUrl"])
+    assert page.status_code == 400 and "answered already" in page.text, page.text
+    polled = await _run(lambda: w.data.get_resource_oauth2_token(**ask, sessionUri=started["sessionUri"]))
+    assert polled["sessionStatus"] == "FAILED"
 
-    # Asked again, Carol gets a new session; confirmed with her own JWT (no return URL this time).
+    # Without a return URL nothing could tie the confirmation to the browser: refused.
     without = {k: v for k, v in ask.items() if k != "resourceOauth2ReturnUrl"}
-    again = await _run(lambda: w.data.get_resource_oauth2_token(**without))
+    refused = await _run(lambda: _code(lambda: w.data.get_resource_oauth2_token(**without)))
+    assert refused[0] == "ValidationException" and "resourceOauth2ReturnUrl" in refused[2], refused
+
+    # Asked again, Carol gets a new session; the application confirms her with her own JWT.
+    again = await _run(lambda: w.data.get_resource_oauth2_token(**ask))
     assert again["sessionUri"] != started["sessionUri"]
     async with Browser(w.issuer, "carol") as browser:
+        await browser.open(f"{w.app.url}/login?user=carol&token={_user_jwt(w.issuer, 'carol')}")
         page = await browser.open(again["authorizationUrl"])
-    assert page.status_code == 200 and "Go back to the application" in page.text, page.text
-    await _run(
-        lambda: w.data.complete_resource_token_auth(
-            sessionUri=again["sessionUri"], userIdentifier={"userToken": _user_jwt(w.issuer, "carol")}
+    assert page.status_code == 200 and page.text == "bound carol", page.text
+    used = await _run(
+        lambda: _code(
+            lambda: w.data.complete_resource_token_auth(
+                sessionUri=again["sessionUri"], userIdentifier={"userId": "carol"}
+            )
         )
     )
+    assert used[0] == "ValidationException" and "session_id" in used[2], used
     got = await _run(lambda: w.data.get_resource_oauth2_token(**ask, sessionUri=again["sessionUri"]))
     assert _claims(got["accessToken"])["sub"] == "carol"
     plain = await _run(lambda: w.data.get_resource_oauth2_token(**ask))

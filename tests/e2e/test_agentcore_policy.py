@@ -452,3 +452,49 @@ async def test_refusals_say_what_switchboard_does_not_serve(live: Served) -> Non
     plain = await _run(lambda: control.create_gateway(name="plain", roleArn=ROLE, authorizerType="NONE"))
     assert "policyEngineConfiguration" not in plain
     assert "elsewhere" not in [g["name"] for g in (await _run(lambda: control.list_gateways()))["items"]]
+
+
+async def test_policies_created_at_once_all_govern_the_gateway(tmp_path: Path) -> None:
+    """Terraform creates resources in parallel: every ACTIVE policy must reach the gateway."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with serve(tmp_path / "data") as live:
+        control = _control(live)
+        engine = await _run(lambda: control.create_policy_engine(name="e1"))
+        made = await _run(
+            lambda: control.create_gateway(
+                name="shop",
+                roleArn=ROLE,
+                protocolType="MCP",
+                authorizerType="NONE",
+                policyEngineConfiguration={"arn": engine["policyEngineArn"], "mode": "ENFORCE"},
+            )
+        )
+        doc = json.dumps(_document("http://127.0.0.1:9"))
+        await _run(
+            lambda: control.create_gateway_target(
+                gatewayIdentifier=made["gatewayId"],
+                name="shop",
+                targetConfiguration={"mcp": {"openApiSchema": {"inlinePayload": doc}}},
+            )
+        )
+        arn = made["gatewayArn"]
+
+        def create(i: int) -> str:
+            effect = "forbid" if i % 2 else "permit"
+            statement = (
+                f'{effect}(principal, action == AgentCore::Action::"shop___refund", '
+                f'resource == AgentCore::Gateway::"{arn}") when {{ context.input.amount > {i} }};'
+            )
+            answer = control.create_policy(
+                policyEngineId=engine["policyEngineId"],
+                name=f"p{i}",
+                definition={"cedar": {"statement": statement}},
+            )
+            return str(answer["policyId"])
+
+        with ThreadPoolExecutor(10) as pool:
+            created = set(await _run(lambda: list(pool.map(create, range(10)))))
+        spec = httpx2.get(f"{live.base}/admin/v1/gateways/shop", headers=live.admin_headers).json()
+        governing = {p["id"] for p in spec["policies"] if isinstance(p, dict)}
+        assert created <= governing
