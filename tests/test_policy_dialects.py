@@ -517,3 +517,20 @@ def test_an_attached_engine_writes_its_policies_as_entries_it_can_find_again() -
     spec = GatewaySpec(name="shop", policies=["permit(principal, action, resource);", *written])
     assert with_entries(spec, []).policies == ["permit(principal, action, resource);"]
     jsonschema.Draft202012Validator.check_schema(json_schema())
+
+
+def test_decisions_are_remembered_by_the_tags_the_statements_read_not_every_claim() -> None:
+    from gateway.stages._agentcore import AgentCoreDialect, tags_read
+
+    texts = [
+        'permit(principal, action, resource is AgentCore::Gateway) when { principal.getTag("team") == "a" };'
+    ]
+    assert tags_read(texts) == frozenset({"team"})
+    assert (
+        tags_read(["forbid(principal, action, resource) when { principal.hasTag(context.input.k) };"]) is None
+    )
+    dialect = AgentCoreDialect("arn:g", Catalog({}), tags_read(texts))
+    first = Principal(subject="u", claims={"sub": "u", "team": "a", "iat": 1, "exp": 2, "jti": "x"})
+    second = Principal(subject="u", claims={"sub": "u", "team": "a", "iat": 3, "exp": 4, "jti": "y"})
+    other = Principal(subject="u", claims={"sub": "u", "team": "b", "iat": 3, "exp": 4, "jti": "y"})
+    assert dialect.caller_key(first) == dialect.caller_key(second) != dialect.caller_key(other)

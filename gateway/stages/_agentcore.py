@@ -26,6 +26,7 @@ A statement must scope its resource as AgentCore requires: ``resource == AgentCo
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Any
@@ -160,20 +161,41 @@ def schema_for(catalog: Catalog) -> dict[str, Any]:
     return {NS: {"entityTypes": {"OAuthUser": user, "Gateway": {}}, "actions": actions}}
 
 
+_TAG_CALL = re.compile(r"\b(?:has|get)Tag\s*\(")
+_LITERAL_TAG = re.compile(r'\b(?:has|get)Tag\s*\(\s*"((?:[^"\\]|\\.)*)"\s*\)')
+
+
+def tags_read(texts: Sequence[str]) -> frozenset[str] | None:
+    """The tag names the statements read with ``hasTag("x")`` / ``getTag("x")``; None when one
+    names its tag otherwise than by a literal (then every tag may matter)."""
+    names: set[str] = set()
+    for text in texts:
+        literal = _LITERAL_TAG.findall(text)
+        if len(literal) != len(_TAG_CALL.findall(text)):
+            return None
+        names.update(literal)
+    return frozenset(names)
+
+
 class AgentCoreDialect:
     """AgentCore's entity model for one gateway, whose calls are made on ``gateway_arn``."""
 
     name = "agentcore"
 
-    def __init__(self, gateway_arn: str, catalog: Catalog) -> None:
+    def __init__(self, gateway_arn: str, catalog: Catalog, read: frozenset[str] | None = None) -> None:
         self.gateway_arn = gateway_arn
         self.catalog = catalog
+        self.read = read  # the tags the statements read (None: any of them, or not known)
 
     def caller(self, principal: Principal) -> tuple[str, dict[str, str]]:
         return user_id(principal), tags(principal)
 
     def caller_key(self, principal: Principal) -> tuple[Any, ...]:
+        """What decisions depend on of the caller: its id and the tags the statements read (not a
+        token's iat, exp or jti, which would make every new token a cache miss)."""
         uid, found = self.caller(principal)
+        if self.read is not None:
+            found = {k: v for k, v in found.items() if k in self.read}
         return (uid, tuple(sorted(found.items())))
 
     def matches(self, scope: Mapping[str, Any], tool: str) -> bool:

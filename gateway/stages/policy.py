@@ -52,7 +52,7 @@ from gateway.config import PolicySpec, cedar_shape
 from gateway.core.catalog import Catalog
 from gateway.core.errors import ConfigError, ConfigIssue, ToolExecutionError
 from gateway.core.types import JSON, CallContext, CallNext, Principal, ToolCall, ToolResult
-from gateway.stages._agentcore import AgentCoreDialect
+from gateway.stages._agentcore import AgentCoreDialect, tags_read
 from gateway.stages._cedar import (
     NS,
     CedarSet,
@@ -170,7 +170,8 @@ class GatewayPolicy:
             raise ConfigError(issues)
         dialects: dict[str, Dialect] = {"switchboard": SwitchboardDialect(gateway)}
         if arns:
-            dialects["agentcore"] = AgentCoreDialect(next(iter(arns)), catalog)
+            read = tags_read(found["agentcore"].texts)
+            dialects["agentcore"] = AgentCoreDialect(next(iter(arns)), catalog, read)
         self._check(found, dialects)
         self.dialects = list(dialects.values())
         self.sets: list[CedarSet] = []
