@@ -6,6 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 TOOLS  := .tools
 CHROMIUM := /usr/bin/chromium
+BWRAP := /usr/bin/bwrap
 NODE22 := $(TOOLS)/node_modules/.bin
 CONFORMANCE_PKG := @modelcontextprotocol/conformance@0.2.0-alpha.12
 # Prism validates the requests the OpenAPI targets send; GitHub's REST document is the
@@ -39,7 +40,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) $(TOOLS)/.stamp $(CHROMIUM)
+pytest: $(STAMP) $(TOOLS)/.stamp $(CHROMIUM) $(BWRAP)
 	$(BIN)/pytest
 
 # The trace viewer's browser test drives Debian's Chromium through Playwright (which is
@@ -48,6 +49,12 @@ $(CHROMIUM):
 	@if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
 	export DEBIAN_FRONTEND=noninteractive; \
 	$$sudo apt-get install -y -q chromium || { $$sudo apt-get update -q && $$sudo apt-get install -y -q chromium; }
+
+# The sandbox's default backend is bubblewrap (Debian's package).
+$(BWRAP):
+	@if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	$$sudo apt-get install -y -q bubblewrap || { $$sudo apt-get update -q && $$sudo apt-get install -y -q bubblewrap; }
 
 # The MCP conformance suite needs Node >= 22; it is installed from npm into
 # an ignored folder so the machine's Node 20 stays as it is.

@@ -1,0 +1,76 @@
+"""What every isolation backend offers (bubblewrap now; gVisor and microVMs to come, ADR 0034):
+a sandbox with a private work directory, in which commands run under limits enforced from
+outside, and files go in and out only by paths inside that directory."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Protocol
+
+
+class SandboxError(Exception):
+    """What a caller asked of a sandbox cannot be done; the message says why (never a trace)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Limits on one execution, enforced from outside the sandbox."""
+
+    wall_seconds: float = 30.0  # the whole execution, then it is killed
+    cpu_seconds: int = 30  # CPU time (RLIMIT_CPU)
+    memory_bytes: int = 512 * 1024 * 1024  # address space (RLIMIT_AS)
+    processes: int = 64  # processes and threads of the sandbox's user (RLIMIT_NPROC)
+    file_bytes: int = 64 * 1024 * 1024  # the largest file it may write (RLIMIT_FSIZE)
+    open_files: int = 256  # RLIMIT_NOFILE
+    output_bytes: int = 1024 * 1024  # of stdout and of stderr each; the rest is cut with a notice
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """How one command ended: its exit code (None: killed), its output, and why it was stopped."""
+
+    exit_code: int | None
+    stdout: bytes
+    stderr: bytes
+    truncated: bool = False  # the output was longer than the limit and was cut
+    stopped: str | None = None  # "wall time", "cpu time", "memory", ...: the limit that ended it
+
+
+class Sandbox(Protocol):
+    """One isolated place to run commands, with its own work directory."""
+
+    session_id: str
+
+    async def run(
+        self, argv: Sequence[str], *, stdin: bytes = b"", limits: Limits | None = None
+    ) -> Execution:
+        """Run ``argv`` inside the sandbox (cwd: its work directory)."""
+        ...
+
+    async def write(self, path: str, content: bytes) -> None: ...
+
+    async def read(self, path: str) -> bytes: ...
+
+    async def listing(self, path: str = ".") -> list[tuple[str, int, bool]]:
+        """(name, size, is a directory) of what ``path`` holds."""
+        ...
+
+    async def remove(self, path: str) -> None: ...
+
+    async def stop(self) -> None:
+        """End every process and remove the work directory: nothing is left behind."""
+        ...
+
+
+def inside(path: str) -> PurePosixPath:
+    """``path`` as a relative path that cannot leave the work directory.
+
+    Raises:
+        SandboxError: it is absolute, empty, or climbs out with ``..``.
+    """
+    pure = PurePosixPath(path)
+    if not path or pure.is_absolute() or ".." in pure.parts or "\x00" in path:
+        raise SandboxError(f"{path!r} is not a path inside the work directory (relative, without '..')")
+    return pure
