@@ -22,6 +22,7 @@ from pathlib import Path
 import anyio
 from anyio.abc import ByteReceiveStream
 
+from sandbox._cgroups import Cgroups, Groups
 from sandbox._contract import Execution, Limits, SandboxError, inside
 
 BWRAP = "/usr/bin/bwrap"
@@ -45,12 +46,14 @@ class BwrapBackend:
 
     name = "bwrap"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, cgroups: Cgroups | None = None) -> None:
         problem = available()
         if problem is not None:
             raise SandboxError(problem)
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        found = cgroups or Cgroups()
+        self.cgroups = found if found.problem() is None else None  # (rlimits and wall time alone)
 
     async def start(self) -> BwrapSandbox:
         session_id = secrets.token_hex(8)
@@ -58,7 +61,7 @@ class BwrapBackend:
         work.mkdir(mode=0o700)
         # Owned by whoever runs the gateway: that user is the sandbox's `nobody` inside its user
         # namespace, and nobody else can enter the directory (0700).
-        return BwrapSandbox(session_id, work)
+        return BwrapSandbox(session_id, work, self.cgroups)
 
 
 def _argv(work: Path, command: Sequence[str]) -> list[str]:
@@ -122,9 +125,10 @@ async def _drain(stream: ByteReceiveStream | None, cap: int, into: bytearray) ->
 class BwrapSandbox:
     """One bubblewrap sandbox: a work directory, and the commands run in it."""
 
-    def __init__(self, session_id: str, work: Path) -> None:
+    def __init__(self, session_id: str, work: Path, cgroups: Cgroups | None = None) -> None:
         self.session_id = session_id
         self.work = work
+        self.cgroups = cgroups
         self.stopped = False
 
     async def run(
@@ -135,10 +139,22 @@ class BwrapSandbox:
         if not argv:
             raise SandboxError("give the command to run")
         limits = limits or Limits()
-        out, err = bytearray(), bytearray()
-        process = await anyio.open_process(
-            [*_limited(limits), *_argv(self.work, argv)], start_new_session=True
+        command = [*_limited(limits), *_argv(self.work, argv)]
+        groups = (
+            self.cgroups.make(limits.processes, limits.memory_bytes) if self.cgroups is not None else None
         )
+        try:
+            return await self._run(groups.enter(command) if groups else command, stdin, limits, groups)
+        finally:
+            if groups is not None:
+                with anyio.CancelScope(shield=True):
+                    await groups.remove()
+
+    async def _run(
+        self, command: list[str], stdin: bytes, limits: Limits, groups: Groups | None
+    ) -> Execution:
+        out, err = bytearray(), bytearray()
+        process = await anyio.open_process(command, start_new_session=True)
         cut = [False, False]
         stopped: str | None = None
         with anyio.move_on_after(limits.wall_seconds) as deadline:
@@ -159,8 +175,12 @@ class BwrapSandbox:
         with anyio.CancelScope(shield=True):
             _kill_group(process.pid)
             code = await process.wait()
-        if (stopped is None and code == -signal.SIGXCPU) or code == 128 + signal.SIGXCPU:
+        if stopped is None and groups is not None and groups.out_of_memory():
+            stopped = "memory"
+        elif stopped is None and code in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
             stopped = "cpu time"
+        elif stopped is None and groups is not None and groups.pids_exhausted():
+            stopped = "processes"
         elif stopped is None and code in (-signal.SIGKILL, 128 + signal.SIGKILL):
             stopped = "killed"
         return Execution(

@@ -7,6 +7,7 @@ import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from sandbox import BwrapBackend, BwrapSandbox, Limits, SandboxError
@@ -101,3 +102,19 @@ async def test_two_sandboxes_do_not_see_each_other_and_stop_leaves_nothing(tmp_p
     assert list((tmp_path / "sandboxes").iterdir()) == []
     with pytest.raises(SandboxError, match="stopped"):
         await one.run(["true"])
+
+
+async def test_a_fork_bomb_and_a_memory_bomb_meet_the_control_groups(box: BwrapSandbox) -> None:
+    """The pids controller bounds processes whoever the host sees as their user (RLIMIT_NPROC does
+    not bind root's); the memory controller ends a process that writes past its memory."""
+    bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        break\n"
+    forked = await box.run(["python3", "-c", bomb], limits=Limits(processes=16, wall_seconds=10))
+    assert forked.stopped == "processes"
+    touching = "b = bytearray(400 * 1024 * 1024)\nfor i in range(0, len(b), 4096):\n    b[i] = 1\n"
+    limits = Limits(memory_bytes=128 * 1024**2, wall_seconds=20)
+    hungry = await box.run(["python3", "-c", touching], limits=limits)
+    assert hungry.exit_code != 0
+    assert (await box.run(["true"])).exit_code == 0  # and it serves on
+    groups = Path("/sys/fs/cgroup")
+    left = await anyio.to_thread.run_sync(lambda: [p.name for p in groups.rglob("switchboard-sandbox-*")])
+    assert left == []  # every execution's groups are gone with it
