@@ -49,15 +49,11 @@ def _gateway_wire(spec: GatewaySpec, base_url: str, tenant: str) -> dict[str, An
     return out
 
 
-async def _specs(system: Switchboard, tenant: str) -> dict[str, GatewaySpec]:
-    return await changes.specs(system, tenant)
-
-
 # -- handlers ------------------------------------------------------------------
 
 
 async def list_gateways(request: Request, system: Switchboard, tenant: str) -> Response:
-    specs = await _specs(system, tenant)
+    specs = await changes.specs(system, tenant)
     return JSONResponse(
         {"gateways": [_gateway_wire(s, str(request.base_url), tenant) for s in specs.values()]}
     )
@@ -87,7 +83,7 @@ async def _put_whole_gateway(
 
 async def get_gateway(request: Request, system: Switchboard, tenant: str) -> Response:
     name = request.path_params["gateway"]
-    spec = (await _specs(system, tenant)).get(name)
+    spec = (await changes.specs(system, tenant)).get(name)
     if spec is None:
         return error(404, f"no gateway named {name!r}; GET /admin/v1/gateways lists them")
     return JSONResponse(_gateway_wire(spec, str(request.base_url), tenant))
@@ -114,7 +110,7 @@ async def delete_gateway(request: Request, system: Switchboard, tenant: str) -> 
 
 async def list_targets(request: Request, system: Switchboard, tenant: str) -> Response:
     name = request.path_params["gateway"]
-    spec = (await _specs(system, tenant)).get(name)
+    spec = (await changes.specs(system, tenant)).get(name)
     if spec is None:
         return error(404, f"no gateway named {name!r}")
     return JSONResponse({"targets": [t.model_dump(mode="json", exclude_defaults=True) for t in spec.targets]})
@@ -122,7 +118,7 @@ async def list_targets(request: Request, system: Switchboard, tenant: str) -> Re
 
 async def _write_target(request: Request, system: Switchboard, tenant: str, *, create: bool) -> Response:
     gw_name = request.path_params["gateway"]
-    specs = await _specs(system, tenant)
+    specs = await changes.specs(system, tenant)
     gw = specs.get(gw_name)
     if gw is None:
         return error(404, f"no gateway named {gw_name!r}; create it first with POST /admin/v1/gateways")
@@ -159,7 +155,7 @@ async def put_target(request: Request, system: Switchboard, tenant: str) -> Resp
 
 async def get_target(request: Request, system: Switchboard, tenant: str) -> Response:
     gw_name, name = request.path_params["gateway"], request.path_params["target"]
-    gw = (await _specs(system, tenant)).get(gw_name)
+    gw = (await changes.specs(system, tenant)).get(gw_name)
     target = next((t for t in gw.targets if t.name == name), None) if gw else None
     if target is None:
         return error(404, f"no target {name!r} in gateway {gw_name!r}")
@@ -204,7 +200,7 @@ async def enable_connector(request: Request, system: Switchboard, tenant: str) -
     gw_name, name = request.path_params["gateway"], request.path_params["connector"]
     if name not in connectors.catalog().entries:
         return error(404, f"no connector named {name!r}; GET /admin/v1/connectors lists them")
-    gw = (await _specs(system, tenant)).get(gw_name)
+    gw = (await changes.specs(system, tenant)).get(gw_name)
     if gw is None:
         return error(404, f"no gateway named {gw_name!r}; create it first with POST /admin/v1/gateways")
     ask = await body_as(request, connectors.EnableRequest)

@@ -13,6 +13,7 @@ from typing import Any
 from gateway.auth import AccessKeys
 from gateway.system import Switchboard
 from identity.api import IdentityServices
+from identity.vault import Vault
 
 Params = dict[str, Any]
 
@@ -59,6 +60,13 @@ class Call:
     @property
     def account(self) -> str:
         return self.account_ids.get(self.tenant) or account_id(self.tenant)
+
+    @property
+    def vault(self) -> Vault:
+        """The process's vault (open whenever requests are served)."""
+        if self.system.vault is None:
+            raise AwsError("InternalServerException", "the vault is not open", 500)
+        return self.system.vault
 
     def arn(self, service: str, resource: str) -> str:
         return f"arn:aws:{service}:{self.region}:{self.account}:{resource}"

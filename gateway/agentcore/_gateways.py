@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -79,6 +80,14 @@ def page(items: list[Any], params: Params, key: str = "name") -> tuple[list[Any]
         base64.urlsafe_b64encode(json.dumps({"after": chunk[-1][key]}).encode()).decode() if more else None
     )
     return chunk, next_token
+
+
+def paged(
+    rows: list[AwsResource], params: Params, out: Callable[[AwsResource], Params]
+) -> tuple[list[Params], Params]:
+    """One page of stored resources (by name) as ``out`` describes each, and its ``nextToken``."""
+    chunk, token = page([{"name": r.name, "res": r} for r in rows], params)
+    return [out(i["res"]) for i in chunk], ({"nextToken": token} if token else {})
 
 
 # -- gateways ------------------------------------------------------------------

@@ -13,21 +13,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from gateway.agentcore._call import AwsError, Call, Params, conflict, not_found
-from gateway.agentcore._gateways import page
+from gateway.agentcore._gateways import paged
 from gateway.auth import TENANT_VAULT, qualified
 from gateway.store import AwsResource, StoreAws
 from identity.outbound import SERVICE, CredentialError
-from identity.vault import Owner, Vault
+from identity.vault import Owner
 
 API_KEY, WORKLOAD = "api_key_provider", "workload"
 TOKEN_VAULT = "default"
-
-
-def _vault(call: Call) -> Vault:
-    vault = call.system.vault
-    if vault is None:
-        raise AwsError("InternalServerException", "the vault is not open", 500)
-    return vault
 
 
 def _key_owner(tenant: str, name: str) -> Owner:
@@ -68,7 +61,7 @@ async def create_api_key_provider(call: Call, params: Params) -> Params:
     aws = StoreAws(call.system.store)
     if await aws.get(call.tenant, API_KEY, name) is not None:
         raise conflict(f"a credential provider named {name} exists")
-    await _vault(call).put(_key_owner(call.tenant, name), key)
+    await call.vault.put(_key_owner(call.tenant, name), key)
     res = await aws.ensure(call.tenant, API_KEY, name, lambda: name)
     out = _api_key_out(call, res)
     return {k: out[k] for k in ("apiKeySecretArn", "apiKeySecretSource", "name", "credentialProviderArn")}
@@ -86,9 +79,7 @@ async def _listing(
 ) -> tuple[list[Params], dict[str, str]]:
     """One page of the tenant's resources of ``kind``, each cut to ``fields``; and its nextToken."""
     rows = await StoreAws(call.system.store).list(call.tenant, kind)
-    chunk, token = page([{"name": r.name, "res": r} for r in rows], params)
-    items = [{k: v for k, v in out(call, i["res"]).items() if k in fields} for i in chunk]
-    return items, ({"nextToken": token} if token else {})
+    return paged(rows, params, lambda r: {k: v for k, v in out(call, r).items() if k in fields})
 
 
 async def _api_key_provider(call: Call, name: str) -> AwsResource:
@@ -107,7 +98,7 @@ async def list_api_key_providers(call: Call, params: Params) -> Params:
 
 async def update_api_key_provider(call: Call, params: Params) -> Params:
     res = await _api_key_provider(call, params["name"])
-    await _vault(call).put(_key_owner(call.tenant, res.name), _managed_key(params))
+    await call.vault.put(_key_owner(call.tenant, res.name), _managed_key(params))
     aws = StoreAws(call.system.store)
     await aws.update(call.tenant, API_KEY, res.name, res.attrs)
     return _api_key_out(call, await aws.get(call.tenant, API_KEY, res.name) or res)
@@ -115,7 +106,7 @@ async def update_api_key_provider(call: Call, params: Params) -> Params:
 
 async def delete_api_key_provider(call: Call, params: Params) -> Params:
     res = await _api_key_provider(call, params["name"])
-    await _vault(call).delete(_key_owner(call.tenant, res.name))
+    await call.vault.delete(_key_owner(call.tenant, res.name))
     await StoreAws(call.system.store).delete(call.tenant, API_KEY, res.name)
     return {}
 
@@ -216,7 +207,7 @@ async def get_resource_api_key(call: Call, params: Params) -> Params:
         )
     name = params["resourceCredentialProviderName"]
     await _api_key_provider(call, name)
-    key = await _vault(call).get(_key_owner(call.tenant, name), tool=f"GetResourceApiKey by {doc.get('w')}")
+    key = await call.vault.get(_key_owner(call.tenant, name), tool=f"GetResourceApiKey by {doc.get('w')}")
     if key is None:
         raise not_found(f"credential provider {name} keeps no key")
     return {"apiKey": key.decode()}

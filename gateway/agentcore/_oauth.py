@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from gateway.agentcore._call import AwsError, Call, Params, access_denied, conflict, not_found, validation
-from gateway.agentcore._gateways import page
+from gateway.agentcore._gateways import paged
 from gateway.agentcore._identity import TOKEN_VAULT, WORKLOAD, _named
 from gateway.agentcore._vault_links import OAUTH2, PRESETS, follow, release, store
 from gateway.auth import TENANT_VAULT, qualified
@@ -55,7 +55,7 @@ from identity.inbound import Refused
 from identity.outbound import PRESETS as ENDPOINTS
 from identity.outbound import SERVICE, ConsentRequired, CredentialError, ProviderSpec, discover, from_preset
 from identity.sessions import Session, SessionBinding, SessionError
-from identity.vault import Owner, Vault
+from identity.vault import Owner
 
 CUSTOM, INCLUDED = "customOauth2ProviderConfig", "includedOauth2ProviderConfig"
 OWN_CONFIG = {
@@ -77,13 +77,6 @@ UNSUPPORTED = {
 }
 M2M, USER, OBO = "M2M", "USER_FEDERATION", "ON_BEHALF_OF_TOKEN_EXCHANGE"
 Kind = Literal["oauth2_client_credentials", "oauth2_authorization_code", "oauth2_token_exchange"]
-
-
-def _vault(call: Call) -> Vault:
-    vault = call.system.vault
-    if vault is None:
-        raise AwsError("InternalServerException", "the vault is not open", 500)
-    return vault
 
 
 def _secret_owner(tenant: str, name: str) -> Owner:
@@ -259,9 +252,9 @@ async def create_provider(call: Call, params: Params) -> Params:
     attrs, secret = await _configure(call, params, secrets.token_hex(8))
     owner = _secret_owner(call.tenant, name)
     if secret:
-        await _vault(call).put(owner, secret)
+        await call.vault.put(owner, secret)
     else:  # a public client (PKCE alone): no secret left from a provider of the same name
-        await _vault(call).delete(owner)
+        await call.vault.delete(owner)
     res = await aws.ensure(call.tenant, OAUTH2, name, lambda: name, attrs)
     fields = ("clientSecretArn", "clientSecretSource", "name", "credentialProviderArn", "callbackUrl")
     return _out(call, res, (*fields, "oauth2ProviderConfigOutput", "status"))
@@ -273,10 +266,9 @@ async def get_provider(call: Call, params: Params) -> Params:
 
 async def list_providers(call: Call, params: Params) -> Params:
     rows = await StoreAws(call.system.store).list(call.tenant, OAUTH2)
-    chunk, token = page([{"name": r.name, "res": r} for r in rows], params)
     fields = ("name", "credentialProviderVendor", "credentialProviderArn", "createdTime", "lastUpdatedTime")
-    items = [_out(call, i["res"], fields) for i in chunk]
-    return {"credentialProviders": items, **({"nextToken": token} if token else {})}
+    items, more = paged(rows, params, lambda r: _out(call, r, fields))
+    return {"credentialProviders": items, **more}
 
 
 async def update_provider(call: Call, params: Params) -> Params:
@@ -288,7 +280,7 @@ async def update_provider(call: Call, params: Params) -> Params:
     attrs, secret = await _configure(call, params, str(res.attrs.get("generation") or ""))
     await store(call, await follow(call, dataclasses.replace(res, attrs=attrs)))
     if secret:
-        await _vault(call).put(_secret_owner(call.tenant, res.name), secret)
+        await call.vault.put(_secret_owner(call.tenant, res.name), secret)
     aws = StoreAws(call.system.store)
     await aws.update(call.tenant, OAUTH2, res.name, attrs)
     return _out(call, await aws.get(call.tenant, OAUTH2, res.name) or res)
@@ -298,7 +290,7 @@ async def delete_provider(call: Call, params: Params) -> Params:
     """Refused while a gateway's target signs with it; gateways' entries no target uses go with it."""
     res = await _provider(call, params["name"])
     await store(call, await release(call, res.name))
-    await _vault(call).delete(_secret_owner(call.tenant, res.name))
+    await call.vault.delete(_secret_owner(call.tenant, res.name))
     await StoreAws(call.system.store).delete(call.tenant, OAUTH2, res.name)
     return {}
 
@@ -538,8 +530,7 @@ async def _jwt_user(call: Call, token: str) -> str:
 
 async def get_workload_access_token_for_jwt(call: Call, params: Params) -> Params:
     name = params["workloadName"]
-    if await StoreAws(call.system.store).get(call.tenant, WORKLOAD, name) is None:
-        raise not_found(f"workload identity {name} does not exist")
+    await _named(call, WORKLOAD, name, "workload identity")
     user = await _jwt_user(call, params["userToken"])
     token = call.identity.tokens.issue(
         call.tenant, name, user, user_token=params["userToken"], vault_only=True

@@ -34,7 +34,7 @@ from gateway.agentcore._engines import (
     resources,
     with_entries,
 )
-from gateway.agentcore._gateways import page
+from gateway.agentcore._gateways import paged
 from gateway.config import GatewaySpec, PolicySpec
 from gateway.core.errors import ConfigError
 from gateway.store import AwsResource, StoreAws
@@ -99,8 +99,7 @@ async def get_policy_engine_summary(call: Call, params: Params) -> Params:
 
 async def _engines_page(call: Call, params: Params) -> tuple[list[Params], Params]:
     rows = await StoreAws(call.system.store).list(call.tenant, ENGINE)
-    chunk, token = page([{"name": r.name, "res": r} for r in rows], params)
-    return [_engine_out(call, i["res"]) for i in chunk], ({"nextToken": token} if token else {})
+    return paged(rows, params, lambda r: _engine_out(call, r))
 
 
 async def list_policy_engines(call: Call, params: Params) -> Params:
@@ -314,8 +313,7 @@ async def _policies_page(call: Call, params: Params) -> tuple[list[Params], Para
     scope = params.get("targetResourceScope")
     if scope:  # the policies that can decide calls on that resource
         rows = [r for r in rows if all(f is None or f == scope for f in resources(as_policy(r).statement))]
-    chunk, token = page([{"name": r.name, "res": r} for r in rows], params)
-    return [_policy_out(call, i["res"]) for i in chunk], ({"nextToken": token} if token else {})
+    return paged(rows, params, lambda r: _policy_out(call, r))
 
 
 async def list_policies(call: Call, params: Params) -> Params:
