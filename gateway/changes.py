@@ -66,7 +66,7 @@ async def put_gateway(
     system: Switchboard, tenant: str, spec: GatewaySpec, *, create: bool = False
 ) -> list[tuple[str, str, Change]]:
     """Create or replace a gateway with its targets; returns what changed (kind, name, change)."""
-    kept = (await specs(system, tenant)).get(spec.name)
+    kept = await system.load_spec(tenant, spec.name)
     if create and kept is not None:
         raise Exists(f"gateway {spec.name!r} exists")
     await guard(system, tenant, spec, kept)
@@ -86,7 +86,7 @@ async def put_target(
     system: Switchboard, tenant: str, gateway: str, target: TargetBase, *, create: bool = False
 ) -> Change:
     """Add or replace one target of a gateway."""
-    gw = (await specs(system, tenant)).get(gateway)
+    gw = await system.load_spec(tenant, gateway)
     if gw is None:
         raise Missing(f"no gateway named {gateway!r}")
     exists = any(t.name == target.name for t in gw.targets)
@@ -107,7 +107,7 @@ async def put_target(
 async def delete_target(system: Switchboard, tenant: str, gateway: str, name: str) -> None:
     """Remove one target; refused (ConfigError) when the gateway would not load without it (a
     policy names one of its tools, say)."""
-    gw = (await specs(system, tenant)).get(gateway)
+    gw = await system.load_spec(tenant, gateway)
     if gw is None or not any(t.name == name for t in gw.targets):
         raise Missing(f"no target {name!r} in gateway {gateway!r}")
     kept = [t for t in gw.targets if t.name != name]

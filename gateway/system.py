@@ -10,6 +10,7 @@ import logging
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -86,11 +87,18 @@ class Switchboard:
         self.aws_keys: AccessKeys | None = None
 
     async def load_specs(self, tenant: str) -> list[GatewaySpec]:
-        specs = []
-        for gw in await self.store.list_gateways(tenant):
-            targets = [{**t.spec, "name": t.name} for t in await self.store.list_targets(tenant, gw.name)]
-            specs.append(gateway_from_store({**gw.spec, "name": gw.name}, targets, source=f"store:{gw.name}"))
-        return specs
+        return [
+            await self._spec_of(tenant, gw.name, gw.spec) for gw in await self.store.list_gateways(tenant)
+        ]
+
+    async def load_spec(self, tenant: str, name: str) -> GatewaySpec | None:
+        """One stored gateway of the tenant (without reading the others), or None."""
+        gw = await self.store.get_gateway(tenant, name)
+        return await self._spec_of(tenant, gw.name, gw.spec) if gw is not None else None
+
+    async def _spec_of(self, tenant: str, name: str, spec: dict[str, Any]) -> GatewaySpec:
+        targets = [{**t.spec, "name": t.name} for t in await self.store.list_targets(tenant, name)]
+        return gateway_from_store({**spec, "name": name}, targets, source=f"store:{name}")
 
     async def reload(self) -> list[str]:
         """Bring the hub in step with the store (every tenant); returns the gateways that changed."""

@@ -167,7 +167,7 @@ async def _gateway_out(call: Call, spec: GatewaySpec, res: AwsResource) -> Param
 async def _gateway_by_id(call: Call, identifier: str) -> tuple[GatewaySpec, AwsResource]:
     aws = StoreAws(call.system.store)
     res = await aws.by_id(call.tenant, GATEWAY, identifier)
-    spec = (await changes.specs(call.system, call.tenant)).get(res.name) if res is not None else None
+    spec = await call.system.load_spec(call.tenant, res.name) if res is not None else None
     if res is None or spec is None:
         raise not_found(f"gateway {identifier} does not exist")
     return spec, res
@@ -185,7 +185,7 @@ async def create_gateway(call: Call, params: Params) -> Params:
     if token:
         earlier = await aws.by_client_token(call.tenant, GATEWAY, token)
         if earlier is not None:
-            spec = (await changes.specs(call.system, call.tenant)).get(earlier.name)
+            spec = await call.system.load_spec(call.tenant, earlier.name)
             if spec is not None:
                 return await _gateway_out(call, spec, earlier)  # the same request again: the same answer
     new = gateway_id(params["name"])  # known before the gateway is written: its policies name its ARN
