@@ -6,7 +6,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 TOOLS  := .tools
 CHROMIUM := /usr/bin/chromium
-BWRAP := /usr/bin/bwrap
+# What the sandboxes need from Debian: bubblewrap, and the Python libraries the code
+# interpreter's sessions import (the sandbox's Python is the system's, read-only).
+SANDBOX_DEBS := bubblewrap python3-matplotlib python3-numpy python3-pandas python3-pil
 NODE22 := $(TOOLS)/node_modules/.bin
 CONFORMANCE_PKG := @modelcontextprotocol/conformance@0.2.0-alpha.12
 # Prism validates the requests the OpenAPI targets send; GitHub's REST document is the
@@ -15,7 +17,7 @@ CONFORMANCE_PKG := @modelcontextprotocol/conformance@0.2.0-alpha.12
 NPM_TEST_PKGS := @stoplight/prism-cli@5.14.2 @octokit/openapi@23.0.2 \
 	@modelcontextprotocol/server-everything@2026.8.31 @modelcontextprotocol/server-filesystem@2026.8.31
 
-.PHONY: serve test lint typecheck pytest conformance install tools bench clean
+.PHONY: serve test lint typecheck pytest conformance install tools bench clean sandbox-debs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,7 +28,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # The quickstart's HTTP function runs beside the gateway and stops with it.
-serve: $(STAMP)
+serve: $(STAMP) sandbox-debs
 	$(BIN)/python -m examples.quickstart.http_function 8081 & fn=$$!; \
 	trap 'kill $$fn 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/switchboard serve --config examples/quickstart/switchboard.yaml
@@ -40,7 +42,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) $(TOOLS)/.stamp $(CHROMIUM) $(BWRAP)
+pytest: $(STAMP) $(TOOLS)/.stamp $(CHROMIUM) sandbox-debs
 	$(BIN)/pytest
 
 # The trace viewer's browser test drives Debian's Chromium through Playwright (which is
@@ -50,11 +52,13 @@ $(CHROMIUM):
 	export DEBIAN_FRONTEND=noninteractive; \
 	$$sudo apt-get install -y -q chromium || { $$sudo apt-get update -q && $$sudo apt-get install -y -q chromium; }
 
-# The sandbox's default backend is bubblewrap (Debian's package).
-$(BWRAP):
-	@if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+# The sandboxes' packages (checked each time: dpkg answers in a blink when all are there).
+sandbox-debs:
+	@dpkg -s $(SANDBOX_DEBS) >/dev/null 2>&1 || { \
+	if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
 	export DEBIAN_FRONTEND=noninteractive; \
-	$$sudo apt-get install -y -q bubblewrap || { $$sudo apt-get update -q && $$sudo apt-get install -y -q bubblewrap; }
+	$$sudo apt-get install -y -q --no-install-recommends $(SANDBOX_DEBS) || \
+	{ $$sudo apt-get update -q && $$sudo apt-get install -y -q --no-install-recommends $(SANDBOX_DEBS); }; }
 
 # The MCP conformance suite needs Node >= 22; it is installed from npm into
 # an ignored folder so the machine's Node 20 stays as it is.

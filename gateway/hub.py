@@ -28,6 +28,7 @@ from gateway.core.pipeline import Stage
 from gateway.core.provider import ToolProvider
 from gateway.core.types import JSON, CallContext, CallNext, Principal, ToolCall, ToolResult
 from gateway.core.wrappers import Filtered, Overridden
+from gateway.interpreters import CodeInterpreters
 from gateway.pins import Pinned, PinScope, PinsFor
 from gateway.providers import provider_class
 from gateway.settings import Settings
@@ -55,6 +56,7 @@ def build_provider(
     gateway: str,
     pins: PinScope | None = None,
     egress_allow: tuple[str, ...] | None = None,
+    interpreters: CodeInterpreters | None = None,
 ) -> ToolProvider:
     """The provider for one target, with pinning, overrides and include/exclude applied.
 
@@ -63,6 +65,7 @@ def build_provider(
     factory: Any = provider_class(kind)  # each provider class takes its own config model
     provider: ToolProvider = factory(target, gateway=gateway)
     provider.egress_allow = egress_allow
+    provider.interpreters = interpreters
     if pins is not None and isinstance(target, McpTarget) and target.pin_tools:
         provider = Pinned(provider, pins, approve_new=target.approve_new_tools)
     if target.overrides:
@@ -152,12 +155,14 @@ class Hub:
         approvals: StoreApprovals | None = None,
         observe: tuple[bool, int] | None = None,
         egress_allow: Sequence[str] | None = None,
+        interpreters: CodeInterpreters | None = None,
     ) -> None:
         """``observe``: trace and count calls, recording arguments and results on spans or
         not, capped at a size (``(content, bytes)``); None for a hub that serves nobody.
         ``egress_allow``: beyond public addresses, what tenants' targets may connect to
         (default: ``SWITCHBOARD_EGRESS_ALLOW``)."""
         self.egress_allow = tuple(Settings().egress_allow if egress_allow is None else egress_allow)
+        self.interpreters = interpreters  # (what `kind: code_interpreter` targets run code in)
         self.stages = list(stages)
         self.pins = pins
         self.credentials = credentials
@@ -287,7 +292,7 @@ class Hub:
         where = f"gateways.{gateway}.targets.{target.name}"
         try:
             pins = self.pins(tenant, gateway, target.name) if self.pins is not None else None
-            provider = build_provider(target, gateway, pins, self.egress_allow_of(tenant))
+            provider = build_provider(target, gateway, pins, self.egress_allow_of(tenant), self.interpreters)
         except ConfigError as exc:
             raise _located(exc, where) from None
         if self._task_group is None:

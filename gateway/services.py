@@ -23,6 +23,7 @@ from gateway.auth import AccessKeys, Authenticator, Revocations, consent_user, c
 from gateway.config import load_file, to_store
 from gateway.egress import Reach
 from gateway.hub import Hub
+from gateway.interpreters import CodeInterpreters
 from gateway.mcp import McpFront, SessionLimits
 from gateway.pins import store_pins
 from gateway.serving import Forwarder, session_owner
@@ -106,18 +107,25 @@ async def open_services(
                 writers.start_soon(telemetry.sink.run)
             telemetry.start()
             try:
-                async with Hub(
-                    pins=store_pins(store),
-                    credentials=credentials_for(broker),
-                    counters=counters,
-                    results=results,
-                    audit=audit if settings.audit else None,
-                    approvals=StoreApprovals(store),
-                    observe=(settings.trace_content, settings.trace_content_bytes),
-                    egress_allow=settings.egress_allow,
-                ) as hub:
+                interpreters = CodeInterpreters(settings)
+                async with (
+                    interpreters.open(),
+                    Hub(
+                        interpreters=interpreters,
+                        pins=store_pins(store),
+                        credentials=credentials_for(broker),
+                        counters=counters,
+                        results=results,
+                        audit=audit if settings.audit else None,
+                        approvals=StoreApprovals(store),
+                        observe=(settings.trace_content, settings.trace_content_bytes),
+                        egress_allow=settings.egress_allow,
+                    ) as hub,
+                ):
                     system = Switchboard(settings, store, hub)
                     system.vault, system.broker = vault, broker
+                    system.interpreters = interpreters
+                    interpreters.shared = hub.shared
                     auth = system.authenticator = Authenticator(
                         store,
                         settings.public_url,

@@ -84,6 +84,37 @@ class Settings(BaseSettings):
         None, description="A folder of your own connectors (YAML); yours replace ours by name."
     )
 
+    # Code interpreters (ADR 0035): each session a sandbox of its own.
+    sandbox_dir: Path | None = Field(
+        None, description="Where sandboxes' filesystems are made (default: DATA_DIR/sandboxes)."
+    )
+    code_interpreter_backend: Literal["bwrap"] = Field(
+        "bwrap", description="The isolation of code interpreter sessions: bwrap (bubblewrap)."
+    )
+    code_interpreter_warm: int = Field(
+        2, ge=0, le=64, description="Sandboxes of the built-in code interpreter kept started and ready."
+    )
+    code_interpreter_max_sessions: int = Field(
+        64, ge=1, description="Live sessions one code interpreter may have at once in this process."
+    )
+    code_interpreter_idle_seconds: float = Field(
+        900, gt=0, description="A session unused this long is ended (its sandbox removed)."
+    )
+    code_interpreter_wall_seconds: float = Field(
+        60, gt=0, le=3600, description="The longest one execution may run (wall time; CPU time the same)."
+    )
+    code_interpreter_memory_mb: int = Field(
+        1024, ge=64, description="Memory of one session's sandbox (its files count too: they are in memory)."
+    )
+    code_interpreter_disk_mb: int = Field(
+        512, ge=1, description="Size of one session's work directory and /tmp together."
+    )
+    code_interpreter_node: str | None = Field(
+        "/usr/bin/node",
+        description="The node that runs javascript (and typescript, from 22.6) inside the sandboxes; "
+        "none: python only.",
+    )
+
     redis_url: str | None = Field(
         None, description="redis://host:port/db: rate-limit counters (and later caches) shared by replicas."
     )

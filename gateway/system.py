@@ -18,6 +18,7 @@ from gateway.auth import AccessKeys, Authenticator, provider_specs
 from gateway.config import GatewaySpec, gateway_from_store
 from gateway.core.errors import ConfigError
 from gateway.hub import Hub
+from gateway.interpreters import CodeInterpreters
 from gateway.pins import pinned_of
 from gateway.settings import Settings
 from gateway.store import Store
@@ -85,6 +86,7 @@ class Switchboard:
         self.vault: Vault | None = None
         self.broker: Broker | None = None
         self.aws_keys: AccessKeys | None = None
+        self.interpreters: CodeInterpreters | None = None
 
     async def load_specs(self, tenant: str) -> list[GatewaySpec]:
         return [

@@ -2,9 +2,39 @@
 
 Isolation for code the gateway must not trust (model-written code, hosted agents, tenants' local
 MCP servers): one contract (``Sandbox``: run a command under limits, files in and out of a private
-work directory, stop leaving nothing) and its backends. Bubblewrap is the first (ADR 0034)."""
+work directory, stop leaving nothing) and its backends. Bubblewrap is the first (ADR 0034).
+On them, code interpreters: sessions with a kernel, AgentCore's tools and a warm pool (ADR 0035)."""
 
 from sandbox._bwrap import BwrapBackend, BwrapSandbox, available
-from sandbox._contract import Execution, Limits, Sandbox, SandboxError
+from sandbox._contract import (
+    AtCapacity,
+    Execution,
+    Limits,
+    NoSession,
+    Options,
+    Sandbox,
+    SandboxError,
+    Unavailable,
+    Usage,
+)
+from sandbox._interpreter import CodeSession, Interpreter, InterpreterConfig
+from sandbox._tools import TOOLS
 
-__all__ = ["BwrapBackend", "BwrapSandbox", "Execution", "Limits", "Sandbox", "SandboxError", "available"]
+__all__ = [
+    "TOOLS",
+    "AtCapacity",
+    "BwrapBackend",
+    "BwrapSandbox",
+    "CodeSession",
+    "Execution",
+    "Interpreter",
+    "InterpreterConfig",
+    "Limits",
+    "NoSession",
+    "Options",
+    "Sandbox",
+    "SandboxError",
+    "Unavailable",
+    "Usage",
+    "available",
+]

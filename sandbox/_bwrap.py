@@ -15,20 +15,30 @@ import os
 import secrets
 import shutil
 import signal
-import stat
 from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
-from anyio.abc import ByteReceiveStream
+from anyio.abc import ByteReceiveStream, Process
 
-from sandbox._cgroups import Cgroups, Groups
-from sandbox._contract import Execution, Limits, SandboxError, inside
+from sandbox._cgroups import Cgroups, Groups, _alive
+from sandbox._contract import Execution, Limits, Options, SandboxError, Usage
+from sandbox._files import WorkFiles
+from sandbox._mounts import can_mount, is_mount, mount_tmpfs, unmount
+from sandbox._seccomp import filter_fd
 
 BWRAP = "/usr/bin/bwrap"
 PRLIMIT = "/usr/bin/prlimit"
 UID = GID = 65534  # nobody, inside the sandbox's own user namespace
-SYSTEM = ("/usr", "/etc/alternatives", "/etc/ssl", "/etc/ld.so.cache", "/etc/localtime")
+SYSTEM = (
+    "/usr",
+    "/etc/alternatives",
+    "/etc/ssl",
+    "/etc/ld.so.cache",
+    "/etc/localtime",
+    "/etc/fonts",
+    "/etc/matplotlibrc",
+)
 ENVIRONMENT = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/work", "LANG": "C.UTF-8", "TMPDIR": "/tmp"}
 
 
@@ -42,29 +52,64 @@ def available() -> str | None:
 
 
 class BwrapBackend:
-    """Sandboxes under ``root`` (made 0700), one work directory each."""
+    """Sandboxes under ``root`` (made 0700), each with its own small filesystem."""
 
     name = "bwrap"
 
-    def __init__(self, root: Path, cgroups: Cgroups | None = None) -> None:
+    def __init__(self, root: Path, cgroups: Cgroups | None = None, *, seccomp: bool = True) -> None:
         problem = available()
         if problem is not None:
             raise SandboxError(problem)
-        self.root = root
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
         found = cgroups or Cgroups()
         self.cgroups = found if found.problem() is None else None  # (rlimits and wall time alone)
+        self.seccomp = seccomp
+        _sweep(root, self.cgroups)
+        self.root = root / f"p{os.getpid()}"  # (several processes may share the root)
+        self.root.mkdir(exist_ok=True, mode=0o700)
 
-    async def start(self) -> BwrapSandbox:
+    async def start(self, options: Options | None = None) -> BwrapSandbox:
+        options = options or Options()
         session_id = secrets.token_hex(8)
-        work = self.root / session_id
-        work.mkdir(mode=0o700)
+        home = self.root / session_id
+        home.mkdir(mode=0o700)
+        try:
+            if can_mount():  # its own tmpfs: the disk and file-count limits, kept by the kernel
+                mount_tmpfs(home, options.disk_bytes, options.files)
+            for name in ("work", "tmp"):
+                (home / name).mkdir(mode=0o700)
+            groups = None
+            if self.cgroups is not None:
+                groups = self.cgroups.make(options.processes, options.memory_bytes, cpu=True)
+        except OSError as exc:
+            await _remove(home)
+            raise SandboxError(f"a sandbox could not be made: {exc}") from None
         # Owned by whoever runs the gateway: that user is the sandbox's `nobody` inside its user
-        # namespace, and nobody else can enter the directory (0700).
-        return BwrapSandbox(session_id, work, self.cgroups)
+        # namespace, and nobody else can enter the directories (0700).
+        return BwrapSandbox(session_id, home, options, self.cgroups, groups, seccomp=self.seccomp)
 
 
-def _argv(work: Path, command: Sequence[str]) -> list[str]:
+def _sweep(root: Path, cgroups: Cgroups | None) -> None:
+    """What a process that was killed left behind: its sandboxes' filesystems (their processes
+    ended with it: bwrap dies with its parent) and control groups."""
+    for left in root.glob("p*"):
+        if not left.name[1:].isdigit() or _alive(int(left.name[1:])):
+            continue
+        for home in left.iterdir():
+            if is_mount(home):
+                unmount(home)
+        shutil.rmtree(left, ignore_errors=True)
+    if cgroups is not None:
+        cgroups.sweep()
+
+
+async def _remove(home: Path) -> None:
+    if is_mount(home):
+        unmount(home)
+    await anyio.to_thread.run_sync(lambda: shutil.rmtree(home, ignore_errors=True))
+
+
+def _argv(home: Path, command: Sequence[str], options: Options, seccomp_fd: int | None) -> list[str]:
     argv = [BWRAP, "--unshare-all", "--unshare-user", "--uid", str(UID), "--gid", str(GID)]
     argv += ["--die-with-parent", "--new-session", "--clearenv", "--cap-drop", "ALL"]
     for source in SYSTEM:
@@ -77,21 +122,14 @@ def _argv(work: Path, command: Sequence[str]) -> list[str]:
         ("/sbin", "usr/sbin"),
     ):
         argv += ["--symlink", target, link]
-    argv += [
-        "--proc",
-        "/proc",
-        "--dev",
-        "/dev",
-        "--tmpfs",
-        "/tmp",
-        "--bind",
-        str(work),
-        "/work",
-        "--chdir",
-        "/work",
-    ]
-    for key, value in ENVIRONMENT.items():
+    argv += ["--proc", "/proc", "--dev", "/dev"]
+    argv += ["--bind", str(home / "tmp"), "/tmp", "--bind", str(home / "work"), "/work", "--chdir", "/work"]
+    for source, target in options.binds:
+        argv += ["--ro-bind", source, target]
+    for key, value in {**ENVIRONMENT, **options.environment}.items():
         argv += ["--setenv", key, value]
+    if seccomp_fd is not None:
+        argv += ["--seccomp", str(seccomp_fd)]
     return [*argv, "--", *command]
 
 
@@ -122,39 +160,91 @@ async def _drain(stream: ByteReceiveStream | None, cap: int, into: bytearray) ->
     return dropped
 
 
-class BwrapSandbox:
-    """One bubblewrap sandbox: a work directory, and the commands run in it."""
+class BwrapSandbox(WorkFiles):
+    """One bubblewrap sandbox: its filesystem, its control groups, and what runs in it."""
 
-    def __init__(self, session_id: str, work: Path, cgroups: Cgroups | None = None) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        home: Path,
+        options: Options,
+        cgroups: Cgroups | None = None,
+        groups: Groups | None = None,
+        *,
+        seccomp: bool = True,
+    ) -> None:
+        super().__init__(home / "work")
         self.session_id = session_id
-        self.work = work
+        self.home = home
+        self.options = options
         self.cgroups = cgroups
+        self.groups = groups  # the sandbox's own, for its whole life
+        self.seccomp = seccomp
         self.stopped = False
 
-    async def run(
-        self, argv: Sequence[str], *, stdin: bytes = b"", limits: Limits | None = None
-    ) -> Execution:
+    def _command(self, argv: Sequence[str], limits: Limits | None) -> tuple[list[str], int | None]:
         if self.stopped:
             raise SandboxError(f"sandbox {self.session_id} is stopped")
         if not argv:
             raise SandboxError("give the command to run")
+        fd = filter_fd() if self.seccomp else None
+        command = _argv(self.home, argv, self.options, fd)
+        return ([*_limited(limits), *command] if limits is not None else command), fd
+
+    async def run(
+        self, argv: Sequence[str], *, stdin: bytes = b"", limits: Limits | None = None
+    ) -> Execution:
         limits = limits or Limits()
-        command = [*_limited(limits), *_argv(self.work, argv)]
+        command, fd = self._command(argv, limits)
         groups = (
             self.cgroups.make(limits.processes, limits.memory_bytes) if self.cgroups is not None else None
         )
         try:
-            return await self._run(groups.enter(command) if groups else command, stdin, limits, groups)
+            if groups is not None:  # its own groups (the sandbox's are for what it spawns)
+                command = groups.enter(command)
+            return await self._run(command, stdin, limits, groups, fd)
         finally:
             if groups is not None:
                 with anyio.CancelScope(shield=True):
                     await groups.remove()
 
+    async def spawn(self, argv: Sequence[str]) -> Process:
+        command, fd = self._command(argv, None)
+        if self.groups is not None:
+            command = self.groups.enter(command)
+        try:
+            return await anyio.open_process(
+                command, start_new_session=True, pass_fds=() if fd is None else (fd,)
+            )
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def usage(self) -> Usage:
+        if self.groups is None:
+            return Usage(0.0, 0, 0, 0)
+        return Usage(
+            self.groups.cpu_seconds(),
+            self.groups.memory_used(),
+            self.groups.memory_kills(),
+            self.groups.process_refusals(),
+        )
+
+    async def kill(self) -> None:
+        if self.groups is not None:
+            await anyio.to_thread.run_sync(self.groups.kill)
+
     async def _run(
-        self, command: list[str], stdin: bytes, limits: Limits, groups: Groups | None
+        self, command: list[str], stdin: bytes, limits: Limits, groups: Groups | None, fd: int | None
     ) -> Execution:
         out, err = bytearray(), bytearray()
-        process = await anyio.open_process(command, start_new_session=True)
+        try:
+            process = await anyio.open_process(
+                command, start_new_session=True, pass_fds=() if fd is None else (fd,)
+            )
+        finally:
+            if fd is not None:
+                os.close(fd)
         cut = [False, False]
         stopped: str | None = None
         with anyio.move_on_after(limits.wall_seconds) as deadline:
@@ -191,60 +281,14 @@ class BwrapSandbox:
             stopped=stopped,
         )
 
-    def _host_path(self, path: str) -> Path:
-        relative = inside(path)
-        host = self.work
-        for part in relative.parts:
-            host = host / part
-            try:
-                if stat.S_ISLNK(os.lstat(host).st_mode):
-                    raise SandboxError(f"{path!r} goes through a symbolic link; not followed")
-            except FileNotFoundError:
-                continue  # (not there yet: nothing to follow)
-        return host
-
-    async def write(self, path: str, content: bytes) -> None:
-        host = self._host_path(path)
-        host.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-
-    async def read(self, path: str) -> bytes:
-        host = self._host_path(path)
-        try:
-            fd = os.open(host, os.O_RDONLY | os.O_NOFOLLOW)
-        except FileNotFoundError:
-            raise SandboxError(f"no file {path!r} in the work directory") from None
-        except OSError as exc:
-            raise SandboxError(f"{path!r} cannot be read: {exc.strerror}") from None
-        with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                raise SandboxError(f"{path!r} is not a regular file")
-            return f.read()
-
-    async def listing(self, path: str = ".") -> list[tuple[str, int, bool]]:
-        host = self.work if path in ("", ".") else self._host_path(path)
-        if not host.is_dir() or host.is_symlink():
-            raise SandboxError(f"{path!r} is not a directory in the work directory")
-        out = []
-        for entry in sorted(os.scandir(host), key=lambda e: e.name):
-            info = entry.stat(follow_symlinks=False)
-            out.append((entry.name, info.st_size, stat.S_ISDIR(info.st_mode)))
-        return out
-
-    async def remove(self, path: str) -> None:
-        host = self._host_path(path)
-        if host.is_dir() and not host.is_symlink():
-            shutil.rmtree(host)
-        elif host.exists() or host.is_symlink():
-            host.unlink()
-        else:
-            raise SandboxError(f"no file {path!r} in the work directory")
-
     async def stop(self) -> None:
+        if self.stopped:
+            return
         self.stopped = True
-        shutil.rmtree(self.work, ignore_errors=True)
+        with anyio.CancelScope(shield=True):
+            if self.groups is not None:
+                await self.groups.remove()
+            await _remove(self.home)
 
 
 def _kill_group(pid: int) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import anyio
 
 ROOT = Path("/sys/fs/cgroup")
+PREFIX = "switchboard-sandbox-"  # then the pid of the process that made it, and a random part
 ENTER = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
 
 
@@ -31,12 +32,23 @@ def _own(controller: str) -> str:
     return "/"
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @dataclass
 class Groups:
     """The groups one execution runs in."""
 
     paths: list[Path]
     memory: Path | None
+    cpu: Path | None = None  # where its CPU time is counted (v1 cpuacct; v2 the group itself)
 
     def enter(self, argv: list[str]) -> list[str]:
         """``argv`` run inside these groups."""
@@ -44,24 +56,66 @@ class Groups:
         return ["/bin/sh", "-c", ENTER, "sh", *procs, "--", *argv]
 
     def out_of_memory(self) -> bool:
+        return self.memory_kills() > 0
+
+    def memory_kills(self) -> int:
+        """Processes of the groups killed for memory (v2 memory.events, v1 memory.oom_control;
+        memory.failcnt only where neither counts kills: it also counts reclaimed page cache)."""
         if self.memory is None:
-            return False
-        for name in ("memory.events", "memory.failcnt"):  # v2, v1
+            return 0
+        for name in ("memory.events", "memory.oom_control", "memory.failcnt"):
             found = self.memory / name
             if found.exists():
                 text = found.read_text()
                 if name == "memory.failcnt":
-                    return int(text.strip() or 0) > 0
-                events = dict(line.split() for line in text.splitlines() if " " in line)
-                return int(events.get("oom_kill", 0)) > 0 or int(events.get("max", 0)) > 0
-        return False
+                    return int(text.strip() or 0)
+                fields = dict(line.split() for line in text.splitlines() if " " in line)
+                if "oom_kill" in fields or name == "memory.events":
+                    return int(fields.get("oom_kill", 0))
+        return 0
+
+    def cpu_seconds(self) -> float:
+        if self.cpu is None:
+            return 0.0
+        usage = self.cpu / "cpuacct.usage"
+        if usage.exists():
+            return int(usage.read_text().strip() or 0) / 1e9
+        stat = self.cpu / "cpu.stat"
+        if stat.exists():
+            fields = dict(line.split() for line in stat.read_text().splitlines() if " " in line)
+            return int(fields.get("usage_usec", 0)) / 1e6
+        return 0.0
+
+    def memory_used(self) -> int:
+        if self.memory is None:
+            return 0
+        for name in ("memory.current", "memory.usage_in_bytes"):  # v2, v1
+            found = self.memory / name
+            if found.exists():
+                return int(found.read_text().strip() or 0)
+        return 0
+
+    def kill(self) -> None:
+        """End every process in the groups (they stay, empty)."""
+        for path in self.paths:
+            for _ in range(3):  # (one that forked as the list was read is caught next round)
+                left = [int(p) for p in (path / "cgroup.procs").read_text().split()] if path.exists() else []
+                for pid in left:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                if not left:
+                    break
 
     def pids_exhausted(self) -> bool:
+        return self.process_refusals() > 0
+
+    def process_refusals(self) -> int:
         for path in self.paths:
             events = path / "pids.events"
-            if events.exists() and "max" in events.read_text() and events.read_text().split()[-1] != "0":
-                return True
-        return False
+            if events.exists():
+                fields = dict(line.split() for line in events.read_text().splitlines() if " " in line)
+                return int(fields.get("max", 0))
+        return 0
 
     async def remove(self) -> None:
         """End whatever is still in the groups (a process the sandbox left), then remove them."""
@@ -95,8 +149,34 @@ class Cgroups:
             return None if "pids" in (self.root / "cgroup.controllers").read_text() else "no pids controller"
         return None if (self.root / "pids").is_dir() else "no pids controller mounted at /sys/fs/cgroup/pids"
 
-    def make(self, processes: int, memory_bytes: int) -> Groups:
-        name = f"switchboard-sandbox-{secrets.token_hex(6)}"
+    def bases(self) -> list[Path]:
+        """The groups under which this process makes its own (one per hierarchy)."""
+        if self.v2:
+            return [self.root / _own("").lstrip("/")]
+        return [
+            self.root / controller / _own(controller).lstrip("/")
+            for controller in ("pids", "memory", "cpuacct")
+            if (self.root / controller).is_dir()
+        ]
+
+    def sweep(self) -> int:
+        """Remove the groups a process that has ended left behind (it was killed before it could);
+        what is still in them is killed first. Answers how many were removed."""
+        removed = 0
+        for base in self.bases():
+            for group in base.glob(f"{PREFIX}*") if base.is_dir() else ():
+                owner = group.name[len(PREFIX) :].split("-", 1)[0]
+                if not owner.isdigit() or _alive(int(owner)):
+                    continue
+                left = Groups([group], None)
+                left.kill()
+                with contextlib.suppress(OSError):
+                    group.rmdir()
+                    removed += 1
+        return removed
+
+    def make(self, processes: int, memory_bytes: int, *, cpu: bool = False) -> Groups:
+        name = f"{PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
         if self.v2:
             group = self.root / _own("").lstrip("/") / name
             group.mkdir()
@@ -106,7 +186,7 @@ class Cgroups:
                 (group / "memory.max").write_text(str(memory_bytes))
             if (group / "memory.swap.max").exists():
                 (group / "memory.swap.max").write_text("0")
-            return Groups([group], group if limited else None)
+            return Groups([group], group if limited else None, group if cpu else None)
         pids = self.root / "pids" / _own("pids").lstrip("/") / name
         pids.mkdir()
         (pids / "pids.max").write_text(str(processes))
@@ -117,4 +197,9 @@ class Cgroups:
             memory.mkdir()
             (memory / "memory.limit_in_bytes").write_text(str(memory_bytes))
             paths.append(memory)
-        return Groups(paths, memory)
+        counted = None
+        if cpu and (self.root / "cpuacct").is_dir():
+            counted = self.root / "cpuacct" / _own("cpuacct").lstrip("/") / name
+            counted.mkdir()
+            paths.append(counted)
+        return Groups(paths, memory, counted)

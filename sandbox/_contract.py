@@ -1,17 +1,32 @@
-"""What every isolation backend offers (bubblewrap now; gVisor and microVMs to come, ADR 0034):
-a sandbox with a private work directory, in which commands run under limits enforced from
-outside, and files go in and out only by paths inside that directory."""
+"""What every isolation backend offers (ADR 0034, 0035): a sandbox with a private work directory,
+in which commands run under limits enforced from outside, long-lived processes are spawned (the
+code interpreter's agent, a sandboxed MCP server), and files go in and out only by paths inside
+that directory."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Protocol
+
+from anyio.abc import Process
 
 
 class SandboxError(Exception):
     """What a caller asked of a sandbox cannot be done; the message says why (never a trace)."""
+
+
+class NoSession(SandboxError):
+    """The session named is not there (never was, not the caller's, or it has ended)."""
+
+
+class AtCapacity(SandboxError):
+    """No more sessions now: the interpreter has as many live as it may."""
+
+
+class Unavailable(SandboxError):
+    """The backend cannot run on this host; the message says why and what to install."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +40,29 @@ class Limits:
     file_bytes: int = 64 * 1024 * 1024  # the largest file it may write (RLIMIT_FSIZE)
     open_files: int = 256  # RLIMIT_NOFILE
     output_bytes: int = 1024 * 1024  # of stdout and of stderr each; the rest is cut with a notice
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """What a whole sandbox may hold and use, for its life (all enforced from outside)."""
+
+    memory_bytes: int = 1024 * 1024 * 1024  # everything in it, /tmp and the work directory included
+    processes: int = 256  # processes and threads at once
+    disk_bytes: int = 512 * 1024 * 1024  # its work directory and /tmp together
+    files: int = 20_000  # files and directories in them
+    # read-only extras: (host path, path inside), e.g. the agent's script or a package cache
+    binds: tuple[tuple[str, str], ...] = ()
+    environment: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What a sandbox has used so far."""
+
+    cpu_seconds: float
+    memory_bytes: int
+    memory_kills: int  # processes killed at its memory limit, since it started
+    process_refusals: int  # forks refused at its process limit, since it started
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,13 +89,26 @@ class Sandbox(Protocol):
 
     async def write(self, path: str, content: bytes) -> None: ...
 
-    async def read(self, path: str) -> bytes: ...
+    async def read(self, path: str, limit: int | None = None) -> bytes:
+        """The file's content; refused when it is larger than ``limit``."""
+        ...
 
     async def listing(self, path: str = ".") -> list[tuple[str, int, bool]]:
         """(name, size, is a directory) of what ``path`` holds."""
         ...
 
     async def remove(self, path: str) -> None: ...
+
+    async def spawn(self, argv: Sequence[str]) -> Process:
+        """Start a long-lived ``argv`` inside the sandbox, its standard streams piped to the caller;
+        it lives until it ends, ``kill`` or ``stop``."""
+        ...
+
+    def usage(self) -> Usage: ...
+
+    async def kill(self) -> None:
+        """End every process of the sandbox, keeping its files."""
+        ...
 
     async def stop(self) -> None:
         """End every process and remove the work directory: nothing is left behind."""

@@ -67,6 +67,9 @@ class ToolProvider(ABC):
     connect where the configuration says); for a tenant's, the networks and hosts beyond
     public addresses its connections may reach (the operator's allow-list). Providers that
     connect anywhere check every connection's address against it (gateway.egress.Reach)."""
+    interpreters: Any = None
+    """Set by the hub: the process's code interpreters (``gateway.interpreters.CodeInterpreters``),
+    for the targets that run code in them; None where the process runs none."""
 
     def __init__(self, id: str) -> None:
         self.id = id

@@ -3,6 +3,7 @@ network, cannot outlive its limits, and leaves nothing behind."""
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -99,7 +100,7 @@ async def test_two_sandboxes_do_not_see_each_other_and_stop_leaves_nothing(tmp_p
     assert b"mine.txt" not in seen.stdout
     await one.stop()
     await two.stop()
-    assert list((tmp_path / "sandboxes").iterdir()) == []
+    assert list((tmp_path / "sandboxes" / f"p{os.getpid()}").iterdir()) == []
     with pytest.raises(SandboxError, match="stopped"):
         await one.run(["true"])
 
@@ -115,6 +116,8 @@ async def test_a_fork_bomb_and_a_memory_bomb_meet_the_control_groups(box: BwrapS
     hungry = await box.run(["python3", "-c", touching], limits=limits)
     assert hungry.exit_code != 0
     assert (await box.run(["true"])).exit_code == 0  # and it serves on
+    await box.stop()
     groups = Path("/sys/fs/cgroup")
-    left = await anyio.to_thread.run_sync(lambda: [p.name for p in groups.rglob("switchboard-sandbox-*")])
-    assert left == []  # every execution's groups are gone with it
+    mine = f"switchboard-sandbox-{os.getpid()}-*"
+    left = await anyio.to_thread.run_sync(lambda: [p.name for p in groups.rglob(mine)])
+    assert left == []  # every execution's groups, and the sandbox's own, are gone

@@ -1,0 +1,158 @@
+"""The host side of a code interpreter's kernel (ADR 0035): the agent (``_agent.py``) runs inside a
+sandbox with the sandbox's own Python, and is driven from here over its standard input and output,
+one request at a time.
+
+Every limit is kept from out here, whatever the code inside does to the agent: each request has a
+wall-clock deadline and a CPU-time budget (read from the sandbox's control group); past either the
+agent is interrupted, and if it does not answer within a grace period every process of the sandbox
+is killed and the kernel starts afresh on next use (files kept, Python state lost, and the answer
+says so). An answer larger than ``MAX_FRAME`` or not a JSON object ends the kernel the same way. A
+kernel that dies (the memory limit, the process limit) is reported with the limit that ended it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import Process
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from sandbox._contract import Sandbox, SandboxError
+
+AGENT = Path(__file__).with_name("_agent.py")
+AGENT_INSIDE = "/opt/switchboard/agent.py"
+FRAME = struct.Struct(">I")
+MAX_FRAME = 64 * 1024 * 1024  # images and capped output; past it the kernel is not believed
+GRACE = 2.0  # seconds an interrupted kernel has to answer before it is killed
+START = 20.0  # seconds a new kernel has to say it is ready
+WATCH = 0.05  # seconds between readings of the CPU time used
+
+
+class KernelLost(Exception):
+    """The kernel was ended (its Python state is gone); ``reason`` is the limit or the fault."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Kernel:
+    """The agent inside one sandbox. Started on first use, and again after it was ended."""
+
+    def __init__(self, box: Sandbox, python: str = "/usr/bin/python3") -> None:
+        self.box = box
+        self.python = python
+        self.process: Process | None = None
+        self.replies: BufferedByteReceiveStream | None = None
+        self.lock = anyio.Lock()
+        self.started = 0  # how many times it has been started
+
+    async def _ensure(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            return
+        self.process = await self.box.spawn([self.python, "-I", "-B", AGENT_INSIDE])
+        assert self.process.stdout is not None
+        self.replies = BufferedByteReceiveStream(self.process.stdout)
+        self.started += 1
+        with anyio.move_on_after(START) as waited:
+            ready = await self._receive()
+        if waited.cancelled_caught or ready.get("ready") is not True:
+            await self._end()
+            raise SandboxError("the interpreter's kernel did not start (is python3 in the sandbox's system?)")
+
+    async def _receive(self) -> dict[str, Any]:
+        assert self.replies is not None
+        try:
+            (size,) = FRAME.unpack(await self.replies.receive_exactly(FRAME.size))
+            if size > MAX_FRAME:
+                raise KernelLost(f"the kernel answered {size} bytes, over the limit of {MAX_FRAME}")
+            # Once its length is read the frame is read whole, never cut by a deadline (the next
+            # read would start inside it); a kernel that stops halfway is not believed.
+            with anyio.CancelScope(shield=True), anyio.fail_after(START):
+                body = await self.replies.receive_exactly(size)
+            answer = json.loads(body)
+        except TimeoutError:
+            raise KernelLost("the kernel stopped halfway through an answer") from None
+        except (
+            anyio.EndOfStream,
+            anyio.IncompleteRead,
+            anyio.ClosedResourceError,
+            anyio.BrokenResourceError,
+        ):
+            raise KernelLost("ended") from None
+        except ValueError:
+            raise KernelLost("the kernel answered something that is not JSON") from None
+        if not isinstance(answer, dict):
+            raise KernelLost("the kernel answered something that is not a JSON object")
+        return answer
+
+    async def _send(self, request: dict[str, Any]) -> None:
+        assert self.process is not None and self.process.stdin is not None
+        body = json.dumps(request).encode()
+        try:
+            await self.process.stdin.send(FRAME.pack(len(body)) + body)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            raise KernelLost("ended") from None
+
+    async def _end(self) -> None:
+        """Kill every process of the sandbox (the kernel and all it started); files stay."""
+        with anyio.CancelScope(shield=True):
+            if self.process is not None:
+                with contextlib.suppress(ProcessLookupError):  # (it may have ended already)
+                    self.process.kill()
+                await self.process.wait()
+                await self.process.aclose()
+            await self.box.kill()
+            self.process = None
+            self.replies = None
+
+    async def call(self, request: dict[str, Any], *, wall: float, cpu: float | None = None) -> dict[str, Any]:
+        """Send ``request`` and return the agent's answer.
+
+        Raises:
+            KernelLost: a limit or a fault ended the kernel; every process of the sandbox is gone.
+            SandboxError: the kernel could not be started.
+        """
+        async with self.lock:
+            await self._ensure()
+            used = self.box.usage()
+            try:
+                return await self._exchange(request, wall, cpu, used.cpu_seconds)
+            except KernelLost as lost:
+                reason = lost.reason
+                if reason == "ended":
+                    usage = self.box.usage()
+                    if usage.memory_kills > used.memory_kills:
+                        reason = "memory"
+                    elif usage.process_refusals > used.process_refusals:
+                        reason = "processes"
+                await self._end()
+                raise KernelLost(reason) from None
+
+    async def _exchange(
+        self, request: dict[str, Any], wall: float, cpu: float | None, base: float
+    ) -> dict[str, Any]:
+        await self._send(request)
+        deadline = anyio.current_time() + wall
+        reason = "wall time"
+        while (remaining := deadline - anyio.current_time()) > 0:
+            # (a read cut by the timeout loses nothing: see _receive)
+            with anyio.move_on_after(remaining if cpu is None else min(WATCH, remaining)):
+                return await self._receive()
+            if cpu is not None and self.box.usage().cpu_seconds - base > cpu:
+                reason = "cpu time"
+                break
+        await self._send({"op": "interrupt"})
+        with anyio.move_on_after(GRACE):
+            answer = await self._receive()
+            answer["stopped"] = reason  # interrupted in time: the state is kept
+            return answer
+        raise KernelLost(reason)
+
+    async def stop(self) -> None:
+        await self._end()

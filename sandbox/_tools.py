@@ -1,0 +1,317 @@
+"""The code interpreter's tools, with AgentCore's names, arguments and result shapes (ADR 0035):
+each call answers a ``CodeInterpreterResult`` (``content`` blocks of type text, image, resource and
+resource_link; ``structuredContent`` with stdout, stderr, exitCode, executionTime in milliseconds,
+taskId, taskStatus; ``isError``), which is also an MCP tool result once ``resource`` blocks drop
+their ``type``.
+
+A failure of the program (an exception, a non-zero exit, a limit met) is a result with ``isError``;
+a call that cannot be made at all (an unknown tool, a missing argument, a path outside the work
+directory, an oversize file) raises ``SandboxError``, which each front turns into its own refusal."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import mimetypes
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sandbox._contract import Limits, Sandbox, SandboxError, inside
+from sandbox._kernel import Kernel, KernelLost
+
+TOOLS = (
+    "executeCode",
+    "executeCommand",
+    "readFiles",
+    "writeFiles",
+    "listFiles",
+    "removeFiles",
+    "startCommandExecution",
+    "getTask",
+    "stopTask",
+)
+LANGUAGES = ("python", "javascript", "typescript")
+STATUS = {"IN_PROGRESS": "working", "COMPLETED": "completed", "FAILED": "failed", "CANCELED": "canceled"}
+LIMITED = {
+    "wall time": "wall_seconds",
+    "cpu time": "cpu_seconds",
+    "memory": "memory_bytes",
+    "processes": "processes",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Runtimes:
+    """Where the languages' programs are, inside the sandbox."""
+
+    node: str | None = "/usr/bin/node"  # javascript (and typescript when it strips types)
+    typescript: bool = False  # this node runs TypeScript (22.6 and newer: --experimental-strip-types)
+
+
+def _text(text: str) -> dict[str, Any]:
+    return {"type": "text", "text": text}
+
+
+def _failed(message: str) -> dict[str, Any]:
+    return {"content": [_text(message)], "isError": True}
+
+
+def _string(arguments: Mapping[str, Any], name: str, *, required: bool = True) -> str:
+    value = arguments.get(name)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value):
+        raise SandboxError(f"argument {name!r} is required and must be a non-empty string")
+    return value
+
+
+def _paths(arguments: Mapping[str, Any]) -> list[str]:
+    paths = arguments.get("paths")
+    if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
+        raise SandboxError("argument 'paths' is required: a non-empty list of paths in the work directory")
+    return [_relative(p) for p in paths]
+
+
+def _relative(path: str) -> str:
+    """A path as the caller gives it (relative, or absolute under /work) made relative to /work."""
+    if path == "/work" or path.startswith("/work/"):
+        path = path[len("/work") :].lstrip("/") or "."
+    if path in ("", "."):
+        return "."
+    return str(inside(path.removeprefix("./")))
+
+
+def _stopped(reason: str, limits: Limits, restarted: bool) -> str:
+    field = LIMITED.get(reason)
+    value = f" ({getattr(limits, field)})" if field else ""
+    text = f"The execution was stopped: it reached its {reason} limit{value}."
+    if restarted:
+        text += " The session's processes were ended: its files are kept, its Python state is lost."
+    return text
+
+
+def _output(answer: Mapping[str, Any], limits: Limits, millis: float, exit_code: int) -> dict[str, Any]:
+    stdout, stderr = str(answer.get("stdout", "")), str(answer.get("stderr", ""))
+    blocks = [_text(stdout)] if stdout else []
+    if stderr:
+        blocks.append(_text(stderr))
+    if answer.get("truncated"):
+        blocks.append(_text(f"[output cut: more than {limits.output_bytes} bytes of stdout or stderr]"))
+    return {
+        "content": blocks,
+        "structuredContent": {
+            "stdout": stdout,
+            "stderr": stderr,
+            "exitCode": exit_code,
+            "executionTime": millis,
+        },
+        "isError": exit_code != 0,
+    }
+
+
+async def call(
+    box: Sandbox,
+    kernel: Kernel,
+    name: str,
+    arguments: Mapping[str, Any],
+    limits: Limits,
+    runtimes: Runtimes,
+) -> dict[str, Any]:
+    """Run tool ``name`` in a session's sandbox and answer its result.
+
+    Raises:
+        SandboxError: the call itself is wrong (the message says how).
+    """
+    if name not in TOOLS:
+        raise SandboxError(f"unknown tool {name!r}; the tools are {', '.join(TOOLS)}")
+    if not isinstance(arguments, Mapping):
+        raise SandboxError("'arguments' must be an object")
+    if name == "executeCode":
+        return await _execute_code(kernel, arguments, limits, runtimes)
+    if name == "executeCommand":
+        return await _command(kernel, ["/bin/sh", "-c", _string(arguments, "command")], "", limits)
+    if name == "startCommandExecution":
+        command = _string(arguments, "command")
+        answer = await _kernel(
+            kernel, {"op": "start", "command": command, "output_bytes": limits.output_bytes}, limits
+        )
+        if "task" not in answer:
+            return _failed(_stopped(str(answer.get("stopped", "wall time")), limits, False))
+        task = str(answer["task"])
+        return {
+            "content": [_text(f"Started {task}: ask getTask with taskId {task!r} for its state and output.")],
+            "structuredContent": {"taskId": task, "taskStatus": "working"},
+            "isError": False,
+        }
+    if name in ("getTask", "stopTask"):
+        task = _string(arguments, "taskId")
+        op = "task" if name == "getTask" else "stop"
+        answer = await _kernel(kernel, {"op": op, "task": task}, limits)
+        if answer.get("missing") or "status" not in answer:
+            raise SandboxError(f"no task {task!r} in this session")
+        status = STATUS.get(str(answer["status"]), "failed")
+        result = _output(answer, limits, float(answer.get("seconds", 0)) * 1000, 0)
+        result["structuredContent"].update(taskId=task, taskStatus=status)
+        if answer.get("exit_code") is not None:
+            result["structuredContent"]["exitCode"] = answer["exit_code"]
+        else:
+            del result["structuredContent"]["exitCode"]
+        result["content"].insert(0, _text(f"{task}: {status}"))
+        result["isError"] = status == "failed"
+        return result
+    return await _files(box, name, arguments, limits)
+
+
+async def _kernel(kernel: Kernel, request: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    try:
+        return await kernel.call(request, wall=limits.wall_seconds, cpu=limits.cpu_seconds)
+    except KernelLost as lost:
+        return {"stopped": lost.reason, "lost": True}
+
+
+async def _execute_code(
+    kernel: Kernel, arguments: Mapping[str, Any], limits: Limits, runtimes: Runtimes
+) -> dict[str, Any]:
+    language = arguments.get("language", "python") or "python"
+    if language not in LANGUAGES:
+        raise SandboxError(f"language {language!r} is not one of {', '.join(LANGUAGES)}")
+    code = _string(arguments, "code", required=False)
+    runtime = arguments.get("runtime")
+    if language == "python":
+        if runtime not in (None, "python"):
+            raise SandboxError(f"runtime {runtime!r} does not run python; leave it out or give 'python'")
+        if arguments.get("clearContext"):
+            await _kernel(kernel, {"op": "clear"}, limits)
+        started = time.monotonic()
+        answer = await _kernel(
+            kernel, {"op": "python", "code": code, "output_bytes": limits.output_bytes}, limits
+        )
+        millis = round((time.monotonic() - started) * 1000, 3)
+        if answer.get("lost"):
+            return _failed(_stopped(str(answer["stopped"]), limits, True))
+        error = answer.get("error")
+        result = _output(answer, limits, millis, 1 if error or answer.get("stopped") else 0)
+        if error:
+            result["structuredContent"]["stderr"] += str(error)
+        if answer.get("stopped"):
+            result["content"].append(_text(_stopped(str(answer["stopped"]), limits, False)))
+        elif error:
+            result["content"].append(_text(str(error)))
+        for image in answer.get("images") or []:
+            if isinstance(image, dict) and "data" in image:
+                result["content"].append({"type": "image", "data": image["data"], "mimeType": "image/png"})
+            elif isinstance(image, dict):
+                result["content"].append(_text(str(image.get("error", "a figure could not be drawn"))))
+        return result
+    if runtime not in (None, "nodejs"):
+        raise SandboxError(f"runtime {runtime!r} is not installed here; leave it out or give 'nodejs'")
+    if runtimes.node is None:
+        raise SandboxError(f"{language} is not available in this code interpreter (no node configured)")
+    if language == "typescript" and not runtimes.typescript:
+        raise SandboxError(
+            "typescript needs node 22.6 or newer in this code interpreter (its `node` setting)"
+        )
+    argv = [runtimes.node, "--experimental-strip-types", "--input-type=module-typescript", "-"]
+    if language == "javascript":
+        argv = [runtimes.node, "-"]
+    return await _command(kernel, argv, code, limits)
+
+
+async def _command(kernel: Kernel, argv: list[str], stdin: str, limits: Limits) -> dict[str, Any]:
+    request = {
+        "op": "command",
+        "argv": argv,
+        "stdin": stdin,
+        "timeout": limits.wall_seconds,
+        "output_bytes": limits.output_bytes,
+    }
+    started = time.monotonic()
+    # The agent keeps a command's wall time itself (and kills it); out here it gets a little more,
+    # so that the agent's answer, not the kernel's end, reports it.
+    answer = await _kernel(kernel, request, replace(limits, wall_seconds=limits.wall_seconds + 5))
+    millis = round((time.monotonic() - started) * 1000, 3)
+    if answer.get("lost"):
+        return _failed(_stopped(str(answer["stopped"]), limits, True))
+    code = answer.get("exit_code")
+    result = _output(answer, limits, millis, code if isinstance(code, int) else 1)
+    if answer.get("stopped"):
+        result["content"].append(_text(_stopped(str(answer["stopped"]), limits, False)))
+        result["isError"] = True
+    return result
+
+
+def _resource(path: str, data: bytes) -> dict[str, Any]:
+    uri = f"file:///{path}"
+    mime = mimetypes.guess_type(path)[0]
+    try:
+        content: dict[str, Any] = {"type": "text", "uri": uri, "text": data.decode("utf-8")}
+        mime = mime or "text/plain"
+    except UnicodeDecodeError:
+        content = {"type": "blob", "uri": uri, "blob": base64.b64encode(data).decode()}
+        mime = mime or "application/octet-stream"
+    content["mimeType"] = mime
+    return {"type": "resource", "resource": content}
+
+
+async def _files(box: Sandbox, name: str, arguments: Mapping[str, Any], limits: Limits) -> dict[str, Any]:
+    if name == "readFiles":
+        blocks = []
+        for path in _paths(arguments):
+            blocks.append(_resource(path, await box.read(path, limits.file_bytes)))
+        return {"content": blocks, "isError": False}
+    if name == "writeFiles":
+        files = _contents(arguments, limits)  # all checked before any is written
+        for path, data in files:
+            await box.write(path, data)
+        return {
+            "content": [_text(f"Wrote {path} ({len(data)} bytes)") for path, data in files],
+            "isError": False,
+        }
+    if name == "removeFiles":
+        paths = _paths(arguments)
+        for path in paths:
+            await box.remove(path)
+        return {"content": [_text(f"Removed {path}") for path in paths], "isError": False}
+    directory = _relative(str(arguments.get("directoryPath") or arguments.get("path") or ""))
+    blocks = []
+    for entry, size, is_dir in await box.listing(directory):
+        path = entry if directory == "." else f"{directory}/{entry}"
+        link: dict[str, Any] = {"type": "resource_link", "uri": f"file:///{path}", "name": entry}
+        if is_dir:
+            link["description"] = "Directory"
+        else:
+            link["mimeType"] = mimetypes.guess_type(entry)[0] or "application/octet-stream"
+            link["size"] = size
+        blocks.append(link)
+    return {"content": blocks, "isError": False}
+
+
+def _contents(arguments: Mapping[str, Any], limits: Limits) -> list[tuple[str, bytes]]:
+    content = arguments.get("content")
+    if not isinstance(content, list) or not content:
+        raise SandboxError("argument 'content' is required: a list of {path, text} or {path, blob}")
+    files = []
+    for number, block in enumerate(content):
+        if not isinstance(block, Mapping) or not isinstance(block.get("path"), str):
+            raise SandboxError(f"content[{number}] needs a 'path' (a path in the work directory)")
+        path = _relative(block["path"])
+        if path == ".":
+            raise SandboxError(f"content[{number}]: give a file's path, not the work directory")
+        if isinstance(block.get("text"), str):
+            data = block["text"].encode()
+        elif isinstance(block.get("blob"), str | bytes):
+            blob = block["blob"]
+            try:
+                data = blob if isinstance(blob, bytes) else base64.b64decode(blob, validate=True)
+            except (binascii.Error, ValueError):
+                raise SandboxError(f"content[{number}].blob is not base64") from None
+        else:
+            raise SandboxError(f"content[{number}] needs 'text' or 'blob'")
+        if len(data) > limits.file_bytes:
+            raise SandboxError(
+                f"content[{number}] ({path}) is {len(data)} bytes, over the limit of {limits.file_bytes}"
+            )
+        files.append((path, data))
+    return files
