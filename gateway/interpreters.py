@@ -39,6 +39,7 @@ class Running:
     tenant: str | None  # None: shared by every tenant (the built-in one)
     key: str  # AgentCore's identifier, or ``target:{gateway}/{target}``
     interpreter: Interpreter
+    done: anyio.Event  # set: its sessions and its pool end, and its task with them
 
 
 def config_from(settings: Settings, **changes: Any) -> InterpreterConfig:
@@ -70,7 +71,6 @@ class CodeInterpreters:
         self.root = sandbox_root(settings)
         self.running: dict[tuple[str | None, str], Running] = {}
         self._group: TaskGroup | None = None
-        self._closing = anyio.Event()
         self._making = anyio.Lock()
         self.shared: Shared | None = None  # the audit and tracing of calls (set with the hub)
 
@@ -81,13 +81,16 @@ class CodeInterpreters:
             try:
                 yield self
             finally:
-                self._closing.set()  # each interpreter ends its sessions and its pool
+                for running in self.running.values():
+                    running.done.set()  # each interpreter ends its sessions and its pool
                 self._group = None
 
-    async def _serve(self, interpreter: Interpreter, *, task_status: TaskStatus[None]) -> None:
+    async def _serve(
+        self, interpreter: Interpreter, done: anyio.Event, *, task_status: TaskStatus[None]
+    ) -> None:
         async with interpreter.running():
             task_status.started()
-            await self._closing.wait()
+            await done.wait()
 
     async def _get(self, tenant: str | None, key: str, make: InterpreterConfig) -> Interpreter:
         found = self.running.get((tenant, key))
@@ -101,8 +104,9 @@ class CodeInterpreters:
                 raise SandboxError("code interpreters are not running in this process")
             self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
             interpreter = Interpreter(key, make, self.root)  # (SandboxError: the backend cannot run)
-            await self._group.start(self._serve, interpreter)
-            self.running[(tenant, key)] = Running(tenant, key, interpreter)
+            done = anyio.Event()
+            await self._group.start(self._serve, interpreter, done)
+            self.running[(tenant, key)] = Running(tenant, key, interpreter, done)
             return interpreter
 
     async def builtin(self) -> Interpreter:
@@ -113,15 +117,17 @@ class CodeInterpreters:
         """A tenant's own interpreter (CreateCodeInterpreter): no warm pool of its own."""
         return await self._get(tenant, key, config_from(self.settings, warm=0))
 
-    async def for_target(self, tenant: str, key: str, config: InterpreterConfig) -> Interpreter:
-        return await self._get(tenant, key, config)
+    async def for_target(self, tenant: str, key: str, **changes: Any) -> Interpreter:
+        """A gateway target's interpreter: the settings' defaults with the target's ``changes``."""
+        return await self._get(tenant, key, config_from(self.settings, **changes))
 
     async def forget(self, tenant: str, key: str) -> None:
-        """A deleted interpreter: its sessions end now (its task ends with the process)."""
+        """A deleted interpreter: its sessions and its pool end now."""
         found = self.running.pop((tenant, key), None)
         if found is not None:
             for session in found.interpreter.sessions(status="READY"):
                 await found.interpreter.stop(session.id, session.tenant)
+            found.done.set()
 
     def sessions(self, tenant: str | None = None) -> list[tuple[Running, CodeSession]]:
         """Every session (of ``tenant``) in every interpreter of this process, live ones first."""

@@ -35,7 +35,7 @@ def test_unknown_kind_points_at_the_kind_line() -> None:
     found = issues("gateways:\n  - name: g\n    targets:\n      - name: a\n        kind: ftp\n")
     assert found == [
         "sw.yaml:5: gateways[0].targets[0].kind: unknown target kind 'ftp': use one of function, "
-        "lambda, http, openapi, mcp, plugin, connector"
+        "lambda, http, openapi, mcp, plugin, connector, code_interpreter"
     ]
 
 
@@ -69,7 +69,7 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_schema_lists_target_kinds() -> None:
     schema = json_schema()
     kinds = {d["properties"]["kind"]["const"] for n, d in schema["$defs"].items() if n.endswith("Target")}
-    assert kinds == {"function", "lambda", "http", "openapi", "mcp", "plugin", "connector"}
+    assert kinds == {"function", "lambda", "http", "openapi", "mcp", "plugin", "connector", "code_interpreter"}
 
 
 @pytest.mark.parametrize("url", ["javascript:alert(1)", "file:///etc/passwd", "data:text/html,x", "//evil"])

@@ -26,6 +26,7 @@ from gateway.admin._keys import (
     revoke_key,
 )
 from gateway.admin._openapi import Operation, describe
+from gateway.admin._sandboxes import list_sessions, stop_session
 from gateway.auth import qualified
 from gateway.config import GatewaySpec, Target, TargetBase, to_store, validate
 from gateway.core.errors import ConfigError
@@ -409,6 +410,20 @@ OPERATIONS: list[Operation] = [
         {201: "Created; the secret access key is in the body, shown once", 422: REFUSED},
     ),
     Operation("/admin/v1/aws-keys/{access_key_id}", "DELETE", revoke_access_key, "Revoke an access key"),
+    Operation(
+        "/admin/v1/code-interpreter-sessions",
+        "GET",
+        list_sessions,
+        "The tenant's code interpreter sessions in this process, with their age, use, CPU and memory "
+        "(?status=READY|TERMINATED)",
+    ),
+    Operation(
+        "/admin/v1/code-interpreter-sessions/{session_id}",
+        "DELETE",
+        stop_session,
+        "Stop a code interpreter session (its sandbox and files are removed)",
+        answers={200: "Stopped; the session as it ended"},
+    ),
     Operation("/admin/v1/approvals", "GET", list_approvals, "Held and decided approvals (?status=pending)"),
     Operation(
         "/admin/v1/approvals/{approval_id}",

@@ -51,6 +51,7 @@ from gateway.config._policy import PolicySpec, cedar_shape
 from gateway.config._shaping import FailureSpec, PagingSpec, ShapeSpec
 from gateway.config._targets import (
     TARGET_KINDS,
+    CodeInterpreterTarget,
     ConnectorTarget,
     FunctionRef,
     FunctionTarget,
@@ -81,6 +82,7 @@ __all__ = [
     "CacheSpec",
     "ClaimRuleSpec",
     "ClientCredentials",
+    "CodeInterpreterTarget",
     "ConnectorTarget",
     "CredentialProvider",
     "Document",

@@ -263,8 +263,36 @@ class ConnectorTarget(TargetBase):
     max_response_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024)
 
 
+class CodeInterpreterTarget(TargetBase):
+    """A code interpreter: AgentCore's tools (executeCode, executeCommand, files, tasks) over MCP.
+
+    Each caller gets a session of their own (by caller and MCP session), or names one by the
+    ``sessionId`` a result gave; each session is a sandbox (ADR 0035)."""
+
+    kind: Literal["code_interpreter"]
+    backend: Literal["bwrap"] = Field("bwrap", description="The sandbox each session runs in.")
+    session_seconds: float = Field(
+        3600, gt=0, le=8 * 3600, description="A session ends this long after it started, used or not."
+    )
+    idle_seconds: float = Field(900, gt=0, le=8 * 3600, description="A session unused this long ends.")
+    wall_seconds: float = Field(
+        60, gt=0, le=3600, description="The longest one execution may run (CPU time the same)."
+    )
+    memory_mb: int = Field(1024, ge=64, le=65536, description="Memory of one session (its files included).")
+    disk_mb: int = Field(512, ge=1, le=65536, description="Its work directory and /tmp together.")
+    max_sessions: int = Field(64, ge=1, le=10_000, description="Live sessions of this target at once.")
+    warm: int = Field(0, ge=0, le=64, description="Sessions kept started ahead of callers.")
+
+
 Target = Annotated[
-    FunctionTarget | LambdaTarget | HttpTarget | OpenApiTarget | McpTarget | PluginTarget | ConnectorTarget,
+    FunctionTarget
+    | LambdaTarget
+    | HttpTarget
+    | OpenApiTarget
+    | McpTarget
+    | PluginTarget
+    | ConnectorTarget
+    | CodeInterpreterTarget,
     Field(discriminator="kind"),
 ]
-TARGET_KINDS = ("function", "lambda", "http", "openapi", "mcp", "plugin", "connector")
+TARGET_KINDS = ("function", "lambda", "http", "openapi", "mcp", "plugin", "connector", "code_interpreter")

@@ -20,6 +20,7 @@ REGISTRY: dict[str, str] = {
     "mcp": "gateway.providers.mcp:McpProvider",
     "plugin": "gateway.providers.plugin:PluginProvider",
     "connector": "gateway.providers.connector:ConnectorProvider",
+    "code_interpreter": "gateway.providers.code_interpreter:CodeInterpreterProvider",
 }
 
 
