@@ -6,8 +6,9 @@ first one is printed by ``serve`` on the operator's terminal). A tenant admin ho
 admin key of any other tenant (``switchboard tenants create``). Both write the same
 configuration model; this module says which parts of it reach beyond a tenant:
 
-- programs and code on the host: stdio MCP servers (``command``, ``cwd``, ``env``),
-  Python import paths (function targets, plugin targets, python interceptors);
+- programs and code on the host: stdio MCP servers (``command``, ``cwd``, ``env``) that are
+  not in a sandbox (``sandbox:``: a tenant's runs there, never on the host), Python import
+  paths (function targets, plugin targets, python interceptors);
 - the host's own credentials: Lambda targets and interceptors (the gateway's AWS
   identity), ``{env: ...}`` and ``{file: ...}`` secret references;
 - the host's disk: an OpenAPI document named by a local path, TLS files (``tls:``);
@@ -107,12 +108,12 @@ def _target(field: str, target: TargetBase) -> Iterator[Found]:
             f"Lambda targets call AWS with the gateway's own AWS credentials, which {OPERATOR_ONLY}; "
             "put the function behind an HTTP endpoint (kind: http or openapi)",
         )
-    elif isinstance(target, McpTarget):
+    elif isinstance(target, McpTarget) and target.sandbox is None:  # (in a sandbox: not the host)
         if target.command is not None:
             yield (
                 f"{field}.command",
                 f"stdio commands start programs on the gateway's host, which {OPERATOR_ONLY}; "
-                "reach your MCP server by its `url` (Streamable HTTP)",
+                "run your MCP server in a sandbox (`sandbox: bwrap`), or reach it by its `url`",
             )
         if target.cwd is not None:
             yield f"{field}.cwd", f"a working directory on the gateway's host {OPERATOR_ONLY}"

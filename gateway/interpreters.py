@@ -25,7 +25,16 @@ from gateway.settings import Settings
 from gateway.stages import Shared
 from gateway.stages.audit import GatewayAudit
 from gateway.telemetry import GatewayTelemetry
-from sandbox import CodeSession, Interpreter, InterpreterConfig, Limits, Options, SandboxError
+from sandbox import (
+    CodeSession,
+    Interpreter,
+    InterpreterConfig,
+    Limits,
+    Options,
+    Sandbox,
+    SandboxError,
+    backend_for,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +82,7 @@ class CodeInterpreters:
         self._group: TaskGroup | None = None
         self._making = anyio.Lock()
         self.shared: Shared | None = None  # the audit and tracing of calls (set with the hub)
+        self._backends: dict[str, Any] = {}
 
     @contextlib.asynccontextmanager
     async def open(self) -> AsyncIterator[CodeInterpreters]:
@@ -143,6 +153,15 @@ class CodeInterpreters:
             if session.id == session_id:
                 return running, session
         return None
+
+    async def sandbox(self, backend: str, options: Options) -> Sandbox:
+        """A sandbox of its own (a sandboxed MCP server's); the caller stops it."""
+        made = self._backends.get(backend)
+        if made is None:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            made = self._backends[backend] = backend_for(backend, self.root)
+        box: Sandbox = await made.start(options)
+        return box
 
     async def invoke(
         self,

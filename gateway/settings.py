@@ -88,6 +88,17 @@ class Settings(BaseSettings):
     sandbox_dir: Path | None = Field(
         None, description="Where sandboxes' filesystems are made (default: DATA_DIR/sandboxes)."
     )
+    sandbox_node_modules: Path | None = Field(
+        None,
+        description="A node_modules folder of npm packages the operator installed: mounted read-only "
+        "at /work/node_modules in sandboxed MCP servers (its .bin on PATH, `npx PACKAGE` offline).",
+    )
+
+    @field_validator("sandbox_node_modules", "sandbox_dir")
+    @classmethod
+    def _absolute(cls, path: Path | None) -> Path | None:
+        return path.resolve() if path is not None else None
+
     code_interpreter_backend: Literal["bwrap"] = Field(
         "bwrap", description="The isolation of code interpreter sessions: bwrap (bubblewrap)."
     )

@@ -17,7 +17,7 @@ from sandbox._contract import (
     Unavailable,
     Usage,
 )
-from sandbox._interpreter import CodeSession, Interpreter, InterpreterConfig
+from sandbox._interpreter import CodeSession, Interpreter, InterpreterConfig, backend_for
 from sandbox._tools import TOOLS
 
 __all__ = [
@@ -37,4 +37,5 @@ __all__ = [
     "Unavailable",
     "Usage",
     "available",
+    "backend_for",
 ]

@@ -25,11 +25,13 @@ from sandbox._cgroups import Cgroups, Groups, _alive
 from sandbox._contract import Execution, Limits, Options, SandboxError, Usage
 from sandbox._files import WorkFiles
 from sandbox._mounts import can_mount, is_mount, mount_tmpfs, unmount
-from sandbox._seccomp import filter_fd
+from sandbox._seccomp import program
 
 BWRAP = "/usr/bin/bwrap"
 PRLIMIT = "/usr/bin/prlimit"
 UID = GID = 65534  # nobody, inside the sandbox's own user namespace
+SECCOMP_FD = 9  # the filter's descriptor, as bwrap reads it (--seccomp 9)
+FILTER = "seccomp.bpf"  # in the sandbox's home, beside (not in) what it sees
 SYSTEM = (
     "/usr",
     "/etc/alternatives",
@@ -78,6 +80,8 @@ class BwrapBackend:
                 mount_tmpfs(home, options.disk_bytes, options.files)
             for name in ("work", "tmp"):
                 (home / name).mkdir(mode=0o700)
+            if self.seccomp:  # (outside what the sandbox sees: its home holds work/ and tmp/)
+                (home / FILTER).write_bytes(program())
             groups = None
             if self.cgroups is not None:
                 groups = self.cgroups.make(options.processes, options.memory_bytes, cpu=True)
@@ -182,43 +186,45 @@ class BwrapSandbox(WorkFiles):
         self.seccomp = seccomp
         self.stopped = False
 
-    def _command(self, argv: Sequence[str], limits: Limits | None) -> tuple[list[str], int | None]:
+    def _command(self, argv: Sequence[str], limits: Limits | None) -> list[str]:
+        """bwrap running ``argv`` (after prlimit, with ``limits``), the seccomp filter read from
+        the sandbox's home as file descriptor 9 by a shell that then becomes bwrap."""
         if self.stopped:
             raise SandboxError(f"sandbox {self.session_id} is stopped")
         if not argv:
             raise SandboxError("give the command to run")
-        fd = filter_fd() if self.seccomp else None
-        command = _argv(self.home, argv, self.options, fd)
-        return ([*_limited(limits), *command] if limits is not None else command), fd
+        command = _argv(self.home, argv, self.options, SECCOMP_FD if self.seccomp else None)
+        if limits is not None:
+            command = [*_limited(limits), *command]
+        if self.seccomp:
+            command = ["/bin/sh", "-c", f'exec "$@" {SECCOMP_FD}<"$0"', str(self.home / FILTER), *command]
+        return command
+
+    def command_line(self, argv: Sequence[str]) -> list[str]:
+        """A self-contained command line that runs ``argv`` in this sandbox, in its control groups:
+        for a caller that starts the process itself (a stdio MCP server through the MCP SDK)."""
+        command = self._command(argv, None)
+        return self.groups.enter(command) if self.groups is not None else command
 
     async def run(
         self, argv: Sequence[str], *, stdin: bytes = b"", limits: Limits | None = None
     ) -> Execution:
         limits = limits or Limits()
-        command, fd = self._command(argv, limits)
+        command = self._command(argv, limits)
         groups = (
             self.cgroups.make(limits.processes, limits.memory_bytes) if self.cgroups is not None else None
         )
         try:
             if groups is not None:  # its own groups (the sandbox's are for what it spawns)
                 command = groups.enter(command)
-            return await self._run(command, stdin, limits, groups, fd)
+            return await self._run(command, stdin, limits, groups)
         finally:
             if groups is not None:
                 with anyio.CancelScope(shield=True):
                     await groups.remove()
 
     async def spawn(self, argv: Sequence[str]) -> Process:
-        command, fd = self._command(argv, None)
-        if self.groups is not None:
-            command = self.groups.enter(command)
-        try:
-            return await anyio.open_process(
-                command, start_new_session=True, pass_fds=() if fd is None else (fd,)
-            )
-        finally:
-            if fd is not None:
-                os.close(fd)
+        return await anyio.open_process(self.command_line(argv), start_new_session=True)
 
     def usage(self) -> Usage:
         if self.groups is None:
@@ -235,16 +241,10 @@ class BwrapSandbox(WorkFiles):
             await anyio.to_thread.run_sync(self.groups.kill)
 
     async def _run(
-        self, command: list[str], stdin: bytes, limits: Limits, groups: Groups | None, fd: int | None
+        self, command: list[str], stdin: bytes, limits: Limits, groups: Groups | None
     ) -> Execution:
         out, err = bytearray(), bytearray()
-        try:
-            process = await anyio.open_process(
-                command, start_new_session=True, pass_fds=() if fd is None else (fd,)
-            )
-        finally:
-            if fd is not None:
-                os.close(fd)
+        process = await anyio.open_process(command, start_new_session=True)
         cut = [False, False]
         stopped: str | None = None
         with anyio.move_on_after(limits.wall_seconds) as deadline:

@@ -99,6 +99,11 @@ class Sandbox(Protocol):
 
     async def remove(self, path: str) -> None: ...
 
+    def command_line(self, argv: Sequence[str]) -> list[str]:
+        """A self-contained command line running ``argv`` in the sandbox, for a caller that starts
+        the process itself (a stdio MCP server through the MCP SDK)."""
+        ...
+
     async def spawn(self, argv: Sequence[str]) -> Process:
         """Start a long-lived ``argv`` inside the sandbox, its standard streams piped to the caller;
         it lives until it ends, ``kill`` or ``stop``."""

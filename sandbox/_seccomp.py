@@ -76,7 +76,8 @@ TIOCSTI = 0x5412  # push characters into a terminal's input
 
 
 @cache
-def _program() -> bytes:
+def program() -> bytes:
+    """The compiled filter (BPF), for ``bwrap --seccomp FD``."""
     rules = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
     refuse = seccomp.ERRNO(errno.EPERM)
     for name in REFUSED:
@@ -100,7 +101,6 @@ def filter_fd() -> int:
     """A readable file descriptor holding the compiled filter, for ``bwrap --seccomp`` (the caller
     closes it once bwrap has started)."""
     read, write = os.pipe()
-    program = _program()
-    os.write(write, program)  # (a few hundred bytes: well within a pipe's buffer)
+    os.write(write, program())  # (a few hundred bytes: well within a pipe's buffer)
     os.close(write)
     return read

@@ -69,7 +69,9 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_schema_lists_target_kinds() -> None:
     schema = json_schema()
     kinds = {d["properties"]["kind"]["const"] for n, d in schema["$defs"].items() if n.endswith("Target")}
-    assert kinds == {"function", "lambda", "http", "openapi", "mcp", "plugin", "connector", "code_interpreter"}
+    assert kinds == {"function", "lambda", "http", "openapi", "mcp", "plugin", "connector"} | {
+        "code_interpreter"
+    }
 
 
 @pytest.mark.parametrize("url", ["javascript:alert(1)", "file:///etc/passwd", "data:text/html,x", "//evil"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from gateway.config._shaping import FailureSpec, ShapeSpec
 from gateway.core.model import Model, Name
@@ -169,6 +169,16 @@ class McpCredentialRef(Model):
     prefix: str = Field("Bearer ", description="Put before the secret in the header.")
 
 
+class McpSandbox(Model):
+    """Where a local MCP server runs when it must not run on the gateway's host (ADR 0035)."""
+
+    backend: Literal["bwrap"] = Field("bwrap", description="bwrap: bubblewrap, with a seccomp filter.")
+    network: Literal["SANDBOX"] = Field("SANDBOX", description="SANDBOX: no network at all.")
+    memory_mb: int = Field(512, ge=64, le=65536, description="Memory of the server (its files included).")
+    disk_mb: int = Field(256, ge=1, le=65536, description="Its work directory (/work) and /tmp together.")
+    processes: int = Field(128, ge=8, le=10_000, description="Processes and threads at once.")
+
+
 class McpTarget(TargetBase):
     """A remote MCP server (Streamable HTTP, either protocol era) or a local one started over stdio."""
 
@@ -179,6 +189,12 @@ class McpTarget(TargetBase):
     command: list[str] | None = Field(None, min_length=1, description="argv of a local server (stdio).")
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment for the local server.")
     cwd: str | None = None
+    sandbox: McpSandbox | None = Field(
+        None,
+        description="Run the local server (`command`) in a sandbox: no host files but its own work "
+        "directory, no network, limits from outside (`sandbox: bwrap` for the defaults). The only "
+        "way a tenant may add a local server.",
+    )
     headers: dict[str, str] = Field(default_factory=dict, description="Sent to a remote server.")
     protocol: Literal["auto", "legacy", "2026-07-28"] = Field(
         "auto", description="auto: discover, else the initialize handshake."
@@ -211,10 +227,19 @@ class McpTarget(TargetBase):
     max_user_sessions: int = Field(100, ge=1, le=10_000)
     user_session_idle_seconds: float = Field(300.0, gt=0)
 
+    @field_validator("sandbox", mode="before")
+    @classmethod
+    def _sandbox_by_name(cls, value: Any) -> Any:
+        return {"backend": value} if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _one_transport(self) -> McpTarget:
         if (self.url is None) == (self.command is None):
             raise ValueError("give exactly one of `url` (a remote server) or `command` (a local one)")
+        if self.sandbox is not None and self.command is None:
+            raise ValueError("`sandbox` is for a local server: give its `command`")
+        if self.sandbox is not None and self.cwd is not None:
+            raise ValueError("a sandboxed server runs in its own work directory (/work): remove `cwd`")
         if self.transport == "sse" and self.url is None:
             raise ValueError("`transport: sse` is for remote servers: give `url` (the SSE endpoint)")
         if (self.users or self.credential) and self.sessions != "per_user":

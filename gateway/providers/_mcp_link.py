@@ -12,7 +12,7 @@ import contextlib
 import logging
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +40,7 @@ from gateway.core.errors import (
 )
 from gateway.core.types import JSON, CallContext
 from gateway.egress import Reach
+from sandbox import Sandbox
 
 logger = logging.getLogger(__name__)
 MODERN = "2026-07-28"
@@ -125,6 +126,10 @@ class Link:
         self.env = dict(env)
         self.on_change = on_change
         self.reach: Reach | None = None  # a tenant's target: every connection checked (set before run)
+        # A sandboxed local server: how its sandbox is made (with this link's environment), and the
+        # sandbox, made on the first connection and kept across reconnections until the link closes.
+        self.make_box: Callable[[Mapping[str, str]], Awaitable[Sandbox]] | None = None
+        self.box: Sandbox | None = None
         self.failure: str | None = None
         self.last_used = time.monotonic()
         self._client: Client | None = None
@@ -141,8 +146,14 @@ class Link:
 
     async def run(self) -> None:
         """The keeper: run this in a task group; ``close`` ends it."""
-        with anyio.CancelScope() as self._scope:
-            await self._keeper()
+        try:
+            with anyio.CancelScope() as self._scope:
+                await self._keeper()
+        finally:
+            box, self.box = self.box, None
+            if box is not None:
+                with anyio.CancelScope(shield=True):
+                    await box.stop()
 
     def close(self) -> None:
         if self._scope is not None:
@@ -154,6 +165,13 @@ class Link:
 
     async def _transport(self, stack: contextlib.AsyncExitStack) -> Any:
         c = self.config
+        if c.command is not None and self.make_box is not None:
+            # In a sandbox: bwrap dies with the gateway (--die-with-parent); what the server sees of
+            # the environment is only what the sandbox sets (the link's variables among them).
+            if self.box is None:
+                self.box = await self.make_box(self.env)
+            argv = self.box.command_line(c.command)
+            return StdioServerParameters(command=argv[0], args=argv[1:])
         if c.command is not None:
             # Through the reaper, so the server dies with the gateway even on kill -9. Its
             # environment is the SDK's minimal default (PATH, HOME, ...) plus what the target

@@ -46,6 +46,7 @@ from gateway.core.provider import PromptSpec, ResourceSpec, ResourceTemplateSpec
 from gateway.core.types import JSON, CallContext, ToolCall, ToolResult, ToolSpec
 from gateway.egress import reach
 from gateway.providers._mcp_link import Link, _dump
+from sandbox import Options, Sandbox, SandboxError
 
 # Zero-width, bidirectional-override and other invisible characters, and C0/C1 controls but
 # tab and newline: text a model reads but a person reviewing the tool does not see.
@@ -77,7 +78,37 @@ class McpProvider(ToolProvider):
     def failure(self) -> str | None:
         return self._shared.failure
 
+    async def _make_box(self, env: Mapping[str, str]) -> Sandbox:
+        """A sandbox for one session of a sandboxed local server, with that session's variables."""
+        c = self.config
+        assert c.sandbox is not None
+        if self.interpreters is None:
+            raise UpstreamUnavailable(f"target {self.id!r} runs in a sandbox, and this process runs none")
+        modules = self.interpreters.settings.sandbox_node_modules
+        binds = ((str(modules), "/work/node_modules"),) if modules else ()  # (absolute: settings)
+        environment = {
+            "PATH": "/work/node_modules/.bin:/usr/local/bin:/usr/bin:/bin",
+            "npm_config_cache": "/tmp/npm",
+            "npm_config_offline": "true",  # (no network: packages come from node_modules alone)
+            "npm_config_update_notifier": "false",
+            **env,
+        }
+        options = Options(
+            memory_bytes=c.sandbox.memory_mb * 1024 * 1024,
+            processes=c.sandbox.processes,
+            disk_bytes=c.sandbox.disk_mb * 1024 * 1024,
+            binds=binds,
+            environment=environment,
+        )
+        try:
+            box: Sandbox = await self.interpreters.sandbox(c.sandbox.backend, options)
+        except SandboxError as exc:
+            raise UpstreamUnavailable(f"target {self.id!r}: its sandbox cannot be made: {exc}") from None
+        return box
+
     async def __aenter__(self) -> Self:
+        if self.config.sandbox is not None:
+            self._shared.make_box = self._make_box
         self._shared.reach = reach(self.egress_allow)
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
@@ -128,6 +159,7 @@ class McpProvider(ToolProvider):
             raise UpstreamUnavailable(f"target {self.id!r} is not open")
         link = Link(c, headers={**c.headers, **credential.headers}, env={**c.env, **credential.env})
         link.reach = self._shared.reach
+        link.make_box = self._shared.make_box  # (each user's server in a sandbox of its own)
         self._users[key] = link
         self._tg.start_soon(link.run)
         while len(self._users) > c.max_user_sessions:  # close the least recently used idle one
