@@ -13,6 +13,7 @@ import contextlib
 import os
 import secrets
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,15 +97,23 @@ class Groups:
         return 0
 
     def kill(self) -> None:
-        """End every process in the groups (they stay, empty)."""
+        """End every process in the groups (they stay, empty), a fork bomb's included: v2's
+        cgroup.kill where the kernel has it, else rounds of SIGKILL to whatever the group holds
+        until it holds nothing (a bomb at its pids limit cannot outgrow the rounds)."""
         for path in self.paths:
-            for _ in range(3):  # (one that forked as the list was read is caught next round)
-                left = [int(p) for p in (path / "cgroup.procs").read_text().split()] if path.exists() else []
+            killer = path / "cgroup.kill"
+            if killer.exists():
+                with contextlib.suppress(OSError):
+                    killer.write_text("1")
+            deadline = time.monotonic() + 5.0
+            while path.exists() and time.monotonic() < deadline:
+                left = [int(p) for p in (path / "cgroup.procs").read_text().split()]
+                if not left:
+                    break
                 for pid in left:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
-                if not left:
-                    break
+                time.sleep(0.001)  # (killed processes leave the group once reaped)
 
     def pids_exhausted(self) -> bool:
         return self.process_refusals() > 0

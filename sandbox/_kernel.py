@@ -22,7 +22,7 @@ import anyio
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from sandbox._contract import Sandbox, SandboxError
+from sandbox._contract import Sandbox, SandboxError, Usage
 
 AGENT = Path(__file__).with_name("_agent.py")
 AGENT_INSIDE = "/opt/switchboard/agent.py"
@@ -125,14 +125,22 @@ class Kernel:
                 return await self._exchange(request, wall, cpu, used.cpu_seconds)
             except KernelLost as lost:
                 reason = lost.reason
-                if reason == "ended":
-                    usage = self.box.usage()
-                    if usage.memory_kills > used.memory_kills:
-                        reason = "memory"
-                    elif usage.process_refusals > used.process_refusals:
-                        reason = "processes"
+                reason = await self._why(used, reason)
                 await self._end()
                 raise KernelLost(reason) from None
+
+    async def _why(self, before: Usage, seen: str) -> str:
+        """Why the kernel was lost: the memory or process limit if its counter moved during the
+        call (a fork bomb also runs out its wall time), else what was ``seen``. A kernel that just
+        "ended" is read again for a little while: the kernel counts a kill a moment after."""
+        for _ in range(25 if seen == "ended" else 1):
+            usage = self.box.usage()
+            if usage.memory_kills > before.memory_kills:
+                return "memory"
+            if usage.process_refusals > before.process_refusals:
+                return "processes"
+            await anyio.sleep(0.02)
+        return seen
 
     async def _exchange(
         self, request: dict[str, Any], wall: float, cpu: float | None, base: float

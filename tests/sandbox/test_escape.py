@@ -1,0 +1,224 @@
+"""The escape suite (issue 18): what a program inside a sandbox tries, on every backend that runs
+here, and finds nothing: no network to the host (the gateway's port, a listener of the test's, UDP,
+DNS), no host file (the store, the vault key, /etc/shadow, the host's environment, another
+session's files, links planted inside), no device, no way past its limits (fork bomb, memory
+bomb, disk fill, huge output), no privilege (setuid, ptrace, keyrings, namespaces, mounts), and
+nothing left after it stops. Each limit met is a clear answer, and the sandbox serves on."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from sandbox import BwrapBackend, Options, Sandbox, SandboxError
+from sandbox._kernel import AGENT, AGENT_INSIDE, Kernel, KernelLost
+
+pytestmark = pytest.mark.anyio
+
+BACKENDS: dict[str, Callable[[Path], Any]] = {"bwrap": lambda root: BwrapBackend(root)}
+SECRET = "host-secret-5f1c"
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    return BACKENDS[request.param](tmp_path / "sandboxes")
+
+
+@pytest.fixture
+async def box(backend: Any) -> AsyncIterator[Sandbox]:
+    made: Sandbox = await backend.start(Options(binds=((str(AGENT), AGENT_INSIDE),), disk_bytes=64 * 1024**2))
+    yield made
+    await made.stop()
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> dict[str, Any]:
+    """What a program must never reach: the host's files and its listeners on loopback."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "switchboard.db").write_text(SECRET)
+    (data / "vault.key").write_text(SECRET)
+    tcp = socket.socket()
+    tcp.bind(("127.0.0.1", 0))
+    tcp.listen()
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp.setblocking(False)
+    return {"data": data, "tcp": tcp, "udp": udp}
+
+
+PROBE = r"""
+import ctypes, errno, json, os, socket, sys
+tcp_port, udp_port, data = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+libc = ctypes.CDLL(None, use_errno=True)
+seen = {}
+def attempt(name, fn):
+    try:
+        seen[name] = ["ok", repr(fn())[:200]]
+    except Exception as exc:
+        seen[name] = ["refused", type(exc).__name__]
+def tcp():
+    s = socket.create_connection(("127.0.0.1", tcp_port), timeout=2); s.close(); return "connected"
+def udp():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.sendto(b"leak", ("127.0.0.1", udp_port))
+    return "sent"
+def dns():
+    return socket.getaddrinfo("example.com", 80)
+attempt("tcp", tcp)
+attempt("udp", udp)
+attempt("dns", dns)
+seen["interfaces"] = sorted(os.listdir("/sys/class/net")) if os.path.isdir("/sys/class/net") else []
+for name in ("switchboard.db", "vault.key"):
+    attempt(name, lambda: open(os.path.join(data, name)).read())
+attempt("shadow", lambda: open("/etc/shadow").read())
+attempt("root_home", lambda: os.listdir("/root"))
+environ = open("/proc/1/environ", "rb").read() if os.access("/proc/1/environ", os.R_OK) else b""
+seen["pid1_environ_has_secret"] = b"SWITCHBOARD" in environ
+seen["processes"] = len([p for p in os.listdir("/proc") if p.isdigit()])
+seen["devices"] = sorted(os.listdir("/dev"))
+seen["uid"] = os.getuid()
+seen["no_new_privs"] = [l for l in open("/proc/self/status") if l.startswith("NoNewPrivs")][0].split()[1]
+def call(name, *args):
+    r = libc.syscall(*args); return [r, errno.errorcode.get(ctypes.get_errno(), "")]
+seen["ptrace_attach_1"] = call("ptrace", 101, 16, 1, 0, 0)
+seen["keyctl"] = call("keyctl", 250, 0, 0, 0, 0, 0)
+seen["unshare_user"] = [libc.unshare(0x10000000), errno.errorcode.get(ctypes.get_errno(), "")]
+seen["mount"] = [libc.mount(b"none", b"/tmp", b"tmpfs", 0, None), errno.errorcode.get(ctypes.get_errno(), "")]
+attempt("setuid_root", lambda: os.setuid(0))
+attempt("hardlink_system_file", lambda: os.link("/usr/bin/python3", "/work/python3-link"))
+attempt("write_system", lambda: open("/usr/bin/planted", "w").write("x"))
+print(json.dumps(seen))
+"""
+
+
+async def test_nothing_of_the_host_is_reachable(box: Sandbox, host: dict[str, Any]) -> None:
+    tcp, udp = host["tcp"].getsockname()[1], host["udp"].getsockname()[1]
+    try:
+        done = await box.run(["python3", "-c", PROBE, str(tcp), str(udp), str(host["data"])])
+        assert done.exit_code == 0, done.stderr.decode()[-2000:]
+        seen = json.loads(done.stdout)
+        with pytest.raises(BlockingIOError):
+            host["udp"].recv(100)  # nothing arrived on the host's UDP listener
+    finally:
+        host["tcp"].close()
+        host["udp"].close()
+    for name in ("tcp", "dns", "switchboard.db", "vault.key", "shadow", "root_home"):
+        assert seen[name][0] == "refused", (name, seen[name])
+    assert seen["udp"][0] == "refused" or seen["udp"][1] == "'sent'"  # (sent into its own empty network)
+    assert seen["interfaces"] in ([], ["lo"])
+    assert not seen["pid1_environ_has_secret"]
+    assert seen["processes"] <= 3  # its own init, the probe (and its shell)
+    assert set(seen["devices"]) <= {
+        "null",
+        "zero",
+        "full",
+        "random",
+        "urandom",
+        "tty",
+        "pts",
+        "ptmx",
+        "shm",
+        "fd",
+        "stdin",
+        "stdout",
+        "stderr",
+        "core",
+        "mqueue",
+        "console",
+    }
+    assert seen["uid"] != 0 and seen["no_new_privs"] == "1"
+    for name in ("ptrace_attach_1", "keyctl", "unshare_user", "mount"):
+        assert seen[name][0] == -1 and seen[name][1] == "EPERM", (name, seen[name])
+    for name in ("setuid_root", "hardlink_system_file", "write_system"):
+        assert seen[name][0] == "refused", (name, seen[name])
+
+
+async def test_links_planted_inside_are_never_followed_by_the_host(box: Sandbox, tmp_path: Path) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text(SECRET)
+    await box.run(["sh", "-c", f"ln -s {outside} link; ln -s / root; mkdir d; ln -s /etc d/etc"])
+    for path in ("link", "root/etc/passwd", "d/etc/passwd"):
+        with pytest.raises(SandboxError):
+            await box.read(path)
+    with pytest.raises(SandboxError):
+        await box.write("root/tmp/planted", b"x")
+    with pytest.raises(SandboxError):
+        await box.listing("root")
+    assert not (Path("/tmp") / "planted").exists()
+
+
+async def test_another_sessions_files_are_nowhere_to_be_found(backend: Any) -> None:
+    one: Sandbox = await backend.start(Options())
+    two: Sandbox = await backend.start(Options())
+    try:
+        await one.write("marker-of-one.txt", b"private")
+        hunt = "find / -name 'marker-of-one*' 2>/dev/null; ls /proc/*/root/work 2>/dev/null | head -3; true"
+        found = await two.run(["sh", "-c", hunt])
+        assert b"marker-of-one" not in found.stdout
+    finally:
+        await one.stop()
+        await two.stop()
+
+
+async def test_limits_met_answer_clearly_and_the_sandbox_serves_on(box: Sandbox) -> None:
+    kernel = Kernel(box)
+    try:
+        await kernel.call({"op": "python", "code": "kept = 42"}, wall=30)
+        bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+        with pytest.raises(KernelLost) as forked:
+            await kernel.call({"op": "python", "code": bomb}, wall=5, cpu=5)
+        assert forked.value.reason in ("processes", "wall time", "cpu time")
+        touching = "b = bytearray(3 * 1024 ** 3)\nfor i in range(0, len(b), 4096):\n    b[i] = 1\n"
+        with pytest.raises(KernelLost) as hungry:
+            await kernel.call({"op": "python", "code": touching}, wall=60)
+        assert hungry.value.reason == "memory"
+        fill = "f = open('/work/fill', 'wb')\nwhile True:\n    f.write(bytes(1 << 20))\n"
+        filled = await kernel.call({"op": "python", "code": fill}, wall=30)
+        assert "No space left on device" in filled["error"]
+        await kernel.call({"op": "command", "argv": ["rm", "/work/fill"], "timeout": 10}, wall=20)
+        loud = await kernel.call(
+            {
+                "op": "python",
+                "code": "for _ in range(10 ** 5):\n    print('x' * 1000)",
+                "output_bytes": 10_000,
+            },
+            wall=30,
+        )
+        assert loud["truncated"] and len(loud["stdout"]) == 10_000
+        served = await kernel.call({"op": "python", "code": "print(6 * 7)"}, wall=30)
+        assert served["stdout"] == "42\n"  # it serves on (a new kernel: the old state is gone)
+    finally:
+        await kernel.stop()
+
+
+async def test_nothing_is_left_after_stop(backend: Any) -> None:
+    made: Sandbox = await backend.start(Options(binds=((str(AGENT), AGENT_INSIDE),)))
+    kernel = Kernel(made)
+    await kernel.call({"op": "start", "command": "sleep 300 & sleep 300"}, wall=30)
+    await made.write("file.txt", b"x")
+    await kernel.stop()
+    await made.stop()
+    assert await anyio.to_thread.run_sync(_left, Path(backend.root)) == ([], False, [], [])
+
+
+def _left(root: Path) -> tuple[list[Path], bool, list[Path], list[Path]]:
+    """What a stopped sandbox could have left: files, a mount, control groups, processes."""
+    mounted = str(root) in Path("/proc/self/mounts").read_text()
+    groups = list(Path("/sys/fs/cgroup").rglob(f"switchboard-sandbox-{os.getpid()}-*"))
+    sleepers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline(p) == "sleep 300"]
+    return list(root.iterdir()), mounted, groups, sleepers
+
+
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
