@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
@@ -21,7 +22,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.e2e.harness import Served, serve
+from tests.e2e.harness import Served, create_tenant, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -244,3 +245,40 @@ async def test_boto3_makes_an_interpreter_and_bad_input_gets_clear_errors(
     assert deleted["status"] == "DELETING"
     code, _ = await refusal(lambda: control.get_code_interpreter(codeInterpreterId=identifier))
     assert code == "ResourceNotFoundException"
+
+
+async def test_another_tenant_cannot_see_or_use_a_session(live: Served, key: dict[str, str]) -> None:
+    _, data = _clients(live, key)
+    builtin = "aws.codeinterpreter.v1"
+    started = await _run(lambda: data.start_code_interpreter_session(codeInterpreterIdentifier=builtin))
+    session = started["sessionId"]
+    cmd = live.proc.args
+    assert isinstance(cmd, list)
+    acme_admin = await create_tenant(Path(cmd[cmd.index("--data-dir") + 1]), "acme")
+    made = httpx2.post(f"{live.base}/admin/v1/aws-keys", json={"subject": "acme"}, headers=acme_admin)
+    acme = {
+        "AWS_ACCESS_KEY_ID": made.json()["access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": made.json()["secret_access_key"],
+    }
+    _, theirs = _clients(live, acme)
+    for call in (
+        lambda: theirs.get_code_interpreter_session(codeInterpreterIdentifier=builtin, sessionId=session),
+        lambda: theirs.invoke_code_interpreter(
+            codeInterpreterIdentifier=builtin, sessionId=session, name="executeCode", arguments={"code": "1"}
+        ),
+        lambda: theirs.stop_code_interpreter_session(codeInterpreterIdentifier=builtin, sessionId=session),
+    ):
+        with pytest.raises(ClientError) as refused:
+            await _run(call)
+        assert refused.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    listed = await _run(lambda: theirs.list_code_interpreter_sessions(codeInterpreterIdentifier=builtin))
+    assert session not in [i["sessionId"] for i in listed["items"]]
+    sessions = httpx2.get(f"{live.base}/admin/v1/code-interpreter-sessions", headers=acme_admin).json()
+    assert session not in [s["session_id"] for s in sessions["sessions"]]
+    still = await _run(
+        lambda: data.get_code_interpreter_session(codeInterpreterIdentifier=builtin, sessionId=session)
+    )
+    assert still["status"] == "READY"  # untouched by the other tenant's attempts
+    await _run(
+        lambda: data.stop_code_interpreter_session(codeInterpreterIdentifier=builtin, sessionId=session)
+    )

@@ -17,7 +17,16 @@ from typing import Any
 import anyio
 import pytest
 
-from sandbox import BwrapBackend, Options, Sandbox, SandboxError
+from sandbox import (
+    BwrapBackend,
+    Interpreter,
+    InterpreterConfig,
+    Options,
+    Sandbox,
+    SandboxError,
+    Unavailable,
+    backend_for,
+)
 from sandbox._kernel import AGENT, AGENT_INSIDE, Kernel, KernelLost
 
 pytestmark = pytest.mark.anyio
@@ -79,6 +88,8 @@ seen["interfaces"] = sorted(os.listdir("/sys/class/net")) if os.path.isdir("/sys
 for name in ("switchboard.db", "vault.key"):
     attempt(name, lambda: open(os.path.join(data, name)).read())
 attempt("shadow", lambda: open("/etc/shadow").read())
+sockets = ("/run/postgresql", "/var/run/postgresql", "/var/run/redis", "/run/dbus", "/var/run/docker.sock")
+seen["service_sockets"] = [p for p in sockets if os.path.exists(p)]
 attempt("root_home", lambda: os.listdir("/root"))
 environ = open("/proc/1/environ", "rb").read() if os.access("/proc/1/environ", os.R_OK) else b""
 seen["pid1_environ_has_secret"] = b"SWITCHBOARD" in environ
@@ -114,6 +125,7 @@ async def test_nothing_of_the_host_is_reachable(box: Sandbox, host: dict[str, An
         assert seen[name][0] == "refused", (name, seen[name])
     assert seen["udp"][0] == "refused" or seen["udp"][1] == "'sent'"  # (sent into its own empty network)
     assert seen["interfaces"] in ([], ["lo"])
+    assert seen["service_sockets"] == []
     assert not seen["pid1_environ_has_secret"]
     assert seen["processes"] <= 3  # its own init, the probe (and its shell)
     assert set(seen["devices"]) <= {
@@ -207,6 +219,20 @@ async def test_nothing_is_left_after_stop(backend: Any) -> None:
     await kernel.stop()
     await made.stop()
     assert await anyio.to_thread.run_sync(_left, Path(backend.root)) == ([], False, [], [])
+
+
+async def test_a_backend_that_cannot_run_is_an_explicit_error_never_a_run_without_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sandbox._bwrap as bwrap
+
+    monkeypatch.setattr(bwrap, "BWRAP", str(tmp_path / "no-bwrap-here"))
+    with pytest.raises(SandboxError, match="apt-get install bubblewrap"):
+        BwrapBackend(tmp_path / "sandboxes")
+    with pytest.raises(Unavailable, match="apt-get install bubblewrap"):
+        Interpreter("default", InterpreterConfig(), tmp_path / "sandboxes")
+    with pytest.raises(Unavailable, match="not known"):
+        backend_for("chroot", tmp_path / "sandboxes")
 
 
 def _left(root: Path) -> tuple[list[Path], bool, list[Path], list[Path]]:
