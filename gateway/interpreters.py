@@ -203,14 +203,6 @@ class CodeInterpreters:
         )
         return answered[0]
 
-    def problem(self) -> str | None:
-        """None when the configured backend can run here; else one line: why, and what to install."""
-        from sandbox import available
-
-        if self.settings.code_interpreter_backend == "bwrap":
-            return available()
-        return f"sandbox backend {self.settings.code_interpreter_backend!r} is not known; use bwrap"
-
 
 def sandbox_root(settings: Settings) -> Path:
     return (settings.sandbox_dir or settings.data_dir / "sandboxes").resolve()

@@ -17,7 +17,7 @@ from sandbox._contract import (
     Unavailable,
     Usage,
 )
-from sandbox._interpreter import CodeSession, Interpreter, InterpreterConfig, backend_for
+from sandbox._interpreter import CodeSession, Interpreter, InterpreterConfig, backend_for, backend_problem
 from sandbox._tools import TOOLS
 
 __all__ = [
@@ -38,4 +38,5 @@ __all__ = [
     "Usage",
     "available",
     "backend_for",
+    "backend_problem",
 ]

@@ -21,7 +21,7 @@ from typing import Any
 
 import anyio
 
-from sandbox._bwrap import BwrapBackend
+from sandbox._bwrap import BwrapBackend, available
 from sandbox._contract import AtCapacity, Limits, NoSession, Options, Sandbox, SandboxError, Unavailable
 from sandbox._kernel import AGENT, AGENT_INSIDE, Kernel
 from sandbox._pool import Pool
@@ -69,6 +69,7 @@ class CodeSession:
     started: float = field(default_factory=time.monotonic)
     calls: int = 0
     busy: int = 0
+    client_token: str | None = None  # of the request that started it: the same request, the same session
 
     def updated(self) -> datetime:
         if self.ended is not None:
@@ -82,6 +83,13 @@ _SECOND = datetime.fromtimestamp(1, UTC) - datetime.fromtimestamp(0, UTC)
 def session_id() -> str:
     """26 characters of Crockford's base32, as AgentCore's session ids look."""
     return "".join(secrets.choice(ALPHABET) for _ in range(26))
+
+
+def backend_problem(name: str) -> str | None:
+    """None when backend ``name`` can run on this host; else one line: why, and what to install."""
+    if name == "bwrap":
+        return available()
+    return f"sandbox backend {name!r} is not known; use bwrap"
 
 
 def backend_for(name: str, root: Path) -> Any:
@@ -185,8 +193,17 @@ class Interpreter:
                     await self._end(session)
 
     async def start(
-        self, tenant: str, owner: str = "", name: str = "", lifetime: float | None = None
+        self,
+        tenant: str,
+        owner: str = "",
+        name: str = "",
+        lifetime: float | None = None,
+        client_token: str | None = None,
     ) -> CodeSession:
+        if client_token:
+            for earlier in self.live.values():
+                if earlier.tenant == tenant and earlier.client_token == client_token:
+                    return earlier  # (a retried request: the session it made)
         if len(self.live) >= self.config.max_sessions:
             live = len(self.live)
             raise AtCapacity(
@@ -207,6 +224,7 @@ class Interpreter:
             box=box,
             kernel=kernel,
             warm=warm,
+            client_token=client_token,
         )
         self.live[session.id] = session
         return session

@@ -195,7 +195,11 @@ async def start_session(call: Call, params: Params) -> Params:
             raise validation(f"{unserved} is not served by Switchboard's code interpreters; leave it out")
     try:
         session = await running.start(
-            call.tenant, "", str(params.get("name") or ""), params.get("sessionTimeoutSeconds")
+            call.tenant,
+            "",
+            str(params.get("name") or ""),
+            params.get("sessionTimeoutSeconds"),
+            params.get("clientToken"),
         )
     except AtCapacity as exc:
         raise AwsError("ServiceQuotaExceededException", str(exc), 402) from None

@@ -17,10 +17,10 @@ from types import TracebackType
 from typing import Any, ClassVar
 
 from gateway.config import CodeInterpreterTarget
-from gateway.core.errors import ToolExecutionError, ToolNotFound
+from gateway.core.errors import ConfigError, ConfigIssue, ToolExecutionError, ToolNotFound
 from gateway.core.provider import ToolProvider
 from gateway.core.types import JSON, CallContext, ToolCall, ToolResult, ToolSpec
-from sandbox import Interpreter, Limits, NoSession, Options, SandboxError
+from sandbox import Interpreter, Limits, NoSession, Options, SandboxError, backend_problem
 
 _SESSION = {
     "sessionId": {
@@ -128,6 +128,11 @@ class CodeInterpreterProvider(ToolProvider):
 
     def __init__(self, config: CodeInterpreterTarget, *, gateway: str = "default") -> None:
         super().__init__(config.name)
+        problem = backend_problem(config.backend)
+        if problem is not None:  # (refused when the configuration is checked: never run without it)
+            raise ConfigError(
+                [ConfigIssue(f"sandbox backend {config.backend} cannot run here: {problem}", "backend")]
+            )
         self.config = config
         fingerprint = hashlib.sha256(json.dumps(config.model_dump(mode="json"), sort_keys=True).encode())
         self.key = f"target:{gateway}/{config.name}:{fingerprint.hexdigest()[:12]}"

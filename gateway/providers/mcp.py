@@ -41,12 +41,19 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from gateway.config import McpTarget, McpUserCredential
-from gateway.core.errors import RequestError, ToolExecutionError, UpstreamError, UpstreamUnavailable
+from gateway.core.errors import (
+    ConfigError,
+    ConfigIssue,
+    RequestError,
+    ToolExecutionError,
+    UpstreamError,
+    UpstreamUnavailable,
+)
 from gateway.core.provider import PromptSpec, ResourceSpec, ResourceTemplateSpec, ToolProvider
 from gateway.core.types import JSON, CallContext, ToolCall, ToolResult, ToolSpec
 from gateway.egress import reach
 from gateway.providers._mcp_link import Link, _dump
-from sandbox import Options, Sandbox, SandboxError
+from sandbox import Options, Sandbox, SandboxError, backend_problem
 
 # Zero-width, bidirectional-override and other invisible characters, and C0/C1 controls but
 # tab and newline: text a model reads but a person reviewing the tool does not see.
@@ -69,6 +76,12 @@ class McpProvider(ToolProvider):
 
     def __init__(self, config: McpTarget, *, gateway: str = "default") -> None:
         super().__init__(config.name)
+        problem = backend_problem(config.sandbox.backend) if config.sandbox is not None else None
+        if problem is not None and config.sandbox is not None:  # (never run it without the sandbox)
+            where = "sandbox.backend"
+            raise ConfigError(
+                [ConfigIssue(f"sandbox backend {config.sandbox.backend} cannot run here: {problem}", where)]
+            )
         self.config = config
         self._shared = Link(config, headers=config.headers, env=config.env, on_change=self.changed)
         self._users: OrderedDict[tuple[str, str, str], Link] = OrderedDict()

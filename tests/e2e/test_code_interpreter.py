@@ -241,6 +241,14 @@ async def test_boto3_makes_an_interpreter_and_bad_input_gets_clear_errors(
     code, message = await refusal(lambda: invoke("executeCode", {"code": "1"}))
     assert code == "ResourceNotFoundException" and "ended" in message
 
+    audit = httpx2.get(
+        f"{live.base}/admin/v1/audit",
+        params={"gateway": f"code-interpreter/{identifier}"},
+        headers=live.admin_headers,
+    ).json()
+    tools = [r["tool"] for r in audit["records"]]
+    assert "executeCode" in tools and "readFiles" in tools  # every execution audited, refusals too
+
     deleted = await _run(lambda: control.delete_code_interpreter(codeInterpreterId=identifier))
     assert deleted["status"] == "DELETING"
     code, _ = await refusal(lambda: control.get_code_interpreter(codeInterpreterId=identifier))
