@@ -102,6 +102,88 @@ class Task:
             self.process.wait()
 
 
+def _end_strays() -> None:
+    """Kill every other process of this process's group (what an interrupted execution started
+    and did not put in a session of its own), until none is left; background tasks have their own
+    sessions and live on."""
+    me, group = os.getpid(), os.getpgid(0)
+    for _ in range(1000):
+        strays = []
+        for name in os.listdir("/proc"):
+            if name.isdigit() and int(name) != me:
+                with contextlib.suppress(OSError, ValueError, IndexError), open(f"/proc/{name}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[2]) == group:
+                        strays.append(int(name))
+        for pid in strays:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in strays:  # (its own children are reaped here; others by the sandbox's init)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+        if not strays:
+            return
+
+
+class Stream:
+    """Standard output (or error) of executions: one pipe for the agent's life, read by a thread
+    of its own. An execution's output ends where the agent writes a marker of that execution's
+    into the pipe after it: what comes after (a child still writing) is not that execution's."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_inheritable(self.read_fd, False)
+        self.lock = threading.Lock()
+        self.marker = b""
+        self.data = bytearray()
+        self.seen = 0  # bytes of this execution's output, kept or not
+        self.cap = 0
+        self.done = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def begin(self, cap: int) -> None:
+        with self.lock:
+            self.data.clear()
+            self.seen, self.cap = 0, cap
+            self.marker = b"\0switchboard:" + os.urandom(12).hex().encode() + b"\0"
+            self.done.clear()
+
+    def end(self) -> tuple[str, bool]:
+        os.write(self.write_fd, self.marker)
+        self.done.wait(5.0)
+        with self.lock:
+            self.marker = b""
+            return self.data.decode("utf-8", "replace"), self.seen > self.cap
+
+    def _take(self, chunk: bytes) -> None:
+        room = self.cap - len(self.data)
+        if room > 0:
+            self.data += chunk[:room]
+        self.seen += len(chunk)
+
+    def _read(self) -> None:
+        window = b""  # the stream's last bytes: a marker may arrive split across reads
+        while True:
+            chunk = os.read(self.read_fd, 65536)
+            with self.lock:
+                marker = self.marker
+                if not marker or self.done.is_set():
+                    window = b""
+                    continue  # (between executions: nobody's output)
+                joined = window + chunk
+                at = joined.find(marker)
+                if at < 0:
+                    self._take(chunk)
+                    window = joined[-(len(marker) - 1) :]
+                    continue
+                if at >= len(window):
+                    self._take(joined[len(window) : at])
+                else:  # the marker began in bytes already taken: they were not output
+                    self.seen -= len(window) - at
+                    del self.data[max(0, self.seen) :]
+                window = b""
+                self.done.set()
+
+
 def _trace(exc: BaseException) -> str:
     """The program's traceback, without the agent's own frames."""
     tb = exc.__traceback__
@@ -117,6 +199,7 @@ class Agent:
         self.tasks: dict[str, Task] = {}
         self.numbered = 0
         self.busy = threading.Event()
+        self.streams = (Stream(), Stream())
 
     def send(self, message: dict[str, Any]) -> None:
         body = json.dumps(message).encode()
@@ -124,19 +207,19 @@ class Agent:
 
     # -- Python with state ------------------------------------------------------------------
     def python(self, code: str, cap: int) -> dict[str, Any]:
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        out, err = Capture(out_r, cap), Capture(err_r, cap)
+        """Run ``code`` in the namespace, its output (and its children's) read from two pipes by
+        the streams' own threads, kept up to ``cap`` bytes each: a flood fills nothing."""
+        for stream in self.streams:
+            stream.begin(cap)
         saved = os.dup(1), os.dup(2)
-        os.dup2(out_w, 1)
-        os.dup2(err_w, 2)
-        os.close(out_w)
-        os.close(err_w)
+        os.dup2(self.streams[0].write_fd, 1)
+        os.dup2(self.streams[1].write_fd, 2)
         error = None
         try:
             self._run(code)
         except KeyboardInterrupt:
             error = "KeyboardInterrupt: the execution was interrupted"
+            _end_strays()  # (what it started dies with it: a fork bomb's copies of this process too)
         except BaseException as exc:  # noqa: BLE001 - the program's own error, reported as its traceback
             error = None if isinstance(exc, SystemExit) and exc.code in (None, 0) else _trace(exc)
         finally:
@@ -148,10 +231,11 @@ class Agent:
             os.close(saved[0])
             os.close(saved[1])
         images = self._figures()
+        (stdout, out_cut), (stderr, err_cut) = (stream.end() for stream in self.streams)
         return {
-            "stdout": out.text(),
-            "stderr": err.text(),
-            "truncated": out.cut or err.cut,
+            "stdout": stdout,
+            "stderr": stderr,
+            "truncated": out_cut or err_cut,
             "error": error,
             "images": images,
         }

@@ -122,7 +122,10 @@ class Kernel:
             await self._ensure()
             used = self.box.usage()
             try:
-                return await self._exchange(request, wall, cpu, used.cpu_seconds)
+                answer = await self._exchange(request, wall, cpu, used.cpu_seconds)
+                if isinstance(answer.get("stopped"), str):  # (interrupted in time: which limit)
+                    answer["stopped"] = await self._why(used, answer["stopped"])
+                return answer
             except KernelLost as lost:
                 reason = lost.reason
                 reason = await self._why(used, reason)

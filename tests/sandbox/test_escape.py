@@ -185,14 +185,20 @@ async def test_limits_met_answer_clearly_and_the_sandbox_serves_on(box: Sandbox)
     try:
         await kernel.call({"op": "python", "code": "kept = 42"}, wall=30)
         bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
-        with pytest.raises(KernelLost) as forked:
-            await kernel.call({"op": "python", "code": bomb}, wall=5, cpu=5)
-        assert forked.value.reason in ("processes", "wall time", "cpu time")
+        try:  # interrupted, every copy of it killed, the state kept; or, if it could not answer, ended
+            forked = await kernel.call({"op": "python", "code": bomb}, wall=5, cpu=5)
+            assert forked["stopped"] == "processes"
+            kept = (await kernel.call({"op": "python", "code": "print(kept)"}, wall=30))["stdout"]
+            assert kept == "42\n"
+        except KernelLost as lost:
+            assert lost.reason == "processes"
+        count = "import os\nprint(len([p for p in os.listdir('/proc') if p.isdigit()]))"
+        assert int((await kernel.call({"op": "python", "code": count}, wall=30))["stdout"]) <= 2
         touching = "b = bytearray(3 * 1024 ** 3)\nfor i in range(0, len(b), 4096):\n    b[i] = 1\n"
         with pytest.raises(KernelLost) as hungry:
             await kernel.call({"op": "python", "code": touching}, wall=60)
         assert hungry.value.reason == "memory"
-        fill = "f = open('/work/fill', 'wb')\nwhile True:\n    f.write(bytes(1 << 20))\n"
+        fill = "with open('/work/fill', 'wb') as f:\n    while True:\n        f.write(bytes(1 << 20))\n"
         filled = await kernel.call({"op": "python", "code": fill}, wall=30)
         assert "No space left on device" in filled["error"]
         await kernel.call({"op": "command", "argv": ["rm", "/work/fill"], "timeout": 10}, wall=20)
@@ -204,7 +210,7 @@ async def test_limits_met_answer_clearly_and_the_sandbox_serves_on(box: Sandbox)
             },
             wall=30,
         )
-        assert loud["truncated"] and len(loud["stdout"]) == 10_000
+        assert loud["truncated"] and len(loud["stdout"]) == 10_000, {k: str(v)[:300] for k, v in loud.items()}
         served = await kernel.call({"op": "python", "code": "print(6 * 7)"}, wall=30)
         assert served["stdout"] == "42\n"  # it serves on (a new kernel: the old state is gone)
     finally:
