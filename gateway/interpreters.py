@@ -27,6 +27,8 @@ from gateway.stages.audit import GatewayAudit
 from gateway.telemetry import GatewayTelemetry
 from sandbox import (
     CodeSession,
+    EgressDecision,
+    EgressPolicy,
     Interpreter,
     InterpreterConfig,
     Limits,
@@ -37,6 +39,7 @@ from sandbox import (
 )
 
 logger = logging.getLogger(__name__)
+egress_log = logging.getLogger("switchboard.sandbox.egress")
 
 BUILTIN = "aws.codeinterpreter.v1"
 
@@ -51,8 +54,11 @@ class Running:
     done: anyio.Event  # set: its sessions and its pool end, and its task with them
 
 
-def config_from(settings: Settings, **changes: Any) -> InterpreterConfig:
-    """The interpreters' settings (SWITCHBOARD_CODE_INTERPRETER_*), with ``changes`` applied."""
+def config_from(settings: Settings, own_port: int | None = None, **changes: Any) -> InterpreterConfig:
+    """The interpreters' settings (SWITCHBOARD_CODE_INTERPRETER_*, SWITCHBOARD_SANDBOX_EGRESS_*),
+    with ``changes`` applied; in network mode PUBLIC the gateway's own port, on any address of
+    this host, is refused as well as every private one."""
+    refuse: tuple[tuple[str, int], ...] = (("0.0.0.0", own_port), ("::", own_port)) if own_port else ()
     base = InterpreterConfig(
         backend=settings.code_interpreter_backend,
         options=Options(
@@ -68,15 +74,31 @@ def config_from(settings: Settings, **changes: Any) -> InterpreterConfig:
         warm=settings.code_interpreter_warm,
         max_sessions=settings.code_interpreter_max_sessions,
         node=settings.code_interpreter_node,
+        egress=EgressPolicy(
+            allow=tuple(settings.sandbox_egress_allow),
+            deny=tuple(settings.sandbox_egress_deny),
+            refuse=refuse,
+        ),
+        egress_log=_egress_logged,
     )
     return replace(base, **changes)
+
+
+def _egress_logged(decision: EgressDecision) -> None:
+    """Each PUBLIC sandbox's connection, allowed or refused, in the gateway's log."""
+    verdict = "allowed" if decision.allowed else "refused"
+    where = f"{decision.host}:{decision.port} ({decision.address or 'unresolved'})"
+    egress_log.info(
+        "sandbox egress %s: %s%s", verdict, where, f": {decision.reason}" if decision.reason else ""
+    )
 
 
 class CodeInterpreters:
     """Every interpreter of this process, made on first use and ended with it."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, own_port: int | None = None) -> None:
         self.settings = settings
+        self.own_port = own_port  # where this process listens: PUBLIC sandboxes never reach it
         self.root = sandbox_root(settings)
         self.running: dict[tuple[str | None, str], Running] = {}
         self._group: TaskGroup | None = None
@@ -121,15 +143,17 @@ class CodeInterpreters:
 
     async def builtin(self) -> Interpreter:
         """The interpreter every tenant has: AgentCore's ``aws.codeinterpreter.v1``."""
-        return await self._get(None, BUILTIN, config_from(self.settings))
+        return await self._get(None, BUILTIN, config_from(self.settings, self.own_port))
 
     async def custom(self, tenant: str, key: str, network: str = "SANDBOX") -> Interpreter:
         """A tenant's own interpreter (CreateCodeInterpreter): no warm pool of its own."""
-        return await self._get(tenant, key, config_from(self.settings, warm=0))
+        return await self._get(
+            tenant, key, config_from(self.settings, self.own_port, warm=0, network=network)
+        )
 
     async def for_target(self, tenant: str, key: str, **changes: Any) -> Interpreter:
         """A gateway target's interpreter: the settings' defaults with the target's ``changes``."""
-        return await self._get(tenant, key, config_from(self.settings, **changes))
+        return await self._get(tenant, key, config_from(self.settings, self.own_port, **changes))
 
     async def forget(self, tenant: str, key: str) -> None:
         """A deleted interpreter: its sessions and its pool end now."""
@@ -153,6 +177,12 @@ class CodeInterpreters:
             if session.id == session_id:
                 return running, session
         return None
+
+    def policy(self) -> EgressPolicy:
+        """Where PUBLIC sandboxes may connect: the operator's lists, never this process's port."""
+        return config_from(self.settings, self.own_port).egress
+
+    egress_log = staticmethod(_egress_logged)
 
     async def sandbox(self, backend: str, options: Options) -> Sandbox:
         """A sandbox of its own (a sandboxed MCP server's); the caller stops it."""

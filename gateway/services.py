@@ -15,6 +15,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import anyio
 import httpx2
@@ -107,7 +108,7 @@ async def open_services(
                 writers.start_soon(telemetry.sink.run)
             telemetry.start()
             try:
-                interpreters = CodeInterpreters(settings)
+                interpreters = CodeInterpreters(settings, urlsplit(edge.base_url).port)
                 async with (
                     interpreters.open(),
                     Hub(

@@ -99,6 +99,14 @@ class Settings(BaseSettings):
     def _absolute(cls, path: Path | None) -> Path | None:
         return path.resolve() if path is not None else None
 
+    sandbox_egress_allow: list[str] = Field(
+        default_factory=list,
+        description="Network mode PUBLIC: the only hosts sandboxes may reach (example.com, *.example.com); "
+        "empty: any public host. Private, loopback, link-local and metadata addresses never.",
+    )
+    sandbox_egress_deny: list[str] = Field(
+        default_factory=list, description="Network mode PUBLIC: hosts sandboxes may never reach (deny wins)."
+    )
     code_interpreter_backend: Literal["bwrap"] = Field(
         "bwrap", description="The isolation of code interpreter sessions: bwrap (bubblewrap)."
     )

@@ -18,6 +18,7 @@ from sandbox._contract import (
     Usage,
 )
 from sandbox._interpreter import CodeSession, Interpreter, InterpreterConfig, backend_for, backend_problem
+from sandbox._proxy import EgressDecision, EgressPolicy, EgressProxy
 from sandbox._tools import TOOLS
 
 __all__ = [
@@ -26,6 +27,9 @@ __all__ = [
     "BwrapBackend",
     "BwrapSandbox",
     "CodeSession",
+    "EgressDecision",
+    "EgressPolicy",
+    "EgressProxy",
     "Execution",
     "Interpreter",
     "InterpreterConfig",

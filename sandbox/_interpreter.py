@@ -13,18 +13,21 @@ import secrets
 import shutil
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import anyio
+from anyio.abc import TaskGroup
 
 from sandbox._bwrap import BwrapBackend, available
 from sandbox._contract import AtCapacity, Limits, NoSession, Options, Sandbox, SandboxError, Unavailable
+from sandbox._egress import Egress, open_egress
 from sandbox._kernel import AGENT, AGENT_INSIDE, Kernel
 from sandbox._pool import Pool
+from sandbox._proxy import EgressDecision, EgressPolicy, Resolver
 from sandbox._tools import Runtimes, call
 
 log = logging.getLogger("switchboard.sandbox")
@@ -47,6 +50,19 @@ class InterpreterConfig:
     max_sessions: int = 64  # live at once, in this process
     python: str = "/usr/bin/python3"  # inside the sandbox
     node: str | None = "/usr/bin/node"  # on the host; bound read-only into each sandbox
+    network: str = "SANDBOX"  # SANDBOX: none at all; PUBLIC: public addresses, through a proxy
+    egress: EgressPolicy = field(default_factory=EgressPolicy)  # (PUBLIC) the operator's lists
+    egress_log: Callable[[EgressDecision], Awaitable[None] | None] | None = None  # each decision
+    egress_resolver: Resolver | None = None  # (PUBLIC) names to addresses; None: the system's
+
+
+@dataclass
+class Made:
+    """A sandbox with its kernel started (and its egress proxy, in PUBLIC mode)."""
+
+    box: Sandbox
+    kernel: Kernel
+    egress: Egress | None = None
 
 
 @dataclass
@@ -62,6 +78,7 @@ class CodeSession:
     created: datetime
     box: Sandbox | None
     kernel: Kernel | None
+    egress: Egress | None = None
     warm: bool = False
     status: str = "READY"
     ended: datetime | None = None
@@ -122,6 +139,7 @@ class Interpreter:
         self.name = name
         self.config = config
         self.backend = backend_for(config.backend, root)
+        self.root = root
         binds: list[tuple[str, str]] = [(str(AGENT), AGENT_INSIDE)]
         node = config.node if config.node and shutil.which(config.node) else None
         self.runtimes = Runtimes(node=None, typescript=False)
@@ -146,32 +164,56 @@ class Interpreter:
             binds=(*options.binds, *binds),
             environment={**environment, **options.environment},
         )
-        self.pool: Pool[tuple[Sandbox, Kernel]] = Pool(self._make, self._discard, config.warm)
+        if config.network not in ("SANDBOX", "PUBLIC"):
+            raise SandboxError(f"network mode {config.network!r} is not SANDBOX or PUBLIC")
+        self.pool: Pool[Made] = Pool(self._make, self._discard, config.warm)
+        self._group: TaskGroup | None = None  # (running: where PUBLIC sandboxes' proxies run)
         self.live: dict[str, CodeSession] = {}
         self.ended: OrderedDict[str, CodeSession] = OrderedDict()
 
-    async def _make(self) -> tuple[Sandbox, Kernel]:
-        box: Sandbox = await self.backend.start(self.options)
-        kernel = Kernel(box, self.config.python)
+    async def _make(self) -> Made:
+        options, egress = self.options, None
+        if self.config.network == "PUBLIC":
+            if self._group is None:
+                raise SandboxError(f"code interpreter {self.name!r} is not running")
+            c = self.config
+            egress = await open_egress(
+                self._group, self.root, c.egress, resolver=c.egress_resolver, log=c.egress_log
+            )
+            options = replace(
+                options,
+                binds=(*options.binds, *egress.binds),
+                environment={**options.environment, **egress.environment},
+            )
         try:
-            await kernel.call({"op": "ping"}, wall=30)
+            box: Sandbox = await self.backend.start(options)
+        except BaseException:
+            if egress is not None:
+                egress.close()
+            raise
+        made = Made(box, Kernel(box, self.config.python), egress)
+        try:
+            await made.kernel.call({"op": "ping"}, wall=30)
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await kernel.stop()
-                await box.stop()
+                await self._discard(made)
             raise
-        return box, kernel
+        return made
 
-    async def _discard(self, made: tuple[Sandbox, Kernel]) -> None:
-        box, kernel = made
-        await kernel.stop()
-        await box.stop()
+    async def _discard(self, made: Made) -> None:
+        try:
+            await made.kernel.stop()
+            await made.box.stop()
+        finally:
+            if made.egress is not None:
+                made.egress.close()
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Interpreter]:
         """The pool refilled and the sessions' lifetimes kept while this is open; every session
         and every warm sandbox ended when it closes."""
         async with anyio.create_task_group() as tg:
+            self._group = tg
             tg.start_soon(self.pool.fill)
             tg.start_soon(self._reaping)
             try:
@@ -212,7 +254,7 @@ class Interpreter:
         seconds = float(lifetime) if lifetime else self.config.default_timeout
         if not 1 <= seconds <= self.config.max_seconds:
             raise SandboxError(f"sessionTimeoutSeconds must be between 1 and {int(self.config.max_seconds)}")
-        (box, kernel), warm = await self.pool.take()
+        made, warm = await self.pool.take()
         session = CodeSession(
             id=session_id(),
             interpreter=self.name,
@@ -221,8 +263,9 @@ class Interpreter:
             owner=owner,
             timeout_seconds=seconds,
             created=datetime.now(UTC),
-            box=box,
-            kernel=kernel,
+            box=made.box,
+            kernel=made.kernel,
+            egress=made.egress,
             warm=warm,
             client_token=client_token,
         )
@@ -259,12 +302,12 @@ class Interpreter:
         self.ended[session.id] = session
         while len(self.ended) > KEEP_ENDED:
             self.ended.popitem(last=False)
-        box, kernel = session.box, session.kernel
-        session.box = session.kernel = None
+        box, kernel, egress = session.box, session.kernel, session.egress
+        session.box = session.kernel = session.egress = None
         if box is not None and kernel is not None:
             with anyio.CancelScope(shield=True):
                 try:
-                    await self._discard((box, kernel))
+                    await self._discard(Made(box, kernel, egress))
                 except OSError as exc:  # (teardown must go on for the others)
                     log.warning("session %s did not tear down cleanly: %s", session.id, exc)
 

@@ -22,7 +22,7 @@ from gateway.store import AwsResource, StoreAws
 from sandbox import TOOLS, AtCapacity, CodeSession, Interpreter, NoSession, SandboxError, Unavailable
 
 KIND = "code_interpreter"
-NETWORK_MODES = ("SANDBOX",)
+NETWORK_MODES = ("SANDBOX", "PUBLIC")
 
 
 def _interpreters(call: Call) -> CodeInterpreters:
@@ -95,8 +95,8 @@ async def create_code_interpreter(call: Call, params: Params) -> Params:
     mode = (params.get("networkConfiguration") or {}).get("networkMode")
     if mode not in NETWORK_MODES:
         raise validation(
-            f"networkConfiguration.networkMode {mode!r} is not served here: code runs with no network "
-            "(SANDBOX); give networkMode SANDBOX"
+            f"networkConfiguration.networkMode {mode!r} is not served here: give SANDBOX (no network) or "
+            "PUBLIC (public hosts through the gateway's egress proxy)"
         )
     for unserved in ("certificates", "filesystemConfigurations"):
         if params.get(unserved):

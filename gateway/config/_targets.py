@@ -173,7 +173,11 @@ class McpSandbox(Model):
     """Where a local MCP server runs when it must not run on the gateway's host (ADR 0035)."""
 
     backend: Literal["bwrap"] = Field("bwrap", description="bwrap: bubblewrap, with a seccomp filter.")
-    network: Literal["SANDBOX"] = Field("SANDBOX", description="SANDBOX: no network at all.")
+    network: Literal["SANDBOX", "PUBLIC"] = Field(
+        "SANDBOX",
+        description="SANDBOX: no network at all; PUBLIC: public hosts over HTTP(S) through an egress proxy "
+        "(never private, loopback, link-local or metadata addresses, nor the gateway itself).",
+    )
     memory_mb: int = Field(512, ge=64, le=65536, description="Memory of the server (its files included).")
     disk_mb: int = Field(256, ge=1, le=65536, description="Its work directory (/work) and /tmp together.")
     processes: int = Field(128, ge=8, le=10_000, description="Processes and threads at once.")
@@ -296,6 +300,11 @@ class CodeInterpreterTarget(TargetBase):
 
     kind: Literal["code_interpreter"]
     backend: Literal["bwrap"] = Field("bwrap", description="The sandbox each session runs in.")
+    network: Literal["SANDBOX", "PUBLIC"] = Field(
+        "SANDBOX",
+        description="SANDBOX: no network at all; PUBLIC: public hosts over HTTP(S) through an egress proxy "
+        "(never private, loopback, link-local or metadata addresses, nor the gateway itself).",
+    )
     session_seconds: float = Field(
         3600, gt=0, le=8 * 3600, description="A session ends this long after it started, used or not."
     )

@@ -128,8 +128,11 @@ class Link:
         self.reach: Reach | None = None  # a tenant's target: every connection checked (set before run)
         # A sandboxed local server: how its sandbox is made (with this link's environment), and the
         # sandbox, made on the first connection and kept across reconnections until the link closes.
-        self.make_box: Callable[[Mapping[str, str]], Awaitable[Sandbox]] | None = None
+        self.make_box: (
+            Callable[[Mapping[str, str]], Awaitable[tuple[Sandbox, list[str], Callable[[], None]]]] | None
+        ) = None  # -> the sandbox, the command line to run in it, what closes what came with it
         self.box: Sandbox | None = None
+        self._boxed: tuple[list[str], Callable[[], None]] | None = None
         self.failure: str | None = None
         self.last_used = time.monotonic()
         self._client: Client | None = None
@@ -151,9 +154,12 @@ class Link:
                 await self._keeper()
         finally:
             box, self.box = self.box, None
+            boxed, self._boxed = self._boxed, None
             if box is not None:
                 with anyio.CancelScope(shield=True):
                     await box.stop()
+            if boxed is not None:
+                boxed[1]()
 
     def close(self) -> None:
         if self._scope is not None:
@@ -169,8 +175,10 @@ class Link:
             # In a sandbox: bwrap dies with the gateway (--die-with-parent); what the server sees of
             # the environment is only what the sandbox sets (the link's variables among them).
             if self.box is None:
-                self.box = await self.make_box(self.env)
-            argv = self.box.command_line(c.command)
+                self.box, command, close = await self.make_box(self.env)
+                self._boxed = (command, close)
+            assert self._boxed is not None
+            argv = self.box.command_line(self._boxed[0])
             return StdioServerParameters(command=argv[0], args=argv[1:])
         if c.command is not None:
             # Through the reaper, so the server dies with the gateway even on kill -9. Its

@@ -159,6 +159,7 @@ class CodeInterpreterProvider(ToolProvider):
                 tenant,
                 self.key,
                 backend=c.backend,
+                network=c.network,
                 default_timeout=c.session_seconds,
                 idle_seconds=c.idle_seconds,
                 max_sessions=c.max_sessions,

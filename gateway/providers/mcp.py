@@ -29,7 +29,7 @@ import hashlib
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import ClassVar, Self
 
@@ -54,6 +54,7 @@ from gateway.core.types import JSON, CallContext, ToolCall, ToolResult, ToolSpec
 from gateway.egress import reach
 from gateway.providers._mcp_link import Link, _dump
 from sandbox import Options, Sandbox, SandboxError, backend_problem
+from sandbox._egress import forwarded, open_egress
 
 # Zero-width, bidirectional-override and other invisible characters, and C0/C1 controls but
 # tab and newline: text a model reads but a person reviewing the tool does not see.
@@ -67,6 +68,10 @@ IDLE_CHECK_SECONDS = 30.0
 def clean(text: str | None) -> str:
     """Text without invisible or control characters."""
     return _CONTROL.sub("", _INVISIBLE.sub("", text or ""))
+
+
+def _nothing() -> None:
+    return None
 
 
 class McpProvider(ToolProvider):
@@ -91,33 +96,47 @@ class McpProvider(ToolProvider):
     def failure(self) -> str | None:
         return self._shared.failure
 
-    async def _make_box(self, env: Mapping[str, str]) -> Sandbox:
-        """A sandbox for one session of a sandboxed local server, with that session's variables."""
+    async def _make_box(self, env: Mapping[str, str]) -> tuple[Sandbox, list[str], Callable[[], None]]:
+        """A sandbox for one session of a sandboxed local server, with that session's variables;
+        the command line to run in it (behind the egress forwarder in PUBLIC mode), and what ends
+        what came with it (its egress proxy)."""
         c = self.config
-        assert c.sandbox is not None
-        if self.interpreters is None:
+        assert c.sandbox is not None and c.command is not None
+        if self.interpreters is None or self._tg is None:
             raise UpstreamUnavailable(f"target {self.id!r} runs in a sandbox, and this process runs none")
         modules = self.interpreters.settings.sandbox_node_modules
-        binds = ((str(modules), "/work/node_modules"),) if modules else ()  # (absolute: settings)
+        binds: tuple[tuple[str, str], ...] = ((str(modules), "/work/node_modules"),) if modules else ()
         environment = {
             "PATH": "/work/node_modules/.bin:/usr/local/bin:/usr/bin:/bin",
             "npm_config_cache": "/tmp/npm",
-            "npm_config_offline": "true",  # (no network: packages come from node_modules alone)
+            "npm_config_offline": "true",  # (packages come from node_modules alone)
             "npm_config_update_notifier": "false",
             **env,
         }
-        options = Options(
-            memory_bytes=c.sandbox.memory_mb * 1024 * 1024,
-            processes=c.sandbox.processes,
-            disk_bytes=c.sandbox.disk_mb * 1024 * 1024,
-            binds=binds,
-            environment=environment,
-        )
+        command: list[str] = list(c.command)
+        close: Callable[[], None] = _nothing
         try:
+            if c.sandbox.network == "PUBLIC":
+                egress = await open_egress(
+                    self._tg,
+                    self.interpreters.root,
+                    self.interpreters.policy(),
+                    log=self.interpreters.egress_log,
+                )
+                binds, command, close = (*binds, *egress.binds), forwarded(command), egress.close
+                environment = {**environment, **egress.environment}
+            options = Options(
+                memory_bytes=c.sandbox.memory_mb * 1024 * 1024,
+                processes=c.sandbox.processes,
+                disk_bytes=c.sandbox.disk_mb * 1024 * 1024,
+                binds=binds,
+                environment=environment,
+            )
             box: Sandbox = await self.interpreters.sandbox(c.sandbox.backend, options)
         except SandboxError as exc:
+            close()
             raise UpstreamUnavailable(f"target {self.id!r}: its sandbox cannot be made: {exc}") from None
-        return box
+        return box, command, close
 
     async def __aenter__(self) -> Self:
         if self.config.sandbox is not None:

@@ -25,6 +25,10 @@ gateways:
         kind: code_interpreter
         wall_seconds: 5
         warm: 1
+      - name: net
+        kind: code_interpreter
+        network: PUBLIC
+        wall_seconds: 10
 """
 
 
@@ -115,3 +119,22 @@ async def test_the_admin_api_lists_and_stops_sessions(served: Served) -> None:
             assert bad.status_code == 400
         after = await _call(client, "executeCode", code="print('x' in globals())")
         assert _text(after) == "False\n"  # its caller goes on in a new session
+
+
+async def test_public_mode_goes_through_the_proxy_which_refuses_the_gateway_itself(served: Served) -> None:
+    port = served.base.rsplit(":", 1)[1]
+    probe = (
+        "import os, urllib.request, urllib.error\n"
+        "print(os.environ['HTTPS_PROXY'])\n"
+        "try:\n"
+        f"    urllib.request.urlopen('http://[::ffff:127.0.0.1]:{port}/mcp', timeout=10)\n"
+        "except urllib.error.HTTPError as e:\n"
+        "    print(e.code, e.read().decode())\n"
+    )
+    async with Client(served.mcp, mode="legacy") as client:
+        result = await client.call_tool("net___executeCode", {"code": probe})
+        out = _text(result)
+        assert out.startswith("http://127.0.0.1:3128\n403 "), out
+        assert "loopback" in out  # refused by the proxy before it connected
+        closed = await _call(client, "executeCode", code="import os\nprint(os.environ.get('HTTPS_PROXY'))")
+        assert _text(closed) == "None\n"  # the SANDBOX target has no way out at all

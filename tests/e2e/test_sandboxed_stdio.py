@@ -81,6 +81,25 @@ async def test_a_tenant_runs_server_everything_in_a_sandbox(tenant: Tenant) -> N
     assert removed.status_code == 204
 
 
+async def test_a_public_sandboxed_server_starts_behind_the_egress_forwarder(tenant: Tenant) -> None:
+    target = {
+        "name": "net",
+        "kind": "mcp",
+        "command": ["npx", "-y", "@modelcontextprotocol/server-everything"],
+        "sandbox": {"backend": "bwrap", "network": "PUBLIC"},
+    }
+    added = await _admin(tenant, "POST", "/admin/v1/gateways/tools/targets", target)
+    assert added.status_code == 201, added.text
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {tenant.key}"}, timeout=60) as http,
+        Client(streamable_http_client(tenant.url, http_client=http), mode="legacy") as client,
+    ):
+        env = await client.call_tool("net___get-env", {})
+        seen = "".join(b.text for b in env.content if isinstance(b, types.TextContent))
+        assert "http://127.0.0.1:3128" in seen  # HTTPS_PROXY: the forwarder to its own proxy
+    assert (await _admin(tenant, "DELETE", "/admin/v1/gateways/tools/targets/net")).status_code == 204
+
+
 async def test_a_sandboxed_target_refuses_a_working_directory(tenant: Tenant) -> None:
     target = {"name": "cwd", "kind": "mcp", "command": ["true"], "sandbox": "bwrap", "cwd": str(Path.home())}
     refused = await _admin(tenant, "POST", "/admin/v1/gateways/tools/targets", target)
