@@ -41,6 +41,9 @@ SYSTEM = (
     "/etc/fonts",
     "/etc/matplotlibrc",
 )
+# What bwrap itself (and so the sandbox's pid 1, whose /proc/1/environ the sandbox can read) is
+# started with: never the gateway's own variables (vault key, database URL, cloud keys).
+HOST_ENVIRONMENT = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 ENVIRONMENT = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/work", "LANG": "C.UTF-8", "TMPDIR": "/tmp"}
 
 
@@ -224,7 +227,7 @@ class BwrapSandbox(WorkFiles):
                     await groups.remove()
 
     async def spawn(self, argv: Sequence[str]) -> Process:
-        return await anyio.open_process(self.command_line(argv), start_new_session=True)
+        return await anyio.open_process(self.command_line(argv), start_new_session=True, env=HOST_ENVIRONMENT)
 
     def usage(self) -> Usage:
         if self.groups is None:
@@ -244,7 +247,7 @@ class BwrapSandbox(WorkFiles):
         self, command: list[str], stdin: bytes, limits: Limits, groups: Groups | None
     ) -> Execution:
         out, err = bytearray(), bytearray()
-        process = await anyio.open_process(command, start_new_session=True)
+        process = await anyio.open_process(command, start_new_session=True, env=HOST_ENVIRONMENT)
         cut = [False, False]
         stopped: str | None = None
         with anyio.move_on_after(limits.wall_seconds) as deadline:
