@@ -107,8 +107,9 @@ class Settings(BaseSettings):
     sandbox_egress_deny: list[str] = Field(
         default_factory=list, description="Network mode PUBLIC: hosts sandboxes may never reach (deny wins)."
     )
-    code_interpreter_backend: Literal["bwrap"] = Field(
-        "bwrap", description="The isolation of code interpreter sessions: bwrap (bubblewrap)."
+    code_interpreter_backend: Literal["bwrap", "gvisor"] = Field(
+        "bwrap",
+        description="The isolation of code interpreter sessions: bwrap (bubblewrap) or gvisor (runsc).",
     )
     code_interpreter_warm: int = Field(
         2, ge=0, le=64, description="Sandboxes of the built-in code interpreter kept started and ready."

@@ -5,7 +5,7 @@ MCP servers): one contract (``Sandbox``: run a command under limits, files in an
 work directory, stop leaving nothing) and its backends. Bubblewrap is the first (ADR 0034).
 On them, code interpreters: sessions with a kernel, AgentCore's tools and a warm pool (ADR 0035)."""
 
-from sandbox._bwrap import BwrapBackend, BwrapSandbox, available
+from sandbox._bwrap import HOST_ENVIRONMENT, BwrapBackend, BwrapSandbox, available
 from sandbox._contract import (
     AtCapacity,
     Execution,
@@ -17,11 +17,13 @@ from sandbox._contract import (
     Unavailable,
     Usage,
 )
+from sandbox._gvisor import GvisorBackend, GvisorSandbox
 from sandbox._interpreter import CodeSession, Interpreter, InterpreterConfig, backend_for, backend_problem
 from sandbox._proxy import EgressDecision, EgressPolicy, EgressProxy
 from sandbox._tools import TOOLS
 
 __all__ = [
+    "HOST_ENVIRONMENT",
     "TOOLS",
     "AtCapacity",
     "BwrapBackend",
@@ -31,6 +33,8 @@ __all__ = [
     "EgressPolicy",
     "EgressProxy",
     "Execution",
+    "GvisorBackend",
+    "GvisorSandbox",
     "Interpreter",
     "InterpreterConfig",
     "Limits",

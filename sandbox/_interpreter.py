@@ -25,6 +25,8 @@ from anyio.abc import TaskGroup
 from sandbox._bwrap import BwrapBackend, available
 from sandbox._contract import AtCapacity, Limits, NoSession, Options, Sandbox, SandboxError, Unavailable
 from sandbox._egress import Egress, open_egress
+from sandbox._gvisor import GvisorBackend
+from sandbox._gvisor import available as gvisor_available
 from sandbox._kernel import AGENT, AGENT_INSIDE, Kernel
 from sandbox._pool import Pool
 from sandbox._proxy import EgressDecision, EgressPolicy, Resolver
@@ -102,21 +104,27 @@ def session_id() -> str:
     return "".join(secrets.choice(ALPHABET) for _ in range(26))
 
 
+BACKENDS = ("bwrap", "gvisor")
+
+
 def backend_problem(name: str) -> str | None:
     """None when backend ``name`` can run on this host; else one line: why, and what to install."""
     if name == "bwrap":
         return available()
-    return f"sandbox backend {name!r} is not known; use bwrap"
+    if name == "gvisor":
+        return gvisor_available()
+    return f"sandbox backend {name!r} is not known; use one of {', '.join(BACKENDS)}"
 
 
 def backend_for(name: str, root: Path) -> Any:
     """The backend ``name``, or SandboxError saying in one line why it cannot run here."""
-    if name == "bwrap":
-        try:
-            return BwrapBackend(root / "bwrap")
-        except SandboxError as exc:
-            raise Unavailable(str(exc)) from None
-    raise Unavailable(f"sandbox backend {name!r} is not known; use bwrap")
+    makers = {"bwrap": BwrapBackend, "gvisor": GvisorBackend}
+    if name not in makers:
+        raise Unavailable(f"sandbox backend {name!r} is not known; use one of {', '.join(BACKENDS)}")
+    try:
+        return makers[name](root / name)
+    except SandboxError as exc:
+        raise Unavailable(str(exc)) from None
 
 
 def _node_version(node: str) -> tuple[int, int]:

@@ -172,7 +172,10 @@ class McpCredentialRef(Model):
 class McpSandbox(Model):
     """Where a local MCP server runs when it must not run on the gateway's host (ADR 0035)."""
 
-    backend: Literal["bwrap"] = Field("bwrap", description="bwrap: bubblewrap, with a seccomp filter.")
+    backend: Literal["bwrap", "gvisor"] = Field(
+        "bwrap",
+        description="bwrap: bubblewrap, with a seccomp filter; gvisor: gVisor's runsc (its own kernel).",
+    )
     network: Literal["SANDBOX", "PUBLIC"] = Field(
         "SANDBOX",
         description="SANDBOX: no network at all; PUBLIC: public hosts over HTTP(S) through an egress proxy "
@@ -299,7 +302,9 @@ class CodeInterpreterTarget(TargetBase):
     ``sessionId`` a result gave; each session is a sandbox (ADR 0035)."""
 
     kind: Literal["code_interpreter"]
-    backend: Literal["bwrap"] = Field("bwrap", description="The sandbox each session runs in.")
+    backend: Literal["bwrap", "gvisor"] = Field(
+        "bwrap", description="The sandbox each session runs in: bwrap (bubblewrap) or gvisor (runsc)."
+    )
     network: Literal["SANDBOX", "PUBLIC"] = Field(
         "SANDBOX",
         description="SANDBOX: no network at all; PUBLIC: public hosts over HTTP(S) through an egress proxy "

@@ -40,7 +40,7 @@ from gateway.core.errors import (
 )
 from gateway.core.types import JSON, CallContext
 from gateway.egress import Reach
-from sandbox import Sandbox
+from sandbox import HOST_ENVIRONMENT, Sandbox
 
 logger = logging.getLogger(__name__)
 MODERN = "2026-07-28"
@@ -179,7 +179,7 @@ class Link:
                 self._boxed = (command, close)
             assert self._boxed is not None
             argv = self.box.command_line(self._boxed[0])
-            return StdioServerParameters(command=argv[0], args=argv[1:])
+            return StdioServerParameters(command=argv[0], args=argv[1:], env=dict(HOST_ENVIRONMENT))
         if c.command is not None:
             # Through the reaper, so the server dies with the gateway even on kill -9. Its
             # environment is the SDK's minimal default (PATH, HOME, ...) plus what the target
