@@ -18,7 +18,9 @@ import io
 import json
 import os
 import queue
+import shutil
 import signal
+import stat
 import struct
 import subprocess
 import sys
@@ -335,7 +337,82 @@ class Agent:
             return {}
         if op == "ping":
             return {"pid": os.getpid()}
+        if isinstance(op, str) and op.startswith("file."):
+            return _file(op, request)
         return {"unknown": op}
+
+
+WORK = "/work"
+
+
+def _inside(path: str) -> str:
+    """``path`` (relative to /work, or absolute under it) as a path that stays in /work once every
+    link is resolved; ValueError says why not. (In here a link can only lead to the sandbox's own
+    files: the check keeps the tools' promise, not the host's safety.)"""
+    joined = os.path.normpath(os.path.join(WORK, path))
+    real = os.path.realpath(joined)
+    if real != WORK and not real.startswith(WORK + "/"):
+        raise ValueError(f"{path!r} is not a path inside the work directory")
+    return real
+
+
+def _file(op: str, request: dict[str, Any]) -> dict[str, Any]:
+    """The file tools, done in here: by the sandbox's user, in its control groups and filesystem."""
+    try:
+        path = _inside(str(request.get("path", ".")))
+        if op == "file.write":
+            data = base64.b64decode(str(request["data"]))
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK, 0o644)
+            with os.fdopen(fd, "wb") as f:
+                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                    raise ValueError(f"{request['path']!r} is not a regular file")
+                f.truncate(0)
+                f.write(data)
+            return {"written": len(data)}
+        if op == "file.read":
+            limit = int(request["limit"])
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            with os.fdopen(fd, "rb") as f:
+                info = os.fstat(f.fileno())
+                if not stat.S_ISREG(info.st_mode):
+                    raise ValueError(f"{request['path']!r} is not a regular file")
+                if info.st_size > limit:
+                    raise ValueError(
+                        f"{request['path']!r} is {info.st_size} bytes, over the limit of {limit}"
+                    )
+                return {"data": base64.b64encode(f.read(limit)).decode()}
+        if op == "file.list":
+            limit = int(request.get("limit", 10_000))
+            entries: list[list[Any]] = []
+            with os.scandir(path) as found:
+                for entry in found:
+                    if len(entries) >= limit:
+                        return {"error": f"{request.get('path')!r} holds more than {limit} entries"}
+                    info = entry.stat(follow_symlinks=False)
+                    entries.append([entry.name, info.st_size, stat.S_ISDIR(info.st_mode)])
+            return {"entries": sorted(entries)}
+        if op == "file.remove":
+            if path == WORK:
+                raise ValueError("give a path in the work directory, not the work directory itself")
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+            return {}
+    except FileNotFoundError:
+        return {"error": f"no file {request.get('path')!r} in the work directory"}
+    except NotADirectoryError:
+        return {"error": f"{request.get('path')!r} is not a directory in the work directory"}
+    except IsADirectoryError:
+        return {"error": f"{request.get('path')!r} is a directory"}
+    except (ValueError, KeyError, TypeError) as exc:
+        return {"error": str(exc)}
+    except OSError as exc:
+        if exc.errno == 6:  # ENXIO: a FIFO nobody reads (opened without blocking)
+            return {"error": f"{request.get('path')!r} is not a regular file"}
+        return {"error": f"{request.get('path')!r}: {exc.strerror}"}
+    return {"unknown": op}
 
 
 def main() -> None:

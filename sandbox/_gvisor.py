@@ -369,7 +369,7 @@ class GvisorSandbox(WorkFiles):
         platform: str = "ptrace",
         seccomp: bool = True,
     ) -> None:
-        super().__init__(home / "work")
+        super().__init__(home / "work", owner=(UID, UID))  # (the sandbox's user may change what it is given)
         self.session_id = session_id
         self.home = home
         self.private = private  # runsc's state, the read-only root, the bundles: never in reach
@@ -424,14 +424,6 @@ class GvisorSandbox(WorkFiles):
                     shutil.rmtree(left)
                 else:
                     left.unlink()
-
-    async def write(self, path: str, content: bytes) -> None:
-        """As ``WorkFiles.write``, then owned by the sandbox's user (as with bubblewrap, where the
-        gateway's user is its ``nobody``), so a program can change what it was given."""
-        host = self._host_path(path)
-        made = _missing(self.work, host)
-        await super().write(path, content)
-        _give(made)
 
     async def run(
         self, argv: Sequence[str], *, stdin: bytes = b"", limits: Limits | None = None

@@ -333,7 +333,7 @@ class Interpreter:
         session.busy += 1
         session.last_used = time.monotonic()
         try:
-            return await call(session.box, session.kernel, tool, arguments, self.config.limits, self.runtimes)
+            return await call(session.kernel, tool, arguments, self.config.limits, self.runtimes)
         finally:
             session.busy -= 1
             session.calls += 1

@@ -27,7 +27,8 @@ from sandbox._contract import Sandbox, SandboxError, Usage
 AGENT = Path(__file__).with_name("_agent.py")
 AGENT_INSIDE = "/opt/switchboard/agent.py"
 FRAME = struct.Struct(">I")
-MAX_FRAME = 64 * 1024 * 1024  # images and capped output; past it the kernel is not believed
+MAX_FRAME = 24 * 1024 * 1024  # an answer's largest, unless a call allows more (a file read)
+IN_THREAD = 256 * 1024  # answers larger than this are parsed off the event loop
 GRACE = 2.0  # seconds an interrupted kernel has to answer before it is killed
 START = 20.0  # seconds a new kernel has to say it is ready
 WATCH = 0.05  # seconds between readings of the CPU time used
@@ -65,17 +66,21 @@ class Kernel:
             await self._end()
             raise SandboxError("the interpreter's kernel did not start (is python3 in the sandbox's system?)")
 
-    async def _receive(self) -> dict[str, Any]:
+    async def _receive(self, limit: int = MAX_FRAME) -> dict[str, Any]:
         assert self.replies is not None
         try:
             (size,) = FRAME.unpack(await self.replies.receive_exactly(FRAME.size))
-            if size > MAX_FRAME:
-                raise KernelLost(f"the kernel answered {size} bytes, over the limit of {MAX_FRAME}")
+            if size > limit:
+                raise KernelLost(f"the kernel answered {size} bytes, over the limit of {limit}")
             # Once its length is read the frame is read whole, never cut by a deadline (the next
             # read would start inside it); a kernel that stops halfway is not believed.
             with anyio.CancelScope(shield=True), anyio.fail_after(START):
                 body = await self.replies.receive_exactly(size)
-            answer = json.loads(body)
+                answer = (
+                    await anyio.to_thread.run_sync(json.loads, body) if size > IN_THREAD else json.loads(body)
+                )
+        except RecursionError:
+            raise KernelLost("the kernel answered JSON nested too deeply") from None
         except TimeoutError:
             raise KernelLost("the kernel stopped halfway through an answer") from None
         except (
@@ -91,11 +96,15 @@ class Kernel:
             raise KernelLost("the kernel answered something that is not a JSON object")
         return answer
 
-    async def _send(self, request: dict[str, Any]) -> None:
+    async def _send(self, request: dict[str, Any], seconds: float) -> None:
+        """Send a request; a kernel that does not take it within ``seconds`` is not waited for."""
         assert self.process is not None and self.process.stdin is not None
         body = json.dumps(request).encode()
         try:
-            await self.process.stdin.send(FRAME.pack(len(body)) + body)
+            with anyio.fail_after(seconds):
+                await self.process.stdin.send(FRAME.pack(len(body)) + body)
+        except TimeoutError:
+            raise KernelLost("the kernel stopped taking requests") from None
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             raise KernelLost("ended") from None
 
@@ -111,8 +120,10 @@ class Kernel:
             self.process = None
             self.replies = None
 
-    async def call(self, request: dict[str, Any], *, wall: float, cpu: float | None = None) -> dict[str, Any]:
-        """Send ``request`` and return the agent's answer.
+    async def call(
+        self, request: dict[str, Any], *, wall: float, cpu: float | None = None, limit: int = MAX_FRAME
+    ) -> dict[str, Any]:
+        """Send ``request`` and return the agent's answer (at most ``limit`` bytes of it).
 
         Raises:
             KernelLost: a limit or a fault ended the kernel; every process of the sandbox is gone.
@@ -122,7 +133,7 @@ class Kernel:
             await self._ensure()
             used = self.box.usage()
             try:
-                answer = await self._exchange(request, wall, cpu, used.cpu_seconds)
+                answer = await self._exchange(request, wall, cpu, used.cpu_seconds, limit)
                 if isinstance(answer.get("stopped"), str):  # (interrupted in time: which limit)
                     answer["stopped"] = await self._why(used, answer["stopped"])
                 return answer
@@ -146,21 +157,21 @@ class Kernel:
         return seen
 
     async def _exchange(
-        self, request: dict[str, Any], wall: float, cpu: float | None, base: float
+        self, request: dict[str, Any], wall: float, cpu: float | None, base: float, limit: int
     ) -> dict[str, Any]:
-        await self._send(request)
+        await self._send(request, wall)
         deadline = anyio.current_time() + wall
         reason = "wall time"
         while (remaining := deadline - anyio.current_time()) > 0:
             # (a read cut by the timeout loses nothing: see _receive)
             with anyio.move_on_after(remaining if cpu is None else min(WATCH, remaining)):
-                return await self._receive()
+                return await self._receive(limit)
             if cpu is not None and self.box.usage().cpu_seconds - base > cpu:
                 reason = "cpu time"
                 break
-        await self._send({"op": "interrupt"})
+        await self._send({"op": "interrupt"}, GRACE)
         with anyio.move_on_after(GRACE):
-            answer = await self._receive()
+            answer = await self._receive(limit)
             answer["stopped"] = reason  # interrupted in time: the state is kept
             return answer
         raise KernelLost(reason)

@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sandbox._contract import Limits, Sandbox, SandboxError, inside
-from sandbox._kernel import Kernel, KernelLost
+from sandbox._contract import Limits, SandboxError, inside
+from sandbox._kernel import MAX_FRAME, Kernel, KernelLost
 
 TOOLS = (
     "executeCode",
@@ -33,6 +33,10 @@ TOOLS = (
     "stopTask",
 )
 LANGUAGES = ("python", "javascript", "typescript")
+MAX_PATHS = 100  # paths one readFiles or removeFiles names
+MAX_ENTRIES = 10_000  # entries one listFiles answers
+MAX_IMAGES = 16  # images one execution answers (each at most IMAGE_CHARS of base64)
+IMAGE_CHARS = 8 * 1024 * 1024
 STATUS = {"IN_PROGRESS": "working", "COMPLETED": "completed", "FAILED": "failed", "CANCELED": "canceled"}
 LIMITED = {
     "wall time": "wall_seconds",
@@ -71,7 +75,12 @@ def _paths(arguments: Mapping[str, Any]) -> list[str]:
     paths = arguments.get("paths")
     if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
         raise SandboxError("argument 'paths' is required: a non-empty list of paths in the work directory")
-    return [_relative(p) for p in paths]
+    if len(paths) > MAX_PATHS:
+        raise SandboxError(f"argument 'paths' names {len(paths)} paths; at most {MAX_PATHS} at a time")
+    found = [_relative(p) for p in paths]
+    if len(set(found)) != len(found):
+        raise SandboxError("argument 'paths' names a path twice")
+    return found
 
 
 def _relative(path: str) -> str:
@@ -112,7 +121,6 @@ def _output(answer: Mapping[str, Any], limits: Limits, millis: float, exit_code:
 
 
 async def call(
-    box: Sandbox,
     kernel: Kernel,
     name: str,
     arguments: Mapping[str, Any],
@@ -161,14 +169,39 @@ async def call(
         result["content"].insert(0, _text(f"{task}: {status}"))
         result["isError"] = status == "failed"
         return result
-    return await _files(box, name, arguments, limits)
+    return await _files(kernel, name, arguments, limits)
 
 
 async def _kernel(kernel: Kernel, request: dict[str, Any], limits: Limits) -> dict[str, Any]:
     try:
-        return await kernel.call(request, wall=limits.wall_seconds, cpu=limits.cpu_seconds)
+        answer = await kernel.call(request, wall=limits.wall_seconds, cpu=limits.cpu_seconds)
     except KernelLost as lost:
         return {"stopped": lost.reason, "lost": True}
+    if not _plausible(answer, limits):  # (the agent is the program's: it is believed in shape only)
+        await kernel.stop()
+        return {"stopped": "a malformed answer", "lost": True}
+    return answer
+
+
+def _plausible(answer: Mapping[str, Any], limits: Limits) -> bool:
+    """The answer has the agent's shapes and sizes: texts within what the caps let through, a few
+    images of bounded size, numbers where numbers go."""
+    chars = 4 * limits.output_bytes + 4096
+    for key in ("stdout", "stderr", "error", "stopped", "status", "task"):
+        value = answer.get(key)
+        if value is not None and not (isinstance(value, str) and len(value) <= chars):
+            return False
+    images = answer.get("images") or []
+    if not isinstance(images, list) or len(images) > MAX_IMAGES:
+        return False
+    for image in images:
+        if not isinstance(image, dict) or not all(
+            isinstance(v, str) and len(v) <= IMAGE_CHARS for v in image.values()
+        ):
+            return False
+    code = answer.get("exit_code")
+    seconds = answer.get("seconds", 0)
+    return (code is None or type(code) is int) and isinstance(seconds, int | float)
 
 
 async def _execute_code(
@@ -255,16 +288,38 @@ def _resource(path: str, data: bytes) -> dict[str, Any]:
     return {"type": "resource", "resource": content}
 
 
-async def _files(box: Sandbox, name: str, arguments: Mapping[str, Any], limits: Limits) -> dict[str, Any]:
+async def _file(
+    kernel: Kernel, request: dict[str, Any], limits: Limits, answer: int = MAX_FRAME
+) -> dict[str, Any]:
+    """A file operation, done by the agent inside the sandbox (by its user, in its control groups,
+    where a link can lead only to the sandbox's own files); its refusal a SandboxError."""
+    try:
+        found = await kernel.call(request, wall=limits.wall_seconds, limit=answer)
+    except KernelLost as lost:
+        raise SandboxError(f"the session's kernel was lost ({lost.reason}); try again") from None
+    if isinstance(found.get("error"), str):
+        raise SandboxError(found["error"][:1000])
+    return found
+
+
+async def _files(kernel: Kernel, name: str, arguments: Mapping[str, Any], limits: Limits) -> dict[str, Any]:
     if name == "readFiles":
-        blocks = []
-        for path in _paths(arguments):
-            blocks.append(_resource(path, await box.read(path, limits.file_bytes)))
+        paths = _paths(arguments)
+        blocks, total = [], 0
+        for path in paths:  # (at most file_bytes in all: one call cannot fill the gateway's memory)
+            room = limits.file_bytes - total
+            request = {"op": "file.read", "path": path, "limit": room}
+            found = await _file(kernel, request, limits, answer=room * 4 // 3 + 65536)
+            data = _decoded(found.get("data"), room)
+            total += len(data)
+            blocks.append(_resource(path, data))
         return {"content": blocks, "isError": False}
     if name == "writeFiles":
         files = _contents(arguments, limits)  # all checked before any is written
         for path, data in files:
-            await box.write(path, data)
+            await _file(
+                kernel, {"op": "file.write", "path": path, "data": base64.b64encode(data).decode()}, limits
+            )
         return {
             "content": [_text(f"Wrote {path} ({len(data)} bytes)") for path, data in files],
             "isError": False,
@@ -272,20 +327,34 @@ async def _files(box: Sandbox, name: str, arguments: Mapping[str, Any], limits: 
     if name == "removeFiles":
         paths = _paths(arguments)
         for path in paths:
-            await box.remove(path)
+            await _file(kernel, {"op": "file.remove", "path": path}, limits)
         return {"content": [_text(f"Removed {path}") for path in paths], "isError": False}
     directory = _relative(str(arguments.get("directoryPath") or arguments.get("path") or ""))
+    found = await _file(kernel, {"op": "file.list", "path": directory, "limit": MAX_ENTRIES}, limits)
     blocks = []
-    for entry, size, is_dir in await box.listing(directory):
-        path = entry if directory == "." else f"{directory}/{entry}"
-        link: dict[str, Any] = {"type": "resource_link", "uri": f"file:///{path}", "name": entry}
+    for entry in found.get("entries") or []:
+        if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)):
+            raise SandboxError("the session's kernel answered a listing that is not one")
+        name_of, size, is_dir = entry[0][:4096], entry[1], bool(entry[2])
+        path = name_of if directory == "." else f"{directory}/{name_of}"
+        link: dict[str, Any] = {"type": "resource_link", "uri": f"file:///{path}", "name": name_of}
         if is_dir:
             link["description"] = "Directory"
         else:
-            link["mimeType"] = mimetypes.guess_type(entry)[0] or "application/octet-stream"
-            link["size"] = size
+            link["mimeType"] = mimetypes.guess_type(name_of)[0] or "application/octet-stream"
+            link["size"] = size if isinstance(size, int) else 0
         blocks.append(link)
-    return {"content": blocks, "isError": False}
+    return {"content": blocks[:MAX_ENTRIES], "isError": False}
+
+
+def _decoded(data: Any, cap: int) -> bytes:
+    try:
+        decoded = base64.b64decode(data, validate=True) if isinstance(data, str) else None
+    except (binascii.Error, ValueError):
+        decoded = None
+    if decoded is None or len(decoded) > cap:
+        raise SandboxError("the session's kernel answered a file read that is not one")
+    return decoded
 
 
 def _contents(arguments: Mapping[str, Any], limits: Limits) -> list[tuple[str, bytes]]:

@@ -7,6 +7,7 @@ nothing left after it stops. Each limit met is a clear answer, and the sandbox s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -260,3 +261,60 @@ def _cmdline(proc: Path) -> str:
         return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
     except OSError:
         return ""
+
+
+SWAPPER = r"""
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+os.makedirs("d", exist_ok=True)
+open("d/secret.txt", "w").write("the sandbox's own")
+os.symlink(sys.argv[1], "l")
+while True:
+    libc.renameat2(-100, b"d", -100, b"l", 2)  # RENAME_EXCHANGE: d is now a link to the host, now not
+"""
+
+
+async def test_a_directory_swapped_for_a_link_mid_call_never_leads_to_the_host(
+    backend: Any, tmp_path: Path
+) -> None:
+    """Finding 1 of the review: a program swaps a directory with a link to a host directory in a
+    tight loop while the host reads, writes, lists and removes through it."""
+    host = tmp_path / "host-dir"
+    host.mkdir()
+    (host / "secret.txt").write_text(SECRET)
+    made: Sandbox = await backend.start(Options(binds=((str(AGENT), AGENT_INSIDE),)))
+    kernel = Kernel(made)
+    try:
+        await kernel.call({"op": "start", "command": f"python3 -c '{SWAPPER}' {host}"}, wall=30)
+        for _ in range(300):
+            for attempt in (
+                made.read("d/secret.txt"),
+                made.write("d/planted.txt", b"escaped"),
+                made.listing("d"),
+            ):
+                try:
+                    found = await attempt
+                except SandboxError:
+                    continue
+                assert found != SECRET.encode() and SECRET.encode() not in repr(found).encode()
+        assert sorted(p.name for p in host.iterdir()) == ["secret.txt"]  # nothing planted on the host
+        with pytest.raises(SandboxError):
+            await made.remove("l/secret.txt")
+        assert (host / "secret.txt").read_text() == SECRET
+    finally:
+        await kernel.stop()
+        await made.stop()
+
+
+async def test_a_fifo_never_holds_the_gateway(box: Sandbox) -> None:
+    kernel = Kernel(box)
+    try:
+        await kernel.call({"op": "command", "argv": ["mkfifo", "/work/f"], "timeout": 10}, wall=20)
+        with anyio.fail_after(10):  # (gVisor keeps its FIFOs to itself: the host sees a plain file)
+            for attempt in (box.write("f", b"x"), box.read("f")):
+                with contextlib.suppress(SandboxError):
+                    await attempt
+            answered = await kernel.call({"op": "file.write", "path": "f", "data": "eA=="}, wall=20)
+            assert "not a regular file" in answered.get("error", "not a regular file")
+    finally:
+        await kernel.stop()
