@@ -40,7 +40,8 @@ from gateway.core.errors import (
 )
 from gateway.core.types import JSON, CallContext
 from gateway.egress import Reach
-from sandbox import HOST_ENVIRONMENT, Sandbox
+from gateway.providers._sandboxed_stdio import sandboxed_stdio
+from sandbox import Sandbox
 
 logger = logging.getLogger(__name__)
 MODERN = "2026-07-28"
@@ -179,7 +180,7 @@ class Link:
                 self._boxed = (command, close)
             assert self._boxed is not None
             argv = self.box.command_line(self._boxed[0])
-            return StdioServerParameters(command=argv[0], args=argv[1:], env=dict(HOST_ENVIRONMENT))
+            return sandboxed_stdio(argv, c.max_result_bytes + 65536, self.id)
         if c.command is not None:
             # Through the reaper, so the server dies with the gateway even on kill -9. Its
             # environment is the SDK's minimal default (PATH, HOME, ...) plus what the target
