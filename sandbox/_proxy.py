@@ -179,6 +179,10 @@ class EgressPolicy:
     allow: tuple[str, ...] = ()
     deny: tuple[str, ...] = ()
     refuse: tuple[Network | tuple[str, int], ...] = ()
+    # Every address of the host the proxy runs on, on every port (its public address reaches all
+    # its services, the database's and the cache's among them). Off only where the proxy runs in a
+    # network namespace of a test's, whose "public" listeners are on the proxy's own host.
+    refuse_local: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "allow", tuple(_pattern(entry, "allow") for entry in self.allow))
@@ -221,6 +225,8 @@ class EgressPolicy:
                 f"{kind}{PUBLIC_ONLY}" if inner is None else f"an IPv6 form of {inner}, {kind}{PUBLIC_ONLY}"
             )
         targets = (address,) if inner is None else (address, inner)
+        if self.refuse_local and any(map(_is_local, targets)):
+            return f"an address of the gateway's own host{PUBLIC_ONLY}"
         for entry in self.refuse:
             if isinstance(entry, tuple):
                 listening = ipaddress.ip_address(entry[0])

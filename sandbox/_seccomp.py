@@ -73,6 +73,7 @@ REFUSED = (
 # CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET
 NAMESPACES = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000)
 TIOCSTI = 0x5412  # push characters into a terminal's input
+SOCKET_FAMILIES = (1, 2, 10, 16)  # AF_UNIX, AF_INET, AF_INET6, AF_NETLINK
 
 
 @cache
@@ -91,6 +92,17 @@ def program() -> bytes:
         seccomp.ERRNO(errno.ENOSYS), "clone3"
     )  # its flags are out of reach: C libraries fall back to clone
     rules.add_rule(refuse, "ioctl", seccomp.Arg(1, seccomp.MASKED_EQ, 0xFFFFFFFF, TIOCSTI))
+    # Sockets of the families programs use (UNIX, IPv4, IPv6, netlink); no other (vsock would
+    # reach a VM host's hypervisor past the empty network namespace; packet, ALG, ... are only
+    # kernel surface).
+    unsupported = seccomp.ERRNO(errno.EAFNOSUPPORT)
+    for call in ("socket", "socketpair"):
+        rules.add_rule(unsupported, call, seccomp.Arg(0, seccomp.GT, max(SOCKET_FAMILIES)))
+        for family in range(max(SOCKET_FAMILIES)):
+            if family not in SOCKET_FAMILIES:
+                rules.add_rule(unsupported, call, seccomp.Arg(0, seccomp.EQ, family))
+    # no local descriptor tables (16-bit segments: old kernel surface)
+    rules.add_rule(refuse, "modify_ldt")
     with tempfile.TemporaryFile() as out:
         rules.export_bpf(out)
         out.seek(0)

@@ -50,7 +50,12 @@ async def proxy(path: str, config: str) -> None:
         (str(entry[0]), int(entry[1])) if isinstance(entry, list) else ipaddress.ip_network(entry)
         for entry in settings.get("refuse", ())
     )
-    policy = EgressPolicy(tuple(settings.get("allow", ())), tuple(settings.get("deny", ())), refuse)
+    policy = EgressPolicy(
+        tuple(settings.get("allow", ())),
+        tuple(settings.get("deny", ())),
+        refuse,
+        refuse_local=bool(settings.get("refuse_local", False)),  # (the "public" listeners are local here)
+    )
 
     async def resolve(host: str) -> Sequence[str]:
         if host not in names:

@@ -109,6 +109,8 @@ seen["keyctl"] = call("keyctl", 250, 0, 0, 0, 0, 0)
 seen["unshare_user"] = [libc.unshare(0x10000000), errno.errorcode.get(ctypes.get_errno(), "")]
 seen["mount"] = [libc.mount(b"none", b"/tmp", b"tmpfs", 0, None), errno.errorcode.get(ctypes.get_errno(), "")]
 attempt("setuid_root", lambda: os.setuid(0))
+for family, kind, name in ((40, 1, "vsock"), (17, 3, "packet"), (38, 5, "alg")):
+    attempt(f"socket_{name}", lambda: socket.socket(family, kind))
 attempt("hardlink_system_file", lambda: os.link("/usr/bin/python3", "/work/python3-link"))
 attempt("write_system", lambda: open("/usr/bin/planted", "w").write("x"))
 print(json.dumps(seen))
@@ -156,7 +158,14 @@ async def test_nothing_of_the_host_is_reachable(box: Sandbox, host: dict[str, An
     assert seen["uid"] != 0 and seen["no_new_privs"] == "1"
     for name in ("ptrace_attach_1", "keyctl", "unshare_user", "mount"):
         assert seen[name][0] == -1 and seen[name][1] == "EPERM", (name, seen[name])
-    for name in ("setuid_root", "hardlink_system_file", "write_system"):
+    for name in (
+        "setuid_root",
+        "hardlink_system_file",
+        "write_system",
+        "socket_vsock",
+        "socket_packet",
+        "socket_alg",
+    ):
         assert seen[name][0] == "refused", (name, seen[name])
 
 

@@ -516,6 +516,15 @@ async def test_deny_wins_over_allow_and_the_gateways_own_port_is_refused(lab: La
         assert decision["allowed"] is (status == 502) and why in decision["reason"]
 
 
+async def test_every_address_of_the_proxys_own_host_is_refused_on_every_port(lab: Lab) -> None:
+    """Where the proxy runs, the "public" listeners are its own host's: with the rule on (as it
+    always is outside this test's namespace) they are refused, whatever the port."""
+    async with lab.start_proxy("local.sock", refuse_local=True) as local:
+        for target in (f"{PUBLIC}:443", f"{PUBLIC}:7", f"[{PUBLIC6}]:443"):
+            status, body = await ask(local.socket, f"CONNECT {target} HTTP/1.1\r\n\r\n".encode())
+            assert status == 403 and b"an address of the gateway's own host" in body, (target, body)
+
+
 async def test_an_idle_tunnel_is_closed(lab: Lab) -> None:
     async with lab.start_proxy("quick.sock", idle_seconds=0.5) as quick:
         stream, received, head = await _tunnel(quick.socket, f"{PUBLIC}:7")
