@@ -124,6 +124,14 @@ class CodeInterpreters:
             task_status.started()
             await done.wait()
 
+    def _admit(self, tenant: str) -> str | None:
+        """A tenant's live sessions, in every interpreter of this process, stay under its quota."""
+        quota = self.settings.code_interpreter_tenant_sessions
+        live = sum(r.interpreter.count(tenant) for r in self.running.values())
+        if live >= quota:
+            return f"tenant {tenant!r} has {live} code interpreter sessions, its limit here; stop one first"
+        return None
+
     async def _get(self, tenant: str | None, key: str, make: InterpreterConfig) -> Interpreter:
         found = self.running.get((tenant, key))
         if found is not None:
@@ -135,6 +143,7 @@ class CodeInterpreters:
             if self._group is None:
                 raise SandboxError("code interpreters are not running in this process")
             self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            make = replace(make, admit=self._admit)
             interpreter = Interpreter(key, make, self.root)  # (SandboxError: the backend cannot run)
             done = anyio.Event()
             await self._group.start(self._serve, interpreter, done)

@@ -117,6 +117,11 @@ class Settings(BaseSettings):
     code_interpreter_max_sessions: int = Field(
         64, ge=1, description="Live sessions one code interpreter may have at once in this process."
     )
+    code_interpreter_tenant_sessions: int = Field(
+        16,
+        ge=1,
+        description="Live code interpreter sessions one tenant may have at once in this process, in all.",
+    )
     code_interpreter_idle_seconds: float = Field(
         900, gt=0, description="A session unused this long is ended (its sandbox removed)."
     )

@@ -11,6 +11,7 @@ and never through a symbolic link (a sandboxed command could plant one pointing 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import shutil
@@ -27,6 +28,7 @@ from sandbox._files import WorkFiles
 from sandbox._mounts import can_mount, is_mount, mount_tmpfs, unmount
 from sandbox._seccomp import program
 
+log = logging.getLogger("switchboard.sandbox")
 BWRAP = "/usr/bin/bwrap"
 PRLIMIT = "/usr/bin/prlimit"
 UID = GID = 65534  # nobody, inside the sandbox's own user namespace
@@ -35,7 +37,8 @@ FILTER = "seccomp.bpf"  # in the sandbox's home, beside (not in) what it sees
 SYSTEM = (
     "/usr",
     "/etc/alternatives",
-    "/etc/ssl",
+    "/etc/ssl/certs",  # (the CA certificates: never /etc/ssl/private)
+    "/etc/ssl/openssl.cnf",
     "/etc/ld.so.cache",
     "/etc/localtime",
     "/etc/fonts",
@@ -53,6 +56,11 @@ def available() -> str | None:
         return "bubblewrap is not installed: apt-get install bubblewrap"
     if shutil.which(PRLIMIT) is None:
         return "prlimit is not installed: apt-get install util-linux"
+    if not can_mount():  # (no tmpfs of its own: no disk limit; no control groups: no memory limit)
+        return "sandboxes keep their limits with control groups and a tmpfs each: run the gateway as root"
+    problem = Cgroups().problem()
+    if problem is not None:
+        return f"sandboxes keep their limits with control groups, and here: {problem}"
     return None
 
 
@@ -87,10 +95,13 @@ class BwrapBackend:
                 (home / FILTER).write_bytes(program())
             groups = None
             if self.cgroups is not None:
-                groups = self.cgroups.make(options.processes, options.memory_bytes, cpu=True)
+                groups = self.cgroups.make(
+                    options.processes, options.memory_bytes, cpu=True, cpus=options.cpus
+                )
         except OSError as exc:
             await _remove(home)
-            raise SandboxError(f"a sandbox could not be made: {exc}") from None
+            log.warning("a sandbox could not be made at %s: %s", home, exc)
+            raise SandboxError("a sandbox could not be made here (the gateway's log says why)") from None
         # Owned by whoever runs the gateway: that user is the sandbox's `nobody` inside its user
         # namespace, and nobody else can enter the directories (0700).
         return BwrapSandbox(session_id, home, options, self.cgroups, groups, seccomp=self.seccomp)
@@ -154,6 +165,13 @@ def _limited(limits: Limits) -> list[str]:
     return [PRLIMIT, *(f"--{name}={value}:{value}" for name, value in values), "--"]
 
 
+def _held(options: Options) -> list[str]:
+    """prlimit for a long-lived process of the sandbox (the agent, a sandboxed server): no file
+    larger than its disk, a bounded number of open files, no core dumps."""
+    values = (("fsize", options.disk_bytes), ("nofile", 4096), ("core", 0))
+    return [PRLIMIT, *(f"--{name}={value}:{value}" for name, value in values), "--"]
+
+
 async def _drain(stream: ByteReceiveStream | None, cap: int, into: bytearray) -> bool:
     """Read all of ``stream``, keeping the first ``cap`` bytes; True when some were dropped."""
     dropped = False
@@ -197,8 +215,8 @@ class BwrapSandbox(WorkFiles):
         if not argv:
             raise SandboxError("give the command to run")
         command = _argv(self.home, argv, self.options, SECCOMP_FD if self.seccomp else None)
-        if limits is not None:
-            command = [*_limited(limits), *command]
+        # (a long-lived process gets what its control groups do not bound)
+        command = [*(_limited(limits) if limits is not None else _held(self.options)), *command]
         if self.seccomp:
             command = ["/bin/sh", "-c", f'exec "$@" {SECCOMP_FD}<"$0"', str(self.home / FILTER), *command]
         return command

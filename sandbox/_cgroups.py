@@ -184,12 +184,19 @@ class Cgroups:
                     removed += 1
         return removed
 
-    def make(self, processes: int, memory_bytes: int, *, cpu: bool = False) -> Groups:
+    def make(
+        self, processes: int, memory_bytes: int, *, cpu: bool = False, cpus: float | None = None
+    ) -> Groups:
+        """Groups capping processes and memory; with ``cpu``, CPU time is counted (and with
+        ``cpus``, capped at that many cores' worth, where the cpu controller is there)."""
         name = f"{PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
+        period = 100_000
         if self.v2:
             group = self.root / _own("").lstrip("/") / name
             group.mkdir()
             (group / "pids.max").write_text(str(processes))
+            if cpus is not None and (group / "cpu.max").exists():
+                (group / "cpu.max").write_text(f"{int(cpus * period)} {period}")
             limited = (group / "memory.max").exists()
             if limited:
                 (group / "memory.max").write_text(str(memory_bytes))
@@ -211,4 +218,11 @@ class Cgroups:
             counted = self.root / "cpuacct" / _own("cpuacct").lstrip("/") / name
             counted.mkdir()
             paths.append(counted)
+        if cpus is not None and (self.root / "cpu").is_dir():
+            capped = self.root / "cpu" / _own("cpu").lstrip("/") / name
+            if not capped.exists():  # (cpu and cpuacct may be one hierarchy: then it is made)
+                capped.mkdir()
+                paths.append(capped)
+            (capped / "cpu.cfs_period_us").write_text(str(period))
+            (capped / "cpu.cfs_quota_us").write_text(str(int(cpus * period)))
         return Groups(paths, memory, counted)

@@ -48,6 +48,7 @@ class Options:
 
     memory_bytes: int = 1024 * 1024 * 1024  # everything in it, /tmp and the work directory included
     processes: int = 256  # processes and threads at once
+    cpus: float = 1.0  # cores' worth of CPU time it may use at once (where the cpu controller is)
     disk_bytes: int = 512 * 1024 * 1024  # its work directory and /tmp together
     files: int = 20_000  # files and directories in them
     # read-only extras: (host path, path inside), e.g. the agent's script or a package cache

@@ -7,8 +7,9 @@ operator's lists say). The sandbox still has no network interface but its own lo
 
 from __future__ import annotations
 
-import secrets
+import os
 import shutil
+import tempfile
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,15 +42,17 @@ class Egress:
 
 async def open_egress(
     group: TaskGroup,
-    root: Path,
     policy: EgressPolicy,
     *,
     resolver: Resolver | None = None,
     log: Callable[[EgressDecision], Awaitable[None] | None] | None = None,
 ) -> Egress:
-    """Start a proxy for one sandbox in ``group``; what the sandbox must be made with to use it."""
-    directory = root / "egress" / secrets.token_hex(6)
-    directory.mkdir(parents=True, mode=0o700)
+    """Start a proxy for one sandbox in ``group``; what the sandbox must be made with to use it.
+
+    Its socket is in a short directory of its own under the system's temporary directory (0700,
+    the gateway's): a UNIX socket's path has at most 107 bytes, which a deep data directory would
+    pass, and a path that depends on the operator's layout would show in errors."""
+    directory = Path(tempfile.mkdtemp(prefix=f"sb-egress-{os.getpid()}-"))
     proxy = EgressProxy(directory / "proxy.sock", policy, resolver=resolver, log=log)
     scope = anyio.CancelScope()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import secrets
 import shutil
 import time
@@ -56,6 +57,7 @@ class InterpreterConfig:
     egress: EgressPolicy = field(default_factory=EgressPolicy)  # (PUBLIC) the operator's lists
     egress_log: Callable[[EgressDecision], Awaitable[None] | None] | None = None  # each decision
     egress_resolver: Resolver | None = None  # (PUBLIC) names to addresses; None: the system's
+    admit: Callable[[str], str | None] | None = None  # a tenant may start one more? None, or why not
 
 
 @dataclass
@@ -178,6 +180,11 @@ class Interpreter:
         self._group: TaskGroup | None = None  # (running: where PUBLIC sandboxes' proxies run)
         self.live: dict[str, CodeSession] = {}
         self.ended: OrderedDict[str, CodeSession] = OrderedDict()
+        self.starting: dict[str, int] = {}  # sessions being started, by tenant
+
+    def count(self, tenant: str) -> int:
+        """The tenant's live sessions here, those being started included."""
+        return sum(1 for s in self.live.values() if s.tenant == tenant) + self.starting.get(tenant, 0)
 
     async def _make(self) -> Made:
         options, egress = self.options, None
@@ -185,9 +192,7 @@ class Interpreter:
             if self._group is None:
                 raise SandboxError(f"code interpreter {self.name!r} is not running")
             c = self.config
-            egress = await open_egress(
-                self._group, self.root, c.egress, resolver=c.egress_resolver, log=c.egress_log
-            )
+            egress = await open_egress(self._group, c.egress, resolver=c.egress_resolver, log=c.egress_log)
             options = replace(
                 options,
                 binds=(*options.binds, *egress.binds),
@@ -231,6 +236,8 @@ class Interpreter:
                     for session in list(self.live.values()):
                         await self._end(session)
                     await self.pool.close()
+                    with contextlib.suppress(OSError):  # (this process's folder, once empty)
+                        os.rmdir(self.backend.root)
                 tg.cancel_scope.cancel()
 
     async def _reaping(self) -> None:
@@ -254,15 +261,22 @@ class Interpreter:
             for earlier in self.live.values():
                 if earlier.tenant == tenant and earlier.client_token == client_token:
                     return earlier  # (a retried request: the session it made)
-        if len(self.live) >= self.config.max_sessions:
-            live = len(self.live)
-            raise AtCapacity(
-                f"code interpreter {self.name!r} has {live} live sessions, its limit; stop one first"
-            )
         seconds = float(lifetime) if lifetime else self.config.default_timeout
         if not 1 <= seconds <= self.config.max_seconds:
             raise SandboxError(f"sessionTimeoutSeconds must be between 1 and {int(self.config.max_seconds)}")
-        made, warm = await self.pool.take()
+        if len(self.live) + sum(self.starting.values()) >= self.config.max_sessions:
+            most = self.config.max_sessions
+            raise AtCapacity(f"code interpreter {self.name!r} has {most} sessions, its limit; stop one first")
+        refusal = self.config.admit(tenant) if self.config.admit is not None else None
+        if refusal is not None:
+            raise AtCapacity(refusal)
+        self.starting[tenant] = self.starting.get(tenant, 0) + 1  # (held while the sandbox is made)
+        try:
+            made, warm = await self.pool.take()
+        finally:
+            self.starting[tenant] -= 1
+            if not self.starting[tenant]:
+                del self.starting[tenant]
         session = CodeSession(
             id=session_id(),
             interpreter=self.name,

@@ -23,6 +23,7 @@ from sandbox import TOOLS, AtCapacity, CodeSession, Interpreter, NoSession, Sand
 
 KIND = "code_interpreter"
 NETWORK_MODES = ("SANDBOX", "PUBLIC")
+MAX_PER_TENANT = 50
 
 
 def _interpreters(call: Call) -> CodeInterpreters:
@@ -104,6 +105,12 @@ async def create_code_interpreter(call: Call, params: Params) -> Params:
     name = params["name"]
     if await aws.get(call.tenant, KIND, name) is not None:
         raise conflict(f"a code interpreter named {name} exists")
+    if len(await aws.list(call.tenant, KIND)) >= MAX_PER_TENANT:
+        raise AwsError(
+            "ServiceQuotaExceededException",
+            f"the tenant has {MAX_PER_TENANT} code interpreters, its limit; delete one first",
+            402,
+        )
     attrs = {k: params[k] for k in ("description", "executionRoleArn", "tags") if params.get(k)}
     attrs["networkMode"] = mode
     res = await aws.ensure(call.tenant, KIND, name, lambda: _new_id(name), attrs, token)

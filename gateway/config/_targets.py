@@ -181,9 +181,9 @@ class McpSandbox(Model):
         description="SANDBOX: no network at all; PUBLIC: public hosts over HTTP(S) through an egress proxy "
         "(never private, loopback, link-local or metadata addresses, nor the gateway itself).",
     )
-    memory_mb: int = Field(512, ge=64, le=65536, description="Memory of the server (its files included).")
-    disk_mb: int = Field(256, ge=1, le=65536, description="Its work directory (/work) and /tmp together.")
-    processes: int = Field(128, ge=8, le=10_000, description="Processes and threads at once.")
+    memory_mb: int = Field(512, ge=64, le=16384, description="Memory of the server (its files included).")
+    disk_mb: int = Field(256, ge=1, le=16384, description="Its work directory (/work) and /tmp together.")
+    processes: int = Field(128, ge=8, le=4096, description="Processes and threads at once.")
 
 
 class McpTarget(TargetBase):
@@ -317,9 +317,9 @@ class CodeInterpreterTarget(TargetBase):
     wall_seconds: float = Field(
         60, gt=0, le=3600, description="The longest one execution may run (CPU time the same)."
     )
-    memory_mb: int = Field(1024, ge=64, le=65536, description="Memory of one session (its files included).")
-    disk_mb: int = Field(512, ge=1, le=65536, description="Its work directory and /tmp together.")
-    max_sessions: int = Field(64, ge=1, le=10_000, description="Live sessions of this target at once.")
+    memory_mb: int = Field(1024, ge=64, le=16384, description="Memory of one session (its files included).")
+    disk_mb: int = Field(512, ge=1, le=16384, description="Its work directory and /tmp together.")
+    max_sessions: int = Field(64, ge=1, le=256, description="Live sessions of this target at once.")
     warm: int = Field(0, ge=0, le=64, description="Sessions kept started ahead of callers.")
 
 

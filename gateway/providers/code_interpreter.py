@@ -111,6 +111,7 @@ TOOLS = (
     _spec("stopSession", "End your session now: its sandbox and files are removed.", {}),
 )
 _NAMES = {spec.name for spec in TOOLS}
+PRUNE_AT = 1000  # callers remembered before those whose session has ended are forgotten
 
 
 def _mcp_block(block: JSON) -> JSON:
@@ -193,6 +194,8 @@ class CodeInterpreterProvider(ToolProvider):
             if session_id is None or (not named and session_id not in running.live):
                 session_id = (await running.start(ctx.tenant, caller)).id  # (the first, or the last ended)
                 self.mine[mine] = session_id
+                if len(self.mine) > PRUNE_AT:  # (entries of ended sessions go)
+                    self.mine = {k: v for k, v in self.mine.items() if v in running.live}
             result = await running.invoke(session_id, call.name, arguments, ctx.tenant, caller)
         except NoSession as exc:
             raise ToolExecutionError(f"{exc}; leave sessionId out to use (or start) your own") from None

@@ -118,10 +118,7 @@ class McpProvider(ToolProvider):
         try:
             if c.sandbox.network == "PUBLIC":
                 egress = await open_egress(
-                    self._tg,
-                    self.interpreters.root,
-                    self.interpreters.policy(),
-                    log=self.interpreters.egress_log,
+                    self._tg, self.interpreters.policy(), log=self.interpreters.egress_log
                 )
                 binds, command, close = (*binds, *egress.binds), forwarded(command), egress.close
                 environment = {**environment, **egress.environment}
@@ -136,6 +133,9 @@ class McpProvider(ToolProvider):
         except SandboxError as exc:
             close()
             raise UpstreamUnavailable(f"target {self.id!r}: its sandbox cannot be made: {exc}") from None
+        except BaseException:
+            close()  # (its egress proxy, whatever went wrong)
+            raise
         return box, command, close
 
     async def __aenter__(self) -> Self:
