@@ -11,7 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from sandbox import BwrapBackend, BwrapSandbox, Limits, SandboxError
+from sandbox import BwrapBackend, BwrapSandbox, Limits, Options, SandboxError
 
 pytestmark = pytest.mark.anyio
 
@@ -121,3 +121,15 @@ async def test_a_fork_bomb_and_a_memory_bomb_meet_the_control_groups(box: BwrapS
     mine = f"switchboard-sandbox-{os.getpid()}-*"
     left = await anyio.to_thread.run_sync(lambda: [p.name for p in groups.rglob(mine)])
     assert left == []  # every execution's groups, and the sandbox's own, are gone
+
+
+async def test_a_sandbox_is_capped_at_its_cores_worth_of_cpu(tmp_path: Path) -> None:
+    made = await BwrapBackend(tmp_path / "capped").start(Options(cpus=0.5))
+    try:
+        assert made.groups is not None
+        quotas = [p / "cpu.cfs_quota_us" for p in made.groups.paths if (p / "cpu.cfs_quota_us").exists()]
+        quotas += [p / "cpu.max" for p in made.groups.paths if (p / "cpu.max").exists()]
+        assert quotas, "no cpu controller group"
+        assert quotas[0].read_text().split()[0] == "50000"  # of each 100 ms period
+    finally:
+        await made.stop()
