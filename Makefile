@@ -85,7 +85,7 @@ bench: $(STAMP) $(TOOLS)/.stamp $(WRK)
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/tracing.py
 	$(BIN)/python bench/fast_path.py
-	$(BIN)/python bench/sandbox.py
+	$(BIN)/python bench/code_interpreter.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS)

@@ -12,7 +12,7 @@ Rows, each against a baseline measured in the same run:
   exec/s           executeCode print(1) back to back in one session, and in two  [>= 100/s]
   idle memory      what a started, idle session holds (its control group: agent, bwrap, files)
 
-    python bench/sandbox.py [--calls 300] [--starts 30]
+    python bench/code_interpreter.py [--calls 300] [--starts 30]
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from sandbox import Interpreter, InterpreterConfig, SandboxError, backend_for
 from sandbox._kernel import Kernel
 
 ROOT = Path(__file__).resolve().parents[1]
-BACKENDS = ("bwrap",)
+BACKENDS = ("bwrap", "gvisor")
 CONFIG = """
 gateways:
   - name: default
