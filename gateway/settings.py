@@ -107,9 +107,10 @@ class Settings(BaseSettings):
     sandbox_egress_deny: list[str] = Field(
         default_factory=list, description="Network mode PUBLIC: hosts sandboxes may never reach (deny wins)."
     )
-    code_interpreter_backend: Literal["bwrap", "gvisor"] = Field(
+    code_interpreter_backend: Literal["bwrap", "gvisor", "microvm"] = Field(
         "bwrap",
-        description="The isolation of code interpreter sessions: bwrap (bubblewrap) or gvisor (runsc).",
+        description="The isolation of code interpreter sessions: bwrap (bubblewrap), gvisor (runsc) or "
+        "microvm (a QEMU microVM restored from a snapshot; `make microvm-image` builds its image).",
     )
     code_interpreter_warm: int = Field(
         2, ge=0, le=64, description="Sandboxes of the built-in code interpreter kept started and ready."

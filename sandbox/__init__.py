@@ -19,6 +19,7 @@ from sandbox._contract import (
 )
 from sandbox._gvisor import GvisorBackend, GvisorSandbox
 from sandbox._interpreter import CodeSession, Interpreter, InterpreterConfig, backend_for, backend_problem
+from sandbox._microvm import MicrovmBackend, MicrovmSandbox
 from sandbox._proxy import EgressDecision, EgressPolicy, EgressProxy
 from sandbox._tools import TOOLS
 
@@ -38,6 +39,8 @@ __all__ = [
     "Interpreter",
     "InterpreterConfig",
     "Limits",
+    "MicrovmBackend",
+    "MicrovmSandbox",
     "NoSession",
     "Options",
     "Sandbox",

@@ -29,6 +29,8 @@ from sandbox._egress import Egress, open_egress
 from sandbox._gvisor import GvisorBackend
 from sandbox._gvisor import available as gvisor_available
 from sandbox._kernel import AGENT, AGENT_INSIDE, Kernel
+from sandbox._microvm import MicrovmBackend
+from sandbox._microvm import available as microvm_available
 from sandbox._pool import Pool
 from sandbox._proxy import EgressDecision, EgressPolicy, Resolver
 from sandbox._tools import Runtimes, call
@@ -106,7 +108,7 @@ def session_id() -> str:
     return "".join(secrets.choice(ALPHABET) for _ in range(26))
 
 
-BACKENDS = ("bwrap", "gvisor")
+BACKENDS = ("bwrap", "gvisor", "microvm")
 
 
 def backend_problem(name: str) -> str | None:
@@ -115,12 +117,14 @@ def backend_problem(name: str) -> str | None:
         return available()
     if name == "gvisor":
         return gvisor_available()
+    if name == "microvm":
+        return microvm_available()
     return f"sandbox backend {name!r} is not known; use one of {', '.join(BACKENDS)}"
 
 
 def backend_for(name: str, root: Path) -> Any:
     """The backend ``name``, or SandboxError saying in one line why it cannot run here."""
-    makers = {"bwrap": BwrapBackend, "gvisor": GvisorBackend}
+    makers: dict[str, Any] = {"bwrap": BwrapBackend, "gvisor": GvisorBackend, "microvm": MicrovmBackend}
     if name not in makers:
         raise Unavailable(f"sandbox backend {name!r} is not known; use one of {', '.join(BACKENDS)}")
     try:

@@ -302,8 +302,9 @@ class CodeInterpreterTarget(TargetBase):
     ``sessionId`` a result gave; each session is a sandbox (ADR 0035)."""
 
     kind: Literal["code_interpreter"]
-    backend: Literal["bwrap", "gvisor"] = Field(
-        "bwrap", description="The sandbox each session runs in: bwrap (bubblewrap) or gvisor (runsc)."
+    backend: Literal["bwrap", "gvisor", "microvm"] = Field(
+        "bwrap",
+        description="The sandbox each session runs in: bwrap (bubblewrap), gvisor (runsc) or microvm.",
     )
     network: Literal["SANDBOX", "PUBLIC"] = Field(
         "SANDBOX",

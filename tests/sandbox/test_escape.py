@@ -23,6 +23,7 @@ from sandbox import (
     GvisorBackend,
     Interpreter,
     InterpreterConfig,
+    MicrovmSandbox,
     Options,
     Sandbox,
     SandboxError,
@@ -37,7 +38,12 @@ BACKENDS: dict[str, Callable[[Path], Any]] = {
     "bwrap": lambda root: BwrapBackend(root),
     "gvisor": lambda root: GvisorBackend(root),
 }
+# (microvm is not here yet: in the guest no_new_privs is unset, a memory bomb and a FIFO behave
+# otherwise; its own tests are tests/sandbox/test_microvm.py. Issue 18 stays open for it.)
 SECRET = "host-secret-5f1c"
+# What stops a fork bomb: its process limit (under a VM's software emulation its CPU time may come
+# first; either way it is stopped and the sandbox serves on).
+LIMITED_BY = ("processes", "cpu time")
 
 
 @pytest.fixture(params=sorted(BACKENDS))
@@ -135,7 +141,8 @@ async def test_nothing_of_the_host_is_reachable(box: Sandbox, host: dict[str, An
     assert seen["service_sockets"] == []
     assert not seen["pid1_environ_has_secret"]
     assert seen["processes"] <= 3  # its own init, the probe (and its shell)
-    assert set(seen["devices"]) <= {
+    guest = isinstance(box, MicrovmSandbox)  # (a VM's /dev is its own kernel's, not the host's)
+    assert guest or set(seen["devices"]) <= {
         "null",
         "zero",
         "full",
@@ -203,11 +210,11 @@ async def test_limits_met_answer_clearly_and_the_sandbox_serves_on(box: Sandbox)
         bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
         try:  # interrupted, every copy of it killed, the state kept; or, if it could not answer, ended
             forked = await kernel.call({"op": "python", "code": bomb}, wall=5, cpu=5)
-            assert forked["stopped"] == "processes"
+            assert forked["stopped"] in LIMITED_BY
             kept = (await kernel.call({"op": "python", "code": "print(kept)"}, wall=30))["stdout"]
             assert kept == "42\n"
         except KernelLost as lost:
-            assert lost.reason == "processes"
+            assert lost.reason in LIMITED_BY
         count = "import os\nprint(len([p for p in os.listdir('/proc') if p.isdigit()]))"
         assert int((await kernel.call({"op": "python", "code": count}, wall=30))["stdout"]) <= 2
         touching = "b = bytearray(3 * 1024 ** 3)\nfor i in range(0, len(b), 4096):\n    b[i] = 1\n"
@@ -297,12 +304,12 @@ async def test_a_directory_swapped_for_a_link_mid_call_never_leads_to_the_host(
         await kernel.call({"op": "start", "command": f"python3 -c '{SWAPPER}' {host}"}, wall=30)
         for _ in range(300):
             for attempt in (
-                made.read("d/secret.txt"),
-                made.write("d/planted.txt", b"escaped"),
-                made.listing("d"),
+                lambda: made.read("d/secret.txt"),
+                lambda: made.write("d/planted.txt", b"escaped"),
+                lambda: made.listing("d"),
             ):
                 try:
-                    found = await attempt
+                    found = await attempt()
                 except SandboxError:
                     continue
                 assert found != SECRET.encode() and SECRET.encode() not in repr(found).encode()
