@@ -12,7 +12,7 @@ Rows, each against a baseline measured in the same run:
   exec/s           executeCode print(1) back to back in one session, and in two  [>= 100/s]
   idle memory      what a started, idle session holds (its control group: agent, bwrap, files)
 
-    python bench/code_interpreter.py [--calls 300] [--starts 30]
+    python bench/code_interpreter.py [--calls 300] [--starts 30] [--backends bwrap,gvisor,microvm]
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from sandbox import Interpreter, InterpreterConfig, SandboxError, backend_for
 from sandbox._kernel import Kernel
 
 ROOT = Path(__file__).resolve().parents[1]
-BACKENDS = ("bwrap", "gvisor")
+BACKENDS = ("bwrap", "gvisor", "microvm")
 CONFIG = """
 gateways:
   - name: default
@@ -195,10 +195,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--starts", type=int, default=30)
+    parser.add_argument("--backends", default=",".join(BACKENDS), help="which, comma-separated")
     args = parser.parse_args()
     spawn = _spawn_true(args.starts)
     local = _exec_print(args.calls)
-    for backend in BACKENDS:
+    for backend in args.backends.split(","):
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 rows = anyio.run(_in_process, backend, Path(tmp), args.calls, args.starts)
