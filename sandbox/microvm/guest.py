@@ -38,8 +38,7 @@ BOX = "/sys/fs/cgroup/box"
 BOX_MOUNT = "/run/box"  # the tmpfs holding /work, /tmp and /dev/shm (the disk limit)
 RESERVE = 48 * 1024 * 1024  # guest memory kept out of the box: the kernel and this server
 ENVIRONMENT = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/work", "LANG": "C.UTF-8", "TMPDIR": "/tmp"}
-RNDADDENTROPY, RNDRESEEDCRNG = 0x40085203, 0x5207
-MS_REMOUNT, MS_NOSUID, MS_NODEV = 32, 2, 4
+RNDADDENTROPY, RNDRESEEDCRNG, MS_REMOUNT, MS_NOSUID, MS_NODEV = 0x40085203, 0x5207, 32, 2, 4
 # A restored agent's random generators would repeat the snapshot's: reseeded, leaving no names.
 RESEED = (
     "[m.seed() for m in [__import__('sys').modules.get('random')] if m]\n"
@@ -91,8 +90,8 @@ def end_leaf(path: str) -> None:
             return
         except FileNotFoundError:
             return
-        except OSError:
-            time.sleep(0.01)  # (PID 1 reaps what the process left; the group empties then)
+        except OSError:  # (PID 1 reaps what the process left; the group empties then)
+            time.sleep(0.01)
 
 
 def entering(group: str, limits: dict[int, int]) -> Callable[[], None]:
@@ -109,6 +108,7 @@ def entering(group: str, limits: dict[int, int]) -> Callable[[], None]:
         os.setgroups([])
         os.setresgid(NOBODY, NOBODY, NOBODY)
         os.setresuid(NOBODY, NOBODY, NOBODY)
+        ctypes.CDLL(None).prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS: a setuid program gains nothing
 
     return enter
 
