@@ -23,6 +23,7 @@ from sandbox import (
     GvisorBackend,
     Interpreter,
     InterpreterConfig,
+    MicrovmBackend,
     MicrovmSandbox,
     Options,
     Sandbox,
@@ -37,9 +38,8 @@ pytestmark = pytest.mark.anyio
 BACKENDS: dict[str, Callable[[Path], Any]] = {
     "bwrap": lambda root: BwrapBackend(root),
     "gvisor": lambda root: GvisorBackend(root),
+    "microvm": lambda root: MicrovmBackend(root),
 }
-# (microvm is not here yet: in the guest no_new_privs is unset, a memory bomb and a FIFO behave
-# otherwise; its own tests are tests/sandbox/test_microvm.py. Issue 18 stays open for it.)
 SECRET = "host-secret-5f1c"
 # What stops a fork bomb: its process limit (under a VM's software emulation its CPU time may come
 # first; either way it is stopped and the sandbox serves on).
@@ -47,8 +47,11 @@ LIMITED_BY = ("processes", "cpu time")
 
 
 @pytest.fixture(params=sorted(BACKENDS))
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    return BACKENDS[request.param](tmp_path / "sandboxes")
+def backend(request: pytest.FixtureRequest, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    root = tmp_path / "sandboxes"
+    if request.param == "microvm":  # (its snapshots are made once per root: the suite shares one)
+        root = tmp_path_factory.getbasetemp() / "escape-microvm"
+    return BACKENDS[request.param](root)
 
 
 @pytest.fixture
@@ -164,7 +167,9 @@ async def test_nothing_of_the_host_is_reachable(box: Sandbox, host: dict[str, An
     }
     assert seen["uid"] != 0 and seen["no_new_privs"] == "1"
     for name in ("ptrace_attach_1", "keyctl", "unshare_user", "mount"):
-        assert seen[name][0] == -1 and seen[name][1] == "EPERM", (name, seen[name])
+        assert seen[name][0] == -1, (name, seen[name])
+        # (in a VM they meet the guest's own kernel, which answers in its own words: still refused)
+        assert guest or seen[name][1] == "EPERM", (name, seen[name])
     for name in (
         "setuid_root",
         "hardlink_system_file",
@@ -191,8 +196,8 @@ async def test_links_planted_inside_are_never_followed_by_the_host(box: Sandbox,
 
 
 async def test_another_sessions_files_are_nowhere_to_be_found(backend: Any) -> None:
-    one: Sandbox = await backend.start(Options())
-    two: Sandbox = await backend.start(Options())
+    one: Sandbox = await backend.start(Options(binds=((str(AGENT), AGENT_INSIDE),)))
+    two: Sandbox = await backend.start(Options(binds=((str(AGENT), AGENT_INSIDE),)))
     try:
         await one.write("marker-of-one.txt", b"private")
         hunt = "find / -name 'marker-of-one*' 2>/dev/null; ls /proc/*/root/work 2>/dev/null | head -3; true"
@@ -218,9 +223,11 @@ async def test_limits_met_answer_clearly_and_the_sandbox_serves_on(box: Sandbox)
         count = "import os\nprint(len([p for p in os.listdir('/proc') if p.isdigit()]))"
         assert int((await kernel.call({"op": "python", "code": count}, wall=30))["stdout"]) <= 2
         touching = "b = bytearray(3 * 1024 ** 3)\nfor i in range(0, len(b), 4096):\n    b[i] = 1\n"
-        with pytest.raises(KernelLost) as hungry:
-            await kernel.call({"op": "python", "code": touching}, wall=60)
-        assert hungry.value.reason == "memory"
+        try:  # ended at the memory limit; or, in a VM whose memory is its own, a MemoryError
+            answered = await kernel.call({"op": "python", "code": touching}, wall=60)
+            assert "MemoryError" in str(answered.get("error")), answered
+        except KernelLost as hungry:
+            assert hungry.reason == "memory"
         fill = "with open('/work/fill', 'wb') as f:\n    while True:\n        f.write(bytes(1 << 20))\n"
         filled = await kernel.call({"op": "python", "code": fill}, wall=30)
         assert "No space left on device" in filled["error"]
