@@ -248,14 +248,7 @@ class BwrapSandbox(WorkFiles):
         return await anyio.open_process(self.command_line(argv), start_new_session=True, env=HOST_ENVIRONMENT)
 
     def usage(self) -> Usage:
-        if self.groups is None:
-            return Usage(0.0, 0, 0, 0)
-        return Usage(
-            self.groups.cpu_seconds(),
-            self.groups.memory_used(),
-            self.groups.memory_kills(),
-            self.groups.process_refusals(),
-        )
+        return self.groups.usage() if self.groups is not None else Usage(0.0, 0, 0, 0)
 
     async def kill(self) -> None:
         if self.groups is not None:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import anyio
 
+from sandbox._contract import Usage
+
 ROOT = Path("/sys/fs/cgroup")
 PREFIX = "switchboard-sandbox-"  # then the pid of the process that made it, and a random part
 ENTER = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
@@ -74,6 +76,10 @@ class Groups:
                 if "oom_kill" in fields or name == "memory.events":
                     return int(fields.get("oom_kill", 0))
         return 0
+
+    def usage(self) -> Usage:
+        """What the groups' processes have used (and met) since the groups were made."""
+        return Usage(self.cpu_seconds(), self.memory_used(), self.memory_kills(), self.process_refusals())
 
     def cpu_seconds(self) -> float:
         if self.cpu is None:

@@ -475,14 +475,7 @@ class GvisorSandbox(WorkFiles):
         return process
 
     def usage(self) -> Usage:
-        if self.groups is None:
-            return Usage(0.0, 0, 0, 0)
-        return Usage(
-            self.groups.cpu_seconds(),
-            self.groups.memory_used(),
-            self.groups.memory_kills(),
-            self.groups.process_refusals(),
-        )
+        return self.groups.usage() if self.groups is not None else Usage(0.0, 0, 0, 0)
 
     async def kill(self) -> None:
         if self.groups is not None:
