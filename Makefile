@@ -90,7 +90,7 @@ bench: $(STAMP) $(TOOLS)/.stamp $(WRK)
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/tracing.py
 	$(BIN)/python bench/fast_path.py
-	$(BIN)/python bench/code_interpreter.py
+	$(BIN)/python bench/sandbox.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS)

@@ -3,7 +3,8 @@
 Rows, each against a baseline measured in the same run:
 
   start warm       a session taken from the warm pool (Interpreter.start)      [<= 20 ms, bwrap]
-  start cold       a sandbox made and its kernel started, no pool
+  start cold       a sandbox made and its kernel started, no pool (microvm: from its snapshot)
+                                                                             [<= 200 ms, microvm]
       baseline:    spawning /bin/true on the host and waiting for it (the floor of any start)
   print(1)         executeCode print(1) in a live session, in process
       baseline:    exec("print(1)") in this process, output captured
@@ -12,7 +13,7 @@ Rows, each against a baseline measured in the same run:
   exec/s           executeCode print(1) back to back in one session, and in two  [>= 100/s]
   idle memory      what a started, idle session holds (its control group: agent, bwrap, files)
 
-    python bench/code_interpreter.py [--calls 300] [--starts 30] [--backends bwrap,gvisor,microvm]
+    python bench/sandbox.py [--calls 300] [--starts 30] [--backends bwrap,gvisor,microvm]
 """
 
 from __future__ import annotations
