@@ -51,6 +51,7 @@ from gateway.config._policy import PolicySpec, cedar_shape
 from gateway.config._shaping import FailureSpec, PagingSpec, ShapeSpec
 from gateway.config._targets import (
     TARGET_KINDS,
+    A2aTarget,
     CodeInterpreterTarget,
     ConnectorTarget,
     FunctionRef,
@@ -75,6 +76,7 @@ from gateway.yaml_lines import parse_yaml
 
 __all__ = [
     "TARGET_KINDS",
+    "A2aTarget",
     "ApiKeyAuth",
     "ApiKeyCredential",
     "ApprovalSpec",

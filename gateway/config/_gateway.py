@@ -11,6 +11,7 @@ from gateway.config._credentials import Auth, CredentialProvider, NoAuth
 from gateway.config._pipeline import ApprovalSpec, CacheSpec, InterceptorSpec, RateLimitSpec, ResilienceSpec
 from gateway.config._policy import MAX_POLICIES, PolicySpec, cedar_shape
 from gateway.config._targets import (
+    A2aTarget,
     ConnectorTarget,
     McpCredentialRef,
     McpTarget,
@@ -86,7 +87,7 @@ class GatewaySpec(Model):
             raise ValueError("credential provider names must be unique per gateway")
         for target in self.targets:
             refs: dict[str, SecretRef | McpCredentialRef] = dict(getattr(target, "credentials", {}))
-            if isinstance(target, McpTarget) and target.credential is not None:
+            if isinstance(target, McpTarget | A2aTarget) and target.credential is not None:
                 refs["credential"] = target.credential
             if isinstance(target, ConnectorTarget) and target.credential is not None:
                 refs["credential"] = SecretRef(provider=target.credential)

@@ -324,6 +324,38 @@ class CodeInterpreterTarget(TargetBase):
     warm: int = Field(0, ge=0, le=64, description="Sessions kept started ahead of callers.")
 
 
+class A2aTarget(TargetBase):
+    """A remote A2A agent (protocol 1.0), found by its Agent Card: its skills become tools (ADR 0037).
+
+    A call sends the agent one message and waits for its task to end: its updates are relayed
+    as MCP progress, its artifacts are the result, a question it asks is put to the user
+    (elicitation) where the client can, and a cancelled call cancels the agent's task."""
+
+    kind: Literal["a2a"]
+    url: Annotated[str, Field(pattern=r"^https?://")] = Field(
+        description="The agent's card (a URL ending in .json), or its base URL, under which the card is "
+        "read from /.well-known/agent-card.json."
+    )
+    tools: Literal["skills", "send_message"] = Field(
+        "skills",
+        description="skills: one tool per skill of the card; send_message: one tool for the whole agent.",
+    )
+    binding: Literal["auto", "jsonrpc", "http_json"] = Field(
+        "auto", description="The protocol binding to use: auto takes the card's first one that we speak."
+    )
+    streaming: bool = Field(
+        True, description="Stream the agent's updates (relayed as progress) where its card allows."
+    )
+    headers: dict[str, str] = Field(default_factory=dict, description="Sent with every request.")
+    credential: McpCredentialRef | None = Field(
+        None, description="Each caller's secret from this credential provider, sent in a header."
+    )
+    card_seconds: float = Field(
+        300.0, gt=0, description="How long a read card is used before it is read again."
+    )
+    max_result_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+
+
 Target = Annotated[
     FunctionTarget
     | LambdaTarget
@@ -332,7 +364,18 @@ Target = Annotated[
     | McpTarget
     | PluginTarget
     | ConnectorTarget
-    | CodeInterpreterTarget,
+    | CodeInterpreterTarget
+    | A2aTarget,
     Field(discriminator="kind"),
 ]
-TARGET_KINDS = ("function", "lambda", "http", "openapi", "mcp", "plugin", "connector", "code_interpreter")
+TARGET_KINDS = (
+    "function",
+    "lambda",
+    "http",
+    "openapi",
+    "mcp",
+    "plugin",
+    "connector",
+    "code_interpreter",
+    "a2a",
+)

@@ -117,6 +117,16 @@ class Reach:
         pool._network_backend = _GuardedBackend(self, pool._network_backend)
         return transport
 
+    def httpx_transport(self, **options: Any) -> Any:
+        """The same for ``httpx`` proper (the A2A SDK's client speaks it): an AsyncHTTPTransport."""
+        import httpcore
+        import httpx
+
+        transport = httpx.AsyncHTTPTransport(**options)
+        pool = transport._pool
+        pool._network_backend = _GuardedBackend(self, pool._network_backend, httpcore)  # type: ignore[arg-type,assignment]
+        return transport
+
 
 def reach(egress_allow: tuple[str, ...] | None) -> Reach | None:
     """The Reach of a provider given its ``egress_allow`` (None: the operator's, unchecked)."""
@@ -125,11 +135,13 @@ def reach(egress_allow: tuple[str, ...] | None) -> Reach | None:
 
 class _GuardedBackend(httpcore2.AsyncNetworkBackend):
     """Resolves the name itself, checks every address, and connects to a checked one (TLS still
-    names the host: httpcore2 takes the server name from the request, not from here)."""
+    names the host: httpcore2 takes the server name from the request, not from here). ``core``:
+    the module whose errors to raise (httpcore2, or httpcore under httpx proper)."""
 
-    def __init__(self, reach: Reach, inner: httpcore2.AsyncNetworkBackend) -> None:
+    def __init__(self, reach: Reach, inner: httpcore2.AsyncNetworkBackend, core: Any = httpcore2) -> None:
         self.reach = reach
         self.inner = inner
+        self.core = core
 
     async def connect_tcp(
         self,
@@ -143,20 +155,20 @@ class _GuardedBackend(httpcore2.AsyncNetworkBackend):
             with anyio.fail_after(timeout):  # a slow DNS server counts against the connect timeout
                 infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except TimeoutError:
-            raise httpcore2.ConnectTimeout(f"resolving {host} took longer than {timeout}s") from None
+            raise self.core.ConnectTimeout(f"resolving {host} took longer than {timeout}s") from None
         except OSError as exc:
-            raise httpcore2.ConnectError(f"cannot resolve {host}: {exc}") from None
+            raise self.core.ConnectError(f"cannot resolve {host}: {exc}") from None
         for *_, sockaddr in infos:
             problem = self.reach.refusal(host, str(sockaddr[0]))
             if problem is not None:
-                raise httpcore2.ConnectError(problem)
+                raise self.core.ConnectError(problem)
         failure: Exception | None = None
         for address in dict.fromkeys(str(info[4][0]) for info in infos):  # each checked address in turn
             try:
                 return await self.inner.connect_tcp(
                     address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
                 )
-            except (httpcore2.ConnectError, httpcore2.ConnectTimeout) as exc:
+            except (self.core.ConnectError, self.core.ConnectTimeout) as exc:
                 failure = exc
         assert failure is not None
         raise failure
@@ -167,7 +179,7 @@ class _GuardedBackend(httpcore2.AsyncNetworkBackend):
         timeout: float | None = None,  # noqa: ASYNC109 - httpcore2's interface
         socket_options: Any = None,
     ) -> httpcore2.AsyncNetworkStream:
-        raise httpcore2.ConnectError("a tenant's upstream cannot be a Unix socket")
+        raise self.core.ConnectError("a tenant's upstream cannot be a Unix socket")
 
     async def sleep(self, seconds: float) -> None:
         await self.inner.sleep(seconds)

@@ -21,6 +21,7 @@ REGISTRY: dict[str, str] = {
     "plugin": "gateway.providers.plugin:PluginProvider",
     "connector": "gateway.providers.connector:ConnectorProvider",
     "code_interpreter": "gateway.providers.code_interpreter:CodeInterpreterProvider",
+    "a2a": "gateway.providers.a2a:A2aProvider",
 }
 
 
