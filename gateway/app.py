@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
+from gateway.a2a import a2a_endpoint
 from gateway.admin import admin_routes
 from gateway.agentcore import Backend, agentcore_routes
 from gateway.auth import METADATA_PREFIX
@@ -76,6 +77,9 @@ class _Edge:
                         return
                     scope.setdefault("state", {})[PRINCIPAL_KEY] = principal
                 await services.front.handle((tenant, name), scope, receive, send)
+                return
+            if "/a2a/" in scope["path"] and a2a_endpoint(scope["path"]) is not None:
+                await self.services.a2a(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 

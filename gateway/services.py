@@ -15,11 +15,13 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import anyio
 import httpx2
 
+from gateway.a2a import LazyA2a
 from gateway.auth import AccessKeys, Authenticator, Revocations, consent_user, credentials_for, open_vault
 from gateway.config import load_file, to_store
 from gateway.egress import Reach
@@ -30,12 +32,15 @@ from gateway.pins import store_pins
 from gateway.serving import Forwarder, session_owner
 from gateway.settings import Settings
 from gateway.stages import AuditLog, Counters, RequestRate, result_store, shared_counters
-from gateway.store import Store, StoreApprovals, StoreCalls, StoreTraces
+from gateway.store import Store, StoreA2a, StoreApprovals, StoreCalls, StoreTraces
 from gateway.system import CALLBACK_PATH, DEFAULT_TENANT, Switchboard, compile_check, state_key
 from gateway.telemetry import Telemetry
 from identity.api import IdentityServices, WorkloadTokens
 from identity.outbound import Broker, redis_locks
 from identity.vault import Vault
+
+if TYPE_CHECKING:
+    from gateway.a2a._front import A2aFront
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +54,7 @@ class Services:
     settings: Settings
     system: Switchboard  # the store, the hub of live gateways, the vault and broker, admin keys
     front: McpFront
+    a2a: LazyA2a
     auth: Authenticator
     identity: IdentityServices
     telemetry: Telemetry
@@ -147,11 +153,12 @@ async def open_services(
                     await system.reload()
                     admin_key = await system.ensure_admin_key()
                     front = _front(settings, edge, hub, stack)
+                    a2a = LazyA2a(lambda: _a2a(settings, edge, hub, store, auth, broker))
                     aws_rate = RequestRate(counters, settings.agentcore_rate, "agentcore")
                     services = Services(
-                        settings, system, front, auth, identity, telemetry, traces, aws_keys, aws_rate
+                        settings, system, front, a2a, auth, identity, telemetry, traces, aws_keys, aws_rate
                     )
-                    async with front, anyio.create_task_group() as tg:
+                    async with front, a2a, anyio.create_task_group() as tg:
                         tg.start_soon(system.watch)
                         if on_ready is not None:
                             on_ready(system, admin_key)
@@ -216,6 +223,27 @@ def _front(settings: Settings, edge: Edge, hub: Hub, stack: contextlib.AsyncExit
             idle_seconds=settings.session_idle_seconds,
             handshake_seconds=settings.session_handshake_seconds,
         ),
+    )
+
+
+def _a2a(
+    settings: Settings, edge: Edge, hub: Hub, store: Store, auth: Authenticator, broker: Broker
+) -> A2aFront:
+    """The A2A front (imported here, on the first A2A request: see gateway.a2a)."""
+    from gateway.a2a._front import A2aFront
+
+    return A2aFront(
+        hub,
+        StoreA2a(store),
+        auth.principal,
+        auth.challenge,
+        edge.base_url,
+        broker.seal,
+        broker.unseal,
+        tuple(settings.egress_allow),
+        allowed_hosts=list(edge.allowed_hosts),
+        allowed_origins=list(edge.allowed_origins),
+        max_request_bytes=settings.max_request_bytes,
     )
 
 

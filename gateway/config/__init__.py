@@ -24,7 +24,7 @@ from gateway.config._credentials import (
     NoAuth,
     TokenExchange,
 )
-from gateway.config._gateway import Document, GatewaySpec
+from gateway.config._gateway import A2aAgentSpec, Document, GatewaySpec
 from gateway.config._loading import (
     StoredGateway,
     gateway_from_store,
@@ -76,6 +76,7 @@ from gateway.yaml_lines import parse_yaml
 
 __all__ = [
     "TARGET_KINDS",
+    "A2aAgentSpec",
     "A2aTarget",
     "ApiKeyAuth",
     "ApiKeyCredential",

@@ -22,6 +22,16 @@ from gateway.config._targets import (
 from gateway.core.model import Model, Name
 
 
+class A2aAgentSpec(Model):
+    """This gateway's tools published as one A2A agent (ADR 0037): each tool is a skill."""
+
+    name: Name = Field("tools", description="Served at /a2a/{name} (or /gateways/{gateway}/a2a/{name}).")
+    description: str = Field("", description="What the agent is for; default: the gateway's description.")
+    include: list[str] = Field(
+        default_factory=lambda: ["*"], description="Globs of the tool names (as published) it offers."
+    )
+
+
 class GatewaySpec(Model):
     """One gateway: a URL serving the tools of its targets."""
 
@@ -63,6 +73,11 @@ class GatewaySpec(Model):
     )
     max_tool_name_length: int = Field(64, ge=16, le=128)
     targets: list[Target] = Field(default_factory=list)
+    a2a_agent: A2aAgentSpec | None = Field(
+        None,
+        description="Publish this gateway's tools as an A2A agent, for clients that speak only A2A. "
+        "Its a2a targets are served as A2A agents either way.",
+    )
 
     @field_validator("policies")
     @classmethod

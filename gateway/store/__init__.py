@@ -5,6 +5,7 @@ one configuration. `Store.open` migrates the schema (Alembic, shipped in ``migra
 anything else, and every failure of the database surfaces as `StoreError`.
 """
 
+from gateway.store._a2a import StoreA2a, TaskRow
 from gateway.store._approvals import StoreApprovals
 from gateway.store._aws import AwsResource, StoreAws
 from gateway.store._calls import CallRecord, StoreCalls
@@ -23,6 +24,7 @@ __all__ = [
     "PinRecord",
     "SessionFilter",
     "Store",
+    "StoreA2a",
     "StoreApprovals",
     "StoreAws",
     "StoreCalls",
@@ -30,5 +32,6 @@ __all__ = [
     "StoreSecrets",
     "StoreTraces",
     "TargetRecord",
+    "TaskRow",
     "normalize_url",
 ]

@@ -207,3 +207,29 @@ aws_resources = Table(
     PrimaryKeyConstraint("tenant", "kind", "name"),
     Index("sb_aws_resources_id", "tenant", "kind", "resource_id", unique=True),
 )
+
+a2a_tasks = Table(
+    "sb_a2a_tasks",
+    metadata,
+    Column("id", String(128), nullable=False),
+    Column("tenant", String(63), nullable=False),
+    Column("agent", String(255), nullable=False),  # "{gateway}/{agent}"
+    Column("owner", String(512), nullable=False),
+    Column("context_id", String(128), nullable=False),
+    Column("state", Integer, nullable=False),
+    Column("updated_ns", BigInteger, nullable=False),  # the status timestamp; 0 when it has none
+    Column("body", Text, nullable=False),  # the Task as A2A JSON
+    PrimaryKeyConstraint("id"),
+    Index("sb_a2a_tasks_owner", "tenant", "agent", "owner", "updated_ns"),
+)
+
+a2a_push = Table(
+    "sb_a2a_push",
+    metadata,
+    Column("task_id", String(128), nullable=False),
+    Column("config_id", String(128), nullable=False),
+    Column("tenant", String(63), nullable=False),
+    Column("owner", String(512), nullable=False),
+    Column("body", Text, nullable=False),  # the config as A2A JSON, sealed (it may hold a credential)
+    PrimaryKeyConstraint("task_id", "config_id"),
+)

@@ -21,6 +21,8 @@ from gateway.store import Store, normalize_url
 PG_URL = os.environ.get("SWITCHBOARD_TEST_DATABASE_URL")
 REQUIRED = os.environ.get("SWITCHBOARD_TEST_REQUIRE_SERVICES") == "1"
 STORE_TABLES = (
+    "sb_a2a_push",
+    "sb_a2a_tasks",
     "sb_aws_resources",
     "sb_spans",
     "sb_approvals",

@@ -12,6 +12,7 @@ def test_public_api() -> None:
         "PinRecord",
         "SessionFilter",
         "Store",
+        "StoreA2a",
         "StoreApprovals",
         "StoreAws",
         "StoreCalls",
@@ -19,6 +20,7 @@ def test_public_api() -> None:
         "StoreSecrets",
         "StoreTraces",
         "TargetRecord",
+        "TaskRow",
         "normalize_url",
     ]
     assert issubclass(gateway.store.StoreError, SwitchboardError)

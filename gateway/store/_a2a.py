@@ -1,0 +1,148 @@
+"""A2A tasks the gateway's A2A front serves, and their push notification configs (ADR 0037).
+
+A task belongs to one agent of one gateway (``agent`` is ``{gateway}/{agent}``) and one caller
+(``owner``); every read names all three, so a caller sees only their own tasks. Bodies are the
+A2A JSON the front gives; a push config's body arrives sealed (it may carry a credential).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from gateway.store._engine import StoreError
+from gateway.store._schema import a2a_push, a2a_tasks
+from gateway.store._store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRow:
+    """One task as stored: who and what it is, its list position, its A2A JSON."""
+
+    id: str
+    tenant: str
+    agent: str
+    owner: str
+    context_id: str
+    state: int
+    updated_ns: int
+    body: str
+
+
+class StoreA2a:
+    """The A2A front's tasks and push configs."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def save_task(self, row: TaskRow) -> None:
+        """Insert or replace the task (a task id never moves to another owner or agent)."""
+        c = a2a_tasks.c
+        values = {
+            "context_id": row.context_id,
+            "state": row.state,
+            "updated_ns": row.updated_ns,
+            "body": row.body,
+        }
+        where = (c.id == row.id, c.tenant == row.tenant, c.agent == row.agent, c.owner == row.owner)
+        for _ in range(2):  # (two first saves at once: the loser updates what the winner inserted)
+            async with self.store._transaction(self.store._writer, "save an A2A task") as conn:
+                changed = await conn.execute(sa.update(a2a_tasks).where(*where).values(**values))
+                if changed.rowcount:
+                    return
+            try:
+                async with self.store._transaction(self.store._writer, "save an A2A task") as conn:
+                    await conn.execute(
+                        sa.insert(a2a_tasks).values(
+                            id=row.id, tenant=row.tenant, agent=row.agent, owner=row.owner, **values
+                        )
+                    )
+                return
+            except StoreError as exc:
+                if not isinstance(exc.__cause__, IntegrityError):
+                    raise
+        raise StoreError(f"A2A task {row.id!r} belongs to another caller or agent")
+
+    async def get_task(self, tenant: str, agent: str, owner: str, task_id: str) -> str | None:
+        c = a2a_tasks.c
+        query = sa.select(c.body).where(
+            c.id == task_id, c.tenant == tenant, c.agent == agent, c.owner == owner
+        )
+        async with self.store._read("read an A2A task") as conn:
+            return (await conn.execute(query)).scalar_one_or_none()
+
+    async def list_tasks(
+        self,
+        tenant: str,
+        agent: str,
+        owner: str,
+        *,
+        context_id: str = "",
+        state: int = 0,
+        after_ns: int | None = None,
+        before: tuple[int, str] | None = None,
+        limit: int = 50,
+    ) -> tuple[list[TaskRow], int]:
+        """One page of the caller's tasks, newest status first (then by id, descending), and how
+        many match in all. ``before``: the (updated_ns, id) of the last task of the page before."""
+        c = a2a_tasks.c
+        where: list[sa.ColumnElement[bool]] = [c.tenant == tenant, c.agent == agent, c.owner == owner]
+        if context_id:
+            where.append(c.context_id == context_id)
+        if state:
+            where.append(c.state == state)
+        if after_ns is not None:
+            where.append(c.updated_ns >= after_ns)
+        count = sa.select(sa.func.count()).select_from(a2a_tasks).where(*where)
+        if before is not None:
+            where.append(
+                sa.or_(c.updated_ns < before[0], sa.and_(c.updated_ns == before[0], c.id < before[1]))
+            )
+        query = sa.select(a2a_tasks).where(*where).order_by(c.updated_ns.desc(), c.id.desc()).limit(limit)
+        async with self.store._read("list A2A tasks") as conn:
+            total = int((await conn.execute(count)).scalar_one())
+            rows = [TaskRow(**r._mapping) for r in await conn.execute(query)]
+        return rows, total
+
+    async def delete_task(self, tenant: str, agent: str, owner: str, task_id: str) -> None:
+        c = a2a_tasks.c
+        async with self.store._transaction(self.store._writer, "delete an A2A task") as conn:
+            await conn.execute(
+                sa.delete(a2a_tasks).where(
+                    c.id == task_id, c.tenant == tenant, c.agent == agent, c.owner == owner
+                )
+            )
+            await conn.execute(sa.delete(a2a_push).where(a2a_push.c.task_id == task_id))
+
+    async def set_push(self, task_id: str, config_id: str, tenant: str, owner: str, body: str) -> None:
+        c = a2a_push.c
+        async with self.store._transaction(self.store._writer, "save an A2A push config") as conn:
+            await conn.execute(sa.delete(a2a_push).where(c.task_id == task_id, c.config_id == config_id))
+            await conn.execute(
+                sa.insert(a2a_push).values(
+                    task_id=task_id, config_id=config_id, tenant=tenant, owner=owner, body=body
+                )
+            )
+
+    async def get_push(
+        self, task_id: str, tenant: str | None = None, owner: str | None = None
+    ) -> Sequence[str]:
+        """The task's push configs (sealed): the caller's, or (no caller: dispatch) everyone's."""
+        c = a2a_push.c
+        where = [c.task_id == task_id]
+        if tenant is not None and owner is not None:
+            where += [c.tenant == tenant, c.owner == owner]
+        query = sa.select(c.body).where(*where).order_by(c.config_id)
+        async with self.store._read("read A2A push configs") as conn:
+            return [str(b) for b in (await conn.execute(query)).scalars()]
+
+    async def delete_push(self, task_id: str, tenant: str, owner: str, config_id: str | None) -> None:
+        c = a2a_push.c
+        where = [c.task_id == task_id, c.tenant == tenant, c.owner == owner]
+        if config_id is not None:
+            where.append(c.config_id == config_id)
+        async with self.store._transaction(self.store._writer, "delete A2A push configs") as conn:
+            await conn.execute(sa.delete(a2a_push).where(*where))
