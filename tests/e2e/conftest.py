@@ -5,6 +5,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.e2e.harness import Served, serve_config
+from tests.fixtures.a2a_agent import Seen, app
+from tests.support.servers import serve_app
 
 CONFIG = """
 gateways:
@@ -34,3 +36,11 @@ gateways:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     with serve_config(tmp_path_factory.mktemp("served"), CONFIG) as s:
         yield s
+
+
+@pytest.fixture(scope="module")
+def agent() -> Iterator[tuple[str, Seen]]:
+    """A real A2A agent (tests.fixtures.a2a_agent) on loopback: its base URL, what it saw."""
+    seen = Seen()
+    with serve_app(app(seen)) as base:
+        yield base, seen

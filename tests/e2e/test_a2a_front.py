@@ -41,19 +41,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tests.e2e.harness import Served, serve
-from tests.fixtures.a2a_agent import Seen, app
+from tests.fixtures.a2a_agent import Seen
 from tests.support.servers import serve_app
 
 pytestmark = pytest.mark.anyio
 
 BINDINGS = [TransportProtocol.JSONRPC, TransportProtocol.HTTP_JSON]
-
-
-@pytest.fixture(scope="module")
-def agent() -> Iterator[tuple[str, Seen]]:
-    seen = Seen()
-    with serve_app(app(seen)) as base:
-        yield base, seen
 
 
 @pytest.fixture(scope="module")

@@ -15,19 +15,11 @@ from mcp import Client
 from mcp.client.context import ClientRequestContext
 
 from tests.e2e.harness import Served, serve_config
-from tests.fixtures.a2a_agent import Seen, app
-from tests.support.servers import serve_app
+from tests.fixtures.a2a_agent import Seen
 
 pytestmark = pytest.mark.anyio
 
 ERAS = ["legacy", "2026-07-28"]
-
-
-@pytest.fixture(scope="module")
-def agent() -> Iterator[tuple[str, Seen]]:
-    seen = Seen()
-    with serve_app(app(seen)) as base:
-        yield base, seen
 
 
 @pytest.fixture(scope="module")
