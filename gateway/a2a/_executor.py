@@ -27,6 +27,7 @@ from gateway.a2a._agents import Agent, agent
 from gateway.core.errors import SwitchboardError
 from gateway.core.types import JSON, CallContext, Principal
 from gateway.hub import Hub
+from gateway.telemetry import tool_failed, tool_span
 
 KEY = "switchboard"  # the task metadata this front keeps: the skill, and an agent's own task ids
 ENDED = {
@@ -135,7 +136,9 @@ class GatewayExecutor(AgentExecutor):
             request_id=state.get("request_id"),
         )
         try:
-            result = await live.call(skill.tool, arguments, call)
+            with tool_span(skill.tool, tenant=tenant, gateway=gateway, via=f"a2a/{name}") as span:
+                result = await live.call(skill.tool, arguments, call)
+                tool_failed(span, {"isError": result.is_error})
         except SwitchboardError as exc:
             updater = await run.task()
             await updater.failed(updater.new_agent_message([new_text_part(exc.message)]))

@@ -42,7 +42,7 @@ from gateway.core.types import Principal
 from gateway.egress import Reach
 from gateway.hub import Hub
 from gateway.store import StoreA2a
-from gateway.telemetry import HttpSpans, tag_tenant
+from gateway.telemetry import HttpSpans
 from identity.inbound import Refused
 
 CARD = "/.well-known/agent-card.json"
@@ -164,7 +164,7 @@ class A2aFront:
                 self.handler, rpc_url=prefix, context_builder=builder, enable_v0_3_compat=True
             )
             routes.append(Mount(prefix, routes=create_rest_routes(self.handler, context_builder=builder)))
-        self.app = HttpSpans(Starlette(routes=routes))
+        self.app = HttpSpans(Starlette(routes=routes), lambda scope: scope["state"][STATE]["target"][0])
 
     async def aclose(self) -> None:
         with contextlib.suppress(Exception):
@@ -215,7 +215,6 @@ class A2aFront:
             problem = f"the request body is larger than {limit} bytes (SWITCHBOARD_MAX_REQUEST_BYTES)"
             await JSONResponse({"error": problem}, 413)(scope, receive, send)
             return
-        tag_tenant(tenant)
         scope.setdefault("state", {})[STATE] = {"target": (tenant, gateway, name), "principal": principal}
         sent = False
 

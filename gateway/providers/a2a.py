@@ -323,8 +323,9 @@ def _schema() -> dict[str, Any]:
 
 def _message(arguments: dict[str, Any], skill: str | None) -> Message:
     message = Message(message_id=uuid.uuid4().hex, role=Role.ROLE_USER)
-    message.parts.append(Part(text=str(arguments.get("message", ""))))
-    data = arguments.get("data")
+    text, data = str(arguments.get("message", "")), arguments.get("data")
+    if text or not isinstance(data, dict):  # (A2A refuses an empty text part: data alone is sent alone)
+        message.parts.append(Part(text=text or " "))
     if isinstance(data, dict):
         value = Value()
         ParseDict(data, value.struct_value)

@@ -15,7 +15,7 @@ from gateway.telemetry._metrics import Health, Metrics
 from gateway.telemetry._record import TENANT_ATTR, Record
 from gateway.telemetry._setup import Telemetry
 from gateway.telemetry._sink import TraceSink, span_row
-from gateway.telemetry._spans import HttpSpans, fail, mcp_span, tag_tenant, tool_failed
+from gateway.telemetry._spans import HttpSpans, fail, mcp_span, tag_tenant, tool_failed, tool_span
 from gateway.telemetry._tracing import enabled, exporters_from_env, wanted_exporters
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "span_row",
     "tag_tenant",
     "tool_failed",
+    "tool_span",
     "upstream_request",
     "upstream_url",
     "wanted_exporters",

@@ -17,7 +17,7 @@ what only a gateway knows (tenant, gateway, target, the pipeline's decisions).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -184,19 +184,26 @@ def fail(span: Span, error_type: str, message: str | None = None) -> None:
 class HttpSpans:
     """ASGI middleware: a SERVER span for each HTTP request it wraps (admin API, viewer)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, tenant_of: Callable[[Scope], str | None] | None = None) -> None:
+        """``tenant_of``: the tenant a request is known to be for as it starts (its span is then
+        filed in that tenant's traces, with everything under it)."""
         self.app = app
+        self.tenant_of = tenant_of
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not enabled():
             await self.app(scope, receive, send)
             return
         method = scope.get("method", "GET")
+        attributes: dict[str, Any] = {"http.request.method": method, "url.path": scope.get("path", "")}
+        tenant = self.tenant_of(scope) if self.tenant_of is not None else None
+        if tenant is not None:
+            attributes[TENANT_ATTR] = tenant
         span = tracer.start_span(
             method,
             context=http_context(scope.get("headers", [])),
             kind=SpanKind.SERVER,
-            attributes={"http.request.method": method, "url.path": scope.get("path", "")},
+            attributes=attributes,
         )
         token = otel_context.attach(trace.set_span_in_context(span))
 
@@ -218,6 +225,32 @@ class HttpSpans:
                 span.set_attribute("http.route", template)
             otel_context.detach(token)
             span.end()
+
+
+@contextmanager
+def tool_span(tool: str, *, tenant: str, gateway: str, via: str) -> Iterator[Span | None]:
+    """The span of a tool call a front other than MCP's makes (``via``: the A2A agent, say),
+    under the current span, named and described as an MCP ``tools/call`` span is."""
+    if not enabled():
+        yield None
+        return
+    attributes = {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": tool,
+        TENANT_ATTR: tenant,
+        "switchboard.gateway": gateway,
+        "switchboard.via": via,
+    }
+    span = tracer.start_span(f"tools/call {tool}", kind=SpanKind.INTERNAL, attributes=attributes)
+    token = otel_context.attach(trace.set_span_in_context(span))
+    try:
+        yield span
+    except BaseException as exc:
+        fail(span, type(exc).__qualname__, str(exc))
+        raise
+    finally:
+        otel_context.detach(token)
+        span.end()
 
 
 def tag_tenant(tenant: str) -> None:

@@ -35,6 +35,11 @@ from gateway.telemetry._tracer import LeanTracerProvider
 
 tracer = trace.get_tracer("switchboard", __version__)
 
+# a2a-sdk traces each of its own functions (a dozen spans and more per A2A message, into every
+# trace through the gateway's A2A front and a2a targets) unless told not to; the gateway's own
+# spans say what a call did. An operator who wants them sets the variable to true.
+os.environ.setdefault("OTEL_INSTRUMENTATION_A2A_SDK_ENABLED", "false")
+
 
 class RecordSink(Protocol):
     """Takes finished trees of records as they are (the embedded trace store)."""
