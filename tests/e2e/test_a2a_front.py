@@ -80,6 +80,18 @@ gateways:
       - name: py
         kind: function
         functions: [tests.fixtures.functions:add]
+  - name: guarded
+    a2a_agent: {{name: tools}}
+    policies:
+      - 'permit(principal, action, resource);'
+      - 'forbid(principal, action == Switchboard::Action::"py___add", resource)
+         when {{ context has a && context.a > 100 }};'
+    rate_limits:
+      - {{limit: 3/minute, per: caller_tool}}
+    targets:
+      - name: py
+        kind: function
+        functions: [tests.fixtures.functions:add]
 """
 
 
@@ -383,3 +395,22 @@ async def test_tasks_outlive_a_restart(data: Path, agent: tuple[str, Seen], http
         kept = await client.get_task(GetTaskRequest(id=task_id))
         assert kept.status.state == TaskState.TASK_STATE_COMPLETED
         assert [p.text for a in kept.artifacts for p in a.parts] == ["echo: kept"]
+
+
+async def test_policy_and_rate_limits_govern_a2a_messages_as_tool_calls(
+    served: Served, http: httpx.AsyncClient
+) -> None:
+    _, client = await _client(http, f"{served.base}/gateways/guarded/a2a/tools", TransportProtocol.JSONRPC)
+    allowed = await _events(client, _message('{"a": 1, "b": 1}', skill="py___add"))
+    assert _final(allowed)[1] == TaskState.TASK_STATE_COMPLETED
+    denied = await _events(client, _message('{"a": 500}', skill="py___add"))
+    assert _final(denied)[1] == TaskState.TASK_STATE_FAILED
+    said = [
+        p.text
+        for e in denied
+        if e.WhichOneof("payload") == "status_update"
+        for p in e.status_update.status.message.parts
+    ]
+    assert any("policy does not allow py___add" in t for t in said)
+    states = [_final(await _events(client, _message('{"a": 2}', skill="py___add")))[1] for _ in range(3)]
+    assert states[-1] == TaskState.TASK_STATE_FAILED  # the fourth call in a minute is over the limit
