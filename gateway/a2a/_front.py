@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 from a2a.auth.user import User
+from a2a.server.agent_execution import SimpleRequestContextBuilder
 from a2a.server.context import ServerCallContext
 from a2a.server.request_handlers import DefaultRequestHandler
 from a2a.server.routes import DefaultServerCallContextBuilder, create_jsonrpc_routes, create_rest_routes
@@ -37,7 +38,7 @@ from starlette.types import Message, Receive, Scope, Send
 from gateway.a2a._agents import VERSION, Agent, agent, card, names
 from gateway.a2a._executor import GatewayExecutor
 from gateway.a2a._paths import DEFAULT, a2a_endpoint
-from gateway.a2a._stores import Seal, StoredPushConfigs, StoredTasks, Unseal, push_url_guard
+from gateway.a2a._stores import Fresh, Seal, StoredPushConfigs, StoredTasks, Unseal, push_url_guard
 from gateway.core.types import Principal
 from gateway.egress import Reach
 from gateway.hub import Hub
@@ -140,12 +141,13 @@ class A2aFront:
             transport=Reach(egress_allow).httpx_transport(), timeout=httpx.Timeout(15.0)
         )
         pushes = StoredPushConfigs(store, seal, unseal)
+        self.tasks = StoredTasks(store)
         placeholder = AgentCard(name="switchboard")
         placeholder.capabilities.streaming = placeholder.capabilities.push_notifications = True
         placeholder.capabilities.extended_agent_card = True
         self.handler = DefaultRequestHandler(
             agent_executor=GatewayExecutor(hub),
-            task_store=StoredTasks(store),
+            task_store=self.tasks,
             agent_card=placeholder,
             push_config_store=pushes,
             push_sender=BasePushNotificationSender(
@@ -156,6 +158,9 @@ class A2aFront:
             push_url_validator=push_url_guard(egress_allow),  # type: ignore[arg-type]
             extended_agent_card=placeholder,
             extended_card_modifier=self._extended,
+            request_context_builder=SimpleRequestContextBuilder(
+                should_populate_referred_tasks=False, task_store=None, task_id_generator=Fresh(self.tasks)
+            ),
         )
         builder = _Context()
         routes: list[BaseRoute] = []
@@ -169,6 +174,7 @@ class A2aFront:
     async def aclose(self) -> None:
         with contextlib.suppress(Exception):
             await self.handler.aclose()
+        await self.tasks.drain()
         await self.http.aclose()
 
     def _url(self, tenant: str, gateway: str, name: str) -> str:

@@ -8,14 +8,18 @@ A push config may hold a credential for the webhook, so it is stored sealed.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+import uuid
 from collections.abc import Callable, Sequence
 
 import anyio
 from a2a.server.context import ServerCallContext
+from a2a.server.id_generator import IDGenerator, IDGeneratorContext
 from a2a.server.tasks import PushNotificationConfigStore, TaskStore
 from a2a.server.tasks.push_notification_config_store import normalize_push_notification_config
-from a2a.types import ListTasksRequest, ListTasksResponse, Task, TaskPushNotificationConfig
+from a2a.types import ListTasksRequest, ListTasksResponse, Task, TaskPushNotificationConfig, TaskState
 from a2a.utils.constants import DEFAULT_LIST_TASKS_PAGE_SIZE
 from a2a.utils.errors import InvalidParamsError
 from a2a.utils.task import ListTasksCursor, decode_list_tasks_cursor, encode_list_tasks_cursor
@@ -23,8 +27,20 @@ from google.protobuf.json_format import MessageToJson, Parse
 
 from gateway.core.types import Principal
 from gateway.egress import EgressRefused, check
-from gateway.store import StoreA2a, TaskRow
+from gateway.store import StoreA2a, StoreError, TaskRow
 
+logger = logging.getLogger(__name__)
+TERMINAL = {
+    TaskState.TASK_STATE_COMPLETED,
+    TaskState.TASK_STATE_FAILED,
+    TaskState.TASK_STATE_CANCELED,
+    TaskState.TASK_STATE_REJECTED,
+}
+SETTLED = TERMINAL | {TaskState.TASK_STATE_INPUT_REQUIRED, TaskState.TASK_STATE_AUTH_REQUIRED}
+PUSH_LOOKUP = 1.0  # seconds a task's push configs, once read for its notifications, are used again
+ENDED = 1024  # ended tasks kept at hand (they never change again)
+FRESH = 4096  # new task ids known for new until their first save
+WRITE_BEHIND = 0.25  # seconds a running task's state waits before it is written
 PUSH_PURPOSE = b"a2a-push-config"
 PUSH_SECONDS = 30 * 86400  # a sealed push config opens this long (a task's webhooks outlive no task)
 
@@ -40,34 +56,121 @@ def scope(context: ServerCallContext | None) -> tuple[str, str, str]:
     return tenant, f"{gateway}/{agent}", principal.subject
 
 
+def _row(task: Task, key: tuple[str, str, str]) -> TaskRow:
+    tenant, agent, owner = key
+    stamped = task.status.HasField("timestamp")
+    return TaskRow(
+        id=task.id,
+        tenant=tenant,
+        agent=agent,
+        owner=owner,
+        context_id=task.context_id,
+        state=int(task.status.state),
+        updated_ns=task.status.timestamp.ToNanoseconds() if stamped else 0,
+        body=MessageToJson(task, indent=None),
+    )
+
+
 class StoredTasks(TaskStore):
-    """A2A tasks in the store."""
+    """A2A tasks in the store, written behind.
+
+    The SDK saves a task at every event (a dozen for a short one), and reads it back as often;
+    a write costs a millisecond or two. So each task's latest state is kept here until written,
+    and written in the background, newest state first, one write in flight a task: a running
+    state after ``WRITE_BEHIND`` (a short task is written once, when it ends), a settled one
+    (ended, or waiting for input or authorization) at once. Reads of a task kept here are
+    answered here; ended tasks stay at hand (``ENDED``: they never change). Other replicas see
+    a running task up to ``WRITE_BEHIND`` late, and a settled one as soon as it is written.
+    """
 
     def __init__(self, store: StoreA2a) -> None:
         self.store = store
+        self.live: dict[str, tuple[tuple[str, str, str], Task]] = {}  # (scope, latest) until written
+        self.queued: set[str] = set()  # running tasks whose latest state is not written yet
+        self.locks: dict[str, asyncio.Lock] = {}
+        self.writers: set[asyncio.Task[None]] = set()
+        self.ended: dict[str, tuple[tuple[str, str, str], Task]] = {}  # recently ended here, newest last
+        self.fresh: dict[str, None] = {}  # ids just made for new tasks: not in the store, nothing to read
+
+    def new_id(self) -> str:
+        """An id for a new task (``Fresh``): reads of it are answered here until it is saved."""
+        made = str(uuid.uuid4())
+        self.fresh[made] = None
+        if len(self.fresh) > FRESH:
+            del self.fresh[next(iter(self.fresh))]
+        return made
 
     async def save(self, task: Task, context: ServerCallContext) -> None:
-        tenant, agent, owner = scope(context)
-        stamped = task.status.HasField("timestamp")
-        row = TaskRow(
-            id=task.id,
-            tenant=tenant,
-            agent=agent,
-            owner=owner,
-            context_id=task.context_id,
-            state=int(task.status.state),
-            updated_ns=task.status.timestamp.ToNanoseconds() if stamped else 0,
-            body=MessageToJson(task, indent=None),
-        )
-        await self.store.save_task(row)
+        key = scope(context)
+        self.fresh.pop(task.id, None)
+        kept = Task()
+        kept.CopyFrom(task)
+        self.live[task.id] = (key, kept)
+        settled = task.status.state in SETTLED
+        if settled and task.status.state in TERMINAL:
+            self.ended[task.id] = (key, kept)
+            if len(self.ended) > ENDED:
+                del self.ended[next(iter(self.ended))]
+        if task.id not in self.queued or settled:  # (a settled state does not wait)
+            self.queued.add(task.id)
+            lock = self.locks.setdefault(task.id, asyncio.Lock())
+            writer = asyncio.get_running_loop().create_task(
+                self._write(task.id, lock, 0 if settled else WRITE_BEHIND)
+            )
+            self.writers.add(writer)
+            writer.add_done_callback(self.writers.discard)
+
+    async def _write(self, task_id: str, lock: asyncio.Lock, delay: float) -> None:
+        if delay:
+            await asyncio.sleep(delay)  # (a short task has ended meanwhile: its end is its one write)
+        async with lock:
+            await self._flush(task_id)
+
+    async def _flush(self, task_id: str) -> None:
+        """Write the latest state of a task, if one waits (its lock held); a settled one is then
+        no longer kept here (an ended one stays in ``ended``)."""
+        latest = self.live.get(task_id)
+        if task_id not in self.queued or latest is None:
+            return
+        self.queued.discard(task_id)
+        try:
+            await self.store.save_task(_row(latest[1], latest[0]))
+        except StoreError as exc:
+            logger.warning("A2A task %s was not saved: %s", task_id, exc)
+        if (
+            task_id not in self.queued
+            and self.live.get(task_id) is latest
+            and latest[1].status.state in SETTLED
+        ):
+            del self.live[task_id]
+            self.locks.pop(task_id, None)
+
+    async def drain(self) -> None:
+        """Write what waits, now (before a listing, and at shutdown)."""
+        for task_id in list(self.queued):
+            lock = self.locks.get(task_id)
+            if lock is not None:
+                async with lock:
+                    await self._flush(task_id)
 
     async def get(self, task_id: str, context: ServerCallContext) -> Task | None:
-        tenant, agent, owner = scope(context)
+        key = scope(context)
+        running = self.live.get(task_id) or self.ended.get(task_id)
+        if running is not None:
+            if running[0] != key:
+                return None
+            found = Task()
+            found.CopyFrom(running[1])
+            return found
+        if task_id in self.fresh:
+            return None
+        tenant, agent, owner = key
         body = await self.store.get_task(tenant, agent, owner, task_id)
         return Parse(body, Task(), ignore_unknown_fields=True) if body is not None else None
 
     async def list(self, params: ListTasksRequest, context: ServerCallContext) -> ListTasksResponse:
         tenant, agent, owner = scope(context)
+        await self.drain()
         before = None
         if params.page_token:
             cursor = decode_list_tasks_cursor(params.page_token)
@@ -100,14 +203,30 @@ class StoredTasks(TaskStore):
 
     async def delete(self, task_id: str, context: ServerCallContext) -> None:
         tenant, agent, owner = scope(context)
+        await self.drain()
+        self.live.pop(task_id, None)
+        self.ended.pop(task_id, None)
         await self.store.delete_task(tenant, agent, owner, task_id)
 
 
+class Fresh(IDGenerator):
+    """New task ids, made by ``tasks`` so that it knows them for new."""
+
+    def __init__(self, tasks: StoredTasks) -> None:
+        self.tasks = tasks
+
+    def generate(self, context: IDGeneratorContext) -> str:
+        return self.tasks.new_id()
+
+
 class StoredPushConfigs(PushNotificationConfigStore):
-    """Push notification configs in the store, sealed."""
+    """Push notification configs in the store, sealed. A task's configs are read again for its
+    notifications at most every ``PUSH_LOOKUP`` seconds (every event of a task asks for them;
+    a config made here counts at once, one made on another replica within that time)."""
 
     def __init__(self, store: StoreA2a, seal: Seal, unseal: Unseal) -> None:
         self.store, self.seal, self.unseal = store, seal, unseal
+        self.recent: dict[str, tuple[float, list[TaskPushNotificationConfig]]] = {}
 
     async def set_info(
         self, task_id: str, notification_config: TaskPushNotificationConfig, context: ServerCallContext
@@ -119,6 +238,7 @@ class StoredPushConfigs(PushNotificationConfigStore):
             "exp": time.time() + PUSH_SECONDS,
         }
         await self.store.set_push(task_id, config.id, tenant, owner, self.seal(doc, PUSH_PURPOSE))
+        self.recent.pop(task_id, None)
         return config
 
     async def get_info(self, task_id: str, context: ServerCallContext) -> list[TaskPushNotificationConfig]:
@@ -126,13 +246,22 @@ class StoredPushConfigs(PushNotificationConfigStore):
         return self._opened(await self.store.get_push(task_id, tenant, owner))
 
     async def get_info_for_dispatch(self, task_id: str) -> list[TaskPushNotificationConfig]:
-        return self._opened(await self.store.get_push(task_id))
+        now = time.monotonic()
+        known = self.recent.get(task_id)
+        if known is not None and now - known[0] < PUSH_LOOKUP:
+            return known[1]
+        configs = self._opened(await self.store.get_push(task_id))
+        if len(self.recent) > 4096:
+            self.recent = {k: v for k, v in self.recent.items() if now - v[0] < PUSH_LOOKUP}
+        self.recent[task_id] = (now, configs)
+        return configs
 
     async def delete_info(
         self, task_id: str, context: ServerCallContext, config_id: str | None = None
     ) -> None:
         tenant, _, owner = scope(context)
         await self.store.delete_push(task_id, tenant, owner, config_id)
+        self.recent.pop(task_id, None)
 
     def _opened(self, sealed: Sequence[str]) -> list[TaskPushNotificationConfig]:
         configs = []

@@ -122,15 +122,16 @@ class _Follow:
         return None
 
     def _status(self, state: int, message: Message | None) -> str | None:
-        changed = state != self.state or message is not None
+        """A state the agent says something about is progress; a bare change of state is not
+        (the result says how the task ended)."""
         self.state = state
+        said = _text(message) if message is not None else ""
         if message is not None:
             self.status = message
-        if not changed:
+        if not said:
             return None
         self.updates += 1
-        said = _text(message) if message is not None else ""
-        return f"{state_name(state)}: {said}" if said else state_name(state)
+        return f"{state_name(state)}: {said}"
 
     @property
     def question(self) -> str:
