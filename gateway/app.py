@@ -27,6 +27,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from gateway.a2a import a2a_endpoint
+from gateway.a2a._keys import JWKS_PATH, jwks, push_key
 from gateway.admin import admin_routes
 from gateway.agentcore import Backend, agentcore_routes
 from gateway.auth import METADATA_PREFIX
@@ -176,8 +177,13 @@ def create_app(
             )
         return Response(current().telemetry.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
+    async def push_keys(request: Request) -> JSONResponse:
+        """The public key A2A push notifications are signed with (ADR 0037)."""
+        return JSONResponse(jwks(push_key(settings.data_dir)), headers={"Cache-Control": "max-age=300"})
+
     routes: list[BaseRoute] = [
         Route("/healthz", endpoint=health, methods=["GET"]),
+        Route(JWKS_PATH, endpoint=push_keys, methods=["GET"]),
         Route(METADATA_PREFIX + "/{resource:path}", endpoint=protected_resource, methods=["GET"]),
         *identity_routes(lambda: current().identity),  # the OAuth callback (CALLBACK_PATH) too
         Route("/metrics", endpoint=metrics, methods=["GET"]),

@@ -203,6 +203,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     app = _Refusals(create_app(settings, config_path=args.config, on_ready=on_ready, base_url=base))
     server = gateway_server(app, settings, logs, close_listen_streams)
+    sock.listen(2048)  # (the banner says "serving" from the lifespan, before uvicorn would listen)
     try:
         server.run(sockets=[sock])
     except (ConfigError, StoreError) as exc:

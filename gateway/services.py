@@ -231,6 +231,7 @@ def _a2a(
 ) -> A2aFront:
     """The A2A front (imported here, on the first A2A request: see gateway.a2a)."""
     from gateway.a2a._front import A2aFront
+    from gateway.a2a._keys import push_key
 
     return A2aFront(
         hub,
@@ -241,6 +242,7 @@ def _a2a(
         broker.seal,
         broker.unseal,
         tuple(settings.egress_allow),
+        push_key(settings.data_dir),
         allowed_hosts=list(edge.allowed_hosts),
         allowed_origins=list(edge.allowed_origins),
         max_request_bytes=settings.max_request_bytes,

@@ -24,10 +24,10 @@ from a2a.server.agent_execution import SimpleRequestContextBuilder
 from a2a.server.context import ServerCallContext
 from a2a.server.request_handlers import DefaultRequestHandler
 from a2a.server.routes import DefaultServerCallContextBuilder, create_jsonrpc_routes, create_rest_routes
-from a2a.server.tasks import BasePushNotificationSender
 from a2a.types import AgentCard
 from a2a.utils.errors import VersionNotSupportedError
 from google.protobuf.json_format import MessageToDict
+from joserfc.jwk import ECKey
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -38,6 +38,7 @@ from starlette.types import Message, Receive, Scope, Send
 from gateway.a2a._agents import VERSION, Agent, agent, card, names
 from gateway.a2a._executor import GatewayExecutor
 from gateway.a2a._paths import DEFAULT, a2a_endpoint
+from gateway.a2a._push import SignedPush
 from gateway.a2a._stores import Fresh, Seal, StoredPushConfigs, StoredTasks, Unseal, push_url_guard
 from gateway.core.types import Principal
 from gateway.egress import Reach
@@ -122,6 +123,7 @@ class A2aFront:
         seal: Seal,
         unseal: Unseal,
         egress_allow: tuple[str, ...],
+        push_key: ECKey,
         *,
         allowed_hosts: list[str],
         allowed_origins: list[str],
@@ -142,6 +144,7 @@ class A2aFront:
         )
         pushes = StoredPushConfigs(store, seal, unseal)
         self.tasks = StoredTasks(store)
+        self.push = SignedPush(self.http, pushes, push_key, self.base_url)
         placeholder = AgentCard(name="switchboard")
         placeholder.capabilities.streaming = placeholder.capabilities.push_notifications = True
         placeholder.capabilities.extended_agent_card = True
@@ -150,11 +153,7 @@ class A2aFront:
             task_store=self.tasks,
             agent_card=placeholder,
             push_config_store=pushes,
-            push_sender=BasePushNotificationSender(
-                self.http,
-                pushes,
-                push_url_validator=push_url_guard(egress_allow),  # type: ignore[arg-type]
-            ),
+            push_sender=self.push,
             push_url_validator=push_url_guard(egress_allow),  # type: ignore[arg-type]
             extended_agent_card=placeholder,
             extended_card_modifier=self._extended,
@@ -175,6 +174,7 @@ class A2aFront:
         with contextlib.suppress(Exception):
             await self.handler.aclose()
         await self.tasks.drain()
+        await self.push.aclose()
         await self.http.aclose()
 
     def _url(self, tenant: str, gateway: str, name: str) -> str:

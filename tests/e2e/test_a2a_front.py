@@ -5,6 +5,9 @@ notifications to a local webhook, auth refusals, tasks that outlive a restart.""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,8 @@ from a2a.types import (
 )
 from a2a.utils import TransportProtocol
 from a2a.utils.errors import A2AError, InvalidParamsError, TaskNotFoundError
+from joserfc import jwt
+from joserfc.jwk import KeySet
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -54,7 +59,8 @@ def hooks() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     received: list[dict[str, Any]] = []
 
     async def hook(request: Request) -> Response:
-        received.append({"headers": dict(request.headers), "body": await request.json()})
+        raw = await request.body()
+        received.append({"headers": dict(request.headers), "body": json.loads(raw), "raw": raw})
         return Response(status_code=204)
 
     with serve_app(Starlette(routes=[Route("/hook", hook, methods=["POST"])])) as base:
@@ -283,6 +289,12 @@ async def test_push_notifications_reach_a_local_webhook(
             await anyio.sleep(0.05)
     mine = [r for r in received if r["headers"].get("x-a2a-notification-token") == f"tok-{binding}"]
     assert mine
+    keys = KeySet.import_key_set((await http.get(f"{served.base}/.well-known/jwks.json")).json())
+    for delivery in mine:  # each notification is signed by the gateway, for this webhook and body
+        token = jwt.decode(delivery["headers"]["x-switchboard-signature"], keys, algorithms=["ES256"])
+        digest = base64.urlsafe_b64encode(hashlib.sha256(delivery["raw"]).digest()).rstrip(b"=").decode()
+        assert token.claims["aud"] == url and token.claims["taskId"] == task_id
+        assert token.claims["bodySha256"] == digest and token.header["jku"].endswith("/.well-known/jwks.json")
     got = await client.get_task_push_notification_config(
         GetTaskPushNotificationConfigRequest(task_id=task_id, id="mine")
     )
