@@ -148,6 +148,7 @@ def _refused(exc: BaseException) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from gateway.a2a import a2a_agents
     from gateway.app import close_listen_streams, create_app
     from gateway.serving import gateway_server
     from gateway.store import StoreError
@@ -180,12 +181,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     base = settings.public_url or f"http://{host}:{port}"
     logs = log_config(settings.log_format, settings.log_level)
 
-    def ready(counts: list[tuple[str, int]]) -> None:
+    def ready(counts: list[tuple[str, int]], agents: Sequence[tuple[str, str]] = ()) -> None:
         lines = [
             f"Switchboard {__version__} serving on {base}" + (f" ({workers} workers)" if workers > 1 else "")
         ]
         for name, tools in counts:
             lines.append(f"  MCP  {_gateway_url(base, name)}  ({tools} tools)")
+        for gateway, agent in agents:
+            where = "" if gateway == "default" else f"/gateways/{gateway}"
+            lines.append(f"  A2A  {base}{where}/a2a/{agent}")
         if admin_key:
             lines.append(f"  admin key (shown once, stored hashed): {admin_key}")
         lines.append(f"  admin API  {base}/admin/v1  (OpenAPI: {base}/admin/openapi.json)")
@@ -199,7 +203,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     def on_ready(system: Switchboard, _: str | None) -> None:
         _collect_garbage()
-        ready([(gw.name, len(gw.catalog.snapshot.tools)) for gw in system.hub.gateways(DEFAULT_TENANT)])
+        served = system.hub.gateways(DEFAULT_TENANT)
+        agents = [(gw.name, agent) for gw in served for agent in a2a_agents(gw.spec)]
+        ready([(gw.name, len(gw.catalog.snapshot.tools)) for gw in served], agents)
 
     app = _Refusals(create_app(settings, config_path=args.config, on_ready=on_ready, base_url=base))
     server = gateway_server(app, settings, logs, close_listen_streams)

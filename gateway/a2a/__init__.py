@@ -3,6 +3,6 @@
 Only what the edge needs is imported here; the front itself (``_front``) is imported when the
 first A2A request arrives."""
 
-from gateway.a2a._paths import LazyA2a, a2a_endpoint
+from gateway.a2a._paths import LazyA2a, a2a_agents, a2a_endpoint
 
-__all__ = ["LazyA2a", "a2a_endpoint"]
+__all__ = ["LazyA2a", "a2a_agents", "a2a_endpoint"]

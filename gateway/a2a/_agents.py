@@ -30,6 +30,7 @@ from a2a.types import (
 )
 from a2a.utils import TransportProtocol
 
+from gateway.a2a._paths import a2a_agents
 from gateway.config import ApiKeyAuth, JwtAuth
 from gateway.core.types import Principal
 from gateway.hub import LiveGateway
@@ -71,10 +72,7 @@ class Agent:
 
 def names(live: LiveGateway) -> list[str]:
     """The agents the gateway serves, by name."""
-    found = [t.name for t in live.spec.targets if getattr(t, "kind", "") == "a2a"]
-    if live.spec.a2a_agent is not None and live.spec.a2a_agent.name not in found:
-        found.append(live.spec.a2a_agent.name)
-    return found
+    return a2a_agents(live.spec)
 
 
 def agent(live: LiveGateway, name: str, principal: Principal | None) -> Agent | None:

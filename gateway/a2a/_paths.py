@@ -4,7 +4,7 @@ pieces take most of a second to import: a gateway that serves no A2A request nev
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from starlette.types import Receive, Scope, Send
 
@@ -24,6 +24,15 @@ def a2a_endpoint(path: str) -> tuple[str, str, str, str] | None:
     if len(parts) < 3 or parts[1] != "a2a" or not parts[2] or not all(parts[1:3]):
         return None
     return tenant, gateway, parts[2], "/" + "/".join(parts[3:]) if len(parts) > 3 else ""
+
+
+def a2a_agents(spec: Any) -> list[str]:
+    """The A2A agents a gateway (its ``GatewaySpec``) serves, by name: each ``a2a`` target, and
+    its published tools (``a2a_agent``)."""
+    found = [t.name for t in spec.targets if getattr(t, "kind", "") == "a2a"]
+    if spec.a2a_agent is not None and spec.a2a_agent.name not in found:
+        found.append(spec.a2a_agent.name)
+    return found
 
 
 class Front(Protocol):
