@@ -45,8 +45,18 @@ gateways:
       - name: gone
         kind: a2a
         url: http://127.0.0.1:9/agent
+      - name: keyed
+        kind: a2a
+        url: {base}/agent
+        tools: send_message
+        credential: {{provider: agent-key}}
+    credential_providers:
+      - name: agent-key
+        kind: api_key
+        secret: {{env: A2A_AGENT_KEY}}
 """
-    with serve_config(tmp_path_factory.mktemp("a2a-target"), config) as s:
+    env = {"A2A_AGENT_KEY": "s3cret-agent-key"}
+    with serve_config(tmp_path_factory.mktemp("a2a-target"), config, env=env) as s:
         yield s
 
 
@@ -166,3 +176,13 @@ async def test_the_call_carries_the_gateways_trace_context(served: Served, agent
     async with Client(served.mcp, mode="legacy") as client:
         await client.call_tool("helper___echo", {"message": "echo traced"})
     assert any(r["traceparent"] for r in seen.requests)
+
+
+async def test_a_credential_providers_secret_goes_to_the_agent(
+    served: Served, agent: tuple[str, Seen]
+) -> None:
+    _, seen = agent
+    async with Client(served.mcp, mode="legacy") as client:
+        result = await client.call_tool("keyed___send_message", {"message": "echo with a key"})
+    assert _text(result) == "echo: with a key"
+    assert any(r["authorization"] == "Bearer s3cret-agent-key" for r in seen.requests)
