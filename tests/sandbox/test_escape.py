@@ -214,7 +214,7 @@ async def test_limits_met_answer_clearly_and_the_sandbox_serves_on(box: Sandbox)
         await kernel.call({"op": "python", "code": "kept = 42"}, wall=30)
         bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
         try:  # interrupted, every copy of it killed, the state kept; or, if it could not answer, ended
-            forked = await kernel.call({"op": "python", "code": bomb}, wall=5, cpu=5)
+            forked = await kernel.call({"op": "python", "code": bomb}, wall=30, cpu=5)  # (CPU time first)
             assert forked["stopped"] in LIMITED_BY
             kept = (await kernel.call({"op": "python", "code": "print(kept)"}, wall=30))["stdout"]
             assert kept == "42\n"
