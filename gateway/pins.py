@@ -41,6 +41,9 @@ def definition(spec: ToolSpec) -> JSON:
     ):
         if value is not None:
             out[key] = value
+    if spec.task_support != "forbidden":
+        # Only when set, so the digests of every tool pinned before the field existed still match.
+        out["execution"] = {"taskSupport": spec.task_support}
     return out
 
 

@@ -5,7 +5,8 @@ Written from the scenario descriptions of `@modelcontextprotocol/conformance`
 served through the gateway (``kind: plugin``), so the suite exercises the real
 front, catalog and pipeline. Questions to the client go through the call's
 ClientChannel, which speaks server-to-client requests in the 2025 era and
-``input_required`` rounds in the 2026-07-28 era.
+``input_required`` rounds in the 2026-07-28 era. The tools of the tasks scenarios (2026-07-28
+tasks extension) say in their ToolSpec whether they may or must run as a task (ADR 0038).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import anyio
 
 from gateway.core.errors import RequestError, ToolExecutionError, ToolNotFound
 from gateway.core.provider import PromptSpec, ResourceSpec, ResourceTemplateSpec, ToolProvider
-from gateway.core.types import JSON, CallContext, ToolCall, ToolResult, ToolSpec
+from gateway.core.types import JSON, CallContext, TaskSupport, ToolCall, ToolResult, ToolSpec
 
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
 WAV = "UklGRsQAAABXQVZFZm10IBAAAAABAAEAQB8AAIA+AAACABAAZGF0YaAAAAAA" + "A" * 212
@@ -29,8 +30,21 @@ def _text(text: str) -> JSON:
     return {"type": "text", "text": text}
 
 
-def _tool(name: str, description: str, schema: JSON | None = None) -> ToolSpec:
-    return ToolSpec(name=name, description=description, input_schema=schema or EMPTY)
+def _tool(
+    name: str,
+    description: str,
+    schema: JSON | None = None,
+    *,
+    task: TaskSupport = "forbidden",
+    ask_first: bool = False,
+) -> ToolSpec:
+    return ToolSpec(
+        name=name,
+        description=description,
+        input_schema=schema or EMPTY,
+        task_support=task,
+        ask_before_task=ask_first,
+    )
 
 
 def _string_args(*names: str) -> JSON:
@@ -132,6 +146,19 @@ JSON_SCHEMA_2020_12: JSON = {
     "additionalProperties": False,
 }
 
+SLOW_SCHEMA: JSON = {
+    "type": "object",
+    "properties": {
+        "seconds": {"type": "number", "minimum": 0, "maximum": 600, "description": "How long to work"},
+        "label": {"type": "string", "description": "A name for the run"},
+    },
+}
+CONFIRM_SCHEMA: JSON = {
+    "type": "object",
+    "properties": {"confirm": {"type": "boolean"}},
+    "required": ["confirm"],
+}
+
 CUSTOM_HEADER_SCHEMA: JSON = {
     "type": "object",
     "properties": {"region": {"type": "string", "x-mcp-header": "Region", "description": "Routed by header"}},
@@ -183,6 +210,29 @@ class ConformanceFixture(ToolProvider):
                 "test_custom_headers",
                 "Echoes a parameter that travels in an Mcp-Param header.",
                 CUSTOM_HEADER_SCHEMA,
+            ),
+            # the tasks extension's scenarios (2026-07-28)
+            _tool("greet", "Greets someone (never a task).", NAME_SCHEMA),
+            _tool(
+                "slow_compute",
+                "Works for `seconds`, as a task if the client can.",
+                SLOW_SCHEMA,
+                task="optional",
+            ),
+            _tool("failing_job", "Fails with a tool error after a second; only as a task.", task="required"),
+            _tool("protocol_error_job", "Fails with a protocol error.", task="optional"),
+            _tool(
+                "confirm_delete",
+                "Asks, within its task, to confirm.",
+                _string_args("filename"),
+                task="optional",
+            ),
+            _tool("multi_input", "Asks two questions at once, within its task.", task="optional"),
+            _tool(
+                "test_tool_with_task",
+                "Asks the user's name first, then works on as a task.",
+                task="required",
+                ask_first=True,
             ),
         ]
         if self.extra_tool:
@@ -369,6 +419,45 @@ class ConformanceFixture(ToolProvider):
         self.extra_prompt = not self.extra_prompt
         self.changed()
         return ToolResult.text(f"test_dynamic_prompt {'added' if self.extra_prompt else 'removed'}")
+
+    async def _tool_greet(self, args: JSON, ctx: CallContext) -> ToolResult:
+        return ToolResult.text(f"Hello, {args.get('name')}!")
+
+    async def _tool_slow_compute(self, args: JSON, ctx: CallContext) -> ToolResult:
+        seconds = float(args.get("seconds", 0))
+        await anyio.sleep(seconds)
+        return ToolResult.text(f"{args.get('label', 'slow_compute')}: done after {seconds:g} s")
+
+    async def _tool_failing_job(self, args: JSON, ctx: CallContext) -> ToolResult:
+        await anyio.sleep(1)
+        raise ToolExecutionError("failing_job fails on purpose (a tool error)")
+
+    async def _tool_protocol_error_job(self, args: JSON, ctx: CallContext) -> ToolResult:
+        raise RequestError("protocol_error_job fails on purpose, with a protocol error")
+
+    async def _tool_confirm_delete(self, args: JSON, ctx: CallContext) -> ToolResult:
+        name = args.get("filename")
+        answer = await ctx.channel.elicit(f"Delete {name}?", CONFIRM_SCHEMA, key="confirm")
+        confirmed = answer.get("action") == "accept" and answer.get("content", {}).get("confirm") is True
+        return ToolResult.text(f"{'Deleted' if confirmed else 'Kept'} {name}")
+
+    async def _tool_multi_input(self, args: JSON, ctx: CallContext) -> ToolResult:
+        schema = {
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "confirm": {"type": "boolean"}},
+        }
+        answers = await ctx.channel.ask(
+            {"first": _elicit("Your name?", schema), "second": _elicit("Confirm?", schema)}
+        )
+        return ToolResult.text(
+            "answered: " + ", ".join(f"{k}={a.get('content', {}).get('name')}" for k, a in answers.items())
+        )
+
+    async def _tool_test_tool_with_task(self, args: JSON, ctx: CallContext) -> ToolResult:
+        answer = await ctx.channel.elicit("What is your name?", NAME_SCHEMA, key="user_name")
+        await ctx.begin_task()  # asked first; the rest is the task
+        await anyio.sleep(0.2)
+        return ToolResult.text(f"Hello, {answer.get('content', {}).get('name')}! (finished as a task)")
 
     # -- resources ---------------------------------------------------------------------
 

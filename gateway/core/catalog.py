@@ -161,6 +161,9 @@ class Entry:
             tool["annotations"] = dict(self.spec.annotations)
         if self.spec.meta:
             tool["_meta"] = dict(self.spec.meta)
+        if self.spec.task_support != "forbidden":
+            # 2025-11-25 names it here; the 2026-07-28 Tool has no such field (its sieve drops it).
+            tool["execution"] = {"taskSupport": self.spec.task_support}
         return tool
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import anyio
 
 JSON = dict[str, Any]
+TaskSupport = Literal["forbidden", "optional", "required"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,14 @@ class ToolSpec:
             trusted: caching and retries follow what the configuration itself declares
             (``gateway.stages.cache.declared_annotations``), never what a provider reports here.
         meta: Extra ``_meta`` to publish with the tool.
+        task_support: Whether a call may run as a task (the MCP tasks extension of 2026-07-28):
+            ``"forbidden"`` never; ``"optional"`` when the client declared the extension (else it
+            runs as an ordinary call); ``"required"`` only as a task (a client without the
+            extension is refused). Published to 2025-era clients as ``execution.taskSupport``.
+        ask_before_task: The tool asks its questions before it becomes a task: they are answered
+            through ``input_required`` rounds of the ``tools/call`` itself, and the task begins
+            when the tool calls ``ctx.begin_task()``. Otherwise a task-capable call is a task from
+            its start and its questions wait in the task (``input_required``) until answered.
     """
 
     name: str
@@ -40,6 +49,8 @@ class ToolSpec:
     title: str | None = None
     annotations: Mapping[str, Any] | None = None
     meta: Mapping[str, Any] | None = None
+    task_support: TaskSupport = "forbidden"
+    ask_before_task: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +224,8 @@ class CallContext:
         policy_log: What the log-only policies would have decided, when it differs from the
             decision (``("deny" | "allow", why)``): the audit and the trace record it.
         headers: Extra headers for the upstream request (set by request interceptors).
+        task_hook: What ``begin_task`` calls: set by a front that can turn this call into a task
+            (the MCP front, ADR 0038); None elsewhere.
     """
 
     principal: Principal = ANONYMOUS
@@ -227,6 +240,14 @@ class CallContext:
     approval_required: bool = False
     policy_log: tuple[str, str] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    task_hook: Callable[[], Awaitable[None]] | None = None
+
+    async def begin_task(self) -> None:
+        """The rest of this call may run as a task: from here on the client holds a task handle
+        instead of waiting (a tool with ``ask_before_task`` calls it once its questions are
+        answered). Does nothing when the call is not one that becomes a task."""
+        if self.task_hook is not None:
+            await self.task_hook()
 
     @property
     def tenant(self) -> str:

@@ -15,7 +15,7 @@ once per round; providers that must not repeat them ask first.)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import mcp_types as types
@@ -83,12 +83,7 @@ class McpChannel:
         )
 
     async def ask(self, requests: Mapping[str, JSON]) -> dict[str, JSON]:
-        for request in requests.values():
-            capability = CAPABILITY_OF.get(request.get("method", ""))
-            if capability is None:
-                raise ValueError(f"cannot ask the client {request.get('method')!r}")
-            if not self.supports(capability):
-                raise MissingClientCapability(capability)
+        askable(requests, self.supports)
         if self.modern:
             missing = {k: dict(r) for k, r in requests.items() if k not in self._answers}
             if missing:
@@ -152,3 +147,14 @@ def input_required(pending: InputRequired) -> JSON:
         "inputRequests": pending.requests,
         "requestState": orjson.dumps({"answers": pending.answered}).decode(),
     }
+
+
+def askable(requests: Mapping[str, JSON], supports: Callable[[str], bool]) -> None:
+    """Refuse questions the client cannot be asked (an unknown method, or one whose capability
+    it did not declare: MissingClientCapability)."""
+    for request in requests.values():
+        capability = CAPABILITY_OF.get(request.get("method", ""))
+        if capability is None:
+            raise ValueError(f"cannot ask the client {request.get('method')!r}")
+        if not supports(capability):
+            raise MissingClientCapability(capability)

@@ -9,7 +9,8 @@ when a request is ordinary:
 - 2026-07-28: a POST whose envelope (`_meta` protocol version and client
   capabilities), `Mcp-Method`/`Mcp-Name` headers and body agree, with no
   progress token, log level, request state, input responses or `Mcp-Param-*`
-  headers;
+  headers, and no call that may be (or must be) a task: a task-capable tool called by a
+  client that declared the tasks extension, or one that runs only as a task (ADR 0038);
 - 2025 era: a POST on a session the SDK created for this gateway and still
   holds, with a known protocol version header.
 
@@ -63,6 +64,7 @@ _META_OK = frozenset(
     {_META_VERSION, _META_CAPS, "io.modelcontextprotocol/clientInfo", "traceparent", "tracestate", "baggage"}
 )
 _ROUTING = (b"mcp-method", b"mcp-name", b"mcp-protocol-version")
+_TASKS = "io.modelcontextprotocol/tasks"
 _ASKABLE = frozenset(c.split(".")[0] for c in CAPABILITY_OF.values())  # elicitation, sampling, roots
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
@@ -267,6 +269,11 @@ class FastPath:
         entry = gw.catalog.snapshot.tools.get(name) if isinstance(name, str) else None
         if entry is None or _has_header_params(entry.spec.input_schema):
             raise _Fallback
+        if modern and entry.spec.task_support != "forbidden":
+            caps = params["_meta"][_META_CAPS]  # (a dict: _modern_envelope_ok)
+            declared = isinstance(ext := caps.get("extensions"), dict) and _TASKS in ext
+            if entry.spec.task_support == "required" or declared:
+                raise _Fallback  # it may become a task, or must: the tasks runtime (ADR 0038)
         ctx = CallContext(
             principal=principal,
             gateway=key[1],

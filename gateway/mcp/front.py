@@ -60,6 +60,7 @@ from gateway.mcp.forms import (
     to_wire,
 )
 from gateway.mcp.sessions import SessionLimits, SessionTable, caller_of
+from gateway.mcp.tasks import TASKS_EXTENSION, Owner, TaskTable
 from gateway.mcp.wire import Refusal, check_headers, check_message, read_body
 from gateway.telemetry import mcp_span, tool_failed
 
@@ -111,6 +112,8 @@ class McpFront:
             version=__version__,
             title="Switchboard MCP gateway",
         )
+        self.tasks = TaskTable(self._owner)
+        self.server.extensions[TASKS_EXTENSION] = {}  # in server/discover (2026-07-28 only)
         # Registered one by one because the handlers answer with wire dicts
         # (no pydantic round trip on the hot path), which the SDK accepts.
         for method, params_type, handler in (
@@ -128,6 +131,8 @@ class McpFront:
             ("resources/unsubscribe", types.UnsubscribeRequestParams, self._unsubscribe),
         ):
             self.server.add_request_handler(method, params_type, _typed_result(handler))
+        for method, task_params, task_handler in self.tasks.handlers():
+            self.server.add_request_handler(method, task_params, _typed_result(task_handler))
         # Our span per request replaces the SDK's (same conventions, plus tenant and gateway,
         # and the HTTP traceparent as parent when _meta has none).
         self.server.middleware[:] = [
@@ -185,6 +190,7 @@ class McpFront:
         await self._cm.__aenter__()
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
+        self.tasks.bind(self._task_group)
         return self
 
     def close_streams(self) -> None:
@@ -195,6 +201,7 @@ class McpFront:
     async def __aexit__(self, *exc_info: Any) -> None:
         self.close_streams()
         tg, self._task_group = self._task_group, None
+        self.tasks.bind(None)
         if tg is not None:
             tg.cancel_scope.cancel()
             await tg.__aexit__(None, None, None)
@@ -320,6 +327,10 @@ class McpFront:
         )
         return gw, call_ctx
 
+    def _owner(self, ctx: ServerRequestContext[Any, Any]) -> Owner:
+        _, call_ctx = self._gateway(ctx)
+        return (call_ctx.tenant, call_ctx.gateway, call_ctx.principal.subject)
+
     async def _list_tools(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> dict[str, Any]:
@@ -355,6 +366,9 @@ class McpFront:
     ) -> dict[str, Any]:
         async def run(gw: LiveGateway, call_ctx: CallContext) -> dict[str, Any]:
             try:
+                tasked = await self.tasks.call_tool(ctx, gw, call_ctx, params.name, params.arguments)
+                if tasked is not None:
+                    return tasked
                 return result_to_wire(await gw.call(params.name, params.arguments, call_ctx))
             except InvalidArguments as exc:
                 # Input validation errors are tool errors, so the model can correct itself.

@@ -214,3 +214,19 @@ async def test_a_tool_listed_again_unchanged_keeps_its_validators() -> None:
     other.snapshot = cat.snapshot
     await other.refresh(CallContext())
     assert other.snapshot.tools["a___t"].validators is not cat.snapshot.tools["a___t"].validators
+
+
+async def test_task_support_is_published_as_execution_only_when_a_tool_has_it() -> None:
+    class Tasks(Echo):
+        async def list_tools(self, ctx: CallContext) -> Sequence[ToolSpec]:
+            return [
+                ToolSpec(name="now"),
+                ToolSpec(name="maybe", task_support="optional"),
+                ToolSpec(name="later", task_support="required", ask_before_task=True),
+            ]
+
+    catalog = Catalog({"t": Tasks("t", [])})
+    listed = {t["name"]: t for t in (await catalog.refresh(CallContext())).tool_list}
+    assert "execution" not in listed["t___now"]
+    assert listed["t___maybe"]["execution"] == {"taskSupport": "optional"}
+    assert listed["t___later"]["execution"] == {"taskSupport": "required"}

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import pytest
 
 from gateway.core.provider import ToolProvider
 from gateway.core.types import JSON, CallContext, ToolCall, ToolResult, ToolSpec
-from gateway.pins import Pin, Pinned, ToolChanged, digest, review
+from gateway.pins import Pin, Pinned, ToolChanged, definition, digest, review
 
 pytestmark = pytest.mark.anyio
 
@@ -75,3 +76,14 @@ def test_review_shows_a_diff_of_what_changed() -> None:
     assert '+  "description": "Add. And more.",' in entry["diff"]
     gone = review({"add": Pin(digest(before), before)}, {})
     assert gone == [{"tool": "add", "status": "gone"}]
+
+
+def test_task_support_is_pinned_when_set_and_leaves_older_pins_as_they_were() -> None:
+    plain = ToolSpec(name="add", input_schema={"type": "object"}, description="Add.")
+    # A tool that is never a task pins exactly what it pinned before the field existed.
+    assert definition(plain) == {"name": "add", "inputSchema": {"type": "object"}, "description": "Add."}
+    optional = replace(plain, task_support="optional")
+    assert definition(optional)["execution"] == {"taskSupport": "optional"}
+    digests = {digest(definition(s)) for s in (plain, optional, replace(plain, task_support="required"))}
+    assert len(digests) == 3  # a change of task support is a change of the tool
+    assert digest(definition(replace(plain, ask_before_task=True))) == digest(definition(plain))
