@@ -9,7 +9,10 @@ a call sends one message and follows the agent's task until it ends or stops to 
 - ``input-required``: the agent's question goes to the user by elicitation when the client can
   answer one, and the answer continues the same task; otherwise the result says what was asked,
   and a call with that ``taskId`` answers it;
-- a cancelled or timed-out call cancels the agent's task.
+- a cancelled or timed-out call cancels the agent's task;
+- a 2026-07-28 client that declared the MCP tasks extension gets an MCP task at once (every
+  tool here is task-capable, ADR 0038): the agent's question waits in it (``input_required``)
+  for ``tasks/update``, and ``tasks/cancel`` cancels the agent's task.
 
 A tenant's target reaches only public addresses (``gateway.egress``), its card included.
 """
@@ -222,7 +225,7 @@ class A2aProvider(ToolProvider):
         if self.config.tools == "send_message":
             skills = "; ".join(f"{s.name}: {s.description}" for s in card.skills)
             described = card.description + (f" Skills: {skills}" if skills else "")
-            return [ToolSpec("send_message", described, _schema(), title=card.name)]
+            return [ToolSpec("send_message", described, _schema(), title=card.name, task_support="optional")]
         specs, names = [], set()
         for skill in card.skills:
             name = skill.id or skill.name
@@ -232,7 +235,9 @@ class A2aProvider(ToolProvider):
             described = skill.description
             if skill.examples:
                 described += " Examples: " + "; ".join(skill.examples[:5])
-            specs.append(ToolSpec(name, described, _schema(), title=skill.name or None))
+            specs.append(
+                ToolSpec(name, described, _schema(), title=skill.name or None, task_support="optional")
+            )
         return specs
 
     async def call_tool(self, call: ToolCall, ctx: CallContext) -> ToolResult:

@@ -186,3 +186,38 @@ async def test_a_credential_providers_secret_goes_to_the_agent(
         result = await client.call_tool("keyed___send_message", {"message": "echo with a key"})
     assert _text(result) == "echo: with a key"
     assert any(r["authorization"] == "Bearer s3cret-agent-key" for r in seen.requests)
+
+
+async def test_a_tasks_client_gets_an_mcp_task_whose_question_and_cancel_reach_the_agent(
+    served: Served, agent: tuple[str, Seen]
+) -> None:
+    import httpx2
+
+    from tests.e2e.test_mcp_tasks import TASKS, Wire
+
+    _, seen = agent
+    async with httpx2.AsyncClient(timeout=30) as http:
+        wire = Wire(http, served.mcp, {**TASKS, "elicitation": {}})
+        done = await wire.create("helper___echo", {"message": "steps 2"})
+        finished = await wire.until(done["taskId"], "completed", "failed", "cancelled")
+        assert finished["status"] == "completed"
+        assert "".join(b["text"] for b in finished["result"]["content"]) == "part 1;part 2;"
+        start = len(seen.texts)
+        asked = await wire.create("helper___greet", {"message": "ask"})
+        waiting = await wire.until(asked["taskId"], "input_required")
+        (key, question), *_ = waiting["inputRequests"].items()
+        assert question["method"] == "elicitation/create"
+        assert question["params"]["message"] == "What is your name?"
+        answer = {key: {"action": "accept", "content": {"answer": "Ada"}}}
+        await wire.result("tasks/update", {"taskId": asked["taskId"], "inputResponses": answer})
+        greeted = await wire.until(asked["taskId"], "completed", "failed", "cancelled")
+        assert greeted["result"]["content"][0]["text"] == "hello Ada"
+        assert seen.texts[start:] == ["ask", "Ada"]  # the agent's task went on: not started again
+        before = len(seen.cancelled)
+        slow = await wire.create("helper___echo", {"message": "slow"})
+        await anyio.sleep(0.5)
+        await wire.result("tasks/cancel", {"taskId": slow["taskId"]})
+        assert (await wire.until(slow["taskId"], "cancelled", "completed", "failed"))["status"] == "cancelled"
+    with anyio.fail_after(30):
+        while len(seen.cancelled) == before:  # noqa: ASYNC110 - the agent runs on another thread
+            await anyio.sleep(0.05)
