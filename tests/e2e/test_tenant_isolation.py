@@ -29,6 +29,7 @@ def gateway(secret_env: str, targets: list[dict[str, Any]]) -> dict[str, Any]:
         "auth": {"kind": "api_key"},
         "credential_providers": [{"name": "shared", "kind": "api_key", "secret": {"env": secret_env}}],
         "targets": targets,
+        "a2a_agent": {"name": "tools"},
     }
 
 
@@ -235,3 +236,34 @@ async def test_traces_are_seen_only_by_their_tenant(tenants: dict[str, Any]) -> 
         assert far.status_code == 400 and "is not a time this viewer knows" in far.text
         big = await http.post("/ui/login", content=b"key=" + b"x" * 10_000)
         assert big.status_code == 413  # the sign-in form is small; a large body is not read
+
+
+async def test_each_tenants_a2a_agent_is_its_own(tenants: dict[str, Any]) -> None:
+    served, keys = tenants["served"], tenants["keys"]
+    urls = {
+        "alpha": f"{served.base}/a2a/tools",
+        "beta": f"{served.base}/tenants/beta/gateways/default/a2a/tools",
+    }
+
+    async def send(tenant: str, key: str) -> httpx2.Response:
+        message = {"messageId": f"m-{tenant}", "role": "ROLE_USER", "parts": [{"text": "{}"}]}
+        body = {"message": {**message, "metadata": {"skill": "fx___whoami"}}}
+        headers = {"Authorization": f"Bearer {key}", "A2A-Version": "1.0"}
+        async with httpx2.AsyncClient(timeout=30) as http:
+            return await http.post(f"{urls[tenant]}/message:send", json=body, headers=headers)
+
+    for tenant in ("alpha", "beta"):
+        answered = await send(tenant, keys[tenant])
+        assert answered.status_code == 200, answered.text
+        data = answered.json()["task"]["artifacts"][0]["parts"][-1]["data"]
+        assert data["tenant"] == ("default" if tenant == "alpha" else "beta")
+        assert data["subject"] == f"{tenant}-user"
+    assert (await send("beta", keys["alpha"])).status_code == 401  # a key of one tenant is no key of another
+    assert (await send("alpha", keys["beta"])).status_code == 401
+    task_id = (await send("beta", keys["beta"])).json()["task"]["id"]
+    async with httpx2.AsyncClient(timeout=30) as http:
+        theirs = await http.get(
+            f"{urls['alpha']}/tasks/{task_id}",
+            headers={"Authorization": f"Bearer {keys['alpha']}", "A2A-Version": "1.0"},
+        )
+    assert theirs.status_code == 404  # not found from another tenant, not forbidden
