@@ -145,7 +145,11 @@ def create_app(
     async def protected_resource(request: Request) -> JSONResponse:
         """RFC 9728: how to get a token for a gateway's MCP endpoint."""
         services = current()
-        found = mcp_endpoint("/" + request.path_params["resource"])
+        path = "/" + request.path_params["resource"]
+        found = mcp_endpoint(path)
+        agent = a2a_endpoint(path)
+        if found is None and agent is not None and not agent[3]:  # an A2A agent's URL is a resource too
+            found = agent[:2]
         live = services.system.hub.get(*found) if found is not None else None
         metadata = (
             await services.auth.protected_resource(live.tenant, live.name, live.spec.auth, request.scope)
@@ -177,9 +181,13 @@ def create_app(
             )
         return Response(current().telemetry.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
+    published: list[dict[str, object]] = []  # (read once)
+
     async def push_keys(request: Request) -> JSONResponse:
         """The public key A2A push notifications are signed with (ADR 0037)."""
-        return JSONResponse(jwks(push_key(settings.data_dir)), headers={"Cache-Control": "max-age=300"})
+        if not published:
+            published.append(jwks(push_key(settings.data_dir)))
+        return JSONResponse(published[0], headers={"Cache-Control": "max-age=300"})
 
     routes: list[BaseRoute] = [
         Route("/healthz", endpoint=health, methods=["GET"]),

@@ -207,13 +207,18 @@ class A2aFront:
             problem = f"{where} serves no A2A agent {name!r}" if live is not None else f"there is no {where}"
             await JSONResponse({"error": problem}, 404)(scope, receive, send)
             return
+        # Credentials are checked against the agent's URL (a JWT's audience), whatever lies under it.
+        agent_scope = {
+            **scope,
+            "path": scope["path"][: len(scope["path"]) - len(rest)] if rest else scope["path"],
+        }
         if rest == CARD:
-            await self._card(live, tenant, gateway, name, scope, receive, send)
+            await self._card(live, tenant, gateway, name, agent_scope, receive, send)
             return
         try:
-            principal = await self.authenticate(tenant, gateway, live.spec.auth, scope)
+            principal = await self.authenticate(tenant, gateway, live.spec.auth, agent_scope)
         except Refused as exc:
-            await self.challenge(exc, scope, send)
+            await self.challenge(exc, agent_scope, send)
             return
         body = await _body(receive, self.max_request_bytes)
         if body is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +19,18 @@ JWKS_PATH = "/.well-known/jwks.json"
 def push_key(data_dir: Path) -> ECKey:
     """The signing key (an EC P-256 private key), made if there is none."""
     path = data_dir / KEY_FILE
-    if not path.exists():
+    if not path.exists():  # written whole under another name, then linked: never read half-written
         made = ECKey.generate_key("P-256", private=True)
+        partial = data_dir / f".{KEY_FILE}.{os.getpid()}-{secrets.token_hex(4)}"
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(made.as_dict(private=True), fh)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # (another process made it meanwhile)
+            os.link(partial, path)
+        except FileExistsError:  # (another process made it meanwhile: that one stands)
             pass
-        else:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(made.as_dict(private=True), fh)
+        finally:
+            partial.unlink()
     return ECKey.import_key(json.loads(path.read_text()))
 
 

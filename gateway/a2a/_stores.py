@@ -40,6 +40,7 @@ SETTLED = TERMINAL | {TaskState.TASK_STATE_INPUT_REQUIRED, TaskState.TASK_STATE_
 PUSH_LOOKUP = 1.0  # seconds a task's push configs, once read for its notifications, are used again
 ENDED = 1024  # ended tasks kept at hand (they never change again)
 FRESH = 4096  # new task ids known for new until their first save
+MAX_PUSH_CONFIGS = 10  # a task's push notification configs
 WRITE_BEHIND = 0.25  # seconds a running task's state waits before it is written
 PUSH_PURPOSE = b"a2a-push-config"
 PUSH_SECONDS = 30 * 86400  # a sealed push config opens this long (a task's webhooks outlive no task)
@@ -227,14 +228,22 @@ class StoredPushConfigs(PushNotificationConfigStore):
     def __init__(self, store: StoreA2a, seal: Seal, unseal: Unseal) -> None:
         self.store, self.seal, self.unseal = store, seal, unseal
         self.recent: dict[str, tuple[float, list[TaskPushNotificationConfig]]] = {}
+        self.registrants: dict[tuple[str, str], tuple[str, str]] = {}
 
     async def set_info(
         self, task_id: str, notification_config: TaskPushNotificationConfig, context: ServerCallContext
     ) -> TaskPushNotificationConfig:
         tenant, _, owner = scope(context)
         config = normalize_push_notification_config(task_id, notification_config)
+        known = self._opened(await self.store.get_push(task_id, tenant, owner))
+        if len(known) >= MAX_PUSH_CONFIGS and config.id not in {c.id for c in known}:
+            raise InvalidParamsError(
+                message=f"a task has at most {MAX_PUSH_CONFIGS} push notification configs: delete one first"
+            )
         doc: dict[str, object] = {
             "config": MessageToJson(config, indent=None),
+            "tenant": tenant,
+            "owner": owner,
             "exp": time.time() + PUSH_SECONDS,
         }
         await self.store.set_push(task_id, config.id, tenant, owner, self.seal(doc, PUSH_PURPOSE))
@@ -268,10 +277,19 @@ class StoredPushConfigs(PushNotificationConfigStore):
         for token in sealed:
             doc = self.unseal(str(token), PUSH_PURPOSE)
             if doc is not None and isinstance(doc.get("config"), str):
-                configs.append(
-                    Parse(str(doc["config"]), TaskPushNotificationConfig(), ignore_unknown_fields=True)
+                config = Parse(str(doc["config"]), TaskPushNotificationConfig(), ignore_unknown_fields=True)
+                configs.append(config)
+                self.registrants[(config.task_id, config.id)] = (
+                    str(doc.get("tenant")),
+                    str(doc.get("owner")),
                 )
+                if len(self.registrants) > 4 * 4096:
+                    del self.registrants[next(iter(self.registrants))]
         return configs
+
+    def registrant(self, config: TaskPushNotificationConfig) -> tuple[str, str]:
+        """(tenant, subject) of who made ``config`` (a config read for dispatch)."""
+        return self.registrants.get((config.task_id, config.id), ("", ""))
 
 
 def push_url_guard(allow: tuple[str, ...]) -> Callable[[str], object]:
@@ -281,11 +299,14 @@ def push_url_guard(allow: tuple[str, ...]) -> Callable[[str], object]:
 
     async def guard(url: str) -> bool:
         if not url.startswith(("https://", "http://")):
-            raise InvalidParamsError(message=f"push notification URL {url!r} must be http(s)")
+            raise InvalidParamsError(message="a push notification URL must be http(s)")
         try:
             await anyio.to_thread.run_sync(check, url, list(allow))
-        except EgressRefused as exc:
-            raise InvalidParamsError(message=f"push notification URL refused: {exc}") from None
+        except (EgressRefused, ValueError):  # (what it resolved to is not said: no DNS oracle)
+            raise InvalidParamsError(
+                message="push notification URL refused: it must name a public host that resolves, over "
+                "http(s) (private, loopback, link-local and metadata addresses are refused)"
+            ) from None
         return True
 
     return guard

@@ -93,6 +93,7 @@ class _Follow:
         self.message: Message | None = None  # an answer that is a message, not a task
         self.artifacts: dict[str, Artifact] = {}
         self.updates = 0
+        self.size = 0  # bytes of artifacts taken so far
 
     def take(self, event: StreamResponse) -> str | None:
         """Take one event; returns what to report as progress, if anything."""
@@ -105,6 +106,7 @@ class _Follow:
             task = event.task
             self.task_id, self.context_id = task.id, task.context_id
             self.artifacts = {a.artifact_id: a for a in task.artifacts}
+            self.size = task.ByteSize()
             return self._status(
                 task.status.state, task.status.message if task.status.HasField("message") else None
             )
@@ -115,6 +117,7 @@ class _Follow:
             return self._status(status.state, status.message if status.HasField("message") else None)
         if kind == "artifact_update":
             update = event.artifact_update
+            self.size += update.artifact.ByteSize()
             known = self.artifacts.get(update.artifact.artifact_id)
             if update.append and known is not None:
                 known.parts.extend(update.artifact.parts)
@@ -296,6 +299,12 @@ class A2aProvider(ToolProvider):
             try:
                 async for event in client.send_message(SendMessageRequest(message=message), context=context):
                     note = follow.take(event)
+                    cap = 4 * self.config.max_result_bytes  # (streamed chunks add up)
+                    if follow.size > cap:
+                        raise UpstreamError(
+                            f"the agent of target {self.id!r} sent more than {cap} bytes of artifacts: "
+                            "its task was cancelled (raise max_result_bytes for more)"
+                        )
                     if note is not None:
                         yield note
                 traced.status = 200

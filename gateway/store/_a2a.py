@@ -115,7 +115,11 @@ class StoreA2a:
                     c.id == task_id, c.tenant == tenant, c.agent == agent, c.owner == owner
                 )
             )
-            await conn.execute(sa.delete(a2a_push).where(a2a_push.c.task_id == task_id))
+            await conn.execute(
+                sa.delete(a2a_push).where(
+                    a2a_push.c.task_id == task_id, a2a_push.c.tenant == tenant, a2a_push.c.owner == owner
+                )
+            )
 
     async def set_push(self, task_id: str, config_id: str, tenant: str, owner: str, body: str) -> None:
         c = a2a_push.c

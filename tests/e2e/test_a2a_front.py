@@ -294,6 +294,11 @@ async def test_push_notifications_reach_a_local_webhook(
         token = jwt.decode(delivery["headers"]["x-switchboard-signature"], keys, algorithms=["ES256"])
         digest = base64.urlsafe_b64encode(hashlib.sha256(delivery["raw"]).digest()).rstrip(b"=").decode()
         assert token.claims["aud"] == url and token.claims["taskId"] == task_id
+        assert (token.claims["sub"], token.claims["tenant"], token.claims["configId"]) == (
+            "anonymous",
+            "default",
+            "mine",
+        )
         assert token.claims["bodySha256"] == digest and token.header["jku"].endswith("/.well-known/jwks.json")
     got = await client.get_task_push_notification_config(
         GetTaskPushNotificationConfigRequest(task_id=task_id, id="mine")
@@ -315,8 +320,19 @@ async def test_push_notifications_reach_a_local_webhook(
         )
     ).configs
     private = TaskPushNotificationConfig(task_id=task_id, id="x", url="http://10.1.2.3/hook")
-    with pytest.raises(InvalidParamsError, match="private or reserved address"):
+    with pytest.raises(InvalidParamsError, match="push notification URL refused"):
         await client.create_task_push_notification_config(private)
+    for i in range(10):  # ten webhooks a task at most
+        await client.create_task_push_notification_config(
+            TaskPushNotificationConfig(task_id=task_id, id=f"c{i}", url=url)
+        )
+    with pytest.raises(InvalidParamsError, match="at most 10 push notification configs"):
+        await client.create_task_push_notification_config(
+            TaskPushNotificationConfig(task_id=task_id, id="c10", url=url)
+        )
+    await client.create_task_push_notification_config(
+        TaskPushNotificationConfig(task_id=task_id, id="c9", url=url)
+    )
 
 
 async def test_auth_refusals_and_the_extended_card(served: Served, http: httpx.AsyncClient) -> None:

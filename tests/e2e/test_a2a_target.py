@@ -42,6 +42,7 @@ gateways:
         kind: a2a
         url: {base}/agent
         streaming: false
+        max_result_bytes: 1024
       - name: gone
         kind: a2a
         url: http://127.0.0.1:9/agent
@@ -221,3 +222,11 @@ async def test_a_tasks_client_gets_an_mcp_task_whose_question_and_cancel_reach_t
     with anyio.fail_after(30):
         while len(seen.cancelled) == before:  # noqa: ASYNC110 - the agent runs on another thread
             await anyio.sleep(0.05)
+
+
+async def test_an_oversized_answer_is_cut_and_an_overflowing_one_refused(served: Served) -> None:
+    async with Client(served.mcp, mode="legacy") as client:
+        cut = await client.call_tool("quiet___echo", {"message": "big 2000"})
+        assert "[the agent's answer was" in _text(cut) and len(_text(cut)) < 1100
+        flooded = await client.call_tool("quiet___echo", {"message": "big 9000"})
+    assert flooded.is_error and "sent more than 4096 bytes of artifacts" in _text(flooded)

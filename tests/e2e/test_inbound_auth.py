@@ -51,6 +51,7 @@ gateways:
       discovery_url: {issuer.url}/.well-known/openid-configuration
       scopes: [tools:call]
       claims: [{{claim: azp, contains_any: [agent]}}]
+    a2a_agent: {{name: tools}}
     targets:
       - {{name: fx, kind: function, functions: ["tests.fixtures.functions:whoami"]}}
   - name: exchange
@@ -320,3 +321,24 @@ async def test_a_stricter_auth_bites_at_once_on_a_remembered_key(tmp_path: Path)
             stricter = {"auth": {"kind": "api_key", "scopes": ["deploy"]}, "targets": gateway["targets"]}
             assert (await admin.put("/admin/v1/gateways/keyed", json=stricter)).status_code == 200
             assert await status(live.gateway("keyed"), key) == 403  # insufficient_scope, not remembered
+
+
+async def test_an_a2a_agent_takes_tokens_for_its_own_url_in_both_bindings(
+    secured: tuple[Served, Issuer],
+) -> None:
+    served, issuer = secured
+    url = f"{served.base}/gateways/secure/a2a/tools"
+    v1 = {"A2A-Version": "1.0"}
+    async with httpx2.AsyncClient(timeout=30) as http:
+        refused = await http.get(f"{url}/tasks", headers=v1)
+        assert refused.status_code == 401
+        metadata_url = re.search(r'resource_metadata="([^"]+)"', refused.headers["www-authenticate"]).group(1)  # type: ignore[union-attr]
+        metadata = (await http.get(metadata_url)).json()
+        assert metadata["resource"] == url  # the agent's URL, for every path under it
+        bearer = {"Authorization": f"Bearer {await token(issuer, url)}", **v1}
+        listed = await http.get(f"{url}/tasks", headers=bearer)
+        assert listed.status_code == 200 and "tasks" in listed.json()
+        rpc = {"jsonrpc": "2.0", "id": 1, "method": "ListTasks", "params": {}}
+        assert "result" in (await http.post(url, json=rpc, headers=bearer)).json()
+        other = {"Authorization": f"Bearer {await token(issuer, served.gateway('secure'))}", **v1}
+        assert (await http.get(f"{url}/tasks", headers=other)).status_code == 401  # a token for the MCP URL
