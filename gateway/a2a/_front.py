@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+import orjson
 from a2a.auth.user import User
 from a2a.server.agent_execution import SimpleRequestContextBuilder
 from a2a.server.context import ServerCallContext
@@ -54,6 +55,7 @@ PREFIXES = (
     "/tenants/{tenant}/gateways/{gateway}/a2a/{agent}",
 )
 SUPPORTED = ("1.0", "0.3")
+MAX_ID = 128  # characters of an id a caller chooses (the store keeps no more)
 STATE = "a2a"  # the request scope's state key: what the front resolved for the SDK's handler
 
 Authenticate = Callable[[str, str, Any, Scope], Awaitable[Principal]]
@@ -75,6 +77,36 @@ async def _body(receive: Receive, limit: int) -> bytes | None:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+def _overlong_ids(body: bytes) -> str | None:
+    """The name of a message id the caller chose (messageId, contextId, taskId) that is longer
+    than the store keeps, if any (a body that is not JSON is the SDK's to refuse)."""
+    if not body or b'Id"' not in body:
+        return None
+    try:
+        sent = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    params = sent.get("params", sent) if isinstance(sent, dict) else None
+    message = params.get("message") if isinstance(params, dict) else None
+    if isinstance(message, dict):
+        for field in ("messageId", "contextId", "taskId"):
+            value = message.get(field)
+            if isinstance(value, str) and len(value) > MAX_ID:
+                return f"message.{field}"
+    return None
+
+
+async def _invalid(scope: Scope, receive: Receive, send: Send, body: bytes, problem: str) -> None:
+    """An invalid-params error in the request's binding (JSON-RPC at the agent's URL, else REST)."""
+    sent = orjson.loads(body)
+    if isinstance(sent, dict) and "jsonrpc" in sent:
+        error = {"jsonrpc": "2.0", "id": sent.get("id"), "error": {"code": -32602, "message": problem}}
+        await JSONResponse(error)(scope, receive, send)
+    else:
+        error = {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": problem}}
+        await JSONResponse(error, 400, media_type="application/a2a+json")(scope, receive, send)
 
 
 class _Caller(User):
@@ -225,6 +257,10 @@ class A2aFront:
             limit = self.max_request_bytes
             problem = f"the request body is larger than {limit} bytes (SWITCHBOARD_MAX_REQUEST_BYTES)"
             await JSONResponse({"error": problem}, 413)(scope, receive, send)
+            return
+        too_long = _overlong_ids(body)
+        if too_long is not None:
+            await _invalid(scope, receive, send, body, f"{too_long} is longer than {MAX_ID} characters")
             return
         scope.setdefault("state", {})[STATE] = {"target": (tenant, gateway, name), "principal": principal}
         sent = False

@@ -421,3 +421,11 @@ def test_every_requirement_has_its_test() -> None:
     for section in REQUIREMENTS:
         first = section.split("/")[0].split("-")[0].replace(".", "_")
         assert any(t.startswith(f"test_{first}") for t in tests), section
+
+
+@pytest.mark.parametrize("binding", BINDINGS)
+async def test_3_3_2_overlong_ids_are_invalid_params(
+    served: Served, http: httpx.AsyncClient, binding: str
+) -> None:
+    _, error = await wire(http, served, binding).call("SendMessage", _message("echo x", contextId="c" * 5000))
+    assert _code(error) in ("-32602", "400") and "longer than 128" in json.dumps(error)
