@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.store._engine import StoreError
 from gateway.store._schema import a2a_push, a2a_tasks
@@ -39,7 +39,8 @@ class StoreA2a:
         self.store = store
 
     async def save_task(self, row: TaskRow) -> None:
-        """Insert or replace the task (a task id never moves to another owner or agent)."""
+        """Insert or replace the task, in one statement (an upsert); a task id never moves to
+        another owner or agent: a row of that id that is someone else's stays as it is, refused."""
         c = a2a_tasks.c
         values = {
             "context_id": row.context_id,
@@ -47,24 +48,15 @@ class StoreA2a:
             "updated_ns": row.updated_ns,
             "body": row.body,
         }
-        where = (c.id == row.id, c.tenant == row.tenant, c.agent == row.agent, c.owner == row.owner)
-        for _ in range(2):  # (two first saves at once: the loser updates what the winner inserted)
-            async with self.store._transaction(self.store._writer, "save an A2A task") as conn:
-                changed = await conn.execute(sa.update(a2a_tasks).where(*where).values(**values))
-                if changed.rowcount:
-                    return
-            try:
-                async with self.store._transaction(self.store._writer, "save an A2A task") as conn:
-                    await conn.execute(
-                        sa.insert(a2a_tasks).values(
-                            id=row.id, tenant=row.tenant, agent=row.agent, owner=row.owner, **values
-                        )
-                    )
-                return
-            except StoreError as exc:
-                if not isinstance(exc.__cause__, IntegrityError):
-                    raise
-        raise StoreError(f"A2A task {row.id!r} belongs to another caller or agent")
+        async with self.store._transaction(self.store._writer, "save an A2A task") as conn:
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            statement = dialect.insert(a2a_tasks).values(
+                id=row.id, tenant=row.tenant, agent=row.agent, owner=row.owner, **values
+            )
+            mine = (c.tenant == row.tenant) & (c.agent == row.agent) & (c.owner == row.owner)
+            upsert = statement.on_conflict_do_update(index_elements=[c.id], set_=values, where=mine)
+            if not (await conn.execute(upsert)).rowcount:
+                raise StoreError(f"A2A task {row.id!r} belongs to another caller or agent")
 
     async def get_task(self, tenant: str, agent: str, owner: str, task_id: str) -> str | None:
         c = a2a_tasks.c
