@@ -1,1 +1,9 @@
-"""runtime: a peer of the gateway (see ARCHITECTURE.md); it never imports `gateway`."""
+"""runtime: a peer of the gateway (see ARCHITECTURE.md); it never imports `gateway`.
+
+Agent hosting (ADR 0039): deploys made immutable versions (``Deployments``), and sessions, each a
+sandbox running one version's app on AgentCore Runtime's contract (``Sessions``)."""
+
+from runtime._deploy import DeployError, Deployments, Version
+from runtime._sessions import Session, SessionError, Sessions
+
+__all__ = ["DeployError", "Deployments", "Session", "SessionError", "Sessions", "Version"]

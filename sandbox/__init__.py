@@ -17,6 +17,7 @@ from sandbox._contract import (
     Unavailable,
     Usage,
 )
+from sandbox._egress import FORWARD, FORWARD_INSIDE
 from sandbox._gvisor import GvisorBackend, GvisorSandbox
 from sandbox._interpreter import CodeSession, Interpreter, InterpreterConfig, backend_for, backend_problem
 from sandbox._microvm import MicrovmBackend, MicrovmSandbox
@@ -24,6 +25,8 @@ from sandbox._proxy import EgressDecision, EgressPolicy, EgressProxy
 from sandbox._tools import TOOLS
 
 __all__ = [
+    "FORWARD",
+    "FORWARD_INSIDE",
     "HOST_ENVIRONMENT",
     "TOOLS",
     "AtCapacity",

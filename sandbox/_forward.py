@@ -2,12 +2,17 @@
 sandbox's own Python, standard library only, bound read-only at ``/opt/switchboard/forward.py``::
 
     python3 -I /opt/switchboard/forward.py PORT SOCKET [-- COMMAND...]
+    python3 -I /opt/switchboard/forward.py --inbound SOCKET PORT [-- COMMAND...]
 
 It listens on 127.0.0.1:PORT in the sandbox's own network namespace and pipes each connection to
 the egress proxy's UNIX socket SOCKET (bound into the sandbox), so ``HTTP_PROXY`` and
 ``HTTPS_PROXY`` of ``http://127.0.0.1:PORT`` work inside. Given a COMMAND, it runs it with those
 variables set and exits with its status; without one it serves until killed. The agent can start
 the same in a thread (``start``).
+
+``--inbound`` is the other way (a hosted agent, ADR 0039): it listens on the UNIX socket SOCKET
+(in the sandbox's work directory, which the host reaches) and pipes each connection to the app
+listening on 127.0.0.1:PORT inside, so the host talks to the app with no network between them.
 
 It decides nothing: every check is the proxy's, on the host; whatever runs in the sandbox can
 rewrite this file, and gains nothing by it. Two threads per connection, one per direction (a slow
@@ -25,6 +30,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 MAX_CONNECTIONS = 32
 CHUNK = 64 * 1024
@@ -33,7 +39,12 @@ UNREACHABLE = (
     b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nConnection: close\r\n"
     b"Content-Length: " + str(len(_BODY)).encode() + b"\r\n\r\n" + _BODY
 )
-USAGE = "usage: forward.py PORT SOCKET [-- COMMAND...]"
+USAGE = "usage: forward.py PORT SOCKET [-- COMMAND...] | forward.py --inbound SOCKET PORT [-- COMMAND...]"
+_NOT_YET = b"the app in the sandbox is not listening\n"
+APP_DOWN = (
+    b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+    b"Content-Length: " + str(len(_NOT_YET)).encode() + b"\r\n\r\n" + _NOT_YET
+)
 
 
 def proxy_environment(port: int) -> dict[str, str]:
@@ -79,15 +90,36 @@ def _pump(source: socket.socket, sink: socket.socket, final: bool) -> None:
             end.shutdown(socket.SHUT_RDWR if final else socket.SHUT_WR)
 
 
-def _connection(client: socket.socket, path: str, slots: threading.BoundedSemaphore) -> None:
+def _to_unix(path: str) -> socket.socket:
+    upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as upstream:
-            try:
-                upstream.connect(path)
-            except OSError:
-                with contextlib.suppress(OSError):
-                    client.sendall(UNREACHABLE)
-                return
+        upstream.connect(path)
+    except OSError:
+        upstream.close()
+        raise
+    return upstream
+
+
+def _to_port(port: int) -> socket.socket:
+    upstream = socket.create_connection(("127.0.0.1", port))
+    upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # (else ~40 ms a reply: Nagle)
+    return upstream
+
+
+def _connection(
+    client: socket.socket,
+    connect: Callable[[], socket.socket],
+    down: bytes,
+    slots: threading.BoundedSemaphore,
+) -> None:
+    try:
+        try:
+            upstream = connect()
+        except OSError:
+            with contextlib.suppress(OSError):
+                client.sendall(down)
+            return
+        with upstream:
             back = threading.Thread(target=_pump, args=(upstream, client, True), daemon=True)
             back.start()
             _pump(client, upstream, False)
@@ -101,6 +133,10 @@ def _connection(client: socket.socket, path: str, slots: threading.BoundedSemaph
 
 def serve(listener: socket.socket, path: str) -> None:
     """Accept on ``listener`` for ever, piping each connection to the UNIX socket ``path``."""
+    _serve(listener, lambda: _to_unix(path), UNREACHABLE)
+
+
+def _serve(listener: socket.socket, connect: Callable[[], socket.socket], down: bytes) -> None:
     slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
     while True:
         try:
@@ -114,7 +150,7 @@ def serve(listener: socket.socket, path: str) -> None:
             client.close()  # (over the cap: refused at once, never queued)
             continue
         try:
-            threading.Thread(target=_connection, args=(client, path, slots), daemon=True).start()
+            threading.Thread(target=_connection, args=(client, connect, down, slots), daemon=True).start()
         except RuntimeError:
             client.close()
             slots.release()
@@ -131,8 +167,31 @@ def start(port: int, path: str) -> int:
     return int(listener.getsockname()[1])
 
 
+def inbound(path: str, port: int) -> None:
+    """Listen on the UNIX socket ``path`` and serve in a daemon thread, piping each connection to
+    127.0.0.1:``port``."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(64)
+    threading.Thread(target=_serve, args=(listener, lambda: _to_port(port), APP_DOWN), daemon=True).start()
+
+
 def main(argv: list[str]) -> int:
     args, command = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
+    environment = dict(os.environ)
+    if args[:1] == ["--inbound"]:
+        if len(args) != 3 or not args[2].isdigit() or int(args[2]) > 65535 or ("--" in argv and not command):
+            print(USAGE, file=sys.stderr)
+            return 2
+        try:
+            inbound(args[1], int(args[2]))
+        except OSError as exc:
+            print(f"forward: cannot listen on {args[1]}: {exc.strerror}", file=sys.stderr)
+            return 1
+        return _run(command, environment)
     if len(args) != 2 or not args[0].isdigit() or int(args[0]) > 65535 or ("--" in argv and not command):
         print(USAGE, file=sys.stderr)
         return 2
@@ -141,12 +200,17 @@ def main(argv: list[str]) -> int:
     except OSError as exc:
         print(f"forward: cannot listen on 127.0.0.1:{args[0]}: {exc.strerror}", file=sys.stderr)
         return 1
+    return _run(command, {**environment, **proxy_environment(port)})
+
+
+def _run(command: list[str], environment: dict[str, str]) -> int:
+    """Run ``command`` (signals passed on) and exit with its status; none: serve until killed."""
     if not command:
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()  # (until killed)
         return 0
     try:
-        child = subprocess.Popen(command, env={**os.environ, **proxy_environment(port)})
+        child = subprocess.Popen(command, env=environment)
     except OSError as exc:
         print(f"forward: cannot run {command[0]}: {exc.strerror}", file=sys.stderr)
         return 127

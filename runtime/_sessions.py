@@ -1,0 +1,193 @@
+"""Runtime sessions: each a sandbox running one version's app (ADR 0039).
+
+A session starts the app as AgentCore Runtime would (``python ENTRY`` in the code folder, the
+HTTP contract on 8080: ``POST /invocations``, ``GET /ping``), inside a sandbox with no network:
+the version's code and environment bound read-only, a work directory of its own. The host
+reaches the app through ``forward.py --inbound``: a UNIX socket in the sandbox's work directory
+piped to 127.0.0.1:8080 inside. A session is found by its id; the same id reaches the same
+sandbox, with its files and its app's memory, until it is stopped or ends.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import httpx
+from anyio.abc import Process
+
+from runtime._deploy import Version
+from sandbox import FORWARD, FORWARD_INSIDE, BwrapBackend, BwrapSandbox, Options
+
+APP_PORT = 8080
+SOCKET_INSIDE = "/work/.runtime/app.sock"
+START_SECONDS = 60.0  # the app's first healthy ping, after its imports
+SESSION_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
+REQUEST_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Request-Id"
+MIN_SESSION_ID = 33  # AgentCore's runtimeSessionId: 33 to 256 characters
+
+
+class SessionError(Exception):
+    """A session could not be started or answered; the message says why."""
+
+
+@dataclass
+class Session:
+    """One session: its sandbox, its app, and when it was used."""
+
+    id: str
+    version: Version
+    box: BwrapSandbox
+    app: Process
+    http: httpx.AsyncClient
+    work: int  # a descriptor of its work directory (the app's socket is reached through it)
+    started: float = field(default_factory=time.monotonic)
+    used: float = field(default_factory=time.monotonic)
+
+    def headers(
+        self, request_id: str | None = None, extra: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        return {**(extra or {}), SESSION_HEADER: self.id, REQUEST_HEADER: request_id or secrets.token_hex(16)}
+
+    async def ping(self) -> dict[str, object]:
+        answer = await self.http.get("/ping")
+        answer.raise_for_status()
+        found: dict[str, object] = answer.json()
+        return found
+
+    @asynccontextmanager
+    async def invoke(
+        self,
+        payload: bytes,
+        headers: Mapping[str, str] | None = None,
+        *,
+        content_type: str = "application/json",
+    ) -> AsyncIterator[httpx.Response]:
+        """``POST /invocations`` in this session: the app's answer, its body read as it comes."""
+        self.used = time.monotonic()
+        sent = {**self.headers(extra=headers), "Content-Type": content_type}
+        request = self.http.build_request("POST", "/invocations", content=payload, headers=sent)
+        try:
+            answer = await self.http.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise SessionError(f"the app of session {self.id} did not answer: {exc}") from None
+        try:
+            yield answer
+        finally:
+            await answer.aclose()
+            self.used = time.monotonic()
+
+
+class Sessions:
+    """The live sessions of every runtime, on one sandbox backend."""
+
+    def __init__(self, backend: BwrapBackend, options: Options | None = None) -> None:
+        self.backend = backend
+        self.options = options or Options()
+        self.live: dict[str, Session] = {}
+        self.starting: dict[str, anyio.Lock] = {}
+
+    async def session(self, version: Version, session_id: str | None = None) -> Session:
+        """The session ``session_id`` (started on first use), or a new one."""
+        session_id = session_id or secrets.token_hex(20)
+        if len(session_id) < MIN_SESSION_ID or len(session_id) > 256:
+            raise SessionError(f"a runtime session id has 33 to 256 characters, not {len(session_id)}")
+        lock = self.starting.setdefault(session_id, anyio.Lock())
+        async with lock:
+            found = self.live.get(session_id)
+            if found is not None:
+                if found.version.tag != version.tag:
+                    raise SessionError(f"session {session_id} runs {found.version.tag}, not {version.tag}")
+                if found.app.returncode is None:
+                    return found
+                await self.stop(session_id)  # (its app ended: the next call starts it afresh)
+            session = await self._start(version, session_id)
+            self.live[session_id] = session
+            return session
+
+    async def _start(self, version: Version, session_id: str) -> Session:
+        binds = ((version.code, "/app"), (version.venv, "/opt/venv"), (str(FORWARD), FORWARD_INSIDE))
+        environment = {"DOCKER_CONTAINER": "1", "HOME": "/work", "PYTHONUNBUFFERED": "1"}
+        options = Options(
+            memory_bytes=self.options.memory_bytes,
+            processes=self.options.processes,
+            cpus=self.options.cpus,
+            disk_bytes=self.options.disk_bytes,
+            files=self.options.files,
+            binds=(*self.options.binds, *binds),
+            environment={**self.options.environment, **environment},
+        )
+        box = await self.backend.start(options)
+        work = -1
+        try:
+            argv = ["python3", "-I", FORWARD_INSIDE, "--inbound", SOCKET_INSIDE, str(APP_PORT), "--"]
+            argv += ["/opt/venv/bin/python", f"/app/{version.entry}"]
+            start = 'mkdir -p /work/.runtime && cd /app && exec "$@" >>/work/.runtime/app.log 2>&1'
+            app = await box.spawn(["/bin/sh", "-c", start, "sh", *argv])
+            # A UNIX socket's path has 108 bytes at most, and a sandbox's may be longer: the socket
+            # is reached through a descriptor of its work directory, held for the session's life.
+            work = os.open(Path(box.home) / "work", os.O_PATH | os.O_DIRECTORY)
+            socket = Path(f"/proc/self/fd/{work}/.runtime/app.sock")
+            transport = httpx.AsyncHTTPTransport(uds=str(socket))
+            http = httpx.AsyncClient(
+                transport=transport, base_url="http://127.0.0.1:8080", timeout=httpx.Timeout(None, connect=10)
+            )
+            session = Session(session_id, version, box, app, http, work)
+            await _healthy(session, socket)
+        except BaseException:
+            if work >= 0:
+                os.close(work)
+            await box.stop()
+            raise
+        return session
+
+    async def stop(self, session_id: str) -> bool:
+        """End a session at once (its sandbox and everything in it); False: no such session."""
+        session = self.live.pop(session_id, None)
+        self.starting.pop(session_id, None)
+        if session is None:
+            return False
+        with anyio.CancelScope(shield=True):
+            await session.http.aclose()
+            os.close(session.work)
+            await session.box.stop()
+        return True
+
+    async def aclose(self) -> None:
+        for session_id in list(self.live):
+            await self.stop(session_id)
+
+
+async def _healthy(session: Session, socket: Path) -> None:
+    """Wait for the app's first healthy ping (its imports done); or say why it did not come."""
+    with anyio.move_on_after(START_SECONDS):
+        while session.app.returncode is None:
+            try:
+                status = (await session.ping()).get("status")
+                if status in ("Healthy", "HealthyBusy"):
+                    return
+            except (httpx.HTTPError, ValueError):
+                pass
+            await anyio.sleep(0.02)
+        log = socket.with_name("app.log")
+        said = log.read_bytes()[-800:].decode(errors="replace").strip() if log.exists() else ""
+        raise SessionError(
+            f"the app of {session.version.tag} ended as it started (status {session.app.returncode}): {said}"
+        )
+    raise SessionError(
+        f"the app of {session.version.tag} did not answer /ping within {START_SECONDS:.0f} s: {_log(socket)}"
+    )
+
+
+def _log(socket: Path) -> str:
+    """The end of what the app printed (its log in the sandbox's work directory)."""
+    log = socket.with_name("app.log")
+    return (
+        log.read_bytes()[-800:].decode(errors="replace").strip() if log.exists() else "(it printed nothing)"
+    )

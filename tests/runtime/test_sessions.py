@@ -1,0 +1,114 @@
+"""Runtime deploys and sessions (ADR 0039), for real: an agent written with the bedrock-agentcore
+SDK's BedrockAgentCoreApp is deployed from its folder (its requirements installed from the
+package index once, into an immutable version) and run unchanged in bubblewrap sandboxes, each
+session its own: JSON and streamed answers, state kept by session id, sessions apart, a crash
+answered clearly and the session started afresh, failed deploys leaving what was there."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from runtime import DeployError, Deployments, SessionError, Sessions, Version
+from sandbox import BwrapBackend, available
+from tests.support.tools import need
+
+pytestmark = pytest.mark.anyio
+
+AGENT = Path(__file__).resolve().parents[1] / "fixtures" / "runtime_agent"
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+async def deployed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Deployments, Version]:
+    need(available() is None, f"bubblewrap sandboxes: {available()}")
+    deployments = Deployments(tmp_path_factory.mktemp("runtimes"))
+    return deployments, await deployments.deploy("echo", AGENT)
+
+
+@pytest.fixture
+async def sessions(tmp_path: Path) -> AsyncIterator[Sessions]:
+    live = Sessions(BwrapBackend(tmp_path / "sandboxes"))
+    try:
+        yield live
+    finally:
+        await live.aclose()
+
+
+async def _call(
+    sessions: Sessions, version: Version, session_id: str, payload: dict[str, object]
+) -> dict[str, object]:
+    session = await sessions.session(version, session_id)
+    async with session.invoke(json.dumps(payload).encode()) as answer:
+        assert answer.status_code == 200, await answer.aread()
+        found: dict[str, object] = json.loads(await answer.aread())
+        return found
+
+
+async def test_a_session_answers_and_keeps_its_state(
+    deployed: tuple[Deployments, Version], sessions: Sessions
+) -> None:
+    _, version = deployed
+    one, two = "a" * 40, "b" * 40
+    first = await _call(sessions, version, one, {"write": "mine"})
+    assert first["session"] == one and first["calls"] == 1 and "note.txt" in first["files"]  # type: ignore[operator]
+    again = await _call(sessions, version, one, {"hello": 1})
+    assert again["calls"] == 2 and again["echo"] == {"hello": 1}  # the same app, its memory kept
+    other = await _call(sessions, version, two, {})
+    assert other["calls"] == 1 and "note.txt" not in other["files"]  # type: ignore[operator]
+    assert (await sessions.session(version, one)).box.home != (await sessions.session(version, two)).box.home
+
+
+async def test_a_generator_streams_as_server_sent_events(
+    deployed: tuple[Deployments, Version], sessions: Sessions
+) -> None:
+    _, version = deployed
+    session = await sessions.session(version, "s" * 40)
+    async with session.invoke(json.dumps({"stream": True}).encode()) as answer:
+        assert answer.headers["content-type"].startswith("text/event-stream")
+        events = [json.loads(line[5:]) async for line in answer.aiter_lines() if line.startswith("data:")]
+    assert events == [{"chunk": 0}, {"chunk": 1}, {"chunk": 2}]
+
+
+async def test_a_crash_is_said_and_the_session_starts_afresh(
+    deployed: tuple[Deployments, Version], sessions: Sessions
+) -> None:
+    _, version = deployed
+    session_id = "c" * 40
+    assert (await _call(sessions, version, session_id, {}))["calls"] == 1
+    session = await sessions.session(version, session_id)
+    with pytest.raises(SessionError, match="did not answer"):
+        async with session.invoke(json.dumps({"crash": True}).encode()) as answer:
+            await answer.aread()
+    await session.app.wait()
+    assert (await _call(sessions, version, session_id, {}))["calls"] == 1  # a new app, cleanly
+    assert await sessions.stop(session_id) and not await sessions.stop(session_id)
+
+
+async def test_bad_session_ids_and_deploys_are_refused_and_leave_what_was_there(
+    deployed: tuple[Deployments, Version], sessions: Sessions, tmp_path: Path
+) -> None:
+    deployments, version = deployed
+    with pytest.raises(SessionError, match="33 to 256 characters"):
+        await sessions.session(version, "short")
+    broken = tmp_path / "broken"
+    shutil.copytree(AGENT, broken)
+    (broken / "requirements.txt").write_text("switchboard-no-such-package-anywhere==9.9\n")
+    with pytest.raises(DeployError, match=r"requirements\.txt did not install"):
+        await deployments.deploy("echo", broken)
+    with pytest.raises(DeployError, match=r"no start\.py in it"):
+        await deployments.deploy("echo", AGENT, entry="start.py")
+    with pytest.raises(DeployError, match="runtime name"):
+        await deployments.deploy("../echo", AGENT)
+    assert [v.number for v in deployments.versions("echo")] == [version.number]  # still only the good one
+    assert deployments.version("echo") == version
+    with pytest.raises(DeployError, match="has no version 7"):
+        deployments.version("echo", 7)
