@@ -4,6 +4,15 @@ Agent hosting (ADR 0039): deploys made immutable versions (``Deployments``), and
 sandbox running one version's app on AgentCore Runtime's contract (``Sessions``)."""
 
 from runtime._deploy import DeployError, Deployments, Version
-from runtime._sessions import Session, SessionError, Sessions
+from runtime._sessions import Lifecycle, Listed, Session, SessionError, Sessions
 
-__all__ = ["DeployError", "Deployments", "Session", "SessionError", "Sessions", "Version"]
+__all__ = [
+    "DeployError",
+    "Deployments",
+    "Lifecycle",
+    "Listed",
+    "Session",
+    "SessionError",
+    "Sessions",
+    "Version",
+]

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import anyio
 import httpx
-from anyio.abc import Process
+from anyio.abc import Process, TaskGroup
 
 from runtime._deploy import Version
-from sandbox import FORWARD, FORWARD_INSIDE, BwrapBackend, BwrapSandbox, Options
+from sandbox import FORWARD, FORWARD_INSIDE, BwrapBackend, BwrapSandbox, Options, SandboxError
 
 APP_PORT = 8080
 SOCKET_INSIDE = "/work/.runtime/app.sock"
@@ -84,14 +84,103 @@ class Session:
             self.used = time.monotonic()
 
 
-class Sessions:
-    """The live sessions of every runtime, on one sandbox backend."""
+@dataclass(frozen=True, slots=True)
+class Lifecycle:
+    """How long sessions live (AgentCore's defaults: 15 minutes idle, 8 hours in all)."""
 
-    def __init__(self, backend: BwrapBackend, options: Options | None = None) -> None:
+    idle_seconds: float = 900.0  # unused this long (and not HealthyBusy): ended
+    max_seconds: float = 8 * 3600.0  # this long after it started: ended, busy or not
+    warm: int = 0  # apps started ahead, per version in use, for the next new session
+    sweep_seconds: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """A live session as the admin sees it."""
+
+    id: str
+    version: str
+    age_seconds: float
+    idle_seconds: float
+    cpu_seconds: float
+    memory_bytes: int
+
+
+class Sessions:
+    """The live sessions of every runtime, on one sandbox backend; ``running()`` ends the idle
+    and the old ones and keeps ``warm`` apps started per version."""
+
+    def __init__(
+        self, backend: BwrapBackend, options: Options | None = None, lifecycle: Lifecycle | None = None
+    ) -> None:
         self.backend = backend
         self.options = options or Options()
+        self.lifecycle = lifecycle or Lifecycle()
         self.live: dict[str, Session] = {}
         self.starting: dict[str, anyio.Lock] = {}
+        self.pool: dict[str, list[Session]] = {}  # by version tag: started apps, no session yet
+        self.versions: dict[str, Version] = {}  # the versions in use (the pool refills for them)
+        self.filling: set[str] = set()
+        self.tasks: TaskGroup | None = None
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Sessions]:
+        """The sweeper and the pool's refills run while this is open; everything ends with it."""
+        async with anyio.create_task_group() as tasks:
+            self.tasks = tasks
+            tasks.start_soon(self._sweep)
+            try:
+                yield self
+            finally:
+                self.tasks = None
+                tasks.cancel_scope.cancel()
+                with anyio.CancelScope(shield=True):
+                    await self.aclose()
+
+    async def _sweep(self) -> None:
+        while True:
+            await anyio.sleep(self.lifecycle.sweep_seconds)
+            now = time.monotonic()
+            for session in list(self.live.values()):
+                old = now - session.started > self.lifecycle.max_seconds
+                if old or (now - session.used > self.lifecycle.idle_seconds and not await _busy(session)):
+                    await self.stop(session.id)
+
+    def listed(self) -> list[Listed]:
+        """The live sessions: age, last use, CPU and memory."""
+        now = time.monotonic()
+        out = []
+        for session in self.live.values():
+            usage = session.box.usage()
+            out.append(
+                Listed(
+                    session.id,
+                    session.version.tag,
+                    now - session.started,
+                    now - session.used,
+                    usage.cpu_seconds,
+                    usage.memory_bytes,
+                )
+            )
+        return out
+
+    def _refill(self, version: Version) -> None:
+        """Start apps for the pool of ``version`` in the background, up to ``warm``."""
+        tasks = self.tasks
+        if not self.lifecycle.warm or version.tag in self.filling or tasks is None:
+            return
+        self.filling.add(version.tag)
+
+        async def fill() -> None:
+            try:
+                while len(self.pool.setdefault(version.tag, [])) < self.lifecycle.warm:
+                    self.pool[version.tag].append(await self._start(version, ""))
+            except (SessionError, SandboxError, OSError):  # (the next one starts cold, and says why)
+                pass
+            finally:
+                self.filling.discard(version.tag)
+
+        tasks.start_soon(fill)
 
     async def session(self, version: Version, session_id: str | None = None) -> Session:
         """The session ``session_id`` (started on first use), or a new one."""
@@ -107,8 +196,12 @@ class Sessions:
                 if found.app.returncode is None:
                     return found
                 await self.stop(session_id)  # (its app ended: the next call starts it afresh)
-            session = await self._start(version, session_id)
+            self.versions[version.tag] = version
+            pooled = self.pool.get(version.tag) or []
+            session = pooled.pop(0) if pooled else await self._start(version, session_id)
+            session.id, session.started, session.used = session_id, time.monotonic(), time.monotonic()
             self.live[session_id] = session
+            self._refill(version)
             return session
 
     async def _start(self, version: Version, session_id: str) -> Session:
@@ -162,6 +255,12 @@ class Sessions:
     async def aclose(self) -> None:
         for session_id in list(self.live):
             await self.stop(session_id)
+        for pooled in self.pool.values():
+            while pooled:
+                session = pooled.pop()
+                await session.http.aclose()
+                os.close(session.work)
+                await session.box.stop()
 
 
 async def _healthy(session: Session, socket: Path) -> None:
@@ -183,6 +282,15 @@ async def _healthy(session: Session, socket: Path) -> None:
     raise SessionError(
         f"the app of {session.version.tag} did not answer /ping within {START_SECONDS:.0f} s: {_log(socket)}"
     )
+
+
+async def _busy(session: Session) -> bool:
+    """Whether the app says it works in the background (``HealthyBusy``): kept past its idle time."""
+    try:
+        with anyio.fail_after(5):
+            return (await session.ping()).get("status") == "HealthyBusy"
+    except (httpx.HTTPError, ValueError, TimeoutError):
+        return False
 
 
 def _log(socket: Path) -> str:

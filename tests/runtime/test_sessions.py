@@ -11,9 +11,10 @@ import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import pytest
 
-from runtime import DeployError, Deployments, SessionError, Sessions, Version
+from runtime import DeployError, Deployments, Lifecycle, SessionError, Sessions, Version
 from sandbox import BwrapBackend, available
 from tests.support.tools import need
 
@@ -112,3 +113,48 @@ async def test_bad_session_ids_and_deploys_are_refused_and_leave_what_was_there(
     assert deployments.version("echo") == version
     with pytest.raises(DeployError, match="has no version 7"):
         deployments.version("echo", 7)
+
+
+async def _gone(sessions: Sessions, session_id: str, seconds: float) -> None:
+    with anyio.fail_after(seconds):
+        while session_id in sessions.live:  # noqa: ASYNC110 - the sweeper runs on its own clock
+            await anyio.sleep(0.1)
+
+
+async def test_idle_sessions_end_busy_ones_stay_and_none_outlives_its_lifetime(
+    deployed: tuple[Deployments, Version], tmp_path: Path
+) -> None:
+    _, version = deployed
+    lifecycle = Lifecycle(idle_seconds=1.0, max_seconds=30.0, sweep_seconds=0.2)
+    async with Sessions(BwrapBackend(tmp_path / "sandboxes"), lifecycle=lifecycle).running() as sessions:
+        idle, busy = "i" * 40, "w" * 40
+        await _call(sessions, version, idle, {})
+        await _call(sessions, version, busy, {"background": 4})
+        await _gone(sessions, idle, 10)
+        assert busy in sessions.live  # HealthyBusy: kept past its idle time
+        listed = {s.id: s for s in sessions.listed()}
+        assert (
+            listed[busy].version == version.tag
+            and listed[busy].memory_bytes > 0
+            and listed[busy].cpu_seconds > 0
+        )
+        await _gone(sessions, busy, 15)  # its work done, idle: ended
+    short = Lifecycle(idle_seconds=60.0, max_seconds=1.5, sweep_seconds=0.2)
+    async with Sessions(BwrapBackend(tmp_path / "again"), lifecycle=short).running() as sessions:
+        await _call(sessions, version, "o" * 40, {"background": 30})
+        await _gone(sessions, "o" * 40, 10)  # busy or not, its lifetime is over
+
+
+async def test_a_new_session_takes_an_app_started_ahead(
+    deployed: tuple[Deployments, Version], tmp_path: Path
+) -> None:
+    _, version = deployed
+    lifecycle = Lifecycle(warm=1, sweep_seconds=0.2)
+    async with Sessions(BwrapBackend(tmp_path / "sandboxes"), lifecycle=lifecycle).running() as sessions:
+        await _call(sessions, version, "1" * 40, {})  # the first one starts cold, and fills the pool
+        with anyio.fail_after(60):
+            while not sessions.pool.get(version.tag):  # noqa: ASYNC110 - a refill in the background
+                await anyio.sleep(0.05)
+        ahead = sessions.pool[version.tag][0]
+        second = await sessions.session(version, "2" * 40)
+        assert second is ahead and (await _call(sessions, version, "2" * 40, {}))["session"] == "2" * 40
