@@ -47,6 +47,7 @@ class Session:
     app: Process
     http: httpx.AsyncClient
     work: int  # a descriptor of its work directory (the app's socket is reached through it)
+    owner: str = ""
     started: float = field(default_factory=time.monotonic)
     used: float = field(default_factory=time.monotonic)
 
@@ -144,13 +145,15 @@ class Sessions:
             for session in list(self.live.values()):
                 old = now - session.started > self.lifecycle.max_seconds
                 if old or (now - session.used > self.lifecycle.idle_seconds and not await _busy(session)):
-                    await self.stop(session.id)
+                    await self.stop(session.id, session.owner)
 
-    def listed(self) -> list[Listed]:
-        """The live sessions: age, last use, CPU and memory."""
+    def listed(self, owner: str = "") -> list[Listed]:
+        """The live sessions of ``owner``: age, last use, CPU and memory."""
         now = time.monotonic()
         out = []
         for session in self.live.values():
+            if session.owner != owner:
+                continue
             usage = session.box.usage()
             out.append(
                 Listed(
@@ -182,25 +185,28 @@ class Sessions:
 
         tasks.start_soon(fill)
 
-    async def session(self, version: Version, session_id: str | None = None) -> Session:
-        """The session ``session_id`` (started on first use), or a new one."""
+    async def session(self, version: Version, session_id: str | None = None, owner: str = "") -> Session:
+        """The session ``session_id`` of ``owner`` (a tenant, say: owners' sessions never meet),
+        started on first use; or a new one."""
         session_id = session_id or secrets.token_hex(20)
         if len(session_id) < MIN_SESSION_ID or len(session_id) > 256:
             raise SessionError(f"a runtime session id has 33 to 256 characters, not {len(session_id)}")
-        lock = self.starting.setdefault(session_id, anyio.Lock())
+        key = _key(owner, session_id)
+        lock = self.starting.setdefault(key, anyio.Lock())
         async with lock:
-            found = self.live.get(session_id)
+            found = self.live.get(key)
             if found is not None:
                 if found.version.tag != version.tag:
                     raise SessionError(f"session {session_id} runs {found.version.tag}, not {version.tag}")
                 if found.app.returncode is None:
                     return found
-                await self.stop(session_id)  # (its app ended: the next call starts it afresh)
+                await self.stop(session_id, owner)  # (its app ended: the next call starts it afresh)
             self.versions[version.tag] = version
             pooled = self.pool.get(version.tag) or []
             session = pooled.pop(0) if pooled else await self._start(version, session_id)
-            session.id, session.started, session.used = session_id, time.monotonic(), time.monotonic()
-            self.live[session_id] = session
+            session.id, session.owner = session_id, owner
+            session.started = session.used = time.monotonic()
+            self.live[key] = session
             self._refill(version)
             return session
 
@@ -240,10 +246,11 @@ class Sessions:
             raise
         return session
 
-    async def stop(self, session_id: str) -> bool:
+    async def stop(self, session_id: str, owner: str = "") -> bool:
         """End a session at once (its sandbox and everything in it); False: no such session."""
-        session = self.live.pop(session_id, None)
-        self.starting.pop(session_id, None)
+        key = _key(owner, session_id)
+        session = self.live.pop(key, None)
+        self.starting.pop(key, None)
         if session is None:
             return False
         with anyio.CancelScope(shield=True):
@@ -253,8 +260,8 @@ class Sessions:
         return True
 
     async def aclose(self) -> None:
-        for session_id in list(self.live):
-            await self.stop(session_id)
+        for session in list(self.live.values()):
+            await self.stop(session.id, session.owner)
         for pooled in self.pool.values():
             while pooled:
                 session = pooled.pop()
@@ -282,6 +289,10 @@ async def _healthy(session: Session, socket: Path) -> None:
     raise SessionError(
         f"the app of {session.version.tag} did not answer /ping within {START_SECONDS:.0f} s: {_log(socket)}"
     )
+
+
+def _key(owner: str, session_id: str) -> str:
+    return f"{owner}\x00{session_id}"
 
 
 async def _busy(session: Session) -> bool:

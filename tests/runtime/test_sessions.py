@@ -117,7 +117,7 @@ async def test_bad_session_ids_and_deploys_are_refused_and_leave_what_was_there(
 
 async def _gone(sessions: Sessions, session_id: str, seconds: float) -> None:
     with anyio.fail_after(seconds):
-        while session_id in sessions.live:  # noqa: ASYNC110 - the sweeper runs on its own clock
+        while session_id in {s.id for s in sessions.listed()}:  # noqa: ASYNC110 - the sweeper runs on its own clock
             await anyio.sleep(0.1)
 
 
@@ -131,7 +131,7 @@ async def test_idle_sessions_end_busy_ones_stay_and_none_outlives_its_lifetime(
         await _call(sessions, version, idle, {})
         await _call(sessions, version, busy, {"background": 4})
         await _gone(sessions, idle, 10)
-        assert busy in sessions.live  # HealthyBusy: kept past its idle time
+        assert busy in {s.id for s in sessions.listed()}  # HealthyBusy: kept past its idle time
         listed = {s.id: s for s in sessions.listed()}
         assert (
             listed[busy].version == version.tag
@@ -158,3 +158,14 @@ async def test_a_new_session_takes_an_app_started_ahead(
         ahead = sessions.pool[version.tag][0]
         second = await sessions.session(version, "2" * 40)
         assert second is ahead and (await _call(sessions, version, "2" * 40, {}))["session"] == "2" * 40
+
+
+async def test_owners_sessions_never_meet(deployed: tuple[Deployments, Version], sessions: Sessions) -> None:
+    _, version = deployed
+    same = "t" * 40
+    mine = await sessions.session(version, same, owner="alpha")
+    theirs = await sessions.session(version, same, owner="beta")
+    assert mine is not theirs and mine.box.home != theirs.box.home
+    assert [s.id for s in sessions.listed("alpha")] == [same] and not sessions.listed("gamma")
+    assert not await sessions.stop(same, "gamma") and await sessions.stop(same, "alpha")
+    assert [s.id for s in sessions.listed("beta")] == [same]
