@@ -15,7 +15,7 @@ import contextlib
 import hmac
 import ipaddress
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -33,6 +33,7 @@ from gateway.agentcore import Backend, agentcore_routes
 from gateway.auth import METADATA_PREFIX
 from gateway.mcp import McpFront
 from gateway.mcp.forms import PRINCIPAL_KEY
+from gateway.runtimes import Runtimes, runtime_routes
 from gateway.services import Edge, OnReady, Services, open_services
 from gateway.serving import forwarded_client
 from gateway.settings import Settings
@@ -189,6 +190,24 @@ def create_app(
             published.append(jwks(push_key(settings.data_dir)))
         return JSONResponse(published[0], headers={"Cache-Control": "max-age=300"})
 
+    async def runtime_caller(tenant: str, request: Request) -> object:
+        """A hosted agent's caller, authenticated as the tenant's default gateway authenticates."""
+        services = current()
+        live = services.system.hub.get(tenant, "default")
+        if live is None:
+            problem = (
+                f"tenant {tenant!r} has no gateway `default`: its callers are authenticated as that one's"
+            )
+            return JSONResponse({"error": problem}, 404)
+        try:
+            return await services.auth.principal(tenant, "default", live.spec.auth, request.scope)
+        except Refused as exc:
+            return JSONResponse(
+                {"error": exc.description},
+                exc.status,
+                headers={"WWW-Authenticate": f'Bearer error="{exc.error}"'},
+            )
+
     routes: list[BaseRoute] = [
         Route("/healthz", endpoint=health, methods=["GET"]),
         Route(JWKS_PATH, endpoint=push_keys, methods=["GET"]),
@@ -210,9 +229,20 @@ def create_app(
             max_body=settings.max_request_bytes,
         ),
         *ui_routes(lambda: current().system, lambda: current().traces),
+        *runtime_routes(_runtimes(current), runtime_caller, settings.max_request_bytes),
     ]
     edge = _Edge(Starlette(routes=routes, lifespan=lifespan), own_socket)
     return edge
+
+
+def _runtimes(current: Callable[[], Services]) -> Callable[[], Runtimes]:
+    def found() -> Runtimes:
+        runtimes = current().system.runtimes
+        if runtimes is None:
+            raise RuntimeError("the gateway has not started: its lifespan opens the hosted agents")
+        return runtimes
+
+    return found
 
 
 def _loopback(request: Request) -> bool:

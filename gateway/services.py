@@ -29,6 +29,7 @@ from gateway.hub import Hub
 from gateway.interpreters import CodeInterpreters
 from gateway.mcp import McpFront, SessionLimits
 from gateway.pins import store_pins
+from gateway.runtimes import Runtimes
 from gateway.serving import Forwarder, session_owner
 from gateway.settings import Settings
 from gateway.stages import AuditLog, Counters, RequestRate, result_store, shared_counters
@@ -115,8 +116,10 @@ async def open_services(
             telemetry.start()
             try:
                 interpreters = CodeInterpreters(settings, urlsplit(edge.base_url).port)
+                runtimes = Runtimes(settings)
                 async with (
                     interpreters.open(),
+                    runtimes.open(),
                     Hub(
                         interpreters=interpreters,
                         pins=store_pins(store),
@@ -132,6 +135,7 @@ async def open_services(
                     system = Switchboard(settings, store, hub)
                     system.vault, system.broker = vault, broker
                     system.interpreters = interpreters
+                    system.runtimes = runtimes
                     interpreters.shared = hub.shared
                     auth = system.authenticator = Authenticator(
                         store,

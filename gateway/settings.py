@@ -107,6 +107,17 @@ class Settings(BaseSettings):
     sandbox_egress_deny: list[str] = Field(
         default_factory=list, description="Network mode PUBLIC: hosts sandboxes may never reach (deny wins)."
     )
+    runtime_idle_seconds: float = Field(
+        900, gt=0, description="A hosted agent's session unused this long (and not HealthyBusy) is ended."
+    )
+    runtime_max_seconds: float = Field(
+        8 * 3600, gt=0, description="A hosted agent's session ends this long after it started, busy or not."
+    )
+    runtime_warm: int = Field(
+        0, ge=0, le=64, description="Apps started ahead per hosted agent version in use."
+    )
+    runtime_memory_mb: int = Field(1024, ge=64, description="Memory of one hosted agent session's sandbox.")
+    runtime_disk_mb: int = Field(1024, ge=1, description="Size of one hosted agent session's work directory.")
     code_interpreter_backend: Literal["bwrap", "gvisor", "microvm"] = Field(
         "bwrap",
         description="The isolation of code interpreter sessions: bwrap (bubblewrap), gvisor (runsc) or "

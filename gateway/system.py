@@ -20,6 +20,7 @@ from gateway.core.errors import ConfigError
 from gateway.hub import Hub
 from gateway.interpreters import CodeInterpreters
 from gateway.pins import pinned_of
+from gateway.runtimes import Runtimes
 from gateway.settings import Settings
 from gateway.store import Store
 from gateway.telemetry import tag_tenant
@@ -87,6 +88,7 @@ class Switchboard:
         self.broker: Broker | None = None
         self.aws_keys: AccessKeys | None = None
         self.interpreters: CodeInterpreters | None = None
+        self.runtimes: Runtimes | None = None  # the hosted agents (set by the services)
 
     async def load_specs(self, tenant: str) -> list[GatewaySpec]:
         return [

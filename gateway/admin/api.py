@@ -26,6 +26,7 @@ from gateway.admin._keys import (
     revoke_key,
 )
 from gateway.admin._openapi import Operation, describe
+from gateway.admin._runtimes import kill_runtime_session, list_runtime_sessions
 from gateway.admin._sandboxes import list_sessions, stop_session
 from gateway.auth import qualified
 from gateway.config import GatewaySpec, Target, TargetBase, to_store, validate
@@ -423,6 +424,19 @@ OPERATIONS: list[Operation] = [
         stop_session,
         "Stop a code interpreter session (its sandbox and files are removed)",
         answers={200: "Stopped; the session as it ended"},
+    ),
+    Operation(
+        "/admin/v1/runtime-sessions",
+        "GET",
+        list_runtime_sessions,
+        "The tenant's hosted agent sessions in this process, with their age, last use, CPU and memory",
+    ),
+    Operation(
+        "/admin/v1/runtime-sessions/{session_id}",
+        "DELETE",
+        kill_runtime_session,
+        "Kill a hosted agent session at once (its sandbox, its processes and files)",
+        answers={204: "Killed"},
     ),
     Operation("/admin/v1/approvals", "GET", list_approvals, "Held and decided approvals (?status=pending)"),
     Operation(

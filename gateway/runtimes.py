@@ -1,0 +1,132 @@
+"""The process's hosted agents (``runtime/``, ADR 0039): each tenant's versions under
+``{data_dir}/runtimes/{tenant}`` (``switchboard runtime deploy`` writes them), sessions in
+bubblewrap sandboxes owned by their tenant, ended when idle or old, a warm pool per version.
+
+Invocations come over plain HTTP, for clients without SigV4:
+
+    POST /runtimes/{runtime}/invocations                    the default tenant's
+    POST /tenants/{tenant}/runtimes/{runtime}/invocations
+
+authenticated as the tenant's ``default`` gateway authenticates its callers; the session is the
+``X-Amzn-Bedrock-AgentCore-Runtime-Session-Id`` header's (a new one without it, said in the
+answer's header); ``?version=N`` picks a version (the latest by default). The app's answer, JSON
+or a stream of server-sent events, is relayed as it comes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from gateway.interpreters import sandbox_root
+from gateway.settings import Settings
+from runtime import SESSION_HEADER, DeployError, Deployments, Lifecycle, SessionError, Sessions
+from sandbox import BwrapBackend, Options, available
+
+MIB = 1024 * 1024
+# What a caller may pass on to the app (AgentCore's allowlist: its custom headers, a bearer token).
+PASSED = ("authorization", "x-amzn-bedrock-agentcore-runtime-custom-")
+
+
+class Runtimes:
+    """Every tenant's hosted agents in this process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.root = (settings.data_dir / "runtimes").resolve()
+        self.sessions: Sessions | None = None
+        self.problem: str | None = None
+
+    def deployments(self, tenant: str) -> Deployments:
+        return Deployments(self.root / tenant)
+
+    @contextlib.asynccontextmanager
+    async def open(self) -> AsyncIterator[Runtimes]:
+        self.problem = available()
+        if self.problem is not None:  # (sessions are refused, saying why; the rest serves)
+            yield self
+            return
+        settings = self.settings
+        options = Options(
+            memory_bytes=settings.runtime_memory_mb * MIB, disk_bytes=settings.runtime_disk_mb * MIB
+        )
+        lifecycle = Lifecycle(
+            settings.runtime_idle_seconds, settings.runtime_max_seconds, settings.runtime_warm
+        )
+        backend = BwrapBackend(sandbox_root(settings) / "runtime")
+        async with Sessions(backend, options, lifecycle).running() as sessions:
+            self.sessions = sessions
+            try:
+                yield self
+            finally:
+                self.sessions = None
+
+
+Authenticate = Callable[[str, Request], Awaitable[Any]]  # the caller's principal, or a refusal Response
+
+
+def runtime_routes(
+    runtimes: Callable[[], Runtimes], authenticate: Authenticate, max_bytes: int
+) -> list[BaseRoute]:
+    """The invocation routes; ``authenticate(tenant, request)`` answers the caller's principal, or
+    a Response that refuses them."""
+
+    async def invoke(request: Request) -> Response:
+        tenant = request.path_params.get("tenant", "default")
+        name = request.path_params["runtime"]
+        refused = await authenticate(tenant, request)
+        if isinstance(refused, Response):
+            return refused
+        hosted = runtimes()
+        if hosted.sessions is None:
+            return _error(503, f"hosted agents cannot run here: {hosted.problem}")
+        body = await request.body()
+        if len(body) > max_bytes:
+            return _error(
+                413, f"the payload is larger than {max_bytes} bytes (SWITCHBOARD_MAX_REQUEST_BYTES)"
+            )
+        wanted = request.query_params.get("version")
+        if wanted is not None and not wanted.isdigit():
+            return _error(400, f"version must be a number, not {wanted!r}")
+        try:
+            version = hosted.deployments(tenant).version(name, int(wanted) if wanted else None)
+            session = await hosted.sessions.session(
+                version, request.headers.get(SESSION_HEADER), owner=tenant
+            )
+        except DeployError as exc:
+            return _error(404, str(exc))
+        except SessionError as exc:
+            return _error(400 if "characters" in str(exc) else 502, str(exc))
+        passed = {k: v for k, v in request.headers.items() if k.lower().startswith(PASSED)}
+        content_type = request.headers.get("content-type", "application/json")
+        streams = contextlib.AsyncExitStack()
+        try:
+            answer = await streams.enter_async_context(
+                session.invoke(body, passed, content_type=content_type)
+            )
+        except SessionError as exc:
+            await streams.aclose()
+            return _error(502, str(exc))
+        headers = {SESSION_HEADER: session.id}
+        kept = {k: v for k, v in answer.headers.items() if k.lower() in ("content-type", "cache-control")}
+        return StreamingResponse(
+            answer.aiter_raw(),
+            status_code=answer.status_code,
+            headers={**kept, **headers},
+            background=BackgroundTask(streams.aclose),
+        )
+
+    return [
+        Route("/runtimes/{runtime}/invocations", invoke, methods=["POST"]),
+        Route("/tenants/{tenant}/runtimes/{runtime}/invocations", invoke, methods=["POST"]),
+    ]
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status)

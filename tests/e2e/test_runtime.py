@@ -1,0 +1,105 @@
+"""Hosted agents through a real `switchboard serve` (ADR 0039): `switchboard runtime deploy`
+makes a version of an agent written with the bedrock-agentcore SDK; callers of the tenant's
+default gateway invoke it over HTTP, each session id its own sandbox with its state; streamed
+answers come as they are made; bad input gets a clear error."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from sandbox import available
+from tests.e2e.harness import ROOT, Served, serve
+from tests.support.tools import need
+
+pytestmark = pytest.mark.anyio
+
+AGENT = ROOT / "tests" / "fixtures" / "runtime_agent"
+SESSION = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
+
+
+def _cli(*args: str, data: Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "gateway.cli", *args, "--data-dir", str(data)]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, str]]:
+    need(available() is None, f"bubblewrap sandboxes: {available()}")
+    root = tmp_path_factory.mktemp("runtime")
+    deployed = _cli("runtime", "deploy", str(AGENT), "--name", "echo", data=root / "data")
+    assert deployed.returncode == 0, deployed.stderr
+    assert "deployed echo:1" in deployed.stdout
+    refused = _cli("runtime", "deploy", str(root / "nowhere"), "--name", "echo", data=root / "data")
+    assert (
+        refused.returncode != 0 and "not a directory" in refused.stderr and "Traceback" not in refused.stderr
+    )
+    assert "echo:1  main.py" in _cli("runtime", "list", data=root / "data").stdout
+    (root / "switchboard.yaml").write_text("gateways:\n  - name: default\n    auth: {kind: api_key}\n")
+    with serve(root / "data", root / "switchboard.yaml") as s:
+        key = httpx2.post(
+            f"{s.base}/admin/v1/gateways/default/keys", json={"subject": "ada"}, headers=s.admin_headers
+        )
+        yield s, key.json()["key"]
+
+
+async def test_an_agent_answers_each_session_from_its_own_sandbox(served: tuple[Served, str]) -> None:
+    s, key = served
+    url = f"{s.base}/runtimes/echo/invocations"
+    headers = {"Authorization": f"Bearer {key}", SESSION: "a" * 40}
+    async with httpx2.AsyncClient(timeout=120) as http:
+        first = await http.post(url, json={"write": "kept"}, headers=headers)
+        assert first.status_code == 200, first.text
+        assert first.json()["session"] == "a" * 40 and first.headers[SESSION] == "a" * 40
+        again = (await http.post(url, json={}, headers=headers)).json()
+        assert again["calls"] == 2 and "note.txt" in again["files"]
+        other = (await http.post(url, json={}, headers={**headers, SESSION: "b" * 40})).json()
+        assert other["calls"] == 1 and "note.txt" not in other["files"]
+        fresh = await http.post(url, json={}, headers={"Authorization": f"Bearer {key}"})
+        assert len(fresh.headers[SESSION]) >= 33  # a new session, its id said
+        async with http.stream("POST", url, json={"stream": True}, headers=headers) as streamed:
+            assert streamed.headers["content-type"].startswith("text/event-stream")
+            events = [
+                json.loads(line[5:]) async for line in streamed.aiter_lines() if line.startswith("data:")
+            ]
+        assert events == [{"chunk": 0}, {"chunk": 1}, {"chunk": 2}]
+
+
+async def test_bad_calls_get_clear_errors(served: tuple[Served, str]) -> None:
+    s, key = served
+    auth = {"Authorization": f"Bearer {key}"}
+    async with httpx2.AsyncClient(timeout=60) as http:
+        assert (await http.post(f"{s.base}/runtimes/echo/invocations", json={})).status_code == 401
+        unknown = await http.post(f"{s.base}/runtimes/nope/invocations", json={}, headers=auth)
+        assert unknown.status_code == 404 and "no runtime 'nope'" in unknown.json()["error"]
+        version = await http.post(f"{s.base}/runtimes/echo/invocations?version=7", json={}, headers=auth)
+        assert version.status_code == 404 and "has no version 7" in version.json()["error"]
+        short = await http.post(
+            f"{s.base}/runtimes/echo/invocations", json={}, headers={**auth, SESSION: "x"}
+        )
+        assert short.status_code == 400 and "33 to 256 characters" in short.json()["error"]
+        tenant = await http.post(f"{s.base}/tenants/nobody/runtimes/echo/invocations", json={}, headers=auth)
+        assert tenant.status_code == 404
+
+
+async def test_the_admin_lists_and_kills_live_sessions(served: tuple[Served, str]) -> None:
+    s, key = served
+    url = f"{s.base}/runtimes/echo/invocations"
+    headers = {"Authorization": f"Bearer {key}", SESSION: "k" * 40}
+    async with httpx2.AsyncClient(timeout=120, base_url=s.base) as http:
+        assert (await http.post(url, json={}, headers=headers)).status_code == 200
+        listed = (await http.get("/admin/v1/runtime-sessions", headers=s.admin_headers)).json()["sessions"]
+        mine = next(x for x in listed if x["id"] == "k" * 40)
+        assert mine["runtime_version"] == "echo:1" and mine["memory_bytes"] > 0 and mine["age_seconds"] >= 0
+        killed = await http.delete(f"/admin/v1/runtime-sessions/{'k' * 40}", headers=s.admin_headers)
+        assert killed.status_code == 204
+        gone = await http.delete(f"/admin/v1/runtime-sessions/{'k' * 40}", headers=s.admin_headers)
+        assert gone.status_code == 404
+        after = (await http.post(url, json={}, headers=headers)).json()
+        assert after["calls"] == 1  # a new sandbox: the killed one kept nothing
