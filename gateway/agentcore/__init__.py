@@ -40,7 +40,7 @@ def agentcore_routes(backend: Callable[[], Backend], *, max_body: int) -> list[B
 
     def plane(service: str, prefix: str, control: bool) -> Callable[[], ASGIApp]:
         def make() -> Any:
-            from gateway.agentcore import _code, _gateways, _identity, _limits, _oauth, _policy
+            from gateway.agentcore import _code, _gateways, _identity, _limits, _oauth, _policy, _runtime
             from gateway.agentcore._front import Plane
             from gateway.agentcore._wire import Service
 
@@ -54,7 +54,7 @@ def agentcore_routes(backend: Callable[[], Backend], *, max_body: int) -> list[B
                     **_code.CONTROL,
                 }
                 if control
-                else {**_identity.DATA, **_oauth.DATA, **_code.DATA}
+                else {**_identity.DATA, **_oauth.DATA, **_code.DATA, **_runtime.DATA}
             )
             kind = "control" if control else "data"
             return Plane(

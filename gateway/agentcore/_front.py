@@ -77,7 +77,17 @@ class Plane:
                 "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers],
             }
         )
-        await send({"type": "http.response.body", "body": body})
+        if isinstance(body, bytes):
+            await send({"type": "http.response.body", "body": body})
+            return
+        try:  # a streaming answer: each piece as it comes
+            async for chunk in body:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            closing = getattr(body, "aclose", None)
+            if closing is not None:
+                await closing()
 
     async def _read(self, receive: Receive) -> bytes:
         body = bytearray()

@@ -14,7 +14,7 @@ import json
 import re
 import struct
 from binascii import crc32
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -55,7 +55,7 @@ __all__ = [
 ]
 
 Headers = Mapping[str, str] | Iterable[tuple[str, str]]
-Response = tuple[int, list[tuple[str, str]], bytes]
+Response = tuple[int, list[tuple[str, str]], bytes | AsyncIterable[bytes]]  # (a streaming blob: relayed)
 EVENTSTREAM_CONTENT_TYPE = "application/vnd.amazon.eventstream"
 
 
@@ -338,6 +338,9 @@ def serialize_output(operation: OperationModel, output: Mapping[str, Any] | None
             return status, headers, body
         if member.type_name in ("blob", "string"):
             default_type = "application/octet-stream" if member.type_name == "blob" else "text/plain"
+            if member.serialization.get("streaming") and isinstance(value, AsyncIterable):
+                headers.append(("Content-Type", content_type or default_type))
+                return status, headers, value  # (sent as it comes)
             if value is not None:
                 body = value.encode("utf-8") if isinstance(value, str) else bytes(value)
         elif value is not None:

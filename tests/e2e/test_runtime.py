@@ -10,9 +10,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import anyio
+import boto3
 import httpx2
 import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from sandbox import available
 from tests.e2e.harness import ROOT, Served, serve
@@ -103,3 +108,51 @@ async def test_the_admin_lists_and_kills_live_sessions(served: tuple[Served, str
         assert gone.status_code == 404
         after = (await http.post(url, json={}, headers=headers)).json()
         assert after["calls"] == 1  # a new sandbox: the killed one kept nothing
+
+
+def _data_client(s: Served) -> Any:
+    made = httpx2.post(f"{s.base}/admin/v1/aws-keys", json={"subject": "ci"}, headers=s.admin_headers)
+    assert made.status_code == 201, made.text
+    body = made.json()
+    session = boto3.Session(
+        region_name="us-east-1",
+        aws_access_key_id=body["access_key_id"],
+        aws_secret_access_key=body["secret_access_key"],
+    )
+    config = Config(retries={"max_attempts": 1}, read_timeout=120)
+    return session.client("bedrock-agentcore", endpoint_url=f"{s.base}/aws/agentcore", config=config)
+
+
+async def test_boto3_invokes_the_agent_and_streams_its_answer_unchanged(served: tuple[Served, str]) -> None:
+    s, _ = served
+    data = _data_client(s)
+    arn = "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/echo"
+
+    def invoke(payload: dict[str, object], session_id: str) -> Any:
+        return data.invoke_agent_runtime(
+            agentRuntimeArn=arn, runtimeSessionId=session_id, payload=json.dumps(payload)
+        )
+
+    session_id = "boto3-session-" + "z" * 30
+    first = await anyio.to_thread.run_sync(lambda: invoke({"hello": "aws"}, session_id))
+    assert first["runtimeSessionId"] == session_id and first["contentType"] == "application/json"
+    answered = json.loads(first["response"].read())
+    assert (
+        answered["echo"] == {"hello": "aws"} and answered["session"] == session_id and answered["calls"] == 1
+    )
+    streamed = await anyio.to_thread.run_sync(lambda: invoke({"stream": True}, session_id))
+    assert streamed["contentType"].startswith("text/event-stream")
+    lines = await anyio.to_thread.run_sync(
+        lambda: [line for line in streamed["response"].iter_lines() if line]
+    )
+    assert [json.loads(line[5:]) for line in lines] == [{"chunk": 0}, {"chunk": 1}, {"chunk": 2}]
+    stopped = await anyio.to_thread.run_sync(
+        lambda: data.stop_runtime_session(agentRuntimeArn=arn, runtimeSessionId=session_id)
+    )
+    assert stopped["runtimeSessionId"] == session_id
+    again = json.loads((await anyio.to_thread.run_sync(lambda: invoke({}, session_id)))["response"].read())
+    assert again["calls"] == 1  # stopped: a new sandbox
+    with pytest.raises(ClientError) as unknown:
+        nope = "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/nope"
+        await anyio.to_thread.run_sync(lambda: data.invoke_agent_runtime(agentRuntimeArn=nope, payload=b"{}"))
+    assert unknown.value.response["Error"]["Code"] == "ResourceNotFoundException"
