@@ -56,7 +56,9 @@ class Deployments:
         self.lock = anyio.Lock()
 
     def versions(self, runtime: str) -> list[Version]:
-        """The runtime's versions, oldest first (none: an empty list)."""
+        """The runtime's versions, oldest first (none, or not a runtime's name: an empty list)."""
+        if not NAME.match(runtime):
+            return []  # (never a path: "../other-tenant/x" names nothing)
         found = []
         for manifest in sorted(
             (self.root / runtime).glob("v*/version.json"), key=lambda p: int(p.parent.name[1:])

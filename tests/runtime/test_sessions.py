@@ -110,6 +110,9 @@ async def test_bad_session_ids_and_deploys_are_refused_and_leave_what_was_there(
     with pytest.raises(DeployError, match="runtime name"):
         await deployments.deploy("../echo", AGENT)
     assert [v.number for v in deployments.versions("echo")] == [version.number]  # still only the good one
+    for elsewhere in ("../runtimes0/echo", "..", "echo/../echo"):  # a name is never a path
+        with pytest.raises(DeployError, match="no runtime"):
+            deployments.version(elsewhere)
     assert deployments.version("echo") == version
     with pytest.raises(DeployError, match="has no version 7"):
         deployments.version("echo", 7)
