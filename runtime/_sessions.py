@@ -10,8 +10,10 @@ sandbox, with its files and its app's memory, until it is stopped or ends.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import socket as _socket
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -26,8 +28,8 @@ from runtime._deploy import Version
 from sandbox import FORWARD, FORWARD_INSIDE, BwrapBackend, BwrapSandbox, Options, SandboxError
 
 APP_PORT = 8080
-SOCKET_INSIDE = "/work/.runtime/app.sock"
-START_SECONDS = 60.0  # the app's first healthy ping, after its imports
+START_SECONDS = 60.0
+LOG_BYTES = 1024 * 1024  # the app's first healthy ping, after its imports
 SESSION_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
 REQUEST_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Request-Id"
 MIN_SESSION_ID = 33  # AgentCore's runtimeSessionId: 33 to 256 characters
@@ -225,14 +227,28 @@ class Sessions:
         box = await self.backend.start(options)
         work = -1
         try:
-            argv = ["python3", "-I", FORWARD_INSIDE, "--inbound", SOCKET_INSIDE, str(APP_PORT), "--"]
-            argv += ["/opt/venv/bin/python", f"/app/{version.entry}"]
-            start = 'mkdir -p /work/.runtime && cd /app && exec "$@" >>/work/.runtime/app.log 2>&1'
-            app = await box.spawn(["/bin/sh", "-c", start, "sh", *argv])
-            # A UNIX socket's path has 108 bytes at most, and a sandbox's may be longer: the socket
-            # is reached through a descriptor of its work directory, held for the session's life.
-            work = os.open(Path(box.home) / "work", os.O_PATH | os.O_DIRECTORY)
-            socket = Path(f"/proc/self/fd/{work}/.runtime/app.sock")
+            # The host listens, in the sandbox's home (its own: only home/work and home/tmp are
+            # bound inside), and hands the listening socket down; nothing in the sandbox can
+            # redirect where the host connects. A UNIX socket's path has 108 bytes at most and a
+            # home's may be longer: the socket is named through a descriptor of the home, held for
+            # the session's life.
+            work = os.open(Path(box.home), os.O_PATH | os.O_DIRECTORY)
+            socket = Path(f"/proc/self/fd/{work}/app.sock")
+            with contextlib.closing(_socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)) as listener:
+                listener.bind(str(socket))
+                listener.listen(64)
+                argv = [
+                    "python3",
+                    "-I",
+                    FORWARD_INSIDE,
+                    "--inbound",
+                    str(listener.fileno()),
+                    str(APP_PORT),
+                    "--",
+                ]
+                argv += ["/opt/venv/bin/python", f"/app/{version.entry}"]
+                start = 'mkdir -p /work/.runtime && cd /app && exec "$@" >>/work/.runtime/app.log 2>&1'
+                app = await box.spawn(["/bin/sh", "-c", start, "sh", *argv], pass_fds=(listener.fileno(),))
             transport = httpx.AsyncHTTPTransport(uds=str(socket))
             http = httpx.AsyncClient(
                 transport=transport, base_url="http://127.0.0.1:8080", timeout=httpx.Timeout(None, connect=10)
@@ -281,13 +297,13 @@ async def _healthy(session: Session, socket: Path) -> None:
             except (httpx.HTTPError, ValueError):
                 pass
             await anyio.sleep(0.02)
-        log = socket.with_name("app.log")
-        said = log.read_bytes()[-800:].decode(errors="replace").strip() if log.exists() else ""
+        said = await _log(session)
         raise SessionError(
             f"the app of {session.version.tag} ended as it started (status {session.app.returncode}): {said}"
         )
+    said = await _log(session)
     raise SessionError(
-        f"the app of {session.version.tag} did not answer /ping within {START_SECONDS:.0f} s: {_log(socket)}"
+        f"the app of {session.version.tag} did not answer /ping within {START_SECONDS:.0f} s: {said}"
     )
 
 
@@ -304,9 +320,11 @@ async def _busy(session: Session) -> bool:
         return False
 
 
-def _log(socket: Path) -> str:
-    """The end of what the app printed (its log in the sandbox's work directory)."""
-    log = socket.with_name("app.log")
-    return (
-        log.read_bytes()[-800:].decode(errors="replace").strip() if log.exists() else "(it printed nothing)"
-    )
+async def _log(session: Session) -> str:
+    """The end of what the app printed: its log in the sandbox's work directory, read as any file
+    of the sandbox's is (never through a link it may have put there)."""
+    try:
+        said = await session.box.read(".runtime/app.log", limit=LOG_BYTES)
+    except (SandboxError, OSError):
+        return "(its log could not be read)"
+    return said[-800:].decode(errors="replace").strip() or "(it printed nothing)"

@@ -244,8 +244,12 @@ class BwrapSandbox(WorkFiles):
                 with anyio.CancelScope(shield=True):
                     await groups.remove()
 
-    async def spawn(self, argv: Sequence[str]) -> Process:
-        return await anyio.open_process(self.command_line(argv), start_new_session=True, env=HOST_ENVIRONMENT)
+    async def spawn(self, argv: Sequence[str], *, pass_fds: Sequence[int] = ()) -> Process:
+        """As the contract says; ``pass_fds``: the host's descriptors the process inherits, by
+        number (a listening socket the host made, say: the sandbox cannot redirect it)."""
+        return await anyio.open_process(
+            self.command_line(argv), start_new_session=True, env=HOST_ENVIRONMENT, pass_fds=pass_fds
+        )
 
     def usage(self) -> Usage:
         return self.groups.usage() if self.groups is not None else Usage(0.0, 0, 0, 0)

@@ -2,7 +2,7 @@
 sandbox's own Python, standard library only, bound read-only at ``/opt/switchboard/forward.py``::
 
     python3 -I /opt/switchboard/forward.py PORT SOCKET [-- COMMAND...]
-    python3 -I /opt/switchboard/forward.py --inbound SOCKET PORT [-- COMMAND...]
+    python3 -I /opt/switchboard/forward.py --inbound FD PORT [-- COMMAND...]
 
 It listens on 127.0.0.1:PORT in the sandbox's own network namespace and pipes each connection to
 the egress proxy's UNIX socket SOCKET (bound into the sandbox), so ``HTTP_PROXY`` and
@@ -10,9 +10,10 @@ the egress proxy's UNIX socket SOCKET (bound into the sandbox), so ``HTTP_PROXY`
 variables set and exits with its status; without one it serves until killed. The agent can start
 the same in a thread (``start``).
 
-``--inbound`` is the other way (a hosted agent, ADR 0039): it listens on the UNIX socket SOCKET
-(in the sandbox's work directory, which the host reaches) and pipes each connection to the app
-listening on 127.0.0.1:PORT inside, so the host talks to the app with no network between them.
+``--inbound`` is the other way (a hosted agent, ADR 0039): it accepts on the listening UNIX
+socket the host made and handed down as descriptor FD (in a folder of the host's, which nothing
+in the sandbox can reach or redirect) and pipes each connection to the app listening on
+127.0.0.1:PORT inside, so the host talks to the app with no network between them.
 
 It decides nothing: every check is the proxy's, on the host; whatever runs in the sandbox can
 rewrite this file, and gains nothing by it. Two threads per connection, one per direction (a slow
@@ -39,7 +40,7 @@ UNREACHABLE = (
     b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nConnection: close\r\n"
     b"Content-Length: " + str(len(_BODY)).encode() + b"\r\n\r\n" + _BODY
 )
-USAGE = "usage: forward.py PORT SOCKET [-- COMMAND...] | forward.py --inbound SOCKET PORT [-- COMMAND...]"
+USAGE = "usage: forward.py PORT SOCKET [-- COMMAND...] | forward.py --inbound FD PORT [-- COMMAND...]"
 _NOT_YET = b"the app in the sandbox is not listening\n"
 APP_DOWN = (
     b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nConnection: close\r\n"
@@ -167,15 +168,10 @@ def start(port: int, path: str) -> int:
     return int(listener.getsockname()[1])
 
 
-def inbound(path: str, port: int) -> None:
-    """Listen on the UNIX socket ``path`` and serve in a daemon thread, piping each connection to
+def inbound(fd: int, port: int) -> None:
+    """Accept on the listening socket ``fd`` in a daemon thread, piping each connection to
     127.0.0.1:``port``."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    listener.listen(64)
+    listener = socket.socket(fileno=fd)
     threading.Thread(target=_serve, args=(listener, lambda: _to_port(port), APP_DOWN), daemon=True).start()
 
 
@@ -183,13 +179,14 @@ def main(argv: list[str]) -> int:
     args, command = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
     environment = dict(os.environ)
     if args[:1] == ["--inbound"]:
-        if len(args) != 3 or not args[2].isdigit() or int(args[2]) > 65535 or ("--" in argv and not command):
+        shaped = len(args) == 3 and args[1].isdigit() and args[2].isdigit() and int(args[2]) <= 65535
+        if not shaped or ("--" in argv and not command):
             print(USAGE, file=sys.stderr)
             return 2
         try:
-            inbound(args[1], int(args[2]))
+            inbound(int(args[1]), int(args[2]))
         except OSError as exc:
-            print(f"forward: cannot listen on {args[1]}: {exc.strerror}", file=sys.stderr)
+            print(f"forward: descriptor {args[1]} is not a listening socket: {exc.strerror}", file=sys.stderr)
             return 1
         return _run(command, environment)
     if len(args) != 2 or not args[0].isdigit() or int(args[0]) > 65535 or ("--" in argv and not command):
