@@ -91,6 +91,8 @@ bench: $(STAMP) $(TOOLS)/.stamp $(WRK)
 	$(BIN)/python bench/tracing.py
 	$(BIN)/python bench/fast_path.py
 	$(BIN)/python bench/sandbox.py
+	$(BIN)/python bench/a2a.py
+	$(BIN)/python bench/runtime.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS)
