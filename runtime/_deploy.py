@@ -22,7 +22,7 @@ from pathlib import Path
 import anyio
 
 PYTHON = "/usr/bin/python3"  # the sandboxes' Python (the gateway's own may be one they cannot see)
-NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,47}$")
+NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")  # (AgentCore's agentRuntimeName)
 PIP_SECONDS = 900.0
 IGNORED = shutil.ignore_patterns(".git", "__pycache__", "*.pyc", ".venv", "venv", ".agentcore.json")
 
@@ -85,6 +85,20 @@ class Deployments:
         known = ", ".join(str(v.number) for v in versions)
         raise DeployError(f"runtime {runtime!r} has no version {number} (it has {known})")
 
+    def runtimes(self) -> list[str]:
+        """The names of the runtimes deployed here."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if NAME.match(p.name) and self.versions(p.name))
+
+    async def delete(self, runtime: str) -> bool:
+        """Remove a runtime and every version of it (its sessions are the caller's to end first)."""
+        if not self.versions(runtime):
+            return False
+        async with self.lock:
+            await anyio.to_thread.run_sync(lambda: _remove(self.root / runtime))
+        return True
+
     async def deploy(self, runtime: str, directory: Path, entry: str = "main.py") -> Version:
         """A new version of ``runtime`` from ``directory``.
 
@@ -93,7 +107,7 @@ class Deployments:
         """
         if not NAME.match(runtime):
             raise DeployError(
-                f"runtime name {runtime!r}: use a letter, then letters, digits, '-' or '_' (48 at most)"
+                f"runtime name {runtime!r}: use a letter, then letters, digits or '_' (48 at most)"
             )
         _check(directory, entry, self.root)
         async with self.lock:

@@ -52,6 +52,7 @@ def agentcore_routes(backend: Callable[[], Backend], *, max_body: int) -> list[B
                     **_oauth.CONTROL,
                     **_policy.CONTROL,
                     **_code.CONTROL,
+                    **_runtime.CONTROL,
                 }
                 if control
                 else {**_identity.DATA, **_oauth.DATA, **_code.DATA, **_runtime.DATA}

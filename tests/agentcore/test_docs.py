@@ -25,5 +25,5 @@ def test_the_table_of_operations_matches_the_handlers() -> None:
     assert sorted(listed) == sorted(every)
     served = {name for name, plan in rows if plan.strip() == "served"}
     handlers = {*_gateways.HANDLERS, *_limits.HANDLERS, *_identity.CONTROL, *_identity.DATA}
-    handlers |= {*_runtime.DATA}
+    handlers |= {*_runtime.DATA, *_runtime.CONTROL}
     assert served == handlers | {*_oauth.CONTROL, *_oauth.DATA, *_policy.CONTROL, *_code.CONTROL, *_code.DATA}

@@ -45,6 +45,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, s
     assert (
         refused.returncode != 0 and "not a directory" in refused.stderr and "Traceback" not in refused.stderr
     )
+    assert _cli("runtime", "deploy", str(AGENT), "--name", "gone", data=root / "data").returncode == 0
     assert "echo:1  main.py" in _cli("runtime", "list", data=root / "data").stdout
     (root / "switchboard.yaml").write_text("gateways:\n  - name: default\n    auth: {kind: api_key}\n")
     with serve(root / "data", root / "switchboard.yaml") as s:
@@ -156,3 +157,63 @@ async def test_boto3_invokes_the_agent_and_streams_its_answer_unchanged(served: 
         nope = "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/nope"
         await anyio.to_thread.run_sync(lambda: data.invoke_agent_runtime(agentRuntimeArn=nope, payload=b"{}"))
     assert unknown.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+async def test_the_control_plane_lists_describes_and_deletes_deployed_runtimes(
+    served: tuple[Served, str],
+) -> None:
+    s, _ = served
+    control = _control_client(s)
+    listed = await anyio.to_thread.run_sync(control.list_agent_runtimes)
+    echo = next(r for r in listed["agentRuntimes"] if r["agentRuntimeName"] == "echo")
+    assert echo["agentRuntimeId"].startswith("echo-") and echo["status"] == "READY"
+    assert echo["agentRuntimeArn"].endswith(f":runtime/{echo['agentRuntimeId']}")
+    got = await anyio.to_thread.run_sync(
+        lambda: control.get_agent_runtime(agentRuntimeId=echo["agentRuntimeId"])
+    )
+    assert (
+        got["agentRuntimeVersion"] == "1"
+        and got["lifecycleConfiguration"]["idleRuntimeSessionTimeout"] == 900
+    )
+    versions = await anyio.to_thread.run_sync(
+        lambda: control.list_agent_runtime_versions(agentRuntimeId=echo["agentRuntimeId"])
+    )
+    assert [v["agentRuntimeVersion"] for v in versions["agentRuntimes"]] == ["1"]
+    data = _data_client(s)  # the ARN the control plane gave works for invocations
+    answer = await anyio.to_thread.run_sync(
+        lambda: data.invoke_agent_runtime(agentRuntimeArn=echo["agentRuntimeArn"], payload=b'{"via": "arn"}')
+    )
+    assert json.loads(answer["response"].read())["echo"] == {"via": "arn"}
+    with pytest.raises(ClientError) as missing:
+        await anyio.to_thread.run_sync(lambda: control.get_agent_runtime(agentRuntimeId="nope-0123456789"))
+    assert missing.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    gone = next(r for r in listed["agentRuntimes"] if r["agentRuntimeName"] == "gone")
+    await anyio.to_thread.run_sync(
+        lambda: data.invoke_agent_runtime(agentRuntimeArn=gone["agentRuntimeArn"], payload=b"{}")
+    )
+    deleted = await anyio.to_thread.run_sync(
+        lambda: control.delete_agent_runtime(agentRuntimeId=gone["agentRuntimeId"])
+    )
+    assert deleted["status"] == "DELETING" and deleted["agentRuntimeId"] == gone["agentRuntimeId"]
+    after = await anyio.to_thread.run_sync(control.list_agent_runtimes)
+    assert "gone" not in {r["agentRuntimeName"] for r in after["agentRuntimes"]}
+    with pytest.raises(ClientError) as removed:
+        await anyio.to_thread.run_sync(
+            lambda: data.invoke_agent_runtime(agentRuntimeArn=gone["agentRuntimeArn"], payload=b"{}")
+        )
+    assert removed.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def _control_client(s: Served) -> Any:
+    made = httpx2.post(f"{s.base}/admin/v1/aws-keys", json={"subject": "ci"}, headers=s.admin_headers)
+    body = made.json()
+    session = boto3.Session(
+        region_name="us-east-1",
+        aws_access_key_id=body["access_key_id"],
+        aws_secret_access_key=body["secret_access_key"],
+    )
+    return session.client(
+        "bedrock-agentcore-control",
+        endpoint_url=f"{s.base}/aws/agentcore-control",
+        config=Config(retries={"max_attempts": 1}),
+    )
