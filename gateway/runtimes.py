@@ -16,9 +16,13 @@ or a stream of server-sent events, is relayed as it comes.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+import hashlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -26,7 +30,19 @@ from starlette.routing import BaseRoute, Route
 
 from gateway.interpreters import sandbox_root
 from gateway.settings import Settings
-from runtime import SESSION_HEADER, DeployError, Deployments, Lifecycle, SessionError, Sessions
+from gateway.stages import AuditLog
+from gateway.store import CallRecord
+from gateway.telemetry import trace_headers
+from runtime import (
+    SESSION_HEADER,
+    DeployError,
+    Deployments,
+    Lifecycle,
+    Session,
+    SessionError,
+    Sessions,
+    Version,
+)
 from sandbox import BwrapBackend, Options, available
 
 MIB = 1024 * 1024
@@ -42,6 +58,56 @@ class Runtimes:
         self.root = (settings.data_dir / "runtimes").resolve()
         self.sessions: Sessions | None = None
         self.problem: str | None = None
+        self.audit: AuditLog | None = None  # (set with the services: every invocation recorded)
+
+    @contextlib.asynccontextmanager
+    async def invoke(
+        self,
+        caller: Caller,
+        version: Version,
+        session_id: str | None,
+        payload: bytes,
+        headers: Mapping[str, str],
+        content_type: str,
+    ) -> AsyncIterator[tuple[Session, httpx.Response]]:
+        """One invocation in ``session_id`` (a new session when None), its answer read as it comes;
+        recorded in the call audit (``runtime/{name}:{version}``) once its answer has been read, and
+        sent with the trace context of the span it runs under (the app's own spans join it).
+
+        Raises:
+            SessionError: the session could not start, or the app did not answer.
+        """
+        if self.sessions is None:
+            raise SessionError(f"hosted agents cannot run here: {self.problem}")
+        began = time.perf_counter()
+        outcome, error = "ok", None
+        try:
+            session = await self.sessions.session(version, session_id, owner=caller.tenant)
+            traced = {**headers, **trace_headers()}
+            async with session.invoke(payload, traced, content_type=content_type) as answer:
+                if answer.status_code >= 400:
+                    outcome, error = "tool_error", f"the app answered {answer.status_code}"
+                yield session, answer
+        except BaseException as exc:
+            outcome, error = "error", str(exc)[:500] or type(exc).__name__
+            raise
+        finally:
+            if self.audit is not None:
+                record = CallRecord(
+                    time.time(),
+                    caller.tenant,
+                    "runtime",
+                    caller.subject,
+                    caller.client,
+                    f"runtime/{version.tag}",
+                    "allow",
+                    hashlib.sha256(payload).hexdigest(),
+                    outcome,
+                    error,
+                    (time.perf_counter() - began) * 1000,
+                )
+                with contextlib.suppress(Exception):  # (the answer went out; a failed record is logged there)
+                    await self.audit.record(record)
 
     def deployments(self, tenant: str) -> Deployments:
         return Deployments(self.root / tenant)
@@ -66,6 +132,15 @@ class Runtimes:
                 yield self
             finally:
                 self.sessions = None
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who invokes: the tenant, and whom the audit names."""
+
+    tenant: str
+    subject: str
+    client: str | None = None
 
 
 Authenticate = Callable[[str, Request], Awaitable[Any]]  # the caller's principal, or a refusal Response
@@ -96,23 +171,23 @@ def runtime_routes(
             return _error(400, f"version must be a number, not {wanted!r}")
         try:
             version = hosted.deployments(tenant).version(name, int(wanted) if wanted else None)
-            session = await hosted.sessions.session(
-                version, request.headers.get(SESSION_HEADER), owner=tenant
-            )
         except DeployError as exc:
             return _error(404, str(exc))
-        except SessionError as exc:
-            return _error(400 if "characters" in str(exc) else 502, str(exc))
         passed = {k: v for k, v in request.headers.items() if k.lower().startswith(PASSED)}
         content_type = request.headers.get("content-type", "application/json")
+        caller = Caller(
+            tenant, str(getattr(refused, "subject", "anonymous")), getattr(refused, "client_id", None)
+        )
         streams = contextlib.AsyncExitStack()
         try:
-            answer = await streams.enter_async_context(
-                session.invoke(body, passed, content_type=content_type)
+            session, answer = await streams.enter_async_context(
+                hosted.invoke(
+                    caller, version, request.headers.get(SESSION_HEADER), body, passed, content_type
+                )
             )
         except SessionError as exc:
             await streams.aclose()
-            return _error(502, str(exc))
+            return _error(400 if "characters" in str(exc) else 502, str(exc))
         headers = {SESSION_HEADER: session.id}
         kept = {k: v for k, v in answer.headers.items() if k.lower() in ("content-type", "cache-control")}
         return StreamingResponse(

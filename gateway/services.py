@@ -136,6 +136,7 @@ async def open_services(
                     system.vault, system.broker = vault, broker
                     system.interpreters = interpreters
                     system.runtimes = runtimes
+                    runtimes.audit = audit if settings.audit else None
                     interpreters.shared = hub.shared
                     auth = system.authenticator = Authenticator(
                         store,

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from gateway.agentcore._call import AwsError, Call, Params, not_found, validation
 from gateway.agentcore._gateways import page
-from gateway.runtimes import Runtimes
+from gateway.runtimes import Caller, Runtimes
 from gateway.store import AwsResource, StoreAws
 from runtime import DeployError, SessionError, Sessions, Version
 
@@ -51,20 +51,24 @@ async def _version(call: Call, runtimes: Runtimes, params: Params) -> Version:
 
 
 async def invoke_agent_runtime(call: Call, params: Params) -> Params:
-    runtimes, sessions = _runtimes(call)
+    runtimes, _ = _runtimes(call)
     version = await _version(call, runtimes, params)
-    try:
-        session = await sessions.session(version, params.get("runtimeSessionId"), owner=call.tenant)
-    except SessionError as exc:
-        raise AwsError("RuntimeClientError", str(exc), 424) from None
     headers = {k: str(params[m]) for m, k in _PASSED.items() if params.get(m)}
     if params.get("runtimeUserId"):
         headers["X-Amzn-Bedrock-AgentCore-Runtime-User-Id"] = str(params["runtimeUserId"])
     content_type = str(params.get("contentType") or "application/json")
+    caller = Caller(call.tenant, call.subject, call.access_key_id)
     exits = contextlib.AsyncExitStack()
     try:
-        answer = await exits.enter_async_context(
-            session.invoke(bytes(params.get("payload") or b""), headers, content_type=content_type)
+        session, answer = await exits.enter_async_context(
+            runtimes.invoke(
+                caller,
+                version,
+                params.get("runtimeSessionId"),
+                bytes(params.get("payload") or b""),
+                headers,
+                content_type,
+            )
         )
     except SessionError as exc:
         await exits.aclose()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from gateway.telemetry._calls import DECISIONS, GatewayTelemetry, decided
 from gateway.telemetry._capture import capture
-from gateway.telemetry._http import upstream_request, upstream_url
+from gateway.telemetry._http import trace_headers, upstream_request, upstream_url
 from gateway.telemetry._logs import JsonFormatter, log_config
 from gateway.telemetry._metrics import Health, Metrics
 from gateway.telemetry._record import TENANT_ATTR, Record
@@ -40,6 +40,7 @@ __all__ = [
     "tag_tenant",
     "tool_failed",
     "tool_span",
+    "trace_headers",
     "upstream_request",
     "upstream_url",
     "wanted_exporters",

@@ -94,6 +94,19 @@ _W3C_ONLY = os.environ.get("OTEL_PROPAGATORS", "tracecontext,baggage").replace("
 )
 
 
+def trace_headers() -> dict[str, str]:
+    """The trace context of the current span as W3C headers (none without a recording span): what
+    a hosted agent is sent, so its own spans join the caller's trace."""
+    if not enabled():
+        return {}
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return {}
+    headers: dict[str, str] = {}
+    _write_context(headers, ctx)
+    return headers
+
+
 def _write_context(headers: dict[str, str], ctx: trace.SpanContext) -> None:
     """``traceparent`` (and ``tracestate``) for ``ctx``, as the W3C propagator writes them."""
     headers["traceparent"] = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"

@@ -217,3 +217,23 @@ def _control_client(s: Served) -> Any:
         endpoint_url=f"{s.base}/aws/agentcore-control",
         config=Config(retries={"max_attempts": 1}),
     )
+
+
+async def test_invocations_are_audited_and_carry_the_callers_trace(served: tuple[Served, str]) -> None:
+    s, key = served
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    headers = {
+        "Authorization": f"Bearer {key}",
+        SESSION: "t" * 40,
+        "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01",
+    }
+    async with httpx2.AsyncClient(timeout=120, base_url=s.base) as http:
+        answered = (
+            await http.post("/runtimes/echo/invocations", json={"audited": 1}, headers=headers)
+        ).json()
+        assert answered["traceparent"].split("-")[1] == trace_id  # the app's request is in the caller's trace
+        records = (
+            await http.get("/admin/v1/audit", params={"gateway": "runtime"}, headers=s.admin_headers)
+        ).json()
+    mine = [r for r in records["records"] if r["subject"] == "ada"]
+    assert mine and mine[0]["tool"] == "runtime/echo:1" and mine[0]["outcome"] == "ok"
