@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
@@ -190,7 +190,7 @@ def create_app(
             published.append(jwks(push_key(settings.data_dir)))
         return JSONResponse(published[0], headers={"Cache-Control": "max-age=300"})
 
-    async def runtime_caller(tenant: str, request: Request) -> object:
+    async def runtime_caller(tenant: str, request: HTTPConnection) -> object:
         """A hosted agent's caller, authenticated as the tenant's default gateway authenticates."""
         services = current()
         live = services.system.hub.get(tenant, "default")

@@ -10,7 +10,8 @@ Invocations come over plain HTTP, for clients without SigV4:
 authenticated as the tenant's ``default`` gateway authenticates its callers; the session is the
 ``X-Amzn-Bedrock-AgentCore-Runtime-Session-Id`` header's (a new one without it, said in the
 answer's header); ``?version=N`` picks a version (the latest by default). The app's answer, JSON
-or a stream of server-sent events, is relayed as it comes.
+or a stream of server-sent events, is relayed as it comes. ``/runtimes/{runtime}/ws`` (and the
+tenant's) relays a WebSocket both ways to the app's ``/ws`` in the session's sandbox.
 """
 
 from __future__ import annotations
@@ -22,11 +23,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import httpx
 from starlette.background import BackgroundTask
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from websockets.asyncio.client import unix_connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from gateway.interpreters import sandbox_root
 from gateway.settings import Settings
@@ -143,7 +148,9 @@ class Caller:
     client: str | None = None
 
 
-Authenticate = Callable[[str, Request], Awaitable[Any]]  # the caller's principal, or a refusal Response
+Authenticate = Callable[
+    [str, HTTPConnection], Awaitable[Any]
+]  # the caller's principal, or a refusal Response
 
 
 def runtime_routes(
@@ -197,9 +204,67 @@ def runtime_routes(
             background=BackgroundTask(streams.aclose),
         )
 
+    async def talk(websocket: WebSocket) -> None:
+        """``/ws``: the caller's WebSocket relayed both ways to the app's, in the session's sandbox."""
+        tenant = websocket.path_params.get("tenant", "default")
+        refused = await authenticate(tenant, websocket)
+        hosted = runtimes()
+        if isinstance(refused, Response) or hosted.sessions is None:
+            await websocket.close(
+                code=1008,
+                reason="not authenticated" if isinstance(refused, Response) else "no sandboxes here",
+            )
+            return
+        try:
+            version = hosted.deployments(tenant).version(websocket.path_params["runtime"])
+            session = await hosted.sessions.session(
+                version, websocket.headers.get(SESSION_HEADER), owner=tenant
+            )
+        except (DeployError, SessionError) as exc:
+            await websocket.close(code=1008, reason=str(exc)[:120])
+            return
+        headers = {SESSION_HEADER: session.id, **trace_headers()}
+        try:
+            async with unix_connect(
+                session.socket, "ws://127.0.0.1:8080/ws", additional_headers=headers
+            ) as app:
+                await websocket.accept(headers=[(SESSION_HEADER.lower().encode(), session.id.encode())])
+                session.used = time.monotonic()
+                async with anyio.create_task_group() as both:
+
+                    async def upward() -> None:
+                        with contextlib.suppress(WebSocketDisconnect):
+                            while True:
+                                message = await websocket.receive()
+                                if message["type"] == "websocket.disconnect":
+                                    break
+                                await app.send(message.get("text") or message.get("bytes") or "")
+                        both.cancel_scope.cancel()
+
+                    async def downward() -> None:
+                        with contextlib.suppress(ConnectionClosed):
+                            async for message in app:
+                                await (
+                                    websocket.send_text(message)
+                                    if isinstance(message, str)
+                                    else websocket.send_bytes(message)
+                                )
+                        both.cancel_scope.cancel()
+
+                    both.start_soon(upward)
+                    both.start_soon(downward)
+        except (OSError, InvalidHandshake) as exc:
+            with contextlib.suppress(RuntimeError):
+                await websocket.close(code=1011, reason=f"the app's /ws did not answer: {exc}"[:120])
+            return
+        with contextlib.suppress(RuntimeError):
+            await websocket.close()
+
     return [
         Route("/runtimes/{runtime}/invocations", invoke, methods=["POST"]),
         Route("/tenants/{tenant}/runtimes/{runtime}/invocations", invoke, methods=["POST"]),
+        WebSocketRoute("/runtimes/{runtime}/ws", talk),
+        WebSocketRoute("/tenants/{tenant}/runtimes/{runtime}/ws", talk),
     ]
 
 

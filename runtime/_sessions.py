@@ -48,7 +48,8 @@ class Session:
     box: BwrapSandbox
     app: Process
     http: httpx.AsyncClient
-    work: int  # a descriptor of its work directory (the app's socket is reached through it)
+    work: int  # a descriptor of its home (the app's socket is named through it)
+    socket: str = ""  # the app's socket, for a client of its own (a WebSocket, say)
     owner: str = ""
     started: float = field(default_factory=time.monotonic)
     used: float = field(default_factory=time.monotonic)
@@ -253,7 +254,7 @@ class Sessions:
             http = httpx.AsyncClient(
                 transport=transport, base_url="http://127.0.0.1:8080", timeout=httpx.Timeout(None, connect=10)
             )
-            session = Session(session_id, version, box, app, http, work)
+            session = Session(session_id, version, box, app, http, work, str(socket))
             await _healthy(session, socket)
         except BaseException:
             if work >= 0:

@@ -18,6 +18,8 @@ import httpx2
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from sandbox import available
 from tests.e2e.harness import ROOT, Served, serve
@@ -237,3 +239,17 @@ async def test_invocations_are_audited_and_carry_the_callers_trace(served: tuple
         ).json()
     mine = [r for r in records["records"] if r["subject"] == "ada"]
     assert mine and mine[0]["tool"] == "runtime/echo:1" and mine[0]["outcome"] == "ok"
+
+
+async def test_a_websocket_is_relayed_both_ways_to_the_apps(served: tuple[Served, str]) -> None:
+    s, key = served
+    url = s.base.replace("http://", "ws://") + "/runtimes/echo/ws"
+    headers = {"Authorization": f"Bearer {key}", SESSION: "w" * 40}
+    async with connect(url, additional_headers=headers) as ws:
+        for text in ("hello", "again"):
+            await ws.send(text)
+            assert json.loads(await ws.recv()) == {"echo": text, "session": "w" * 40}
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(url, additional_headers={SESSION: "w" * 40}):
+            pass
+    assert refused.value.response.status_code == 403
