@@ -420,6 +420,8 @@ def cmd_runtime(args: argparse.Namespace) -> int:
     from gateway.runtimes import Runtimes
     from runtime import DeployError
 
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,63}", args.tenant) or args.tenant in (".", ".."):
+        return fail(f"tenant name {args.tenant!r}: use 1-63 letters, digits, '_', '.' or '-'")
     settings = settings_of(args)
     deployments = Runtimes(settings).deployments(args.tenant)
     if args.action == "deploy":

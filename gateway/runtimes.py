@@ -40,6 +40,7 @@ from gateway.store import CallRecord
 from gateway.telemetry import trace_headers
 from runtime import (
     SESSION_HEADER,
+    AtCapacity,
     DeployError,
     Deployments,
     Lifecycle,
@@ -51,8 +52,11 @@ from runtime import (
 from sandbox import BwrapBackend, Options, available
 
 MIB = 1024 * 1024
-# What a caller may pass on to the app (AgentCore's allowlist: its custom headers, a bearer token).
-PASSED = ("authorization", "x-amzn-bedrock-agentcore-runtime-custom-")
+# What a caller may pass on to the app: AgentCore's custom headers. Never the caller's credential
+# (the app is not trusted with it: AgentCore passes Authorization only when a runtime asks).
+PASSED = ("x-amzn-bedrock-agentcore-runtime-custom-",)
+# The app's answer goes out under the gateway's origin: never as a page that runs script there.
+RELAYED = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox; default-src 'none'"}
 
 
 class Runtimes:
@@ -168,8 +172,8 @@ def runtime_routes(
         hosted = runtimes()
         if hosted.sessions is None:
             return _error(503, f"hosted agents cannot run here: {hosted.problem}")
-        body = await request.body()
-        if len(body) > max_bytes:
+        body = await _body(request, max_bytes)
+        if body is None:
             return _error(
                 413, f"the payload is larger than {max_bytes} bytes (SWITCHBOARD_MAX_REQUEST_BYTES)"
             )
@@ -192,6 +196,9 @@ def runtime_routes(
                     caller, version, request.headers.get(SESSION_HEADER), body, passed, content_type
                 )
             )
+        except AtCapacity as exc:
+            await streams.aclose()
+            return _error(429, str(exc))
         except SessionError as exc:
             await streams.aclose()
             return _error(400 if "characters" in str(exc) else 502, str(exc))
@@ -200,7 +207,7 @@ def runtime_routes(
         return StreamingResponse(
             answer.aiter_raw(),
             status_code=answer.status_code,
-            headers={**kept, **headers},
+            headers={**kept, **headers, **RELAYED},
             background=BackgroundTask(streams.aclose),
         )
 
@@ -266,6 +273,21 @@ def runtime_routes(
         WebSocketRoute("/runtimes/{runtime}/ws", talk),
         WebSocketRoute("/tenants/{tenant}/runtimes/{runtime}/ws", talk),
     ]
+
+
+async def _body(request: Request, limit: int) -> bytes | None:
+    """The request's body, or None once it passes ``limit`` bytes (read no further)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _error(status: int, message: str) -> JSONResponse:

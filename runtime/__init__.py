@@ -4,10 +4,11 @@ Agent hosting (ADR 0039): deploys made immutable versions (``Deployments``), and
 sandbox running one version's app on AgentCore Runtime's contract (``Sessions``)."""
 
 from runtime._deploy import DeployError, Deployments, Version
-from runtime._sessions import SESSION_HEADER, Lifecycle, Listed, Session, SessionError, Sessions
+from runtime._sessions import SESSION_HEADER, AtCapacity, Lifecycle, Listed, Session, SessionError, Sessions
 
 __all__ = [
     "SESSION_HEADER",
+    "AtCapacity",
     "DeployError",
     "Deployments",
     "Lifecycle",

@@ -139,6 +139,13 @@ def _check(directory: Path, entry: str, root: Path) -> None:
         raise DeployError(f"{directory}: no {entry} in it: give the file that starts the app (entry)")
     if root.resolve().is_relative_to(directory.resolve()):
         raise DeployError(f"{directory} holds the runtime's own data ({root}): deploy the agent's folder")
+    for folder, dirs, files in os.walk(directory):  # (os.walk follows no link)
+        for name in (*dirs, *files):
+            if (Path(folder) / name).is_symlink():
+                link = (Path(folder) / name).relative_to(directory)
+                raise DeployError(
+                    f"{directory}: {link} is a symbolic link: copy what it names into the folder"
+                )
 
 
 async def _environment(venv: Path, requirements: Path) -> None:
@@ -150,14 +157,20 @@ async def _environment(venv: Path, requirements: Path) -> None:
         )
     if not await anyio.Path(requirements).is_file():
         return
+    # Wheels only: a source distribution's build would run its code here, on the host, as the
+    # gateway (a deploy must never run the agent's code outside a sandbox).
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--no-input", "--disable-pip-version-check"]
+    pip += ["--only-binary", ":all:"]
     with anyio.move_on_after(PIP_SECONDS) as deadline:
         installed = await anyio.run_process([*pip, "-r", str(requirements)], check=False)
     if deadline.cancelled_caught:
         raise DeployError(f"installing requirements.txt took longer than {PIP_SECONDS:.0f} s")
     if installed.returncode != 0:
         said = (installed.stderr or installed.stdout).decode(errors="replace").strip().splitlines()
-        raise DeployError("requirements.txt did not install: " + " | ".join(said[-4:]))
+        raise DeployError(
+            "requirements.txt did not install (from wheels only: a package without one must be built "
+            "into a wheel first): " + " | ".join(said[-4:])
+        )
 
 
 def _read_only(path: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import socket as _socket
 import time
@@ -32,11 +33,15 @@ START_SECONDS = 60.0
 LOG_BYTES = 1024 * 1024  # the app's first healthy ping, after its imports
 SESSION_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
 REQUEST_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Request-Id"
-MIN_SESSION_ID = 33  # AgentCore's runtimeSessionId: 33 to 256 characters
+SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{32,255}")  # AgentCore's length; a UUID's characters
 
 
 class SessionError(Exception):
     """A session could not be started or answered; the message says why."""
+
+
+class AtCapacity(SessionError):
+    """No more sessions may start now (the tenant's, or the process's, limit)."""
 
 
 @dataclass
@@ -94,7 +99,9 @@ class Lifecycle:
 
     idle_seconds: float = 900.0  # unused this long (and not HealthyBusy): ended
     max_seconds: float = 8 * 3600.0  # this long after it started: ended, busy or not
-    warm: int = 0  # apps started ahead, per version in use, for the next new session
+    warm: int = 0  # apps started ahead, per tenant and version in use, for the next new session
+    owner_sessions: int = 16  # sessions (and pooled apps) one owner (tenant) may have at once
+    max_sessions: int = 64  # in all, in this process
     sweep_seconds: float = 1.0
 
 
@@ -170,30 +177,40 @@ class Sessions:
             )
         return out
 
-    def _refill(self, version: Version) -> None:
-        """Start apps for the pool of ``version`` in the background, up to ``warm``."""
-        tasks = self.tasks
-        if not self.lifecycle.warm or version.tag in self.filling or tasks is None:
+    def _refill(self, version: Version, owner: str) -> None:
+        """Start apps for ``owner``'s pool of ``version`` in the background, up to ``warm``."""
+        tasks, pool = self.tasks, _pool(owner, version)
+        if not self.lifecycle.warm or pool in self.filling or tasks is None:
             return
-        self.filling.add(version.tag)
+        self.filling.add(pool)
 
         async def fill() -> None:
             try:
-                while len(self.pool.setdefault(version.tag, [])) < self.lifecycle.warm:
-                    self.pool[version.tag].append(await self._start(version, ""))
+                while len(self.pool.setdefault(pool, [])) < self.lifecycle.warm and self._room(owner):
+                    self.pool[pool].append(await self._start(version, ""))
             except (SessionError, SandboxError, OSError):  # (the next one starts cold, and says why)
                 pass
             finally:
-                self.filling.discard(version.tag)
+                self.filling.discard(pool)
 
         tasks.start_soon(fill)
+
+    def _room(self, owner: str) -> bool:
+        """Whether one more sandbox may start for ``owner`` (the pools count too)."""
+        pooled = sum(len(p) for k, p in self.pool.items() if k.startswith(f"{owner}\x00"))
+        mine = sum(1 for s in self.live.values() if s.owner == owner) + pooled
+        everyone = len(self.live) + sum(len(p) for p in self.pool.values())
+        return mine < self.lifecycle.owner_sessions and everyone < self.lifecycle.max_sessions
 
     async def session(self, version: Version, session_id: str | None = None, owner: str = "") -> Session:
         """The session ``session_id`` of ``owner`` (a tenant, say: owners' sessions never meet),
         started on first use; or a new one."""
         session_id = session_id or secrets.token_hex(20)
-        if len(session_id) < MIN_SESSION_ID or len(session_id) > 256:
-            raise SessionError(f"a runtime session id has 33 to 256 characters, not {len(session_id)}")
+        if not SESSION_ID.fullmatch(session_id):
+            raise SessionError(
+                f"a runtime session id has 33 to 256 characters, letters, digits, '-' or '_' "
+                f"(a UUID will do), not {session_id[:40]!r} ({len(session_id)} characters)"
+            )
         key = _key(owner, session_id)
         lock = self.starting.setdefault(key, anyio.Lock())
         async with lock:
@@ -205,12 +222,20 @@ class Sessions:
                     return found
                 await self.stop(session_id, owner)  # (its app ended: the next call starts it afresh)
             self.versions[version.tag] = version
-            pooled = self.pool.get(version.tag) or []
+            pooled = self.pool.get(_pool(owner, version)) or []
+            while pooled and pooled[0].app.returncode is not None:  # (an app that ended while it waited)
+                await _end(pooled.pop(0))
+            if not pooled and not self._room(owner):
+                self.starting.pop(key, None)
+                raise AtCapacity(
+                    f"no more sessions now: {self.lifecycle.owner_sessions} a tenant and "
+                    f"{self.lifecycle.max_sessions} in all run; stop one, or wait for idle ones to end"
+                )
             session = pooled.pop(0) if pooled else await self._start(version, session_id)
             session.id, session.owner = session_id, owner
             session.started = session.used = time.monotonic()
             self.live[key] = session
-            self._refill(version)
+            self._refill(version, owner)
             return session
 
     async def _start(self, version: Version, session_id: str) -> Session:
@@ -281,10 +306,7 @@ class Sessions:
             await self.stop(session.id, session.owner)
         for pooled in self.pool.values():
             while pooled:
-                session = pooled.pop()
-                await session.http.aclose()
-                os.close(session.work)
-                await session.box.stop()
+                await _end(pooled.pop())
 
 
 async def _healthy(session: Session, socket: Path) -> None:
@@ -306,6 +328,19 @@ async def _healthy(session: Session, socket: Path) -> None:
     raise SessionError(
         f"the app of {session.version.tag} did not answer /ping within {START_SECONDS:.0f} s: {said}"
     )
+
+
+async def _end(session: Session) -> None:
+    """End a session no one holds (a pooled app)."""
+    with anyio.CancelScope(shield=True):
+        await session.http.aclose()
+        os.close(session.work)
+        await session.box.stop()
+
+
+def _pool(owner: str, version: Version) -> str:
+    """The pool of ``owner``'s apps of ``version`` (its code's folder: a version is one tenant's)."""
+    return f"{owner}\x00{version.code}"
 
 
 def _key(owner: str, session_id: str) -> str:

@@ -20,7 +20,7 @@ from gateway.agentcore._call import AwsError, Call, Params, not_found, validatio
 from gateway.agentcore._gateways import page
 from gateway.runtimes import Caller, Runtimes
 from gateway.store import AwsResource, StoreAws
-from runtime import DeployError, SessionError, Sessions, Version
+from runtime import AtCapacity, DeployError, SessionError, Sessions, Version
 
 QUALIFIER = "DEFAULT"
 
@@ -70,9 +70,22 @@ async def invoke_agent_runtime(call: Call, params: Params) -> Params:
                 content_type,
             )
         )
+    except AtCapacity as exc:
+        await exits.aclose()
+        raise AwsError("ThrottlingException", str(exc), 429) from None
     except SessionError as exc:
         await exits.aclose()
         raise AwsError("RuntimeClientError", str(exc), 424) from None
+
+    if answer.status_code >= 400:  # (said as AgentCore's error: an app does not speak for AWS)
+        said = b""
+        async for chunk in answer.aiter_raw():
+            said += chunk
+            if len(said) > 2000:
+                break
+        await exits.aclose()
+        text = said[:500].decode(errors="replace")
+        raise AwsError("RuntimeClientError", f"the agent answered HTTP {answer.status_code}: {text}", 424)
 
     async def relayed() -> AsyncIterator[bytes]:
         async with exits:
@@ -92,8 +105,11 @@ _PASSED = {"traceParent": "traceparent", "traceState": "tracestate", "baggage": 
 
 async def stop_runtime_session(call: Call, params: Params) -> Params:
     runtimes, sessions = _runtimes(call)
-    await _version(call, runtimes, params)
+    version = await _version(call, runtimes, params)
     session_id = str(params.get("runtimeSessionId") or "")
+    running = next((s for s in sessions.listed(call.tenant) if s.id == session_id), None)
+    if running is None or running.version.split(":")[0] != version.runtime:
+        raise not_found(f"no session {session_id} of this runtime is running")
     if not await sessions.stop(session_id, call.tenant):
         raise not_found(f"no session {session_id} of this runtime is running")
     return {"runtimeSessionId": session_id, "statusCode": 200}

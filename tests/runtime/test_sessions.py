@@ -14,7 +14,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from runtime import DeployError, Deployments, Lifecycle, SessionError, Sessions, Version
+from runtime import AtCapacity, DeployError, Deployments, Lifecycle, SessionError, Sessions, Version
 from sandbox import BwrapBackend, available
 from tests.support.tools import need
 
@@ -105,6 +105,11 @@ async def test_bad_session_ids_and_deploys_are_refused_and_leave_what_was_there(
     (broken / "requirements.txt").write_text("switchboard-no-such-package-anywhere==9.9\n")
     with pytest.raises(DeployError, match=r"requirements\.txt did not install"):
         await deployments.deploy("echo", broken)
+    linked = tmp_path / "linked"
+    shutil.copytree(AGENT, linked)
+    (linked / "secret").symlink_to("/etc/hostname")
+    with pytest.raises(DeployError, match="secret is a symbolic link"):
+        await deployments.deploy("echo", linked)
     with pytest.raises(DeployError, match=r"no start\.py in it"):
         await deployments.deploy("echo", AGENT, entry="start.py")
     with pytest.raises(DeployError, match="runtime name"):
@@ -156,9 +161,9 @@ async def test_a_new_session_takes_an_app_started_ahead(
     async with Sessions(BwrapBackend(tmp_path / "sandboxes"), lifecycle=lifecycle).running() as sessions:
         await _call(sessions, version, "1" * 40, {})  # the first one starts cold, and fills the pool
         with anyio.fail_after(60):
-            while not sessions.pool.get(version.tag):  # noqa: ASYNC110 - a refill in the background
+            while not sessions.pool.get(f"\x00{version.code}"):  # noqa: ASYNC110 - a refill in the background
                 await anyio.sleep(0.05)
-        ahead = sessions.pool[version.tag][0]
+        ahead = sessions.pool[f"\x00{version.code}"][0]
         second = await sessions.session(version, "2" * 40)
         assert second is ahead and (await _call(sessions, version, "2" * 40, {}))["session"] == "2" * 40
 
@@ -172,3 +177,22 @@ async def test_owners_sessions_never_meet(deployed: tuple[Deployments, Version],
     assert [s.id for s in sessions.listed("alpha")] == [same] and not sessions.listed("gamma")
     assert not await sessions.stop(same, "gamma") and await sessions.stop(same, "alpha")
     assert [s.id for s in sessions.listed("beta")] == [same]
+
+
+async def test_pools_are_each_owners_and_sessions_are_capped(
+    deployed: tuple[Deployments, Version], tmp_path: Path
+) -> None:
+    _, version = deployed
+    lifecycle = Lifecycle(warm=1, owner_sessions=2, max_sessions=3, sweep_seconds=0.2)
+    async with Sessions(BwrapBackend(tmp_path / "sandboxes"), lifecycle=lifecycle).running() as sessions:
+        await sessions.session(version, "a" * 40, owner="alpha")  # fills alpha's pool (one app)
+        with anyio.fail_after(60):
+            while not sessions.pool.get(f"alpha\x00{version.code}"):  # noqa: ASYNC110 - a refill in the background
+                await anyio.sleep(0.05)
+        beta = await sessions.session(version, "b" * 40, owner="beta")
+        assert beta not in sessions.pool[f"alpha\x00{version.code}"]  # never another tenant's app
+        await sessions.session(version, "c" * 40, owner="alpha")  # alpha's second: its pooled app
+        with pytest.raises(AtCapacity, match="no more sessions now"):
+            await sessions.session(version, "d" * 40, owner="alpha")
+        with pytest.raises(SessionError, match="letters, digits"):
+            await sessions.session(version, "x/" + "y" * 40, owner="alpha")
