@@ -1,7 +1,8 @@
 """AgentCore Runtime's data plane on the hosted agents (ADR 0039): ``InvokeAgentRuntime`` runs
 the payload in the session ``runtimeSessionId`` names (its sandbox started on first use) and
 answers the app's own body as it comes (JSON, or server-sent events that boto3's
-``iter_lines`` reads line by line); ``StopRuntimeSession`` ends a session at once.
+``iter_lines`` reads line by line); ``InvokeAgentRuntimeCommand`` runs a shell command in the
+session's sandbox; ``StopRuntimeSession`` ends a session at once.
 
 A runtime is named by ARN (``arn:aws:bedrock-agentcore:REGION:ACCOUNT:runtime/NAME``) or bare
 ``NAME``, NAME being what ``switchboard runtime deploy --name`` gave it; the qualifier
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import string
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -21,6 +23,7 @@ from gateway.agentcore._gateways import page
 from gateway.runtimes import Caller, Runtimes
 from gateway.store import AwsResource, StoreAws
 from runtime import AtCapacity, DeployError, SessionError, Sessions, Version
+from sandbox import Limits
 
 QUALIFIER = "DEFAULT"
 
@@ -100,6 +103,52 @@ async def invoke_agent_runtime(call: Call, params: Params) -> Params:
     }
 
 
+async def invoke_agent_runtime_command(call: Call, params: Params) -> Params:
+    """A shell command in the session's sandbox (started on first use), as the app's user, its
+    output answered as AgentCore's events: contentStart, contentDelta (stdout, stderr),
+    contentStop (exitCode, COMPLETED or TIMED_OUT)."""
+    runtimes, sessions = _runtimes(call)
+    version = await _version(call, runtimes, params)
+    body = params.get("body") or {}
+    command = str(body.get("command") or "")
+    if not command.strip():
+        raise validation("body.command: give the command to run")
+    timeout = int(body.get("timeout") or COMMAND_SECONDS)
+    if not 1 <= timeout <= MAX_COMMAND_SECONDS:
+        raise validation(f"body.timeout: 1 to {MAX_COMMAND_SECONDS} seconds, not {timeout}")
+    try:
+        session = await sessions.session(version, params.get("runtimeSessionId"), owner=call.tenant)
+    except AtCapacity as exc:
+        raise AwsError("ThrottlingException", str(exc), 429) from None
+    except SessionError as exc:
+        raise AwsError("RuntimeClientError", str(exc), 424) from None
+    session.used = time.monotonic()
+    done = await session.box.run(
+        ["/bin/sh", "-c", command], limits=Limits(wall_seconds=timeout, cpu_seconds=timeout)
+    )
+    session.used = time.monotonic()
+    delta: Params = {}
+    if done.stdout:
+        delta["stdout"] = done.stdout.decode(errors="replace")
+    if done.stderr:
+        delta["stderr"] = done.stderr.decode(errors="replace")
+    events: list[Params] = [{"chunk": {"contentStart": {}}}]
+    if delta:
+        events.append({"chunk": {"contentDelta": delta}})
+    timed_out = done.stopped in ("wall time", "cpu time")
+    code = done.exit_code if done.exit_code is not None else -1
+    events.append(
+        {"chunk": {"contentStop": {"exitCode": code, "status": "TIMED_OUT" if timed_out else "COMPLETED"}}}
+    )
+    return {
+        "runtimeSessionId": session.id,
+        "contentType": "application/vnd.amazon.eventstream",
+        "stream": events,
+    }
+
+
+COMMAND_SECONDS = 60
+MAX_COMMAND_SECONDS = 3600
 _PASSED = {"traceParent": "traceparent", "traceState": "tracestate", "baggage": "baggage", "accept": "Accept"}
 
 
@@ -115,7 +164,11 @@ async def stop_runtime_session(call: Call, params: Params) -> Params:
     return {"runtimeSessionId": session_id, "statusCode": 200}
 
 
-DATA = {"InvokeAgentRuntime": invoke_agent_runtime, "StopRuntimeSession": stop_runtime_session}
+DATA = {
+    "InvokeAgentRuntime": invoke_agent_runtime,
+    "InvokeAgentRuntimeCommand": invoke_agent_runtime_command,
+    "StopRuntimeSession": stop_runtime_session,
+}
 
 
 # -- control plane: the runtimes deployed (``switchboard runtime deploy``) -----------------------

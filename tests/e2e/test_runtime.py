@@ -253,3 +253,28 @@ async def test_a_websocket_is_relayed_both_ways_to_the_apps(served: tuple[Served
         async with connect(url, additional_headers={SESSION: "w" * 40}):
             pass
     assert refused.value.response.status_code == 403
+
+
+async def test_boto3_runs_a_command_in_the_sessions_sandbox(served: tuple[Served, str]) -> None:
+    s, _ = served
+    data = _data_client(s)
+    session_id = "command-session-" + "q" * 30
+    await anyio.to_thread.run_sync(
+        lambda: data.invoke_agent_runtime(
+            agentRuntimeArn="echo", runtimeSessionId=session_id, payload=b'{"write": "from the app"}'
+        )
+    )
+
+    def run(command: str, timeout: int = 30) -> list[dict[str, Any]]:
+        answer = data.invoke_agent_runtime_command(
+            agentRuntimeArn="echo", runtimeSessionId=session_id, body={"command": command, "timeout": timeout}
+        )
+        return [event["chunk"] for event in answer["stream"]]
+
+    events = await anyio.to_thread.run_sync(lambda: run("cat /work/note.txt; ls /app; id -u; exit 3"))
+    assert events[0] == {"contentStart": {}}
+    out = events[1]["contentDelta"]["stdout"]
+    assert out.startswith("from the app") and "main.py" in out and "65534" in out  # its files, its user
+    assert events[-1]["contentStop"] == {"exitCode": 3, "status": "COMPLETED"}
+    slow = await anyio.to_thread.run_sync(lambda: run("sleep 10", timeout=1))
+    assert slow[-1]["contentStop"]["status"] == "TIMED_OUT"
