@@ -8,7 +8,7 @@ TOOLS  := .tools
 CHROMIUM := /usr/bin/chromium
 # What the sandboxes need from Debian: bubblewrap, and the Python libraries the code
 # interpreter's sessions import (the sandbox's Python is the system's, read-only).
-SANDBOX_DEBS := bubblewrap runsc qemu-system-x86 debootstrap python3-matplotlib python3-numpy python3-pandas python3-pil
+SANDBOX_DEBS := bubblewrap runsc qemu-system-x86 debootstrap python3-matplotlib python3-numpy python3-pandas python3-pil python3-venv
 NODE22 := $(TOOLS)/node_modules/.bin
 CONFORMANCE_PKG := @modelcontextprotocol/conformance@0.2.0-alpha.12
 # Prism validates the requests the OpenAPI targets send; GitHub's REST document is the
