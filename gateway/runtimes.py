@@ -34,6 +34,7 @@ from websockets.asyncio.client import unix_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from gateway.interpreters import sandbox_root
+from gateway.serving import read_body
 from gateway.settings import Settings
 from gateway.stages import AuditLog
 from gateway.store import CallRecord
@@ -172,8 +173,13 @@ def runtime_routes(
         hosted = runtimes()
         if hosted.sessions is None:
             return _error(503, f"hosted agents cannot run here: {hosted.problem}")
-        body = await _body(request, max_bytes)
-        if body is None:
+        declared = request.headers.get("content-length", "")
+        body = (
+            None
+            if declared.isdigit() and int(declared) > max_bytes
+            else (await read_body(request.receive, max_bytes))[0]
+        )
+        if body is None:  # (over the limit, or the client left: read no further)
             return _error(
                 413, f"the payload is larger than {max_bytes} bytes (SWITCHBOARD_MAX_REQUEST_BYTES)"
             )
@@ -273,21 +279,6 @@ def runtime_routes(
         WebSocketRoute("/runtimes/{runtime}/ws", talk),
         WebSocketRoute("/tenants/{tenant}/runtimes/{runtime}/ws", talk),
     ]
-
-
-async def _body(request: Request, limit: int) -> bytes | None:
-    """The request's body, or None once it passes ``limit`` bytes (read no further)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _error(status: int, message: str) -> JSONResponse:

@@ -31,7 +31,7 @@ from typing import Any
 import anyio
 import httpx2
 import uvicorn
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from gateway.settings import Settings
 
@@ -233,3 +233,30 @@ def forwarded_client(scope: Scope, own_socket: str | None) -> None:
 
 
 # -- the supervisor ----------------------------------------------------------
+
+
+async def read_body(receive: Receive, limit: int) -> tuple[bytes | None, Receive]:
+    """The whole request body (None when it is over ``limit`` or the client left), and a
+    receive callable that hands the same messages on to whoever reads next."""
+    messages: list[Message] = []
+    size = 0
+    complete = False
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            break
+        size += len(message.get("body", b""))
+        if size > limit:
+            break
+        if not message.get("more_body", False):
+            complete = True
+            break
+
+    async def replay() -> Message:
+        if messages:
+            return messages.pop(0)
+        return await receive()
+
+    body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
+    return (body if complete else None), replay

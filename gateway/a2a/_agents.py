@@ -30,7 +30,6 @@ from a2a.types import (
 )
 from a2a.utils import TransportProtocol
 
-from gateway.a2a._paths import a2a_agents
 from gateway.config import ApiKeyAuth, JwtAuth
 from gateway.core.types import Principal
 from gateway.hub import LiveGateway
@@ -68,11 +67,6 @@ class Agent:
         if len(self.skills) == 1:
             return self.skills[0]
         return next((s for s in self.skills if s.conversational), None)
-
-
-def names(live: LiveGateway) -> list[str]:
-    """The agents the gateway serves, by name."""
-    return a2a_agents(live.spec)
 
 
 def agent(live: LiveGateway, name: str, principal: Principal | None) -> Agent | None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Mapping
 from typing import Any
 
 from a2a.helpers import new_data_part, new_task_from_user_message, new_text_message, new_text_part
@@ -25,7 +24,7 @@ from google.protobuf.json_format import MessageToDict, ParseDict
 
 from gateway.a2a._agents import Agent, agent
 from gateway.core.errors import SwitchboardError
-from gateway.core.types import JSON, CallContext, Principal
+from gateway.core.types import CallContext, NoChannel, Principal
 from gateway.hub import Hub
 from gateway.telemetry import tool_failed, tool_span
 
@@ -40,15 +39,12 @@ ENDED = {
 }
 
 
-class _Progress:
-    """The call's channel back to the A2A caller: progress as ``working`` updates; it cannot
-    ask questions (A2A asks them with ``input-required``, which a tool result says)."""
+class _Progress(NoChannel):
+    """The call's channel back to the A2A caller: progress as ``working`` updates. It asks no
+    questions (A2A asks them with ``input-required``, which a tool result says) and hears no logs."""
 
     def __init__(self, run: _Run) -> None:
         self.run = run
-
-    def supports(self, capability: str) -> bool:
-        return False
 
     async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
         updater = await self.run.task()
@@ -56,23 +52,6 @@ class _Progress:
         await updater.update_status(
             TaskState.TASK_STATE_WORKING, updater.new_agent_message([new_text_part(note)])
         )
-
-    async def log(self, level: str, data: Any, logger: str | None = None) -> None:
-        return None
-
-    async def ask(self, requests: Mapping[str, JSON]) -> dict[str, JSON]:
-        from gateway.core.errors import MissingClientCapability
-
-        raise MissingClientCapability("elicitation")
-
-    async def elicit(self, message: str, requested_schema: JSON, *, key: str | None = None) -> JSON:
-        return (await self.ask({}))["q"]
-
-    async def sample(self, request: JSON, *, key: str | None = None) -> JSON:
-        return (await self.ask({}))["q"]
-
-    async def list_roots(self, *, key: str | None = None) -> JSON:
-        return (await self.ask({}))["q"]
 
 
 class _Run:

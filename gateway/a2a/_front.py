@@ -25,8 +25,8 @@ from a2a.server.agent_execution import SimpleRequestContextBuilder
 from a2a.server.context import ServerCallContext
 from a2a.server.request_handlers import DefaultRequestHandler
 from a2a.server.routes import DefaultServerCallContextBuilder, create_jsonrpc_routes, create_rest_routes
-from a2a.types import AgentCard
-from a2a.utils.errors import VersionNotSupportedError
+from a2a.types import AgentCapabilities, AgentCard
+from a2a.utils.errors import ExtendedAgentCardNotConfiguredError, VersionNotSupportedError
 from google.protobuf.json_format import MessageToDict
 from joserfc.jwk import ECKey
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
@@ -34,16 +34,17 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
-from gateway.a2a._agents import VERSION, Agent, agent, card, names
+from gateway.a2a._agents import VERSION, Agent, agent, card
 from gateway.a2a._executor import GatewayExecutor
-from gateway.a2a._paths import DEFAULT, a2a_endpoint
+from gateway.a2a._paths import DEFAULT, a2a_agents, a2a_endpoint
 from gateway.a2a._push import SignedPush
 from gateway.a2a._stores import Fresh, Seal, StoredPushConfigs, StoredTasks, Unseal, push_url_guard
 from gateway.core.types import Principal
 from gateway.egress import Reach
 from gateway.hub import Hub
+from gateway.serving import read_body
 from gateway.store import StoreA2a
 from gateway.telemetry import HttpSpans
 from identity.inbound import Refused
@@ -60,23 +61,6 @@ STATE = "a2a"  # the request scope's state key: what the front resolved for the 
 
 Authenticate = Callable[[str, str, Any, Scope], Awaitable[Principal]]
 Challenge = Callable[[Refused, Scope, Send], Awaitable[None]]
-
-
-async def _body(receive: Receive, limit: int) -> bytes | None:
-    """The whole request body, or None once it passes ``limit`` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return b"".join(chunks)
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 def _overlong_ids(body: bytes) -> str | None:
@@ -177,17 +161,23 @@ class A2aFront:
         pushes = StoredPushConfigs(store, seal, unseal)
         self.tasks = StoredTasks(store)
         self.push = SignedPush(self.http, pushes, push_key, self.base_url)
-        placeholder = AgentCard(name="switchboard")
-        placeholder.capabilities.streaming = placeholder.capabilities.push_notifications = True
-        placeholder.capabilities.extended_agent_card = True
+        # One handler serves every agent: its card says only what all of them can do (the SDK
+        # checks methods against it); each agent's own card is made per request (``_card``,
+        # ``_extended``), from its gateway's tools and the caller.
+        served = AgentCard(
+            name="switchboard",
+            description="Every A2A agent of this gateway process",
+            version=VERSION,
+            capabilities=AgentCapabilities(streaming=True, push_notifications=True, extended_agent_card=True),
+        )
         self.handler = DefaultRequestHandler(
             agent_executor=GatewayExecutor(hub),
             task_store=self.tasks,
-            agent_card=placeholder,
+            agent_card=served,
             push_config_store=pushes,
             push_sender=self.push,
             push_url_validator=push_url_guard(egress_allow),  # type: ignore[arg-type]
-            extended_agent_card=placeholder,
+            extended_agent_card=served,
             extended_card_modifier=self._extended,
             request_context_builder=SimpleRequestContextBuilder(
                 should_populate_referred_tasks=False, task_store=None, task_id_generator=Fresh(self.tasks)
@@ -217,12 +207,12 @@ class A2aFront:
             path = f"/tenants/{tenant}{path}"
         return self.base_url + path
 
-    async def _extended(self, placeholder: AgentCard, context: ServerCallContext) -> AgentCard:
+    async def _extended(self, served: AgentCard, context: ServerCallContext) -> AgentCard:
         tenant, gateway, name = context.state["target"]
         live = self.hub.get(tenant, gateway)
         found = agent(live, name, context.state["principal"]) if live is not None else None
-        if live is None or found is None:
-            return placeholder
+        if live is None or found is None:  # (the agent went away since the request came in)
+            raise ExtendedAgentCardNotConfiguredError(message=f"agent {name!r} is no longer served")
         return card(live, found, self._url(tenant, gateway, name), with_skills=True)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -234,7 +224,7 @@ class A2aFront:
             await refused(scope, receive, send)
             return
         live = self.hub.get(tenant, gateway)
-        if live is None or name not in names(live):
+        if live is None or name not in a2a_agents(live.spec):
             where = f"gateway {gateway!r}" + (f" of tenant {tenant!r}" if tenant != DEFAULT[0] else "")
             problem = f"{where} serves no A2A agent {name!r}" if live is not None else f"there is no {where}"
             await JSONResponse({"error": problem}, 404)(scope, receive, send)
@@ -252,8 +242,8 @@ class A2aFront:
         except Refused as exc:
             await self.challenge(exc, agent_scope, send)
             return
-        body = await _body(receive, self.max_request_bytes)
-        if body is None:
+        body, replay = await read_body(receive, self.max_request_bytes)
+        if body is None:  # (over the limit, or the client left)
             limit = self.max_request_bytes
             problem = f"the request body is larger than {limit} bytes (SWITCHBOARD_MAX_REQUEST_BYTES)"
             await JSONResponse({"error": problem}, 413)(scope, receive, send)
@@ -263,15 +253,6 @@ class A2aFront:
             await _invalid(scope, receive, send, body, f"{too_long} is longer than {MAX_ID} characters")
             return
         scope.setdefault("state", {})[STATE] = {"target": (tenant, gateway, name), "principal": principal}
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
         await self.app(scope, replay, send)
 
     async def _card(

@@ -152,8 +152,10 @@ CAPABILITY_OF = {
 }
 
 
-class _NoChannel:
-    """A channel for calls with no client behind them (CLI, tests): progress and logs are dropped."""
+class NoChannel:
+    """A channel for calls with no client behind them (CLI, tests): progress and logs are dropped,
+    questions refused (MissingClientCapability); a front whose clients hear only some of it
+    (progress, say) builds on it."""
 
     def supports(self, capability: str) -> bool:
         return False
@@ -180,7 +182,7 @@ class _NoChannel:
         return (await self.ask({"q": {"method": "roots/list"}}))["q"]
 
 
-NO_CHANNEL: ClientChannel = _NoChannel()
+NO_CHANNEL: ClientChannel = NoChannel()
 
 
 class CredentialSource(Protocol):

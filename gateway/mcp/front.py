@@ -61,7 +61,8 @@ from gateway.mcp.forms import (
 )
 from gateway.mcp.sessions import SessionLimits, SessionTable, caller_of
 from gateway.mcp.tasks import TASKS_EXTENSION, Owner, TaskTable
-from gateway.mcp.wire import Refusal, check_headers, check_message, read_body
+from gateway.mcp.wire import Refusal, check_headers, check_message
+from gateway.serving import read_body
 from gateway.telemetry import mcp_span, tool_failed
 
 logger = logging.getLogger(__name__)

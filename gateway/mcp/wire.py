@@ -27,7 +27,6 @@ from urllib.parse import urlsplit
 
 import orjson
 from starlette.responses import Response
-from starlette.types import Message, Receive
 
 INVALID_REQUEST = -32600
 INVALID_PARAMS = -32602
@@ -256,30 +255,3 @@ def _invalid(message: str, rid: str | int | None = None) -> Refusal:
 
 def _bad_params(message: str, rid: str | int | None) -> Refusal:
     return Refusal(400, f"Invalid params: {message}", INVALID_PARAMS, rid)
-
-
-async def read_body(receive: Receive, limit: int) -> tuple[bytes | None, Receive]:
-    """The whole request body (None when it is over ``limit`` or the client left), and a
-    receive callable that hands the same messages on to whoever reads next."""
-    messages: list[Message] = []
-    size = 0
-    complete = False
-    while True:
-        message = await receive()
-        messages.append(message)
-        if message["type"] != "http.request":
-            break
-        size += len(message.get("body", b""))
-        if size > limit:
-            break
-        if not message.get("more_body", False):
-            complete = True
-            break
-
-    async def replay() -> Message:
-        if messages:
-            return messages.pop(0)
-        return await receive()
-
-    body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
-    return (body if complete else None), replay

@@ -25,27 +25,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from tests.e2e.harness import Served, serve
+from tests.e2e.test_agentcore import _document as pets_document
 from tests.fixtures.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.support.servers import serve_app
 
 pytestmark = pytest.mark.anyio
-
-PETS = {
-    "openapi": "3.0.3",
-    "info": {"title": "pets", "version": "1"},
-    "paths": {
-        "/pets/{petId}": {
-            "get": {
-                "operationId": "getPet",
-                "summary": "One pet by id",
-                "parameters": [
-                    {"name": "petId", "in": "path", "required": True, "schema": {"type": "integer"}}
-                ],
-                "responses": {"200": {"description": "the pet"}},
-            }
-        }
-    },
-}
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +38,9 @@ def pets() -> Iterator[tuple[str, list[str]]]:
 
     async def pet(request: Request) -> JSONResponse:
         seen.append(request.headers.get("traceparent", ""))
-        return JSONResponse({"id": int(request.path_params["pet"]), "name": "Rex"})
+        return JSONResponse({"id": request.path_params["pet_id"], "name": "Rex"})
 
-    with serve_app(Starlette(routes=[Route("/pets/{pet}", pet)])) as base:
+    with serve_app(Starlette(routes=[Route("/pets/{pet_id}", pet)])) as base:
         yield base, seen
 
 
@@ -73,8 +57,7 @@ gateways:
     targets:
       - name: pets
         kind: openapi
-        base_url: {pets[0]}
-        spec: {json.dumps(PETS)}
+        spec: {json.dumps(pets_document(pets[0]))}
   - name: inner
     a2a_agent: {{name: adder}}
     targets:
@@ -84,14 +67,7 @@ gateways:
 """
     (root / "switchboard.yaml").write_text(config)
     with OtlpReceiver() as receiver:
-        env = {
-            "OTEL_TRACES_EXPORTER": "otlp",
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.endpoint,
-            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-            "OTEL_BSP_SCHEDULE_DELAY": "100",
-            "NO_PROXY": "127.0.0.1,localhost",
-            "no_proxy": "127.0.0.1,localhost",
-        }
+        env = receiver.env
         with serve(root / "data", root / "switchboard.yaml", env=env) as served:
             yield served, receiver
 
@@ -120,7 +96,7 @@ async def test_an_a2a_client_uses_an_openapi_tool_in_one_trace(
     async with httpx.AsyncClient(timeout=30) as http:
         card = await A2ACardResolver(http, f"{served.base}/a2a/tools").get_agent_card()
         client = ClientFactory(ClientConfig(httpx_client=http, streaming=False)).create(card)
-        message = new_text_message('{"petId": 7}', role=Role.ROLE_USER)
+        message = new_text_message('{"pet_id": "7"}', role=Role.ROLE_USER)
         message.metadata.update({"skill": "pets___getPet"})
         context = ClientCallContext(service_parameters={"traceparent": parent})
         events = [e async for e in client.send_message(SendMessageRequest(message=message), context=context)]

@@ -524,14 +524,7 @@ async def test_agentcore_requests_are_traced_as_the_callers_tenant(tmp_path: Pat
     from tests.fixtures.otlp_receiver import OtlpReceiver
 
     with OtlpReceiver() as receiver:
-        env = {
-            "OTEL_TRACES_EXPORTER": "otlp",
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.endpoint,
-            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-            "OTEL_BSP_SCHEDULE_DELAY": "100",
-            "NO_PROXY": "127.0.0.1,localhost",
-            "no_proxy": "127.0.0.1,localhost",
-        }
+        env = receiver.env
         with serve(tmp_path / "data", env=env) as traced:
             key = _access_key(traced)
             control, _ = _clients(traced, key)

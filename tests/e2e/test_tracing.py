@@ -72,14 +72,7 @@ def traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Traced]:
         config = root / "switchboard.yaml"
         config.write_text(CONFIG.format(port=port))
         with OtlpReceiver() as receiver:
-            env = {
-                "OTEL_TRACES_EXPORTER": "otlp",
-                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.endpoint,
-                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-                "OTEL_BSP_SCHEDULE_DELAY": "100",
-                "NO_PROXY": "127.0.0.1,localhost",
-                "no_proxy": "127.0.0.1,localhost",
-            }
+            env = receiver.env
             with serve(root / "data", config, env=env) as served:
                 yield Traced(served, receiver)
     finally:
