@@ -143,17 +143,22 @@ class Link:
         self._waiters: list[anyio.Event] = []
         self._lock = anyio.Lock()
         self._calls: set[_Call] = set()
+        self.closed = False
 
     @property
     def busy(self) -> bool:
-        return bool(self._calls)
+        """In use: a call in flight, or a caller waiting for the session to open."""
+        return bool(self._calls) or bool(self._waiters) or self._lock.locked()
 
     async def run(self) -> None:
-        """The keeper: run this in a task group; ``close`` ends it."""
+        """The keeper: run this in a task group; ``close`` ends it (even before it starts)."""
         try:
             with anyio.CancelScope() as self._scope:
+                if self.closed:
+                    self._scope.cancel()
                 await self._keeper()
         finally:
+            self._wake()  # whoever still waits hears that no session is coming
             box, self.box = self.box, None
             boxed, self._boxed = self._boxed, None
             if box is not None:
@@ -163,6 +168,7 @@ class Link:
                 boxed[1]()
 
     def close(self) -> None:
+        self.closed = True
         if self._scope is not None:
             self._scope.cancel()
 
@@ -294,19 +300,25 @@ class Link:
                     self._wake()  # callers waiting for this attempt hear that it failed
 
     async def session(self) -> Client:
+        self.last_used = time.monotonic()
         client = self._client
         if client is not None:
             return client
         async with self._lock:
             if self._client is not None:
                 return self._client
+            if self.closed:
+                raise UpstreamUnavailable(f"MCP server {self.where()}: this session was closed")
             done = anyio.Event()
             self._waiters.append(done)
             self._need.set()
             with anyio.move_on_after(self.config.timeout_seconds):
                 await done.wait()
             if self._client is None:
-                reason = self.failure or f"no session within {self.config.timeout_seconds}s"
+                if self.closed:
+                    reason = "the session was closed while it opened"
+                else:
+                    reason = self.failure or f"no session within {self.config.timeout_seconds}s"
                 raise UpstreamUnavailable(f"MCP server {self.where()} is not reachable: {reason}")
             return self._client
 

@@ -184,7 +184,7 @@ class McpProvider(ToolProvider):
                 )
             credential = found
         link = self._users.get(key)
-        if link is not None:
+        if link is not None and not link.closed:
             self._users.move_to_end(key)
             return link
         if self._tg is None:
@@ -195,7 +195,7 @@ class McpProvider(ToolProvider):
         self._users[key] = link
         self._tg.start_soon(link.run)
         while len(self._users) > c.max_user_sessions:  # close the least recently used idle one
-            idle = next((k for k, v in self._users.items() if not v.busy), None)
+            idle = next((k for k, v in self._users.items() if k != key and not v.busy), None)
             if idle is None:
                 break
             self._users.pop(idle).close()

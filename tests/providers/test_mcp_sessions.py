@@ -89,6 +89,26 @@ async def test_idle_user_sessions_are_closed_and_reopened(upstream_url: str) -> 
         assert await whoami(provider, as_user("alice")) == "Bearer a"  # opened again on demand
 
 
+async def test_a_session_opening_is_not_closed_as_idle(upstream_url: str) -> None:
+    # Idle time shorter than opening a session takes: the reaper must leave a session that a
+    # caller is waiting for (CI once saw it closed mid-open, and the call wait out its timeout).
+    config = McpTarget.model_validate(
+        {
+            "name": "py",
+            "kind": "mcp",
+            "url": upstream_url,
+            "sessions": "per_user",
+            "user_session_idle_seconds": 0.01,
+            "timeout_seconds": 5,
+            "users": {"alice": {"headers": {"Authorization": "Bearer a"}}},
+        }
+    )
+    async with McpProvider(config) as provider:
+        for _ in range(5):
+            assert await whoami(provider, as_user("alice")) == "Bearer a"
+            await anyio.sleep(0.05)  # idle: closed, and opened again by the next call
+
+
 def test_users_without_per_user_sessions_is_refused() -> None:
     with pytest.raises(ValueError, match="only apply with `sessions: per_user`"):
         McpTarget.model_validate({"name": "py", "kind": "mcp", "url": "http://x/mcp", "users": {"a": {}}})
