@@ -178,6 +178,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"switchboard: cannot listen on {settings.host}:{settings.port}: {exc.strerror}; pick --port"
         )
     port = sock.getsockname()[1]
+    settings = settings.model_copy(update={"port": port})  # (--port 0: the one the system chose)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     base = settings.public_url or f"http://{host}:{port}"
     logs = log_config(settings.log_format, settings.log_level)

@@ -45,14 +45,18 @@ from runtime import (
     DeployError,
     Deployments,
     Lifecycle,
+    Links,
+    Service,
     Session,
     SessionError,
     Sessions,
     Version,
+    parse_services,
 )
 from sandbox import BwrapBackend, Options, available
 
 MIB = 1024 * 1024
+GATEWAY_INSIDE = 7070  # where a session's app reaches the gateway
 # What a caller may pass on to the app: AgentCore's custom headers. Never the caller's credential
 # (the app is not trusted with it: AgentCore passes Authorization only when a runtime asks).
 PASSED = ("x-amzn-bedrock-agentcore-runtime-custom-",)
@@ -129,14 +133,20 @@ class Runtimes:
             yield self
             return
         settings = self.settings
+        # The gateway, for its tools (ADR 0040): reached where it listens, from the sandbox's 7070.
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+        gateway = Service("gateway", host, settings.port, GATEWAY_INSIDE)
+        links = Links([gateway, *parse_services(settings.runtime_services)])
         options = Options(
-            memory_bytes=settings.runtime_memory_mb * MIB, disk_bytes=settings.runtime_disk_mb * MIB
+            memory_bytes=settings.runtime_memory_mb * MIB,
+            disk_bytes=settings.runtime_disk_mb * MIB,
+            environment={"SWITCHBOARD_GATEWAY_URL": f"http://127.0.0.1:{GATEWAY_INSIDE}"},
         )
         lifecycle = Lifecycle(
             settings.runtime_idle_seconds, settings.runtime_max_seconds, settings.runtime_warm
         )
         backend = BwrapBackend(sandbox_root(settings) / "runtime")
-        async with Sessions(backend, options, lifecycle).running() as sessions:
+        async with links.open(), Sessions(backend, options, lifecycle, links).running() as sessions:
             self.sessions = sessions
             try:
                 yield self

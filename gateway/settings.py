@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from runtime import parse_services
+
 
 class Settings(BaseSettings):
     """How this gateway process runs. Gateways and targets live in the config, not here."""
@@ -94,6 +96,16 @@ class Settings(BaseSettings):
         "at /work/node_modules in sandboxed MCP servers (its .bin on PATH, `npx PACKAGE` offline).",
     )
 
+    @field_validator("runtime_services")
+    @classmethod
+    def _services(cls, value: dict[str, str]) -> dict[str, str]:
+        taken = [s.name for s in parse_services(value) if s.inside == 7070]  # (errors name the service)
+        if taken:
+            raise ValueError(f"runtime service {taken[0]!r}: port 7070 in the sandbox is the gateway's")
+        if "gateway" in value:
+            raise ValueError("runtime service 'gateway' is the gateway's own; name yours otherwise")
+        return value
+
     @field_validator("sandbox_node_modules", "sandbox_dir")
     @classmethod
     def _absolute(cls, path: Path | None) -> Path | None:
@@ -115,6 +127,13 @@ class Settings(BaseSettings):
     )
     runtime_warm: int = Field(
         0, ge=0, le=64, description="Apps started ahead per hosted agent version in use."
+    )
+    runtime_services: dict[str, str] = Field(
+        default_factory=dict,
+        description="Services hosted agents may reach from their sandboxes, which have no network: "
+        '{"model": "127.0.0.1:11434"} (inside at 127.0.0.1 on the same port, or HOST:PORT@INSIDE), '
+        "each named to the app in SWITCHBOARD_SERVICE_{NAME}_URL. The gateway itself is always one "
+        "(SWITCHBOARD_GATEWAY_URL, port 7070 inside).",
     )
     runtime_memory_mb: int = Field(1024, ge=64, description="Memory of one hosted agent session's sandbox.")
     runtime_disk_mb: int = Field(1024, ge=1, description="Size of one hosted agent session's work directory.")

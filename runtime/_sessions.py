@@ -26,6 +26,7 @@ import httpx
 from anyio.abc import Process, TaskGroup
 
 from runtime._deploy import Version
+from runtime._links import Links
 from sandbox import FORWARD, FORWARD_INSIDE, BwrapBackend, BwrapSandbox, Options, SandboxError
 
 APP_PORT = 8080
@@ -122,9 +123,14 @@ class Sessions:
     and the old ones and keeps ``warm`` apps started per version."""
 
     def __init__(
-        self, backend: BwrapBackend, options: Options | None = None, lifecycle: Lifecycle | None = None
+        self,
+        backend: BwrapBackend,
+        options: Options | None = None,
+        lifecycle: Lifecycle | None = None,
+        links: Links | None = None,
     ) -> None:
         self.backend = backend
+        self.links = links or Links([])  # the services the apps reach (ADR 0040)
         self.options = options or Options()
         self.lifecycle = lifecycle or Lifecycle()
         self.live: dict[str, Session] = {}
@@ -239,8 +245,18 @@ class Sessions:
             return session
 
     async def _start(self, version: Version, session_id: str) -> Session:
-        binds = ((version.code, "/app"), (version.venv, "/opt/venv"), (str(FORWARD), FORWARD_INSIDE))
-        environment = {"DOCKER_CONTAINER": "1", "HOME": "/work", "PYTHONUNBUFFERED": "1"}
+        binds = (
+            (version.code, "/app"),
+            (version.venv, "/opt/venv"),
+            (str(FORWARD), FORWARD_INSIDE),
+            *self.links.binds,
+        )
+        environment = {
+            **self.links.environment(),
+            "DOCKER_CONTAINER": "1",
+            "HOME": "/work",
+            "PYTHONUNBUFFERED": "1",
+        }
         options = Options(
             memory_bytes=self.options.memory_bytes,
             processes=self.options.processes,
@@ -270,6 +286,7 @@ class Sessions:
                     "--inbound",
                     str(listener.fileno()),
                     str(APP_PORT),
+                    *self.links.arguments(),
                     "--",
                 ]
                 argv += ["/opt/venv/bin/python", f"/app/{version.entry}"]

@@ -2,7 +2,7 @@
 sandbox's own Python, standard library only, bound read-only at ``/opt/switchboard/forward.py``::
 
     python3 -I /opt/switchboard/forward.py PORT SOCKET [-- COMMAND...]
-    python3 -I /opt/switchboard/forward.py --inbound FD PORT [-- COMMAND...]
+    python3 -I /opt/switchboard/forward.py --inbound FD PORT [--outbound PORT SOCKET]... [-- COMMAND...]
 
 It listens on 127.0.0.1:PORT in the sandbox's own network namespace and pipes each connection to
 the egress proxy's UNIX socket SOCKET (bound into the sandbox), so ``HTTP_PROXY`` and
@@ -13,7 +13,9 @@ the same in a thread (``start``).
 ``--inbound`` is the other way (a hosted agent, ADR 0039): it accepts on the listening UNIX
 socket the host made and handed down as descriptor FD (in a folder of the host's, which nothing
 in the sandbox can reach or redirect) and pipes each connection to the app listening on
-127.0.0.1:PORT inside, so the host talks to the app with no network between them.
+127.0.0.1:PORT inside, so the host talks to the app with no network between them. With it,
+each ``--outbound PORT SOCKET`` listens on 127.0.0.1:PORT inside and pipes to the UNIX socket
+SOCKET, a service the host chose for the app (ADR 0040), as the proxy's is piped above.
 
 It decides nothing: every check is the proxy's, on the host; whatever runs in the sandbox can
 rewrite this file, and gains nothing by it. Two threads per connection, one per direction (a slow
@@ -40,7 +42,10 @@ UNREACHABLE = (
     b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nConnection: close\r\n"
     b"Content-Length: " + str(len(_BODY)).encode() + b"\r\n\r\n" + _BODY
 )
-USAGE = "usage: forward.py PORT SOCKET [-- COMMAND...] | forward.py --inbound FD PORT [-- COMMAND...]"
+USAGE = (
+    "usage: forward.py PORT SOCKET [-- COMMAND...] | "
+    "forward.py --inbound FD PORT [--outbound PORT SOCKET]... [-- COMMAND...]"
+)
 _NOT_YET = b"the app in the sandbox is not listening\n"
 APP_DOWN = (
     b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nConnection: close\r\n"
@@ -179,7 +184,11 @@ def main(argv: list[str]) -> int:
     args, command = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
     environment = dict(os.environ)
     if args[:1] == ["--inbound"]:
-        shaped = len(args) == 3 and args[1].isdigit() and args[2].isdigit() and int(args[2]) <= 65535
+        outbound, rest = args[3:], args[3:]
+        shaped = len(args) >= 3 and args[1].isdigit() and _port(args[2])
+        while shaped and rest:
+            shaped = len(rest) >= 3 and rest[0] == "--outbound" and _port(rest[1])
+            rest = rest[3:]
         if not shaped or ("--" in argv and not command):
             print(USAGE, file=sys.stderr)
             return 2
@@ -188,6 +197,13 @@ def main(argv: list[str]) -> int:
         except OSError as exc:
             print(f"forward: descriptor {args[1]} is not a listening socket: {exc.strerror}", file=sys.stderr)
             return 1
+        for index in range(0, len(outbound), 3):
+            inside = outbound[index + 1]
+            try:
+                start(int(inside), outbound[index + 2])
+            except OSError as exc:
+                print(f"forward: cannot listen on 127.0.0.1:{inside}: {exc.strerror}", file=sys.stderr)
+                return 1
         return _run(command, environment)
     if len(args) != 2 or not args[0].isdigit() or int(args[0]) > 65535 or ("--" in argv and not command):
         print(USAGE, file=sys.stderr)
@@ -198,6 +214,10 @@ def main(argv: list[str]) -> int:
         print(f"forward: cannot listen on 127.0.0.1:{args[0]}: {exc.strerror}", file=sys.stderr)
         return 1
     return _run(command, {**environment, **proxy_environment(port)})
+
+
+def _port(text: str) -> bool:
+    return text.isdigit() and 0 < int(text) <= 65535
 
 
 def _run(command: list[str], environment: dict[str, str]) -> int:

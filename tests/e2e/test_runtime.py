@@ -79,6 +79,17 @@ async def test_an_agent_answers_each_session_from_its_own_sandbox(served: tuple[
         assert events == [{"chunk": 0}, {"chunk": 1}, {"chunk": 2}]
 
 
+async def test_the_agent_reaches_the_gateway_from_its_sandbox(served: tuple[Served, str]) -> None:
+    s, key = served
+    headers = {"Authorization": f"Bearer {key}", SESSION: "g" * 40}
+    payload = {"fetch": "SWITCHBOARD_GATEWAY_URL", "path": "/healthz"}
+    async with httpx2.AsyncClient(timeout=120) as http:
+        found = await http.post(f"{s.base}/runtimes/echo/invocations", json=payload, headers=headers)
+    assert found.status_code == 200, found.text
+    assert found.json()["url"] == "http://127.0.0.1:7070/healthz"
+    assert json.loads(found.json()["fetched"]) == httpx2.get(f"{s.base}/healthz").json()
+
+
 async def test_bad_calls_get_clear_errors(served: tuple[Served, str]) -> None:
     s, key = served
     auth = {"Authorization": f"Bearer {key}"}

@@ -13,8 +13,19 @@ from pathlib import Path
 
 import anyio
 import pytest
+from anyio.abc import SocketAttribute, SocketStream
 
-from runtime import AtCapacity, DeployError, Deployments, Lifecycle, SessionError, Sessions, Version
+from runtime import (
+    AtCapacity,
+    DeployError,
+    Deployments,
+    Lifecycle,
+    Links,
+    SessionError,
+    Sessions,
+    Version,
+    parse_services,
+)
 from sandbox import BwrapBackend, available
 from tests.support.tools import need
 
@@ -196,3 +207,49 @@ async def test_pools_are_each_owners_and_sessions_are_capped(
             await sessions.session(version, "d" * 40, owner="alpha")
         with pytest.raises(SessionError, match="letters, digits"):
             await sessions.session(version, "x/" + "y" * 40, owner="alpha")
+
+
+async def test_apps_reach_the_services_the_host_links_in_and_nothing_else(
+    deployed: tuple[Deployments, Version], tmp_path: Path
+) -> None:
+    _, version = deployed
+    seen: list[bytes] = []
+
+    async def answer(client: SocketStream) -> None:  # a service on the host's loopback
+        async with client:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += await client.receive()
+            seen.append(head.split(b"\r\n", 1)[0])
+            await client.send(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    async with listener, anyio.create_task_group() as tasks:
+        port = listener.extra(SocketAttribute.local_port)
+        tasks.start_soon(listener.serve, answer)
+        links = Links(parse_services({"model": f"127.0.0.1:{port}@7001"}))
+        async with links.open(), Sessions(BwrapBackend(tmp_path / "boxes"), links=links).running() as live:
+            session = await live.session(version, "l" * 40)
+            payload = {"fetch": "SWITCHBOARD_SERVICE_MODEL_URL", "path": "/v1/models"}
+            async with session.invoke(json.dumps(payload).encode()) as reply:
+                found = json.loads(await reply.aread())
+            assert found == {"fetched": "hello", "url": "http://127.0.0.1:7001/v1/models"}
+            assert seen == [b"GET /v1/models HTTP/1.1"]
+            # The host's own port is not the sandbox's: its loopback has only what was linked in.
+            direct = {"fetch": f"http://127.0.0.1:{port}"}
+            async with session.invoke(json.dumps(direct).encode()) as reply:
+                assert reply.status_code == 500 and b"refused" in await reply.aread()
+            assert len(seen) == 1
+            await live.stop(session.id)
+        tasks.cancel_scope.cancel()
+
+
+def test_services_are_checked() -> None:
+    with pytest.raises(ValueError, match="port 8080 is the app's own"):
+        parse_services({"model": "127.0.0.1:8080"})
+    with pytest.raises(ValueError, match="both use port 7001"):
+        parse_services({"a": "127.0.0.1:7001", "b": "127.0.0.1:9999@7001"})
+    with pytest.raises(ValueError, match="is not HOST:PORT"):
+        parse_services({"a": "nowhere"})
+    with pytest.raises(ValueError, match="a name is lowercase"):
+        parse_services({"A-b": "127.0.0.1:1"})
