@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -33,17 +34,21 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import unix_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from gateway.auth import TENANT_VAULT, qualified
 from gateway.interpreters import sandbox_root
 from gateway.serving import read_body
 from gateway.settings import Settings
 from gateway.stages import AuditLog
 from gateway.store import CallRecord
 from gateway.telemetry import trace_headers
+from identity.outbound import SERVICE
+from identity.vault import Owner, Vault
 from runtime import (
     SESSION_HEADER,
     AtCapacity,
     DeployError,
     Deployments,
+    EndpointError,
     Lifecycle,
     Links,
     Service,
@@ -73,6 +78,39 @@ class Runtimes:
         self.sessions: Sessions | None = None
         self.problem: str | None = None
         self.audit: AuditLog | None = None  # (set with the services: every invocation recorded)
+        self.vault: Vault | None = None  # (set with the services: versions' secrets)
+
+    def choose(self, tenant: str, runtime: str, qualifier: str | None, session_id: str) -> Version:
+        """The version ``session_id`` runs: its live session's (affinity), or the one the endpoint
+        (``qualifier``: a name, DEFAULT when None, or a version's number) gives a new session.
+
+        Raises:
+            DeployError, EndpointError: no such runtime, version or endpoint.
+        """
+        deployments = self.deployments(tenant)
+        live = None if self.sessions is None else self.sessions.live_version(session_id, tenant)
+        kept = live is not None and live.runtime == runtime and not (qualifier or "").isdigit()
+        if kept and live is not None and deployments.versions(runtime):  # (not a runtime deleted since)
+            return live
+        return deployments.resolve(runtime, qualifier, session_id)
+
+    async def secrets(self, tenant: str, version: Version) -> dict[str, str]:
+        """A version's secret variables: API keys from the tenant's vault, by provider name.
+
+        Raises:
+            SessionError: a provider the tenant does not have (the session does not start).
+        """
+        out: dict[str, str] = {}
+        for variable, provider in version.secrets.items():
+            owner = Owner(tenant, SERVICE, qualified(TENANT_VAULT, provider), "api_key")
+            key = None if self.vault is None else await self.vault.get(owner, tool=f"runtime/{version.tag}")
+            if key is None:
+                raise SessionError(
+                    f"{version.tag} takes {variable} from API key credential provider {provider!r}, "
+                    f"which tenant {tenant!r} does not have: create it (CreateApiKeyCredentialProvider)"
+                )
+            out[variable] = key.decode()
+        return out
 
     @contextlib.asynccontextmanager
     async def invoke(
@@ -146,7 +184,8 @@ class Runtimes:
             settings.runtime_idle_seconds, settings.runtime_max_seconds, settings.runtime_warm
         )
         backend = BwrapBackend(sandbox_root(settings) / "runtime")
-        async with links.open(), Sessions(backend, options, lifecycle, links).running() as sessions:
+        live = Sessions(backend, options, lifecycle, links, self.secrets)
+        async with links.open(), live.running() as sessions:
             self.sessions = sessions
             try:
                 yield self
@@ -193,13 +232,18 @@ def runtime_routes(
             return _error(
                 413, f"the payload is larger than {max_bytes} bytes (SWITCHBOARD_MAX_REQUEST_BYTES)"
             )
-        wanted = request.query_params.get("version")
+        wanted, endpoint = request.query_params.get("version"), request.query_params.get("endpoint")
         if wanted is not None and not wanted.isdigit():
             return _error(400, f"version must be a number, not {wanted!r}")
+        if wanted is not None and endpoint is not None:
+            return _error(400, "give a version or an endpoint, not both")
+        session_id = request.headers.get(SESSION_HEADER) or secrets.token_hex(20)
         try:
-            version = hosted.deployments(tenant).version(name, int(wanted) if wanted else None)
-        except DeployError as exc:
+            version = hosted.choose(tenant, name, wanted or endpoint, session_id)
+        except (DeployError, EndpointError) as exc:
             return _error(404, str(exc))
+        if version.protocol != "HTTP":
+            return _error(400, _not_http(version))
         passed = {k: v for k, v in request.headers.items() if k.lower().startswith(PASSED)}
         content_type = request.headers.get("content-type", "application/json")
         caller = Caller(
@@ -208,9 +252,7 @@ def runtime_routes(
         streams = contextlib.AsyncExitStack()
         try:
             session, answer = await streams.enter_async_context(
-                hosted.invoke(
-                    caller, version, request.headers.get(SESSION_HEADER), body, passed, content_type
-                )
+                hosted.invoke(caller, version, session_id, body, passed, content_type)
             )
         except AtCapacity as exc:
             await streams.aclose()
@@ -238,12 +280,14 @@ def runtime_routes(
                 reason="not authenticated" if isinstance(refused, Response) else "no sandboxes here",
             )
             return
+        session_id = websocket.headers.get(SESSION_HEADER) or secrets.token_hex(20)
         try:
-            version = hosted.deployments(tenant).version(websocket.path_params["runtime"])
-            session = await hosted.sessions.session(
-                version, websocket.headers.get(SESSION_HEADER), owner=tenant
-            )
-        except (DeployError, SessionError) as exc:
+            qualifier = websocket.query_params.get("endpoint") or websocket.query_params.get("version")
+            version = hosted.choose(tenant, websocket.path_params["runtime"], qualifier, session_id)
+            if version.protocol != "HTTP":
+                raise SessionError(_not_http(version))
+            session = await hosted.sessions.session(version, session_id, owner=tenant)
+        except (DeployError, EndpointError, SessionError) as exc:
             await websocket.close(code=1008, reason=str(exc)[:120])
             return
         headers = {SESSION_HEADER: session.id, **trace_headers()}
@@ -289,6 +333,14 @@ def runtime_routes(
         WebSocketRoute("/runtimes/{runtime}/ws", talk),
         WebSocketRoute("/tenants/{tenant}/runtimes/{runtime}/ws", talk),
     ]
+
+
+def _not_http(version: Version) -> str:
+    return f"{version.tag} is an {version.protocol} server, not an HTTP agent: " + (
+        "call its tools through a gateway target of kind runtime"
+        if version.protocol == "MCP"
+        else "reach it over A2A"
+    )
 
 
 def _error(status: int, message: str) -> JSONResponse:

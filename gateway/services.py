@@ -137,6 +137,7 @@ async def open_services(
                     system.interpreters = interpreters
                     system.runtimes = runtimes
                     runtimes.audit = audit if settings.audit else None
+                    runtimes.vault = vault
                     interpreters.shared = hub.shared
                     auth = system.authenticator = Authenticator(
                         store,

@@ -3,22 +3,38 @@
 Agent hosting (ADR 0039): deploys made immutable versions (``Deployments``), and sessions, each a
 sandbox running one version's app on AgentCore Runtime's contract (``Sessions``)."""
 
-from runtime._deploy import DeployError, Deployments, Version
+from runtime._deploy import DeployError, Deployments, Settings, Version
+from runtime._endpoints import DEFAULT, Endpoint, EndpointError, Endpoints
 from runtime._links import Links, Service, parse_services
-from runtime._sessions import SESSION_HEADER, AtCapacity, Lifecycle, Listed, Session, SessionError, Sessions
+from runtime._sessions import (
+    SESSION_HEADER,
+    AtCapacity,
+    Lifecycle,
+    Listed,
+    Secrets,
+    Session,
+    SessionError,
+    Sessions,
+)
 
 __all__ = [
+    "DEFAULT",
     "SESSION_HEADER",
     "AtCapacity",
     "DeployError",
     "Deployments",
+    "Endpoint",
+    "EndpointError",
+    "Endpoints",
     "Lifecycle",
     "Links",
     "Listed",
+    "Secrets",
     "Service",
     "Session",
     "SessionError",
     "Sessions",
+    "Settings",
     "Version",
     "parse_services",
 ]

@@ -10,20 +10,36 @@ entry that is not there) leaves nothing behind, and the versions before it as th
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import shutil
+import stat
 import subprocess
+import tempfile
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+import zipfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
 
 import anyio
+
+from runtime._endpoints import DEFAULT, Endpoints
 
 PYTHON = "/usr/bin/python3"  # the sandboxes' Python (the gateway's own may be one they cannot see)
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")  # (AgentCore's agentRuntimeName)
 PIP_SECONDS = 900.0
+MAX_FILES = 20_000  # in a zip a tenant sends
+MAX_UNPACKED = 512 * 2**20
+# A requirement by name: name[extras] (version specifiers) (; markers). No options, no URLs.
+REQUIREMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._, -]*\])?\s*([<>=!~]=?[^;@]*)?(;[^@]*)?")
+PORTS = {"HTTP": 8080, "MCP": 8000, "A2A": 9000}  # where each kind of app listens (AgentCore's)
+VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
+PROVIDER = re.compile(r"[a-zA-Z0-9\-_]{1,128}")  # (AgentCore's credential provider names)
+# Set by the runtime itself: a version cannot change them (the app's home, its way out).
+RESERVED_PREFIXES = ("SWITCHBOARD_", "HOME", "PATH", "PYTHON", "LD_", "DOCKER_CONTAINER", "AWS_")
 IGNORED = shutil.ignore_patterns(".git", "__pycache__", "*.pyc", ".venv", "venv", ".agentcore.json")
 
 
@@ -41,10 +57,52 @@ class Version:
     venv: str  # host path of its environment (bound read-only at /opt/venv)
     entry: str  # the file that starts the app, relative to the code
     created: float
+    protocol: str = "HTTP"  # HTTP (the app on 8080), MCP (8000, /mcp) or A2A (9000)
+    environment: dict[str, str] = field(default_factory=dict)  # the app's variables
+    secrets: dict[str, str] = field(default_factory=dict)  # variable: the vault's API key provider
+    description: str = ""
 
     @property
     def tag(self) -> str:
         return f"{self.runtime}:{self.number}"
+
+    @property
+    def port(self) -> int:
+        return PORTS[self.protocol]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What a version is deployed with besides its code (fixed with it: versions never change)."""
+
+    entry: str = "main.py"
+    protocol: str = "HTTP"
+    environment: Mapping[str, str] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    description: str = ""
+
+    def check(self) -> None:
+        """Raises DeployError: a protocol, variable or secret reference that cannot be."""
+        if self.protocol not in PORTS:
+            raise DeployError(f"protocol {self.protocol!r}: HTTP, MCP or A2A")
+        if len(self.description) > 1200:
+            raise DeployError("description: 1,200 characters at most")
+        both = set(self.environment) & set(self.secrets)
+        if both:
+            raise DeployError(f"variable {sorted(both)[0]} is given both a value and a secret: keep one")
+        for name, value in [*self.environment.items(), *self.secrets.items()]:
+            if not VARIABLE.fullmatch(name) or name.startswith(RESERVED_PREFIXES):
+                raise DeployError(
+                    f"variable {name!r}: letters, digits and '_', not starting with a digit, and not "
+                    f"one of the runtime's own ({', '.join(RESERVED_PREFIXES)}...)"
+                )
+            if len(value) > 5000 or "\0" in value:
+                raise DeployError(f"variable {name}: a value of 5,000 characters at most, no NUL")
+        for name, provider in self.secrets.items():
+            if not PROVIDER.fullmatch(provider):
+                raise DeployError(
+                    f"secret of {name}: {provider!r} is not the name of an API key credential provider"
+                )
 
 
 class Deployments:
@@ -54,6 +112,22 @@ class Deployments:
         self.root = root
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.lock = anyio.Lock()
+        self.endpoints = Endpoints(root)
+
+    def resolve(self, runtime: str, qualifier: str | None, session_id: str) -> Version:
+        """The version a new session ``session_id`` gets through ``qualifier``: an endpoint's name
+        (DEFAULT when None) or a version's number.
+
+        Raises:
+            DeployError: no such runtime or version; EndpointError: no such endpoint.
+        """
+        versions = self.versions(runtime)
+        if not versions:
+            self.version(runtime)  # (says there is no such runtime)
+        if qualifier is not None and qualifier.isdigit():
+            return self.version(runtime, int(qualifier))
+        endpoint = self.endpoints.get(runtime, qualifier or DEFAULT)
+        return self.version(runtime, endpoint.pick(session_id, versions[-1].number))
 
     def versions(self, runtime: str) -> list[Version]:
         """The runtime's versions, oldest first (none, or not a runtime's name: an empty list)."""
@@ -99,17 +173,42 @@ class Deployments:
             await anyio.to_thread.run_sync(lambda: _remove(self.root / runtime))
         return True
 
-    async def deploy(self, runtime: str, directory: Path, entry: str = "main.py") -> Version:
-        """A new version of ``runtime`` from ``directory``.
+    async def deploy_archive(self, runtime: str, archive: bytes, settings: Settings) -> Version:
+        """A new version of ``runtime`` from a zip of its folder, sent by a tenant (never trusted:
+        its requirements may name packages only, see ``deploy``).
 
         Raises:
-            DeployError: a bad name, directory or entry, or requirements that do not install.
+            DeployError: not a zip, too large, or what ``deploy`` refuses.
         """
+        with tempfile.TemporaryDirectory(prefix="sb-deploy-") as folder:
+            await anyio.to_thread.run_sync(_unzip, archive, Path(folder) / "code")
+            return await self.deploy(runtime, Path(folder) / "code", settings=settings, trusted=False)
+
+    async def deploy(
+        self,
+        runtime: str,
+        directory: Path,
+        entry: str = "main.py",
+        settings: Settings | None = None,
+        *,
+        trusted: bool = True,
+    ) -> Version:
+        """A new version of ``runtime`` from ``directory``. An untrusted deploy (a tenant's, not the
+        operator's) may not give pip options in its requirements (an index, a link, a file).
+
+        Raises:
+            DeployError: a bad name, directory, entry or setting, or requirements that do not install.
+        """
+        settings = settings or Settings(entry=entry)
+        entry = settings.entry
         if not NAME.match(runtime):
             raise DeployError(
                 f"runtime name {runtime!r}: use a letter, then letters, digits or '_' (48 at most)"
             )
+        settings.check()
         _check(directory, entry, self.root)
+        if not trusted:
+            _names_only(directory / "requirements.txt")
         async with self.lock:
             number = max((v.number for v in self.versions(runtime)), default=0) + 1
             home = self.root / runtime / f"v{number}"
@@ -120,7 +219,18 @@ class Deployments:
                     lambda: shutil.copytree(directory, partial / "code", ignore=IGNORED)
                 )
                 await _environment(partial / "venv", partial / "code" / "requirements.txt")
-                version = Version(runtime, number, str(home / "code"), str(home / "venv"), entry, time.time())
+                version = Version(
+                    runtime,
+                    number,
+                    str(home / "code"),
+                    str(home / "venv"),
+                    entry,
+                    time.time(),
+                    settings.protocol,
+                    dict(settings.environment),
+                    dict(settings.secrets),
+                    settings.description,
+                )
                 (partial / "version.json").write_text(json.dumps(asdict(version)))
                 await anyio.to_thread.run_sync(_read_only, partial)
                 partial.rename(home)
@@ -148,14 +258,62 @@ def _check(directory: Path, entry: str, root: Path) -> None:
                 )
 
 
+def _unzip(archive: bytes, into: Path) -> None:
+    """Unpack a zip of an agent's folder: regular files only, inside ``into``, bounded."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(archive)) as zipped:
+            members = zipped.infolist()
+            if len(members) > MAX_FILES:
+                raise DeployError(f"the zip holds {len(members)} entries; {MAX_FILES} at most")
+            if sum(m.file_size for m in members) > MAX_UNPACKED:
+                raise DeployError(f"the zip unpacks to more than {MAX_UNPACKED // 2**20} MiB")
+            into.mkdir(mode=0o755)
+            for member in members:
+                path = PurePosixPath(member.filename)
+                if path.is_absolute() or ".." in path.parts or "\\" in member.filename:
+                    raise DeployError(f"the zip's {member.filename!r} points outside the folder")
+                if stat.S_ISLNK(member.external_attr >> 16):
+                    raise DeployError(f"the zip's {member.filename!r} is a symbolic link: zip what it names")
+                target = into.joinpath(*path.parts)
+                if member.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zipped.open(member) as source, target.open("wb") as sink:
+                    shutil.copyfileobj(source, sink)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
+        raise DeployError(f"the code is not a zip archive of the agent's folder ({exc})") from None
+
+
+def _names_only(requirements: Path) -> None:
+    """A tenant's requirements name packages (with versions, extras and markers), nothing else:
+    pip options (an index, links, other files) and direct references (a URL, a path) would have
+    the host fetch or read what the operator did not choose."""
+    if not requirements.is_file():
+        return
+    for number, line in enumerate(requirements.read_text(errors="replace").splitlines(), 1):
+        text = line.split(" #", 1)[0].strip()
+        if not text or text.startswith("#"):
+            continue
+        name = re.split(r"[\[<>=!~;\s]", text, maxsplit=1)[0]
+        archive = name.lower().endswith((".whl", ".zip", ".tar", ".gz", ".bz2", ".xz", ".tgz"))
+        if text.startswith("-") or not REQUIREMENT.fullmatch(text) or "://" in text or "@" in text or archive:
+            raise DeployError(
+                f"requirements.txt line {number} ({text[:60]!r}): list packages by name and version "
+                "only (pip options, URLs and paths are the operator's to give)"
+            )
+
+
 async def _environment(venv: Path, requirements: Path) -> None:
     """A virtual environment of the system's Python, with the requirements installed."""
-    made = await anyio.run_process([PYTHON, "-m", "venv", str(venv)], check=False)
+    needed = await anyio.Path(requirements).is_file()
+    bare = [] if needed else ["--without-pip"]  # (nothing to install: no pip in it either)
+    made = await anyio.run_process([PYTHON, "-m", "venv", *bare, str(venv)], check=False)
     if made.returncode != 0:
         raise DeployError(
             f"a Python environment could not be made: {made.stderr.decode(errors='replace')[-500:]}"
         )
-    if not await anyio.Path(requirements).is_file():
+    if not needed:
         return
     # Wheels only: a source distribution's build would run its code here, on the host, as the
     # gateway (a deploy must never run the agent's code outside a sandbox).

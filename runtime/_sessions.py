@@ -16,7 +16,7 @@ import re
 import secrets
 import socket as _socket
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +27,18 @@ from anyio.abc import Process, TaskGroup
 
 from runtime._deploy import Version
 from runtime._links import Links
-from sandbox import FORWARD, FORWARD_INSIDE, BwrapBackend, BwrapSandbox, Options, SandboxError
+from sandbox import (
+    APP_NOT_LISTENING,
+    FORWARD,
+    FORWARD_INSIDE,
+    BwrapBackend,
+    BwrapSandbox,
+    Options,
+    SandboxError,
+)
 
-APP_PORT = 8080
+Secrets = Callable[[str, Version], Awaitable[Mapping[str, str]]]  # (owner, version) -> variables
+
 START_SECONDS = 60.0
 LOG_BYTES = 1024 * 1024  # the app's first healthy ping, after its imports
 SESSION_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
@@ -128,9 +137,11 @@ class Sessions:
         options: Options | None = None,
         lifecycle: Lifecycle | None = None,
         links: Links | None = None,
+        secrets: Secrets | None = None,
     ) -> None:
         self.backend = backend
         self.links = links or Links([])  # the services the apps reach (ADR 0040)
+        self.secrets = secrets  # a version's secret variables, for its owner (from the vault)
         self.options = options or Options()
         self.lifecycle = lifecycle or Lifecycle()
         self.live: dict[str, Session] = {}
@@ -163,6 +174,11 @@ class Sessions:
                 if old or (now - session.used > self.lifecycle.idle_seconds and not await _busy(session)):
                     await self.stop(session.id, session.owner)
 
+    def live_version(self, session_id: str, owner: str = "") -> Version | None:
+        """The version session ``session_id`` of ``owner`` runs, if it is live (sessions keep theirs)."""
+        found = self.live.get(_key(owner, session_id))
+        return found.version if found is not None and found.app.returncode is None else None
+
     def listed(self, owner: str = "") -> list[Listed]:
         """The live sessions of ``owner``: age, last use, CPU and memory."""
         now = time.monotonic()
@@ -193,7 +209,7 @@ class Sessions:
         async def fill() -> None:
             try:
                 while len(self.pool.setdefault(pool, [])) < self.lifecycle.warm and self._room(owner):
-                    self.pool[pool].append(await self._start(version, ""))
+                    self.pool[pool].append(await self._start(version, "", owner))
             except (SessionError, SandboxError, OSError):  # (the next one starts cold, and says why)
                 pass
             finally:
@@ -237,21 +253,24 @@ class Sessions:
                     f"no more sessions now: {self.lifecycle.owner_sessions} a tenant and "
                     f"{self.lifecycle.max_sessions} in all run; stop one, or wait for idle ones to end"
                 )
-            session = pooled.pop(0) if pooled else await self._start(version, session_id)
+            session = pooled.pop(0) if pooled else await self._start(version, session_id, owner)
             session.id, session.owner = session_id, owner
             session.started = session.used = time.monotonic()
             self.live[key] = session
             self._refill(version, owner)
             return session
 
-    async def _start(self, version: Version, session_id: str) -> Session:
+    async def _start(self, version: Version, session_id: str, owner: str) -> Session:
         binds = (
             (version.code, "/app"),
             (version.venv, "/opt/venv"),
             (str(FORWARD), FORWARD_INSIDE),
             *self.links.binds,
         )
+        secret = {} if self.secrets is None or not version.secrets else await self.secrets(owner, version)
         environment = {
+            **version.environment,
+            **secret,
             **self.links.environment(),
             "DOCKER_CONTAINER": "1",
             "HOME": "/work",
@@ -285,7 +304,7 @@ class Sessions:
                     FORWARD_INSIDE,
                     "--inbound",
                     str(listener.fileno()),
-                    str(APP_PORT),
+                    str(version.port),
                     *self.links.arguments(),
                     "--",
                 ]
@@ -327,12 +346,16 @@ class Sessions:
 
 
 async def _healthy(session: Session, socket: Path) -> None:
-    """Wait for the app's first healthy ping (its imports done); or say why it did not come."""
+    """Wait for the app's first healthy ping (an MCP or A2A server's first answer: they have no
+    ping), its imports done; or say why it did not come."""
     with anyio.move_on_after(START_SECONDS):
         while session.app.returncode is None:
             try:
-                status = (await session.ping()).get("status")
-                if status in ("Healthy", "HealthyBusy"):
+                if session.version.protocol != "HTTP":
+                    answer = await session.http.get("/")
+                    if answer.status_code != 502 or answer.content != APP_NOT_LISTENING:
+                        return
+                elif (await session.ping()).get("status") in ("Healthy", "HealthyBusy"):
                     return
             except (httpx.HTTPError, ValueError):
                 pass

@@ -18,6 +18,7 @@ from sandbox._contract import (
     Usage,
 )
 from sandbox._egress import FORWARD, FORWARD_INSIDE
+from sandbox._forward import APP_NOT_LISTENING
 from sandbox._gvisor import GvisorBackend, GvisorSandbox
 from sandbox._interpreter import CodeSession, Interpreter, InterpreterConfig, backend_for, backend_problem
 from sandbox._microvm import MicrovmBackend, MicrovmSandbox
@@ -25,6 +26,7 @@ from sandbox._proxy import EgressDecision, EgressPolicy, EgressProxy
 from sandbox._tools import TOOLS
 
 __all__ = [
+    "APP_NOT_LISTENING",
     "FORWARD",
     "FORWARD_INSIDE",
     "HOST_ENVIRONMENT",

@@ -46,10 +46,10 @@ USAGE = (
     "usage: forward.py PORT SOCKET [-- COMMAND...] | "
     "forward.py --inbound FD PORT [--outbound PORT SOCKET]... [-- COMMAND...]"
 )
-_NOT_YET = b"the app in the sandbox is not listening\n"
+APP_NOT_LISTENING = b"the app in the sandbox is not listening\n"
 APP_DOWN = (
     b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nConnection: close\r\n"
-    b"Content-Length: " + str(len(_NOT_YET)).encode() + b"\r\n\r\n" + _NOT_YET
+    b"Content-Length: " + str(len(APP_NOT_LISTENING)).encode() + b"\r\n\r\n" + APP_NOT_LISTENING
 )
 
 

@@ -5,8 +5,8 @@ answers the app's own body as it comes (JSON, or server-sent events that boto3's
 session's sandbox; ``StopRuntimeSession`` ends a session at once.
 
 A runtime is named by ARN (``arn:aws:bedrock-agentcore:REGION:ACCOUNT:runtime/NAME``) or bare
-``NAME``, NAME being what ``switchboard runtime deploy --name`` gave it; the qualifier
-``DEFAULT`` (or none) is its latest version.
+``NAME``, NAME being what ``switchboard runtime deploy --name`` gave it; the ``qualifier`` names
+an endpoint (``DEFAULT``, the latest version, when not given; ADR 0041) or a version's number.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from gateway.agentcore._call import AwsError, Call, Params, not_found, validatio
 from gateway.agentcore._gateways import page
 from gateway.runtimes import Caller, Runtimes
 from gateway.store import AwsResource, StoreAws
-from runtime import AtCapacity, DeployError, SessionError, Sessions, Version
+from runtime import AtCapacity, DeployError, EndpointError, SessionError, Sessions, Version
 from sandbox import Limits
 
 QUALIFIER = "DEFAULT"
@@ -36,26 +36,30 @@ def _runtimes(call: Call) -> tuple[Runtimes, Sessions]:
     return found, found.sessions
 
 
-async def _version(call: Call, runtimes: Runtimes, params: Params) -> Version:
+async def _name(call: Call, params: Params) -> str:
+    """The runtime's name, from its ARN, its name or its agentRuntimeId."""
     named = str(params["agentRuntimeArn"])
     name = named.rsplit("runtime/", 1)[-1] if named.startswith("arn:") else named
     known = await StoreAws(call.system.store).by_id(call.tenant, KIND, name)
-    if known is not None:  # (its agentRuntimeId, as the control plane lists it)
-        name = known.name
-    qualifier = params.get("qualifier") or QUALIFIER
-    if qualifier != QUALIFIER:
-        raise validation(
-            f"qualifier {qualifier!r}: runtime endpoints other than {QUALIFIER} are not served yet"
-        )
+    return known.name if known is not None else name  # (its agentRuntimeId, as the control plane lists it)
+
+
+async def _version(call: Call, runtimes: Runtimes, params: Params) -> tuple[Version, str]:
+    """The version the call's session runs (its endpoint's, ``qualifier``: DEFAULT when not
+    given), and the session's id (a new one when the call names none)."""
+    session_id = str(params.get("runtimeSessionId") or secrets.token_hex(20))
     try:
-        return runtimes.deployments(call.tenant).version(name)
-    except DeployError as exc:
+        version = runtimes.choose(call.tenant, await _name(call, params), params.get("qualifier"), session_id)
+    except (DeployError, EndpointError) as exc:
         raise not_found(str(exc)) from None
+    if version.protocol != "HTTP":
+        raise validation(f"{version.tag} serves {version.protocol}, not InvokeAgentRuntime's HTTP contract")
+    return version, session_id
 
 
 async def invoke_agent_runtime(call: Call, params: Params) -> Params:
     runtimes, _ = _runtimes(call)
-    version = await _version(call, runtimes, params)
+    version, session_id = await _version(call, runtimes, params)
     headers = {k: str(params[m]) for m, k in _PASSED.items() if params.get(m)}
     if params.get("runtimeUserId"):
         headers["X-Amzn-Bedrock-AgentCore-Runtime-User-Id"] = str(params["runtimeUserId"])
@@ -67,7 +71,7 @@ async def invoke_agent_runtime(call: Call, params: Params) -> Params:
             runtimes.invoke(
                 caller,
                 version,
-                params.get("runtimeSessionId"),
+                session_id,
                 bytes(params.get("payload") or b""),
                 headers,
                 content_type,
@@ -108,7 +112,7 @@ async def invoke_agent_runtime_command(call: Call, params: Params) -> Params:
     output answered as AgentCore's events: contentStart, contentDelta (stdout, stderr),
     contentStop (exitCode, COMPLETED or TIMED_OUT)."""
     runtimes, sessions = _runtimes(call)
-    version = await _version(call, runtimes, params)
+    version, session_id = await _version(call, runtimes, params)
     body = params.get("body") or {}
     command = str(body.get("command") or "")
     if not command.strip():
@@ -117,7 +121,7 @@ async def invoke_agent_runtime_command(call: Call, params: Params) -> Params:
     if not 1 <= timeout <= MAX_COMMAND_SECONDS:
         raise validation(f"body.timeout: 1 to {MAX_COMMAND_SECONDS} seconds, not {timeout}")
     try:
-        session = await sessions.session(version, params.get("runtimeSessionId"), owner=call.tenant)
+        session = await sessions.session(version, session_id, owner=call.tenant)
     except AtCapacity as exc:
         raise AwsError("ThrottlingException", str(exc), 429) from None
     except SessionError as exc:
@@ -153,11 +157,11 @@ _PASSED = {"traceParent": "traceparent", "traceState": "tracestate", "baggage": 
 
 
 async def stop_runtime_session(call: Call, params: Params) -> Params:
-    runtimes, sessions = _runtimes(call)
-    version = await _version(call, runtimes, params)
+    _, sessions = _runtimes(call)
+    name = await _name(call, params)
     session_id = str(params.get("runtimeSessionId") or "")
     running = next((s for s in sessions.listed(call.tenant) if s.id == session_id), None)
-    if running is None or running.version.split(":")[0] != version.runtime:
+    if running is None or running.version.split(":")[0] != name:
         raise not_found(f"no session {session_id} of this runtime is running")
     if not await sessions.stop(session_id, call.tenant):
         raise not_found(f"no session {session_id} of this runtime is running")

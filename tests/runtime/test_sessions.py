@@ -23,6 +23,7 @@ from runtime import (
     Links,
     SessionError,
     Sessions,
+    Settings,
     Version,
     parse_services,
 )
@@ -253,3 +254,24 @@ def test_services_are_checked() -> None:
         parse_services({"a": "nowhere"})
     with pytest.raises(ValueError, match="a name is lowercase"):
         parse_services({"A-b": "127.0.0.1:1"})
+
+
+async def test_a_versions_variables_and_secrets_reach_its_app(
+    deployed: tuple[Deployments, Version], tmp_path: Path
+) -> None:
+    deployments, _ = deployed
+    settings = Settings(environment={"SECRET_PLAIN": "plain"}, secrets={"SECRET_KEY": "openai"})
+    version = await deployments.deploy("withenv", AGENT, settings=settings)
+    asked: list[tuple[str, str]] = []
+
+    async def secrets(owner: str, wanted: Version) -> dict[str, str]:  # (the gateway's: the vault)
+        asked.append((owner, wanted.tag))
+        return {name: f"{provider}-key-of-{owner}" for name, provider in wanted.secrets.items()}
+
+    async with Sessions(BwrapBackend(tmp_path / "boxes"), secrets=secrets).running() as live:
+        session = await live.session(version, "e" * 40, owner="acme")
+        async with session.invoke(b"{}") as reply:
+            found = json.loads(await reply.aread())
+    assert found["env"] == {"SECRET_PLAIN": "plain", "SECRET_KEY": "openai-key-of-acme"}
+    assert asked == [("acme", "withenv:1")]
+    assert deployments.versions("withenv")[0].secrets == {"SECRET_KEY": "openai"}  # (names, never values)
