@@ -20,12 +20,13 @@ import contextlib
 import hashlib
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import httpx
+from anyio.abc import TaskGroup
 from starlette.background import BackgroundTask
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -79,6 +80,7 @@ class Runtimes:
         self.problem: str | None = None
         self.audit: AuditLog | None = None  # (set with the services: every invocation recorded)
         self.vault: Vault | None = None  # (set with the services: versions' secrets)
+        self.tasks: TaskGroup | None = None
 
     def choose(self, tenant: str, runtime: str, qualifier: str | None, session_id: str) -> Version:
         """The version ``session_id`` runs: its live session's (affinity), or the one the endpoint
@@ -166,9 +168,26 @@ class Runtimes:
 
     @contextlib.asynccontextmanager
     async def open(self) -> AsyncIterator[Runtimes]:
+        async with anyio.create_task_group() as tasks:  # (deploys the control plane started)
+            self.tasks = tasks
+            try:
+                async with self._sessions():
+                    yield self
+            finally:
+                self.tasks = None
+                tasks.cancel_scope.cancel()
+
+    def later(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``work`` in the background while the process runs (a deploy AgentCore asked for)."""
+        if self.tasks is None:
+            raise SessionError("hosted agents are not running in this process")
+        self.tasks.start_soon(work)
+
+    @contextlib.asynccontextmanager
+    async def _sessions(self) -> AsyncIterator[None]:
         self.problem = available()
         if self.problem is not None:  # (sessions are refused, saying why; the rest serves)
-            yield self
+            yield
             return
         settings = self.settings
         # The gateway, for its tools (ADR 0040): reached where it listens, from the sandbox's 7070.
@@ -188,7 +207,7 @@ class Runtimes:
         async with links.open(), live.running() as sessions:
             self.sessions = sessions
             try:
-                yield self
+                yield
             finally:
                 self.sessions = None
 

@@ -40,7 +40,16 @@ def agentcore_routes(backend: Callable[[], Backend], *, max_body: int) -> list[B
 
     def plane(service: str, prefix: str, control: bool) -> Callable[[], ASGIApp]:
         def make() -> Any:
-            from gateway.agentcore import _code, _gateways, _identity, _limits, _oauth, _policy, _runtime
+            from gateway.agentcore import (
+                _code,
+                _gateways,
+                _identity,
+                _limits,
+                _oauth,
+                _policy,
+                _runtime,
+                _runtime_control,
+            )
             from gateway.agentcore._front import Plane
             from gateway.agentcore._wire import Service
 
@@ -52,7 +61,7 @@ def agentcore_routes(backend: Callable[[], Backend], *, max_body: int) -> list[B
                     **_oauth.CONTROL,
                     **_policy.CONTROL,
                     **_code.CONTROL,
-                    **_runtime.CONTROL,
+                    **_runtime_control.CONTROL,
                 }
                 if control
                 else {**_identity.DATA, **_oauth.DATA, **_code.DATA, **_runtime.DATA}

@@ -13,19 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import string
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 from gateway.agentcore._call import AwsError, Call, Params, not_found, validation
-from gateway.agentcore._gateways import page
 from gateway.runtimes import Caller, Runtimes
-from gateway.store import AwsResource, StoreAws
+from gateway.store import StoreAws
 from runtime import AtCapacity, DeployError, EndpointError, SessionError, Sessions, Version
 from sandbox import Limits
 
 QUALIFIER = "DEFAULT"
+KIND = "agent_runtime"  # (the runtimes' AgentCore records: ids the control plane gave out)
 
 
 def _runtimes(call: Call) -> tuple[Runtimes, Sessions]:
@@ -172,112 +170,4 @@ DATA = {
     "InvokeAgentRuntime": invoke_agent_runtime,
     "InvokeAgentRuntimeCommand": invoke_agent_runtime_command,
     "StopRuntimeSession": stop_runtime_session,
-}
-
-
-# -- control plane: the runtimes deployed (``switchboard runtime deploy``) -----------------------
-
-KIND = "agent_runtime"
-
-
-def _new_id(name: str) -> str:
-    alphabet = string.ascii_letters + string.digits
-    return f"{name}-{''.join(secrets.choice(alphabet) for _ in range(10))}"
-
-
-async def _identified(call: Call, runtimes: Runtimes) -> dict[str, AwsResource]:
-    """Every deployed runtime's AgentCore record (made on first sight), by name."""
-    aws = StoreAws(call.system.store)
-    found = {}
-    for name in runtimes.deployments(call.tenant).runtimes():
-        found[name] = await aws.ensure(call.tenant, KIND, name, lambda name=name: _new_id(name))  # type: ignore[misc]
-    return found
-
-
-async def _by_id(call: Call, runtimes: Runtimes, identifier: str) -> tuple[AwsResource, list[Version]]:
-    res = await StoreAws(call.system.store).by_id(call.tenant, KIND, identifier)
-    versions = runtimes.deployments(call.tenant).versions(res.name) if res is not None else []
-    if res is None or not versions:
-        raise not_found(f"no agent runtime {identifier}")
-    return res, versions
-
-
-def _item(call: Call, res: AwsResource, version: Version) -> Params:
-    return {
-        "agentRuntimeArn": call.arn("bedrock-agentcore", f"runtime/{res.resource_id}"),
-        "agentRuntimeId": res.resource_id,
-        "agentRuntimeVersion": str(version.number),
-        "agentRuntimeName": res.name,
-        "description": f"deployed from a folder with switchboard runtime deploy (entry {version.entry})",
-        "lastUpdatedAt": datetime.fromtimestamp(version.created, UTC),
-        "status": "READY",
-    }
-
-
-async def get_agent_runtime(call: Call, params: Params) -> Params:
-    runtimes = call.system.runtimes
-    if runtimes is None:
-        raise AwsError("ServiceUnavailableException", "hosted agents are not running in this process", 503)
-    res, versions = await _by_id(call, runtimes, str(params["agentRuntimeId"]))
-    wanted = params.get("agentRuntimeVersion")
-    version = next((v for v in versions if str(v.number) == wanted), None) if wanted else versions[-1]
-    if version is None:
-        raise not_found(f"agent runtime {res.resource_id} has no version {wanted}")
-    settings = runtimes.settings
-    return {
-        **_item(call, res, version),
-        "createdAt": datetime.fromtimestamp(versions[0].created, UTC),
-        "lifecycleConfiguration": {
-            "idleRuntimeSessionTimeout": int(settings.runtime_idle_seconds),
-            "maxLifetime": int(settings.runtime_max_seconds),
-        },
-        "protocolConfiguration": {"serverProtocol": "HTTP"},
-    }
-
-
-async def list_agent_runtimes(call: Call, params: Params) -> Params:
-    runtimes = call.system.runtimes
-    if runtimes is None:
-        return {"agentRuntimes": []}
-    known = await _identified(call, runtimes)
-    deployments = runtimes.deployments(call.tenant)
-    items = [_item(call, res, deployments.versions(name)[-1]) for name, res in known.items()]
-    chunk, token = page(items, params, key="agentRuntimeName")
-    return {"agentRuntimes": chunk, **({"nextToken": token} if token else {})}
-
-
-async def list_agent_runtime_versions(call: Call, params: Params) -> Params:
-    runtimes = call.system.runtimes
-    if runtimes is None:
-        raise not_found(f"no agent runtime {params['agentRuntimeId']}")
-    res, versions = await _by_id(call, runtimes, str(params["agentRuntimeId"]))
-    items = [_item(call, res, v) for v in reversed(versions)]
-    chunk, token = page(items, params, key="agentRuntimeVersion")
-    return {"agentRuntimes": chunk, **({"nextToken": token} if token else {})}
-
-
-async def delete_agent_runtime(call: Call, params: Params) -> Params:
-    runtimes, sessions = _runtimes(call)
-    res, versions = await _by_id(call, runtimes, str(params["agentRuntimeId"]))
-    if params.get("agentRuntimeVersion"):
-        raise validation(
-            "a single version is not deleted: leave agentRuntimeVersion out to delete the runtime"
-        )
-    for listed in sessions.listed(call.tenant):
-        if listed.version.split(":")[0] == res.name:
-            await sessions.stop(listed.id, call.tenant)
-    await runtimes.deployments(call.tenant).delete(res.name)
-    await StoreAws(call.system.store).delete(call.tenant, KIND, res.name)
-    return {
-        "status": "DELETING",
-        "agentRuntimeId": res.resource_id,
-        "agentRuntimeVersion": str(versions[-1].number),
-    }
-
-
-CONTROL = {
-    "GetAgentRuntime": get_agent_runtime,
-    "ListAgentRuntimes": list_agent_runtimes,
-    "ListAgentRuntimeVersions": list_agent_runtime_versions,
-    "DeleteAgentRuntime": delete_agent_runtime,
 }

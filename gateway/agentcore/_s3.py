@@ -19,8 +19,8 @@ from gateway.capabilities import is_operator
 MAX_BYTES = 2 * 1024 * 1024
 
 
-async def read(uri: str, tenant: str, where: str) -> bytes:
-    """The object at ``uri`` (``s3://bucket/key``), at most ``MAX_BYTES``; refusals name ``where``."""
+async def read(uri: str, tenant: str, where: str, limit: int = MAX_BYTES) -> bytes:
+    """The object at ``uri`` (``s3://bucket/key``), at most ``limit`` bytes; refusals name ``where``."""
     if not is_operator(tenant):
         raise AwsError(
             "AccessDeniedException",
@@ -31,26 +31,26 @@ async def read(uri: str, tenant: str, where: str) -> bytes:
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     if not bucket or not key:
         raise validation(f"{where}: {uri!r} is not s3://bucket/key")
-    return await anyio.to_thread.run_sync(_get, bucket, key, where)
+    return await anyio.to_thread.run_sync(_get, bucket, key, where, limit)
 
 
-def _get(bucket: str, key: str, where: str) -> bytes:
+def _get(bucket: str, key: str, where: str, limit: int) -> bytes:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         answer = boto3.client("s3").get_object(Bucket=bucket, Key=key)
         size = int(answer.get("ContentLength") or 0)
-        if size > MAX_BYTES:
-            raise validation(f"{where}: s3://{bucket}/{key} is larger than {MAX_BYTES} bytes")
-        body: bytes = answer["Body"].read(MAX_BYTES + 1)
+        if size > limit:
+            raise validation(f"{where}: s3://{bucket}/{key} is larger than {limit} bytes")
+        body: bytes = answer["Body"].read(limit + 1)
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "error")
         raise validation(f"{where}: s3://{bucket}/{key} cannot be read ({code})") from None
     except BotoCoreError as exc:
         raise validation(f"{where}: s3://{bucket}/{key} cannot be read: {exc}") from None
-    if len(body) > MAX_BYTES:
-        raise validation(f"{where}: s3://{bucket}/{key} is larger than {MAX_BYTES} bytes")
+    if len(body) > limit:
+        raise validation(f"{where}: s3://{bucket}/{key} is larger than {limit} bytes")
     return body
 
 

@@ -8,7 +8,16 @@ from pathlib import Path
 
 import botocore.session
 
-from gateway.agentcore import _code, _gateways, _identity, _limits, _oauth, _policy, _runtime
+from gateway.agentcore import (
+    _code,
+    _gateways,
+    _identity,
+    _limits,
+    _oauth,
+    _policy,
+    _runtime,
+    _runtime_control,
+)
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "agentcore.md"
 
@@ -25,5 +34,5 @@ def test_the_table_of_operations_matches_the_handlers() -> None:
     assert sorted(listed) == sorted(every)
     served = {name for name, plan in rows if plan.strip() == "served"}
     handlers = {*_gateways.HANDLERS, *_limits.HANDLERS, *_identity.CONTROL, *_identity.DATA}
-    handlers |= {*_runtime.DATA, *_runtime.CONTROL}
+    handlers |= {*_runtime.DATA, *_runtime_control.CONTROL}
     assert served == handlers | {*_oauth.CONTROL, *_oauth.DATA, *_policy.CONTROL, *_code.CONTROL, *_code.DATA}

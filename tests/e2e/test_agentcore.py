@@ -29,6 +29,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from tests.e2e.harness import ROOT, Served, create_tenant, serve
+from tests.support.moto import moto_service
 from tests.support.servers import serve_app
 
 pytestmark = pytest.mark.anyio
@@ -610,25 +611,7 @@ async def test_a_workload_token_from_the_agentcore_api_reaches_no_gateways_crede
 async def test_the_operators_target_reads_its_document_from_s3(tmp_path: Path, pets: str) -> None:
     """openApiSchema.s3 and lambda toolSchema.s3: read with the host's AWS identity (moto's S3 on
     loopback here), the operator's tenant only."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    s3_env = {
-        "AWS_ENDPOINT_URL_S3": f"http://{host}:{port}",
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_REGION": "us-east-1",
-    }
-    try:
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=s3_env["AWS_ENDPOINT_URL_S3"],
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-        )
+    with moto_service("s3", "AWS_ENDPOINT_URL_S3") as (s3_env, s3):
         s3.create_bucket(Bucket="schemas")
         s3.put_object(Bucket="schemas", Key="pets.json", Body=json.dumps(_document(pets)).encode())
         with serve(tmp_path / "data", env=s3_env) as served:
@@ -651,31 +634,12 @@ async def test_the_operators_target_reads_its_document_from_s3(tmp_path: Path, p
                 )
             )
             assert code == "ValidationException" and "nope.json" in message
-    finally:
-        server.stop()
 
 
 async def test_an_api_gateway_api_becomes_a_target_with_its_filters_and_overrides(tmp_path: Path) -> None:
     """apiGateway: the stage's exported document (moto's API Gateway on loopback), filtered and
     renamed as the tool configuration says."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    env = {
-        "AWS_ENDPOINT_URL_API_GATEWAY": f"http://{host}:{port}",
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-    }
-    try:
-        api = boto3.client(
-            "apigateway",
-            endpoint_url=env["AWS_ENDPOINT_URL_API_GATEWAY"],
-            region_name=REGION,
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-        )
+    with moto_service("apigateway", "AWS_ENDPOINT_URL_API_GATEWAY", REGION) as (env, api):
         rest = api.create_rest_api(name="pets")["id"]
         root = next(r for r in api.get_resources(restApiId=rest)["items"] if r["path"] == "/")
         for part in ("pets", "owners"):
@@ -730,8 +694,6 @@ async def test_an_api_gateway_api_becomes_a_target_with_its_filters_and_override
                 )
             )
             assert code == "ValidationException" and "/nope" in message
-    finally:
-        server.stop()
 
 
 async def test_the_operator_sets_a_tenants_account_id_and_region(tmp_path: Path) -> None:
