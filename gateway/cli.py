@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from pydantic import ValidationError
 
-from gateway import __version__
+from gateway import __version__, runtime_commands
 from gateway.commands import (
     DEFAULT_TENANT,
     check_file,
@@ -28,7 +28,6 @@ from gateway.commands import (
     cmd_check,
     cmd_connectors,
     cmd_pins,
-    cmd_runtime,
     cmd_schema,
     cmd_tenants,
     cmd_tools,
@@ -306,14 +305,7 @@ def parser() -> argparse.ArgumentParser:
     data_dir(ak)
     ak.set_defaults(func=cmd_aws_keys)
 
-    rt = sub.add_parser("runtime", help="hosted agents: deploy a folder as a new version, or list them")
-    rt.add_argument("action", choices=["deploy", "list"])
-    rt.add_argument("directory", nargs="?", help="deploy: the agent's folder (its code and requirements.txt)")
-    rt.add_argument("--name", help="deploy: the hosted agent's name")
-    rt.add_argument("--entry", default="main.py", help="deploy: the file that starts the app (main.py)")
-    rt.add_argument("--tenant", default="default", help="the tenant it belongs to")
-    data_dir(rt)
-    rt.set_defaults(func=cmd_runtime)
+    runtime_commands.add_parser(sub, data_dir)
 
     sc = sub.add_parser("schema", help="print the JSON Schema of switchboard.yaml (or of a connector)")
     sc.add_argument("--connector", action="store_true", help="the schema of connector files instead")

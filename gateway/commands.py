@@ -8,7 +8,6 @@ import argparse
 import json
 import re
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -413,28 +412,3 @@ def cmd_connectors(args: argparse.Namespace) -> int:
         return 1 if issues else 0
     except (ConfigError, StoreError) as exc:
         return fail(str(exc))
-
-
-def cmd_runtime(args: argparse.Namespace) -> int:
-    """Deploy an agent's folder as a new version of a hosted agent, or list them (ADR 0039)."""
-    from gateway.runtimes import Runtimes
-    from runtime import DeployError
-
-    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,63}", args.tenant) or args.tenant in (".", ".."):
-        return fail(f"tenant name {args.tenant!r}: use 1-63 letters, digits, '_', '.' or '-'")
-    settings = settings_of(args)
-    deployments = Runtimes(settings).deployments(args.tenant)
-    if args.action == "deploy":
-        if not args.directory or not args.name:
-            return fail("switchboard runtime deploy DIR --name NAME: give the agent's folder and its name")
-        try:
-            version = anyio.run(deployments.deploy, args.name, Path(args.directory), args.entry)
-        except DeployError as exc:
-            return fail(f"switchboard: the deploy was refused: {exc}")
-        route = f"/runtimes/{version.runtime}/invocations"
-        print(f"deployed {version.tag} (entry {version.entry}); invoke it at {route}")
-        return 0
-    for folder in sorted(deployments.root.iterdir()) if deployments.root.is_dir() else []:
-        for version in deployments.versions(folder.name):
-            print(f"{version.tag}  {version.entry}")
-    return 0

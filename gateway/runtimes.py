@@ -63,6 +63,7 @@ from sandbox import BwrapBackend, Options, available
 
 MIB = 1024 * 1024
 GATEWAY_INSIDE = 7070  # where a session's app reaches the gateway
+AWS_KIND = "agent_runtime"  # (a runtime's AgentCore record: the id the control plane gave out)
 # What a caller may pass on to the app: AgentCore's custom headers. Never the caller's credential
 # (the app is not trusted with it: AgentCore passes Authorization only when a runtime asks).
 PASSED = ("x-amzn-bedrock-agentcore-runtime-custom-",)

@@ -58,3 +58,12 @@ class PinApproval(Model):
     """Which of a federated target's changed or new tools to approve."""
 
     tools: list[str] | None = Field(None, description="Tool names; omit to approve every tool waiting.")
+
+
+class RuntimeEndpoint(Model):
+    """Where a hosted agent's endpoint sends new sessions: a version, and a canary's share."""
+
+    version: int | None = Field(None, ge=1, description="The version it points at (the latest if left out).")
+    canary: int | None = Field(None, ge=1, description="A second version, for `weight` % of new sessions.")
+    weight: int = Field(0, ge=0, le=100, description="The canary's share of new sessions, in percent.")
+    description: str | None = Field(None, max_length=256)

@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from gateway import changes, connectors
-from gateway.admin._bodies import Decision, NewAccessKey, NewKey, PinApproval, Secret
+from gateway.admin._bodies import Decision, NewAccessKey, NewKey, PinApproval, RuntimeEndpoint, Secret
 from gateway.admin._http import MAX_BODY_BYTES, TooLarge, body_as, error, json_body
 from gateway.admin._keys import (
     create_access_key,
@@ -26,7 +26,16 @@ from gateway.admin._keys import (
     revoke_key,
 )
 from gateway.admin._openapi import Operation, describe
-from gateway.admin._runtimes import kill_runtime_session, list_runtime_sessions
+from gateway.admin._runtimes import (
+    delete_endpoint,
+    delete_runtime,
+    deploy_runtime,
+    get_runtime,
+    kill_runtime_session,
+    list_runtime_sessions,
+    list_runtimes,
+    put_endpoint,
+)
 from gateway.admin._sandboxes import list_sessions, stop_session
 from gateway.auth import qualified
 from gateway.config import GatewaySpec, Target, TargetBase, to_store, validate
@@ -437,6 +446,37 @@ OPERATIONS: list[Operation] = [
         kill_runtime_session,
         "Kill a hosted agent session at once (its sandbox, its processes and files)",
         answers={204: "Killed"},
+    ),
+    Operation("/admin/v1/runtimes", "GET", list_runtimes, "The tenant's hosted agents: versions, endpoints"),
+    Operation("/admin/v1/runtimes/{runtime}", "GET", get_runtime, "One hosted agent: versions, endpoints"),
+    Operation(
+        "/admin/v1/runtimes/{runtime}",
+        "DELETE",
+        delete_runtime,
+        "Delete a hosted agent, every version and endpoint (its sessions are killed)",
+    ),
+    Operation(
+        "/admin/v1/runtimes/{runtime}/versions",
+        "POST",
+        deploy_runtime,
+        "Deploy a new version from a zip of the agent's folder (the body, application/zip); "
+        "?entry=main.py&protocol=HTTP|MCP|A2A&description=&env=NAME=VALUE&secret=NAME=PROVIDER "
+        "(each as often as needed); requirements.txt may name packages only",
+        answers={201: "Deployed: the new version", 413: "The zip is too large", 422: REFUSED},
+    ),
+    Operation(
+        "/admin/v1/runtimes/{runtime}/endpoints/{endpoint}",
+        "PUT",
+        put_endpoint,
+        "Point an endpoint at a version, with a canary version taking `weight` percent of new sessions",
+        RuntimeEndpoint,
+        {200: "The endpoint as it now is", 422: REFUSED},
+    ),
+    Operation(
+        "/admin/v1/runtimes/{runtime}/endpoints/{endpoint}",
+        "DELETE",
+        delete_endpoint,
+        "Delete a named endpoint (DEFAULT goes only with the runtime)",
     ),
     Operation("/admin/v1/approvals", "GET", list_approvals, "Held and decided approvals (?status=pending)"),
     Operation(

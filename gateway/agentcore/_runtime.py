@@ -17,13 +17,13 @@ import time
 from collections.abc import AsyncIterator
 
 from gateway.agentcore._call import AwsError, Call, Params, not_found, validation
-from gateway.runtimes import Caller, Runtimes
+from gateway.runtimes import AWS_KIND, Caller, Runtimes
 from gateway.store import StoreAws
 from runtime import AtCapacity, DeployError, EndpointError, SessionError, Sessions, Version
 from sandbox import Limits
 
 QUALIFIER = "DEFAULT"
-KIND = "agent_runtime"  # (the runtimes' AgentCore records: ids the control plane gave out)
+KIND = AWS_KIND
 
 
 def _runtimes(call: Call) -> tuple[Runtimes, Sessions]:

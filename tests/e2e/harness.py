@@ -77,6 +77,7 @@ class Served:
     admin_key: str | None
     proc: subprocess.Popen[str]
     reader: _Lines
+    data_dir: Path
 
     @property
     def output(self) -> list[str]:
@@ -123,7 +124,7 @@ def serve(
         # The key is printed (before the admin API line) on first start only.
         keys = [m.group(1) for line in lines if (m := re.search(r"admin key .*: (sb_admin_\S+)", line))]
         key = keys[0] if keys else None
-        yield Served(base, key, proc, reader)
+        yield Served(base, key, proc, reader, data_dir)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

@@ -5,9 +5,11 @@ answers come as they are made; bad input gets a clear error."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from botocore.exceptions import ClientError
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from runtime import Endpoint
 from sandbox import available
 from tests.e2e.harness import ROOT, Served, serve
 from tests.support.tools import need
@@ -48,7 +51,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, s
         refused.returncode != 0 and "not a directory" in refused.stderr and "Traceback" not in refused.stderr
     )
     assert _cli("runtime", "deploy", str(AGENT), "--name", "gone", data=root / "data").returncode == 0
-    assert "echo:1  main.py" in _cli("runtime", "list", data=root / "data").stdout
+    assert "echo:1  HTTP  main.py" in _cli("runtime", "list", data=root / "data").stdout
     (root / "switchboard.yaml").write_text("gateways:\n  - name: default\n    auth: {kind: api_key}\n")
     with serve(root / "data", root / "switchboard.yaml") as s:
         key = httpx2.post(
@@ -289,3 +292,130 @@ async def test_boto3_runs_a_command_in_the_sessions_sandbox(served: tuple[Served
     assert events[-1]["contentStop"] == {"exitCode": 3, "status": "COMPLETED"}
     slow = await anyio.to_thread.run_sync(lambda: run("sleep 10", timeout=1))
     assert slow[-1]["contentStop"]["status"] == "TIMED_OUT"
+
+
+def _zipped(folder: Path, requirements: str | None = None) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zipped:
+        for path in folder.iterdir():
+            if path.is_file() and not (requirements is not None and path.name == "requirements.txt"):
+                zipped.write(path, path.name)
+        if requirements is not None:
+            zipped.writestr("requirements.txt", requirements)
+    return out.getvalue()
+
+
+async def test_versions_from_the_admin_api_and_a_canary_endpoint_split_by_weight(
+    served: tuple[Served, str],
+) -> None:
+    s, key = served
+    root = s.admin_headers
+    async with httpx2.AsyncClient(timeout=600, base_url=s.base) as http:
+        bad = await http.post(
+            "/admin/v1/runtimes/canary/versions",
+            content=_zipped(AGENT, "bedrock-agentcore\n-e .\n"),
+            headers=root,
+        )
+        assert bad.status_code == 422 and "requirements.txt line 2" in bad.json()["error"], bad.text
+        for number in (1, 2):
+            made = await http.post(
+                f"/admin/v1/runtimes/canary/versions?env=SECRET_V={number}&description=v{number}",
+                content=_zipped(AGENT),
+                headers=root,
+            )
+            assert made.status_code == 201, made.text
+            assert made.json()["number"] == number and made.json()["environment"] == ["SECRET_V"]
+        weight = await http.put(
+            "/admin/v1/runtimes/canary/endpoints/live",
+            json={"version": 1, "canary": 2, "weight": 101},
+            headers=root,
+        )
+        assert weight.status_code == 422 and "weight" in weight.text
+    # The CLI sets the same files a running serve reads.
+    cli = _cli(
+        "runtime",
+        "endpoint",
+        "canary",
+        "live",
+        "--version",
+        "1",
+        "--canary",
+        "2",
+        "--weight",
+        "50",
+        data=s.data_dir,
+    )
+    assert cli.returncode == 0 and "version 2 for 50% of new sessions" in cli.stdout, cli.stderr
+    assert "endpoint live -> 1 + 2 (50%)" in _cli("runtime", "list", data=s.data_dir).stdout
+    ids = [f"canary-{i}-{'c' * 34}" for i in range(6)]
+    expected = [Endpoint("live", 1, 2, 50).pick(i, 2) for i in ids]
+    assert set(expected) == {1, 2}  # (these ids fall on both sides)
+    served_by = []
+    async with httpx2.AsyncClient(timeout=120, base_url=s.base) as http:
+        for session_id in ids:
+            headers = {"Authorization": f"Bearer {key}", SESSION: session_id}
+            answer = await http.post("/runtimes/canary/invocations?endpoint=live", json={}, headers=headers)
+            assert answer.status_code == 200, answer.text
+            served_by.append(int(answer.json()["env"]["SECRET_V"]))
+            await http.delete(f"/admin/v1/runtime-sessions/{session_id}", headers=root)
+        assert served_by == expected
+        listed = (await http.get("/admin/v1/runtimes/canary", headers=root)).json()
+        assert [v["description"] for v in listed["versions"]] == ["v1", "v2"]
+        assert [(e["name"], e["version"], e["canary"], e["weight"]) for e in listed["endpoints"]] == [
+            ("DEFAULT", 2, None, 0),
+            ("live", 1, 2, 50),
+        ]
+        assert (
+            await http.delete("/admin/v1/runtimes/canary/endpoints/live", headers=root)
+        ).status_code == 204
+        unknown = await http.post(
+            "/runtimes/canary/invocations?endpoint=live", json={}, headers={"Authorization": f"Bearer {key}"}
+        )
+        assert unknown.status_code == 404 and "has no endpoint 'live'" in unknown.json()["error"]
+        assert (await http.delete("/admin/v1/runtimes/canary", headers=root)).status_code == 204
+
+
+async def test_a_versions_secret_comes_from_the_tenants_vault(served: tuple[Served, str]) -> None:
+    s, key = served
+    async with httpx2.AsyncClient(timeout=600, base_url=s.base) as http:
+        made = await http.post(
+            "/admin/v1/runtimes/keyed/versions?secret=SECRET_KEY=openai",
+            content=_zipped(AGENT),
+            headers=s.admin_headers,
+        )
+        assert made.status_code == 201 and made.json()["secrets"] == {"SECRET_KEY": "openai"}, made.text
+        headers = {"Authorization": f"Bearer {key}", SESSION: "v" * 40}
+        missing = await http.post("/runtimes/keyed/invocations", json={}, headers=headers)
+        assert missing.status_code == 502
+        assert "API key credential provider 'openai', which tenant 'default' does not have" in missing.text
+    control = _control_client(s)
+    await anyio.to_thread.run_sync(
+        lambda: control.create_api_key_credential_provider(name="openai", apiKey="sk-from-the-vault")
+    )
+    async with httpx2.AsyncClient(timeout=120, base_url=s.base) as http:
+        answer = await http.post("/runtimes/keyed/invocations", json={}, headers=headers)
+        assert answer.json()["env"] == {"SECRET_KEY": "sk-from-the-vault"}, answer.text
+        await http.delete(f"/admin/v1/runtime-sessions/{'v' * 40}", headers=s.admin_headers)
+
+
+async def test_the_cli_lists_and_kills_live_sessions(served: tuple[Served, str]) -> None:
+    s, key = served
+    headers = {"Authorization": f"Bearer {key}", SESSION: "q" * 40}
+    async with httpx2.AsyncClient(timeout=120, base_url=s.base) as http:
+        assert (await http.post("/runtimes/echo/invocations", json={}, headers=headers)).status_code == 200
+    admin = ["--url", s.base, "--admin-key", s.admin_key or ""]
+    listed = _cli_remote("runtime", "sessions", *admin)
+    assert listed.returncode == 0 and any(
+        line.startswith("q" * 40) and "echo:1" in line and "MiB" in line
+        for line in listed.stdout.splitlines()
+    ), listed.stdout
+    assert _cli_remote("runtime", "kill", "q" * 40, *admin).stdout.strip() == f"killed {'q' * 40}"
+    again = _cli_remote("runtime", "kill", "q" * 40, *admin)
+    assert again.returncode == 1 and "no hosted agent session" in again.stderr
+    refused = _cli_remote("runtime", "sessions", "--url", s.base, "--admin-key", "sb_admin_wrong")
+    assert refused.returncode == 1 and "invalid admin key" in refused.stderr
+
+
+def _cli_remote(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "gateway.cli", *args]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
