@@ -35,13 +35,14 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import unix_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from gateway.auth import TENANT_VAULT, qualified
+from gateway.auth import TENANT_VAULT, WORKLOAD, AccessKey, AccessKeys, qualified
 from gateway.interpreters import sandbox_root
 from gateway.serving import read_body
 from gateway.settings import Settings
 from gateway.stages import AuditLog
 from gateway.store import CallRecord
 from gateway.telemetry import trace_headers
+from identity.api import WorkloadTokens
 from identity.outbound import SERVICE
 from identity.vault import Owner, Vault
 from runtime import (
@@ -63,6 +64,9 @@ from sandbox import BwrapBackend, Options, available
 
 MIB = 1024 * 1024
 GATEWAY_INSIDE = 7070  # where a session's app reaches the gateway
+AGENT_REGION = "us-east-1"  # (the region a hosted agent's AWS clients sign for)
+WORKLOAD_TOKEN = "WorkloadAccessToken"  # (the SDK's header: BedrockAgentCoreContext's token)
+USER_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-User-Id"
 AWS_KIND = "agent_runtime"  # (a runtime's AgentCore record: the id the control plane gave out)
 # What a caller may pass on to the app: AgentCore's custom headers. Never the caller's credential
 # (the app is not trusted with it: AgentCore passes Authorization only when a runtime asks).
@@ -82,6 +86,12 @@ class Runtimes:
         self.audit: AuditLog | None = None  # (set with the services: every invocation recorded)
         self.vault: Vault | None = None  # (set with the services: versions' secrets)
         self.tasks: TaskGroup | None = None
+        # (set with the services) Workload access tokens for each invocation, and each runtime's
+        # own access key for AgentCore's token vault (ADR 0041): the SDK's @requires_* work.
+        self.tokens: WorkloadTokens | None = None
+        self.aws_keys: AccessKeys | None = None
+        self._keys: dict[tuple[str, str], AccessKey] = {}
+        self._keys_lock = anyio.Lock()
 
     def choose(self, tenant: str, runtime: str, qualifier: str | None, session_id: str) -> Version:
         """The version ``session_id`` runs: its live session's (affinity), or the one the endpoint
@@ -98,21 +108,34 @@ class Runtimes:
         return deployments.resolve(runtime, qualifier, session_id)
 
     async def secrets(self, tenant: str, version: Version) -> dict[str, str]:
-        """A version's secret variables: API keys from the tenant's vault, by provider name.
+        """A session's variables from the host: the version's secrets (API keys from the tenant's
+        vault, by provider name), and the runtime's own access key for AgentCore's token vault,
+        reached through the gateway's link (the SDK's IdentityClient signs with it).
 
         Raises:
             SessionError: a provider the tenant does not have (the session does not start).
         """
         out: dict[str, str] = {}
+        own = await self._agent_key(tenant, version.runtime)
+        if own is not None:
+            api = f"http://127.0.0.1:{GATEWAY_INSIDE}/aws/agentcore"
+            out |= {
+                "AWS_ACCESS_KEY_ID": own.access_key_id,
+                "AWS_SECRET_ACCESS_KEY": own.secret,
+                "AWS_REGION": AGENT_REGION,
+                "AWS_DEFAULT_REGION": AGENT_REGION,
+                "AWS_ENDPOINT_URL_BEDROCK_AGENTCORE": api,
+                "BEDROCK_AGENTCORE_DP_ENDPOINT": api,
+            }
         for variable, provider in version.secrets.items():
             owner = Owner(tenant, SERVICE, qualified(TENANT_VAULT, provider), "api_key")
-            key = None if self.vault is None else await self.vault.get(owner, tool=f"runtime/{version.tag}")
-            if key is None:
+            kept = None if self.vault is None else await self.vault.get(owner, tool=f"runtime/{version.tag}")
+            if kept is None:
                 raise SessionError(
                     f"{version.tag} takes {variable} from API key credential provider {provider!r}, "
                     f"which tenant {tenant!r} does not have: create it (CreateApiKeyCredentialProvider)"
                 )
-            out[variable] = key.decode()
+            out[variable] = kept.decode()
         return out
 
     @contextlib.asynccontextmanager
@@ -138,7 +161,8 @@ class Runtimes:
         outcome, error = "ok", None
         try:
             session = await self.sessions.session(version, session_id, owner=caller.tenant)
-            traced = {**headers, **trace_headers()}
+            user = headers.get(USER_HEADER) or caller.subject
+            traced = {**headers, **trace_headers(), **self.token(caller.tenant, version, user)}
             async with session.invoke(payload, traced, content_type=content_type) as answer:
                 if answer.status_code >= 400:
                     outcome, error = "tool_error", f"the app answered {answer.status_code}"
@@ -163,6 +187,40 @@ class Runtimes:
                 )
                 with contextlib.suppress(Exception):  # (the answer went out; a failed record is logged there)
                     await self.audit.record(record)
+
+    async def _agent_key(self, tenant: str, runtime: str) -> AccessKey | None:
+        """The runtime's own access key (workload plane only), made on first use and kept."""
+        if self.aws_keys is None:
+            return None
+        async with self._keys_lock:
+            found = self._keys.get((tenant, runtime))
+            if found is not None:
+                return found
+            subject = f"runtime:{runtime}"
+            for row in await self.aws_keys.list(tenant):
+                if row["subject"] == subject and list(row["planes"] or []) == [WORKLOAD]:
+                    found = await self.aws_keys.find(str(row["access_key_id"]))
+                    if found is not None:
+                        break
+            if found is None:
+                found = await self.aws_keys.create(tenant, subject, frozenset({WORKLOAD}))
+            self._keys[(tenant, runtime)] = found
+            return found
+
+    async def forget(self, tenant: str, runtime: str) -> None:
+        """A runtime was deleted: its access key goes too."""
+        self._keys.pop((tenant, runtime), None)
+        if self.aws_keys is None:
+            return
+        for row in await self.aws_keys.list(tenant):
+            if row["subject"] == f"runtime:{runtime}":
+                await self.aws_keys.revoke(tenant, str(row["access_key_id"]))
+
+    def token(self, tenant: str, version: Version, user: str) -> dict[str, str]:
+        """The header that hands the app its workload access token for ``user`` (vault only)."""
+        if self.tokens is None:
+            return {}
+        return {WORKLOAD_TOKEN: self.tokens.issue(tenant, version.runtime, user, vault_only=True)}
 
     def deployments(self, tenant: str) -> Deployments:
         return Deployments(self.root / tenant)
@@ -310,7 +368,8 @@ def runtime_routes(
         except (DeployError, EndpointError, SessionError) as exc:
             await websocket.close(code=1008, reason=str(exc)[:120])
             return
-        headers = {SESSION_HEADER: session.id, **trace_headers()}
+        subject = str(getattr(refused, "subject", "anonymous"))
+        headers = {SESSION_HEADER: session.id, **trace_headers(), **hosted.token(tenant, version, subject)}
         try:
             async with unix_connect(
                 session.socket, "ws://127.0.0.1:8080/ws", additional_headers=headers

@@ -147,9 +147,11 @@ async def open_services(
                     )
                     stack.push_async_callback(auth.aclose)
                     system.aws_keys = aws_keys = AccessKeys(store, vault, auth.revocations)
+                    runtimes.aws_keys = aws_keys
+                    runtimes.tokens = tokens = WorkloadTokens(state_key(settings.data_dir))
                     identity = IdentityServices(
                         broker,
-                        WorkloadTokens(state_key(settings.data_dir)),
+                        tokens,
                         system.admin_tenant,
                         system.providers_of,
                         consent_user(hub.spec_of, lambda: auth),

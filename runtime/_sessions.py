@@ -141,7 +141,7 @@ class Sessions:
     ) -> None:
         self.backend = backend
         self.links = links or Links([])  # the services the apps reach (ADR 0040)
-        self.secrets = secrets  # a version's secret variables, for its owner (from the vault)
+        self.secrets = secrets  # variables from the host for the owner's sessions (secrets, keys)
         self.options = options or Options()
         self.lifecycle = lifecycle or Lifecycle()
         self.live: dict[str, Session] = {}
@@ -267,7 +267,7 @@ class Sessions:
             (str(FORWARD), FORWARD_INSIDE),
             *self.links.binds,
         )
-        secret = {} if self.secrets is None or not version.secrets else await self.secrets(owner, version)
+        secret = {} if self.secrets is None else await self.secrets(owner, version)
         environment = {
             **version.environment,
             **secret,

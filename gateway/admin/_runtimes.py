@@ -124,6 +124,8 @@ async def delete_runtime(request: Request, system: Switchboard, tenant: str) -> 
     if not await deployments.delete(name):
         return error(404, f"no runtime {name!r}")
     await StoreAws(system.store).delete(tenant, AWS_KIND, name)  # (its AgentCore id goes with it)
+    if system.runtimes is not None:
+        await system.runtimes.forget(tenant, name)  # (and its access key)
     return Response(status_code=204)
 
 

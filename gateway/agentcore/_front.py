@@ -22,7 +22,7 @@ from gateway.agentcore._call import AwsError, Backend, Call, Handler
 from gateway.agentcore._sigv4 import SignatureError, verify_async
 from gateway.agentcore._wire import Response, Service, WireError, error_response, parse_input, serialize_error
 from gateway.agentcore._wire import serialize_output as serialize
-from gateway.auth import AccessKey, AccessKeys
+from gateway.auth import WORKLOAD, WORKLOAD_OPERATIONS, AccessKey, AccessKeys
 from gateway.store import StoreError
 from gateway.system import DEFAULT_TENANT
 from gateway.telemetry import tag_tenant
@@ -137,7 +137,8 @@ class Plane:
         if wait is not None:
             slow = f"access key {key.access_key_id} made too many requests; try again in {wait:g} s"
             return serialize_error(self.service, "ThrottlingException", slow, 429)
-        if self.plane not in key.planes:
+        workload = WORKLOAD in key.planes and self.plane == "data" and operation.name in WORKLOAD_OPERATIONS
+        if self.plane not in key.planes and not workload:
             denied = f"access key {key.access_key_id} may not use the {self.plane} plane (its planes: "
             denied += f"{', '.join(sorted(key.planes))})"
             return serialize_error(self.service, "AccessDeniedException", denied, 403)

@@ -293,6 +293,7 @@ async def delete_agent_runtime(call: Call, params: Params) -> Params:
             await sessions.stop(listed.id, call.tenant)  # type: ignore[union-attr]
     await runtimes.deployments(call.tenant).delete(res.name)
     await StoreAws(call.system.store).delete(call.tenant, KIND, res.name)
+    await runtimes.forget(call.tenant, res.name)
     number = str(versions[-1].number) if versions else str(res.attrs.get("version", 1))
     return {"status": "DELETING", "agentRuntimeId": res.resource_id, "agentRuntimeVersion": number}
 

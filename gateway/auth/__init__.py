@@ -6,7 +6,7 @@ the secrets live in (``_vault``). The identity peer
 (``identity/``) does the protocol work; this package wires it to gateways.
 """
 
-from gateway.auth._aws_keys import AccessKey, AccessKeys
+from gateway.auth._aws_keys import WORKLOAD, WORKLOAD_OPERATIONS, AccessKey, AccessKeys
 from gateway.auth._inbound import KEY_PREFIX, METADATA_PREFIX, Authenticator, Revocations
 from gateway.auth._outbound import (
     TENANT_VAULT,
@@ -23,6 +23,8 @@ __all__ = [
     "KEY_PREFIX",
     "METADATA_PREFIX",
     "TENANT_VAULT",
+    "WORKLOAD",
+    "WORKLOAD_OPERATIONS",
     "AccessKey",
     "AccessKeys",
     "Authenticator",

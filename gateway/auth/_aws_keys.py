@@ -23,6 +23,10 @@ from identity.vault import Owner, Vault
 
 PURPOSE = "aws"
 PLANES = frozenset({"control", "data"})
+# A hosted agent's own key (ADR 0041): the token vault's data-plane operations, with the workload
+# access token each invocation hands the agent; nothing else (no invoking, no minting tokens).
+WORKLOAD = "workload"
+WORKLOAD_OPERATIONS = frozenset({"GetResourceApiKey", "GetResourceOauth2Token", "CompleteResourceTokenAuth"})
 SERVICE = "aws"
 REMEMBER_SECONDS = 30.0  # as API keys: a revocation reaches replicas without Redis within this
 _REMEMBERED = 4096
@@ -73,7 +77,7 @@ class AccessKeys:
 
         ``planes``: what it may use. The control plane administers the tenant (its gateways,
         credential providers and their secrets); an agent's key needs the data plane alone."""
-        if not planes or not planes <= PLANES:
+        if not planes or not planes <= {*PLANES, WORKLOAD}:
             raise ValueError(f"an access key's planes are some of {', '.join(sorted(PLANES))}")
         key_id, secret = _new_pair()
         digest = hashlib.sha256(secret.encode()).hexdigest()
@@ -122,7 +126,7 @@ class AccessKeys:
         plain = await self.vault.get(_owner(tenant, access_key_id), tool="sigv4")
         if plain is None:
             return None
-        planes = frozenset(record["scopes"] or PLANES) & PLANES
+        planes = frozenset(record["scopes"] or PLANES) & {*PLANES, WORKLOAD}
         key = AccessKey(
             access_key_id, tenant, str(record["subject"] or access_key_id), plain.decode(), planes
         )

@@ -395,7 +395,19 @@ async def test_a_versions_secret_comes_from_the_tenants_vault(served: tuple[Serv
     async with httpx2.AsyncClient(timeout=120, base_url=s.base) as http:
         answer = await http.post("/runtimes/keyed/invocations", json={}, headers=headers)
         assert answer.json()["env"] == {"SECRET_KEY": "sk-from-the-vault"}, answer.text
+        # The SDK's @requires_api_key: the workload access token the invocation carried, and the
+        # runtime's own key, signing for AgentCore's token vault through the gateway's link.
+        fetched = await http.post("/runtimes/keyed/invocations", json={"api_key": "openai"}, headers=headers)
+        assert fetched.json() == {"api_key": "sk-from-the-vault"}, fetched.text
+        other = await http.post("/runtimes/keyed/invocations", json={"api_key": "nope"}, headers=headers)
+        assert "ResourceNotFoundException" in other.json()["refused"]
+        url = "/runtimes/keyed/invocations"
+        itself = await http.post(url, json={"invoke_self": "keyed"}, headers=headers)
+        assert "AccessDeniedException" in itself.json()["refused"] and "workload" in itself.json()["refused"]
         await http.delete(f"/admin/v1/runtime-sessions/{'v' * 40}", headers=s.admin_headers)
+    keys = httpx2.get(f"{s.base}/admin/v1/aws-keys", headers=s.admin_headers).json()
+    own = [k for k in keys["access_keys"] if k["subject"] == "runtime:keyed"]
+    assert len(own) == 1 and own[0]["planes"] == ["workload"]  # (one key, kept, for the token vault only)
 
 
 async def test_the_cli_lists_and_kills_live_sessions(served: tuple[Served, str]) -> None:
