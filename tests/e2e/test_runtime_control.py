@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
+import boto3
+import httpx2
 import pytest
 from botocore.exceptions import ClientError
 
@@ -202,3 +205,56 @@ async def test_bad_creates_are_refused_saying_why(served: tuple[Served, Any]) ->
         control, (await _run(control.list_agent_runtimes))["agentRuntimes"][-1]["agentRuntimeId"]
     )
     assert failed["status"] == "CREATE_FAILED" and "missing.zip cannot be read" in failed["failureReason"]
+
+
+async def test_the_sdks_runtime_client_drives_it_unchanged(
+    served: tuple[Served, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bedrock-agentcore's AgentCoreRuntimeClient, pointed here the way boto3 is (its endpoint
+    variables): create and wait, an endpoint and wait, invoke through it, delete and wait."""
+    with warnings.catch_warnings():  # (the SDK declares a pydantic model the old way)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from bedrock_agentcore.runtime import AgentCoreRuntimeClient, WaitConfig
+
+    s, s3 = served
+    s3.put_object(Bucket="agents", Key="sdk/v1.zip", Body=_zip(AGENT))
+    monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_AGENTCORE", f"{s.base}/aws/agentcore")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_AGENTCORE_CONTROL", f"{s.base}/aws/agentcore-control")
+    made = httpx2.post(f"{s.base}/admin/v1/aws-keys", json={"subject": "sdk"}, headers=s.admin_headers).json()
+    session = boto3.Session(
+        aws_access_key_id=made["access_key_id"], aws_secret_access_key=made["secret_access_key"]
+    )
+    client = AgentCoreRuntimeClient(region="us-east-1", session=session)
+    fast = WaitConfig(max_wait=600, poll_interval=1)
+    ready = await _run(
+        lambda: client.create_agent_runtime_and_wait(
+            wait_config=fast,
+            agent_runtime_name="sdk",
+            agent_runtime_artifact=_artifact("sdk/v1.zip"),
+            role_arn=ROLE,
+            network_configuration={"networkMode": "PUBLIC"},
+        )
+    )
+    assert ready["status"] == "READY" and ready["agentRuntimeName"] == "sdk"
+    endpoint = await _run(
+        lambda: client.create_agent_runtime_endpoint_and_wait(
+            wait_config=fast, agent_runtime_id=ready["agentRuntimeId"], name="prod", agent_runtime_version="1"
+        )
+    )
+    assert endpoint["status"] == "READY" and endpoint["targetVersion"] == "1"
+    answer = await _run(
+        lambda: client.invoke_agent_runtime(
+            agent_runtime_arn=ready["agentRuntimeArn"],
+            qualifier="prod",
+            runtime_session_id="sdk-" + "s" * 36,
+            payload=json.dumps({"from": "sdk"}),
+        )
+    )
+    assert json.loads(answer["response"].read())["echo"] == {"from": "sdk"}
+    await _run(
+        lambda: client.delete_agent_runtime_and_wait(
+            wait_config=fast, agent_runtime_id=ready["agentRuntimeId"]
+        )
+    )
+    listed = await _run(client.list_agent_runtimes)
+    assert "sdk" not in {r["agentRuntimeName"] for r in listed["agentRuntimes"]}
