@@ -31,6 +31,7 @@ from gateway.core.wrappers import Filtered, Overridden
 from gateway.interpreters import CodeInterpreters
 from gateway.pins import Pinned, PinScope, PinsFor
 from gateway.providers import provider_class
+from gateway.runtimes import Runtimes
 from gateway.settings import Settings
 from gateway.stages import (
     AuditLog,
@@ -57,6 +58,7 @@ def build_provider(
     pins: PinScope | None = None,
     egress_allow: tuple[str, ...] | None = None,
     interpreters: CodeInterpreters | None = None,
+    runtimes: Runtimes | None = None,
 ) -> ToolProvider:
     """The provider for one target, with pinning, overrides and include/exclude applied.
 
@@ -66,6 +68,7 @@ def build_provider(
     provider: ToolProvider = factory(target, gateway=gateway)
     provider.egress_allow = egress_allow
     provider.interpreters = interpreters
+    provider.runtimes = runtimes
     if pins is not None and isinstance(target, McpTarget) and target.pin_tools:
         provider = Pinned(provider, pins, approve_new=target.approve_new_tools)
     if target.overrides:
@@ -156,6 +159,7 @@ class Hub:
         observe: tuple[bool, int] | None = None,
         egress_allow: Sequence[str] | None = None,
         interpreters: CodeInterpreters | None = None,
+        runtimes: Runtimes | None = None,
     ) -> None:
         """``observe``: trace and count calls, recording arguments and results on spans or
         not, capped at a size (``(content, bytes)``); None for a hub that serves nobody.
@@ -163,6 +167,7 @@ class Hub:
         (default: ``SWITCHBOARD_EGRESS_ALLOW``)."""
         self.egress_allow = tuple(Settings().egress_allow if egress_allow is None else egress_allow)
         self.interpreters = interpreters  # (what `kind: code_interpreter` targets run code in)
+        self.runtimes = runtimes  # (what `kind: runtime` targets serve)
         self.stages = list(stages)
         self.pins = pins
         self.credentials = credentials
@@ -292,7 +297,9 @@ class Hub:
         where = f"gateways.{gateway}.targets.{target.name}"
         try:
             pins = self.pins(tenant, gateway, target.name) if self.pins is not None else None
-            provider = build_provider(target, gateway, pins, self.egress_allow_of(tenant), self.interpreters)
+            provider = build_provider(
+                target, gateway, pins, self.egress_allow_of(tenant), self.interpreters, self.runtimes
+            )
         except ConfigError as exc:
             raise _located(exc, where) from None
         if self._task_group is None:

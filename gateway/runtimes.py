@@ -71,6 +71,8 @@ AWS_KIND = "agent_runtime"  # (a runtime's AgentCore record: the id the control 
 # What a caller may pass on to the app: AgentCore's custom headers. Never the caller's credential
 # (the app is not trusted with it: AgentCore passes Authorization only when a runtime asks).
 PASSED = ("x-amzn-bedrock-agentcore-runtime-custom-",)
+A2A_PASSED = ("accept", "a2a-version", "x-a2a-extensions")
+CARD = "/.well-known/agent-card.json"
 # The app's answer goes out under the gateway's origin: never as a page that runs script there.
 RELAYED = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox; default-src 'none'"}
 
@@ -115,7 +117,7 @@ class Runtimes:
         Raises:
             SessionError: a provider the tenant does not have (the session does not start).
         """
-        out: dict[str, str] = {}
+        out: dict[str, str] = {"AGENTCORE_RUNTIME_URL": self.runtime_url(tenant, version.runtime)}
         own = await self._agent_key(tenant, version.runtime)
         if own is not None:
             api = f"http://127.0.0.1:{GATEWAY_INSIDE}/aws/agentcore"
@@ -222,6 +224,36 @@ class Runtimes:
             return {}
         return {WORKLOAD_TOKEN: self.tokens.issue(tenant, version.runtime, user, vault_only=True)}
 
+    async def card(self, caller: Caller, runtime: str, qualifier: str | None) -> dict[str, Any]:
+        """The Agent Card of an A2A server (from a session of its own: the card is the version's).
+
+        Raises:
+            DeployError, EndpointError: no such runtime, version or endpoint; SessionError: not an
+            A2A server, or it did not answer with a card.
+        """
+        if self.sessions is None:
+            raise SessionError(f"hosted agents cannot run here: {self.problem}")
+        key = hashlib.sha256(f"{caller.tenant}\x00{runtime}".encode()).hexdigest()
+        session_id = f"card-{key[:40]}"
+        version = self.choose(caller.tenant, runtime, qualifier, session_id)
+        if version.protocol != "A2A":
+            raise SessionError(f"{version.tag} is an {version.protocol} server: only A2A servers have a card")
+        session = await self.sessions.session(version, session_id, owner=caller.tenant)
+        try:
+            answer = await session.http.get(CARD, headers=session.headers())
+            found: dict[str, Any] = answer.raise_for_status().json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise SessionError(f"{version.tag} did not answer its Agent Card: {exc}") from None
+        return found
+
+    def runtime_url(self, tenant: str, runtime: str) -> str:
+        """Where callers reach a runtime's invocations through this gateway (an A2A card's URL)."""
+        settings = self.settings
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+        base = (settings.public_url or f"http://{host}:{settings.port}").rstrip("/")
+        where = "" if tenant == "default" else f"/tenants/{tenant}"
+        return f"{base}{where}/runtimes/{runtime}/invocations/"
+
     def deployments(self, tenant: str) -> Deployments:
         return Deployments(self.root / tenant)
 
@@ -320,9 +352,11 @@ def runtime_routes(
             version = hosted.choose(tenant, name, wanted or endpoint, session_id)
         except (DeployError, EndpointError) as exc:
             return _error(404, str(exc))
-        if version.protocol != "HTTP":
+        if version.protocol == "MCP":
             return _error(400, _not_http(version))
-        passed = {k: v for k, v in request.headers.items() if k.lower().startswith(PASSED)}
+        # An A2A server's JSON-RPC also needs what the client accepts and its A2A version.
+        allowed = PASSED if version.protocol == "HTTP" else (*PASSED, *A2A_PASSED)
+        passed = {k: v for k, v in request.headers.items() if k.lower().startswith(allowed)}
         content_type = request.headers.get("content-type", "application/json")
         caller = Caller(
             tenant, str(getattr(refused, "subject", "anonymous")), getattr(refused, "client_id", None)
@@ -346,6 +380,23 @@ def runtime_routes(
             headers={**kept, **headers, **RELAYED},
             background=BackgroundTask(streams.aclose),
         )
+
+    async def card(request: Request) -> Response:
+        """An A2A server's Agent Card (AgentCore's GetAgentCard, over plain HTTP)."""
+        tenant = request.path_params.get("tenant", "default")
+        refused = await authenticate(tenant, request)
+        if isinstance(refused, Response):
+            return refused
+        hosted = runtimes()
+        caller = Caller(tenant, str(getattr(refused, "subject", "anonymous")))
+        qualifier = request.query_params.get("endpoint") or request.query_params.get("version")
+        try:
+            found = await hosted.card(caller, request.path_params["runtime"], qualifier)
+        except (DeployError, EndpointError) as exc:
+            return _error(404, str(exc))
+        except SessionError as exc:
+            return _error(502, str(exc))
+        return JSONResponse(found)
 
     async def talk(websocket: WebSocket) -> None:
         """``/ws``: the caller's WebSocket relayed both ways to the app's, in the session's sandbox."""
@@ -408,7 +459,11 @@ def runtime_routes(
 
     return [
         Route("/runtimes/{runtime}/invocations", invoke, methods=["POST"]),
+        Route("/runtimes/{runtime}/invocations/", invoke, methods=["POST"]),  # (an A2A card's URL)
         Route("/tenants/{tenant}/runtimes/{runtime}/invocations", invoke, methods=["POST"]),
+        Route("/tenants/{tenant}/runtimes/{runtime}/invocations/", invoke, methods=["POST"]),
+        Route(f"/runtimes/{{runtime}}/invocations{CARD}", card, methods=["GET"]),
+        Route(f"/tenants/{{tenant}}/runtimes/{{runtime}}/invocations{CARD}", card, methods=["GET"]),
         WebSocketRoute("/runtimes/{runtime}/ws", talk),
         WebSocketRoute("/tenants/{tenant}/runtimes/{runtime}/ws", talk),
     ]

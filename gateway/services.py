@@ -122,6 +122,7 @@ async def open_services(
                     runtimes.open(),
                     Hub(
                         interpreters=interpreters,
+                        runtimes=runtimes,
                         pins=store_pins(store),
                         credentials=credentials_for(broker),
                         counters=counters,

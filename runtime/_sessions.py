@@ -88,10 +88,12 @@ class Session:
         *,
         content_type: str = "application/json",
     ) -> AsyncIterator[httpx.Response]:
-        """``POST /invocations`` in this session: the app's answer, its body read as it comes."""
+        """``POST /invocations`` in this session (an A2A server's ``POST /``, its JSON-RPC: AgentCore's
+        contract): the app's answer, its body read as it comes."""
         self.used = time.monotonic()
         sent = {**self.headers(extra=headers), "Content-Type": content_type}
-        request = self.http.build_request("POST", "/invocations", content=payload, headers=sent)
+        path = "/" if self.version.protocol == "A2A" else "/invocations"
+        request = self.http.build_request("POST", path, content=payload, headers=sent)
         try:
             answer = await self.http.send(request, stream=True)
         except httpx.HTTPError as exc:
@@ -313,7 +315,9 @@ class Sessions:
                 app = await box.spawn(["/bin/sh", "-c", start, "sh", *argv], pass_fds=(listener.fileno(),))
             transport = httpx.AsyncHTTPTransport(uds=str(socket))
             http = httpx.AsyncClient(
-                transport=transport, base_url="http://127.0.0.1:8080", timeout=httpx.Timeout(None, connect=10)
+                transport=transport,
+                base_url=f"http://127.0.0.1:{version.port}",
+                timeout=httpx.Timeout(None, connect=10),
             )
             session = Session(session_id, version, box, app, http, work, str(socket))
             await _healthy(session, socket)

@@ -50,8 +50,10 @@ async def _version(call: Call, runtimes: Runtimes, params: Params) -> tuple[Vers
         version = runtimes.choose(call.tenant, await _name(call, params), params.get("qualifier"), session_id)
     except (DeployError, EndpointError) as exc:
         raise not_found(str(exc)) from None
-    if version.protocol != "HTTP":
-        raise validation(f"{version.tag} serves {version.protocol}, not InvokeAgentRuntime's HTTP contract")
+    if version.protocol == "MCP":
+        raise validation(
+            f"{version.tag} is an MCP server: call its tools through a gateway target of kind runtime"
+        )
     return version, session_id
 
 
@@ -166,7 +168,24 @@ async def stop_runtime_session(call: Call, params: Params) -> Params:
     return {"runtimeSessionId": session_id, "statusCode": 200}
 
 
+async def get_agent_card(call: Call, params: Params) -> Params:
+    """The Agent Card of a hosted A2A server."""
+    runtimes, _ = _runtimes(call)
+    try:
+        card = await runtimes.card(
+            Caller(call.tenant, call.subject, call.access_key_id),
+            await _name(call, params),
+            params.get("qualifier"),
+        )
+    except (DeployError, EndpointError) as exc:
+        raise not_found(str(exc)) from None
+    except SessionError as exc:
+        raise AwsError("RuntimeClientError", str(exc), 424) from None
+    return {"agentCard": card, "statusCode": 200}
+
+
 DATA = {
+    "GetAgentCard": get_agent_card,
     "InvokeAgentRuntime": invoke_agent_runtime,
     "InvokeAgentRuntimeCommand": invoke_agent_runtime_command,
     "StopRuntimeSession": stop_runtime_session,

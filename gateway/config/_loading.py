@@ -95,17 +95,21 @@ _KIND_TAGS = {
 def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     # pydantic puts the discriminator value and union member names into locations
     out: list[Any] = []
+    tagged = False  # one tag follows an index (or `auth`): a field named like a kind stays
     for part in loc:
         if (
             isinstance(part, str)
             and part in _KIND_TAGS
+            and not tagged
             and out
             and (isinstance(out[-1], int) or out[-1] == "auth")
         ):
+            tagged = True
             continue
         if isinstance(part, str) and (part.startswith("function-after") or "[" in part):
             continue
         out.append(part)
+        tagged = False
     return tuple(out)
 
 

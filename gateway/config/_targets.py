@@ -356,6 +356,35 @@ class A2aTarget(TargetBase):
     max_result_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024)
 
 
+class RuntimeTarget(TargetBase):
+    """An agent or MCP server hosted by Switchboard's runtime (ADR 0039), as tools.
+
+    An MCP server (protocol MCP) serves its own tools; an HTTP agent becomes one tool,
+    ``invoke_{runtime}`` (described by the target's `description`, else the version's). Each
+    caller's calls run in a runtime session of their own (by tenant, caller and MCP session): their
+    sandbox, its files and its app's memory, apart from every other caller's. The runtime is the
+    gateway's tenant's (``switchboard runtime deploy``)."""
+
+    kind: Literal["runtime"]
+    runtime: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,47}$")] = Field(
+        description="The runtime's name, as deployed (`switchboard runtime deploy DIR --name NAME`)."
+    )
+    endpoint: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,47}$")] = Field(
+        "DEFAULT",
+        description="The endpoint whose version new sessions get: DEFAULT follows the latest version.",
+    )
+    version: int | None = Field(
+        None, ge=1, description="A version's number, for every new session (instead of an endpoint)."
+    )
+    max_result_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+
+    @model_validator(mode="after")
+    def _endpoint_or_version(self) -> RuntimeTarget:
+        if self.version is not None and "endpoint" in self.model_fields_set:
+            raise ValueError("give an `endpoint` or a `version`, not both")
+        return self
+
+
 Target = Annotated[
     FunctionTarget
     | LambdaTarget
@@ -365,7 +394,8 @@ Target = Annotated[
     | PluginTarget
     | ConnectorTarget
     | CodeInterpreterTarget
-    | A2aTarget,
+    | A2aTarget
+    | RuntimeTarget,
     Field(discriminator="kind"),
 ]
 TARGET_KINDS = (
@@ -378,4 +408,5 @@ TARGET_KINDS = (
     "connector",
     "code_interpreter",
     "a2a",
+    "runtime",
 )

@@ -70,6 +70,9 @@ class ToolProvider(ABC):
     interpreters: Any = None
     """Set by the hub: the process's code interpreters (``gateway.interpreters.CodeInterpreters``),
     for the targets that run code in them; None where the process runs none."""
+    runtimes: Any = None
+    """Set by the hub: the process's hosted agents (``gateway.runtimes.Runtimes``), for the
+    targets that serve them; None where the process hosts none (a hub that only checks)."""
 
     def __init__(self, id: str) -> None:
         self.id = id

@@ -22,6 +22,7 @@ REGISTRY: dict[str, str] = {
     "connector": "gateway.providers.connector:ConnectorProvider",
     "code_interpreter": "gateway.providers.code_interpreter:CodeInterpreterProvider",
     "a2a": "gateway.providers.a2a:A2aProvider",
+    "runtime": "gateway.providers.runtime:RuntimeProvider",
 }
 
 

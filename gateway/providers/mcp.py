@@ -65,6 +65,18 @@ _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 IDLE_CHECK_SECONDS = 30.0
 
 
+def tool_spec(tool: types.Tool) -> ToolSpec:
+    """An upstream's MCP tool as the gateway's catalog keeps it."""
+    return ToolSpec(
+        name=tool.name,
+        description=clean(tool.description),
+        title=clean(tool.title) or None,
+        input_schema=tool.input_schema,
+        output_schema=tool.output_schema,
+        annotations=_dump(tool.annotations) if tool.annotations else None,
+    )
+
+
 def clean(text: str | None) -> str:
     """Text without invisible or control characters."""
     return _CONTROL.sub("", _INVISIBLE.sub("", text or ""))
@@ -217,17 +229,7 @@ class McpProvider(ToolProvider):
     # -- lists ---------------------------------------------------------------------------
 
     async def list_tools(self, ctx: CallContext) -> Sequence[ToolSpec]:
-        return [
-            ToolSpec(
-                name=t.name,
-                description=clean(t.description),
-                title=clean(t.title) or None,
-                input_schema=t.input_schema,
-                output_schema=t.output_schema,
-                annotations=_dump(t.annotations) if t.annotations else None,
-            )
-            for t in await self._shared.listing("list_tools", "tools")
-        ]
+        return [tool_spec(t) for t in await self._shared.listing("list_tools", "tools")]
 
     async def list_resources(self, ctx: CallContext) -> Sequence[ResourceSpec]:
         return [
