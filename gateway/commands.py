@@ -8,6 +8,7 @@ import argparse
 import json
 import re
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -75,11 +76,22 @@ async def _apply(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"no tenant {tenant!r}: make it first with `switchboard tenants create {tenant}`"
             )
+        if doc.runtimes and tenant != DEFAULT_TENANT:
+            raise ConfigError(
+                "runtimes: a file's runtimes are the operator's (its folders are read on the host); a "
+                "tenant deploys through the admin API (POST /admin/v1/runtimes/NAME/versions)"
+            )
         changes = await store.apply(tenant, [to_store(g) for g in doc.gateways], prune=args.prune)
     finally:
         await store.close()
     for kind, name, change in changes:
         print(f"{kind} {name} {change}")
+    if doc.runtimes:
+        from gateway.runtimes import Runtimes, apply_runtimes
+
+        deployments = Runtimes(settings).deployments(DEFAULT_TENANT)
+        for line in await apply_runtimes(doc.runtimes, deployments, Path(args.file).parent, str(args.file)):
+            print(line)
     counts = {
         c: sum(1 for *_, ch in changes if ch == c) for c in ("created", "updated", "deleted", "unchanged")
     }

@@ -20,8 +20,9 @@ import contextlib
 import hashlib
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -36,6 +37,8 @@ from websockets.asyncio.client import unix_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from gateway.auth import TENANT_VAULT, WORKLOAD, AccessKey, AccessKeys, qualified
+from gateway.config import RuntimeSpec
+from gateway.core.errors import ConfigError, ConfigIssue
 from gateway.interpreters import sandbox_root
 from gateway.serving import read_body
 from gateway.settings import Settings
@@ -58,8 +61,10 @@ from runtime import (
     SessionError,
     Sessions,
     Version,
+    fingerprint,
     parse_services,
 )
+from runtime import Settings as VersionSettings
 from sandbox import BwrapBackend, Options, available
 
 MIB = 1024 * 1024
@@ -301,6 +306,54 @@ class Runtimes:
                 yield
             finally:
                 self.sessions = None
+
+
+async def apply_runtimes(
+    specs: Sequence[RuntimeSpec], deployments: Deployments, base: Path, source: str
+) -> list[str]:
+    """``switchboard.yaml``'s runtimes: each deployed as a new version when its folder or settings
+    changed since its latest version, and its named endpoints set (the others of it deleted).
+    What happened, a line each.
+
+    Raises:
+        ConfigError: a folder, setting, deploy or endpoint that failed, naming ``runtimes[i]``
+            (the runtimes before it applied; the versions before it serving).
+    """
+    said: list[str] = []
+    for index, spec in enumerate(specs):
+        settings = VersionSettings(
+            spec.entry, spec.protocol, spec.environment, spec.secrets, spec.description
+        )
+        folder = (base / spec.path).resolve()
+        try:
+            settings.check()
+            if not folder.is_dir():
+                raise DeployError(f"{spec.path}: not a directory (the folder is relative to {source})")
+            made = await anyio.to_thread.run_sync(fingerprint, folder, settings)
+            versions = deployments.versions(spec.name)
+            if versions and versions[-1].source == made:
+                said.append(f"runtime {spec.name} unchanged ({versions[-1].tag})")
+            else:
+                version = await deployments.deploy(spec.name, folder, settings=settings)
+                said.append(f"runtime {spec.name} deployed {version.tag}")
+            numbers = [v.number for v in deployments.versions(spec.name)]
+            declared = {e.name for e in spec.endpoints}
+            for kept in deployments.endpoints.all(spec.name)[1:]:
+                if kept.name not in declared:
+                    deployments.endpoints.delete(spec.name, kept.name)
+            for e in spec.endpoints:
+                deployments.endpoints.put(
+                    spec.name,
+                    e.name,
+                    numbers,
+                    version=e.version,
+                    canary=e.canary,
+                    weight=e.weight,
+                    description=e.description,
+                )
+        except (DeployError, EndpointError) as exc:
+            raise ConfigError([ConfigIssue(str(exc), location=f"runtimes[{index}]", source=source)]) from None
+    return said
 
 
 @dataclass(frozen=True, slots=True)

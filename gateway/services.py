@@ -29,7 +29,7 @@ from gateway.hub import Hub
 from gateway.interpreters import CodeInterpreters
 from gateway.mcp import McpFront, SessionLimits
 from gateway.pins import store_pins
-from gateway.runtimes import Runtimes
+from gateway.runtimes import Runtimes, apply_runtimes
 from gateway.serving import Forwarder, session_owner
 from gateway.settings import Settings
 from gateway.stages import AuditLog, Counters, RequestRate, result_store, shared_counters
@@ -158,7 +158,7 @@ async def open_services(
                         consent_user(hub.spec_of, lambda: auth),
                     )
                     if config_path is not None:
-                        await _apply_file(config_path, hub, store)
+                        await _apply_file(config_path, hub, store, runtimes)
                     await system.reload()
                     admin_key = await system.ensure_admin_key()
                     front = _front(settings, edge, hub, stack)
@@ -205,13 +205,20 @@ def _broker(settings: Settings, vault: Vault, base_url: str, stack: contextlib.A
     )
 
 
-async def _apply_file(config_path: str | Path, hub: Hub, store: Store) -> None:
+async def _apply_file(config_path: str | Path, hub: Hub, store: Store, runtimes: Runtimes) -> None:
     """``serve --config FILE``: checked in the hub that will serve it (the reload then takes its
-    open targets over instead of building them again), then stored as the operator's."""
-    specs = list(load_file(config_path).gateways)
+    open targets over instead of building them again), then stored as the operator's; its
+    runtimes deployed where their folders changed."""
+    document = load_file(config_path)
+    specs = list(document.gateways)
     for warning in await compile_check(DEFAULT_TENANT, specs, hub, str(config_path)):
         logger.warning("%s: %s", config_path, warning)
     await store.apply(DEFAULT_TENANT, [to_store(g) for g in specs])
+    deployments = runtimes.deployments(DEFAULT_TENANT)
+    for line in await apply_runtimes(
+        document.runtimes, deployments, Path(config_path).parent, str(config_path)
+    ):
+        logger.info("%s: %s", config_path, line)
 
 
 def _front(settings: Settings, edge: Edge, hub: Hub, stack: contextlib.AsyncExitStack) -> McpFront:

@@ -3,7 +3,7 @@
 Agent hosting (ADR 0039): deploys made immutable versions (``Deployments``), and sessions, each a
 sandbox running one version's app on AgentCore Runtime's contract (``Sessions``)."""
 
-from runtime._deploy import NAME, DeployError, Deployments, Settings, Version
+from runtime._deploy import NAME, DeployError, Deployments, Settings, Version, fingerprint
 from runtime._endpoints import DEFAULT, Endpoint, EndpointError, Endpoints
 from runtime._links import Links, Service, parse_services
 from runtime._sessions import (
@@ -37,5 +37,6 @@ __all__ = [
     "Sessions",
     "Settings",
     "Version",
+    "fingerprint",
     "parse_services",
 ]

@@ -10,6 +10,7 @@ entry that is not there) leaves nothing behind, and the versions before it as th
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -61,6 +62,7 @@ class Version:
     environment: dict[str, str] = field(default_factory=dict)  # the app's variables
     secrets: dict[str, str] = field(default_factory=dict)  # variable: the vault's API key provider
     description: str = ""
+    source: str = ""  # a fingerprint of what it was made from (its folder and settings)
 
     @property
     def tag(self) -> str:
@@ -230,6 +232,7 @@ class Deployments:
                     dict(settings.environment),
                     dict(settings.secrets),
                     settings.description,
+                    await anyio.to_thread.run_sync(fingerprint, directory, settings),
                 )
                 (partial / "version.json").write_text(json.dumps(asdict(version)))
                 await anyio.to_thread.run_sync(_read_only, partial)
@@ -238,6 +241,23 @@ class Deployments:
                 await anyio.to_thread.run_sync(lambda: _remove(partial))
                 raise
         return version
+
+
+def fingerprint(directory: Path, settings: Settings) -> str:
+    """What a version is made from, as one hash: every file deployed (path and bytes) and the
+    settings. The same folder and settings give the same fingerprint (a YAML apply deploys only
+    when it changes)."""
+    digest = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True, default=dict).encode())
+    for folder, dirs, files in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if d not in IGNORED(folder, dirs))
+        skipped = IGNORED(folder, files)
+        for name in sorted(files):
+            if name in skipped:
+                continue
+            path = Path(folder) / name
+            digest.update(str(path.relative_to(directory)).encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def _check(directory: Path, entry: str, root: Path) -> None:

@@ -48,6 +48,7 @@ from gateway.config._pipeline import (
     parse_limit,
 )
 from gateway.config._policy import PolicySpec, cedar_shape
+from gateway.config._runtimes import RuntimeEndpointSpec, RuntimeSpec
 from gateway.config._shaping import FailureSpec, PagingSpec, ShapeSpec
 from gateway.config._targets import (
     TARGET_KINDS,
@@ -117,6 +118,8 @@ __all__ = [
     "RateLimitSpec",
     "RedactInterceptor",
     "ResilienceSpec",
+    "RuntimeEndpointSpec",
+    "RuntimeSpec",
     "RuntimeTarget",
     "SecretRef",
     "ShapeSpec",

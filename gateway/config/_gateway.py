@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from gateway.config._credentials import Auth, CredentialProvider, NoAuth
 from gateway.config._pipeline import ApprovalSpec, CacheSpec, InterceptorSpec, RateLimitSpec, ResilienceSpec
 from gateway.config._policy import MAX_POLICIES, PolicySpec, cedar_shape
+from gateway.config._runtimes import RuntimeSpec
 from gateway.config._targets import (
     A2aTarget,
     ConnectorTarget,
@@ -120,11 +121,23 @@ class Document(Model):
     """The whole ``switchboard.yaml``."""
 
     gateways: list[GatewaySpec] = Field(default_factory=list)
+    runtimes: list[RuntimeSpec] = Field(
+        default_factory=list, description="Hosted agents deployed from folders (the operator's tenant)."
+    )
 
     @field_validator("gateways")
     @classmethod
     def _unique_gateways(cls, gateways: list[GatewaySpec]) -> list[GatewaySpec]:
         return _unique(gateways, "gateways", "")
+
+    @field_validator("runtimes")
+    @classmethod
+    def _unique_runtimes(cls, runtimes: list[RuntimeSpec]) -> list[RuntimeSpec]:
+        names = [r.name for r in runtimes]
+        doubled = next((n for n in names if names.count(n) > 1), None)
+        if doubled is not None:
+            raise ValueError(f"two runtimes are named {doubled!r}; runtime names must be unique")
+        return runtimes
 
 
 N = TypeVar("N", TargetBase, "GatewaySpec")

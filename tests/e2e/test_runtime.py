@@ -50,10 +50,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, s
     assert (
         refused.returncode != 0 and "not a directory" in refused.stderr and "Traceback" not in refused.stderr
     )
-    assert _cli("runtime", "deploy", str(AGENT), "--name", "gone", data=root / "data").returncode == 0
     assert "echo:1  HTTP  main.py" in _cli("runtime", "list", data=root / "data").stdout
-    (root / "switchboard.yaml").write_text("gateways:\n  - name: default\n    auth: {kind: api_key}\n")
+    # `gone` comes from the file serve starts with (ADR 0041): deployed as it starts.
+    config = "gateways:\n  - name: default\n    auth: {kind: api_key}\n"
+    config += f"runtimes:\n  - {{name: gone, path: {AGENT}}}\n"
+    (root / "switchboard.yaml").write_text(config)
     with serve(root / "data", root / "switchboard.yaml") as s:
+        assert any("runtime gone deployed gone:1" in line for line in s.output)
         key = httpx2.post(
             f"{s.base}/admin/v1/gateways/default/keys", json={"subject": "ada"}, headers=s.admin_headers
         )
