@@ -93,6 +93,7 @@ class Runtimes:
         self.audit: AuditLog | None = None  # (set with the services: every invocation recorded)
         self.vault: Vault | None = None  # (set with the services: versions' secrets)
         self.tasks: TaskGroup | None = None
+        self._deployments: dict[str, Deployments] = {}
         # (set with the services) Workload access tokens for each invocation, and each runtime's
         # own access key for AgentCore's token vault (ADR 0041): the SDK's @requires_* work.
         self.tokens: WorkloadTokens | None = None
@@ -260,7 +261,12 @@ class Runtimes:
         return f"{base}{where}/runtimes/{runtime}/invocations/"
 
     def deployments(self, tenant: str) -> Deployments:
-        return Deployments(self.root / tenant)
+        """The tenant's versions and endpoints (one object a tenant: what it read is kept until
+        the files change, and its deploys take turns)."""
+        found = self._deployments.get(tenant)
+        if found is None:
+            found = self._deployments[tenant] = Deployments(self.root / tenant)
+        return found
 
     @contextlib.asynccontextmanager
     async def open(self) -> AsyncIterator[Runtimes]:

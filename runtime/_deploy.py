@@ -115,6 +115,7 @@ class Deployments:
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.lock = anyio.Lock()
         self.endpoints = Endpoints(root)
+        self._known: dict[str, tuple[tuple[int, int], list[Version]]] = {}
 
     def resolve(self, runtime: str, qualifier: str | None, session_id: str) -> Version:
         """The version a new session ``session_id`` gets through ``qualifier``: an endpoint's name
@@ -135,12 +136,22 @@ class Deployments:
         """The runtime's versions, oldest first (none, or not a runtime's name: an empty list)."""
         if not NAME.match(runtime):
             return []  # (never a path: "../other-tenant/x" names nothing)
+        try:  # (read again only when the folder changed: a version or an endpoint added or gone)
+            seen = os.stat(self.root / runtime)
+        except FileNotFoundError:
+            self._known.pop(runtime, None)
+            return []
+        stamp = (seen.st_ino, seen.st_mtime_ns)
+        known = self._known.get(runtime)
+        if known is not None and known[0] == stamp:
+            return list(known[1])
         found = []
         for manifest in sorted(
             (self.root / runtime).glob("v*/version.json"), key=lambda p: int(p.parent.name[1:])
         ):
             found.append(Version(**json.loads(manifest.read_text())))
-        return found
+        self._known[runtime] = (stamp, found)
+        return list(found)
 
     def version(self, runtime: str, number: int | None = None) -> Version:
         """One version (the latest when ``number`` is None).

@@ -52,6 +52,7 @@ class Endpoints:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._known: dict[str, tuple[tuple[int, int], dict[str, Endpoint]]] = {}
 
     def _file(self, runtime: str) -> Path:
         return self.root / runtime / "endpoints.json"
@@ -138,11 +139,19 @@ class Endpoints:
         return [e.name for e in self.all(runtime)[1:] if number in (e.version, e.canary)]
 
     def _read(self, runtime: str) -> dict[str, Endpoint]:
-        try:
-            rows = json.loads(self._file(runtime).read_text())
+        path = self._file(runtime)
+        try:  # (read again only when the file was replaced: every write renames a new one in)
+            seen = os.stat(path)
         except FileNotFoundError:
+            self._known.pop(runtime, None)
             return {}
-        return {row["name"]: Endpoint(**row) for row in rows}
+        stamp = (seen.st_ino, seen.st_mtime_ns)
+        known = self._known.get(runtime)
+        if known is None or known[0] != stamp:
+            rows = json.loads(path.read_text())
+            known = (stamp, {row["name"]: Endpoint(**row) for row in rows})
+            self._known[runtime] = known
+        return dict(known[1])
 
     def _write(self, runtime: str, found: dict[str, Endpoint]) -> None:
         path = self._file(runtime)
