@@ -22,10 +22,10 @@ from gateway.config import (
     GatewaySpec,
     SecretRef,
     TokenExchange,
+    read_secret,
 )
 from gateway.core.errors import ConfigError, CredentialRequired, ToolExecutionError
 from gateway.core.types import CredentialSource, Principal
-from gateway.providers.openapi import read_secret
 from identity.consent import UserOf
 from identity.inbound import Refused
 from identity.outbound import Broker, ConsentRequired, CredentialError, ProviderSpec, from_preset

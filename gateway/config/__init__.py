@@ -72,6 +72,7 @@ from gateway.config._targets import (
     TargetBase,
     TlsFiles,
     ToolDef,
+    read_secret,
 )
 from gateway.core.model import Model, Name
 from gateway.yaml_lines import parse_yaml
@@ -137,6 +138,7 @@ __all__ = [
     "load_yaml_model",
     "parse_limit",
     "parse_yaml",
+    "read_secret",
     "to_store",
     "validate",
 ]

@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from gateway.config._shaping import FailureSpec, ShapeSpec
+from gateway.core.errors import ConfigError
 from gateway.core.model import Model, Name
 
 
@@ -50,6 +53,21 @@ class SecretRef(Model):
         if sum(v is not None for v in (self.env, self.file, self.provider)) != 1:
             raise ValueError("give exactly one of `env`, `file` or `provider`")
         return self
+
+
+def read_secret(ref: SecretRef, what: str) -> str:
+    """The secret an ``env`` or ``file`` reference points at (the operator's: read on the host);
+    the error names the reference, never a value."""
+    if ref.env is not None:
+        value = os.environ.get(ref.env)
+        if value is None:
+            raise ConfigError(f"{what}: environment variable {ref.env} is not set")
+        return value
+    assert ref.file is not None
+    try:
+        return Path(ref.file).read_text(encoding="utf-8").rstrip("\n")
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot read {ref.file}: {exc.strerror or exc}") from None
 
 
 class TlsFiles(Model):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import fnmatch
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -27,7 +26,7 @@ import anyio
 import httpx2
 import orjson
 
-from gateway.config import OpenApiTarget, SecretRef
+from gateway.config import OpenApiTarget, read_secret
 from gateway.core.errors import ConfigError, ToolExecutionError, ToolNotFound, UpstreamUnavailable
 from gateway.core.provider import ToolProvider
 from gateway.core.types import CallContext, ToolCall, ToolResult, ToolSpec
@@ -47,20 +46,6 @@ from gateway.telemetry import upstream_request
 EXCERPT = 500
 _RETRY_STATUS = frozenset({502, 503, 504})
 _TEXTUAL = ("text/", "application/xml", "application/javascript", "application/x-www-form-urlencoded")
-
-
-def read_secret(ref: SecretRef, what: str) -> str:
-    """The secret a reference points at; the error names the reference, never a value."""
-    if ref.env is not None:
-        value = os.environ.get(ref.env)
-        if value is None:
-            raise ConfigError(f"{what}: environment variable {ref.env} is not set")
-        return value
-    assert ref.file is not None
-    try:
-        return Path(ref.file).read_text(encoding="utf-8").rstrip("\n")
-    except OSError as exc:
-        raise ConfigError(f"{what}: cannot read {ref.file}: {exc.strerror or exc}") from None
 
 
 class OpenApiProvider(ToolProvider):
