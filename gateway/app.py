@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import HTTPConnection, Request
@@ -33,9 +34,10 @@ from gateway.agentcore import Backend, agentcore_routes
 from gateway.auth import METADATA_PREFIX
 from gateway.mcp import McpFront
 from gateway.mcp.forms import PRINCIPAL_KEY
-from gateway.runtimes import Runtimes, runtime_routes
+from gateway.runtime_routes import runtime_routes
+from gateway.runtimes import Runtimes
 from gateway.services import Edge, OnReady, Services, open_services
-from gateway.serving import forwarded_client
+from gateway.serving import forwarded_client, from_runtime_link
 from gateway.settings import Settings
 from gateway.system import mcp_endpoint
 from gateway.telemetry import HttpSpans
@@ -50,10 +52,11 @@ class _Edge:
     """The outermost ASGI app: MCP endpoints go straight to the front (the hot path, no
     router or middleware stack in between); everything else to the Starlette app."""
 
-    def __init__(self, app: Starlette, own_socket: str | None) -> None:
+    def __init__(self, app: Starlette, own_socket: str | None, link: str | None = None) -> None:
         self.state = app.state
         self.app = HttpSpans(app)
         self.own_socket = own_socket
+        self.link = link  # (the socket hosted agents reach the gateway on: never a loopback client)
         self._services: Services | None = None
 
     @property
@@ -64,6 +67,8 @@ class _Edge:
         return self._services
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            from_runtime_link(scope, self.link)
         if scope["type"] == "http":
             forwarded_client(scope, self.own_socket)
             found = mcp_endpoint(scope["path"])
@@ -190,8 +195,21 @@ def create_app(
             published.append(jwks(push_key(settings.data_dir)))
         return JSONResponse(published[0], headers={"Cache-Control": "max-age=300"})
 
+    # DNS rebinding: a web page may not reach a hosted agent through a name it made point here.
+    runtime_security = TransportSecurityMiddleware(
+        TransportSecuritySettings(
+            enable_dns_rebinding_protection=True, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins
+        )
+    )
+
     async def runtime_caller(tenant: str, request: HTTPConnection) -> object:
-        """A hosted agent's caller, authenticated as the tenant's default gateway authenticates."""
+        """A hosted agent's caller, authenticated as the tenant's default gateway authenticates
+        (and from a Host and Origin of this gateway's)."""
+        refused = await runtime_security.validate_request(
+            Request({**request.scope, "type": "http"}), is_post=False
+        )
+        if refused is not None:
+            return refused
         services = current()
         live = services.system.hub.get(tenant, "default")
         if live is None:
@@ -231,7 +249,7 @@ def create_app(
         *ui_routes(lambda: current().system, lambda: current().traces),
         *runtime_routes(_runtimes(current), runtime_caller, settings.max_request_bytes),
     ]
-    edge = _Edge(Starlette(routes=routes, lifespan=lifespan), own_socket)
+    edge = _Edge(Starlette(routes=routes, lifespan=lifespan), own_socket, settings.runtime_gateway_socket)
     return edge
 
 

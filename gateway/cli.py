@@ -10,8 +10,10 @@ import argparse
 import gc
 import logging
 import os
+import shutil
 import socket
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -150,7 +152,7 @@ def _refused(exc: BaseException) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.a2a import a2a_agents
     from gateway.app import close_listen_streams, create_app
-    from gateway.serving import gateway_server
+    from gateway.serving import gateway_server, link_socket
     from gateway.store import StoreError
     from gateway.system import Switchboard
     from gateway.telemetry import log_config
@@ -208,16 +210,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         agents = [(gw.name, agent) for gw in served for agent in a2a_agents(gw.spec)]
         ready([(gw.name, len(gw.catalog.snapshot.tools)) for gw in served], agents)
 
+    run_dir = Path(tempfile.mkdtemp(prefix="sb-serve-"))  # (0700: the gateway's alone)
+    link = link_socket(run_dir)  # (hosted agents reach the gateway here: ADR 0040)
+    settings = settings.model_copy(update={"runtime_gateway_socket": link.getsockname()})
     app = _Refusals(create_app(settings, config_path=args.config, on_ready=on_ready, base_url=base))
     server = gateway_server(app, settings, logs, close_listen_streams)
     sock.listen(2048)  # (the banner says "serving" from the lifespan, before uvicorn would listen)
     try:
-        server.run(sockets=[sock])
+        server.run(sockets=[sock, link])
     except (ConfigError, StoreError) as exc:
         return fail(f"switchboard: cannot start:\n{exc}")
     except SystemExit:  # uvicorn's way out of a failed start-up
         if app.refused is None:
             raise
+    finally:
+        link.close()
+        shutil.rmtree(run_dir, ignore_errors=True)
     if app.refused is not None:
         return _refused(app.refused)
     return 0 if server.started else 1

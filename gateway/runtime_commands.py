@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import anyio
 
@@ -148,7 +149,7 @@ def _remote(args: argparse.Namespace) -> int:
     headers = {"Authorization": f"Bearer {key}"}
     try:
         if args.action == "kill":
-            answer = httpx2.delete(f"{url}/{args.session}", headers=headers, timeout=30)
+            answer = httpx2.delete(f"{url}/{quote(args.session, safe='')}", headers=headers, timeout=30)
         else:
             answer = httpx2.get(url, headers=headers, timeout=30)
     except httpx2.HTTPError as exc:

@@ -1,26 +1,16 @@
-"""The process's hosted agents (``runtime/``, ADR 0039): each tenant's versions under
-``{data_dir}/runtimes/{tenant}`` (``switchboard runtime deploy`` writes them), sessions in
-bubblewrap sandboxes owned by their tenant, ended when idle or old, a warm pool per version.
-
-Invocations come over plain HTTP, for clients without SigV4:
-
-    POST /runtimes/{runtime}/invocations                    the default tenant's
-    POST /tenants/{tenant}/runtimes/{runtime}/invocations
-
-authenticated as the tenant's ``default`` gateway authenticates its callers; the session is the
-``X-Amzn-Bedrock-AgentCore-Runtime-Session-Id`` header's (a new one without it, said in the
-answer's header); ``?version=N`` picks a version (the latest by default). The app's answer, JSON
-or a stream of server-sent events, is relayed as it comes. ``/runtimes/{runtime}/ws`` (and the
-tenant's) relays a WebSocket both ways to the app's ``/ws`` in the session's sandbox.
+"""The process's hosted agents (``runtime/``, ADR 0039, 0041): each tenant's versions under
+``{data_dir}/runtimes/{tenant}``, sessions in sandboxes owned by their tenant, ended when idle or
+old, a warm pool per version; what each session is given from the host (the gateway's link,
+secrets from the vault, its own access key for the token vault, a workload access token per
+invocation); ``switchboard.yaml``'s runtimes applied. The HTTP routes are ``runtime_routes``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,19 +18,11 @@ from typing import Any
 import anyio
 import httpx
 from anyio.abc import TaskGroup
-from starlette.background import BackgroundTask
-from starlette.requests import HTTPConnection, Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import BaseRoute, Route, WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
-from websockets.asyncio.client import unix_connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from gateway.auth import TENANT_VAULT, WORKLOAD, AccessKey, AccessKeys, qualified
 from gateway.config import RuntimeSpec
 from gateway.core.errors import ConfigError, ConfigIssue
 from gateway.interpreters import sandbox_root
-from gateway.serving import read_body
 from gateway.settings import Settings
 from gateway.stages import AuditLog
 from gateway.store import CallRecord
@@ -49,8 +31,6 @@ from identity.api import WorkloadTokens
 from identity.outbound import SERVICE
 from identity.vault import Owner, Vault
 from runtime import (
-    SESSION_HEADER,
-    AtCapacity,
     DeployError,
     Deployments,
     EndpointError,
@@ -94,6 +74,7 @@ class Runtimes:
         self.vault: Vault | None = None  # (set with the services: versions' secrets)
         self.tasks: TaskGroup | None = None
         self._deployments: dict[str, Deployments] = {}
+        self._cards: dict[tuple[str, str], dict[str, Any]] = {}  # (tenant, version): its card
         # (set with the services) Workload access tokens for each invocation, and each runtime's
         # own access key for AgentCore's token vault (ADR 0041): the SDK's @requires_* work.
         self.tokens: WorkloadTokens | None = None
@@ -231,7 +212,8 @@ class Runtimes:
         return {WORKLOAD_TOKEN: self.tokens.issue(tenant, version.runtime, user, vault_only=True)}
 
     async def card(self, caller: Caller, runtime: str, qualifier: str | None) -> dict[str, Any]:
-        """The Agent Card of an A2A server (from a session of its own: the card is the version's).
+        """The Agent Card of an A2A server: read once per version from a session of its own (ended
+        once read), its URLs those where callers reach it through this gateway.
 
         Raises:
             DeployError, EndpointError: no such runtime, version or endpoint; SessionError: not an
@@ -239,18 +221,34 @@ class Runtimes:
         """
         if self.sessions is None:
             raise SessionError(f"hosted agents cannot run here: {self.problem}")
-        key = hashlib.sha256(f"{caller.tenant}\x00{runtime}".encode()).hexdigest()
+        key = hashlib.sha256(f"{caller.tenant}\x00{runtime}\x00{qualifier or ''}".encode()).hexdigest()
         session_id = f"card-{key[:40]}"
         version = self.choose(caller.tenant, runtime, qualifier, session_id)
         if version.protocol != "A2A":
             raise SessionError(f"{version.tag} is an {version.protocol} server: only A2A servers have a card")
+        known = self._cards.get((caller.tenant, version.tag))
+        if known is not None:
+            return dict(known)
         session = await self.sessions.session(version, session_id, owner=caller.tenant)
         try:
             answer = await session.http.get(CARD, headers=session.headers())
             found: dict[str, Any] = answer.raise_for_status().json()
         except (httpx.HTTPError, ValueError) as exc:
             raise SessionError(f"{version.tag} did not answer its Agent Card: {exc}") from None
-        return found
+        finally:
+            await self.sessions.stop(session_id, caller.tenant)
+        if not isinstance(found, dict):
+            raise SessionError(f"{version.tag} answered a card that is not a JSON object")
+        # Callers reach it here, whatever the app wrote (never a URL of its choosing, where a
+        # caller's token would go next).
+        url = self.runtime_url(caller.tenant, runtime)
+        if "url" in found:
+            found["url"] = url
+        for interface in found.get("supportedInterfaces") or found.get("additionalInterfaces") or []:
+            if isinstance(interface, dict):
+                interface["url"] = url
+        self._cards[(caller.tenant, version.tag)] = found
+        return dict(found)
 
     def runtime_url(self, tenant: str, runtime: str) -> str:
         """Where callers reach a runtime's invocations through this gateway (an A2A card's URL)."""
@@ -292,10 +290,13 @@ class Runtimes:
             yield
             return
         settings = self.settings
-        # The gateway, for its tools (ADR 0040): reached where it listens, from the sandbox's 7070.
-        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-        gateway = Service("gateway", host, settings.port, GATEWAY_INSIDE)
-        links = Links([gateway, *parse_services(settings.runtime_services)])
+        # The gateway, for its tools (ADR 0040), from the sandbox's 7070: on the socket serve made
+        # for it, where a request is never taken as a loopback client's (it comes from a sandbox).
+        services = parse_services(settings.runtime_services)
+        if settings.runtime_gateway_socket is not None:
+            gateway = Service("gateway", "", 0, GATEWAY_INSIDE, settings.runtime_gateway_socket)
+            services.insert(0, gateway)
+        links = Links(services)
         options = Options(
             memory_bytes=settings.runtime_memory_mb * MIB,
             disk_bytes=settings.runtime_disk_mb * MIB,
@@ -369,172 +370,3 @@ class Caller:
     tenant: str
     subject: str
     client: str | None = None
-
-
-Authenticate = Callable[
-    [str, HTTPConnection], Awaitable[Any]
-]  # the caller's principal, or a refusal Response
-
-
-def runtime_routes(
-    runtimes: Callable[[], Runtimes], authenticate: Authenticate, max_bytes: int
-) -> list[BaseRoute]:
-    """The invocation routes; ``authenticate(tenant, request)`` answers the caller's principal, or
-    a Response that refuses them."""
-
-    async def invoke(request: Request) -> Response:
-        tenant = request.path_params.get("tenant", "default")
-        name = request.path_params["runtime"]
-        refused = await authenticate(tenant, request)
-        if isinstance(refused, Response):
-            return refused
-        hosted = runtimes()
-        if hosted.sessions is None:
-            return _error(503, f"hosted agents cannot run here: {hosted.problem}")
-        declared = request.headers.get("content-length", "")
-        body = (
-            None
-            if declared.isdigit() and int(declared) > max_bytes
-            else (await read_body(request.receive, max_bytes))[0]
-        )
-        if body is None:  # (over the limit, or the client left: read no further)
-            return _error(
-                413, f"the payload is larger than {max_bytes} bytes (SWITCHBOARD_MAX_REQUEST_BYTES)"
-            )
-        wanted, endpoint = request.query_params.get("version"), request.query_params.get("endpoint")
-        if wanted is not None and not wanted.isdigit():
-            return _error(400, f"version must be a number, not {wanted!r}")
-        if wanted is not None and endpoint is not None:
-            return _error(400, "give a version or an endpoint, not both")
-        session_id = request.headers.get(SESSION_HEADER) or secrets.token_hex(20)
-        try:
-            version = hosted.choose(tenant, name, wanted or endpoint, session_id)
-        except (DeployError, EndpointError) as exc:
-            return _error(404, str(exc))
-        if version.protocol == "MCP":
-            return _error(400, _not_http(version))
-        # An A2A server's JSON-RPC also needs what the client accepts and its A2A version.
-        allowed = PASSED if version.protocol == "HTTP" else (*PASSED, *A2A_PASSED)
-        passed = {k: v for k, v in request.headers.items() if k.lower().startswith(allowed)}
-        content_type = request.headers.get("content-type", "application/json")
-        caller = Caller(
-            tenant, str(getattr(refused, "subject", "anonymous")), getattr(refused, "client_id", None)
-        )
-        streams = contextlib.AsyncExitStack()
-        try:
-            session, answer = await streams.enter_async_context(
-                hosted.invoke(caller, version, session_id, body, passed, content_type)
-            )
-        except AtCapacity as exc:
-            await streams.aclose()
-            return _error(429, str(exc))
-        except SessionError as exc:
-            await streams.aclose()
-            return _error(400 if "characters" in str(exc) else 502, str(exc))
-        headers = {SESSION_HEADER: session.id}
-        kept = {k: v for k, v in answer.headers.items() if k.lower() in ("content-type", "cache-control")}
-        return StreamingResponse(
-            answer.aiter_raw(),
-            status_code=answer.status_code,
-            headers={**kept, **headers, **RELAYED},
-            background=BackgroundTask(streams.aclose),
-        )
-
-    async def card(request: Request) -> Response:
-        """An A2A server's Agent Card (AgentCore's GetAgentCard, over plain HTTP)."""
-        tenant = request.path_params.get("tenant", "default")
-        refused = await authenticate(tenant, request)
-        if isinstance(refused, Response):
-            return refused
-        hosted = runtimes()
-        caller = Caller(tenant, str(getattr(refused, "subject", "anonymous")))
-        qualifier = request.query_params.get("endpoint") or request.query_params.get("version")
-        try:
-            found = await hosted.card(caller, request.path_params["runtime"], qualifier)
-        except (DeployError, EndpointError) as exc:
-            return _error(404, str(exc))
-        except SessionError as exc:
-            return _error(502, str(exc))
-        return JSONResponse(found)
-
-    async def talk(websocket: WebSocket) -> None:
-        """``/ws``: the caller's WebSocket relayed both ways to the app's, in the session's sandbox."""
-        tenant = websocket.path_params.get("tenant", "default")
-        refused = await authenticate(tenant, websocket)
-        hosted = runtimes()
-        if isinstance(refused, Response) or hosted.sessions is None:
-            await websocket.close(
-                code=1008,
-                reason="not authenticated" if isinstance(refused, Response) else "no sandboxes here",
-            )
-            return
-        session_id = websocket.headers.get(SESSION_HEADER) or secrets.token_hex(20)
-        try:
-            qualifier = websocket.query_params.get("endpoint") or websocket.query_params.get("version")
-            version = hosted.choose(tenant, websocket.path_params["runtime"], qualifier, session_id)
-            if version.protocol != "HTTP":
-                raise SessionError(_not_http(version))
-            session = await hosted.sessions.session(version, session_id, owner=tenant)
-        except (DeployError, EndpointError, SessionError) as exc:
-            await websocket.close(code=1008, reason=str(exc)[:120])
-            return
-        subject = str(getattr(refused, "subject", "anonymous"))
-        headers = {SESSION_HEADER: session.id, **trace_headers(), **hosted.token(tenant, version, subject)}
-        try:
-            async with unix_connect(
-                session.socket, "ws://127.0.0.1:8080/ws", additional_headers=headers
-            ) as app:
-                await websocket.accept(headers=[(SESSION_HEADER.lower().encode(), session.id.encode())])
-                session.used = time.monotonic()
-                async with anyio.create_task_group() as both:
-
-                    async def upward() -> None:
-                        with contextlib.suppress(WebSocketDisconnect):
-                            while True:
-                                message = await websocket.receive()
-                                if message["type"] == "websocket.disconnect":
-                                    break
-                                await app.send(message.get("text") or message.get("bytes") or "")
-                        both.cancel_scope.cancel()
-
-                    async def downward() -> None:
-                        with contextlib.suppress(ConnectionClosed):
-                            async for message in app:
-                                await (
-                                    websocket.send_text(message)
-                                    if isinstance(message, str)
-                                    else websocket.send_bytes(message)
-                                )
-                        both.cancel_scope.cancel()
-
-                    both.start_soon(upward)
-                    both.start_soon(downward)
-        except (OSError, InvalidHandshake) as exc:
-            with contextlib.suppress(RuntimeError):
-                await websocket.close(code=1011, reason=f"the app's /ws did not answer: {exc}"[:120])
-            return
-        with contextlib.suppress(RuntimeError):
-            await websocket.close()
-
-    return [
-        Route("/runtimes/{runtime}/invocations", invoke, methods=["POST"]),
-        Route("/runtimes/{runtime}/invocations/", invoke, methods=["POST"]),  # (an A2A card's URL)
-        Route("/tenants/{tenant}/runtimes/{runtime}/invocations", invoke, methods=["POST"]),
-        Route("/tenants/{tenant}/runtimes/{runtime}/invocations/", invoke, methods=["POST"]),
-        Route(f"/runtimes/{{runtime}}/invocations{CARD}", card, methods=["GET"]),
-        Route(f"/tenants/{{tenant}}/runtimes/{{runtime}}/invocations{CARD}", card, methods=["GET"]),
-        WebSocketRoute("/runtimes/{runtime}/ws", talk),
-        WebSocketRoute("/tenants/{tenant}/runtimes/{runtime}/ws", talk),
-    ]
-
-
-def _not_http(version: Version) -> str:
-    return f"{version.tag} is an {version.protocol} server, not an HTTP agent: " + (
-        "call its tools through a gateway target of kind runtime"
-        if version.protocol == "MCP"
-        else "reach it over A2A"
-    )
-
-
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status)

@@ -17,6 +17,7 @@ on SIGTERM/SIGINT. Prometheus metrics are kept in a directory the workers share
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import logging.config
@@ -218,6 +219,29 @@ async def _plain(send: Send, status: int, body: bytes) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+RUNTIME_LINK_CLIENT = ("runtime-link", 0)  # (not an address: never a loopback client)
+
+
+def link_socket(directory: Path) -> socket.socket:
+    """The listening socket hosted agents reach this process on (ADR 0040): requests on it come
+    from a sandbox, whatever address the connection shows, and are never taken as loopback."""
+    path = directory / "gateway.sock"
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    os.chmod(path, 0o600)
+    listener.listen(512)
+    return listener
+
+
+def from_runtime_link(scope: Scope, link: str | None) -> None:
+    """A request that came over the runtime link: its client is a sandbox, not this machine."""
+    server = scope.get("server")
+    if link is not None and server and server[0] == link:
+        scope["client"] = RUNTIME_LINK_CLIENT
 
 
 def forwarded_client(scope: Scope, own_socket: str | None) -> None:

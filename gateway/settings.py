@@ -135,6 +135,11 @@ class Settings(BaseSettings):
         "each named to the app in SWITCHBOARD_SERVICE_{NAME}_URL. The gateway itself is always one "
         "(SWITCHBOARD_GATEWAY_URL, port 7070 inside).",
     )
+    runtime_gateway_socket: str | None = Field(
+        None,
+        description="Set by serve: the UNIX socket hosted agents reach the gateway on (ADR 0040); "
+        "requests on it are never taken as a loopback client's.",
+    )
     runtime_memory_mb: int = Field(1024, ge=64, description="Memory of one hosted agent session's sandbox.")
     runtime_disk_mb: int = Field(1024, ge=1, description="Size of one hosted agent session's work directory.")
     code_interpreter_backend: Literal["bwrap", "gvisor", "microvm"] = Field(

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.app import close_listen_streams, create_app
-from gateway.serving import gateway_server, run_dir, tag_sessions, worker_socket
+from gateway.serving import gateway_server, link_socket, run_dir, tag_sessions, worker_socket
 from gateway.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -90,9 +90,15 @@ def _worker(
     private.bind(str(own))
     os.chmod(own, 0o600)
     private.listen(512)  # other workers may pass requests on while this one still starts: they wait
+    links = Path(directory) / f"link-{os.getpid()}"  # (this worker's hosted agents reach it here)
+    links.mkdir(mode=0o700, exist_ok=True)
+    link = link_socket(links)
+    settings = settings.model_copy(update={"runtime_gateway_socket": link.getsockname()})
     app = create_app(settings, base_url=base_url, worker_run_dir=Path(directory), own_socket=str(own))
     try:
-        gateway_server(app, settings, None, close_listen_streams).run(sockets=[sock, private])
+        gateway_server(app, settings, None, close_listen_streams).run(sockets=[sock, private, link])
     finally:
+        link.close()
+        shutil.rmtree(links, ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
             own.unlink()

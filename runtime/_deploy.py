@@ -26,16 +26,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
 import anyio
+from packaging.requirements import InvalidRequirement, Requirement
 
 from runtime._endpoints import DEFAULT, Endpoints
 
 PYTHON = "/usr/bin/python3"  # the sandboxes' Python (the gateway's own may be one they cannot see)
-NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")  # (AgentCore's agentRuntimeName)
+NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,47}")  # (AgentCore's agentRuntimeName)
 PIP_SECONDS = 900.0
+MAX_REQUIREMENTS = 64 * 1024  # bytes of a tenant's requirements.txt
 MAX_FILES = 20_000  # in a zip a tenant sends
 MAX_UNPACKED = 512 * 2**20
-# A requirement by name: name[extras] (version specifiers) (; markers). No options, no URLs.
-REQUIREMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._, -]*\])?\s*([<>=!~]=?[^;@]*)?(;[^@]*)?")
 PORTS = {"HTTP": 8080, "MCP": 8000, "A2A": 9000}  # where each kind of app listens (AgentCore's)
 VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 PROVIDER = re.compile(r"[a-zA-Z0-9\-_]{1,128}")  # (AgentCore's credential provider names)
@@ -134,7 +134,7 @@ class Deployments:
 
     def versions(self, runtime: str) -> list[Version]:
         """The runtime's versions, oldest first (none, or not a runtime's name: an empty list)."""
-        if not NAME.match(runtime):
+        if not NAME.fullmatch(runtime):
             return []  # (never a path: "../other-tenant/x" names nothing)
         try:  # (read again only when the folder changed: a version or an endpoint added or gone)
             seen = os.stat(self.root / runtime)
@@ -176,7 +176,7 @@ class Deployments:
         """The names of the runtimes deployed here."""
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if NAME.match(p.name) and self.versions(p.name))
+        return sorted(p.name for p in self.root.iterdir() if NAME.fullmatch(p.name) and self.versions(p.name))
 
     async def delete(self, runtime: str) -> bool:
         """Remove a runtime and every version of it (its sessions are the caller's to end first)."""
@@ -214,14 +214,13 @@ class Deployments:
         """
         settings = settings or Settings(entry=entry)
         entry = settings.entry
-        if not NAME.match(runtime):
+        if not NAME.fullmatch(runtime):
             raise DeployError(
                 f"runtime name {runtime!r}: use a letter, then letters, digits or '_' (48 at most)"
             )
         settings.check()
         _check(directory, entry, self.root)
-        if not trusted:
-            _names_only(directory / "requirements.txt")
+        pinned = None if trusted else _names_only(directory / "requirements.txt")
         async with self.lock:
             number = max((v.number for v in self.versions(runtime)), default=0) + 1
             home = self.root / runtime / f"v{number}"
@@ -231,7 +230,7 @@ class Deployments:
                 await anyio.to_thread.run_sync(
                     lambda: shutil.copytree(directory, partial / "code", ignore=IGNORED)
                 )
-                await _environment(partial / "venv", partial / "code" / "requirements.txt")
+                await _environment(partial / "venv", partial / "code" / "requirements.txt", pinned)
                 version = Version(
                     runtime,
                     number,
@@ -314,29 +313,61 @@ def _unzip(archive: bytes, into: Path) -> None:
                     shutil.copyfileobj(source, sink)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
         raise DeployError(f"the code is not a zip archive of the agent's folder ({exc})") from None
+    except OSError as exc:  # (a file and a folder of one name, say)
+        raise DeployError(f"the zip cannot be unpacked as a folder: {exc.strerror or exc}") from None
 
 
-def _names_only(requirements: Path) -> None:
-    """A tenant's requirements name packages (with versions, extras and markers), nothing else:
-    pip options (an index, links, other files) and direct references (a URL, a path) would have
-    the host fetch or read what the operator did not choose."""
+def _names_only(requirements: Path) -> list[str] | None:
+    """A tenant's requirements, each a package by name (with extras, versions and markers) and
+    nothing else, rewritten as ``packaging`` reads them: pip gets that list, never the tenant's
+    file (whose options, encoding cookie, ``${VARIABLES}``, URLs or paths would have the host
+    fetch, read or build what the operator did not choose). None: there is no requirements.txt.
+
+    Raises:
+        DeployError: a line that is not a package by name, saying which.
+    """
     if not requirements.is_file():
-        return
-    for number, line in enumerate(requirements.read_text(errors="replace").splitlines(), 1):
-        text = line.split(" #", 1)[0].strip()
-        if not text or text.startswith("#"):
+        return None
+    raw = requirements.read_bytes()
+    if len(raw) > MAX_REQUIREMENTS:
+        raise DeployError(f"requirements.txt is larger than {MAX_REQUIREMENTS // 1024} KiB")
+    out: list[str] = []
+    for number, line in enumerate(raw.split(b"\n"), 1):
+        text = line.decode("ascii", errors="replace").split("#", 1)[0].strip()
+        if not text:
             continue
-        name = re.split(r"[\[<>=!~;\s]", text, maxsplit=1)[0]
-        archive = name.lower().endswith((".whl", ".zip", ".tar", ".gz", ".bz2", ".xz", ".tgz"))
-        if text.startswith("-") or not REQUIREMENT.fullmatch(text) or "://" in text or "@" in text or archive:
+        why = _not_a_name(line, text)
+        if why is not None:
+            shown = line.decode("ascii", errors="replace").strip()[:60]
             raise DeployError(
-                f"requirements.txt line {number} ({text[:60]!r}): list packages by name and version "
+                f"requirements.txt line {number} ({shown!r}): {why}; list packages by name and version "
                 "only (pip options, URLs and paths are the operator's to give)"
             )
+        out.append(text)
+    return out
 
 
-async def _environment(venv: Path, requirements: Path) -> None:
-    """A virtual environment of the system's Python, with the requirements installed."""
+def _not_a_name(line: bytes, text: str) -> str | None:
+    """Why ``text`` (a line of a tenant's requirements) is not a package by name, or None."""
+    if not all(32 <= b < 127 or b in (9, 13) for b in line):
+        return "it is not plain ASCII"
+    if text.startswith("-") or "$" in text or "\\" in text or "://" in text or "/" in text:
+        return "it is an option, a path, a URL or a variable"
+    try:
+        found = Requirement(text)
+    except InvalidRequirement as exc:
+        return f"it is not a requirement ({exc})"
+    if found.url is not None:
+        return "it names a URL"
+    if found.name.lower().endswith((".whl", ".zip", ".tar", ".gz", ".bz2", ".xz", ".tgz")):
+        return "it names an archive"
+    return None
+
+
+async def _environment(venv: Path, requirements: Path, pinned: list[str] | None = None) -> None:
+    """A virtual environment of the system's Python, with the requirements installed: the file
+    as it is (the operator's), or only ``pinned`` (a tenant's, checked), then with pip given
+    nothing of the gateway's environment but pip's own settings, in an empty folder."""
     needed = await anyio.Path(requirements).is_file()
     bare = [] if needed else ["--without-pip"]  # (nothing to install: no pip in it either)
     made = await anyio.run_process([PYTHON, "-m", "venv", *bare, str(venv)], check=False)
@@ -350,8 +381,17 @@ async def _environment(venv: Path, requirements: Path) -> None:
     # gateway (a deploy must never run the agent's code outside a sandbox).
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--no-input", "--disable-pip-version-check"]
     pip += ["--only-binary", ":all:"]
-    with anyio.move_on_after(PIP_SECONDS) as deadline:
-        installed = await anyio.run_process([*pip, "-r", str(requirements)], check=False)
+    env: dict[str, str] | None = None
+    with tempfile.TemporaryDirectory(prefix="sb-pip-") as empty:
+        if pinned is not None:
+            requirements = Path(empty) / "requirements.txt"
+            requirements.write_text("".join(f"{line}\n" for line in pinned), encoding="ascii")
+            env = {k: v for k, v in os.environ.items() if k.startswith("PIP_")}  # (the operator's)
+            env |= {"PATH": "/usr/bin:/bin", "HOME": empty, "LANG": "C.UTF-8"}
+        with anyio.move_on_after(PIP_SECONDS) as deadline:
+            installed = await anyio.run_process(
+                [*pip, "-r", str(requirements)], check=False, env=env, cwd=empty if env else None
+            )
     if deadline.cancelled_caught:
         raise DeployError(f"installing requirements.txt took longer than {PIP_SECONDS:.0f} s")
     if installed.returncode != 0:

@@ -35,6 +35,7 @@ class Service:
     host: str
     port: int  # the host's
     inside: int  # the sandbox's
+    path: str | None = None  # a UNIX socket of the host's instead of host:port
 
     @property
     def variable(self) -> str:
@@ -110,7 +111,11 @@ class Links:
         async def handle(client: SocketStream) -> None:
             async with client:
                 try:
-                    upstream = await anyio.connect_tcp(service.host, service.port)
+                    upstream: SocketStream = await (
+                        anyio.connect_unix(service.path)
+                        if service.path is not None
+                        else anyio.connect_tcp(service.host, service.port)
+                    )
                 except OSError:
                     return  # (the app sees its connection closed, as if the service were down)
                 async with upstream, anyio.create_task_group() as tasks:

@@ -17,6 +17,8 @@ follows the latest. Canary weights are Switchboard's own (the CLI and the admin 
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import secrets
 import string
 from datetime import UTC, datetime
@@ -31,6 +33,7 @@ from gateway.runtimes import Runtimes
 from gateway.store import AwsResource, StoreAws
 from runtime import NAME, DeployError, Endpoint, EndpointError, Settings, Version
 
+logger = logging.getLogger(__name__)
 MAX_ZIP = 250 * 1024 * 1024  # (AgentCore's limit for a direct code upload)
 BUSY = ("CREATING", "UPDATING")
 
@@ -149,9 +152,12 @@ async def _build(call: Call, runtimes: Runtimes, res: AwsResource, s3: Params, s
     except (AwsError, DeployError) as exc:
         await fail(str(exc))
         return
-    except Exception as exc:
-        await fail(f"the deploy failed: {type(exc).__name__}: {exc}")
-        raise
+    except Exception as exc:  # (whatever broke, the runtime says so;
+        # never raised on: it would end the task group every background build shares)
+        logger.exception("the background deploy of runtime %s failed", res.name)
+        with contextlib.suppress(Exception):
+            await fail(f"the deploy failed: {type(exc).__name__}: {exc}")
+        return
     attrs = {k: v for k, v in res.attrs.items() if k not in ("status", "failureReason")}
     await aws.update(call.tenant, KIND, res.name, {**attrs, "version": version.number})
 
@@ -171,7 +177,7 @@ def _s3_allowed(call: Call) -> None:
 async def create_agent_runtime(call: Call, params: Params) -> Params:
     runtimes = _runtimes(call)
     name = str(params["agentRuntimeName"])
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise validation(f"agentRuntimeName {name!r}: a letter, then letters, digits or '_' (48 at most)")
     settings, s3 = _settings(params, "agentRuntimeArtifact")
     _s3_allowed(call)

@@ -94,6 +94,13 @@ async def test_the_agent_reaches_the_gateway_from_its_sandbox(served: tuple[Serv
     assert found.status_code == 200, found.text
     assert found.json()["url"] == "http://127.0.0.1:7070/healthz"
     assert json.loads(found.json()["fetched"]) == httpx2.get(f"{s.base}/healthz").json()
+    # It comes from a sandbox, not from this machine: what loopback clients may do, it may not
+    # (found in review: the link made every agent a loopback client of every tenant's gateways).
+    assert httpx2.get(f"{s.base}/metrics").status_code == 200  # (this test is a loopback client)
+    async with httpx2.AsyncClient(timeout=120) as http:
+        payload = {"fetch": "SWITCHBOARD_GATEWAY_URL", "path": "/metrics"}
+        metrics = await http.post(f"{s.base}/runtimes/echo/invocations", json=payload, headers=headers)
+    assert metrics.status_code == 500 and "403" in metrics.text, metrics.text
 
 
 async def test_bad_calls_get_clear_errors(served: tuple[Served, str]) -> None:
@@ -111,6 +118,12 @@ async def test_bad_calls_get_clear_errors(served: tuple[Served, str]) -> None:
         assert short.status_code == 400 and "33 to 256 characters" in short.json()["error"]
         tenant = await http.post(f"{s.base}/tenants/nobody/runtimes/echo/invocations", json={}, headers=auth)
         assert tenant.status_code == 404
+        # DNS rebinding: another name for this host, or a web page of another origin, is refused.
+        for foreign in ({"Host": "evil.example"}, {"Origin": "http://evil.example"}):
+            refused = await http.post(
+                f"{s.base}/runtimes/echo/invocations", json={}, headers={**auth, **foreign}
+            )
+            assert refused.status_code in (403, 421), refused.text
 
 
 async def test_the_admin_lists_and_kills_live_sessions(served: tuple[Served, str]) -> None:

@@ -56,6 +56,13 @@ async def test_bad_zips_and_requirements_are_refused_saying_why(tmp_path: Path) 
         (_zip({**main, "requirements.txt": "https://example.invalid/x.whl\n"}), "name and version only"),
         (_zip({**main, "requirements.txt": "evil.whl\n"}), "name and version only"),
         (_zip({**main, "requirements.txt": "./local\n"}), "name and version only"),
+        # (found in review: a path after a version operator, a UTF-7 cookie hiding an option,
+        # a variable pip would expand from the gateway's environment)
+        (_zip({**main, "requirements.txt": "x>/../../../etc\n"}), "a path, a URL or a variable"),
+        (_zip({**main, "requirements.txt": "# coding: utf-7\nfoo==1+AAo--r /etc/passwd\n"}), "line 2"),
+        (_zip({**main, "requirements.txt": "foo==${SWITCHBOARD_VAULT_KEY}\n"}), "a variable"),
+        (_zip({**main, "requirements.txt": "foo==1 --hash=sha256:00\n"}), "not a requirement"),
+        (_zip({**main, "requirements.txt": "caf\u00e9\n"}), "not plain ASCII"),
     ]
     for archive, said in cases:
         with pytest.raises(DeployError, match=said):
@@ -69,4 +76,7 @@ async def test_bad_zips_and_requirements_are_refused_saying_why(tmp_path: Path) 
     (folder / "requirements.txt").write_text("--only-binary :all:\n")  # (the operator's own: trusted)
     assert (await deployments.deploy("op", folder)).number == 1
     (folder / "requirements.txt").write_text(fine)
-    _names_only(folder / "requirements.txt")  # (the check alone: no install from the index here)
+    assert _names_only(folder / "requirements.txt") == [  # (the check alone: no install here)
+        "requests==2.32.3 ; python_version >= '3.8'",
+        "strands-agents[openai]>=1.0,<2",
+    ]
