@@ -74,6 +74,7 @@ class Runtimes:
         self.vault: Vault | None = None  # (set with the services: versions' secrets)
         self.tasks: TaskGroup | None = None
         self._deployments: dict[str, Deployments] = {}
+        self._deploying = anyio.Semaphore(2)  # (deploys at once, every tenant's)
         self._cards: dict[tuple[str, str], dict[str, Any]] = {}  # (tenant, version): its card
         # (set with the services) Workload access tokens for each invocation, and each runtime's
         # own access key for AgentCore's token vault (ADR 0041): the SDK's @requires_* work.
@@ -263,7 +264,7 @@ class Runtimes:
         the files change, and its deploys take turns)."""
         found = self._deployments.get(tenant)
         if found is None:
-            found = self._deployments[tenant] = Deployments(self.root / tenant)
+            found = self._deployments[tenant] = Deployments(self.root / tenant, self._deploying)
         return found
 
     @contextlib.asynccontextmanager

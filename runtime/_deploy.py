@@ -110,10 +110,13 @@ class Settings:
 class Deployments:
     """Runtimes and their versions under ``root``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, gate: anyio.Semaphore | None = None) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.lock = anyio.Lock()
+        # Deploys at once (unpacking and installing take disk, memory and the index's time):
+        # shared by every tenant's Deployments of a process, so no tenant starves the others.
+        self.gate = gate or anyio.Semaphore(2)
         self.endpoints = Endpoints(root)
         self._known: dict[str, tuple[tuple[int, int], list[Version]]] = {}
 
@@ -193,9 +196,10 @@ class Deployments:
         Raises:
             DeployError: not a zip, too large, or what ``deploy`` refuses.
         """
-        with tempfile.TemporaryDirectory(prefix="sb-deploy-") as folder:
-            await anyio.to_thread.run_sync(_unzip, archive, Path(folder) / "code")
-            return await self.deploy(runtime, Path(folder) / "code", settings=settings, trusted=False)
+        async with self.gate:
+            with tempfile.TemporaryDirectory(prefix="sb-deploy-") as folder:
+                await anyio.to_thread.run_sync(_unzip, archive, Path(folder) / "code")
+                return await self._deploy(runtime, Path(folder) / "code", settings, trusted=False)
 
     async def deploy(
         self,
@@ -212,7 +216,10 @@ class Deployments:
         Raises:
             DeployError: a bad name, directory, entry or setting, or requirements that do not install.
         """
-        settings = settings or Settings(entry=entry)
+        async with self.gate:
+            return await self._deploy(runtime, directory, settings or Settings(entry=entry), trusted)
+
+    async def _deploy(self, runtime: str, directory: Path, settings: Settings, trusted: bool) -> Version:
         entry = settings.entry
         if not NAME.fullmatch(runtime):
             raise DeployError(
