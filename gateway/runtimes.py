@@ -186,7 +186,7 @@ class Runtimes:
             found = self._keys.get((tenant, runtime))
             if found is not None:
                 return found
-            subject = f"runtime:{runtime}"
+            subject = f"runtime:{runtime}"  # (_identity.RUNTIME_SUBJECT: its tokens its own only)
             for row in await self.aws_keys.list(tenant):
                 if row["subject"] == subject and list(row["planes"] or []) == [WORKLOAD]:
                     found = await self.aws_keys.find(str(row["access_key_id"]))

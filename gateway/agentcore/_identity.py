@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
-from gateway.agentcore._call import AwsError, Call, Params, conflict, not_found
+from gateway.agentcore._call import AwsError, Call, Params, access_denied, conflict, not_found
 from gateway.agentcore._gateways import paged
 from gateway.auth import TENANT_VAULT, qualified
 from gateway.store import AwsResource, StoreAws
@@ -194,17 +195,26 @@ async def get_workload_access_token_for_user_id(call: Call, params: Params) -> P
     return await _workload_token(call, params["workloadName"], params["userId"])
 
 
-async def get_resource_api_key(call: Call, params: Params) -> Params:
+RUNTIME_SUBJECT = "runtime:"  # (the subject of a hosted agent's own access key: ADR 0041)
+
+
+def workload_doc(call: Call, token: str) -> dict[str, Any]:
+    """What a workload identity token says, checked: this tenant's, and, when a hosted agent's
+    own key presents it, that agent's (a runtime's key never uses another workload's token)."""
     try:
-        doc = call.identity.tokens.open(params["workloadIdentityToken"])
+        doc: dict[str, Any] = call.identity.tokens.open(token)
     except CredentialError as exc:
-        raise AwsError(
-            "AccessDeniedException", f"the workload identity token is not valid: {exc}", 403
-        ) from None
+        raise access_denied(f"the workload identity token is not valid: {exc}") from None
     if doc.get("t") != call.tenant:
-        raise AwsError(
-            "AccessDeniedException", "the workload identity token is not valid: another tenant's", 403
-        )
+        raise access_denied("the workload identity token is not valid: another tenant's")
+    runtime = call.subject.removeprefix(RUNTIME_SUBJECT) if call.subject.startswith(RUNTIME_SUBJECT) else None
+    if runtime is not None and doc.get("w") != runtime:
+        raise access_denied(f"the workload identity token is not runtime {runtime}'s own")
+    return doc
+
+
+async def get_resource_api_key(call: Call, params: Params) -> Params:
+    doc = workload_doc(call, params["workloadIdentityToken"])
     name = params["resourceCredentialProviderName"]
     await _api_key_provider(call, name)
     key = await call.vault.get(_key_owner(call.tenant, name), tool=f"GetResourceApiKey by {doc.get('w')}")

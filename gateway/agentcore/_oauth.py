@@ -45,7 +45,7 @@ import orjson
 
 from gateway.agentcore._call import AwsError, Call, Params, access_denied, conflict, not_found, validation
 from gateway.agentcore._gateways import paged
-from gateway.agentcore._identity import TOKEN_VAULT, WORKLOAD, _named
+from gateway.agentcore._identity import TOKEN_VAULT, WORKLOAD, _named, workload_doc
 from gateway.agentcore._vault_links import OAUTH2, PRESETS, follow, release, store
 from gateway.auth import TENANT_VAULT, qualified
 from gateway.config import JwtAuth
@@ -298,16 +298,6 @@ async def delete_provider(call: Call, params: Params) -> Params:
 # -- data plane ----------------------------------------------------------------
 
 
-def _workload_doc(call: Call, token: str) -> dict[str, Any]:
-    try:
-        doc = call.identity.tokens.open(token)
-    except CredentialError as exc:
-        raise access_denied(f"the workload identity token is not valid: {exc}") from None
-    if doc.get("t") != call.tenant:
-        raise access_denied("the workload identity token is not valid: another tenant's")
-    return doc
-
-
 def _spec(
     res: AwsResource,
     kind: Kind,
@@ -357,7 +347,7 @@ async def _token(call: Call, user: str, spec: ProviderSpec, tool: str, subject: 
 
 
 async def get_resource_oauth2_token(call: Call, params: Params) -> Params:
-    doc = _workload_doc(call, params["workloadIdentityToken"])
+    doc = workload_doc(call, params["workloadIdentityToken"])
     res = await _provider(call, params["resourceCredentialProviderName"])
     flow, scopes = params["oauth2Flow"], [str(s) for s in params.get("scopes") or []]
     resource = _one(params, "resources", (M2M, USER, OBO))

@@ -722,3 +722,33 @@ async def test_an_access_key_over_its_request_rate_is_throttled(tmp_path: Path) 
         assert (code, status) == ("ThrottlingException", 429) and "try again in" in message
         other, _ = _clients(served, _access_key(served))
         assert "items" in await _run(lambda: other.list_gateways())  # another key counts apart
+
+
+async def test_a_hosted_agents_key_takes_only_its_own_workload_tokens(live: Served) -> None:
+    """A runtime's own key (subject runtime:NAME, ADR 0041) fetching from the token vault with
+    another workload's token is refused; with its own, it gets the key."""
+    control, data = _clients(live, _access_key(live))
+    for workload in ("bot", "other"):
+        await _run(lambda workload=workload: control.create_workload_identity(name=workload))  # type: ignore[misc]
+    await _run(lambda: control.create_api_key_credential_provider(name="bot-key", apiKey="sk-bot"))
+    tokens = {
+        w: (await _run(lambda w=w: data.get_workload_access_token(workloadName=w)))["workloadAccessToken"]  # type: ignore[misc]
+        for w in ("bot", "other")
+    }
+    made = httpx2.post(
+        f"{live.base}/admin/v1/aws-keys",
+        json={"subject": "runtime:bot", "planes": ["data"]},
+        headers=live.admin_headers,
+    ).json()
+    _, agent = _clients(
+        live, {"aws_access_key_id": made["access_key_id"], "aws_secret_access_key": made["secret_access_key"]}
+    )
+
+    def fetch(token: str) -> Any:
+        return agent.get_resource_api_key(
+            workloadIdentityToken=token, resourceCredentialProviderName="bot-key"
+        )
+
+    assert (await _run(lambda: fetch(tokens["bot"])))["apiKey"] == "sk-bot"
+    code, status, message = await _run(lambda: _code(lambda: fetch(tokens["other"])))
+    assert (code, status) == ("AccessDeniedException", 403) and "not runtime bot's own" in message
