@@ -31,6 +31,7 @@ from identity.api import WorkloadTokens
 from identity.outbound import SERVICE
 from identity.vault import Owner, Vault
 from runtime import (
+    Backend,
     DeployError,
     Deployments,
     EndpointError,
@@ -45,7 +46,7 @@ from runtime import (
     parse_services,
 )
 from runtime import Settings as VersionSettings
-from sandbox import BwrapBackend, Options, available
+from sandbox import BwrapBackend, GvisorBackend, Options, backend_problem
 
 MIB = 1024 * 1024
 GATEWAY_INSIDE = 7070  # where a session's app reaches the gateway
@@ -286,7 +287,7 @@ class Runtimes:
 
     @contextlib.asynccontextmanager
     async def _sessions(self) -> AsyncIterator[None]:
-        self.problem = available()
+        self.problem = backend_problem(self.settings.runtime_backend)
         if self.problem is not None:  # (sessions are refused, saying why; the rest serves)
             yield
             return
@@ -306,7 +307,12 @@ class Runtimes:
         lifecycle = Lifecycle(
             settings.runtime_idle_seconds, settings.runtime_max_seconds, settings.runtime_warm
         )
-        backend = BwrapBackend(sandbox_root(settings) / "runtime")
+        # gVisor: the box binds its app's socket on the host and reaches the links' (ADR 0043).
+        backend: Backend = (
+            GvisorBackend(sandbox_root(settings) / "runtime-gvisor", host_uds="all")
+            if settings.runtime_backend == "gvisor"
+            else BwrapBackend(sandbox_root(settings) / "runtime")
+        )
         live = Sessions(backend, options, lifecycle, links, self.secrets)
         async with links.open(), live.running() as sessions:
             self.sessions = sessions

@@ -135,6 +135,10 @@ class Settings(BaseSettings):
         "each named to the app in SWITCHBOARD_SERVICE_{NAME}_URL. The gateway itself is always one "
         "(SWITCHBOARD_GATEWAY_URL, port 7070 inside).",
     )
+    runtime_backend: Literal["bwrap", "gvisor"] = Field(
+        "bwrap",
+        description="The isolation of hosted agents' sessions: bwrap (bubblewrap) or gvisor (runsc).",
+    )
     runtime_gateway_socket: str | None = Field(
         None,
         description="Set by serve: the UNIX socket hosted agents reach the gateway on (ADR 0040); "

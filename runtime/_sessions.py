@@ -1,20 +1,19 @@
 """Runtime sessions: each a sandbox running one version's app (ADR 0039).
 
 A session starts the app as AgentCore Runtime would (``python ENTRY`` in the code folder, the
-HTTP contract on 8080: ``POST /invocations``, ``GET /ping``), inside a sandbox with no network:
-the version's code and environment bound read-only, a work directory of its own. The host
-reaches the app through ``forward.py --inbound``: a UNIX socket in the sandbox's work directory
-piped to 127.0.0.1:8080 inside. A session is found by its id; the same id reaches the same
-sandbox, with its files and its app's memory, until it is stopped or ends.
+HTTP contract on 8080: ``POST /invocations``, ``GET /ping``), inside a sandbox (bubblewrap or
+gVisor) with no network: the version's code and environment bound read-only, a work directory of
+its own. The host reaches the app through the forwarder (``forward.py``): a UNIX socket in the
+sandbox's home, out of the sandbox's reach, piped to 127.0.0.1:8080 inside (``_reach`` says how,
+per backend). A session is found by its id; the same id reaches the same sandbox, with its files
+and its app's memory, until it is stopped or ends.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import secrets
-import socket as _socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -27,15 +26,8 @@ from anyio.abc import Process, TaskGroup
 
 from runtime._deploy import Version
 from runtime._links import Links
-from sandbox import (
-    APP_NOT_LISTENING,
-    FORWARD,
-    FORWARD_INSIDE,
-    BwrapBackend,
-    BwrapSandbox,
-    Options,
-    SandboxError,
-)
+from runtime._reach import APP_SOCKET, Backend, Box, Unreachable, launch, problem
+from sandbox import APP_NOT_LISTENING, FORWARD, FORWARD_INSIDE, Options, SandboxError
 
 Secrets = Callable[[str, Version], Awaitable[Mapping[str, str]]]  # (owner, version) -> variables
 
@@ -60,11 +52,11 @@ class Session:
 
     id: str
     version: Version
-    box: BwrapSandbox
+    box: Box
     app: Process
     http: httpx.AsyncClient
-    work: int  # a descriptor of its home (the app's socket is named through it)
-    socket: str = ""  # the app's socket, for a client of its own (a WebSocket, say)
+    work: int  # a descriptor of its home, never of a place the sandbox can write (_reach)
+    socket: str = ""  # the app's socket, ``/proc/self/fd/{work}/app.sock``, for a client of its own
     owner: str = ""
     started: float = field(default_factory=time.monotonic)
     used: float = field(default_factory=time.monotonic)
@@ -130,19 +122,27 @@ class Listed:
 
 
 class Sessions:
-    """The live sessions of every runtime, on one sandbox backend; ``running()`` ends the idle
-    and the old ones and keeps ``warm`` apps started per version."""
+    """The live sessions of every runtime, on one sandbox backend (bubblewrap, or gVisor made
+    with ``host_uds="all"``); ``running()`` ends the idle and the old ones and keeps ``warm`` apps
+    started per version.
+
+    Raises:
+        SessionError: the backend cannot carry sessions (gVisor without host sockets).
+    """
 
     def __init__(
         self,
-        backend: BwrapBackend,
+        backend: Backend,
         options: Options | None = None,
         lifecycle: Lifecycle | None = None,
         links: Links | None = None,
         secrets: Secrets | None = None,
     ) -> None:
-        self.backend = backend
         self.links = links or Links([])  # the services the apps reach (ADR 0040)
+        wrong = problem(backend, self.links)
+        if wrong is not None:
+            raise SessionError(wrong)
+        self.backend = backend
         self.secrets = secrets  # variables from the host for the owner's sessions (secrets, keys)
         self.options = options or Options()
         self.lifecycle = lifecycle or Lifecycle()
@@ -287,40 +287,22 @@ class Sessions:
             binds=(*self.options.binds, *binds),
             environment={**self.options.environment, **environment},
         )
-        box = await self.backend.start(options)
+        box: Box = await self.backend.start(options)
         work = -1
         try:
-            # The host listens, in the sandbox's home (its own: only home/work and home/tmp are
-            # bound inside), and hands the listening socket down; nothing in the sandbox can
-            # redirect where the host connects. A UNIX socket's path has 108 bytes at most and a
-            # home's may be longer: the socket is named through a descriptor of the home, held for
-            # the session's life.
-            work = os.open(Path(box.home), os.O_PATH | os.O_DIRECTORY)
-            socket = Path(f"/proc/self/fd/{work}/app.sock")
-            with contextlib.closing(_socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)) as listener:
-                listener.bind(str(socket))
-                listener.listen(64)
-                argv = [
-                    "python3",
-                    "-I",
-                    FORWARD_INSIDE,
-                    "--inbound",
-                    str(listener.fileno()),
-                    str(version.port),
-                    *self.links.arguments(),
-                    "--",
-                ]
-                argv += ["/opt/venv/bin/python", f"/app/{version.entry}"]
-                start = 'mkdir -p /work/.runtime && cd /app && exec "$@" >>/work/.runtime/app.log 2>&1'
-                app = await box.spawn(["/bin/sh", "-c", start, "sh", *argv], pass_fds=(listener.fileno(),))
-            transport = httpx.AsyncHTTPTransport(uds=str(socket))
+            # The app's socket is reached through the sandbox's home (only home/work and home/tmp
+            # are bound inside), named through a descriptor of it held for the session's life.
+            work = os.open(Path(box.home), os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            socket = f"/proc/self/fd/{work}/{APP_SOCKET}"
+            forwarded = [str(version.port), *self.links.arguments(), "--"]
+            launched = await launch(box, work, [*forwarded, "/opt/venv/bin/python", f"/app/{version.entry}"])
             http = httpx.AsyncClient(
-                transport=transport,
+                transport=httpx.AsyncHTTPTransport(uds=socket),
                 base_url=f"http://127.0.0.1:{version.port}",
                 timeout=httpx.Timeout(None, connect=10),
             )
-            session = Session(session_id, version, box, app, http, work, str(socket))
-            await _healthy(session, socket)
+            session = Session(session_id, version, box, launched.app, http, work, socket)
+            await _healthy(session, launched.adopt)
         except BaseException:
             if work >= 0:
                 os.close(work)
@@ -349,11 +331,19 @@ class Sessions:
                 await _end(pooled.pop())
 
 
-async def _healthy(session: Session, socket: Path) -> None:
-    """Wait for the app's first healthy ping (an MCP or A2A server's first answer: they have no
-    ping), its imports done; or say why it did not come."""
+async def _healthy(session: Session, adopt: Callable[[], bool]) -> None:
+    """Wait for the app's socket (``adopt``) and its first healthy ping (an MCP or A2A server's
+    first answer: they have no ping), its imports done; or say why it did not come."""
+    adopted = False
     with anyio.move_on_after(START_SECONDS):
         while session.app.returncode is None:
+            try:
+                adopted = adopted or await anyio.to_thread.run_sync(adopt)
+            except Unreachable as exc:
+                raise SessionError(f"the app of {session.version.tag} cannot be reached: {exc}") from None
+            if not adopted:
+                await anyio.sleep(0.02)
+                continue
             try:
                 if session.version.protocol != "HTTP":
                     answer = await session.http.get("/")

@@ -168,11 +168,12 @@ class Cgroups:
         """The groups under which this process makes its own (one per hierarchy)."""
         if self.v2:
             return [self.root / _own("").lstrip("/")]
-        return [
-            self.root / controller / _own(controller).lstrip("/")
-            for controller in ("pids", "memory", "cpuacct")
-            if (self.root / controller).is_dir()
-        ]
+        found: list[Path] = []
+        for controller in ("pids", "memory", "cpuacct", "cpu"):  # (cpu: where ``cpus`` caps are)
+            base = self.root / controller / _own(controller).lstrip("/")
+            if (self.root / controller).is_dir() and base.resolve() not in (b.resolve() for b in found):
+                found.append(base)  # (cpu and cpuacct may be one hierarchy)
+        return found
 
     def sweep(self) -> int:
         """Remove the groups a process that has ended left behind (it was killed before it could);

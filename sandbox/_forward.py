@@ -3,6 +3,7 @@ sandbox's own Python, standard library only, bound read-only at ``/opt/switchboa
 
     python3 -I /opt/switchboard/forward.py PORT SOCKET [-- COMMAND...]
     python3 -I /opt/switchboard/forward.py --inbound FD PORT [--outbound PORT SOCKET]... [-- COMMAND...]
+    python3 -I /opt/switchboard/forward.py --inbound-path PATH PORT [--outbound PORT SOCKET]... [-- ...]
 
 It listens on 127.0.0.1:PORT in the sandbox's own network namespace and pipes each connection to
 the egress proxy's UNIX socket SOCKET (bound into the sandbox), so ``HTTP_PROXY`` and
@@ -13,9 +14,13 @@ the same in a thread (``start``).
 ``--inbound`` is the other way (a hosted agent, ADR 0039): it accepts on the listening UNIX
 socket the host made and handed down as descriptor FD (in a folder of the host's, which nothing
 in the sandbox can reach or redirect) and pipes each connection to the app listening on
-127.0.0.1:PORT inside, so the host talks to the app with no network between them. With it,
-each ``--outbound PORT SOCKET`` listens on 127.0.0.1:PORT inside and pipes to the UNIX socket
-SOCKET, a service the host chose for the app (ADR 0040), as the proxy's is piped above.
+127.0.0.1:PORT inside, so the host talks to the app with no network between them.
+``--inbound-path`` does the same for a sandbox that cannot be handed a descriptor (gVisor's): it
+makes the listening socket itself, at PATH in the sandbox's work directory, where the host finds
+it (a host socket: runsc's ``--host-uds=create``) and checks it before it connects, following
+nothing the sandbox may have put in its place. With either, each ``--outbound PORT SOCKET``
+listens on 127.0.0.1:PORT inside and pipes to the UNIX socket SOCKET, a service the host chose
+for the app (ADR 0040), as the proxy's is piped above.
 
 It decides nothing: every check is the proxy's, on the host; whatever runs in the sandbox can
 rewrite this file, and gains nothing by it. Two threads per connection, one per direction (a slow
@@ -44,7 +49,8 @@ UNREACHABLE = (
 )
 USAGE = (
     "usage: forward.py PORT SOCKET [-- COMMAND...] | "
-    "forward.py --inbound FD PORT [--outbound PORT SOCKET]... [-- COMMAND...]"
+    "forward.py --inbound FD PORT [--outbound PORT SOCKET]... [-- COMMAND...] | "
+    "forward.py --inbound-path PATH PORT [--outbound PORT SOCKET]... [-- COMMAND...]"
 )
 APP_NOT_LISTENING = b"the app in the sandbox is not listening\n"
 APP_DOWN = (
@@ -176,16 +182,38 @@ def start(port: int, path: str) -> int:
 def inbound(fd: int, port: int) -> None:
     """Accept on the listening socket ``fd`` in a daemon thread, piping each connection to
     127.0.0.1:``port``."""
-    listener = socket.socket(fileno=fd)
+    _inbound(socket.socket(fileno=fd), port)
+
+
+def inbound_path(path: str, port: int) -> None:
+    """Listen on a new UNIX socket at ``path`` and accept on it in a daemon thread, piping each
+    connection to 127.0.0.1:``port``.
+
+    Raises:
+        OSError: nothing can listen at ``path`` (something is there already, say).
+    """
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(path)
+        listener.listen(64)
+    except OSError:
+        listener.close()
+        raise
+    _inbound(listener, port)
+
+
+def _inbound(listener: socket.socket, port: int) -> None:
     threading.Thread(target=_serve, args=(listener, lambda: _to_port(port), APP_DOWN), daemon=True).start()
 
 
 def main(argv: list[str]) -> int:
     args, command = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
     environment = dict(os.environ)
-    if args[:1] == ["--inbound"]:
+    if args[:1] in (["--inbound"], ["--inbound-path"]):
+        by_path = args[0] == "--inbound-path"
         outbound, rest = args[3:], args[3:]
-        shaped = len(args) >= 3 and args[1].isdigit() and _port(args[2])
+        shaped = len(args) >= 3 and _port(args[2])
+        shaped = shaped and (args[1].startswith("/") if by_path else args[1].isdigit())
         while shaped and rest:
             shaped = len(rest) >= 3 and rest[0] == "--outbound" and _port(rest[1])
             rest = rest[3:]
@@ -193,9 +221,17 @@ def main(argv: list[str]) -> int:
             print(USAGE, file=sys.stderr)
             return 2
         try:
-            inbound(int(args[1]), int(args[2]))
+            if by_path:
+                inbound_path(args[1], int(args[2]))
+            else:
+                inbound(int(args[1]), int(args[2]))
         except OSError as exc:
-            print(f"forward: descriptor {args[1]} is not a listening socket: {exc.strerror}", file=sys.stderr)
+            said = (
+                f"cannot listen at {args[1]}"
+                if by_path
+                else f"descriptor {args[1]} is not a listening socket"
+            )
+            print(f"forward: {said}: {exc.strerror}", file=sys.stderr)
             return 1
         for index in range(0, len(outbound), 3):
             inside = outbound[index + 1]

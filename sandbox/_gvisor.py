@@ -14,6 +14,13 @@ program cannot raise, but for CPU time (this sentry keeps no RLIMIT_CPU), which 
 groups; the wall-clock deadline is kept here and ends every process of the groups.
 The groups' limits are the sandbox's plus what gVisor itself takes (``RUNSC_*``, ``PROCESS_*``).
 
+Host UNIX sockets are out of reach by default (``--host-uds=none``). A backend made with
+``host_uds`` lets its programs make them (``create``: a socket bound in the work directory is a
+host socket there, which the host can connect to) and connect to those bound in (``open``), as
+runtime sessions need (ADR 0039, 0040): the app's inbound socket, the links' sockets. Links inside
+are resolved by the sentry in the sandbox's own view of its mounts, so they reach no other host
+socket; code interpreters never get either.
+
 Files go in and out through the host side of the work directory (``WorkFiles``); the runsc state
 (``--root``), the read-only root and the bundles live beside the session's home, never in the
 tmpfs the sandbox writes, and everything goes at ``stop``.
@@ -49,6 +56,7 @@ RUNSC = "/usr/bin/runsc"
 SETPRIV = "/usr/bin/setpriv"
 MISSING = "gVisor is not installed: apt-get install runsc"
 PLATFORMS = ("ptrace", "systrap", "kvm")
+HOST_UDS = ("none", "open", "create", "all")  # runsc --host-uds: what of host UNIX sockets it may use
 DEVICES = {"kvm": "/dev/kvm"}  # what a platform needs of the host beyond runsc knowing it
 # What gVisor takes of the host beyond the program's own, allowed in its groups on top of the
 # program's limits: the threads of runsc, its gofer and the sentry (about 40 here: Go runtimes) and
@@ -108,16 +116,30 @@ class GvisorBackend:
     anywhere), systrap (newer runsc only) or kvm (``/dev/kvm``; nested in a VM, as on these
     machines, this runsc's sentry spins at start and never runs the program); one the host lacks
     falls back to ptrace, and ``self.platform`` says which is used.
+
+    ``host_uds`` is runsc's ``--host-uds`` for every sandbox of the backend: ``none`` (the default:
+    no host UNIX socket), ``create`` (a socket a program binds in its work directory or /tmp is a
+    host socket the host may connect to), ``open`` (a program may connect to the host sockets bound
+    in), or ``all`` (both: hosted agents' sessions, their inbound socket and their links).
     """
 
     name = "gvisor"
 
     def __init__(
-        self, root: Path, cgroups: Cgroups | None = None, *, platform: str = "ptrace", seccomp: bool = True
+        self,
+        root: Path,
+        cgroups: Cgroups | None = None,
+        *,
+        platform: str = "ptrace",
+        seccomp: bool = True,
+        host_uds: str = "none",
     ) -> None:
         problem = available()
         if problem is not None:
             raise SandboxError(problem)
+        if host_uds not in HOST_UDS:
+            raise SandboxError(f"host_uds {host_uds!r} is not one of {', '.join(HOST_UDS)}")
+        self.host_uds = host_uds
         self.platform = platform_for(platform)
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
         found = cgroups or Cgroups()
@@ -144,10 +166,11 @@ class GvisorBackend:
             _root(private / "rootfs", home, options)
             groups = None
             if self.cgroups is not None:
-                groups = self.cgroups.make(
+                groups = self.cgroups.make(  # (what it spawns: the sentry's own work counts in)
                     _host_processes(options.processes),
                     _host_memory(options.memory_bytes, options.processes),
                     cpu=True,
+                    cpus=options.cpus,
                 )
         except (OSError, SandboxError) as exc:
             await _remove(home, private)
@@ -161,6 +184,7 @@ class GvisorBackend:
             groups,
             platform=self.platform,
             seccomp=self.seccomp,
+            host_uds=self.host_uds,
         )
 
 
@@ -270,9 +294,10 @@ def _mount(source: str, target: str, *, writable: bool = False) -> dict[str, Any
 
 def _rlimits(limits: Limits | None, options: Options) -> list[dict[str, Any]]:
     """The sentry's rlimits of the program (it cannot raise them): ``run``'s limits; for what is
-    spawned, the sandbox's process count (its memory and CPU are the groups')."""
+    spawned (its memory and CPU are the groups', its files' size its tmpfs's), the sandbox's
+    process count and, as bubblewrap's long-lived processes, a bounded number of open files."""
     if limits is None:
-        values = {"NPROC": options.processes, "CORE": 0}
+        values = {"NPROC": options.processes, "NOFILE": 4096, "CORE": 0}
     else:
         values = {
             "CPU": limits.cpu_seconds,
@@ -368,6 +393,7 @@ class GvisorSandbox(WorkFiles):
         *,
         platform: str = "ptrace",
         seccomp: bool = True,
+        host_uds: str = "none",
     ) -> None:
         super().__init__(home / "work", owner=(UID, UID))  # (the sandbox's user may change what it is given)
         self.session_id = session_id
@@ -378,6 +404,7 @@ class GvisorSandbox(WorkFiles):
         self.groups = groups  # the session's own, for its whole life: what it spawns runs there
         self.platform = platform
         self.seccomp = seccomp
+        self.host_uds = host_uds  # (runsc's --host-uds: see GvisorBackend)
         self.spawned: dict[str, Process] = {}
         self.made = 0
         self.stopped = False
@@ -403,6 +430,7 @@ class GvisorSandbox(WorkFiles):
         (bundle / "config.json").write_text(json.dumps(config))
         runsc = [RUNSC, f"--root={self.private / 'state'}", "--network=none", "--ignore-cgroups"]
         runsc += [f"--platform={self.platform}", *(["--oci-seccomp"] if self.seccomp else [])]
+        runsc += [f"--host-uds={self.host_uds}"]
         # It dies with the gateway (and the sentry with it: runsc starts it attached).
         return container, [
             SETPRIV,

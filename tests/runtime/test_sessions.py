@@ -17,6 +17,7 @@ from anyio.abc import SocketAttribute, SocketStream
 
 from runtime import (
     AtCapacity,
+    Backend,
     DeployError,
     Deployments,
     Lifecycle,
@@ -213,7 +214,12 @@ async def test_pools_are_each_owners_and_sessions_are_capped(
 async def test_apps_reach_the_services_the_host_links_in_and_nothing_else(
     deployed: tuple[Deployments, Version], tmp_path: Path
 ) -> None:
-    _, version = deployed
+    await reach_only_what_is_linked(deployed[1], BwrapBackend(tmp_path / "boxes"))
+
+
+async def reach_only_what_is_linked(version: Version, backend: Backend) -> None:
+    """An app reaches a service on the host's loopback that is linked in (ADR 0040), and not the
+    host's port itself (on every backend: the gVisor tests call this too)."""
     seen: list[bytes] = []
 
     async def answer(client: SocketStream) -> None:  # a service on the host's loopback
@@ -229,7 +235,7 @@ async def test_apps_reach_the_services_the_host_links_in_and_nothing_else(
         port = listener.extra(SocketAttribute.local_port)
         tasks.start_soon(listener.serve, answer)
         links = Links(parse_services({"model": f"127.0.0.1:{port}@7001"}))
-        async with links.open(), Sessions(BwrapBackend(tmp_path / "boxes"), links=links).running() as live:
+        async with links.open(), Sessions(backend, links=links).running() as live:
             session = await live.session(version, "l" * 40)
             payload = {"fetch": "SWITCHBOARD_SERVICE_MODEL_URL", "path": "/v1/models"}
             async with session.invoke(json.dumps(payload).encode()) as reply:
@@ -275,3 +281,22 @@ async def test_a_versions_variables_and_secrets_reach_its_app(
     assert found["env"] == {"SECRET_PLAIN": "plain", "SECRET_KEY": "openai-key-of-acme"}
     assert asked == [("acme", "withenv:1")]
     assert deployments.versions("withenv")[0].secrets == {"SECRET_KEY": "openai"}  # (names, never values)
+
+
+async def test_sessions_see_neither_each_others_processes_nor_environment(
+    deployed: tuple[Deployments, Version], tmp_path: Path
+) -> None:
+    deployments, _ = deployed
+    version = await deployments.deploy("apart", AGENT, settings=Settings(secrets={"SECRET_OWN": "key"}))
+
+    async def secrets(owner: str, wanted: Version) -> dict[str, str]:
+        return {"SECRET_OWN": f"only-{owner}"}
+
+    async with Sessions(BwrapBackend(tmp_path / "boxes"), secrets=secrets).running() as live:
+        found = {}
+        for owner in ("acme", "globex"):
+            session = await live.session(version, f"{owner}-" + "p" * 34, owner=owner)
+            async with session.invoke(json.dumps({"procs": True}).encode()) as reply:
+                found[owner] = json.loads(await reply.aread())
+    assert found["acme"]["secrets"] == ["only-acme"] and found["globex"]["secrets"] == ["only-globex"]
+    assert len(found["acme"]["pids"]) < 10  # (its own few: the forwarder, the app, a shell)

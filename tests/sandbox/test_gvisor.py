@@ -5,13 +5,16 @@ interpreter's kernel) run in it as in bubblewrap."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sys
-from collections.abc import AsyncIterator
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import anyio
 import pytest
+from anyio.abc import SocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from sandbox._contract import Limits, Options, SandboxError
@@ -276,3 +279,81 @@ def _runsc_of(root: Path) -> list[int]:
         except OSError:
             continue
     return found
+
+
+HOST_SOCKETS = r"""
+import os, socket, sys
+def reach(path):
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect(path)
+        return s.recv(100).decode()
+    except OSError as e:
+        return f"errno {e.errno}"
+os.symlink(sys.argv[1], "/work/elsewhere")
+print(reach("/run/links/service.sock"), reach("/work/elsewhere"), flush=True)
+s = socket.socket(socket.AF_UNIX)
+s.bind("/work/in.sock")
+s.listen()
+print("bound", flush=True)
+c, _ = s.accept()
+c.sendall(b"from inside")
+"""
+
+
+@pytest.mark.parametrize("host_uds", ["none", "all"])
+async def test_host_unix_sockets_are_out_of_reach_unless_the_backend_lets_them(
+    tmp_path: Path, host_uds: str
+) -> None:
+    """By default (code interpreters) a program can neither connect to a host socket bound in nor
+    make one in its work directory (its sockets are the sentry's own); a runtime's backend
+    (``host_uds="all"``) lets it do both. Either way a link in the work directory to a host socket
+    outside the sandbox's mounts leads nowhere: the sentry resolves it in the sandbox's view."""
+    short = Path(tempfile.mkdtemp(prefix="sb-test-"))  # (a socket's path has 107 bytes at most)
+    links, hidden = short / "links", short / "hidden"
+    links.mkdir()
+    hidden.mkdir()
+
+    def answering(said: bytes) -> Callable[[SocketStream], Awaitable[None]]:
+        async def answer(client: SocketStream) -> None:
+            async with client:
+                await client.send(said)
+
+        return answer
+
+    with pytest.raises(SandboxError, match="host_uds 'some'"):
+        GvisorBackend(tmp_path / "sandboxes", host_uds="some")
+    options = Options(binds=((str(links), "/run/links"),))
+    box = await GvisorBackend(tmp_path / "sandboxes", host_uds=host_uds).start(options)
+    service = await anyio.create_unix_listener(links / "service.sock")
+    database = await anyio.create_unix_listener(hidden / "database.sock")
+    try:
+        async with service, database, anyio.create_task_group() as tasks:
+            os.chmod(links / "service.sock", 0o666)
+            os.chmod(hidden / "database.sock", 0o666)
+            tasks.start_soon(service.serve, answering(b"service"))
+            tasks.start_soon(database.serve, answering(b"database"))
+            program = await box.spawn(["python3", "-c", HOST_SOCKETS, str(hidden / "database.sock")])
+            assert program.stdout is not None
+            lines = BufferedByteReceiveStream(program.stdout)
+            with anyio.fail_after(60):
+                reached = await lines.receive_until(b"\n", 200)
+                assert await lines.receive_until(b"\n", 200) == b"bound"
+            made = box.home / "work" / "in.sock"
+            if host_uds == "none":
+                assert reached == b"errno 1 errno 2"  # EPERM: no host socket; ENOENT: not in its view
+                assert not made.exists()  # (its socket is the sentry's, not the host's)
+            else:
+                assert reached == b"service errno 2"
+                work = os.open(made.parent, os.O_PATH | os.O_DIRECTORY)
+                try:
+                    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+                        client.settimeout(30)
+                        client.connect(f"/proc/self/fd/{work}/in.sock")  # (a home's path may be long)
+                        assert client.recv(100) == b"from inside"
+                finally:
+                    os.close(work)
+            tasks.cancel_scope.cancel()
+    finally:
+        await box.stop()
+        shutil.rmtree(short)
