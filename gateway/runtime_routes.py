@@ -44,6 +44,7 @@ from runtime import (
     AtCapacity,
     DeployError,
     EndpointError,
+    NotYours,
     SessionError,
     Version,
 )
@@ -105,6 +106,9 @@ def runtime_routes(
         except AtCapacity as exc:
             await streams.aclose()
             return _error(429, str(exc))
+        except NotYours as exc:
+            await streams.aclose()
+            return _error(403, str(exc))
         except SessionError as exc:
             await streams.aclose()
             return _error(400 if "characters" in str(exc) else 502, str(exc))
@@ -151,16 +155,22 @@ def runtime_routes(
             version = hosted.choose(tenant, websocket.path_params["runtime"], qualifier, session_id)
             if version.protocol != "HTTP":
                 raise SessionError(_not_http(version))
-            session = await hosted.sessions.session(version, session_id, owner=tenant)
+            subject = str(getattr(refused, "subject", "anonymous"))
+            session = await hosted.sessions.session(version, session_id, owner=tenant, user=subject)
         except (DeployError, EndpointError, SessionError) as exc:
             await websocket.close(code=1008, reason=str(exc)[:120])
             return
-        subject = str(getattr(refused, "subject", "anonymous"))
         headers = {SESSION_HEADER: session.id, **trace_headers(), **hosted.token(tenant, version, subject)}
         try:
-            async with unix_connect(
-                session.socket, "ws://127.0.0.1:8080/ws", additional_headers=headers
-            ) as app:
+            with session.held() as path:  # (a name of our own: the session may end meanwhile)
+                connecting = unix_connect(path, "ws://127.0.0.1:8080/ws", additional_headers=headers)
+                app = await connecting
+        except (OSError, InvalidHandshake, SessionError) as exc:
+            with contextlib.suppress(RuntimeError):
+                await websocket.close(code=1011, reason=f"the app's /ws did not answer: {exc}"[:120])
+            return
+        try:
+            async with app:
                 await websocket.accept(headers=[(SESSION_HEADER.lower().encode(), session.id.encode())])
                 session.used = time.monotonic()
                 async with anyio.create_task_group() as both:

@@ -53,6 +53,7 @@ GATEWAY_INSIDE = 7070  # where a session's app reaches the gateway
 AGENT_REGION = "us-east-1"  # (the region a hosted agent's AWS clients sign for)
 WORKLOAD_TOKEN = "WorkloadAccessToken"  # (the SDK's header: BedrockAgentCoreContext's token)
 USER_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-User-Id"
+CARD_USER = "\x00card"  # (the host's own session for a card: no caller's)
 AWS_KIND = "agent_runtime"  # (a runtime's AgentCore record: the id the control plane gave out)
 # What a caller may pass on to the app: AgentCore's custom headers. Never the caller's credential
 # (the app is not trusted with it: AgentCore passes Authorization only when a runtime asks).
@@ -151,7 +152,9 @@ class Runtimes:
         began = time.perf_counter()
         outcome, error = "ok", None
         try:
-            session = await self.sessions.session(version, session_id, owner=caller.tenant)
+            session = await self.sessions.session(
+                version, session_id, owner=caller.tenant, user=caller.subject
+            )
             user = headers.get(USER_HEADER) or caller.subject
             traced = {**headers, **trace_headers(), **self.token(caller.tenant, version, user)}
             async with session.invoke(payload, traced, content_type=content_type) as answer:
@@ -231,7 +234,7 @@ class Runtimes:
         known = self._cards.get((caller.tenant, version.tag))
         if known is not None:
             return dict(known)
-        session = await self.sessions.session(version, session_id, owner=caller.tenant)
+        session = await self.sessions.session(version, session_id, owner=caller.tenant, user=CARD_USER)
         try:
             answer = await session.http.get(CARD, headers=session.headers())
             found: dict[str, Any] = answer.raise_for_status().json()

@@ -11,11 +11,12 @@ and its app's memory, until it is stopped or ends.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,10 @@ class SessionError(Exception):
     """A session could not be started or answered; the message says why."""
 
 
+class NotYours(SessionError):
+    """The session named is another caller's."""
+
+
 class AtCapacity(SessionError):
     """No more sessions may start now (the tenant's, or the process's, limit)."""
 
@@ -58,8 +63,27 @@ class Session:
     work: int  # a descriptor of its home, never of a place the sandbox can write (_reach)
     socket: str = ""  # the app's socket, ``/proc/self/fd/{work}/app.sock``, for a client of its own
     owner: str = ""
+    user: str = ""  # who opened it: only they reach it again (the host: anyone)
+    ended: bool = False  # (stopped: its descriptors are closed, their numbers free for others)
     started: float = field(default_factory=time.monotonic)
     used: float = field(default_factory=time.monotonic)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[str]:
+        """The app's socket by a name of the caller's own (a copy of the home's descriptor), for a
+        client that connects while the session may end: once it has ended, its number may name
+        another session's home, so a session already ended is refused here, before any copy.
+
+        Raises:
+            SessionError: the session has ended.
+        """
+        if self.ended:
+            raise SessionError(f"session {self.id} has ended: call again for a new one")
+        fd = os.dup(self.work)
+        try:
+            yield f"/proc/self/fd/{fd}/{APP_SOCKET}"
+        finally:
+            os.close(fd)
 
     def headers(
         self, request_id: str | None = None, extra: Mapping[str, str] | None = None
@@ -226,9 +250,17 @@ class Sessions:
         everyone = len(self.live) + sum(len(p) for p in self.pool.values())
         return mine < self.lifecycle.owner_sessions and everyone < self.lifecycle.max_sessions
 
-    async def session(self, version: Version, session_id: str | None = None, owner: str = "") -> Session:
+    async def session(
+        self, version: Version, session_id: str | None = None, owner: str = "", user: str | None = None
+    ) -> Session:
         """The session ``session_id`` of ``owner`` (a tenant, say: owners' sessions never meet),
-        started on first use; or a new one."""
+        started on first use; or a new one. ``user``: who calls; a session is its first caller's,
+        and another user naming it is refused (``NotYours``); None: the host itself (no check).
+
+        Raises:
+            SessionError: a bad id, another user's session, a session of another version, an app
+                that did not start; AtCapacity: no room.
+        """
         session_id = session_id or secrets.token_hex(20)
         if not SESSION_ID.fullmatch(session_id):
             raise SessionError(
@@ -240,6 +272,10 @@ class Sessions:
         async with lock:
             found = self.live.get(key)
             if found is not None:
+                if user is not None and found.user != user:
+                    raise NotYours(
+                        f"session {session_id} is another caller's: start your own (a new session id)"
+                    )
                 if found.version.tag != version.tag:
                     raise SessionError(f"session {session_id} runs {found.version.tag}, not {version.tag}")
                 if found.app.returncode is None:
@@ -256,7 +292,7 @@ class Sessions:
                     f"{self.lifecycle.max_sessions} in all run; stop one, or wait for idle ones to end"
                 )
             session = pooled.pop(0) if pooled else await self._start(version, session_id, owner)
-            session.id, session.owner = session_id, owner
+            session.id, session.owner, session.user = session_id, owner, user or ""
             session.started = session.used = time.monotonic()
             self.live[key] = session
             self._refill(version, owner)
@@ -310,17 +346,18 @@ class Sessions:
             raise
         return session
 
-    async def stop(self, session_id: str, owner: str = "") -> bool:
-        """End a session at once (its sandbox and everything in it); False: no such session."""
+    async def stop(self, session_id: str, owner: str = "", user: str | None = None) -> bool:
+        """End a session at once (its sandbox and everything in it); False: no such session (or,
+        ``user`` given, none of theirs)."""
         key = _key(owner, session_id)
+        found = self.live.get(key)
+        if found is not None and user is not None and found.user != user:
+            return False
         session = self.live.pop(key, None)
         self.starting.pop(key, None)
         if session is None:
             return False
-        with anyio.CancelScope(shield=True):
-            await session.http.aclose()
-            os.close(session.work)
-            await session.box.stop()
+        await _end(session)
         return True
 
     async def aclose(self) -> None:
@@ -365,7 +402,8 @@ async def _healthy(session: Session, adopt: Callable[[], bool]) -> None:
 
 
 async def _end(session: Session) -> None:
-    """End a session no one holds (a pooled app)."""
+    """End a session (its clients, its descriptor, its sandbox)."""
+    session.ended = True
     with anyio.CancelScope(shield=True):
         await session.http.aclose()
         os.close(session.work)

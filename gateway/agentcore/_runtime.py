@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from gateway.agentcore._call import AwsError, Call, Params, not_found, validation
 from gateway.runtimes import AWS_KIND, Caller, Runtimes
 from gateway.store import StoreAws
-from runtime import AtCapacity, DeployError, EndpointError, SessionError, Sessions, Version
+from runtime import AtCapacity, DeployError, EndpointError, NotYours, SessionError, Sessions, Version
 from sandbox import Limits
 
 QUALIFIER = "DEFAULT"
@@ -80,6 +80,9 @@ async def invoke_agent_runtime(call: Call, params: Params) -> Params:
     except AtCapacity as exc:
         await exits.aclose()
         raise AwsError("ThrottlingException", str(exc), 429) from None
+    except NotYours as exc:
+        await exits.aclose()
+        raise AwsError("AccessDeniedException", str(exc), 403) from None
     except SessionError as exc:
         await exits.aclose()
         raise AwsError("RuntimeClientError", str(exc), 424) from None
@@ -121,9 +124,11 @@ async def invoke_agent_runtime_command(call: Call, params: Params) -> Params:
     if not 1 <= timeout <= MAX_COMMAND_SECONDS:
         raise validation(f"body.timeout: 1 to {MAX_COMMAND_SECONDS} seconds, not {timeout}")
     try:
-        session = await sessions.session(version, session_id, owner=call.tenant)
+        session = await sessions.session(version, session_id, owner=call.tenant, user=call.subject)
     except AtCapacity as exc:
         raise AwsError("ThrottlingException", str(exc), 429) from None
+    except NotYours as exc:
+        raise AwsError("AccessDeniedException", str(exc), 403) from None
     except SessionError as exc:
         raise AwsError("RuntimeClientError", str(exc), 424) from None
     session.used = time.monotonic()
@@ -163,7 +168,7 @@ async def stop_runtime_session(call: Call, params: Params) -> Params:
     running = next((s for s in sessions.listed(call.tenant) if s.id == session_id), None)
     if running is None or running.version.split(":")[0] != name:
         raise not_found(f"no session {session_id} of this runtime is running")
-    if not await sessions.stop(session_id, call.tenant):
+    if not await sessions.stop(session_id, call.tenant, user=call.subject):
         raise not_found(f"no session {session_id} of this runtime is running")
     return {"runtimeSessionId": session_id, "statusCode": 200}
 

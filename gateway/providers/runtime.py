@@ -144,12 +144,14 @@ class RuntimeProvider(ToolProvider):
                 "target does not serve: it serves MCP servers and HTTP agents"
             )
 
-    async def _session(self, version: Version, session_id: str, tenant: str) -> Session:
+    async def _session(
+        self, version: Version, session_id: str, tenant: str, user: str | None = None
+    ) -> Session:
         hosted = self._hosted()
         if hosted.sessions is None:
             raise SandboxError(f"hosted agents cannot run here: {hosted.problem}")
         try:
-            return await hosted.sessions.session(version, session_id, owner=tenant)
+            return await hosted.sessions.session(version, session_id, owner=tenant, user=user)
         except AtCapacity as exc:
             raise UpstreamUnavailable(str(exc)) from None
         except SessionError as exc:
@@ -257,7 +259,7 @@ class RuntimeProvider(ToolProvider):
         self._served(version)
         if version.protocol == "HTTP":
             return await self._invoke(call, ctx, version, session_id)
-        session = await self._session(version, session_id, tenant)
+        session = await self._session(version, session_id, tenant, ctx.principal.subject)
         link = self._link(session)
 
         async def relay(progress: float, total: float | None, message: str | None) -> None:
@@ -424,7 +426,10 @@ class _SessionLink(Link):
 
 @contextlib.contextmanager
 def _held(session: Session) -> Iterator[int]:
-    """A descriptor of ``session``'s home of our own, while a client reads (see _SessionLink)."""
+    """A descriptor of ``session``'s home of our own, while a client reads (see _SessionLink);
+    never of a session that has ended (its number may be another session's by now)."""
+    if session.ended:
+        raise UpstreamUnavailable(f"runtime session {session.id} has ended: call again")
     fd = os.dup(session.work)
     try:
         yield fd

@@ -118,6 +118,21 @@ async def test_bad_calls_get_clear_errors(served: tuple[Served, str]) -> None:
         assert short.status_code == 400 and "33 to 256 characters" in short.json()["error"]
         tenant = await http.post(f"{s.base}/tenants/nobody/runtimes/echo/invocations", json={}, headers=auth)
         assert tenant.status_code == 404
+        # A session is its first caller's: another caller naming it is refused (review 20b).
+        mine = await http.post(
+            f"{s.base}/runtimes/echo/invocations", json={}, headers={**auth, SESSION: "n" * 40}
+        )
+        assert mine.status_code == 200
+        bob = httpx2.post(
+            f"{s.base}/admin/v1/gateways/default/keys", json={"subject": "bob"}, headers=s.admin_headers
+        ).json()["key"]
+        theirs = await http.post(
+            f"{s.base}/runtimes/echo/invocations",
+            json={},
+            headers={"Authorization": f"Bearer {bob}", SESSION: "n" * 40},
+        )
+        assert theirs.status_code == 403 and "another caller's" in theirs.json()["error"]
+        await http.delete(f"{s.base}/admin/v1/runtime-sessions/{'n' * 40}", headers=s.admin_headers)
         # DNS rebinding: another name for this host, or a web page of another origin, is refused.
         for foreign in ({"Host": "evil.example"}, {"Origin": "http://evil.example"}):
             refused = await http.post(
