@@ -6,7 +6,7 @@ BedrockAgentCoreApp) with `switchboard runtime deploy`, runs the same version's 
 worker) twice: without a warm pool and with one. Prints, p50 and p99 where they are times:
 
   invoke            POST /invocations in a live session, through the gateway     [overhead <= 2 ms p50]
-      baseline:     the same POST to the app run directly on the host
+      baseline:     the same POST to the app run directly on the host, in turns of ten with it
   start cold        the first call of a new session (a sandbox and the app started)
   start warm        the same with SWITCHBOARD_RUNTIME_WARM=2 (an app started ahead)  [<= 50 ms]
       baseline:     a call in a live session (what a start adds is the difference)
@@ -18,6 +18,7 @@ worker) twice: without a warm pool and with one. Prints, p50 and p99 where they 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
@@ -56,8 +58,9 @@ def _timed(http: httpx2.Client, url: str, headers: dict[str, str], calls: int) -
     return out
 
 
-def _direct(venv: Path, code: Path, calls: int) -> list[float]:
-    """The app on the host: its own venv, uvicorn on a free port."""
+@contextlib.contextmanager
+def _direct(venv: Path, code: Path) -> Iterator[str]:
+    """The app on the host: its own venv, uvicorn on a free port; its /invocations URL."""
     port = free_port()
     run = f"import sys; sys.path.insert(0, {str(code)!r}); import main, uvicorn; "
     run += f"uvicorn.run(main.app, port={port}, log_level='warning')"
@@ -71,19 +74,18 @@ def _direct(venv: Path, code: Path, calls: int) -> list[float]:
                     break
                 except httpx2.HTTPError:
                     time.sleep(0.05)
-            url = f"http://127.0.0.1:{port}/invocations"
-            _timed(http, url, {SESSION: "d" * 40}, 20)
-            return _timed(http, url, {SESSION: "d" * 40}, calls)
+        yield f"http://127.0.0.1:{port}/invocations"
     finally:
         app.terminate()
         app.wait(10)
 
 
 def _served(
-    data: Path, calls: int, starts: int, warm: int, admin: dict[str, str]
+    data: Path, calls: int, starts: int, warm: int, admin: dict[str, str], direct: str
 ) -> dict[str, list[float] | float]:
-    """Rows through a gateway on ``data``; ``admin`` is filled with its admin key's headers (the
-    key is printed on the first start only)."""
+    """Rows through a gateway on ``data``, the invocations taken in turn with the same call to
+    the app run directly (``direct``: both rows see the machine as it is at that moment);
+    ``admin`` is filled with its admin key's headers (the key is printed on the first start)."""
     rows: dict[str, list[float] | float] = {}
     config = data.parent / f"switchboard-{warm}.yaml"
     config.write_text(CONFIG)
@@ -94,7 +96,13 @@ def _served(
         url = f"{served.base}/runtimes/echo/invocations"
         live = {SESSION: "l" * 40}
         _timed(http, url, live, 20)
-        rows["invoke"] = _timed(http, url, live, calls)
+        _timed(http, direct, {SESSION: "d" * 40}, 20)
+        invoked: list[float] = []
+        baseline: list[float] = []
+        for _ in range(calls // 10):  # (in turns of ten)
+            baseline += _timed(http, direct, {SESSION: "d" * 40}, 10)
+            invoked += _timed(http, url, live, 10)
+        rows["invoke"], rows["direct"] = invoked, baseline
         started = []
         for _ in range(starts):
             time.sleep(1.0 if warm else 0)  # (the pool refills between starts)
@@ -120,10 +128,12 @@ def main() -> None:
         version = json.loads(
             next((data / "runtimes" / "default" / "echo").glob("v*/version.json")).read_text()
         )
-        direct = _direct(Path(version["venv"]), Path(version["code"]), args.calls)
         admin: dict[str, str] = {}
-        cold = _served(data, args.calls, args.starts, 0, admin)
-        warm = _served(data, args.calls, args.starts, 2, admin)
+        with _direct(Path(version["venv"]), Path(version["code"])) as url:
+            cold = _served(data, args.calls, args.starts, 0, admin, url)
+            warm = _served(data, args.calls, args.starts, 2, admin, url)
+    direct = cold["direct"]
+    assert isinstance(direct, list)
     base50, base99 = _stats(direct)
     print(f"hosted agent calls: {args.calls} a row, {args.starts} session starts a row; 1 worker, 2 cores")
     print(f"{'row':<26} {'p50 ms':>8} {'p99 ms':>8} {'p50 - baseline':>15} {'p50 x':>7}")

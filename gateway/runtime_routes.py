@@ -49,6 +49,8 @@ from runtime import (
     Version,
 )
 
+WHOLE_BYTES = 256 * 1024  # an app's answer up to this size (said in advance) is relayed in one piece
+
 Authenticate = Callable[
     [str, HTTPConnection], Awaitable[Any]
 ]  # the caller's principal, or a refusal Response
@@ -114,6 +116,19 @@ def runtime_routes(
             return _error(400 if "characters" in str(exc) else 502, str(exc))
         headers = {SESSION_HEADER: session.id}
         kept = {k: v for k, v in answer.headers.items() if k.lower() in ("content-type", "cache-control")}
+        length = answer.headers.get("content-length", "")
+        if length.isdigit() and int(length) <= WHOLE_BYTES:  # (an answer of known, small size: whole)
+            try:
+                body = await answer.aread()
+            except BaseException:
+                await streams.aclose()
+                raise
+            return Response(  # (the audit record is written once the answer has gone)
+                body,
+                status_code=answer.status_code,
+                headers={**kept, **headers, **RELAYED},
+                background=BackgroundTask(streams.aclose),
+            )
         return StreamingResponse(
             answer.aiter_raw(),
             status_code=answer.status_code,

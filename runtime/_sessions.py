@@ -107,7 +107,8 @@ class Session:
         """``POST /invocations`` in this session (an A2A server's ``POST /``, its JSON-RPC: AgentCore's
         contract): the app's answer, its body read as it comes."""
         self.used = time.monotonic()
-        sent = {**self.headers(extra=headers), "Content-Type": content_type}
+        # (identity: what is relayed is the app's bytes as they are, never compressed on loopback)
+        sent = {**self.headers(extra=headers), "Content-Type": content_type, "Accept-Encoding": "identity"}
         path = "/" if self.version.protocol == "A2A" else "/invocations"
         request = self.http.build_request("POST", path, content=payload, headers=sent)
         try:
