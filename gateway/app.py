@@ -37,7 +37,7 @@ from gateway.mcp.forms import PRINCIPAL_KEY
 from gateway.runtime_routes import runtime_routes
 from gateway.runtimes import Runtimes
 from gateway.services import Edge, OnReady, Services, open_services
-from gateway.serving import forwarded_client, from_runtime_link
+from gateway.serving import Forwarder, forwarded_client, from_runtime_link, runtime_owner
 from gateway.settings import Settings
 from gateway.system import mcp_endpoint
 from gateway.telemetry import HttpSpans
@@ -52,11 +52,22 @@ class _Edge:
     """The outermost ASGI app: MCP endpoints go straight to the front (the hot path, no
     router or middleware stack in between); everything else to the Starlette app."""
 
-    def __init__(self, app: Starlette, own_socket: str | None, link: str | None = None) -> None:
+    def __init__(
+        self,
+        app: Starlette,
+        own_socket: str | None,
+        link: str | None = None,
+        run_dir: Path | None = None,
+        max_body: int = 4 * 1024 * 1024,
+    ) -> None:
         self.state = app.state
         self.app = HttpSpans(app)
         self.own_socket = own_socket
         self.link = link  # (the socket hosted agents reach the gateway on: never a loopback client)
+        # Several workers: a hosted agent's session lives in one, which every request naming it
+        # reaches (the HTTP routes and AgentCore's; a WebSocket stays where it lands).
+        self.runtime_owner = runtime_owner(run_dir) if run_dir is not None else None
+        self.forward = Forwarder(max_body) if run_dir is not None else None
         self._services: Services | None = None
 
     @property
@@ -71,6 +82,11 @@ class _Edge:
             from_runtime_link(scope, self.link)
         if scope["type"] == "http":
             forwarded_client(scope, self.own_socket)
+            if self.runtime_owner is not None and self.forward is not None:
+                owner = self.runtime_owner(scope)
+                if owner is not None:
+                    await self.forward(owner, scope, receive, send)
+                    return
             found = mcp_endpoint(scope["path"])
             if found is not None:
                 services = self.services
@@ -140,6 +156,8 @@ def create_app(
                 yield
             finally:
                 _FRONTS.remove(services.front)
+                if edge.forward is not None:
+                    await edge.forward.aclose()
                 edge._services = None
 
     def current() -> Services:
@@ -249,7 +267,9 @@ def create_app(
         *ui_routes(lambda: current().system, lambda: current().traces),
         *runtime_routes(_runtimes(current), runtime_caller, settings.max_request_bytes),
     ]
-    edge = _Edge(Starlette(routes=routes, lifespan=lifespan), own_socket, settings.runtime_gateway_socket)
+    starlette = Starlette(routes=routes, lifespan=lifespan)
+    link = settings.runtime_gateway_socket
+    edge = _Edge(starlette, own_socket, link, worker_run_dir, settings.max_request_bytes)
     return edge
 
 

@@ -136,6 +136,31 @@ def session_owner(directory: Path) -> Callable[[str], Path | None]:
     return owner
 
 
+RUNTIME_SESSION = b"x-amzn-bedrock-agentcore-runtime-session-id"
+
+
+def runtime_owner(directory: Path) -> Callable[[Scope], Path | None]:
+    """``owner(scope)``: the socket of the worker that holds a hosted agent's session (ADR 0039)
+    a request names, or None when it is this process's. Sessions' ids are the clients' own, so the
+    owner is a hash of the id over the live workers: every worker picks the same one."""
+    me = worker_socket(directory, os.getpid())
+
+    def owner(scope: Scope) -> Path | None:
+        path = scope.get("path", "")
+        if "/runtimes/" not in path or scope.get("type") != "http":
+            return None
+        named = next((v for k, v in scope.get("headers", []) if k == RUNTIME_SESSION), None)
+        if not named:
+            return None  # (a new session: whoever takes the request starts it)
+        workers = sorted(directory.glob("w*.sock"))
+        if len(workers) < 2:
+            return None
+        chosen = workers[int.from_bytes(sha256(named).digest()[:8], "big") % len(workers)]
+        return None if chosen == me else chosen
+
+    return owner
+
+
 class Forwarder:
     """Passes one HTTP request to another worker over its Unix socket, streaming the answer."""
 
