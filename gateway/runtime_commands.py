@@ -32,9 +32,14 @@ def add_parser(sub: argparse._SubParsersAction, data_dir: Callable[[argparse.Arg
         return parser
 
     deploy = common(actions.add_parser("deploy", help="deploy a folder as a new version"))
-    deploy.add_argument("directory", help="the agent's folder (its code and requirements.txt)")
+    deploy.add_argument(
+        "directory",
+        help="the agent's folder (its code and requirements.txt), or an image's root filesystem tarball",
+    )
     deploy.add_argument("--name", required=True, help="the hosted agent's name")
-    deploy.add_argument("--entry", default="main.py", help="the file that starts the app (main.py)")
+    deploy.add_argument(
+        "--entry", default="main.py", help="the file that starts the app (main.py); an image's: its command"
+    )
     deploy.add_argument(
         "--protocol", default="HTTP", choices=["HTTP", "MCP", "A2A"], help="what the app serves (HTTP)"
     )
@@ -96,8 +101,15 @@ def cmd_runtime(args: argparse.Namespace) -> int:
                 secrets=_pairs(args.secret, "--secret"),
                 description=args.description,
             )
-            folder = Path(args.directory)
-            version = anyio.run(lambda: deployments.deploy(args.name, folder, settings=settings))
+            source = Path(args.directory)
+            if source.is_file():  # (an image's root filesystem tarball: --entry is its command)
+                if args.entry == "main.py":
+                    return fail(
+                        "switchboard: an image's version needs its command: --entry 'python3 /app/main.py'"
+                    )
+                version = anyio.run(lambda: deployments.deploy_image(args.name, source, settings))
+            else:
+                version = anyio.run(lambda: deployments.deploy(args.name, source, settings=settings))
         except (DeployError, ValueError) as exc:
             return fail(f"switchboard: the deploy was refused: {exc}")
         route = "invoke it at /runtimes/{}/invocations" if version.protocol == "HTTP" else "serve it as a {}"

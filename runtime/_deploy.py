@@ -15,13 +15,14 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
 import stat
 import subprocess
 import tempfile
 import time
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -29,6 +30,7 @@ import anyio
 from packaging.requirements import InvalidRequirement, Requirement
 
 from runtime._endpoints import DEFAULT, Endpoints
+from runtime._image import ImageError, image_digest, untar
 
 PYTHON = "/usr/bin/python3"  # the sandboxes' Python (the gateway's own may be one they cannot see)
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,47}")  # (AgentCore's agentRuntimeName)
@@ -63,6 +65,7 @@ class Version:
     secrets: dict[str, str] = field(default_factory=dict)  # variable: the vault's API key provider
     description: str = ""
     source: str = ""  # a fingerprint of what it was made from (its folder and settings)
+    image: str = ""  # host path of its root filesystem (an image's), when it is one; entry: its command
 
     @property
     def tag(self) -> str:
@@ -83,8 +86,11 @@ class Settings:
     secrets: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
 
-    def check(self) -> None:
-        """Raises DeployError: a protocol, variable or secret reference that cannot be."""
+    def check(self, *, image: bool = False) -> None:
+        """Raises DeployError: a protocol, variable or secret reference that cannot be (for an
+        image, ``entry`` is its command, not a file of a folder)."""
+        if image and not shlex.split(self.entry or ""):
+            raise DeployError("an image's version needs its command (entry): `python3 /app/main.py`, say")
         if self.protocol not in PORTS:
             raise DeployError(f"protocol {self.protocol!r}: HTTP, MCP or A2A")
         if len(self.description) > 1200:
@@ -201,6 +207,67 @@ class Deployments:
                 await anyio.to_thread.run_sync(_unzip, archive, Path(folder) / "code")
                 return await self._deploy(runtime, Path(folder) / "code", settings, trusted=False)
 
+    async def deploy_image(self, runtime: str, tarball: Path, settings: Settings) -> Version:
+        """A new version of ``runtime`` from a root filesystem tarball (an image's: its own
+        ``/bin/sh`` and ``python3``, which the runtime's forwarder runs with), started with the
+        command ``settings.entry`` (``python3 /app/main.py``, say). The operator's (the CLI's):
+        what the image holds runs only in the sandbox, its own system in place of the host's.
+
+        Raises:
+            DeployError: a bad name, tarball or setting.
+        """
+        if not NAME.fullmatch(runtime):
+            raise DeployError(
+                f"runtime name {runtime!r}: use a letter, then letters, digits or '_' (48 at most)"
+            )
+        settings.check(image=True)
+        if not await anyio.Path(tarball).is_file():
+            raise DeployError(f"{tarball}: not a file: give the image's root filesystem as a tarball")
+
+        async def build(partial: Path, home: Path, number: int) -> Version:
+            try:
+                await anyio.to_thread.run_sync(untar, tarball, partial / "rootfs")
+            except ImageError as exc:
+                raise DeployError(str(exc)) from None
+            said = json.dumps(asdict(settings), sort_keys=True, default=dict)
+            made = await anyio.to_thread.run_sync(image_digest, tarball, said)
+            rootfs = str(home / "rootfs")
+            return Version(
+                runtime,
+                number,
+                rootfs,
+                "",
+                settings.entry,
+                time.time(),
+                settings.protocol,
+                dict(settings.environment),
+                dict(settings.secrets),
+                settings.description,
+                made,
+                rootfs,
+            )
+
+        async with self.gate:
+            return await self._publish(runtime, build)
+
+    async def _publish(self, runtime: str, build: Callable[[Path, Path, int], Awaitable[Version]]) -> Version:
+        """The next version of ``runtime``: ``build(partial, home, number)`` fills a folder of its
+        own, which then becomes read-only and, renamed, the version (or goes, if it failed)."""
+        async with self.lock:
+            number = max((v.number for v in self.versions(runtime)), default=0) + 1
+            home = self.root / runtime / f"v{number}"
+            partial = self.root / runtime / f".v{number}-{os.getpid()}"
+            partial.mkdir(parents=True, mode=0o755)
+            try:
+                version = await build(partial, home, number)
+                (partial / "version.json").write_text(json.dumps(asdict(version)))
+                await anyio.to_thread.run_sync(_read_only, partial)
+                partial.rename(home)
+            except BaseException:
+                await anyio.to_thread.run_sync(lambda: _remove(partial))
+                raise
+        return version
+
     async def deploy(
         self,
         runtime: str,
@@ -228,36 +295,27 @@ class Deployments:
         settings.check()
         _check(directory, entry, self.root)
         pinned = None if trusted else _names_only(directory / "requirements.txt")
-        async with self.lock:
-            number = max((v.number for v in self.versions(runtime)), default=0) + 1
-            home = self.root / runtime / f"v{number}"
-            partial = self.root / runtime / f".v{number}-{os.getpid()}"
-            partial.mkdir(parents=True, mode=0o755)
-            try:
-                await anyio.to_thread.run_sync(
-                    lambda: shutil.copytree(directory, partial / "code", ignore=IGNORED)
-                )
-                await _environment(partial / "venv", partial / "code" / "requirements.txt", pinned)
-                version = Version(
-                    runtime,
-                    number,
-                    str(home / "code"),
-                    str(home / "venv"),
-                    entry,
-                    time.time(),
-                    settings.protocol,
-                    dict(settings.environment),
-                    dict(settings.secrets),
-                    settings.description,
-                    await anyio.to_thread.run_sync(fingerprint, directory, settings),
-                )
-                (partial / "version.json").write_text(json.dumps(asdict(version)))
-                await anyio.to_thread.run_sync(_read_only, partial)
-                partial.rename(home)
-            except BaseException:
-                await anyio.to_thread.run_sync(lambda: _remove(partial))
-                raise
-        return version
+
+        async def build(partial: Path, home: Path, number: int) -> Version:
+            await anyio.to_thread.run_sync(
+                lambda: shutil.copytree(directory, partial / "code", ignore=IGNORED)
+            )
+            await _environment(partial / "venv", partial / "code" / "requirements.txt", pinned)
+            return Version(
+                runtime,
+                number,
+                str(home / "code"),
+                str(home / "venv"),
+                entry,
+                time.time(),
+                settings.protocol,
+                dict(settings.environment),
+                dict(settings.secrets),
+                settings.description,
+                await anyio.to_thread.run_sync(fingerprint, directory, settings),
+            )
+
+        return await self._publish(runtime, build)
 
 
 def fingerprint(directory: Path, settings: Settings) -> str:

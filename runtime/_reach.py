@@ -48,7 +48,12 @@ from sandbox import (
 APP_SOCKET = "app.sock"  # in the sandbox's home: the host's name of the app's socket
 INSIDE = (".runtime", "app.sock")  # where the forwarder listens in a gVisor sandbox's work directory
 PATH = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
-START = 'mkdir -p /work/.runtime && cd /app && exec "$@" >>/work/.runtime/app.log 2>&1'
+# (an image may have no mkdir: its python3, which the forwarder needs anyway, makes the folder)
+MAKE = "import os; os.makedirs('/work/.runtime', exist_ok=True)"
+START = (
+    f'{{ command -v mkdir >/dev/null && mkdir -p /work/.runtime || python3 -Ic "{MAKE}"; }} '
+    '&& cd /app && exec "$@" >>/work/.runtime/app.log 2>&1'
+)
 
 Backend = BwrapBackend | GvisorBackend  # (the backends a session may run on: see the module's notes)
 

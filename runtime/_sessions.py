@@ -15,6 +15,7 @@ import contextlib
 import os
 import re
 import secrets
+import shlex
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
@@ -28,7 +29,7 @@ from anyio.abc import Process, TaskGroup
 from runtime._deploy import Version
 from runtime._links import Links
 from runtime._reach import APP_SOCKET, Backend, Box, Unreachable, launch, problem
-from sandbox import APP_NOT_LISTENING, FORWARD, FORWARD_INSIDE, Options, SandboxError
+from sandbox import APP_NOT_LISTENING, FORWARD, FORWARD_INSIDE, BwrapBackend, Options, SandboxError
 
 Secrets = Callable[[str, Version], Awaitable[Mapping[str, str]]]  # (owner, version) -> variables
 
@@ -300,11 +301,13 @@ class Sessions:
             return session
 
     async def _start(self, version: Version, session_id: str, owner: str) -> Session:
-        binds = (
-            (version.code, "/app"),
-            (version.venv, "/opt/venv"),
-            (str(FORWARD), FORWARD_INSIDE),
-            *self.links.binds,
+        if version.image and not isinstance(self.backend, BwrapBackend):
+            raise SessionError(f"{version.tag} is an image: its sessions run on bubblewrap (ADR 0044)")
+        code = () if version.image else ((version.code, "/app"), (version.venv, "/opt/venv"))
+        binds = (*code, (str(FORWARD), FORWARD_INSIDE), *self.links.binds)
+        # A folder's app runs with the version's environment; an image's, its own command.
+        app = (
+            shlex.split(version.entry) if version.image else ["/opt/venv/bin/python", f"/app/{version.entry}"]
         )
         secret = {} if self.secrets is None else await self.secrets(owner, version)
         environment = {
@@ -323,6 +326,7 @@ class Sessions:
             files=self.options.files,
             binds=(*self.options.binds, *binds),
             environment={**self.options.environment, **environment},
+            root=version.image or None,
         )
         box: Box = await self.backend.start(options)
         work = -1
@@ -332,7 +336,7 @@ class Sessions:
             work = os.open(Path(box.home), os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
             socket = f"/proc/self/fd/{work}/{APP_SOCKET}"
             forwarded = [str(version.port), *self.links.arguments(), "--"]
-            launched = await launch(box, work, [*forwarded, "/opt/venv/bin/python", f"/app/{version.entry}"])
+            launched = await launch(box, work, [*forwarded, *app])
             http = httpx.AsyncClient(
                 transport=httpx.AsyncHTTPTransport(uds=socket),
                 base_url=f"http://127.0.0.1:{version.port}",

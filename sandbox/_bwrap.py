@@ -130,16 +130,19 @@ async def _remove(home: Path) -> None:
 def _argv(home: Path, command: Sequence[str], options: Options, seccomp_fd: int | None) -> list[str]:
     argv = [BWRAP, "--unshare-all", "--unshare-user", "--uid", str(UID), "--gid", str(GID)]
     argv += ["--die-with-parent", "--new-session", "--clearenv", "--cap-drop", "ALL"]
-    for source in SYSTEM:
-        if os.path.exists(source):
-            argv += ["--ro-bind", source, source]
-    for link, target in (
-        ("/bin", "usr/bin"),
-        ("/lib", "usr/lib"),
-        ("/lib64", "usr/lib64"),
-        ("/sbin", "usr/sbin"),
-    ):
-        argv += ["--symlink", target, link]
+    if options.root is not None:  # (an image's own system: its /usr, /bin, /etc, ...)
+        argv += ["--ro-bind", options.root, "/"]
+    else:
+        for source in SYSTEM:
+            if os.path.exists(source):
+                argv += ["--ro-bind", source, source]
+        for link, target in (
+            ("/bin", "usr/bin"),
+            ("/lib", "usr/lib"),
+            ("/lib64", "usr/lib64"),
+            ("/sbin", "usr/sbin"),
+        ):
+            argv += ["--symlink", target, link]
     argv += ["--proc", "/proc", "--dev", "/dev"]
     argv += ["--bind", str(home / "tmp"), "/tmp", "--bind", str(home / "work"), "/work", "--chdir", "/work"]
     for source, target in options.binds:

@@ -54,6 +54,9 @@ class Options:
     # read-only extras: (host path, path inside), e.g. the agent's script or a package cache
     binds: tuple[tuple[str, str], ...] = ()
     environment: Mapping[str, str] = field(default_factory=dict)
+    # a root filesystem of the host's (an image's, unpacked) bound read-only as / instead of the
+    # host's system (bubblewrap only)
+    root: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
