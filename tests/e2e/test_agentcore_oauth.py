@@ -606,3 +606,34 @@ async def test_each_operation_answers_the_models_minimal_request_in_its_terms(wo
             if status >= 500 or code not in {e.name for e in operation.error_shapes}:
                 problems.append((name, code, status, exc.response["Error"].get("Message")))
     assert problems == []
+
+
+async def test_a_hosted_agents_m2m_decorator_gets_its_token_from_the_sandbox(world: World) -> None:
+    """The same decorator in an agent hosted by the runtime (ADR 0041): the invocation's workload
+    access token and the runtime's own key, through the gateway's link, from a sandbox."""
+    from sandbox import available
+    from tests.support.tools import need
+
+    need(available() is None, f"bubblewrap sandboxes: {available()}")
+    w = world
+    await _provider(w, "service")
+    agent = ROOT / "tests" / "fixtures" / "runtime_agent"
+    command = [sys.executable, "-m", "gateway.cli", "runtime", "deploy", str(agent), "--name", "oauthed"]
+    deployed = await anyio.run_process([*command, "--data-dir", str(w.data_dir)], cwd=ROOT, check=False)
+    assert deployed.returncode == 0, deployed.stderr.decode()
+    before = w.issuer.grants.get("client_credentials", 0)
+
+    def invoke() -> dict[str, Any]:
+        answer = w.data.invoke_agent_runtime(
+            agentRuntimeArn="oauthed", runtimeSessionId="o" * 40, payload=json.dumps({"oauth": "service"})
+        )
+        found: dict[str, Any] = json.loads(answer["response"].read())
+        return found
+
+    found = await _run(invoke)
+    assert "access_token" in found, found
+    claims = _claims(found["access_token"])
+    assert (
+        claims["iss"] == w.issuer.url and claims["sub"] == "client:agent" and claims["scope"] == "read write"
+    )
+    assert w.issuer.grants.get("client_credentials", 0) - before in (0, 1)  # (the vault may hold it already)
