@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tarfile
+import subprocess
 from pathlib import Path
+
+from sandbox import BWRAP
 
 
 class ImageError(Exception):
@@ -18,22 +20,61 @@ class ImageError(Exception):
 MOUNTPOINTS = ("proc", "dev", "tmp", "work", "app", "opt/switchboard", "run/switchboard/links")
 
 
-def untar(tarball: Path, into: Path) -> None:
-    """Unpack an image's root filesystem: nothing outside ``into`` (no member, link or hard link
-    leading out, as ``tarfile``'s ``tar`` filter checks), no device or FIFO, no set-id bit; then
-    the folders the sandbox mounts on, made (it is bound read-only)."""
+# Run with the sandboxes' Python (3.11.2 here: tarfile without its filters) in a sandbox of its
+# own (below): checking members' names cannot be enough (tarfile's own filters do not follow
+# where a link will lead), so the links of a crafted image must have nothing of the host's to
+# lead to (review notes/review-20c: a hard link to a host file, a link swapped under a folder).
+UNPACK = """
+import sys, tarfile
 
-    def kept(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+def kept(image):
+    for member in image:
         if member.isdev() or member.isfifo():
-            return None  # (the sandbox has its own /dev)
-        return tarfile.tar_filter(member, dest)
+            continue  # (the sandbox has its own /dev)
+        name = member.name.lstrip("/")
+        if not name or ".." in name.split("/"):
+            raise tarfile.TarError(f"{member.name!r} leads out of the image")
+        member.name = name
+        if member.islnk():  # (a hard link names a member: inside the image)
+            member.linkname = member.linkname.lstrip("/")
+            if ".." in member.linkname.split("/"):
+                raise tarfile.TarError(f"{member.name!r} links out of the image")
+        member.mode &= 0o755  # (no set-id or sticky bit, nothing writable by others)
+        member.uid = member.gid = 0
+        member.uname = member.gname = ""
+        yield member
 
+try:
+    with tarfile.open("/in.tar") as image:
+        image.extractall("/out", members=kept(image))
+except (tarfile.TarError, OSError) as exc:
+    print(exc, file=sys.stderr)
+    sys.exit(3)
+"""
+UNPACK_SECONDS = 600
+
+
+def untar(tarball: Path, into: Path) -> None:
+    """Unpack an image's root filesystem into ``into``, in a sandbox that sees only the tarball,
+    ``into`` (as ``/out``) and the host's ``/usr`` read-only, with no capability: a link in the
+    image can lead to nothing of the host's (a hard link across mounts fails; a chmod or chown
+    through a link meets a read-only mount or no capability); no device or FIFO, no set-id bit.
+    Then what the runtime needs is looked for, and the folders the sandbox mounts on are made."""
+    into.mkdir(mode=0o755)
+    argv = [BWRAP, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    argv += ["--ro-bind", "/usr", "/usr"]
+    for link, target in (("/bin", "usr/bin"), ("/lib", "usr/lib"), ("/lib64", "usr/lib64")):
+        argv += ["--symlink", target, link]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--clearenv"]
+    argv += ["--bind", str(into), "/out", "--ro-bind", str(tarball), "/in.tar"]
+    argv += ["--", "/usr/bin/python3", "-I", "-c", UNPACK]
     try:
-        with tarfile.open(tarball) as image:
-            into.mkdir(mode=0o755)
-            image.extractall(into, filter=kept)
-    except (tarfile.TarError, OSError) as exc:
-        raise ImageError(f"{tarball.name}: not a root filesystem tarball that unpacks here ({exc})") from None
+        done = subprocess.run(argv, capture_output=True, timeout=UNPACK_SECONDS, check=False)
+    except subprocess.TimeoutExpired:
+        raise ImageError(f"{tarball.name}: unpacking took longer than {UNPACK_SECONDS} s") from None
+    if done.returncode != 0:
+        said = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["(nothing said)"]
+        raise ImageError(f"{tarball.name}: not a root filesystem tarball that unpacks ({said[0][:300]})")
     for needed in ("bin/sh", "usr/bin/python3"):
         if not _found_inside(into, needed):
             raise ImageError(

@@ -5,7 +5,7 @@ MCP servers): one contract (``Sandbox``: run a command under limits, files in an
 work directory, stop leaving nothing) and its backends. Bubblewrap is the first (ADR 0034).
 On them, code interpreters: sessions with a kernel, AgentCore's tools and a warm pool (ADR 0035)."""
 
-from sandbox._bwrap import HOST_ENVIRONMENT, BwrapBackend, BwrapSandbox, available
+from sandbox._bwrap import BWRAP, HOST_ENVIRONMENT, BwrapBackend, BwrapSandbox, available
 from sandbox._contract import (
     AtCapacity,
     Execution,
@@ -27,6 +27,7 @@ from sandbox._tools import TOOLS
 
 __all__ = [
     "APP_NOT_LISTENING",
+    "BWRAP",
     "FORWARD",
     "FORWARD_INSIDE",
     "HOST_ENVIRONMENT",

@@ -5,9 +5,11 @@ the sandbox mounts, are refused."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import stat
 import subprocess
 import sys
 import tarfile
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from runtime import DeployError, Deployments, Sessions, Settings
+from runtime._image import ImageError, untar
 from sandbox import BwrapBackend, available
 from tests.support.tools import need
 
@@ -160,3 +163,36 @@ def test_the_cli_deploys_an_image(tmp_path: Path) -> None:
         [*command, "--entry", "python3 /app/main.py"], cwd=root, capture_output=True, text=True
     )
     assert made.returncode == 0 and "deployed imaged:1" in made.stdout, made.stderr
+
+
+def test_an_images_links_reach_nothing_of_the_hosts(tmp_path: Path) -> None:
+    """Found in review (notes/review-20c): a hard link to a host file then written through, and a
+    link swapped under a folder whose attributes are set last, both changed host files; unpacked
+    in a sandbox of its own, they reach nothing of the host's."""
+    need(available() is None, f"bubblewrap sandboxes: {available()}")
+    victim, folder = tmp_path / "victim.txt", tmp_path / "victim-folder"
+    victim.write_text("original\n")
+    victim.chmod(0o600)
+    folder.mkdir(mode=0o700)
+
+    def add(image: tarfile.TarFile, name: str, kind: bytes, data: bytes = b"", link: str = "") -> None:
+        info = tarfile.TarInfo(name)
+        info.type, info.linkname, info.mode, info.uid = kind, link, 0o777, 4242
+        info.size = len(data) if kind == tarfile.REGTYPE else 0
+        image.addfile(info, io.BytesIO(data) if info.size else None)
+
+    tarball = tmp_path / "evil.tar"
+    with tarfile.open(tarball, "w") as image:
+        add(image, "bin/sh", tarfile.REGTYPE, b"x")
+        add(image, "usr/bin/python3", tarfile.REGTYPE, b"x")
+        add(image, "x", tarfile.LNKTYPE, link=str(victim))
+        add(image, "x", tarfile.REGTYPE, b"PWNED\n")
+        add(image, "real", tarfile.DIRTYPE)
+        add(image, "l", tarfile.SYMTYPE, link="real")
+        add(image, "l", tarfile.DIRTYPE)
+        add(image, "l", tarfile.SYMTYPE, link=str(folder))
+    with contextlib.suppress(ImageError):
+        untar(tarball, tmp_path / "rootfs")
+    assert victim.read_text() == "original\n" and stat.S_IMODE(victim.stat().st_mode) == 0o600
+    assert victim.stat().st_nlink == 1 and victim.stat().st_uid == os.getuid()
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700 and folder.stat().st_uid == os.getuid()
