@@ -134,10 +134,6 @@ class Endpoints:
         self._write(runtime, found)
         return True
 
-    def using(self, runtime: str, number: int) -> list[str]:
-        """The named endpoints that send sessions to version ``number``."""
-        return [e.name for e in self.all(runtime)[1:] if number in (e.version, e.canary)]
-
     def _read(self, runtime: str) -> dict[str, Endpoint]:
         path = self._file(runtime)
         try:  # (read again only when the file was replaced: every write renames a new one in)

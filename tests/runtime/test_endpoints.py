@@ -43,7 +43,6 @@ async def test_default_follows_the_latest_and_named_endpoints_hold_their_version
     assert deployments.resolve("bot", "prod", "s" * 40).number == 1
     changed = endpoints.put("bot", "prod", [1, 2, 3, 4], version=2, create=False)
     assert (changed.version, changed.description) == (2, "what users get")  # (kept when not given)
-    assert endpoints.using("bot", 2) == ["prod"]
     assert endpoints.delete("bot", "prod") and not endpoints.delete("bot", "prod")
     assert [e.name for e in endpoints.all("bot")] == [DEFAULT]
 

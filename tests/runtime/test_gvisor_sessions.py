@@ -35,7 +35,7 @@ from runtime import (
 from runtime._reach import APP_SOCKET, Unreachable, adopt
 from sandbox import GvisorBackend
 from sandbox._gvisor import available
-from tests.runtime.test_sessions import _call, reach_only_what_is_linked
+from tests.runtime.test_sessions import _call, reach_only_what_is_linked, streams_as_events
 from tests.support.tools import need
 
 pytestmark = pytest.mark.anyio
@@ -44,16 +44,10 @@ AGENT = Path(__file__).resolve().parents[1] / "fixtures" / "runtime_agent"
 INSIDE = "/work/.runtime/app.sock"
 
 
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-async def deployed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Deployments, Version]:
+@pytest.fixture
+def deployed(echo_deployed: tuple[Deployments, Version]) -> tuple[Deployments, Version]:
     need(available() is None, f"gVisor sandboxes: {available()}")
-    deployments = Deployments(tmp_path_factory.mktemp("runtimes"))
-    return deployments, await deployments.deploy("echo", AGENT)
+    return echo_deployed
 
 
 def _backend(root: Path) -> GvisorBackend:
@@ -92,12 +86,7 @@ async def test_a_session_answers_keeps_its_state_and_sees_no_other(
 async def test_a_generator_streams_as_server_sent_events(
     deployed: tuple[Deployments, Version], sessions: Sessions
 ) -> None:
-    _, version = deployed
-    session = await sessions.session(version, "s" * 40)
-    async with session.invoke(json.dumps({"stream": True}).encode()) as answer:
-        assert answer.headers["content-type"].startswith("text/event-stream")
-        events = [json.loads(line[5:]) async for line in answer.aiter_lines() if line.startswith("data:")]
-    assert events == [{"chunk": 0}, {"chunk": 1}, {"chunk": 2}]
+    await streams_as_events(sessions, deployed[1])
 
 
 async def test_a_crash_is_said_and_the_session_starts_afresh(

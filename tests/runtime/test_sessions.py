@@ -36,16 +36,10 @@ pytestmark = pytest.mark.anyio
 AGENT = Path(__file__).resolve().parents[1] / "fixtures" / "runtime_agent"
 
 
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-async def deployed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Deployments, Version]:
+@pytest.fixture
+def deployed(echo_deployed: tuple[Deployments, Version]) -> tuple[Deployments, Version]:
     need(available() is None, f"bubblewrap sandboxes: {available()}")
-    deployments = Deployments(tmp_path_factory.mktemp("runtimes"))
-    return deployments, await deployments.deploy("echo", AGENT)
+    return echo_deployed
 
 
 @pytest.fixture
@@ -84,7 +78,11 @@ async def test_a_session_answers_and_keeps_its_state(
 async def test_a_generator_streams_as_server_sent_events(
     deployed: tuple[Deployments, Version], sessions: Sessions
 ) -> None:
-    _, version = deployed
+    await streams_as_events(sessions, deployed[1])
+
+
+async def streams_as_events(sessions: Sessions, version: Version) -> None:
+    """A generator entrypoint's answer comes as server-sent events (on every backend)."""
     session = await sessions.session(version, "s" * 40)
     async with session.invoke(json.dumps({"stream": True}).encode()) as answer:
         assert answer.headers["content-type"].startswith("text/event-stream")
