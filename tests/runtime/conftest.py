@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 import pytest
 
 from runtime import Deployments, Version
@@ -18,6 +19,9 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(scope="session")
-async def echo_deployed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Deployments, Version]:
+def echo_deployed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Deployments, Version]:
+    # A synchronous fixture with its own short event loop: a session-scoped async fixture would
+    # keep anyio's test runner (and its loop) open for the rest of the run, and every later
+    # `anyio.run` in a plain fixture or CLI test would then fail with "Already running asyncio".
     deployments = Deployments(tmp_path_factory.mktemp("runtimes"))
-    return deployments, await deployments.deploy("echo", AGENT)
+    return deployments, anyio.run(deployments.deploy, "echo", AGENT)
