@@ -45,6 +45,7 @@ from gateway.stages import (
     result_store,
 )
 from gateway.store import StoreApprovals
+from memory import MemoryService
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ def build_provider(
     egress_allow: tuple[str, ...] | None = None,
     interpreters: CodeInterpreters | None = None,
     runtimes: Runtimes | None = None,
+    memory: MemoryService | None = None,
 ) -> ToolProvider:
     """The provider for one target, with pinning, overrides and include/exclude applied.
 
@@ -69,6 +71,7 @@ def build_provider(
     provider.egress_allow = egress_allow
     provider.interpreters = interpreters
     provider.runtimes = runtimes
+    provider.memory = memory
     if pins is not None and isinstance(target, McpTarget) and target.pin_tools:
         provider = Pinned(provider, pins, approve_new=target.approve_new_tools)
     if target.overrides:
@@ -160,6 +163,7 @@ class Hub:
         egress_allow: Sequence[str] | None = None,
         interpreters: CodeInterpreters | None = None,
         runtimes: Runtimes | None = None,
+        memory: MemoryService | None = None,
     ) -> None:
         """``observe``: trace and count calls, recording arguments and results on spans or
         not, capped at a size (``(content, bytes)``); None for a hub that serves nobody.
@@ -168,6 +172,7 @@ class Hub:
         self.egress_allow = tuple(Settings().egress_allow if egress_allow is None else egress_allow)
         self.interpreters = interpreters  # (what `kind: code_interpreter` targets run code in)
         self.runtimes = runtimes  # (what `kind: runtime` targets serve)
+        self.memory = memory  # (what `kind: memory` targets serve)
         self.stages = list(stages)
         self.pins = pins
         self.credentials = credentials
@@ -298,7 +303,13 @@ class Hub:
         try:
             pins = self.pins(tenant, gateway, target.name) if self.pins is not None else None
             provider = build_provider(
-                target, gateway, pins, self.egress_allow_of(tenant), self.interpreters, self.runtimes
+                target,
+                gateway,
+                pins,
+                self.egress_allow_of(tenant),
+                self.interpreters,
+                self.runtimes,
+                self.memory,
             )
         except ConfigError as exc:
             raise _located(exc, where) from None

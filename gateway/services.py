@@ -28,6 +28,7 @@ from gateway.egress import Reach
 from gateway.hub import Hub
 from gateway.interpreters import CodeInterpreters
 from gateway.mcp import McpFront, SessionLimits
+from gateway.memories import open_memory
 from gateway.pins import store_pins
 from gateway.runtimes import Runtimes, apply_runtimes
 from gateway.serving import Forwarder, session_owner
@@ -117,12 +118,14 @@ async def open_services(
             try:
                 interpreters = CodeInterpreters(settings, urlsplit(edge.base_url).port)
                 runtimes = Runtimes(settings)
+                memory = await open_memory(settings, store)
                 async with (
                     interpreters.open(),
                     runtimes.open(),
                     Hub(
                         interpreters=interpreters,
                         runtimes=runtimes,
+                        memory=memory,
                         pins=store_pins(store),
                         credentials=credentials_for(broker),
                         counters=counters,
@@ -137,6 +140,7 @@ async def open_services(
                     system.vault, system.broker = vault, broker
                     system.interpreters = interpreters
                     system.runtimes = runtimes
+                    system.memory = memory
                     runtimes.audit = audit if settings.audit else None
                     runtimes.vault = vault
                     interpreters.shared = hub.shared
@@ -169,6 +173,7 @@ async def open_services(
                     )
                     async with front, a2a, anyio.create_task_group() as tg:
                         tg.start_soon(system.watch)
+                        tg.start_soon(memory.run)
                         if on_ready is not None:
                             on_ready(system, admin_key)
                         yield services

@@ -180,6 +180,39 @@ class Settings(BaseSettings):
         "none: python only.",
     )
 
+    memory_model: str | None = Field(
+        None,
+        description="The model memory's strategies extract records with, KIND:MODEL_ID: openai:MODEL (any "
+        "OpenAI-compatible chat completions API at memory_model_url), bedrock:MODEL_ID (Converse, with the "
+        "host's AWS identity), anthropic:MODEL. Unset: short-term memory and retrieval only.",
+    )
+    memory_model_url: str | None = Field(
+        None,
+        description="openai: the API's base URL (…/v1); anthropic: another base URL; "
+        "bedrock: an endpoint URL.",
+    )
+    memory_model_key_env: str | None = Field(
+        None,
+        description="The environment variable that holds the memory model's API key (never the key itself).",
+    )
+    memory_model_region: str | None = Field(None, description="bedrock: the region (default: the host's).")
+    memory_model_timeout: float = Field(60.0, gt=0, description="Seconds one model request may take.")
+    memory_embeddings_url: str | None = Field(
+        None,
+        description="An OpenAI-compatible embeddings API (…/v1) instead of the local model "
+        "(all-MiniLM-L6-v2, installed by `make install`).",
+    )
+    memory_embeddings_model: str = Field("text-embedding-3-small", description="The embeddings API's model.")
+    memory_embeddings_dim: int = Field(1536, ge=8, le=8192, description="The length of the API's vectors.")
+    memory_embeddings_key_env: str | None = Field(
+        None, description="The environment variable that holds the embeddings API's key."
+    )
+    memory_batch_seconds: float = Field(
+        0.5,
+        ge=0,
+        le=60,
+        description="How long a session's new events wait for more before extraction starts.",
+    )
     redis_url: str | None = Field(
         None, description="redis://host:port/db: rate-limit counters (and later caches) shared by replicas."
     )

@@ -27,6 +27,7 @@ from gateway.telemetry import tag_tenant
 from identity.inbound import key_id_of, new_key, same_secret
 from identity.outbound import Broker, ProviderSpec
 from identity.vault import Vault
+from memory import MemoryService
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +90,7 @@ class Switchboard:
         self.aws_keys: AccessKeys | None = None
         self.interpreters: CodeInterpreters | None = None
         self.runtimes: Runtimes | None = None  # the hosted agents (set by the services)
+        self.memory: MemoryService | None = None  # agents' memory (set by the services)
 
     async def load_specs(self, tenant: str) -> list[GatewaySpec]:
         return [

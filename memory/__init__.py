@@ -1,1 +1,46 @@
-"""memory: a peer of the gateway (see ARCHITECTURE.md); it never imports `gateway`."""
+"""memory: a peer of the gateway (see ARCHITECTURE.md); it never imports `gateway`.
+
+Short-term events and long-term records for agents, AgentCore Memory's model: memories with
+strategies, events per actor and session (with branches), extraction by a model into records
+that keep their sources, hybrid retrieval (BM25 and local embeddings, fused). ADR 0045.
+"""
+
+from memory._embed import ApiEmbedder, Embedder, EmbedderError, LocalEmbedder, local_available
+from memory._llm import ModelError, ModelSettings
+from memory._service import SELF_MANAGED, MemoryService
+from memory._types import (
+    Conflict,
+    Event,
+    Invalid,
+    Job,
+    MemoryServiceError,
+    MemoryView,
+    NotFound,
+    Page,
+    Record,
+    Strategy,
+    Unavailable,
+)
+
+__all__ = [
+    "SELF_MANAGED",
+    "ApiEmbedder",
+    "Conflict",
+    "Embedder",
+    "EmbedderError",
+    "Event",
+    "Invalid",
+    "Job",
+    "LocalEmbedder",
+    "MemoryService",
+    "MemoryServiceError",
+    "MemoryView",
+    "ModelError",
+    "ModelSettings",
+    "NotFound",
+    "Page",
+    "Record",
+    "Strategy",
+    "Unavailable",
+    "local_available",
+]

@@ -35,7 +35,7 @@ def test_unknown_kind_points_at_the_kind_line() -> None:
     found = issues("gateways:\n  - name: g\n    targets:\n      - name: a\n        kind: ftp\n")
     assert found == [
         "sw.yaml:5: gateways[0].targets[0].kind: unknown target kind 'ftp': use one of function, "
-        "lambda, http, openapi, mcp, plugin, connector, code_interpreter, a2a, runtime"
+        "lambda, http, openapi, mcp, plugin, connector, code_interpreter, a2a, runtime, memory"
     ]
 
 
@@ -73,6 +73,7 @@ def test_schema_lists_target_kinds() -> None:
         "code_interpreter",
         "a2a",
         "runtime",
+        "memory",
     }
 
 

@@ -25,6 +25,7 @@ from gateway.admin._keys import (
     revoke_access_key,
     revoke_key,
 )
+from gateway.admin._memories import MEMORY_OPERATIONS
 from gateway.admin._openapi import Operation, describe
 from gateway.admin._runtimes import (
     delete_endpoint,
@@ -508,6 +509,7 @@ OPERATIONS: list[Operation] = [
         connectors.EnableRequest,
         {201: "Enabled: the target made (its credential provider too)", 422: REFUSED},
     ),
+    *MEMORY_OPERATIONS,
 ]
 
 

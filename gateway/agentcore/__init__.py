@@ -45,6 +45,7 @@ def agentcore_routes(backend: Callable[[], Backend], *, max_body: int) -> list[B
                 _gateways,
                 _identity,
                 _limits,
+                _memory,
                 _oauth,
                 _policy,
                 _runtime,
@@ -62,9 +63,10 @@ def agentcore_routes(backend: Callable[[], Backend], *, max_body: int) -> list[B
                     **_policy.CONTROL,
                     **_code.CONTROL,
                     **_runtime_control.CONTROL,
+                    **_memory.CONTROL,
                 }
                 if control
-                else {**_identity.DATA, **_oauth.DATA, **_code.DATA, **_runtime.DATA}
+                else {**_identity.DATA, **_oauth.DATA, **_code.DATA, **_runtime.DATA, **_memory.DATA}
             )
             kind = "control" if control else "data"
             return Plane(

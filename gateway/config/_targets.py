@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -403,6 +404,57 @@ class RuntimeTarget(TargetBase):
         return self
 
 
+_MEMORY_VARIABLES = ("actorId", "sessionId")
+
+
+class MemoryTarget(TargetBase):
+    """A memory (ADR 0045) as four tools: ``remember``, ``recall``, ``list`` and ``forget``.
+
+    Every caller has records of their own: the actor id is made from the caller's subject, each
+    record is written for that actor, and the tools only ever read or delete that actor's records
+    (in the namespaces resolved for them). The memory is the gateway's tenant's, made with
+    ``POST /admin/v1/memories`` or AgentCore's CreateMemory; until it exists, calls say so."""
+
+    kind: Literal["memory"]
+    memory: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")] = Field(
+        description="The memory's name or id, in the gateway's tenant."
+    )
+    namespace: str = Field(
+        "/actors/{actorId}/notes/",
+        description="Where `remember` writes, as a template: {actorId} (required, followed by '/') is "
+        "the caller's actor id, {sessionId} the target's `session`.",
+    )
+    strategy: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")] | None = Field(
+        None,
+        description="Recall, list and forget only the records this strategy (its id) extracted, and "
+        "serve no `remember`; default: the caller's records of every strategy, and what `remember` wrote.",
+    )
+    top_k: int = Field(5, ge=1, le=100, description="How many records `recall` answers, unless asked.")
+    session: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")] | None = Field(
+        None,
+        description="A session id: fills {sessionId} in namespaces, so records of other sessions "
+        "(in namespaces per session) are left out.",
+    )
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace_template(cls, template: str) -> str:
+        if len(template) > 400 or not re.fullmatch(r"(?:[A-Za-z0-9_/-]|\{[A-Za-z]+\})+", template):
+            raise ValueError("a namespace template has letters, digits, '-', '_', '/' and {variables}")
+        for variable in re.findall(r"\{([A-Za-z]+)\}", template):
+            if variable not in _MEMORY_VARIABLES:
+                raise ValueError(f"{{{variable}}} is not a variable here: use {{actorId}} and {{sessionId}}")
+        if "{actorId}/" not in template:
+            raise ValueError("the namespace must hold {actorId}/, so every caller's records are apart")
+        return template
+
+    @model_validator(mode="after")
+    def _session_given(self) -> MemoryTarget:
+        if "{sessionId}" in self.namespace and self.session is None:
+            raise ValueError("the namespace uses {sessionId}: give the target a `session`")
+        return self
+
+
 Target = Annotated[
     FunctionTarget
     | LambdaTarget
@@ -413,7 +465,8 @@ Target = Annotated[
     | ConnectorTarget
     | CodeInterpreterTarget
     | A2aTarget
-    | RuntimeTarget,
+    | RuntimeTarget
+    | MemoryTarget,
     Field(discriminator="kind"),
 ]
 TARGET_KINDS = (
@@ -427,4 +480,5 @@ TARGET_KINDS = (
     "code_interpreter",
     "a2a",
     "runtime",
+    "memory",
 )

@@ -73,6 +73,9 @@ class ToolProvider(ABC):
     runtimes: Any = None
     """Set by the hub: the process's hosted agents (``gateway.runtimes.Runtimes``), for the
     targets that serve them; None where the process hosts none (a hub that only checks)."""
+    memory: Any = None
+    """Set by the hub: the process's memory service (``memory.MemoryService``), for ``kind:
+    memory`` targets; None where the process serves no memory (a hub that only checks)."""
 
     def __init__(self, id: str) -> None:
         self.id = id

@@ -23,6 +23,7 @@ REGISTRY: dict[str, str] = {
     "code_interpreter": "gateway.providers.code_interpreter:CodeInterpreterProvider",
     "a2a": "gateway.providers.a2a:A2aProvider",
     "runtime": "gateway.providers.runtime:RuntimeProvider",
+    "memory": "gateway.providers.memory:MemoryProvider",
 }
 
 

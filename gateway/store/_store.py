@@ -71,6 +71,16 @@ class Store:
         """The database URL, password hidden."""
         return self._url
 
+    @property
+    def engine(self) -> AsyncEngine:
+        """The store's engine, for the peers that keep tables of their own in the same database
+        (memory): they open their writes with `write_options`."""
+        return self._engine
+
+    @property
+    def write_options(self) -> dict[str, Any]:
+        return {WRITE: True}
+
     @classmethod
     async def open(cls, url: str) -> Store:
         """Connect, migrate the schema to the newest revision and make sure tenant ``default`` exists.

@@ -13,6 +13,7 @@ from gateway.agentcore import (
     _gateways,
     _identity,
     _limits,
+    _memory,
     _oauth,
     _policy,
     _runtime,
@@ -34,5 +35,5 @@ def test_the_table_of_operations_matches_the_handlers() -> None:
     assert sorted(listed) == sorted(every)
     served = {name for name, plan in rows if plan.strip() == "served"}
     handlers = {*_gateways.HANDLERS, *_limits.HANDLERS, *_identity.CONTROL, *_identity.DATA}
-    handlers |= {*_runtime.DATA, *_runtime_control.CONTROL}
+    handlers |= {*_runtime.DATA, *_runtime_control.CONTROL, *_memory.CONTROL, *_memory.DATA}
     assert served == handlers | {*_oauth.CONTROL, *_oauth.DATA, *_policy.CONTROL, *_code.CONTROL, *_code.DATA}

@@ -1,0 +1,487 @@
+"""Long-term records: written with their vectors, searched through each process's index.
+
+Rows are the truth (``mem_records``); each process keeps, per memory, a hybrid `Index` of the
+live records and what filters need of them (strategy, actor, metadata, expiry). Every write also
+appends the record's id to ``mem_changes``; before a search the index reads the changes after the
+last one it saw and reloads those records, so a record written on another replica is found on
+this one at its next search (ADR 0045). On PostgreSQL a writer holds a per-memory advisory lock
+until it commits, so change numbers commit in order and a reader never skips one.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import numpy as np
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from memory._db import Db, Row
+from memory._embed import Embedder, EmbedderError
+from memory._index import Index
+from memory._schema import changes, records
+from memory._types import Invalid, NotFound, Record, Unavailable
+
+MAX_TEXT = 16_000
+_OPERATORS = (
+    "EQUALS_TO",
+    "EXISTS",
+    "NOT_EXISTS",
+    "BEFORE",
+    "AFTER",
+    "CONTAINS",
+    "GREATER_THAN",
+    "GREATER_THAN_OR_EQUALS",
+    "LESS_THAN",
+    "LESS_THAN_OR_EQUALS",
+)
+
+
+@dataclass(slots=True)
+class NewRecord:
+    """A record to write: where it goes, what it says, and where it came from."""
+
+    strategy_id: str
+    namespace: str
+    text: str
+    actor_id: str | None = None
+    session_id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, Any] = field(default_factory=dict)
+    expires: float | None = None
+    record_id: str | None = None  # an update keeps its id
+    timestamp: float | None = None
+
+
+@dataclass(slots=True)
+class _Meta:
+    strategy_id: str
+    namespace: str
+    actor_id: str | None
+    metadata: dict[str, Any]
+    expires: float | None
+
+
+@dataclass(slots=True)
+class _Shelf:
+    index: Index
+    meta: dict[str, _Meta]
+    seen: int
+
+
+def new_record_id() -> str:
+    return f"mem-{uuid.uuid4()}"
+
+
+def check_text(text: Any, where: str) -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise Invalid(f"{where} must be non-empty text")
+    if len(text) > MAX_TEXT:
+        raise Invalid(f"{where} is {len(text):,} characters; a record holds at most {MAX_TEXT:,}")
+    return text
+
+
+def check_filters(filters: Any, where: str = "metadataFilters") -> list[dict[str, Any]]:
+    if filters is None:
+        return []
+    if not isinstance(filters, list):
+        raise Invalid(f"{where} must be a list of {{left, operator, right}} filters")
+    for i, f in enumerate(filters):
+        key = (f.get("left") or {}).get("metadataKey") if isinstance(f, dict) else None
+        if not isinstance(key, str) or f.get("operator") not in _OPERATORS:
+            raise Invalid(
+                f"{where}[{i}] needs left.metadataKey and an operator, one of {', '.join(_OPERATORS)}"
+            )
+        if f["operator"] not in ("EXISTS", "NOT_EXISTS") and not (f.get("right") or {}).get("metadataValue"):
+            raise Invalid(f"{where}[{i}] with {f['operator']} needs right.metadataValue")
+    return list(filters)
+
+
+def matches(metadata: Mapping[str, Any], filters: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether a record's (or event's) metadata passes every filter."""
+    for f in filters:
+        key = f["left"]["metadataKey"]
+        op = f["operator"]
+        have = _plain(metadata.get(key))
+        if op == "EXISTS":
+            ok = key in metadata
+        elif op == "NOT_EXISTS":
+            ok = key not in metadata
+        else:
+            want = _plain(f["right"]["metadataValue"])
+            ok = have is not None and _compare(op, have, want)
+        if not ok:
+            return False
+    return True
+
+
+def _plain(value: Any) -> Any:
+    if not isinstance(value, dict) or not value:
+        return None
+    kind, found = next(iter(value.items()))
+    if kind == "dateTimeValue" and isinstance(found, str):
+        return datetime.fromisoformat(found).timestamp()
+    if kind == "dateTimeValue" and isinstance(found, datetime):
+        return found.timestamp()
+    return found
+
+
+def _compare(op: str, have: Any, want: Any) -> bool:
+    try:
+        if op == "EQUALS_TO":
+            return bool(have == want)
+        if op == "CONTAINS":
+            return want in have if isinstance(have, list | str) else False
+        if op in ("BEFORE", "LESS_THAN"):
+            return bool(have < want)
+        if op in ("AFTER", "GREATER_THAN"):
+            return bool(have > want)
+        if op == "LESS_THAN_OR_EQUALS":
+            return bool(have <= want)
+        if op == "GREATER_THAN_OR_EQUALS":
+            return bool(have >= want)
+    except TypeError:  # a number compared with text: no match, not an error
+        return False
+    return False
+
+
+def _lock_key(memory_id: str) -> int:
+    return 7_341_100_000 + zlib.crc32(memory_id.encode())
+
+
+def to_record(row: Any, score: float | None = None) -> Record:
+    return Record(
+        memory_record_id=row.id,
+        content={"text": row.content},
+        memory_strategy_id=row.strategy_id,
+        namespaces=[row.namespace],
+        created_at=row.created,
+        timestamp=row.updated,
+        metadata=orjson.loads(row.metadata) or None,
+        expires_at=row.expires,
+        score=score,
+        actor_id=row.actor_id,
+        session_id=row.session_id,
+        sources=orjson.loads(row.sources),
+    )
+
+
+class Records:
+    """The long-term records of every memory, and this process's indexes of them."""
+
+    def __init__(self, db: Db, embedder: Embedder, clock: Callable[[], float] = time.time) -> None:
+        self.db = db
+        self.embedder = embedder
+        self.clock = clock
+        self._shelves: dict[str, _Shelf] = {}
+        self._locks: dict[str, anyio.Lock] = {}
+
+    async def write(self, memory_id: str, items: Sequence[NewRecord]) -> list[Record]:
+        """Add records, or replace those whose ``record_id`` is set; one transaction."""
+        if not items:
+            return []
+        vectors = await self._embed([i.text for i in items])
+        now = self.clock()
+        written: list[Record] = []
+        async with self.db.write() as conn:
+            await self._lock(conn, memory_id)
+            for item, vector in zip(items, vectors, strict=True):
+                record_id = item.record_id or new_record_id()
+                created = now
+                if item.record_id is not None:
+                    old = (
+                        await conn.execute(sa.select(records.c.created).where(records.c.id == record_id))
+                    ).first()
+                    if old is None:
+                        raise NotFound(f"memory {memory_id} has no record {record_id}")
+                    created = old.created
+                    await conn.execute(sa.delete(records).where(records.c.id == record_id))
+                row = {
+                    "id": record_id,
+                    "memory_id": memory_id,
+                    "strategy_id": item.strategy_id,
+                    "namespace": item.namespace,
+                    "actor_id": item.actor_id,
+                    "session_id": item.session_id,
+                    "content": item.text,
+                    "metadata": orjson.dumps(item.metadata).decode(),
+                    "sources": orjson.dumps(item.sources).decode(),
+                    "vector": np.asarray(vector, dtype=np.float32).tobytes(),
+                    "embedder": self.embedder.name,
+                    "created": created,
+                    "updated": item.timestamp or now,
+                    "expires": item.expires,
+                }
+                await conn.execute(sa.insert(records).values(**row))
+                await conn.execute(sa.insert(changes).values(memory_id=memory_id, record_id=record_id))
+                written.append(to_record(Row(row)))
+        shelf = self._shelves.get(memory_id)
+        if shelf is not None:
+            for item, record, vector in zip(items, written, vectors, strict=True):
+                self._put(shelf, record.memory_record_id, item, vector)
+        return written
+
+    async def delete(self, memory_id: str, record_ids: Sequence[str]) -> list[str]:
+        """Delete records (from the rows and every index); returns those that existed."""
+        if not record_ids:
+            return []
+        async with self.db.write() as conn:
+            await self._lock(conn, memory_id)
+            found = [
+                r.id
+                for r in await conn.execute(
+                    sa.select(records.c.id).where(
+                        records.c.memory_id == memory_id, records.c.id.in_(list(record_ids))
+                    )
+                )
+            ]
+            if found:
+                await conn.execute(sa.delete(records).where(records.c.id.in_(found)))
+                await conn.execute(
+                    sa.insert(changes), [{"memory_id": memory_id, "record_id": r} for r in found]
+                )
+        shelf = self._shelves.get(memory_id)
+        for record_id in found:
+            if shelf is not None:
+                self._drop(shelf, record_id)
+        return found
+
+    async def forget_memory(self, conn: AsyncConnection, memory_id: str) -> None:
+        """Every record of a deleted memory, in the caller's transaction."""
+        await conn.execute(sa.delete(records).where(records.c.memory_id == memory_id))
+        await conn.execute(sa.delete(changes).where(changes.c.memory_id == memory_id))
+        self._shelves.pop(memory_id, None)
+
+    async def get(self, memory_id: str, record_id: str) -> Record:
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(records).where(records.c.memory_id == memory_id, records.c.id == record_id)
+                )
+            ).first()
+        if row is None or (row.expires is not None and row.expires <= self.clock()):
+            raise NotFound(f"memory {memory_id} has no record {record_id}")
+        return to_record(row)
+
+    async def fetch(self, memory_id: str, record_ids: Sequence[str]) -> dict[str, Record]:
+        if not record_ids:
+            return {}
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                sa.select(records).where(records.c.memory_id == memory_id, records.c.id.in_(list(record_ids)))
+            )
+            return {r.id: to_record(r) for r in rows}
+
+    async def listing(
+        self,
+        memory_id: str,
+        *,
+        prefix: str | None = None,
+        strategy_id: str | None = None,
+        actor_id: str | None = None,
+        filters: Sequence[Mapping[str, Any]] = (),
+    ) -> list[Record]:
+        """The live records that match, newest first."""
+        query = sa.select(records).where(records.c.memory_id == memory_id)
+        if prefix:
+            query = query.where(records.c.namespace.startswith(prefix, autoescape=True))
+        if strategy_id:
+            query = query.where(records.c.strategy_id == strategy_id)
+        if actor_id is not None:
+            query = query.where(records.c.actor_id == actor_id)
+        now = self.clock()
+        query = query.where(sa.or_(records.c.expires.is_(None), records.c.expires > now))
+        async with self.db.read() as conn:
+            rows = list(await conn.execute(query.order_by(records.c.created.desc(), records.c.id)))
+        found = [to_record(r) for r in rows]
+        return [r for r in found if matches(r.metadata or {}, filters)]
+
+    async def search(
+        self,
+        memory_id: str,
+        query: str,
+        *,
+        k: int,
+        prefix: str | None = None,
+        strategy_id: str | None = None,
+        actor_id: str | None = None,
+        filters: Sequence[Mapping[str, Any]] = (),
+    ) -> list[Record]:
+        """The ``k`` best live records for ``query`` (hybrid ranking), each with its score."""
+        shelf = await self._shelf(memory_id)
+        vector = (await self._embed([query]))[0]
+        now = self.clock()
+        meta = shelf.meta
+        allow: Callable[[str], bool] | None = None
+        if strategy_id or actor_id is not None or filters:
+
+            def allow(record_id: str) -> bool:
+                m = meta.get(record_id)
+                return (
+                    m is not None
+                    and (not strategy_id or m.strategy_id == strategy_id)
+                    and (actor_id is None or m.actor_id == actor_id)
+                    and (not filters or matches(m.metadata, filters))
+                )
+
+        hits = shelf.index.search(
+            query, vector, k=k, namespaces=(lambda ns: ns.startswith(prefix)) if prefix else None, allow=allow
+        )
+        rows = await self.fetch(memory_id, [h.record_id for h in hits])
+        found: list[Record] = []
+        for hit in hits:
+            record = rows.get(hit.record_id)
+            if record is None or (record.expires_at is not None and record.expires_at <= now):
+                continue  # deleted or expired since the index saw it: the next catch-up drops it
+            found.append(record.model_copy(update={"score": round(float(hit.score), 6)}))
+        return found
+
+    async def similar(
+        self, memory_id: str, namespace: str, texts: Sequence[str], k: int = 5
+    ) -> list[list[Record]]:
+        """For each text, the records of ``namespace`` most like it (for consolidation)."""
+        shelf = await self._shelf(memory_id)
+        if not texts:
+            return []
+        vectors = await self._embed(list(texts))
+        per_text = [
+            shelf.index.search(text, vector, k=k, namespaces=lambda ns: ns == namespace)
+            for text, vector in zip(texts, vectors, strict=True)
+        ]
+        rows = await self.fetch(memory_id, sorted({h.record_id for hits in per_text for h in hits}))
+        return [
+            [
+                rows[h.record_id].model_copy(update={"score": float(h.score)})
+                for h in hits
+                if h.record_id in rows
+            ]
+            for hits in per_text
+        ]
+
+    async def expire(self) -> int:
+        """Delete every record whose expiry has passed; returns how many."""
+        now = self.clock()
+        async with self.db.read() as conn:
+            rows = list(
+                await conn.execute(
+                    sa.select(records.c.memory_id, records.c.id).where(
+                        records.c.expires.is_not(None), records.c.expires <= now
+                    )
+                )
+            )
+        by_memory: dict[str, list[str]] = {}
+        for row in rows:
+            by_memory.setdefault(row.memory_id, []).append(row.id)
+        for memory_id, ids in by_memory.items():
+            await self.delete(memory_id, ids)
+        return len(rows)
+
+    async def _embed(self, texts: Sequence[str]) -> Any:
+        try:
+            return await self.embedder.embed(texts)
+        except EmbedderError as exc:
+            raise Unavailable(f"memory cannot compute embeddings: {exc}") from None
+
+    # -- the per-process index -------------------------------------------------------------
+
+    async def _lock(self, conn: AsyncConnection, memory_id: str) -> None:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key(memory_id)})
+
+    async def _shelf(self, memory_id: str) -> _Shelf:
+        lock = self._locks.setdefault(memory_id, anyio.Lock())
+        async with lock:
+            shelf = self._shelves.get(memory_id)
+            if shelf is None:
+                shelf = await self._load(memory_id)
+                self._shelves[memory_id] = shelf
+            else:
+                await self._catch_up(memory_id, shelf)
+            return shelf
+
+    async def _load(self, memory_id: str) -> _Shelf:
+        async with self.db.read() as conn:
+            seen = (
+                await conn.execute(
+                    sa.select(sa.func.max(changes.c.seq)).where(changes.c.memory_id == memory_id)
+                )
+            ).scalar() or 0
+            rows = list(await conn.execute(sa.select(records).where(records.c.memory_id == memory_id)))
+        shelf = _Shelf(Index(self.embedder.dim), {}, int(seen))
+        stale = [r for r in rows if r.embedder != self.embedder.name]
+        vectors: dict[str, Any] = {}
+        if stale:
+            fresh = await self._embed([r.content for r in stale])
+            vectors = {r.id: v for r, v in zip(stale, fresh, strict=True)}
+        for row in rows:
+            vector = vectors.get(row.id)
+            if vector is None:
+                vector = np.frombuffer(row.vector, dtype=np.float32)
+            self._put(shelf, row.id, _new_from(row), vector)
+        if stale:
+            async with self.db.write() as conn:
+                for row in stale:
+                    await conn.execute(
+                        sa.update(records)
+                        .where(records.c.id == row.id)
+                        .values(
+                            vector=np.asarray(vectors[row.id], dtype=np.float32).tobytes(),
+                            embedder=self.embedder.name,
+                        )
+                    )
+        return shelf
+
+    async def _catch_up(self, memory_id: str, shelf: _Shelf) -> None:
+        async with self.db.read() as conn:
+            changed = list(
+                await conn.execute(
+                    sa.select(changes.c.seq, changes.c.record_id)
+                    .where(changes.c.memory_id == memory_id, changes.c.seq > shelf.seen)
+                    .order_by(changes.c.seq)
+                )
+            )
+            if not changed:
+                return
+            ids = sorted({c.record_id for c in changed})
+            rows = {r.id: r for r in await conn.execute(sa.select(records).where(records.c.id.in_(ids)))}
+        for record_id in ids:
+            row = rows.get(record_id)
+            if row is None:
+                self._drop(shelf, record_id)
+            else:
+                self._put(shelf, record_id, _new_from(row), np.frombuffer(row.vector, dtype=np.float32))
+        shelf.seen = max(shelf.seen, changed[-1].seq)
+
+    def _put(self, shelf: _Shelf, record_id: str, item: NewRecord, vector: Any) -> None:
+        shelf.index.put(record_id, item.namespace, item.text, np.asarray(vector, dtype=np.float32))
+        shelf.meta[record_id] = _Meta(
+            item.strategy_id, item.namespace, item.actor_id, item.metadata, item.expires
+        )
+
+    def _drop(self, shelf: _Shelf, record_id: str) -> None:
+        if shelf.meta.pop(record_id, None) is not None:
+            shelf.index.remove(record_id)
+
+
+def _new_from(row: Any) -> NewRecord:
+    return NewRecord(
+        strategy_id=row.strategy_id,
+        namespace=row.namespace,
+        text=row.content,
+        actor_id=row.actor_id,
+        session_id=row.session_id,
+        metadata=orjson.loads(row.metadata),
+        expires=row.expires,
+    )
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()

@@ -1,0 +1,583 @@
+"""The memory service: memories, their events and records, extraction, for every tenant.
+
+Every operation names the tenant it acts for, and a memory of another tenant is answered as one
+that does not exist. An ``actor_id`` given to a record operation scopes it to that actor's
+records (the MCP target passes the caller's); the AgentCore API, like AgentCore, lets a tenant's
+keys read every actor of the tenant's memories.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import anyio
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from memory._db import Db
+from memory._embed import Embedder
+from memory._events import Events
+from memory._extract import Extractor
+from memory._llm import ModelSettings
+from memory._memories import (
+    ACTOR,
+    actor_of,
+    check_expiry,
+    check_name,
+    check_namespace,
+    check_part,
+    check_template,
+    memory_row,
+    memory_view,
+    modified,
+    new_id,
+    offset,
+    page_size,
+    passages,
+    strategies_from,
+    token,
+)
+from memory._records import NewRecord, Records, check_filters, check_text
+from memory._schema import memories
+from memory._types import (
+    Event,
+    Invalid,
+    Job,
+    MemoryView,
+    NotFound,
+    Page,
+    Record,
+    Strategy,
+    Unavailable,
+)
+
+SELF_MANAGED = "self-managed"  # the strategy id of records written directly, not extracted
+MAX_BATCH = 100
+MAX_INGEST = 2 * 1024 * 1024
+_SWEEP_SECONDS = 60.0
+
+
+class MemoryService:
+    """Memory for every tenant, on one database, with this process's search indexes."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        embedder: Embedder,
+        *,
+        model: ModelSettings | None = None,
+        write_options: Mapping[str, Any] | None = None,
+        window: float = 0.5,
+        max_wait: float = 2.0,
+        attempts: int = 3,
+        backoff: float = 2.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = Db(engine, write_options)
+        self.model = model
+        self.clock = clock
+        self.events = Events(self.db, clock)
+        self.records = Records(self.db, embedder, clock)
+        self.extractor = Extractor(
+            self.db,
+            self.events,
+            self.records,
+            model,
+            window=window,
+            max_wait=max_wait,
+            attempts=attempts,
+            backoff=backoff,
+            clock=clock,
+        )
+
+    async def open(self) -> None:
+        """Create or migrate memory's tables."""
+        await self.db.migrate()
+
+    async def run(self) -> None:
+        """Extraction and expiry, until cancelled (every process serving memory runs this)."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.extractor.run, self._memory_any_tenant)
+            while True:
+                await self.events.expire()
+                await self.records.expire()
+                await anyio.sleep(_SWEEP_SECONDS)
+
+    # -- memories ----------------------------------------------------------------------------
+
+    def _needs_model(self, strategies: Sequence[Strategy]) -> None:
+        if strategies and self.model is None:
+            raise Unavailable(
+                f"strategy {strategies[0].name!r} ({strategies[0].type}) needs a model to extract records, "
+                "and none is configured: set SWITCHBOARD_MEMORY_MODEL (e.g. openai:gpt-4o-mini with "
+                "SWITCHBOARD_MEMORY_MODEL_URL, bedrock:MODEL_ID or anthropic:MODEL), or create the memory "
+                "without strategies (short-term events and directly written records need no model)"
+            )
+
+    async def create_memory(
+        self,
+        tenant: str,
+        *,
+        name: Any,
+        description: str | None = None,
+        event_expiry_days: Any = 90,
+        strategies: Any = None,
+        client_token: str | None = None,
+    ) -> MemoryView:
+        check_name(name)
+        days = check_expiry(event_expiry_days)
+        now = self.clock()
+        made = strategies_from(strategies or [], now=now)
+        self._needs_model(made)
+        view = MemoryView(
+            id=new_id(name),
+            tenant=tenant,
+            name=name,
+            description=description,
+            event_expiry_days=days,
+            strategies=made,
+            created_at=now,
+            updated_at=now,
+        )
+        async with self.db.write() as conn:
+            taken = (
+                await conn.execute(
+                    sa.select(memories).where(memories.c.tenant == tenant, memories.c.name == name)
+                )
+            ).first()
+            if taken is not None:
+                existing = memory_view(taken)
+                if client_token and orjson.loads(taken.body).get("clientToken") == client_token:
+                    return existing
+                # (AgentCore's wording and error: the SDK's create_or_get_memory looks for both)
+                raise Invalid(f"a memory named {name!r} already exists ({existing.id}): pick another name")
+            await conn.execute(sa.insert(memories).values(**memory_row(view, client_token)))
+        return view
+
+    async def get_memory(self, tenant: str, memory_id: str) -> MemoryView:
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(memories).where(memories.c.id == memory_id, memories.c.tenant == tenant)
+                )
+            ).first()
+        if row is None:
+            raise NotFound(f"there is no memory {memory_id!r}: ListMemories shows the memories there are")
+        return memory_view(row)
+
+    async def find_memory(self, tenant: str, name_or_id: str) -> MemoryView:
+        """A memory of the tenant by its id, or by its name (names have no '-', ids always do)."""
+        column = memories.c.id if "-" in name_or_id else memories.c.name
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(memories).where(column == name_or_id, memories.c.tenant == tenant)
+                )
+            ).first()
+        if row is None:
+            raise NotFound(f"there is no memory {name_or_id!r}: ListMemories shows the memories there are")
+        return memory_view(row)
+
+    async def _memory_any_tenant(self, memory_id: str) -> MemoryView | None:
+        async with self.db.read() as conn:
+            row = (await conn.execute(sa.select(memories).where(memories.c.id == memory_id))).first()
+        return memory_view(row) if row is not None else None
+
+    async def list_memories(
+        self, tenant: str, max_results: Any = None, next_token: str | None = None
+    ) -> Page:
+        size, start = page_size(max_results, 20, 100), offset(next_token)
+        async with self.db.read() as conn:
+            rows = list(
+                await conn.execute(
+                    sa.select(memories)
+                    .where(memories.c.tenant == tenant)
+                    .order_by(memories.c.created, memories.c.id)
+                    .offset(start)
+                    .limit(size + 1)
+                )
+            )
+        return Page(
+            items=[memory_view(r) for r in rows[:size]],
+            next_token=token(start + size) if len(rows) > size else None,
+        )
+
+    async def update_memory(
+        self,
+        tenant: str,
+        memory_id: str,
+        *,
+        description: str | None = None,
+        event_expiry_days: Any = None,
+        add: Any = None,
+        modify: Any = None,
+        delete: Any = None,
+    ) -> MemoryView:
+        now = self.clock()
+        async with self.db.write() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(memories).where(memories.c.id == memory_id, memories.c.tenant == tenant)
+                )
+            ).first()
+            if row is None:
+                raise NotFound(f"there is no memory {memory_id!r}")
+            view = memory_view(row)
+            strategies = list(view.strategies)
+            for item in delete or []:
+                sid = item.get("memoryStrategyId") if isinstance(item, dict) else None
+                view.strategy(str(sid))  # NotFound names it
+                strategies = [s for s in strategies if s.strategy_id != sid]
+            for i, item in enumerate(modify or []):
+                strategies = modified(strategies, item, f"memoryStrategies.modifyMemoryStrategies[{i}]", now)
+            added = strategies_from(
+                add or [], existing=strategies, now=now, where="memoryStrategies.addMemoryStrategies"
+            )
+            self._needs_model(added)
+            view = view.model_copy(
+                update={
+                    "description": description if description is not None else view.description,
+                    "event_expiry_days": check_expiry(event_expiry_days)
+                    if event_expiry_days is not None
+                    else view.event_expiry_days,
+                    "strategies": strategies + added,
+                    "updated_at": now,
+                }
+            )
+            await conn.execute(
+                sa.update(memories)
+                .where(memories.c.id == memory_id)
+                .values(body=memory_row(view, orjson.loads(row.body).get("clientToken"))["body"], updated=now)
+            )
+        return view
+
+    async def delete_memory(self, tenant: str, memory_id: str) -> MemoryView:
+        view = await self.get_memory(tenant, memory_id)
+        async with self.db.write() as conn:
+            await conn.execute(sa.delete(memories).where(memories.c.id == memory_id))
+            await self.events.forget_memory(conn, memory_id)
+            await self.records.forget_memory(conn, memory_id)
+            await self.extractor.forget_memory(conn, memory_id)
+        return view
+
+    # -- events ------------------------------------------------------------------------------
+
+    async def create_event(
+        self,
+        tenant: str,
+        memory_id: str,
+        *,
+        actor_id: Any,
+        session_id: Any,
+        timestamp: float | None = None,
+        payload: Any,
+        branch: Any = None,
+        metadata: Any = None,
+        extraction_mode: str | None = None,
+        client_token: str | None = None,
+    ) -> Event:
+        memory = await self.get_memory(tenant, memory_id)
+        if extraction_mode not in (None, "SKIP", "DEFAULT", "EXTRACT"):
+            raise Invalid(f"extractionMode must be SKIP or left out, not {extraction_mode!r}")
+        extract = extraction_mode != "SKIP"
+        event, new = await self.events.create(
+            memory,
+            actor_id=actor_id,
+            session_id=session_id,
+            timestamp=self.clock() if timestamp is None else timestamp,
+            payload=payload,
+            branch=branch,
+            metadata=metadata,
+            extract=extract,
+            client_token=client_token,
+        )
+        conversational = any("conversational" in item for item in event.payload)
+        if new and extract and memory.strategies and conversational:
+            await self.extractor.enqueue(memory, event)
+        return event
+
+    async def get_event(
+        self, tenant: str, memory_id: str, actor_id: str, session_id: str, event_id: str
+    ) -> Event:
+        await self.get_memory(tenant, memory_id)
+        return await self.events.get(memory_id, actor_id, session_id, event_id)
+
+    async def delete_event(
+        self, tenant: str, memory_id: str, actor_id: str, session_id: str, event_id: str
+    ) -> str:
+        await self.get_memory(tenant, memory_id)
+        return await self.events.delete(memory_id, actor_id, session_id, event_id)
+
+    async def list_events(
+        self, tenant: str, memory_id: str, actor_id: str, session_id: str, **options: Any
+    ) -> Page:
+        await self.get_memory(tenant, memory_id)
+        return await self.events.listing(memory_id, actor_id, session_id, **options)
+
+    async def list_actors(self, tenant: str, memory_id: str, **options: Any) -> Page:
+        await self.get_memory(tenant, memory_id)
+        return await self.events.actors(memory_id, **options)
+
+    async def list_sessions(self, tenant: str, memory_id: str, actor_id: str, **options: Any) -> Page:
+        await self.get_memory(tenant, memory_id)
+        return await self.events.sessions(memory_id, actor_id, **options)
+
+    # -- records -----------------------------------------------------------------------------
+
+    async def retrieve(
+        self,
+        tenant: str,
+        memory_id: str,
+        *,
+        query: Any,
+        namespace: Any = None,
+        top_k: Any = None,
+        strategy_id: str | None = None,
+        filters: Any = None,
+        actor_id: str | None = None,
+    ) -> list[Record]:
+        await self.get_memory(tenant, memory_id)
+        if not isinstance(query, str) or not 1 <= len(query) <= 10_000:
+            raise Invalid("searchCriteria.searchQuery must be text of 1 to 10,000 characters")
+        k = page_size(top_k, 10, 100) if top_k is not None else 10
+        prefix = check_namespace(namespace) if namespace not in (None, "", "/") else None
+        return await self.records.search(
+            memory_id,
+            query,
+            k=k,
+            prefix=prefix,
+            strategy_id=strategy_id,
+            actor_id=actor_id,
+            filters=check_filters(filters, "searchCriteria.metadataFilters"),
+        )
+
+    async def list_records(
+        self,
+        tenant: str,
+        memory_id: str,
+        *,
+        namespace: Any = None,
+        strategy_id: str | None = None,
+        filters: Any = None,
+        actor_id: str | None = None,
+        max_results: Any = None,
+        next_token: str | None = None,
+    ) -> Page:
+        await self.get_memory(tenant, memory_id)
+        size, start = page_size(max_results, 20, 100), offset(next_token)
+        prefix = check_namespace(namespace) if namespace not in (None, "", "/") else None
+        found = await self.records.listing(
+            memory_id,
+            prefix=prefix,
+            strategy_id=strategy_id,
+            actor_id=actor_id,
+            filters=check_filters(filters),
+        )
+        page = found[start : start + size]
+        return Page(items=page, next_token=token(start + size) if len(found) > start + size else None)
+
+    async def get_record(
+        self, tenant: str, memory_id: str, record_id: str, actor_id: str | None = None
+    ) -> Record:
+        await self.get_memory(tenant, memory_id)
+        record = await self.records.get(memory_id, record_id)
+        if actor_id is not None and record.actor_id != actor_id:
+            raise NotFound(f"memory {memory_id} has no record {record_id}")
+        return record
+
+    async def delete_record(
+        self, tenant: str, memory_id: str, record_id: str, actor_id: str | None = None
+    ) -> str:
+        await self.get_record(tenant, memory_id, record_id, actor_id)
+        await self.records.delete(memory_id, [record_id])
+        return record_id
+
+    async def explain(self, tenant: str, memory_id: str, record_id: str) -> tuple[Record, list[Event]]:
+        """A record and the events it was made from (those not expired or deleted since)."""
+        record = await self.get_record(tenant, memory_id, record_id)
+        return record, await self.events.many(memory_id, record.sources.get("events", []))
+
+    async def batch_create(
+        self, tenant: str, memory_id: str, items: Any, *, actor_id: str | None = None
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """``BatchCreateMemoryRecords``: each record succeeds or fails on its own."""
+        memory = await self.get_memory(tenant, memory_id)
+        if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
+            raise Invalid(f"records must be a list of 1 to {MAX_BATCH} records")
+        good: list[tuple[str, NewRecord]] = []
+        failed: list[dict[str, Any]] = []
+        for i, item in enumerate(items):
+            request = item.get("requestIdentifier", str(i)) if isinstance(item, dict) else str(i)
+            try:
+                good.append((request, self._new(memory, item, f"records[{i}]", actor_id)))
+            except (Invalid, NotFound) as exc:
+                failed.append(
+                    {
+                        "memoryRecordId": "",
+                        "status": "FAILED",
+                        "requestIdentifier": request,
+                        "errorCode": 400,
+                        "errorMessage": str(exc),
+                    }
+                )
+        written = await self.records.write(memory_id, [n for _, n in good])
+        ok = [
+            {"memoryRecordId": r.memory_record_id, "status": "SUCCEEDED", "requestIdentifier": request}
+            for (request, _), r in zip(good, written, strict=True)
+        ]
+        return ok, failed
+
+    def _new(self, memory: MemoryView, item: Any, at: str, actor_id: str | None) -> NewRecord:
+        if not isinstance(item, dict):
+            raise Invalid(f"{at} must be a record")
+        text = check_text((item.get("content") or {}).get("text"), f"{at}.content.text")
+        spaces = item.get("namespaces")
+        if not isinstance(spaces, list) or len(spaces) != 1:
+            raise Invalid(f"{at}.namespaces must hold exactly one namespace")
+        namespace = check_namespace(spaces[0], f"{at}.namespaces[0]")
+        strategy_id = item.get("memoryStrategyId") or SELF_MANAGED
+        strategy = None if strategy_id == SELF_MANAGED else memory.strategy(strategy_id)
+        owner = actor_id
+        if owner is None and strategy is not None:
+            owner = next((a for t in strategy.namespaces if (a := actor_of(t, namespace))), None)
+        metadata = item.get("metadata") or {}
+        if not isinstance(metadata, dict):
+            raise Invalid(f"{at}.metadata must be a map of key to {{stringValue|numberValue|...}}")
+        stamp = item.get("timestamp")
+        expires = (
+            self.clock() + strategy.record_expiry_days * 86400
+            if strategy and strategy.record_expiry_days
+            else None
+        )
+        return NewRecord(
+            strategy_id,
+            namespace,
+            text,
+            owner,
+            None,
+            metadata=metadata,
+            sources={"written": "directly"},
+            expires=expires,
+            record_id=item.get("memoryRecordId"),
+            timestamp=stamp if isinstance(stamp, int | float) else None,
+        )
+
+    async def batch_update(
+        self, tenant: str, memory_id: str, items: Any
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        memory = await self.get_memory(tenant, memory_id)
+        if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
+            raise Invalid(f"records must be a list of 1 to {MAX_BATCH} records")
+        ok: list[dict[str, Any]] = []
+        failed: list[dict[str, Any]] = []
+        for i, item in enumerate(items):
+            rid = item.get("memoryRecordId", "") if isinstance(item, dict) else ""
+            try:
+                old = await self.records.get(memory_id, str(rid))
+                merged = {
+                    "content": item.get("content") or old.content,
+                    "namespaces": item.get("namespaces") or old.namespaces,
+                    "memoryStrategyId": item.get("memoryStrategyId") or old.memory_strategy_id,
+                    "metadata": item.get("metadata")
+                    if item.get("metadata") is not None
+                    else (old.metadata or {}),
+                    "memoryRecordId": rid,
+                    "timestamp": item.get("timestamp"),
+                }
+                new = self._new(memory, merged, f"records[{i}]", old.actor_id)
+                new.sources = {**old.sources, "updated": "directly"}
+                await self.records.write(memory_id, [new])
+                ok.append({"memoryRecordId": rid, "status": "SUCCEEDED"})
+            except (Invalid, NotFound) as exc:
+                failed.append(
+                    {
+                        "memoryRecordId": rid or "-",
+                        "status": "FAILED",
+                        "errorCode": 400 if isinstance(exc, Invalid) else 404,
+                        "errorMessage": str(exc),
+                    }
+                )
+        return ok, failed
+
+    async def batch_delete(
+        self, tenant: str, memory_id: str, ids: Sequence[str]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        await self.get_memory(tenant, memory_id)
+        if not 1 <= len(ids) <= MAX_BATCH:
+            raise Invalid(f"records must be a list of 1 to {MAX_BATCH} record ids")
+        gone = set(await self.records.delete(memory_id, list(ids)))
+        ok = [{"memoryRecordId": r, "status": "SUCCEEDED"} for r in ids if r in gone]
+        failed = [
+            {
+                "memoryRecordId": r,
+                "status": "FAILED",
+                "errorCode": 404,
+                "errorMessage": f"memory {memory_id} has no record {r}",
+            }
+            for r in ids
+            if r not in gone
+        ]
+        return ok, failed
+
+    async def ingest(
+        self,
+        tenant: str,
+        memory_id: str,
+        *,
+        actor_id: str,
+        text: Any,
+        namespace: Any = None,
+        metadata: Mapping[str, Any] | None = None,
+        source: str | None = None,
+    ) -> list[Record]:
+        """A document straight into long-term memory: split into passages, each one record, no model."""
+        await self.get_memory(tenant, memory_id)
+        actor = check_part(actor_id, "actorId", ACTOR, 255)
+        if not isinstance(text, str) or not text.strip():
+            raise Invalid("the document must be non-empty text")
+        if len(text.encode()) > MAX_INGEST:
+            raise Invalid(
+                f"the document is {len(text.encode()):,} bytes; ingest at most {MAX_INGEST:,} at a time"
+            )
+        space = check_template(namespace or "/documents/{actorId}/", "namespace").replace("{actorId}", actor)
+        check_namespace(space)
+        sources = {"document": source or "ingested", "written": "ingest"}
+        pieces = passages(text)
+        return await self.records.write(
+            memory_id,
+            [
+                NewRecord(
+                    SELF_MANAGED,
+                    space,
+                    p,
+                    actor,
+                    None,
+                    metadata=dict(metadata or {}),
+                    sources={**sources, "passage": i},
+                )
+                for i, p in enumerate(pieces)
+            ],
+        )
+
+    # -- extraction jobs ---------------------------------------------------------------------
+
+    async def list_jobs(self, tenant: str, memory_id: str, **options: Any) -> Page:
+        await self.get_memory(tenant, memory_id)
+        return await self.extractor.listing(memory_id, **options)
+
+    async def start_job(self, tenant: str, memory_id: str, job_id: str) -> str:
+        await self.get_memory(tenant, memory_id)
+        return await self.extractor.restart(memory_id, job_id)
+
+    async def wait_idle(self, tenant: str, memory_id: str) -> list[Job]:
+        """Wait until no job of the memory is pending or running; returns the jobs (tests and
+        benchmarks put a deadline around it)."""
+        await self.get_memory(tenant, memory_id)
+        while True:
+            page = await self.extractor.listing(memory_id, max_results=50)
+            if not any(j.status in ("PENDING", "RUNNING") for j in page.items):
+                return list(page.items)
+            await anyio.sleep(0.05)
