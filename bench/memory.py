@@ -49,6 +49,7 @@ from tests.support.memory_model import MemoryModel  # noqa: E402
 from tests.support.model_server import serve_model  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache"
+UNTHROTTLED = {"SWITCHBOARD_AGENTCORE_RATE": "1000000/minute"}  # (the default would throttle the bench)
 REGION = "us-west-2"
 SUBJECTS = [
     "The user",
@@ -193,12 +194,12 @@ def _retrieval(sizes: list[int], queries: int) -> None:
             print(f"  local embedder     {rate:8.0f} texts/s (computing {size:,} vectors for the cache)")
         with tempfile.TemporaryDirectory() as tmp:
             data = Path(tmp) / "data"
-            with serve(data) as served:  # first start: makes the database and memory's tables
+            with serve(data, env=UNTHROTTLED) as served:  # first start: makes the database and tables
                 key = _key(served)
                 control, _ = _clients(served.base, key)
                 memory_id = control.create_memory(name=f"bench{size}", eventExpiryDuration=30)["memory"]["id"]
             _seed(f"sqlite:///{data / 'switchboard.db'}", memory_id, texts, vectors)
-            with serve(data) as served:  # a restart finds them, as after a deploy
+            with serve(data, env=UNTHROTTLED) as served:  # a restart finds them, as after a deploy
                 control, client = _clients(served.base, key)
                 ask = [
                     "what did the user book?",
@@ -234,6 +235,7 @@ def _ingestion_and_extraction(events: int, extractions: int) -> None:
     brain = MemoryModel(facts={"note": ["The user keeps notes."]})
     with serve_model(brain.script()) as model, tempfile.TemporaryDirectory() as tmp:
         env = {
+            **UNTHROTTLED,
             "SWITCHBOARD_MEMORY_MODEL": "openai:scripted",
             "SWITCHBOARD_MEMORY_MODEL_URL": model.url + "/v1",
         }

@@ -15,7 +15,7 @@ import uuid
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -62,18 +62,49 @@ class NewRecord:
 
 
 @dataclass(slots=True)
-class _Meta:
+class _Kept:
+    """What a shelf keeps of a record: its row's fields (read by `to_record` as a row's), so a
+    search answers from memory; ``meta`` is its metadata parsed, for filters."""
+
+    id: str
     strategy_id: str
     namespace: str
     actor_id: str | None
-    metadata: dict[str, Any]
+    session_id: str | None
+    content: str
+    metadata: str
+    sources: str
+    created: float
+    updated: float
     expires: float | None
+    meta: dict[str, Any]
+
+    @classmethod
+    def of(cls, row: Any) -> _Kept:
+        meta = orjson.loads(row.metadata) if row.metadata != "{}" else _EMPTY
+        return cls(
+            row.id,
+            row.strategy_id,
+            row.namespace,
+            row.actor_id,
+            row.session_id,
+            row.content,
+            row.metadata,
+            row.sources,
+            row.created,
+            row.updated,
+            row.expires,
+            meta,
+        )
+
+
+_EMPTY: dict[str, Any] = {}
 
 
 @dataclass(slots=True)
 class _Shelf:
     index: Index
-    meta: dict[str, _Meta]
+    kept: dict[str, _Kept]
     seen: int
 
 
@@ -190,7 +221,7 @@ class Records:
             return []
         vectors = await self._embed([i.text for i in items])
         now = self.clock()
-        written: list[Record] = []
+        rows: list[Row] = []
         async with self.db.write() as conn:
             await self._lock(conn, memory_id)
             for item, vector in zip(items, vectors, strict=True):
@@ -222,12 +253,12 @@ class Records:
                 }
                 await conn.execute(sa.insert(records).values(**row))
                 await conn.execute(sa.insert(changes).values(memory_id=memory_id, record_id=record_id))
-                written.append(to_record(Row(row)))
+                rows.append(Row(row))
         shelf = self._shelves.get(memory_id)
         if shelf is not None:
-            for item, record, vector in zip(items, written, vectors, strict=True):
-                self._put(shelf, record.memory_record_id, item, vector)
-        return written
+            for written_row, vector in zip(rows, vectors, strict=True):
+                self._put(shelf, written_row, vector)
+        return [to_record(r) for r in rows]
 
     async def delete(self, memory_id: str, record_ids: Sequence[str]) -> list[str]:
         """Delete records (from the rows and every index); returns those that existed."""
@@ -271,15 +302,6 @@ class Records:
             raise NotFound(f"memory {memory_id} has no record {record_id}")
         return to_record(row)
 
-    async def fetch(self, memory_id: str, record_ids: Sequence[str]) -> dict[str, Record]:
-        if not record_ids:
-            return {}
-        async with self.db.read() as conn:
-            rows = await conn.execute(
-                sa.select(records).where(records.c.memory_id == memory_id, records.c.id.in_(list(record_ids)))
-            )
-            return {r.id: to_record(r) for r in rows}
-
     async def listing(
         self,
         memory_id: str,
@@ -288,8 +310,11 @@ class Records:
         strategy_id: str | None = None,
         actor_id: str | None = None,
         filters: Sequence[Mapping[str, Any]] = (),
+        start: int = 0,
+        most: int | None = None,
     ) -> list[Record]:
-        """The live records that match, newest first."""
+        """The live records that match, newest first: ``most`` of them from ``start`` (paged in the
+        database when there are no metadata filters, which are applied here)."""
         query = sa.select(records).where(records.c.memory_id == memory_id)
         if prefix:
             query = query.where(records.c.namespace.startswith(prefix, autoescape=True))
@@ -299,10 +324,16 @@ class Records:
             query = query.where(records.c.actor_id == actor_id)
         now = self.clock()
         query = query.where(sa.or_(records.c.expires.is_(None), records.c.expires > now))
+        query = query.order_by(records.c.created.desc(), records.c.id)
+        if not filters and (start or most is not None):
+            query = query.offset(start).limit(most)
         async with self.db.read() as conn:
-            rows = list(await conn.execute(query.order_by(records.c.created.desc(), records.c.id)))
+            rows = list(await conn.execute(query))
         found = [to_record(r) for r in rows]
-        return [r for r in found if matches(r.metadata or {}, filters)]
+        if not filters:
+            return found
+        found = [r for r in found if matches(r.metadata or {}, filters)]
+        return found[start : None if most is None else start + most]
 
     async def search(
         self,
@@ -310,38 +341,48 @@ class Records:
         query: str,
         *,
         k: int,
-        prefix: str | None = None,
+        prefixes: Sequence[str] = (),
         strategy_id: str | None = None,
         actor_id: str | None = None,
         filters: Sequence[Mapping[str, Any]] = (),
     ) -> list[Record]:
-        """The ``k`` best live records for ``query`` (hybrid ranking), each with its score."""
-        shelf = await self._shelf(memory_id)
-        vector = (await self._embed([query]))[0]
+        """The ``k`` best live records for ``query`` (hybrid ranking) in the namespaces under any of
+        ``prefixes`` (every namespace when there are none), each with its score."""
+        asked: list[Any] = []
+
+        async def embed() -> None:
+            asked.append((await self._embed([query]))[0])
+
+        async with anyio.create_task_group() as tg:  # the query's vector while the index catches up
+            tg.start_soon(embed)
+            shelf = await self._shelf(memory_id)
         now = self.clock()
-        meta = shelf.meta
+        kept = shelf.kept
         allow: Callable[[str], bool] | None = None
         if strategy_id or actor_id is not None or filters:
 
             def allow(record_id: str) -> bool:
-                m = meta.get(record_id)
+                m = kept.get(record_id)
                 return (
                     m is not None
                     and (not strategy_id or m.strategy_id == strategy_id)
                     and (actor_id is None or m.actor_id == actor_id)
-                    and (not filters or matches(m.metadata, filters))
+                    and (not filters or matches(m.meta, filters))
                 )
 
         hits = shelf.index.search(
-            query, vector, k=k, namespaces=(lambda ns: ns.startswith(prefix)) if prefix else None, allow=allow
+            query,
+            asked[0],
+            k=k,
+            namespaces=(lambda ns: ns.startswith(tuple(prefixes))) if prefixes else None,
+            allow=allow,
         )
-        rows = await self.fetch(memory_id, [h.record_id for h in hits])
         found: list[Record] = []
         for hit in hits:
-            record = rows.get(hit.record_id)
-            if record is None or (record.expires_at is not None and record.expires_at <= now):
-                continue  # deleted or expired since the index saw it: the next catch-up drops it
-            found.append(record.model_copy(update={"score": round(float(hit.score), 6)}))
+            row = kept.get(hit.record_id)
+            if row is None or (row.expires is not None and row.expires <= now):
+                continue  # expired since: the sweeper deletes it
+            found.append(to_record(row, round(float(hit.score), 6)))
         return found
 
     async def similar(
@@ -356,13 +397,9 @@ class Records:
             shelf.index.search(text, vector, k=k, namespaces=lambda ns: ns == namespace)
             for text, vector in zip(texts, vectors, strict=True)
         ]
-        rows = await self.fetch(memory_id, sorted({h.record_id for hits in per_text for h in hits}))
+        kept = shelf.kept
         return [
-            [
-                rows[h.record_id].model_copy(update={"score": float(h.score)})
-                for h in hits
-                if h.record_id in rows
-            ]
+            [to_record(kept[h.record_id], float(h.score)) for h in hits if h.record_id in kept]
             for hits in per_text
         ]
 
@@ -425,7 +462,7 @@ class Records:
             vector = vectors.get(row.id)
             if vector is None:
                 vector = np.frombuffer(row.vector, dtype=np.float32)
-            self._put(shelf, row.id, _new_from(row), vector)
+            self._put(shelf, row, vector)
         if stale:
             async with self.db.write() as conn:
                 for row in stale:
@@ -457,31 +494,13 @@ class Records:
             if row is None:
                 self._drop(shelf, record_id)
             else:
-                self._put(shelf, record_id, _new_from(row), np.frombuffer(row.vector, dtype=np.float32))
+                self._put(shelf, row, np.frombuffer(row.vector, dtype=np.float32))
         shelf.seen = max(shelf.seen, changed[-1].seq)
 
-    def _put(self, shelf: _Shelf, record_id: str, item: NewRecord, vector: Any) -> None:
-        shelf.index.put(record_id, item.namespace, item.text, np.asarray(vector, dtype=np.float32))
-        shelf.meta[record_id] = _Meta(
-            item.strategy_id, item.namespace, item.actor_id, item.metadata, item.expires
-        )
+    def _put(self, shelf: _Shelf, row: Any, vector: Any) -> None:
+        shelf.index.put(row.id, row.namespace, row.content, np.asarray(vector, dtype=np.float32))
+        shelf.kept[row.id] = _Kept.of(row)
 
     def _drop(self, shelf: _Shelf, record_id: str) -> None:
-        if shelf.meta.pop(record_id, None) is not None:
+        if shelf.kept.pop(record_id, None) is not None:
             shelf.index.remove(record_id)
-
-
-def _new_from(row: Any) -> NewRecord:
-    return NewRecord(
-        strategy_id=row.strategy_id,
-        namespace=row.namespace,
-        text=row.content,
-        actor_id=row.actor_id,
-        session_id=row.session_id,
-        metadata=orjson.loads(row.metadata),
-        expires=row.expires,
-    )
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat()

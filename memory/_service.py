@@ -58,6 +58,7 @@ SELF_MANAGED = "self-managed"  # the strategy id of records written directly, no
 MAX_BATCH = 100
 MAX_INGEST = 2 * 1024 * 1024
 _SWEEP_SECONDS = 60.0
+VIEW_SECONDS = 1.0  # how long a memory read is used again (another replica's change shows after it)
 
 
 class MemoryService:
@@ -77,6 +78,7 @@ class MemoryService:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.db = Db(engine, write_options)
+        self._views: dict[tuple[str, str], tuple[float, MemoryView]] = {}  # (a second's cache)
         self.model = model
         self.clock = clock
         self.events = Events(self.db, clock)
@@ -158,6 +160,10 @@ class MemoryService:
         return view
 
     async def get_memory(self, tenant: str, memory_id: str) -> MemoryView:
+        """The tenant's memory (read again after `VIEW_SECONDS`: every call checks it exists)."""
+        seen = self._views.get((tenant, memory_id))
+        if seen is not None and time.monotonic() - seen[0] < VIEW_SECONDS:
+            return seen[1]
         async with self.db.read() as conn:
             row = (
                 await conn.execute(
@@ -166,7 +172,11 @@ class MemoryService:
             ).first()
         if row is None:
             raise NotFound(f"there is no memory {memory_id!r}: ListMemories shows the memories there are")
-        return memory_view(row)
+        if len(self._views) > 10_000:
+            self._views.clear()
+        view = memory_view(row)
+        self._views[(tenant, memory_id)] = (time.monotonic(), view)
+        return view
 
     async def find_memory(self, tenant: str, name_or_id: str) -> MemoryView:
         """A memory of the tenant by its id, or by its name (names have no '-', ids always do)."""
@@ -252,10 +262,12 @@ class MemoryService:
                 .where(memories.c.id == memory_id)
                 .values(body=memory_row(view, orjson.loads(row.body).get("clientToken"))["body"], updated=now)
             )
+        self._views.pop((tenant, memory_id), None)
         return view
 
     async def delete_memory(self, tenant: str, memory_id: str) -> MemoryView:
         view = await self.get_memory(tenant, memory_id)
+        self._views.pop((tenant, memory_id), None)
         async with self.db.write() as conn:
             await conn.execute(sa.delete(memories).where(memories.c.id == memory_id))
             await self.events.forget_memory(conn, memory_id)
@@ -338,17 +350,22 @@ class MemoryService:
         strategy_id: str | None = None,
         filters: Any = None,
         actor_id: str | None = None,
+        prefixes: Sequence[str] = (),
     ) -> list[Record]:
+        """The best records for ``query``: under ``namespace`` (a prefix), or under any of
+        ``prefixes`` (the MCP target's scope of one caller), one ranking for all of them."""
         await self.get_memory(tenant, memory_id)
         if not isinstance(query, str) or not 1 <= len(query) <= 10_000:
             raise Invalid("searchCriteria.searchQuery must be text of 1 to 10,000 characters")
         k = page_size(top_k, 10, 100) if top_k is not None else 10
-        prefix = check_namespace(namespace) if namespace not in (None, "", "/") else None
+        within = [check_namespace(p) for p in prefixes]
+        if namespace not in (None, "", "/"):
+            within.append(check_namespace(namespace))
         return await self.records.search(
             memory_id,
             query,
             k=k,
-            prefix=prefix,
+            prefixes=within,
             strategy_id=strategy_id,
             actor_id=actor_id,
             filters=check_filters(filters, "searchCriteria.metadataFilters"),
@@ -375,9 +392,10 @@ class MemoryService:
             strategy_id=strategy_id,
             actor_id=actor_id,
             filters=check_filters(filters),
+            start=start,
+            most=size + 1,
         )
-        page = found[start : start + size]
-        return Page(items=page, next_token=token(start + size) if len(found) > start + size else None)
+        return Page(items=found[:size], next_token=token(start + size) if len(found) > size else None)
 
     async def get_record(
         self, tenant: str, memory_id: str, record_id: str, actor_id: str | None = None

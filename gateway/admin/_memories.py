@@ -6,7 +6,8 @@
 - one record with its sources: the events it was extracted from (their conversational text, so a
   person sees why an agent believes it), the extraction job, earlier jobs and the text it had
   before, for a record that was updated; deleting a record;
-- the extraction jobs.
+- the extraction jobs;
+- a document put straight into long-term memory (``IngestData``), one record per passage.
 
 Shapes are memory's own, AgentCore's camelCase (``MemoryView``, ``Record``, ``Job``), with a
 record's ``actorId`` and ``sessionId`` added. Memory's errors are answered 404 (not found, or
@@ -67,6 +68,18 @@ class NewMemory(Model):
         description="AgentCore's MemoryStrategyInput, each with exactly one key, e.g. "
         '{"semanticMemoryStrategy": {"name": "facts", "namespaces": ["/facts/{actorId}/"]}}.',
     )
+
+
+class NewDocument(Model):
+    """A document to put straight into long-term memory (``IngestData``): split into passages of
+    at most 1,500 characters, each a record of the actor's, found by retrieval at once (no model)."""
+
+    actor_id: str = Field(alias="actorId", min_length=1, max_length=255, description="Whose it is.")
+    text: str = Field(min_length=1, max_length=2 * 1024 * 1024)
+    namespace: str | None = Field(
+        None, max_length=512, description="Where its records go (default /documents/{actorId}/)."
+    )
+    source: str | None = Field(None, max_length=512, description="Where it came from (a file name, a URL).")
 
 
 Handler = Callable[[Request, Switchboard, str], Awaitable[Response]]
@@ -208,6 +221,20 @@ async def delete_record(request: Request, service: MemoryService, tenant: str) -
 
 
 @_answering
+async def ingest(request: Request, service: MemoryService, tenant: str) -> Response:
+    wanted = await body_as(request, NewDocument)
+    made = await service.ingest(
+        tenant,
+        request.path_params["memory_id"],
+        actor_id=wanted.actor_id,
+        text=wanted.text,
+        namespace=wanted.namespace,
+        source=wanted.source,
+    )
+    return JSONResponse({"records": [_record(r) for r in made]}, 201)
+
+
+@_answering
 async def list_jobs(request: Request, service: MemoryService, tenant: str) -> Response:
     page = await service.list_jobs(
         tenant,
@@ -257,6 +284,14 @@ MEMORY_OPERATIONS = [
         "A record with its sources: the events it was extracted from, its job, its earlier text",
     ),
     Operation(M + "/{memory_id}/records/{record_id}", "DELETE", delete_record, "Delete a record"),
+    Operation(
+        M + "/{memory_id}/documents",
+        "POST",
+        ingest,
+        "Put a document straight into long-term memory (IngestData): one record per passage",
+        NewDocument,
+        {201: "Created: the records", 400: BAD, 404: "No such memory", 422: "Refused", 503: DOWN},
+    ),
     Operation(
         M + "/{memory_id}/jobs",
         "GET",

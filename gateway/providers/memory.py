@@ -252,23 +252,15 @@ class MemoryProvider(ToolProvider):
     async def _recall(self, caller: _Caller, arguments: JSON) -> ToolResult:
         query = arguments.get("query")
         k = arguments.get("top_k") or self.config.top_k
-        prefixes = self._scope(caller.view, caller.actor)
-        best: dict[str, Record] = {}
-        for prefix in prefixes:
-            for record in await caller.service.retrieve(
-                caller.tenant,
-                caller.view.id,
-                query=query,
-                namespace=prefix,
-                top_k=k,
-                strategy_id=self.config.strategy,
-                actor_id=caller.actor,
-            ):
-                best.setdefault(record.memory_record_id, record)
-        found = list(best.values())
-        if len(prefixes) > 1:  # (each search ranked its own: merged by score)
-            found.sort(key=lambda r: -(r.score or 0.0))
-        found = found[:k]
+        found = await caller.service.retrieve(
+            caller.tenant,
+            caller.view.id,
+            query=query,
+            prefixes=self._scope(caller.view, caller.actor),
+            top_k=k,
+            strategy_id=self.config.strategy,
+            actor_id=caller.actor,
+        )
         if not found:
             text = f"Nothing in your memory matches {query!r}."
         else:

@@ -217,3 +217,22 @@ async def test_bad_input_is_answered_by_what_was_wrong(admin: Admin) -> None:
     assert needs.status_code == 503 and "SWITCHBOARD_MEMORY_MODEL" in needs.json()["error"]
     admin.system.memory = None
     assert (await admin.http.get(M)).status_code == 503
+
+
+async def test_a_document_goes_straight_into_long_term_memory(admin: Admin) -> None:
+    memory = (await admin.http.post(M, json={"name": "manuals"})).json()
+    text = "The boiler must be serviced every year.\n\nIts warranty lasts five years from installation."
+    made = await admin.http.post(
+        f"{M}/{memory['id']}/documents", json={"actorId": "ada", "text": text, "source": "boiler.pdf"}
+    )
+    assert made.status_code == 201, made.text
+    records = made.json()["records"]
+    assert [r["namespaces"] for r in records] == [["/documents/ada/"]]  # (short paragraphs: one passage)
+    found = await admin.service.retrieve("default", memory["id"], query="how long is the guarantee?")
+    assert "warranty lasts five years" in found[0].text and found[0].sources["document"] == "boiler.pdf"
+    shown = (await admin.http.get(f"{M}/{memory['id']}/records/{records[0]['memoryRecordId']}")).json()
+    assert shown["sources"]["document"] == "boiler.pdf"
+    bad = await admin.http.post(f"{M}/{memory['id']}/documents", json={"actorId": "a b", "text": "x"})
+    assert bad.status_code == 400 and "actorId" in bad.json()["error"]
+    other = await admin.other.post(f"{M}/{memory['id']}/documents", json={"actorId": "ada", "text": "x"})
+    assert other.status_code == 404
