@@ -30,6 +30,7 @@ called from one thread (the event loop's); nothing here awaits, so no lock is ne
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import sys
@@ -74,6 +75,7 @@ _VOWELS = frozenset("aeiouy")
 _NO_UNDOUBLE = frozenset("lsz")  # "falling" -> "fall", "missed" -> "miss", "buzzing" -> "buzz"
 
 
+@functools.lru_cache(maxsize=1 << 16)  # (a vocabulary is small next to the words indexed)
 def _stem(word: str) -> str:
     """A light suffix stemmer: plurals, -ing, -ed, then a final -e.
 

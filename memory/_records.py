@@ -427,6 +427,19 @@ class Records:
         except EmbedderError as exc:
             raise Unavailable(f"memory cannot compute embeddings: {exc}") from None
 
+    async def warm(self) -> None:
+        """Load the index of every memory that has records (newest memories first), so the first
+        search after a start does not wait for it; a memory's writes meanwhile are caught up."""
+        async with self.db.read() as conn:
+            found = await conn.execute(
+                sa.select(records.c.memory_id, sa.func.max(records.c.updated).label("last"))
+                .group_by(records.c.memory_id)
+                .order_by(sa.desc("last"))
+            )
+            memory_ids = [r.memory_id for r in found]
+        for memory_id in memory_ids:
+            await self._shelf(memory_id)
+
     # -- the per-process index -------------------------------------------------------------
 
     async def _lock(self, conn: AsyncConnection, memory_id: str) -> None:
@@ -452,17 +465,22 @@ class Records:
                 )
             ).scalar() or 0
             rows = list(await conn.execute(sa.select(records).where(records.c.memory_id == memory_id)))
-        shelf = _Shelf(Index(self.embedder.dim), {}, int(seen))
         stale = [r for r in rows if r.embedder != self.embedder.name]
         vectors: dict[str, Any] = {}
         if stale:
             fresh = await self._embed([r.content for r in stale])
             vectors = {r.id: v for r, v in zip(stale, fresh, strict=True)}
-        for row in rows:
-            vector = vectors.get(row.id)
-            if vector is None:
-                vector = np.frombuffer(row.vector, dtype=np.float32)
-            self._put(shelf, row, vector)
+
+        def build() -> _Shelf:  # (a new shelf no one else sees yet: built off the event loop)
+            shelf = _Shelf(Index(self.embedder.dim), {}, int(seen))
+            for row in rows:
+                vector = vectors.get(row.id)
+                if vector is None:
+                    vector = np.frombuffer(row.vector, dtype=np.float32)
+                self._put(shelf, row, vector)
+            return shelf
+
+        shelf = await anyio.to_thread.run_sync(build)
         if stale:
             async with self.db.write() as conn:
                 for row in stale:

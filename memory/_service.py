@@ -8,8 +8,9 @@ keys read every actor of the tenant's memories.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -54,6 +55,7 @@ from memory._types import (
     Unavailable,
 )
 
+logger = logging.getLogger(__name__)
 SELF_MANAGED = "self-managed"  # the strategy id of records written directly, not extracted
 MAX_BATCH = 100
 MAX_INGEST = 2 * 1024 * 1024
@@ -103,10 +105,19 @@ class MemoryService:
         """Extraction and expiry, until cancelled (every process serving memory runs this)."""
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.extractor.run, self._memory_any_tenant)
+            tg.start_soon(self._background, "load the search indexes", self.records.warm)
             while True:
-                await self.events.expire()
-                await self.records.expire()
+                await self._background("expire events", self.events.expire)
+                await self._background("expire records", self.records.expire)
                 await anyio.sleep(_SWEEP_SECONDS)
+
+    async def _background(self, what: str, work: Callable[[], Awaitable[object]]) -> None:
+        """Background work that fails (the database away for a moment) is logged and tried again
+        later: it never takes the process down."""
+        try:
+            await work()
+        except Exception:  # (the boundary of background work)
+            logger.exception("memory could not %s", what)
 
     # -- memories ----------------------------------------------------------------------------
 
