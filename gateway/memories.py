@@ -79,6 +79,7 @@ async def open_memory(settings: Settings, store: Store) -> MemoryService:
         store.engine,
         embedder(settings),
         model=model_settings(settings),
+        model_choices=settings.memory_model_choices,
         write_options=store.write_options,
         window=settings.memory_batch_seconds,
     )

@@ -196,6 +196,10 @@ class Settings(BaseSettings):
         description="The environment variable that holds the memory model's API key (never the key itself).",
     )
     memory_model_region: str | None = Field(None, description="bedrock: the region (default: the host's).")
+    memory_model_choices: list[str] = Field(
+        default_factory=list,
+        description="Other model ids (of the same kind) a tenant's custom strategy may name as its modelId.",
+    )
     memory_model_timeout: float = Field(60.0, gt=0, description="Seconds one model request may take.")
     memory_embeddings_url: str | None = Field(
         None,

@@ -5,9 +5,10 @@ strategies, events per actor and session (with branches), extraction by a model 
 that keep their sources, hybrid retrieval (BM25 and local embeddings, fused). ADR 0045.
 """
 
+from memory._direct import SELF_MANAGED
 from memory._embed import ApiEmbedder, Embedder, EmbedderError, LocalEmbedder, local_available
 from memory._llm import ModelError, ModelSettings
-from memory._service import SELF_MANAGED, MemoryService
+from memory._service import MemoryService
 from memory._types import (
     Conflict,
     Event,

@@ -429,6 +429,7 @@ class ApiEmbedder:
     ) -> None:
         self.name = f"api/{model}/{dim}"
         self.dim = dim
+        self.url = url
         self._endpoint = url.rstrip("/") + "/embeddings"
         self._model = model
         self._batch_size = batch_size

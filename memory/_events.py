@@ -26,6 +26,7 @@ MAX_PAYLOAD_BYTES = 1024 * 1024  # one event, every payload item together
 MAX_ITEMS = 100
 MAX_TEXT = 100_000
 MAX_METADATA = 15
+MAX_SCANNED = 10_000  # events a metadata-filtered listing looks through (the newest)
 ROLES = ("ASSISTANT", "USER", "TOOL", "OTHER")
 
 
@@ -52,7 +53,10 @@ def check_payload(payload: Any) -> list[dict[str, Any]]:
                 raise Invalid(f"{at}.json.content must be a JSON object")
         elif kind != "blob":
             raise Invalid(f"{at} has {kind!r}; an item is one of conversational, blob, json")
-    size = len(orjson.dumps(payload))
+    try:
+        size = len(orjson.dumps(payload))
+    except orjson.JSONEncodeError as exc:  # (a number past 64 bits, say: JSON's parsers disagree on it)
+        raise Invalid(f"payload cannot be stored as JSON: {exc}; send numbers of at most 64 bits") from None
     if size > MAX_PAYLOAD_BYTES:
         raise Invalid(
             f"the payload is {size:,} bytes; an event holds at most {MAX_PAYLOAD_BYTES:,}: split it over "
@@ -300,12 +304,23 @@ class Events:
             query = sa.select(events).where(*where).order_by(events.c.ts.desc(), events.c.seq.desc())
             if not wanted_meta:
                 query = query.offset(start).limit(size + 1)
+            else:  # (metadata is matched here: over the session's newest MAX_SCANNED events at most)
+                filters = _as_record_filters(wanted_meta)
+                query = query.with_only_columns(*(c for c in events.c if c.name != "payload")).limit(
+                    MAX_SCANNED
+                )
             rows = list(await conn.execute(query))
+            if wanted_meta:
+                chosen = [r.id for r in rows if matches(orjson.loads(r.metadata), filters)][
+                    start : start + size + 1
+                ]
+                by_id = (
+                    {r.id: r for r in await conn.execute(sa.select(events).where(events.c.id.in_(chosen)))}
+                    if chosen
+                    else {}
+                )
+                rows = [by_id[i] for i in chosen if i in by_id]
         found = [_event(r, include_payloads) for r in rows]
-        if wanted_meta:
-            found = [e for e in found if matches(e.metadata or {}, _as_record_filters(wanted_meta))][
-                start : start + size + 1
-            ]
         more = len(found) > size
         return Page(items=found[:size], next_token=token(start + size) if more else None)
 

@@ -57,6 +57,9 @@ logger = logging.getLogger(__name__)
 SAME = 0.95  # cosine at or above which a candidate repeats a record (skipped without the model)
 NEAR = 0.35  # cosine below which an existing record is not worth showing the model
 LEASE = 300.0
+RUNNING = 4  # jobs one process runs at once
+MAX_PROMPT_CHARS = 60_000  # of conversation in one extraction request (the newest turns)
+MAX_JOB_EVENTS = 50  # events in one job: a session's flood becomes several jobs
 
 
 def _norm(text: str) -> str:
@@ -100,6 +103,7 @@ class Extractor:
         self.window, self.max_wait, self.attempts, self.backoff = window, max_wait, attempts, backoff
         self.clock = clock
         self._wake = anyio.Event()
+        self._running = 0  # jobs claimed by this process and not finished
 
     # -- queueing ----------------------------------------------------------------------------
 
@@ -109,7 +113,8 @@ class Extractor:
         async with self.db.write() as conn:
             row = (
                 await conn.execute(
-                    sa.select(jobs).where(
+                    sa.select(jobs)
+                    .where(
                         jobs.c.memory_id == memory.id,
                         jobs.c.actor_id == event.actor_id,
                         jobs.c.session_id == event.session_id,
@@ -117,8 +122,12 @@ class Extractor:
                         jobs.c.strategy_id.is_(None),
                         jobs.c.attempts == 0,
                     )
+                    .order_by(jobs.c.created.desc())
+                    .limit(1)
                 )
             ).first()
+            if row is not None and len(orjson.loads(row.events)["events"]) >= MAX_JOB_EVENTS:
+                row = None  # (this one is full: the event starts the session's next job)
             if row is None:
                 body = {"events": [event.event_id], "done": []}
                 await conn.execute(
@@ -207,23 +216,25 @@ class Extractor:
         self, memory_of: Callable[[str], Awaitable[MemoryView | None]], *, poll: float = 0.5
     ) -> None:
         """Claim and run due jobs until cancelled (also those other replicas queued)."""
-        limiter = anyio.CapacityLimiter(4)
         async with anyio.create_task_group() as tg:
             while True:
                 self._wake = anyio.Event()
-                try:
-                    claimed, next_due = await self._claim()
+                try:  # (no more than can start at once: a claimed job's lease runs while it waits)
+                    claimed, next_due = await self._claim(RUNNING - self._running)
                 except Exception:  # the database is away for a moment: the next round tries again
                     logger.exception("memory extraction could not claim jobs")
                     claimed, next_due = [], self.clock() + poll
+                self._running += len(claimed)
                 for row in claimed:
-                    tg.start_soon(self._run_one, row, memory_of, limiter)
+                    tg.start_soon(self._run_one, row, memory_of)
                 wait = max(0.0, min(poll, (next_due or math.inf) - self.clock()))
                 with anyio.move_on_after(wait):
                     await self._wake.wait()
 
-    async def _claim(self) -> tuple[list[Any], float | None]:
+    async def _claim(self, room: int) -> tuple[list[Any], float | None]:
         now = self.clock()
+        if room <= 0:
+            return [], now + 0.1
         async with self.db.read() as conn:
             rows = list(
                 await conn.execute(
@@ -235,7 +246,7 @@ class Extractor:
                         )
                     )
                     .order_by(jobs.c.due)
-                    .limit(16)
+                    .limit(room)
                 )
             )
             upcoming = (
@@ -259,9 +270,8 @@ class Extractor:
         self,
         row: Any,
         memory_of: Callable[[str], Awaitable[MemoryView | None]],
-        limiter: anyio.CapacityLimiter,
     ) -> None:
-        async with limiter:
+        try:
             body = orjson.loads(row.events)
             error: str | None = None
             try:
@@ -273,7 +283,19 @@ class Extractor:
             except Exception as exc:  # a job must end FAILED or COMPLETED, never stuck RUNNING
                 logger.exception("memory extraction job %s failed", row.id)
                 error = f"{type(exc).__name__}: {exc}"
-            await self._finish(row, body, error)
+            try:
+                await self._finish(row, body, self._redacted(error))
+            except Exception:  # (the database away: the job's lease runs out and it is run again)
+                logger.exception("memory extraction job %s could not be recorded as done", row.id)
+        finally:
+            self._running -= 1
+            self._wake.set()  # (room for another job)
+
+    def _redacted(self, error: str | None) -> str | None:
+        """A failure reason as a tenant may read it: without the operator's model URL."""
+        if error is None or self.model is None or not self.model.url:
+            return error
+        return error.replace(self.model.url, "the memory model's URL")
 
     async def _finish(self, row: Any, body: dict[str, Any], error: str | None) -> None:
         now = self.clock()
@@ -296,7 +318,7 @@ class Extractor:
 
     async def _extract(self, memory: MemoryView, row: Any, body: dict[str, Any]) -> None:
         found = [e for e in await self.events.many(memory.id, body["events"])]
-        turns = [turn for event in found for turn in text_of(event)]
+        turns = _latest([turn for event in found for turn in text_of(event)])
         if not turns:
             return
         strategies = [s for s in memory.strategies if row.strategy_id in (None, s.strategy_id)]
@@ -377,7 +399,7 @@ class Extractor:
             existing = [
                 r
                 for r in await self.records.listing(
-                    memory.id, prefix=namespace, strategy_id=strategy.strategy_id
+                    memory.id, prefix=namespace, strategy_id=strategy.strategy_id, actor_id=actor
                 )
                 if r.namespaces == [namespace] and r.session_id == session
             ]
@@ -420,8 +442,9 @@ class Extractor:
             known = [
                 r.text
                 for r in await self.records.listing(
-                    memory.id, prefix=namespace, strategy_id=strategy.strategy_id
+                    memory.id, prefix=namespace, strategy_id=strategy.strategy_id, actor_id=actor, most=200
                 )
+                if r.namespaces == [namespace]  # (the prefix would also take /ann/ for /an/)
             ][:20]
             answer = await ask_json(client, REFLECTION, reflection_prompt(episodes, known), Reflections)
             await self._consolidate(
@@ -446,7 +469,7 @@ class Extractor:
                 fresh.append(text.strip())
         if not fresh:
             return
-        neighbours = await self.records.similar(memory.id, namespace, fresh)
+        neighbours = await self.records.similar(memory.id, namespace, fresh, actor)
         ask: list[tuple[str, list[Record]]] = []
         writes: list[NewRecord] = []
         for text, near in zip(fresh, neighbours, strict=True):
@@ -502,6 +525,17 @@ class Extractor:
         if deletes:
             await self.records.delete(memory.id, deletes)
         await self.records.write(memory.id, writes)
+
+
+def _latest(turns: list[tuple[str, str]], budget: int = MAX_PROMPT_CHARS) -> list[tuple[str, str]]:
+    """The newest turns that fit the prompt's budget (a long turn cut to what is left)."""
+    kept: list[tuple[str, str]] = []
+    for role, text in reversed(turns):
+        if budget <= 0:
+            break
+        kept.append((role, text[-budget:]))
+        budget -= len(text)
+    return kept[::-1]
 
 
 def _texts(answer: Any) -> list[str]:

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from memory._types import Invalid, MemoryView, NotFound, Override, Strategy, StrategyType
+from memory._types import Invalid, MemoryView, NotFound, Override, Strategy, StrategyType, Unavailable
 
 NAME = re.compile(r"[a-zA-Z][a-zA-Z0-9_]{0,47}")
 ID_PART = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9-_]*")
@@ -27,6 +27,7 @@ _NAMESPACE = re.compile(r"[a-zA-Z0-9\-_/]*(\{[a-zA-Z][a-zA-Z0-9]*\}[a-zA-Z0-9\-_
 _VARIABLE = re.compile(r"\{([a-zA-Z][a-zA-Z0-9]*)\}")
 VARIABLES = ("actorId", "sessionId", "memoryStrategyId", "strategyId")
 MIN_EXPIRY_DAYS, MAX_EXPIRY_DAYS = 3, 365
+MAX_STRATEGIES = 6  # (AgentCore's limit too)
 
 _KINDS: dict[str, StrategyType] = {
     "semanticMemoryStrategy": "SEMANTIC",
@@ -97,6 +98,16 @@ def check_template(template: Any, where: str) -> str:
             f"{where}: {template!r} uses {', '.join('{' + v + '}' for v in unknown)}; a namespace "
             "template may use {actorId}, {sessionId} and {memoryStrategyId}"
         )
+    if any(len(_VARIABLE.findall(segment)) > 2 for segment in template.split("/")):
+        raise Invalid(
+            f"{where}: {template!r} has more than two variables between two '/': put each in a "
+            "segment of its own, e.g. /{actorId}/{sessionId}/"
+        )
+    if "}{" in template:
+        raise Invalid(
+            f"{where}: {template!r} has two variables with nothing between them, so a namespace "
+            "made from it could not be read back: separate them, e.g. /{actorId}/{sessionId}/"
+        )
     return template
 
 
@@ -121,19 +132,53 @@ def resolve(template: str, *, actor: str, session: str | None, strategy: str) ->
 
 
 def actor_of(template: str, namespace: str) -> str | None:
-    """The actor a namespace made from ``template`` belongs to (None: the template names none)."""
+    """The actor a namespace made from ``template`` belongs to (None: the template names none, or
+    the namespace was not made from it).
+
+    Variables never hold '/', so the template and the namespace are compared segment by segment,
+    each segment on its own; `check_template` allows at most two variables in a segment, never
+    side by side, so matching one costs at most about its length squared."""
     if "{actorId}" not in template:
         return None
-    pattern = "".join(
-        f"(?P<{m}>[^/]+)" if (m := part[1:-1]) in VARIABLES and part.startswith("{") else re.escape(part)
-        for part in re.split(r"(\{[a-zA-Z][a-zA-Z0-9]*\})", template)
-    )
-    pattern = pattern.replace("(?P<strategyId>", "(?P<strategy_alias>", 1)
-    try:
-        match = re.fullmatch(pattern, namespace)
-    except re.error:
+    parts, found = template.split("/"), namespace.split("/")
+    if len(parts) != len(found):
         return None
-    return match.group("actorId") if match else None
+    for part, segment in zip(parts, found, strict=True):
+        if "{" not in part:
+            if part != segment:
+                return None
+            continue
+        names = _VARIABLE.findall(part)
+        pattern = "".join(
+            "([^/]+)" if piece.startswith("{") else re.escape(piece)
+            for piece in re.split(r"(\{[a-zA-Z][a-zA-Z0-9]*\})", part)
+        )
+        match = re.fullmatch(pattern, segment)
+        if match is None:
+            return None
+        if "actorId" in names:
+            return match.group(names.index("actorId") + 1)
+    return None
+
+
+def check_models(
+    new: Sequence[Strategy], every: Sequence[Strategy], configured: bool, choices: frozenset[str]
+) -> None:
+    """New strategies need the memory model; any strategy's own model must be one offered."""
+    if new and not configured:
+        raise Unavailable(
+            f"strategy {new[0].name!r} ({new[0].type}) needs a model to extract records, and none is "
+            "configured: set SWITCHBOARD_MEMORY_MODEL (e.g. openai:gpt-4o-mini with "
+            "SWITCHBOARD_MEMORY_MODEL_URL, bedrock:MODEL_ID or anthropic:MODEL), or create the memory "
+            "without strategies (short-term events and directly written records need no model)"
+        )
+    for strategy in every:
+        if strategy.model_id is not None and strategy.model_id not in choices:
+            raise Invalid(
+                f"strategy {strategy.name!r} names the model {strategy.model_id!r}, which the operator "
+                "does not offer: leave modelId out to use the memory model, or ask the operator to add "
+                "it to SWITCHBOARD_MEMORY_MODEL_CHOICES"
+            )
 
 
 def strategies_from(
@@ -143,6 +188,11 @@ def strategies_from(
     if not isinstance(inputs, list):
         raise Invalid(f"{where} must be a list of strategies")
     names = {s.name for s in existing}
+    if len(existing) + len(inputs) > MAX_STRATEGIES:
+        raise Invalid(
+            f"{where}: a memory has at most {MAX_STRATEGIES} strategies (each one is a model request "
+            f"per batch of events); this one would have {len(existing) + len(inputs)}"
+        )
     made: list[Strategy] = []
     for i, item in enumerate(inputs):
         at = f"{where}[{i}]"
@@ -170,11 +220,13 @@ def _strategy(kind: StrategyType, body: Mapping[str, Any], at: str, now: float) 
     ]
     reflection: list[str] = []
     if effective == "EPISODIC":
-        config = body.get("reflectionConfiguration") or {}
+        config = _object(body.get("reflectionConfiguration"), f"{at}.reflectionConfiguration")
         reflection = _templates(config, f"{at}.reflectionConfiguration") or [
             "/strategies/{memoryStrategyId}/actors/{actorId}/"
         ]
-    expiry = (body.get("recordExpirySpecification") or {}).get("recordExpiryDurationDays")
+    expiry = _object(body.get("recordExpirySpecification"), f"{at}.recordExpirySpecification").get(
+        "recordExpiryDurationDays"
+    )
     if expiry is not None:
         expiry = check_expiry(expiry, f"{at}.recordExpirySpecification.recordExpiryDurationDays")
     description = body.get("description")
@@ -193,6 +245,14 @@ def _strategy(kind: StrategyType, body: Mapping[str, Any], at: str, now: float) 
         created_at=now,
         updated_at=now,
     )
+
+
+def _object(value: Any, where: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise Invalid(f"{where} must be an object")
+    return value
 
 
 def _effective(override: Override) -> StrategyType:
@@ -235,7 +295,10 @@ def _custom(config: Any, at: str) -> tuple[Override, str | None, str | None, str
         if prompt is not None and (not isinstance(prompt, str) or len(prompt) > 30_000):
             raise Invalid(f"{at}.{keys[0]}.{part}.appendToPrompt must be text of at most 30,000 characters")
         prompts[part] = prompt
-        model = model or inner.get("modelId")
+        given = inner.get("modelId")
+        if given is not None and (not isinstance(given, str) or not 1 <= len(given) <= 2048):
+            raise Invalid(f"{at}.{keys[0]}.{part}.modelId must be a model id (text)")
+        model = model or given
     return _OVERRIDES[keys[0]], prompts["extraction"], prompts["consolidation"], model
 
 

@@ -10,6 +10,7 @@ until it commits, so change numbers commit in order and a reader never skips one
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 import zlib
@@ -31,6 +32,7 @@ from memory._schema import changes, records
 from memory._types import Invalid, NotFound, Record, Unavailable
 
 MAX_TEXT = 16_000
+MAX_QUERY_TERMS_TEXT = 2_000  # BM25 reads this much of a query (the embedding reads 256 tokens)
 _OPERATORS = (
     "EQUALS_TO",
     "EXISTS",
@@ -106,6 +108,7 @@ class _Shelf:
     index: Index
     kept: dict[str, _Kept]
     seen: int
+    guard: threading.Lock = field(default_factory=threading.Lock)  # searches run in worker threads
 
 
 def new_record_id() -> str:
@@ -118,6 +121,29 @@ def check_text(text: Any, where: str) -> str:
     if len(text) > MAX_TEXT:
         raise Invalid(f"{where} is {len(text):,} characters; a record holds at most {MAX_TEXT:,}")
     return text
+
+
+_KINDS = ("stringValue", "stringListValue", "numberValue", "dateTimeValue")
+
+
+def check_metadata(metadata: Any, where: str) -> dict[str, Any]:
+    """A record's metadata as AgentCore allows it: up to 20 keys, each one kind of value."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict) or len(metadata) > 20:
+        raise Invalid(f"{where} must be a map of at most 20 keys to {{stringValue|numberValue|...}}")
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not 1 <= len(key) <= 128:
+            raise Invalid(f"{where}: a key must be text of 1 to 128 characters")
+        if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in _KINDS:
+            raise Invalid(f"{where}[{key!r}] must have exactly one of {', '.join(_KINDS)}")
+    try:
+        size = len(orjson.dumps(metadata, default=str))
+    except orjson.JSONEncodeError as exc:
+        raise Invalid(f"{where} cannot be stored as JSON: {exc}; send numbers of at most 64 bits") from None
+    if size > 8192:
+        raise Invalid(f"{where} is {size:,} bytes as JSON; a record's metadata holds at most 8,192")
+    return metadata
 
 
 def check_filters(filters: Any, where: str = "metadataFilters") -> list[dict[str, Any]]:
@@ -213,6 +239,7 @@ class Records:
         self.embedder = embedder
         self.clock = clock
         self._shelves: dict[str, _Shelf] = {}
+        self._searches = anyio.CapacityLimiter(2)  # (searches at once: the machine's cores, no more)
         self._locks: dict[str, anyio.Lock] = {}
 
     async def write(self, memory_id: str, items: Sequence[NewRecord]) -> list[Record]:
@@ -228,13 +255,12 @@ class Records:
                 record_id = item.record_id or new_record_id()
                 created = now
                 if item.record_id is not None:
-                    old = (
-                        await conn.execute(sa.select(records.c.created).where(records.c.id == record_id))
-                    ).first()
+                    mine = (records.c.id == record_id, records.c.memory_id == memory_id)
+                    old = (await conn.execute(sa.select(records.c.created).where(*mine))).first()
                     if old is None:
                         raise NotFound(f"memory {memory_id} has no record {record_id}")
                     created = old.created
-                    await conn.execute(sa.delete(records).where(records.c.id == record_id))
+                    await conn.execute(sa.delete(records).where(*mine))
                 row = {
                     "id": record_id,
                     "memory_id": memory_id,
@@ -243,7 +269,7 @@ class Records:
                     "actor_id": item.actor_id,
                     "session_id": item.session_id,
                     "content": item.text,
-                    "metadata": orjson.dumps(item.metadata).decode(),
+                    "metadata": orjson.dumps(item.metadata, default=str).decode(),
                     "sources": orjson.dumps(item.sources).decode(),
                     "vector": np.asarray(vector, dtype=np.float32).tobytes(),
                     "embedder": self.embedder.name,
@@ -349,13 +375,19 @@ class Records:
         """The ``k`` best live records for ``query`` (hybrid ranking) in the namespaces under any of
         ``prefixes`` (every namespace when there are none), each with its score."""
         asked: list[Any] = []
+        failed: list[BaseException] = []
 
         async def embed() -> None:
-            asked.append((await self._embed([query]))[0])
+            try:
+                asked.append((await self._embed([query]))[0])
+            except Unavailable as exc:  # (raised after the group, not inside an exception group)
+                failed.append(exc)
 
         async with anyio.create_task_group() as tg:  # the query's vector while the index catches up
             tg.start_soon(embed)
             shelf = await self._shelf(memory_id)
+        if failed:
+            raise failed[0]
         now = self.clock()
         kept = shelf.kept
         allow: Callable[[str], bool] | None = None
@@ -370,13 +402,19 @@ class Records:
                     and (not filters or matches(m.meta, filters))
                 )
 
-        hits = shelf.index.search(
-            query,
-            asked[0],
-            k=k,
-            namespaces=(lambda ns: ns.startswith(tuple(prefixes))) if prefixes else None,
-            allow=allow,
-        )
+        def search() -> list[Any]:
+            with shelf.guard:  # (the loop's writes wait for this search, not the other way round)
+                return shelf.index.search(
+                    query[:MAX_QUERY_TERMS_TEXT],
+                    asked[0],
+                    k=k,
+                    namespaces=(lambda ns: ns.startswith(tuple(prefixes))) if prefixes else None,
+                    allow=allow,
+                )
+
+        # Off the event loop: a search over many namespaces or terms costs this memory's caller,
+        # not every other request of the process.
+        hits = await anyio.to_thread.run_sync(search, limiter=self._searches)
         found: list[Record] = []
         for hit in hits:
             row = kept.get(hit.record_id)
@@ -386,18 +424,30 @@ class Records:
         return found
 
     async def similar(
-        self, memory_id: str, namespace: str, texts: Sequence[str], k: int = 5
+        self, memory_id: str, namespace: str, texts: Sequence[str], actor_id: str | None, k: int = 5
     ) -> list[list[Record]]:
-        """For each text, the records of ``namespace`` most like it (for consolidation)."""
+        """For each text, the records of ``namespace`` and of ``actor_id`` most like it (what
+        consolidation may change: never another actor's record, even in a shared namespace)."""
         shelf = await self._shelf(memory_id)
         if not texts:
             return []
         vectors = await self._embed(list(texts))
-        per_text = [
-            shelf.index.search(text, vector, k=k, namespaces=lambda ns: ns == namespace)
-            for text, vector in zip(texts, vectors, strict=True)
-        ]
         kept = shelf.kept
+
+        def owned(record_id: str) -> bool:
+            found = kept.get(record_id)
+            return found is not None and found.actor_id == actor_id
+
+        def search() -> list[list[Any]]:
+            with shelf.guard:
+                return [
+                    shelf.index.search(
+                        text[:MAX_QUERY_TERMS_TEXT], vector, k=k, namespaces=namespace.__eq__, allow=owned
+                    )
+                    for text, vector in zip(texts, vectors, strict=True)
+                ]
+
+        per_text = await anyio.to_thread.run_sync(search, limiter=self._searches)
         return [
             [to_record(kept[h.record_id], float(h.score)) for h in hits if h.record_id in kept]
             for hits in per_text
@@ -425,7 +475,11 @@ class Records:
         try:
             return await self.embedder.embed(texts)
         except EmbedderError as exc:
-            raise Unavailable(f"memory cannot compute embeddings: {exc}") from None
+            reason = str(exc)
+            url = getattr(self.embedder, "url", None)
+            if isinstance(url, str) and url:  # (the operator's, not the caller's to see)
+                reason = reason.replace(url.rstrip("/"), "the embeddings API's URL")
+            raise Unavailable(f"memory cannot compute embeddings: {reason}") from None
 
     async def warm(self) -> None:
         """Load the index of every memory that has records (newest memories first), so the first
@@ -516,9 +570,11 @@ class Records:
         shelf.seen = max(shelf.seen, changed[-1].seq)
 
     def _put(self, shelf: _Shelf, row: Any, vector: Any) -> None:
-        shelf.index.put(row.id, row.namespace, row.content, np.asarray(vector, dtype=np.float32))
-        shelf.kept[row.id] = _Kept.of(row)
+        with shelf.guard:
+            shelf.index.put(row.id, row.namespace, row.content, np.asarray(vector, dtype=np.float32))
+            shelf.kept[row.id] = _Kept.of(row)
 
     def _drop(self, shelf: _Shelf, record_id: str) -> None:
-        if shelf.kept.pop(record_id, None) is not None:
-            shelf.index.remove(record_id)
+        with shelf.guard:
+            if shelf.kept.pop(record_id, None) is not None:
+                shelf.index.remove(record_id)

@@ -19,29 +19,26 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memory._db import Db
+from memory._direct import DirectWrites
 from memory._embed import Embedder
 from memory._events import Events
 from memory._extract import Extractor
 from memory._llm import ModelSettings
 from memory._memories import (
-    ACTOR,
-    actor_of,
     check_expiry,
+    check_models,
     check_name,
     check_namespace,
-    check_part,
-    check_template,
     memory_row,
     memory_view,
     modified,
     new_id,
     offset,
     page_size,
-    passages,
     strategies_from,
     token,
 )
-from memory._records import NewRecord, Records, check_filters, check_text
+from memory._records import Records, check_filters
 from memory._schema import memories
 from memory._types import (
     Event,
@@ -51,19 +48,14 @@ from memory._types import (
     NotFound,
     Page,
     Record,
-    Strategy,
-    Unavailable,
 )
 
 logger = logging.getLogger(__name__)
-SELF_MANAGED = "self-managed"  # the strategy id of records written directly, not extracted
-MAX_BATCH = 100
-MAX_INGEST = 2 * 1024 * 1024
 _SWEEP_SECONDS = 60.0
 VIEW_SECONDS = 1.0  # how long a memory read is used again (another replica's change shows after it)
 
 
-class MemoryService:
+class MemoryService(DirectWrites):
     """Memory for every tenant, on one database, with this process's search indexes."""
 
     def __init__(
@@ -72,6 +64,7 @@ class MemoryService:
         embedder: Embedder,
         *,
         model: ModelSettings | None = None,
+        model_choices: Sequence[str] = (),
         write_options: Mapping[str, Any] | None = None,
         window: float = 0.5,
         max_wait: float = 2.0,
@@ -82,6 +75,9 @@ class MemoryService:
         self.db = Db(engine, write_options)
         self._views: dict[tuple[str, str], tuple[float, MemoryView]] = {}  # (a second's cache)
         self.model = model
+        # The model ids a custom strategy may name (besides the configured one): the operator's
+        # key or identity pays for them, so a tenant picks only among those the operator allows.
+        self.model_choices = frozenset(model_choices) | ({model.model} if model is not None else set())
         self.clock = clock
         self.events = Events(self.db, clock)
         self.records = Records(self.db, embedder, clock)
@@ -121,15 +117,6 @@ class MemoryService:
 
     # -- memories ----------------------------------------------------------------------------
 
-    def _needs_model(self, strategies: Sequence[Strategy]) -> None:
-        if strategies and self.model is None:
-            raise Unavailable(
-                f"strategy {strategies[0].name!r} ({strategies[0].type}) needs a model to extract records, "
-                "and none is configured: set SWITCHBOARD_MEMORY_MODEL (e.g. openai:gpt-4o-mini with "
-                "SWITCHBOARD_MEMORY_MODEL_URL, bedrock:MODEL_ID or anthropic:MODEL), or create the memory "
-                "without strategies (short-term events and directly written records need no model)"
-            )
-
     async def create_memory(
         self,
         tenant: str,
@@ -144,7 +131,7 @@ class MemoryService:
         days = check_expiry(event_expiry_days)
         now = self.clock()
         made = strategies_from(strategies or [], now=now)
-        self._needs_model(made)
+        check_models(made, made, self.model is not None, self.model_choices)
         view = MemoryView(
             id=new_id(name),
             tenant=tenant,
@@ -257,7 +244,7 @@ class MemoryService:
             added = strategies_from(
                 add or [], existing=strategies, now=now, where="memoryStrategies.addMemoryStrategies"
             )
-            self._needs_model(added)
+            check_models(added, strategies + added, self.model is not None, self.model_choices)
             view = view.model_copy(
                 update={
                     "description": description if description is not None else view.description,
@@ -428,168 +415,6 @@ class MemoryService:
         """A record and the events it was made from (those not expired or deleted since)."""
         record = await self.get_record(tenant, memory_id, record_id)
         return record, await self.events.many(memory_id, record.sources.get("events", []))
-
-    async def batch_create(
-        self, tenant: str, memory_id: str, items: Any, *, actor_id: str | None = None
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """``BatchCreateMemoryRecords``: each record succeeds or fails on its own."""
-        memory = await self.get_memory(tenant, memory_id)
-        if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
-            raise Invalid(f"records must be a list of 1 to {MAX_BATCH} records")
-        good: list[tuple[str, NewRecord]] = []
-        failed: list[dict[str, Any]] = []
-        for i, item in enumerate(items):
-            request = item.get("requestIdentifier", str(i)) if isinstance(item, dict) else str(i)
-            try:
-                good.append((request, self._new(memory, item, f"records[{i}]", actor_id)))
-            except (Invalid, NotFound) as exc:
-                failed.append(
-                    {
-                        "memoryRecordId": "",
-                        "status": "FAILED",
-                        "requestIdentifier": request,
-                        "errorCode": 400,
-                        "errorMessage": str(exc),
-                    }
-                )
-        written = await self.records.write(memory_id, [n for _, n in good])
-        ok = [
-            {"memoryRecordId": r.memory_record_id, "status": "SUCCEEDED", "requestIdentifier": request}
-            for (request, _), r in zip(good, written, strict=True)
-        ]
-        return ok, failed
-
-    def _new(self, memory: MemoryView, item: Any, at: str, actor_id: str | None) -> NewRecord:
-        if not isinstance(item, dict):
-            raise Invalid(f"{at} must be a record")
-        text = check_text((item.get("content") or {}).get("text"), f"{at}.content.text")
-        spaces = item.get("namespaces")
-        if not isinstance(spaces, list) or len(spaces) != 1:
-            raise Invalid(f"{at}.namespaces must hold exactly one namespace")
-        namespace = check_namespace(spaces[0], f"{at}.namespaces[0]")
-        strategy_id = item.get("memoryStrategyId") or SELF_MANAGED
-        strategy = None if strategy_id == SELF_MANAGED else memory.strategy(strategy_id)
-        owner = actor_id
-        if owner is None and strategy is not None:
-            owner = next((a for t in strategy.namespaces if (a := actor_of(t, namespace))), None)
-        metadata = item.get("metadata") or {}
-        if not isinstance(metadata, dict):
-            raise Invalid(f"{at}.metadata must be a map of key to {{stringValue|numberValue|...}}")
-        stamp = item.get("timestamp")
-        expires = (
-            self.clock() + strategy.record_expiry_days * 86400
-            if strategy and strategy.record_expiry_days
-            else None
-        )
-        return NewRecord(
-            strategy_id,
-            namespace,
-            text,
-            owner,
-            None,
-            metadata=metadata,
-            sources={"written": "directly"},
-            expires=expires,
-            record_id=item.get("memoryRecordId"),
-            timestamp=stamp if isinstance(stamp, int | float) else None,
-        )
-
-    async def batch_update(
-        self, tenant: str, memory_id: str, items: Any
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        memory = await self.get_memory(tenant, memory_id)
-        if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
-            raise Invalid(f"records must be a list of 1 to {MAX_BATCH} records")
-        ok: list[dict[str, Any]] = []
-        failed: list[dict[str, Any]] = []
-        for i, item in enumerate(items):
-            rid = item.get("memoryRecordId", "") if isinstance(item, dict) else ""
-            try:
-                old = await self.records.get(memory_id, str(rid))
-                merged = {
-                    "content": item.get("content") or old.content,
-                    "namespaces": item.get("namespaces") or old.namespaces,
-                    "memoryStrategyId": item.get("memoryStrategyId") or old.memory_strategy_id,
-                    "metadata": item.get("metadata")
-                    if item.get("metadata") is not None
-                    else (old.metadata or {}),
-                    "memoryRecordId": rid,
-                    "timestamp": item.get("timestamp"),
-                }
-                new = self._new(memory, merged, f"records[{i}]", old.actor_id)
-                new.sources = {**old.sources, "updated": "directly"}
-                await self.records.write(memory_id, [new])
-                ok.append({"memoryRecordId": rid, "status": "SUCCEEDED"})
-            except (Invalid, NotFound) as exc:
-                failed.append(
-                    {
-                        "memoryRecordId": rid or "-",
-                        "status": "FAILED",
-                        "errorCode": 400 if isinstance(exc, Invalid) else 404,
-                        "errorMessage": str(exc),
-                    }
-                )
-        return ok, failed
-
-    async def batch_delete(
-        self, tenant: str, memory_id: str, ids: Sequence[str]
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        await self.get_memory(tenant, memory_id)
-        if not 1 <= len(ids) <= MAX_BATCH:
-            raise Invalid(f"records must be a list of 1 to {MAX_BATCH} record ids")
-        gone = set(await self.records.delete(memory_id, list(ids)))
-        ok = [{"memoryRecordId": r, "status": "SUCCEEDED"} for r in ids if r in gone]
-        failed = [
-            {
-                "memoryRecordId": r,
-                "status": "FAILED",
-                "errorCode": 404,
-                "errorMessage": f"memory {memory_id} has no record {r}",
-            }
-            for r in ids
-            if r not in gone
-        ]
-        return ok, failed
-
-    async def ingest(
-        self,
-        tenant: str,
-        memory_id: str,
-        *,
-        actor_id: str,
-        text: Any,
-        namespace: Any = None,
-        metadata: Mapping[str, Any] | None = None,
-        source: str | None = None,
-    ) -> list[Record]:
-        """A document straight into long-term memory: split into passages, each one record, no model."""
-        await self.get_memory(tenant, memory_id)
-        actor = check_part(actor_id, "actorId", ACTOR, 255)
-        if not isinstance(text, str) or not text.strip():
-            raise Invalid("the document must be non-empty text")
-        if len(text.encode()) > MAX_INGEST:
-            raise Invalid(
-                f"the document is {len(text.encode()):,} bytes; ingest at most {MAX_INGEST:,} at a time"
-            )
-        space = check_template(namespace or "/documents/{actorId}/", "namespace").replace("{actorId}", actor)
-        check_namespace(space)
-        sources = {"document": source or "ingested", "written": "ingest"}
-        pieces = passages(text)
-        return await self.records.write(
-            memory_id,
-            [
-                NewRecord(
-                    SELF_MANAGED,
-                    space,
-                    p,
-                    actor,
-                    None,
-                    metadata=dict(metadata or {}),
-                    sources={**sources, "passage": i},
-                )
-                for i, p in enumerate(pieces)
-            ],
-        )
 
     # -- extraction jobs ---------------------------------------------------------------------
 

@@ -142,7 +142,7 @@ def _strategy(strategy: Strategy, model: str | None) -> Params:
 
 
 def _memory(call: Call, service: MemoryService, view: MemoryView, status: str | None = None) -> Params:
-    model = service.model.model if service.model is not None else None
+    model = None  # (the operator's model is not the tenant's to see: only a strategy's own is shown)
     out: Params = {
         "arn": call.arn("bedrock-agentcore", f"memory/{view.id}"),
         "id": view.id,

@@ -556,6 +556,7 @@ def modelled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     env = {
         "SWITCHBOARD_MEMORY_MODEL": "openai:house-model",
         "SWITCHBOARD_MEMORY_MODEL_URL": "http://127.0.0.1:9/v1",
+        "SWITCHBOARD_MEMORY_MODEL_CHOICES": '["small-model"]',
     }
     with serve(root / "data", env=env) as served:
         yield served
@@ -619,3 +620,14 @@ def test_strategies_are_answered_as_the_sdk_reads_them(modelled: Served) -> None
         )
     )
     assert code == "ValidationException" and "recap" in message
+    # A model id the operator does not offer is refused (its key pays for every model named).
+    other = {"semanticOverride": {"extraction": {"appendToPrompt": "x", "modelId": "big-expensive-model"}}}
+    code, _, message = _refused(
+        lambda: aws.control.update_memory(
+            memoryId=memory["memoryId"],
+            memoryStrategies={
+                "addMemoryStrategies": [{"customMemoryStrategy": {"name": "pricey", "configuration": other}}]
+            },
+        )
+    )
+    assert code == "ValidationException" and "SWITCHBOARD_MEMORY_MODEL_CHOICES" in message

@@ -293,9 +293,9 @@ async def test_bad_requests_get_the_right_aws_errors(live: Served) -> None:
         ),
         (
             "not served",
-            lambda: control.create_memory(name="m", eventExpiryDuration=30),
+            lambda: control.delete_browser(browserId="b-0123456789"),
             "ValidationException",
-            "CreateMemory",
+            "DeleteBrowser",
         ),
         (
             "IAM authorizer",

@@ -232,7 +232,8 @@ async def test_a_model_that_cannot_be_reached_fails_the_job_with_the_reason(
         )
         jobs = await settled(service, memory.id)
         assert jobs[0].status == "FAILED"
-        assert "127.0.0.1:9" in (jobs[0].failure_reason or "")
+        reason = jobs[0].failure_reason or ""
+        assert "memory model's URL" in reason and "127.0.0.1:9" not in reason  # (the operator's, redacted)
         assert jobs[0].event_ids == [event.event_id]
 
 
