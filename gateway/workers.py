@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway.app import close_listen_streams, create_app
 from gateway.serving import gateway_server, link_socket, run_dir, tag_sessions, worker_socket
 from gateway.settings import Settings
 
@@ -90,6 +89,10 @@ def _worker(
     private.bind(str(own))
     os.chmod(own, 0o600)
     private.listen(512)  # other workers may pass requests on while this one still starts: they wait
+    # The app is imported once this worker's socket is bound: every worker's socket then exists
+    # long before any worker serves, so all of them agree at once on which owns a runtime session.
+    from gateway.app import close_listen_streams, create_app
+
     links = Path(directory) / f"link-{os.getpid()}"  # (this worker's hosted agents reach it here)
     links.mkdir(mode=0o700, exist_ok=True)
     link = link_socket(links)
