@@ -21,6 +21,7 @@ from memory._types import (
     Record,
     Strategy,
     Unavailable,
+    iso,
 )
 
 __all__ = [
@@ -43,5 +44,6 @@ __all__ = [
     "Record",
     "Strategy",
     "Unavailable",
+    "iso",
     "local_available",
 ]

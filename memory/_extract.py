@@ -317,7 +317,7 @@ class Extractor:
             self._wake.set()
 
     async def _extract(self, memory: MemoryView, row: Any, body: dict[str, Any]) -> None:
-        found = [e for e in await self.events.many(memory.id, body["events"])]
+        found = await self.events.many(memory.id, body["events"])
         turns = _latest([turn for event in found for turn in text_of(event)])
         if not turns:
             return

@@ -16,6 +16,7 @@ import json
 import logging
 import re
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -119,7 +120,7 @@ def _odd(s: ModelSettings, where: str, what: str) -> ModelError:
     return _fail(s, where, what, f"check that it speaks the {s.kind} API")
 
 
-class _HttpClient:
+class _HttpClient(ABC):
     """What the two HTTP kinds share: one httpx2 pool, the whole-call deadline, the error mapping."""
 
     path: ClassVar[str]
@@ -136,12 +137,13 @@ class _HttpClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    @abstractmethod
     def _request(self, system: str, prompt: str) -> tuple[dict[str, str], dict[str, Any]]:
         """The headers and the JSON body that ask the model."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _text_of(self, answer: dict[str, Any]) -> str:
-        raise NotImplementedError
+        """The model's text in the server's answer."""
 
     async def _post(self, headers: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
         """The JSON object the server answered ``body`` with, whole within the timeout."""

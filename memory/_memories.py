@@ -18,7 +18,16 @@ from typing import Any
 
 import orjson
 
-from memory._types import Invalid, MemoryView, NotFound, Override, Strategy, StrategyType, Unavailable
+from memory._types import (
+    OVERRIDDEN,
+    Invalid,
+    MemoryView,
+    NotFound,
+    Override,
+    Strategy,
+    StrategyType,
+    Unavailable,
+)
 
 NAME = re.compile(r"[a-zA-Z][a-zA-Z0-9_]{0,47}")
 ID_PART = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9-_]*")
@@ -214,7 +223,7 @@ def _strategy(kind: StrategyType, body: Mapping[str, Any], at: str, now: float) 
     extraction = consolidation = model = None
     if kind == "CUSTOM":
         override, extraction, consolidation, model = _custom(body.get("configuration"), f"{at}.configuration")
-    effective = kind if override is None else _effective(override)
+    effective = kind if override is None else OVERRIDDEN[override]
     templates = _templates(body, at) or [
         _DEFAULT_NAMESPACES.get(effective, "/strategies/{memoryStrategyId}/actors/{actorId}/")
     ]
@@ -253,15 +262,6 @@ def _object(value: Any, where: str) -> Mapping[str, Any]:
     if not isinstance(value, dict):
         raise Invalid(f"{where} must be an object")
     return value
-
-
-def _effective(override: Override) -> StrategyType:
-    return {
-        "SEMANTIC_OVERRIDE": "SEMANTIC",
-        "SUMMARY_OVERRIDE": "SUMMARIZATION",
-        "USER_PREFERENCE_OVERRIDE": "USER_PREFERENCE",
-        "EPISODIC_OVERRIDE": "EPISODIC",
-    }[override]  # type: ignore[return-value]
 
 
 def _templates(body: Mapping[str, Any], at: str) -> list[str]:

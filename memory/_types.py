@@ -14,6 +14,7 @@ Errors, by who caused them::
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -51,6 +52,18 @@ class Shape(BaseModel):
 
 StrategyType = Literal["SEMANTIC", "SUMMARIZATION", "USER_PREFERENCE", "EPISODIC", "CUSTOM"]
 Override = Literal["SEMANTIC_OVERRIDE", "SUMMARY_OVERRIDE", "USER_PREFERENCE_OVERRIDE", "EPISODIC_OVERRIDE"]
+OVERRIDDEN: dict[Override, StrategyType] = {  # what a custom strategy's override makes it do
+    "SEMANTIC_OVERRIDE": "SEMANTIC",
+    "SUMMARY_OVERRIDE": "SUMMARIZATION",
+    "USER_PREFERENCE_OVERRIDE": "USER_PREFERENCE",
+    "EPISODIC_OVERRIDE": "EPISODIC",
+}
+
+
+def iso(ts: float) -> str:
+    """A time (seconds since the epoch) as ISO 8601 in UTC, ``Z`` at the end: how memory's times
+    are shown to people and models (the wire keeps the seconds)."""
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
 class Strategy(Shape):
@@ -74,14 +87,7 @@ class Strategy(Shape):
     @property
     def kind(self) -> StrategyType:
         """What it extracts: a custom strategy does what the built-in it overrides does."""
-        if self.override is None:
-            return self.type
-        return {
-            "SEMANTIC_OVERRIDE": "SEMANTIC",
-            "SUMMARY_OVERRIDE": "SUMMARIZATION",
-            "USER_PREFERENCE_OVERRIDE": "USER_PREFERENCE",
-            "EPISODIC_OVERRIDE": "EPISODIC",
-        }[self.override]  # type: ignore[return-value]
+        return self.type if self.override is None else OVERRIDDEN[self.override]
 
 
 class MemoryView(Shape):

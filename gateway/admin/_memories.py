@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
@@ -39,6 +38,7 @@ from memory import (
     Page,
     Record,
     Unavailable,
+    iso,
 )
 
 M = "/admin/v1/memories"
@@ -131,10 +131,6 @@ def _record(record: Record) -> dict[str, Any]:
     return {**record.wire(), **{k: v for k, v in owner.items() if v is not None}}
 
 
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
-
-
 def _event(event: Event) -> dict[str, Any]:
     """An event as a person reads it: when, who, and what was said (its payload as well)."""
     said = []
@@ -144,7 +140,7 @@ def _event(event: Event) -> dict[str, Any]:
             content = turn.get("content")
             text = content.get("text") if isinstance(content, dict) else None
             said.append({"role": turn.get("role"), "text": text})
-    return {**event.wire(), "at": _iso(event.event_timestamp), "conversation": said}
+    return {**event.wire(), "at": iso(event.event_timestamp), "conversation": said}
 
 
 # -- handlers ----------------------------------------------------------------------------------

@@ -30,14 +30,22 @@ import contextlib
 import hashlib
 import re
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from datetime import UTC, datetime
 from typing import ClassVar
 
 from gateway.config import MemoryTarget
 from gateway.core.errors import ToolExecutionError, ToolNotFound, UpstreamUnavailable
 from gateway.core.provider import ToolProvider
 from gateway.core.types import JSON, CallContext, ToolCall, ToolResult, ToolSpec
-from memory import EmbedderError, MemoryService, MemoryServiceError, MemoryView, NotFound, Record, Unavailable
+from memory import (
+    EmbedderError,
+    MemoryService,
+    MemoryServiceError,
+    MemoryView,
+    NotFound,
+    Record,
+    Unavailable,
+    iso,
+)
 
 _CLEAN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 _VARIABLE = re.compile(r"(\{[A-Za-z]+\})")
@@ -365,16 +373,12 @@ def _prefix(template: str, values: dict[str, str]) -> str | None:
     return "".join(out) if actor else None
 
 
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
-
-
 def _shown(record: Record) -> JSON:
     shown: JSON = {
         "id": record.memory_record_id,
         "text": record.text,
         "namespace": record.namespaces[0] if record.namespaces else "",
-        "createdAt": _iso(record.created_at),
+        "createdAt": iso(record.created_at),
     }
     if record.score is not None:
         shown["score"] = record.score
@@ -383,7 +387,7 @@ def _shown(record: Record) -> JSON:
 
 def _line(record: Record, *, scored: bool = False) -> str:
     score = f"[{record.score:.2f}] " if scored and record.score is not None else ""
-    return f"{score}{record.text} (id {record.memory_record_id}, {_iso(record.created_at)})"
+    return f"{score}{record.text} (id {record.memory_record_id}, {iso(record.created_at)})"
 
 
 @contextlib.contextmanager
