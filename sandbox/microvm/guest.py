@@ -38,12 +38,8 @@ BOX = "/sys/fs/cgroup/box"
 BOX_MOUNT = "/run/box"  # the tmpfs holding /work, /tmp and /dev/shm (the disk limit)
 RESERVE = 48 * 1024 * 1024  # guest memory kept out of the box: the kernel and this server
 ENVIRONMENT = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/work", "LANG": "C.UTF-8", "TMPDIR": "/tmp"}
+LIBC = ctypes.CDLL(None, use_errno=True)  # (loaded at boot, in the snapshot: not again per copy)
 RNDADDENTROPY, RNDRESEEDCRNG, MS_REMOUNT, MS_NOSUID, MS_NODEV = 0x40085203, 0x5207, 32, 2, 4
-# A restored agent's random generators would repeat the snapshot's: reseeded, leaving no names.
-RESEED = (
-    "[m.seed() for m in [__import__('sys').modules.get('random')] if m]\n"
-    "[m.random.seed() for m in [__import__('sys').modules.get('numpy')] if m]\n"
-)
 SLOW = ("run", "spawn", "kill", "prewarm")  # served on threads of their own; the rest at once
 PRELOADING = "for _m in {!r}:\n    try:\n        __import__(_m)\n    except Exception:\n        pass\n"
 RLIMITS = {
@@ -378,9 +374,8 @@ class Server:
             fcntl.ioctl(pool, RNDADDENTROPY, struct.pack("ii", 8 * len(seed), len(seed)) + seed)
             fcntl.ioctl(pool, RNDRESEEDCRNG)
         options = f"size={int(request['disk_bytes'])},nr_inodes={int(request['files'])},mode=0755"
-        libc = ctypes.CDLL(None, use_errno=True)
         flags = MS_REMOUNT | MS_NOSUID | MS_NODEV
-        if libc.mount(b"box", BOX_MOUNT.encode(), b"tmpfs", flags, options.encode()) != 0:
+        if LIBC.mount(b"box", BOX_MOUNT.encode(), b"tmpfs", flags, options.encode()) != 0:
             raise Refused(f"the work directory cannot be sized: {os.strerror(ctypes.get_errno())}")
         write_file(f"{BOX}/pids.max", str(int(request["processes"])))
         with open("/proc/meminfo") as f:
@@ -408,7 +403,7 @@ class Server:
         warm, self.prewarm = self.prewarm, None
         if warm is not None and warm[0] == argv and warm[1].poll() is None:
             _, process, group = warm
-            ask(process, {"op": "python", "code": RESEED})  # (after setup has reseeded the kernel)
+            ask(process, {"op": "reseed"})  # (after setup has reseeded the kernel)
             first = AGENT_FRAME.pack(len(READY)) + READY
         else:
             if warm is not None:
