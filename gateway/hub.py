@@ -9,6 +9,7 @@ listeners hear which gateways changed, so the fronts can send list_changed.
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -21,8 +22,8 @@ from anyio.abc import TaskGroup
 
 from gateway.auth import CredentialsFor
 from gateway.capabilities import is_operator
-from gateway.config import GatewaySpec, McpTarget, TargetBase
-from gateway.core.catalog import Catalog
+from gateway.config import AGENTCORE_SEARCH_TOOL, SEARCH_TOOL, GatewaySpec, McpTarget, TargetBase
+from gateway.core.catalog import Catalog, CatalogSnapshot
 from gateway.core.errors import ConfigError, ConfigIssue, ToolNotFound, UpstreamUnavailable
 from gateway.core.pipeline import Stage
 from gateway.core.provider import ToolProvider
@@ -32,6 +33,8 @@ from gateway.interpreters import CodeInterpreters
 from gateway.pins import Pinned, PinScope, PinsFor
 from gateway.providers import provider_class
 from gateway.runtimes import Runtimes
+from gateway.search import TARGET as SEARCH_TARGET
+from gateway.search import SearchProvider, Vectors
 from gateway.settings import Settings
 from gateway.stages import (
     AuditLog,
@@ -45,11 +48,12 @@ from gateway.stages import (
     result_store,
 )
 from gateway.store import StoreApprovals
-from memory import MemoryService
+from memory import LocalEmbedder, MemoryService
 
 logger = logging.getLogger(__name__)
 
 GatewayKey = tuple[str, str]  # (tenant, gateway name)
+SEARCH_NAMES = (SEARCH_TOOL, AGENTCORE_SEARCH_TOOL)
 ChangeListener = Callable[[GatewayKey], None]
 
 
@@ -106,21 +110,44 @@ class LiveGateway:
     handler: CallNext
     chain: Chain | None = None
     _visible: dict[tuple[Any, ...], list[JSON]] = field(default_factory=dict)
+    _names: dict[tuple[Any, ...], set[str]] = field(default_factory=dict)
 
     def tool_list(self, principal: Principal) -> list[JSON]:
-        """tools/list for one caller: everything, or (with policies) what they could be allowed."""
+        """tools/list for one caller: everything, or (with policies) what they could be allowed;
+        with progressive search, only the search tool and the pinned tools of those."""
         snap = self.catalog.snapshot
-        if self.policy is None:
+        search = self.spec.search
+        if self.policy is None and not search.progressive:
             return snap.tool_list
-        key = (id(snap), *self.policy.caller_key(principal))  # (an agentcore policy reads claims too)
+        key = (id(snap), *(self.policy.caller_key(principal) if self.policy is not None else ()))
         shown = self._visible.get(key)
         if shown is None:
-            names = self.policy.visible(principal, [(n, e.provider.id) for n, e in snap.tools.items()])
-            shown = [t for t in snap.tool_list if t["name"] in names]
+            names = self.visible_names(principal)
+            shown = [t for t in snap.tool_list if names is None or t["name"] in names]
+            if search.progressive:
+                shown = [t for t in shown if _listed(search.name, search.pinned, snap, t["name"])]
             if len(self._visible) > 1024:
                 self._visible.clear()
             self._visible[key] = shown
         return shown
+
+    def visible_names(self, principal: Principal) -> set[str] | None:
+        """The tools some enforced policy could permit this caller (None: every tool)."""
+        if self.policy is None:
+            return None
+        snap = self.catalog.snapshot
+        key = ("names", id(snap), *self.policy.caller_key(principal))
+        names = self._names.get(key)
+        if names is None:
+            names = self.policy.visible(principal, [(n, e.provider.id) for n, e in snap.tools.items()])
+            if len(self._names) > 1024:
+                self._names.clear()
+            self._names[key] = names
+        return names
+
+    @property
+    def snapshot(self) -> CatalogSnapshot:
+        return self.catalog.snapshot
 
     @property
     def name(self) -> str:
@@ -136,6 +163,8 @@ class LiveGateway:
 
     async def call(self, name: str, arguments: dict[str, Any] | None, ctx: CallContext) -> ToolResult:
         """Resolve, validate and run one tool through the pipeline."""
+        if name in SEARCH_NAMES and self.spec.search.on:
+            name = self.spec.search.name  # (the search tool answers to both its names)
         try:
             _, call = self.catalog.resolve(name, arguments)
         except ToolNotFound:
@@ -164,15 +193,19 @@ class Hub:
         interpreters: CodeInterpreters | None = None,
         runtimes: Runtimes | None = None,
         memory: MemoryService | None = None,
+        vectors: Vectors | None = None,
     ) -> None:
         """``observe``: trace and count calls, recording arguments and results on spans or
         not, capped at a size (``(content, bytes)``); None for a hub that serves nobody.
         ``egress_allow``: beyond public addresses, what tenants' targets may connect to
-        (default: ``SWITCHBOARD_EGRESS_ALLOW``)."""
+        (default: ``SWITCHBOARD_EGRESS_ALLOW``). ``vectors``: the tool search's embeddings (default:
+        the local model's, kept in memory only)."""
         self.egress_allow = tuple(Settings().egress_allow if egress_allow is None else egress_allow)
         self.interpreters = interpreters  # (what `kind: code_interpreter` targets run code in)
         self.runtimes = runtimes  # (what `kind: runtime` targets serve)
         self.memory = memory  # (what `kind: memory` targets serve)
+        self.vectors = vectors
+        self._search: dict[GatewayKey, SearchProvider] = {}
         self.stages = list(stages)
         self.pins = pins
         self.credentials = credentials
@@ -207,7 +240,23 @@ class Hub:
     def subscribe(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
 
+    def _search_provider(self, key: GatewayKey, spec: GatewaySpec) -> SearchProvider:
+        """The gateway's search tool: the one it had while its search settings stay the same (its
+        index kept), else a new one."""
+        provider = self._search.get(key)
+        if provider is None or provider.spec != spec.search:
+            if self.vectors is None:
+                self.vectors = Vectors(LocalEmbedder())
+            provider = SearchProvider(
+                spec.search, self.vectors, lambda: self._gateways.get(key), self._task_group
+            )
+            self._search[key] = provider
+        return provider
+
     def _notify(self, key: GatewayKey) -> None:
+        search = self._search.get(key)
+        if search is not None:
+            search.catalog_changed()
         for listener in list(self._listeners):
             listener(key)
 
@@ -239,6 +288,8 @@ class Hub:
                         fresh.append(op)
                         opened[key] = op
                     providers[target.name] = opened[key].provider
+                if spec.search.on:
+                    providers[SEARCH_TARGET] = self._search_provider((tenant, spec.name), spec)
                 old = self._gateways.get((tenant, spec.name))
                 if (
                     old is not None
@@ -279,6 +330,9 @@ class Hub:
         self._open.update(opened)
         for gw_key in removed:
             del self._gateways[gw_key]
+        for gw_key in [k for k in self._search if k[0] == tenant]:
+            if gw_key not in new or not new[gw_key].spec.search.on:
+                del self._search[gw_key]  # (its gateway is gone, or searches no more)
         self._gateways.update(new)
         for op in fresh:
             op.provider.subscribe(self._provider_changed_cb(tenant, op))
@@ -429,3 +483,11 @@ class Hub:
         if tg is not None:
             tg.cancel_scope.cancel()
             await tg.__aexit__(None, None, None)
+
+
+def _listed(search: str, pinned: Sequence[str], snap: CatalogSnapshot, name: str) -> bool:
+    """Whether progressive search lists ``name``: the search tool, and the pinned tools."""
+    entry = snap.tools.get(name)
+    if entry is not None and entry.provider.id == SEARCH_TARGET:
+        return name == search
+    return any(fnmatch.fnmatchcase(name, glob) for glob in pinned)

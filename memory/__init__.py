@@ -7,6 +7,7 @@ that keep their sources, hybrid retrieval (BM25 and local embeddings, fused). AD
 
 from memory._direct import SELF_MANAGED
 from memory._embed import ApiEmbedder, Embedder, EmbedderError, LocalEmbedder, local_available
+from memory._index import Hit, Index, terms
 from memory._llm import ModelError, ModelSettings
 from memory._service import MemoryService
 from memory._types import (
@@ -31,6 +32,8 @@ __all__ = [
     "Embedder",
     "EmbedderError",
     "Event",
+    "Hit",
+    "Index",
     "Invalid",
     "Job",
     "LocalEmbedder",
@@ -46,4 +49,5 @@ __all__ = [
     "Unavailable",
     "iso",
     "local_available",
+    "terms",
 ]

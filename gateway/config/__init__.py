@@ -24,7 +24,14 @@ from gateway.config._credentials import (
     NoAuth,
     TokenExchange,
 )
-from gateway.config._gateway import A2aAgentSpec, Document, GatewaySpec
+from gateway.config._gateway import (
+    AGENTCORE_SEARCH_TOOL,
+    SEARCH_TOOL,
+    A2aAgentSpec,
+    Document,
+    GatewaySpec,
+    SearchSpec,
+)
 from gateway.config._loading import (
     StoredGateway,
     gateway_from_store,
@@ -79,6 +86,8 @@ from gateway.core.model import Model, Name
 from gateway.yaml_lines import parse_yaml
 
 __all__ = [
+    "AGENTCORE_SEARCH_TOOL",
+    "SEARCH_TOOL",
     "TARGET_KINDS",
     "A2aAgentSpec",
     "A2aTarget",
@@ -124,6 +133,7 @@ __all__ = [
     "RuntimeEndpointSpec",
     "RuntimeSpec",
     "RuntimeTarget",
+    "SearchSpec",
     "SecretRef",
     "ShapeSpec",
     "StoredGateway",

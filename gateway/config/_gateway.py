@@ -33,6 +33,33 @@ class A2aAgentSpec(Model):
     )
 
 
+SEARCH_TOOL = "switchboard_search"
+AGENTCORE_SEARCH_TOOL = "x_amz_bedrock_agentcore_search"
+
+
+class SearchSpec(Model):
+    """The gateway's tool search (ADR 0047): one tool that finds the gateway's tools for a
+    natural-language query, so a client need not be sent all of them."""
+
+    enabled: bool = Field(False, description="Serve the search tool (AgentCore: searchType SEMANTIC).")
+    progressive: bool = Field(
+        False,
+        description="tools/list answers the search tool and the pinned tools only; every tool stays "
+        "callable by name, and the search tool finds the rest. Implies enabled.",
+    )
+    pinned: list[str] = Field(
+        default_factory=list, description="Globs of published tool names listed beside the search tool."
+    )
+    name: Literal["switchboard_search", "x_amz_bedrock_agentcore_search"] = Field(
+        "switchboard_search", description="The search tool's listed name; it answers to the other as well."
+    )
+    max_results: int = Field(10, ge=1, le=50, description="The most tools one search returns.")
+
+    @property
+    def on(self) -> bool:
+        return self.enabled or self.progressive
+
+
 class GatewaySpec(Model):
     """One gateway: a URL serving the tools of its targets."""
 
@@ -74,6 +101,9 @@ class GatewaySpec(Model):
     )
     max_tool_name_length: int = Field(64, ge=16, le=128)
     targets: list[Target] = Field(default_factory=list)
+    search: SearchSpec = Field(
+        default_factory=SearchSpec, description="Tool search, and progressive tool lists (ADR 0047)."
+    )
     a2a_agent: A2aAgentSpec | None = Field(
         None,
         description="Publish this gateway's tools as an A2A agent, for clients that speak only A2A. "

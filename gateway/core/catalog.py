@@ -205,7 +205,7 @@ class Catalog:
         prefix: bool = True,
         max_name_length: int = DEFAULT_MAX_NAME_LENGTH,
     ) -> None:
-        if not prefix and len(providers) > 1:
+        if not prefix and sum(p.namespaced for p in providers.values()) > 1:
             raise ConfigError(
                 "tool prefixes can only be turned off on a gateway with a single target; "
                 f"this one has {len(providers)} ({', '.join(providers)}). Remove `prefix_tools: false`."
@@ -252,7 +252,9 @@ class Catalog:
         return result
 
     def _name(self, target: str, name: str) -> str:
-        return public_name(target if self.prefix else None, name, self.max_name_length)
+        provider = self.providers.get(target)
+        prefixed = self.prefix and (provider is None or provider.namespaced)
+        return public_name(target if prefixed else None, name, self.max_name_length)
 
     async def refresh(self, ctx: CallContext) -> CatalogSnapshot:
         """Ask every provider for its lists, concurrently, and publish a new snapshot.

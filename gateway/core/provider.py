@@ -62,6 +62,9 @@ class ToolProvider(ABC):
     """
 
     kind: ClassVar[str]
+    # False for the gateway's own tools (its tool search): published under their own names,
+    # never ``{target}___``-prefixed, whatever the gateway's prefix setting.
+    namespaced: ClassVar[bool] = True
     egress_allow: tuple[str, ...] | None = None
     """Set by the hub before the provider is entered: None for the operator's targets (they
     connect where the configuration says); for a tenant's, the networks and hosts beyond

@@ -1,0 +1,13 @@
+"""Tool search (ADR 0047): a gateway's tools found by a natural-language query, so a client
+is sent the few it needs instead of all of them.
+
+- ``SearchProvider``: the search tool, a provider in the gateway's own catalog.
+- ``ToolIndex``: one gateway's tools in memory's hybrid index (BM25 and embeddings, fused).
+- ``Vectors``: tool texts' embeddings, shared by the process's gateways and kept on disk.
+"""
+
+from gateway.search._index import ToolIndex, texts, words
+from gateway.search._provider import NAMES, TARGET, SearchProvider
+from gateway.search._vectors import Vectors
+
+__all__ = ["NAMES", "TARGET", "SearchProvider", "ToolIndex", "Vectors", "texts", "words"]

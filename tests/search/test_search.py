@@ -1,0 +1,127 @@
+"""The search tool in a live gateway (the hub, its catalog and its pipeline): what it finds, for
+whom, in which list, and how soon after the catalog changes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from gateway.config import GatewaySpec
+from gateway.core.types import CallContext, Principal
+from gateway.hub import Hub, LiveGateway
+
+pytestmark = pytest.mark.anyio
+
+FUNCTIONS = [
+    "tests.fixtures.functions:add",
+    "tests.fixtures.functions:move",
+    "tests.fixtures.functions:fails",
+]
+ALICE = Principal(tenant="default", subject="alice")
+
+
+def spec(search: dict[str, Any], **extra: Any) -> GatewaySpec:
+    targets = [{"name": "fx", "kind": "function", "functions": FUNCTIONS}, *extra.pop("targets", [])]
+    return GatewaySpec.model_validate({"name": "g", "search": search, "targets": targets, **extra})
+
+
+async def search(gateway: LiveGateway, query: str, principal: Principal = ALICE, **more: Any) -> list[str]:
+    ctx = CallContext(principal=principal, gateway="g")
+    result = await gateway.call(more.pop("name", "switchboard_search"), {"query": query, **more}, ctx)
+    assert not result.is_error, result.content
+    assert result.structured is not None
+    assert json.loads(result.content[0]["text"]) == result.structured  # (text for clients without structure)
+    return [tool["name"] for tool in result.structured["tools"]]
+
+
+async def live(hub: Hub, gateway: GatewaySpec) -> LiveGateway:
+    await hub.apply("default", [gateway])
+    found = hub.get("default", "g")
+    assert found is not None
+    return found
+
+
+async def test_the_search_tool_finds_tools_with_their_whole_definitions_by_either_name() -> None:
+    async with Hub() as hub:
+        gateway = await live(hub, spec({"enabled": True}))
+        assert [t["name"] for t in gateway.tool_list(ALICE)] == [
+            "fx___add",
+            "fx___move",
+            "fx___fails",
+            "switchboard_search",
+        ]
+        assert (await search(gateway, "add two integers"))[0] == "fx___add"
+        assert (await search(gateway, "move a point", name="x_amz_bedrock_agentcore_search"))[
+            0
+        ] == "fx___move"
+        ctx = CallContext(principal=ALICE, gateway="g")
+        result = await gateway.call("switchboard_search", {"query": "add numbers", "limit": 1}, ctx)
+        assert result.structured is not None
+        (tool,) = result.structured["tools"]
+        assert tool["name"] == "fx___add" and tool["inputSchema"]["required"] == ["a"]
+        assert "switchboard_search" not in await search(gateway, "search tools")  # (never itself)
+
+
+async def test_bad_input_is_a_clear_error() -> None:
+    async with Hub() as hub:
+        gateway = await live(hub, spec({"enabled": True, "max_results": 3}))
+        ctx = CallContext(principal=ALICE, gateway="g")
+        for arguments, said in [
+            ({}, "query"),
+            ({"query": "x", "limit": 4}, "limit"),
+            ({"query": "x", "k": 1}, "k"),
+        ]:
+            with pytest.raises(Exception, match=said):
+                await gateway.call("switchboard_search", arguments, ctx)
+        blank = await gateway.call("switchboard_search", {"query": "   "}, ctx)
+        assert blank.is_error and "plain words" in blank.content[0]["text"]
+
+
+async def test_progressive_lists_the_search_tool_and_the_pinned_ones_and_every_tool_stays_callable() -> None:
+    async with Hub() as hub:
+        gateway = await live(hub, spec({"progressive": True, "pinned": ["fx___mo*"]}))
+        assert [t["name"] for t in gateway.tool_list(ALICE)] == ["fx___move", "switchboard_search"]
+        assert "fx___add" in await search(gateway, "add two integers")
+        added = await gateway.call("fx___add", {"a": 2, "b": 3}, CallContext(principal=ALICE, gateway="g"))
+        assert added.structured == {"result": 5}
+        named = await live(hub, spec({"progressive": True, "name": "x_amz_bedrock_agentcore_search"}))
+        assert [t["name"] for t in named.tool_list(ALICE)] == ["x_amz_bedrock_agentcore_search"]
+
+
+async def test_a_tool_no_policy_permits_the_caller_is_never_found() -> None:
+    bob_may = 'permit(principal == Switchboard::User::"bob", action == Switchboard::Action::"{}", resource);'
+    policies = [
+        'permit(principal == Switchboard::User::"alice", action, resource);',
+        bob_may.format("switchboard_search"),
+        bob_may.format("fx___move"),
+    ]
+    bob = Principal(tenant="default", subject="bob")
+    async with Hub() as hub:
+        gateway = await live(hub, spec({"enabled": True}, policies=policies))
+        assert "fx___add" in await search(gateway, "add two integers")
+        for query in ("add two integers", "add", "fx add", "fails", "integers"):
+            assert set(await search(gateway, query, bob, limit=10)) <= {"fx___move"}
+        assert await search(gateway, "move a point", bob) == ["fx___move"]
+
+
+async def test_a_target_added_is_found_at_once_and_one_removed_is_gone() -> None:
+    more = {"name": "echo", "kind": "function", "functions": ["tests.fixtures.functions:blocking_sleep"]}
+    async with Hub() as hub:
+        gateway = await live(hub, spec({"enabled": True}))
+        assert not any(n.startswith("echo___") for n in await search(gateway, "sleep blocking seconds"))
+        gateway = await live(hub, spec({"enabled": True}, targets=[more]))
+        assert (await search(gateway, "sleep blocking seconds"))[0] == "echo___blocking_sleep"
+        gateway = await live(hub, spec({"enabled": True}))
+        assert not any(n.startswith("echo___") for n in await search(gateway, "sleep blocking seconds"))
+
+
+async def test_a_gateway_without_search_has_no_search_tool() -> None:
+    async with Hub() as hub:
+        gateway = await live(hub, spec({}))
+        assert "switchboard_search" not in [t["name"] for t in gateway.tool_list(ALICE)]
+        with pytest.raises(Exception, match="switchboard_search"):
+            await gateway.call(
+                "switchboard_search", {"query": "x"}, CallContext(principal=ALICE, gateway="g")
+            )
