@@ -73,11 +73,12 @@ def _env(name: str | None, setting: str) -> str | None:
     return value
 
 
-async def open_memory(settings: Settings, store: Store) -> MemoryService:
-    """The memory service on the store's database, its tables migrated."""
+async def open_memory(settings: Settings, store: Store, embeddings: Embedder | None = None) -> MemoryService:
+    """The memory service on the store's database, its tables migrated (``embeddings``: the
+    process's embedder, when it shares one; else the settings' own)."""
     service = MemoryService(
         store.engine,
-        embedder(settings),
+        embeddings or embedder(settings),
         model=model_settings(settings),
         model_choices=settings.memory_model_choices,
         write_options=store.write_options,

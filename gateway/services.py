@@ -28,9 +28,10 @@ from gateway.egress import Reach
 from gateway.hub import Hub
 from gateway.interpreters import CodeInterpreters
 from gateway.mcp import McpFront, SessionLimits
-from gateway.memories import open_memory
+from gateway.memories import embedder, open_memory
 from gateway.pins import store_pins
 from gateway.runtimes import Runtimes, apply_runtimes
+from gateway.search import Vectors
 from gateway.serving import Forwarder, session_owner
 from gateway.settings import Settings
 from gateway.stages import AuditLog, Counters, RequestRate, result_store, shared_counters
@@ -118,7 +119,8 @@ async def open_services(
             try:
                 interpreters = CodeInterpreters(settings, urlsplit(edge.base_url).port)
                 runtimes = Runtimes(settings)
-                memory = await open_memory(settings, store)
+                embeddings = embedder(settings)  # (memory's records and the tool search's tools)
+                memory = await open_memory(settings, store, embeddings)
                 async with (
                     interpreters.open(),
                     runtimes.open(),
@@ -126,6 +128,7 @@ async def open_services(
                         interpreters=interpreters,
                         runtimes=runtimes,
                         memory=memory,
+                        vectors=Vectors(embeddings, settings.data_dir / "tool-vectors.db"),
                         pins=store_pins(store),
                         credentials=credentials_for(broker),
                         counters=counters,

@@ -137,6 +137,10 @@ def _gateway_spec(params: Params, kept: GatewaySpec | None) -> GatewaySpec:
             raise validation(f"{unsupported} is not served by Switchboard yet; leave it out")
     base = kept.model_dump() if kept is not None else {}
     base.update(name=params["name"], description=params.get("description") or "", auth=_auth(params))
+    if "protocolConfiguration" in params or kept is None:  # (searchType SEMANTIC: the search tool)
+        mcp = (params.get("protocolConfiguration") or {}).get("mcp") or {}
+        semantic = {"enabled": True, "name": "x_amz_bedrock_agentcore_search"}
+        base["search"] = semantic if mcp.get("searchType") == "SEMANTIC" else {}
     try:
         return validate(GatewaySpec, base, source="request")
     except ConfigError as exc:
