@@ -267,6 +267,8 @@ class Index:
         namespaces: Callable[[str], bool] | None = None,
         allow: Callable[[str], bool] | None = None,
         mode: Literal["fused", "vector", "bm25"] = "fused",
+        coverage: float = MIN_COVERAGE,
+        unseen_count: bool = True,
     ) -> list[Hit]:
         """The ``k`` best records for a query, by reciprocal rank fusion of cosine and BM25.
 
@@ -280,6 +282,11 @@ class Index:
             mode: ``"fused"`` (the default); ``"vector"`` or ``"bm25"`` rank by one side alone,
                 for evaluation (BM25 alone is not coverage-gated, and returns only records that
                 share a term with the query).
+            coverage: In fused search, the share of the query's idf weight a record's matched
+                terms must carry for BM25 to rank it (``MIN_COVERAGE``).
+            unseen_count: Whether query terms no record holds count in that weight (they do for
+                questions about records; a tool search leaves out the names and values a request
+                carries, which no tool's text holds).
 
         Returns:
             Up to ``k`` hits, best first.
@@ -317,8 +324,8 @@ class Index:
         if mode != "bm25":
             rankings.append(_top(cosines, None, depth, keep, live))
         if mode != "vector":
-            gate = MIN_COVERAGE if mode == "fused" else 0.0
-            positions, bm25 = self._bm25(parts, offsets, terms(query), gate)
+            gate = coverage if mode == "fused" else 0.0
+            positions, bm25 = self._bm25(parts, offsets, terms(query), gate, unseen_count)
             rankings.append(_top(bm25, positions, depth, keep, bm25.shape[0]))
 
         fused: dict[int, float] = {}
@@ -385,14 +392,15 @@ class Index:
 
     @staticmethod
     def _bm25(
-        parts: list[_Partition], offsets: list[int], words: list[str], coverage: float
+        parts: list[_Partition], offsets: list[int], words: list[str], coverage: float, unseen: bool = True
     ) -> tuple[_Positions, _Floats]:
         """BM25 over the selected partitions as one corpus: (positions, scores) of the matches
         whose terms carry at least ``coverage`` of the query's idf weight.
 
         Statistics (document count, average length, document frequencies) are summed over the
         selected partitions, so a namespace-prefix search scores as if its records stood alone.
-        A query term no record contains still counts in the query's weight, with the largest idf.
+        A query term no record contains still counts in the query's weight, with the largest idf
+        (unless ``unseen`` is False).
         """
         unique = list(dict.fromkeys(words))
         count = sum(p.live for p in parts)
@@ -406,7 +414,7 @@ class Index:
             found = [(i, p.postings[term]) for i, p in enumerate(parts) if term in p.postings]
             df = sum(postings.n for _, postings in found)
             idf = math.log(1.0 + (count - df + 0.5) / (df + 0.5))
-            weight += idf
+            weight += idf if df or unseen else 0.0
             for i, postings in found:
                 rows = postings.rows[: postings.n]
                 tf = postings.tfs[: postings.n]

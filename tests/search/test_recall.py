@@ -20,7 +20,7 @@ from tests.support.tools import need
 pytestmark = pytest.mark.anyio
 
 # Measured on the set as written (ADR 0047); the goal, 0.9 at 5 fused, is not met yet.
-FLOORS = {"bm25": (0.33, 0.62), "vector": (0.32, 0.59), "fused": (0.35, 0.63)}
+FLOORS = {"bm25": (0.33, 0.62), "vector": (0.32, 0.59), "fused": (0.36, 0.67)}
 
 
 async def test_recall_over_the_labelled_queries(tmp_path: Path) -> None:
