@@ -34,7 +34,8 @@ from gateway.pins import Pinned, PinScope, PinsFor
 from gateway.providers import provider_class
 from gateway.runtimes import Runtimes
 from gateway.search import TARGET as SEARCH_TARGET
-from gateway.search import SearchProvider, Vectors
+from gateway.search import CodeModeProvider, SearchProvider, Vectors
+from gateway.search._program import TARGET as CODE_TARGET
 from gateway.settings import Settings
 from gateway.stages import (
     AuditLog,
@@ -206,6 +207,7 @@ class Hub:
         self.memory = memory  # (what `kind: memory` targets serve)
         self.vectors = vectors
         self._search: dict[GatewayKey, SearchProvider] = {}
+        self._code: dict[GatewayKey, CodeModeProvider] = {}
         self.stages = list(stages)
         self.pins = pins
         self.credentials = credentials
@@ -253,6 +255,15 @@ class Hub:
             self._search[key] = provider
         return provider
 
+    def _code_provider(self, key: GatewayKey, spec: GatewaySpec) -> CodeModeProvider:
+        """The gateway's code-mode tools (the same provider while its settings stay the same)."""
+        provider = self._code.get(key)
+        if provider is None or provider.spec != spec.code_mode:
+            provider = CodeModeProvider(spec.code_mode, lambda: self._gateways.get(key))
+            provider.interpreters = self.interpreters
+            self._code[key] = provider
+        return provider
+
     def _notify(self, key: GatewayKey) -> None:
         search = self._search.get(key)
         if search is not None:
@@ -290,6 +301,8 @@ class Hub:
                     providers[target.name] = opened[key].provider
                 if spec.search.on:
                     providers[SEARCH_TARGET] = self._search_provider((tenant, spec.name), spec)
+                if spec.code_mode.enabled:
+                    providers[CODE_TARGET] = self._code_provider((tenant, spec.name), spec)
                 old = self._gateways.get((tenant, spec.name))
                 if (
                     old is not None
@@ -333,6 +346,9 @@ class Hub:
         for gw_key in [k for k in self._search if k[0] == tenant]:
             if gw_key not in new or not new[gw_key].spec.search.on:
                 del self._search[gw_key]  # (its gateway is gone, or searches no more)
+        for gw_key in [k for k in self._code if k[0] == tenant]:
+            if gw_key not in new or not new[gw_key].spec.code_mode.enabled:
+                del self._code[gw_key]
         self._gateways.update(new)
         for op in fresh:
             op.provider.subscribe(self._provider_changed_cb(tenant, op))
@@ -490,4 +506,6 @@ def _listed(search: str, pinned: Sequence[str], snap: CatalogSnapshot, name: str
     entry = snap.tools.get(name)
     if entry is not None and entry.provider.id == SEARCH_TARGET:
         return name == search
+    if entry is not None and entry.provider.id == CODE_TARGET:
+        return True
     return any(fnmatch.fnmatchcase(name, glob) for glob in pinned)

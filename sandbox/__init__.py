@@ -21,6 +21,7 @@ from sandbox._egress import FORWARD, FORWARD_INSIDE
 from sandbox._forward import APP_NOT_LISTENING
 from sandbox._gvisor import GvisorBackend, GvisorSandbox
 from sandbox._interpreter import CodeSession, Interpreter, InterpreterConfig, backend_for, backend_problem
+from sandbox._kernel import ToolHandler
 from sandbox._microvm import MicrovmBackend, MicrovmSandbox
 from sandbox._proxy import EgressDecision, EgressPolicy, EgressProxy
 from sandbox._tools import TOOLS
@@ -51,6 +52,7 @@ __all__ = [
     "Options",
     "Sandbox",
     "SandboxError",
+    "ToolHandler",
     "Unavailable",
     "Usage",
     "available",

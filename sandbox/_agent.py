@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import base64
 import contextlib
+import inspect
 import io
 import json
 import os
@@ -30,6 +31,32 @@ import traceback
 from typing import Any
 
 FRAME = struct.Struct(">I")
+
+
+class ToolError(Exception):
+    """A gateway tool called by a program failed or was refused; the message says why."""
+
+
+class Tools:
+    """The gateway's tools, for a program (code mode, ADR 0047): ``await tools.NAME(**arguments)``
+    or ``await tools.call("published name", {...})``. Each call is a frame to the host, which makes
+    it through the gateway as the program's caller; its answer comes back on the request stream."""
+
+    def __init__(self, agent: Agent) -> None:
+        self._agent = agent
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+
+        async def tool(**arguments: Any) -> Any:
+            return await self._agent.tool_call(name, arguments)
+
+        tool.__name__ = name
+        return tool
+
+    async def call(self, name: str, arguments: dict[str, Any] | None = None) -> Any:
+        return await self._agent.tool_call(name, dict(arguments or {}))
 
 
 class Capture:
@@ -202,6 +229,8 @@ class Agent:
         self.numbered = 0
         self.busy = threading.Event()
         self.streams = (Stream(), Stream())
+        self.answers: dict[int, queue.Queue[dict[str, Any]]] = {}
+        self.called = 0
 
     def send(self, message: dict[str, Any]) -> None:
         body = json.dumps(message).encode()
@@ -242,12 +271,70 @@ class Agent:
             "images": images,
         }
 
+    def program(self, code: str, cap: int) -> dict[str, Any]:
+        """A program of code mode: top-level ``await`` allowed, ``tools`` and ``ToolError`` in a
+        namespace of its own; its output and the value of its last expression come back."""
+        self.namespace = {"__name__": "__main__", "tools": Tools(self), "ToolError": ToolError}
+        answer = self.python(code, cap)
+        value = self.namespace.pop("_result_", None)
+        try:
+            answer["result"] = json.loads(json.dumps(value))
+        except (TypeError, ValueError):
+            answer["result"] = repr(value)
+        return answer
+
+    async def tool_call(self, name: str, arguments: dict[str, Any]) -> Any:
+        """Ask the host to call tool ``name``; wait for its answer in a thread of its own (an
+        interrupt still reaches the main thread)."""
+        import asyncio
+
+        self.called += 1
+        number = self.called
+        waiting: queue.Queue[dict[str, Any]] = queue.Queue(1)
+        self.answers[number] = waiting
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[dict[str, Any]] = loop.create_future()
+
+        def settle(got: dict[str, Any]) -> None:
+            if not done.done():
+                done.set_result(got)
+
+        def wait() -> None:
+            loop.call_soon_threadsafe(settle, waiting.get())
+
+        threading.Thread(target=wait, daemon=True).start()
+        self.send({"call": name, "arguments": arguments, "id": number})
+        try:
+            answer = await done
+        finally:
+            self.answers.pop(number, None)
+        if "error" in answer:
+            raise ToolError(str(answer["error"]))
+        return answer.get("result")
+
+    def answered(self, request: dict[str, Any]) -> None:
+        waiting = self.answers.get(request.get("id"))  # type: ignore[arg-type]
+        if waiting is not None:
+            waiting.put(request)
+
     def _run(self, code: str) -> None:
         tree = ast.parse(code, "<code>", "exec")
         last = tree.body[-1] if tree.body and isinstance(tree.body[-1], ast.Expr) else None
-        if last is not None:
+        programs = "tools" in self.namespace and isinstance(self.namespace["tools"], Tools)
+        if last is not None and programs:  # (a program's last value is its result, not printed)
+            target = ast.Name("_result_", ast.Store())
+            tree.body[-1] = ast.fix_missing_locations(
+                ast.copy_location(ast.Assign([target], last.value), last)
+            )
+            last = None
+        elif last is not None:
             tree.body = tree.body[:-1]
-        exec(compile(tree, "<code>", "exec"), self.namespace)
+        flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT if programs else 0
+        ran = eval(compile(tree, "<code>", "exec", flags=flags), self.namespace)
+        if inspect.iscoroutine(ran):
+            import asyncio
+
+            asyncio.run(ran)
         if last is not None:
             value = eval(compile(ast.Expression(last.value), "<code>", "eval"), self.namespace)
             if value is not None:
@@ -314,6 +401,8 @@ class Agent:
         op, cap = request.get("op"), int(request.get("output_bytes", 1 << 20))
         if op == "python":
             return self.python(str(request["code"]), cap)
+        if op == "program":
+            return self.program(str(request["code"]), cap)
         if op == "command":
             argv = [str(a) for a in request["argv"]]
             return self.command(argv, str(request.get("stdin", "")), float(request["timeout"]), cap)
@@ -467,6 +556,9 @@ def main() -> None:
                     break
                 body += chunk
             request = json.loads(body)
+            if request.get("op") == "answer":  # (a tool call's, for the program running)
+                agent.answered(request)
+                continue
             if request.get("op") == "interrupt":
                 if agent.busy.is_set():
                     os.kill(os.getpid(), signal.SIGINT)

@@ -28,12 +28,12 @@ from sandbox._contract import AtCapacity, Limits, NoSession, Options, Sandbox, S
 from sandbox._egress import Egress, open_egress
 from sandbox._gvisor import GvisorBackend
 from sandbox._gvisor import available as gvisor_available
-from sandbox._kernel import AGENT, AGENT_INSIDE, Kernel
+from sandbox._kernel import AGENT, AGENT_INSIDE, Kernel, ToolHandler
 from sandbox._microvm import MicrovmBackend
 from sandbox._microvm import available as microvm_available
 from sandbox._pool import Pool
 from sandbox._proxy import EgressDecision, EgressPolicy, Resolver
-from sandbox._tools import Runtimes, call
+from sandbox._tools import Runtimes, call, program
 
 log = logging.getLogger("switchboard.sandbox")
 NODE_INSIDE = "/opt/node/bin/node"
@@ -336,6 +336,21 @@ class Interpreter:
                     await self._discard(Made(box, kernel, egress))
                 except OSError as exc:  # (teardown must go on for the others)
                     log.warning("session %s did not tear down cleanly: %s", session.id, exc)
+
+    async def program(
+        self, session_id: str, code: str, tenant: str, tools: ToolHandler, limits: Limits | None = None
+    ) -> dict[str, Any]:
+        """Run a code-mode program in the session (``sandbox._tools.program``)."""
+        session = self.get(session_id, tenant)
+        if session.status != "READY" or session.kernel is None:
+            raise NoSession(f"session {session_id!r} has ended ({session.status}); start a new one")
+        session.busy += 1
+        try:
+            return await program(session.kernel, code, limits or self.config.limits, tools)
+        finally:
+            session.busy -= 1
+            session.calls += 1
+            session.last_used = time.monotonic()
 
     async def invoke(
         self, session_id: str, tool: str, arguments: Mapping[str, Any], tenant: str, owner: str | None = None

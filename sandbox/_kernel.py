@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import struct
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ IN_THREAD = 256 * 1024  # answers larger than this are parsed off the event loop
 GRACE = 2.0  # seconds an interrupted kernel has to answer before it is killed
 START = 20.0  # seconds a new kernel has to say it is ready
 WATCH = 0.05  # seconds between readings of the CPU time used
+# A program's tool call (code mode): the frame the agent sent, answered with "result" or "error".
+ToolHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 class KernelLost(Exception):
@@ -121,9 +124,17 @@ class Kernel:
             self.replies = None
 
     async def call(
-        self, request: dict[str, Any], *, wall: float, cpu: float | None = None, limit: int = MAX_FRAME
+        self,
+        request: dict[str, Any],
+        *,
+        wall: float,
+        cpu: float | None = None,
+        limit: int = MAX_FRAME,
+        tools: ToolHandler | None = None,
     ) -> dict[str, Any]:
-        """Send ``request`` and return the agent's answer (at most ``limit`` bytes of it).
+        """Send ``request`` and return the agent's answer (at most ``limit`` bytes of it). With
+        ``tools``, a program's tool calls (frames holding ``call``) are answered by it meanwhile,
+        within the same wall time.
 
         Raises:
             KernelLost: a limit or a fault ended the kernel; every process of the sandbox is gone.
@@ -133,7 +144,7 @@ class Kernel:
             await self._ensure()
             used = self.box.usage()
             try:
-                answer = await self._exchange(request, wall, cpu, used.cpu_seconds, limit)
+                answer = await self._exchange(request, wall, cpu, used.cpu_seconds, limit, tools)
                 if isinstance(answer.get("stopped"), str):  # (interrupted in time: which limit)
                     answer["stopped"] = await self._why(used, answer["stopped"])
                 return answer
@@ -157,15 +168,29 @@ class Kernel:
         return seen
 
     async def _exchange(
-        self, request: dict[str, Any], wall: float, cpu: float | None, base: float, limit: int
+        self,
+        request: dict[str, Any],
+        wall: float,
+        cpu: float | None,
+        base: float,
+        limit: int,
+        tools: ToolHandler | None = None,
     ) -> dict[str, Any]:
         await self._send(request, wall)
         deadline = anyio.current_time() + wall
         reason = "wall time"
         while (remaining := deadline - anyio.current_time()) > 0:
+            got: dict[str, Any] | None = None
             # (a read cut by the timeout loses nothing: see _receive)
             with anyio.move_on_after(remaining if cpu is None else min(WATCH, remaining)):
-                return await self._receive(limit)
+                got = await self._receive(limit)
+            if got is not None and (tools is None or "call" not in got):
+                return got
+            if got is not None and tools is not None:  # a program's tool call: answered, then on
+                with anyio.move_on_after(max(deadline - anyio.current_time(), 0)):
+                    reply = await tools(got)
+                    await self._send({**reply, "op": "answer", "id": got.get("id")}, GRACE)
+                continue
             if cpu is not None and self.box.usage().cpu_seconds - base > cpu:
                 reason = "cpu time"
                 break

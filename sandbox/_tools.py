@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sandbox._contract import Limits, SandboxError, inside
-from sandbox._kernel import MAX_FRAME, Kernel, KernelLost
+from sandbox._kernel import MAX_FRAME, Kernel, KernelLost, ToolHandler
 
 TOOLS = (
     "executeCode",
@@ -172,9 +172,33 @@ async def call(
     return await _files(kernel, name, arguments, limits)
 
 
-async def _kernel(kernel: Kernel, request: dict[str, Any], limits: Limits) -> dict[str, Any]:
+async def program(kernel: Kernel, code: str, limits: Limits, tools: ToolHandler) -> dict[str, Any]:
+    """Run a code-mode program (ADR 0047): ``tools`` answers its tool calls. Its stdout, stderr,
+    error and result; ``stopped`` (with a sentence saying which limit) when a limit ended it."""
+    started = time.monotonic()
+    answer = await _kernel(
+        kernel, {"op": "program", "code": code, "output_bytes": limits.output_bytes}, limits, tools
+    )
+    out: dict[str, Any] = {
+        "stdout": str(answer.get("stdout", "")),
+        "stderr": str(answer.get("stderr", "")),
+        "result": answer.get("result"),
+        "error": answer.get("error"),
+        "truncated": bool(answer.get("truncated")),
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    if answer.get("stopped"):
+        out["stopped"] = _stopped(str(answer["stopped"]), limits, bool(answer.get("lost")))
+    if out["truncated"]:
+        out["stderr"] += f"\n[output cut: more than {limits.output_bytes} bytes of stdout or stderr]"
+    return out
+
+
+async def _kernel(
+    kernel: Kernel, request: dict[str, Any], limits: Limits, tools: ToolHandler | None = None
+) -> dict[str, Any]:
     try:
-        answer = await kernel.call(request, wall=limits.wall_seconds, cpu=limits.cpu_seconds)
+        answer = await kernel.call(request, wall=limits.wall_seconds, cpu=limits.cpu_seconds, tools=tools)
     except KernelLost as lost:
         return {"stopped": lost.reason, "lost": True}
     if not _plausible(answer, limits):  # (the agent is the program's: it is believed in shape only)

@@ -60,6 +60,21 @@ class SearchSpec(Model):
         return self.enabled or self.progressive
 
 
+class CodeModeSpec(Model):
+    """Code mode (ADR 0047): a tool that runs a short Python program calling the gateway's tools
+    in a code interpreter's sandbox, each call made as the program's caller."""
+
+    enabled: bool = Field(False, description="Serve switchboard_run_program and switchboard_program_tools.")
+    wall_seconds: float = Field(30.0, ge=1, le=300, description="A program's wall time (and CPU time).")
+    max_tool_calls: int = Field(100, ge=1, le=10_000, description="Tool calls one program may make.")
+    output_bytes: int = Field(
+        65_536,
+        ge=1024,
+        le=1_048_576,
+        description="Of stdout and of stderr each; the rest is cut with a notice.",
+    )
+
+
 class GatewaySpec(Model):
     """One gateway: a URL serving the tools of its targets."""
 
@@ -103,6 +118,10 @@ class GatewaySpec(Model):
     targets: list[Target] = Field(default_factory=list)
     search: SearchSpec = Field(
         default_factory=SearchSpec, description="Tool search, and progressive tool lists (ADR 0047)."
+    )
+    code_mode: CodeModeSpec = Field(
+        default_factory=CodeModeSpec,
+        description="Programs over the gateway's tools (ADR 0047); off by default.",
     )
     a2a_agent: A2aAgentSpec | None = Field(
         None,

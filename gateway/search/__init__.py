@@ -4,10 +4,25 @@ is sent the few it needs instead of all of them.
 - ``SearchProvider``: the search tool, a provider in the gateway's own catalog.
 - ``ToolIndex``: one gateway's tools in memory's hybrid index (BM25 and embeddings, fused).
 - ``Vectors``: tool texts' embeddings, shared by the process's gateways and kept on disk.
+- ``CodeModeProvider``: code mode, a program over the gateway's tools run in a sandbox.
 """
 
 from gateway.search._index import ToolIndex, texts, words
+from gateway.search._program import RUN, STUBS, CodeModeProvider, identifier, stub
 from gateway.search._provider import NAMES, TARGET, SearchProvider
 from gateway.search._vectors import Vectors
 
-__all__ = ["NAMES", "TARGET", "SearchProvider", "ToolIndex", "Vectors", "texts", "words"]
+__all__ = [
+    "NAMES",
+    "RUN",
+    "STUBS",
+    "TARGET",
+    "CodeModeProvider",
+    "SearchProvider",
+    "ToolIndex",
+    "Vectors",
+    "identifier",
+    "stub",
+    "texts",
+    "words",
+]

@@ -1,0 +1,243 @@
+"""Code mode (ADR 0047): one tool that runs a short Python program in the code interpreter's
+sandbox, with the gateway's tools as async functions inside it, so a multi-step task costs the
+model one call and the program's output instead of every intermediate result.
+
+Inside, ``await tools.NAME(**arguments)`` (a published name, its '-' and '.' written '_') or
+``await tools.call("published name", {...})`` asks the host for the call over the kernel's own
+channel (the sandbox has no network). The host makes it through the gateway as the program's
+caller: the same policy, approvals, rate limits, audit and traces as if the client had called;
+a refusal or a failure raises ``ToolError`` in the program with the gateway's message. What the
+program prints and the value of its last line come back; the sandbox's limits (wall time, CPU
+time, memory, output) end a program that loops or floods, with a sentence saying which.
+"""
+
+from __future__ import annotations
+
+import json
+import keyword
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, Protocol
+
+from gateway.config import CodeModeSpec
+from gateway.core.catalog import CatalogSnapshot
+from gateway.core.errors import SwitchboardError, ToolExecutionError, ToolNotFound
+from gateway.core.provider import ToolProvider
+from gateway.core.types import JSON, CallContext, ToolCall, ToolResult, ToolSpec
+from gateway.search._provider import Gateway
+from sandbox import Limits, SandboxError
+
+TARGET = "gateway.code"
+RUN = "switchboard_run_program"
+STUBS = "switchboard_program_tools"
+MAX_CODE = 100_000  # characters of a program
+MAX_STUBS = 50  # tools whose stubs one listing gives
+_IDENT = re.compile(r"[^0-9A-Za-z_]")
+_TYPES = {
+    "string": "str",
+    "integer": "int",
+    "number": "float",
+    "boolean": "bool",
+    "array": "list",
+    "object": "dict",
+}
+RUN_DESCRIPTION = (
+    "Run a short Python program that uses this gateway's tools, and get back only what it prints "
+    "and the value of its last line. Inside it, `await tools.NAME(arg=value, ...)` calls a tool "
+    "(NAME: the tool's published name, '-' and '.' written '_'), or `await tools.call('name', "
+    "{...})`; a refused or failed call raises ToolError. Find tools with the search tool and get "
+    f"their typed signatures with {STUBS}. Use it for multi-step work: loops, filters, joins, counts."
+)
+
+
+class GatewayWithCalls(Gateway, Protocol):
+    """What code mode reads of its live gateway, and how it calls a tool through it."""
+
+    async def call(self, name: str, arguments: dict[str, Any] | None, ctx: CallContext) -> ToolResult: ...
+
+
+def identifier(name: str) -> str:
+    """A published tool name as a Python identifier: ``github___issues_list-for-repo`` ->
+    ``github___issues_list_for_repo``."""
+    ident = _IDENT.sub("_", name)
+    if not ident or ident[0].isdigit() or keyword.iskeyword(ident):
+        ident = f"t_{ident}"
+    return ident
+
+
+def stub(tool: Mapping[str, Any]) -> str:
+    """The typed async signature of a tool, with its description, for a program's author."""
+    schema = tool.get("inputSchema") or {}
+    properties = schema.get("properties") if isinstance(schema, Mapping) else None
+    required = set(schema.get("required") or []) if isinstance(schema, Mapping) else set()
+    params: list[str] = []
+    if isinstance(properties, Mapping):
+        ordered = sorted(properties, key=lambda p: p not in required)  # (required ones first)
+        for key in ordered:
+            spec = properties[key]
+            kind = _TYPES.get(str(spec.get("type")), "Any") if isinstance(spec, Mapping) else "Any"
+            name = key if key.isidentifier() and not keyword.iskeyword(key) else f"{identifier(key)}_"
+            params.append(f"{name}: {kind}" if key in required else f"{name}: {kind} | None = None")
+    signature = ", ".join(["*", *params]) if params else ""
+    description = str(tool.get("description") or "").strip().replace('"""', "'''")[:600]
+    return f'async def {identifier(str(tool["name"]))}({signature}) -> Any:\n    """{description}"""\n'
+
+
+class CodeModeProvider(ToolProvider):
+    """The code-mode tools of one gateway."""
+
+    kind = "code_mode"
+    namespaced: ClassVar[bool] = False
+
+    def __init__(self, spec: CodeModeSpec, gateway_of: Callable[[], GatewayWithCalls | None]) -> None:
+        super().__init__(TARGET)
+        self.spec = spec
+        self.gateway_of = gateway_of
+
+    async def list_tools(self, ctx: CallContext) -> Sequence[ToolSpec]:
+        code = {"type": "string", "minLength": 1, "maxLength": MAX_CODE, "description": "The Python program."}
+        run = ToolSpec(
+            name=RUN,
+            title="Run a program over the tools",
+            description=RUN_DESCRIPTION,
+            input_schema={"type": "object", "properties": {"code": code}, "required": ["code"]},
+            annotations={"openWorldHint": True},
+        )
+        names = {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": MAX_STUBS}
+        stubs = ToolSpec(
+            name=STUBS,
+            title="Tool signatures for programs",
+            description=f"The typed async signatures of tools, by published name, as {RUN} calls them.",
+            input_schema={"type": "object", "properties": {"names": names}, "required": ["names"]},
+            annotations={"readOnlyHint": True, "idempotentHint": True},
+        )
+        return [run, stubs]
+
+    async def call_tool(self, call: ToolCall, ctx: CallContext) -> ToolResult:
+        gateway = self.gateway_of()
+        if gateway is None:
+            return ToolResult.error("this gateway is being reloaded; try again in a moment")
+        if call.name == STUBS:
+            return self._stubs(gateway, call.arguments.get("names") or [], ctx)
+        if call.name != RUN:
+            raise ToolNotFound(call.name)
+        return await self._run(gateway, str(call.arguments.get("code", "")), ctx)
+
+    def _stubs(self, gateway: GatewayWithCalls, names: list[Any], ctx: CallContext) -> ToolResult:
+        snapshot = gateway.snapshot
+        visible = gateway.visible_names(ctx.principal)
+        by_ident = _idents(snapshot)
+        found, missing = [], []
+        for raw in names:
+            name = by_ident.get(str(raw), str(raw))
+            entry = snapshot.tools.get(name)
+            if (
+                entry is None
+                or entry.provider.id in (TARGET,)
+                or (visible is not None and name not in visible)
+            ):
+                missing.append(str(raw))
+                continue
+            found.append(stub(entry.wire()))
+        text = "\n".join(found)
+        if missing:
+            text += (
+                f"\n# not tools you can call here: {', '.join(missing)} (find them with the search tool)\n"
+            )
+        return ToolResult(
+            content=({"type": "text", "text": text},), structured={"stubs": text, "missing": missing}
+        )
+
+    async def _run(self, gateway: GatewayWithCalls, code: str, ctx: CallContext) -> ToolResult:
+        if not code.strip():
+            return ToolResult.error("code is empty: give the Python program to run")
+        if self.interpreters is None:
+            raise ToolExecutionError("code interpreters are not running in this process")
+        try:
+            interpreter = await self.interpreters.for_target(ctx.tenant, f"code-mode/{ctx.gateway}")
+            session = await interpreter.start(ctx.tenant, owner=ctx.principal.subject, name="code-mode")
+        except SandboxError as exc:
+            raise ToolExecutionError(f"the program's sandbox could not start: {exc}") from None
+        calls = 0
+        snapshot = gateway.snapshot
+        by_ident = _idents(snapshot)
+
+        async def tool(frame: dict[str, Any]) -> dict[str, Any]:
+            nonlocal calls
+            calls += 1
+            if calls > self.spec.max_tool_calls:
+                return {
+                    "error": f"the program made more than {self.spec.max_tool_calls} tool calls, its limit"
+                }
+            asked, arguments = str(frame.get("call")), frame.get("arguments")
+            name = by_ident.get(asked, asked)
+            entry = snapshot.tools.get(name)
+            if entry is not None and entry.provider.id == TARGET:
+                return {"error": f"{name} cannot be called from a program"}
+            if not isinstance(arguments, dict):
+                return {"error": f"{name}: arguments must be an object"}
+            nested = CallContext(
+                principal=ctx.principal,
+                gateway=ctx.gateway,
+                session_id=ctx.session_id,
+                deadline=ctx.deadline,
+                request_id=ctx.request_id,
+                meta=ctx.meta,
+            )
+            try:
+                result = await gateway.call(name, arguments, nested)
+            except SwitchboardError as exc:
+                return {"error": str(exc)}
+            text = "\n".join(str(c.get("text", "")) for c in result.content if c.get("type") == "text")
+            if result.is_error:
+                return {"error": text or f"{name} failed"}
+            return {"result": result.structured if result.structured is not None else _json_or_text(text)}
+
+        spec = self.spec
+        limits = Limits(
+            wall_seconds=spec.wall_seconds, cpu_seconds=int(spec.wall_seconds), output_bytes=spec.output_bytes
+        )
+        try:
+            out = await interpreter.program(session.id, code, ctx.tenant, tool, limits)
+        finally:
+            await interpreter.stop(session.id, ctx.tenant)
+        return _answer(out, calls, limits)
+
+
+def _idents(snapshot: CatalogSnapshot) -> dict[str, str]:
+    return {identifier(name): name for name in snapshot.tools}
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _answer(out: Mapping[str, Any], calls: int, limits: Limits) -> ToolResult:
+    result = out.get("result")
+    shown = json.dumps(result, default=str)
+    if len(shown) > limits.output_bytes:
+        result, shown = None, f"[the result was cut: more than {limits.output_bytes} bytes]"
+    structured: JSON = {
+        "stdout": out.get("stdout", ""),
+        "stderr": out.get("stderr", ""),
+        "result": result,
+        "toolCalls": calls,
+    }
+    parts = [str(out.get("stdout") or "")]
+    failed = out.get("stopped") or out.get("error")
+    if failed:
+        structured["error"] = str(failed)
+        parts.append(str(failed))
+    elif result is not None:
+        parts.append(f"result: {shown}")
+    if out.get("stderr"):
+        parts.append(str(out["stderr"]))
+    text = "\n".join(p for p in parts if p)
+    return ToolResult(
+        content=({"type": "text", "text": text or "(no output)"},),
+        structured=structured,
+        is_error=bool(failed),
+    )
