@@ -28,13 +28,13 @@ from gateway.core.errors import ConfigError, ConfigIssue, ToolNotFound, Upstream
 from gateway.core.pipeline import Stage
 from gateway.core.provider import ToolProvider
 from gateway.core.types import JSON, CallContext, CallNext, Principal, ToolCall, ToolResult
-from gateway.core.wrappers import Filtered, Overridden
+from gateway.core.wrappers import Filtered, Overridden, WrapperProvider
 from gateway.interpreters import CodeInterpreters
 from gateway.pins import Pinned, PinScope, PinsFor
 from gateway.providers import provider_class
 from gateway.runtimes import Runtimes
 from gateway.search import TARGET as SEARCH_TARGET
-from gateway.search import CodeModeProvider, SearchProvider, Vectors
+from gateway.search import CodeModeProvider, SearchProvider, Trimmed, Vectors
 from gateway.search._program import TARGET as CODE_TARGET
 from gateway.settings import Settings
 from gateway.stages import (
@@ -83,6 +83,8 @@ def build_provider(
         provider = Overridden(
             provider, {k: v.model_dump(exclude_none=True) for k, v in target.overrides.items()}
         )
+    if target.results is not None:  # (after overrides: the names are the target's own)
+        provider = Trimmed(provider, target.results)
     if target.include or target.exclude:
         provider = Filtered(provider, target.include, target.exclude)
     return provider
@@ -383,6 +385,9 @@ class Hub:
             )
         except ConfigError as exc:
             raise _located(exc, where) from None
+        for layer in _layers(provider):
+            if isinstance(layer, Trimmed):
+                layer.store = self.shared.results  # (each caller's rest of a trimmed answer)
         if self._task_group is None:
             raise RuntimeError("Hub must be entered (async with Hub()) before it opens targets")
         opened, stop, done = anyio.Event(), anyio.Event(), anyio.Event()
@@ -509,3 +514,11 @@ def _listed(search: str, pinned: Sequence[str], snap: CatalogSnapshot, name: str
     if entry is not None and entry.provider.id == CODE_TARGET:
         return True
     return any(fnmatch.fnmatchcase(name, glob) for glob in pinned)
+
+
+def _layers(provider: ToolProvider) -> list[ToolProvider]:
+    """A provider and every provider it wraps."""
+    out = [provider]
+    while isinstance(out[-1], WrapperProvider):
+        out.append(out[-1].inner)
+    return out

@@ -87,6 +87,22 @@ class TlsFiles(Model):
         return self
 
 
+class ResultsSpec(Model):
+    """Trimmed answers (ADR 0047): the list in an answer cut to ``max_items`` items of ``fields``,
+    the rest kept for the caller under a cursor."""
+
+    max_items: int = Field(
+        20, ge=1, le=1000, description="Items an answer shows; the rest wait under a cursor."
+    )
+    fields: list[str] = Field(
+        default_factory=list, description="Dotted paths kept of each item (of the answer, without a list)."
+    )
+    items: str | None = Field(
+        None, description="Dotted path of the list (default: the answer's longest list)."
+    )
+    keep_seconds: int = Field(600, ge=10, le=86_400, description="How long the rest stays for its cursor.")
+
+
 class TargetBase(Model):
     """Fields every target kind has."""
 
@@ -98,6 +114,9 @@ class TargetBase(Model):
         default_factory=dict, description="Keyed by the target's tool name."
     )
     timeout_seconds: float = Field(60.0, gt=0, le=3600, description="Deadline of one call to this target.")
+    results: ResultsSpec | None = Field(
+        None, description="Trim large answers: items limited, fields kept, the rest behind a cursor."
+    )
 
 
 class FunctionRef(Model):

@@ -7,12 +7,14 @@ is sent the few it needs instead of all of them.
 - ``CodeModeProvider``: code mode, a program over the gateway's tools run in a sandbox.
 """
 
-from gateway.search._index import ToolIndex, texts, words
+from gateway.search._index import ToolIndex, listed, texts, words
 from gateway.search._program import RUN, STUBS, CodeModeProvider, identifier, stub
 from gateway.search._provider import NAMES, TARGET, SearchProvider
+from gateway.search._trim import CURSOR, Trimmed
 from gateway.search._vectors import Vectors
 
 __all__ = [
+    "CURSOR",
     "NAMES",
     "RUN",
     "STUBS",
@@ -20,8 +22,10 @@ __all__ = [
     "CodeModeProvider",
     "SearchProvider",
     "ToolIndex",
+    "Trimmed",
     "Vectors",
     "identifier",
+    "listed",
     "stub",
     "texts",
     "words",

@@ -10,11 +10,12 @@ one yet ranks by BM25 alone).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from typing import Any, Literal
 
 import numpy as np
 
+from gateway.core.catalog import CatalogSnapshot
 from gateway.search._vectors import Vector, Vectors, digest
 from memory import Hit, Index
 
@@ -25,11 +26,20 @@ _NOISE = re.compile(r"\]\([^)]*\)|https?://\S+|> \[!\w+\]|[`*>\[\]\"]")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 Mode = Literal["fused", "vector", "bm25"]
+# One tool as the index reads it: (published name, what says it is unchanged, target, its MCP Tool).
+Listed = tuple[str, object, str, Callable[[], Mapping[str, Any]]]
 # BM25's share of a fused search: tools whose words carry a fifth of the request's idf weight,
 # counting only words some tool holds (a request's names and values, "acme/api", match none).
 # On tests/search/queries.json recall@5 fused: 0.649 with memory's gate (a half, every word
 # counted), 0.693 counting known words only, 0.698 with a fifth of them.
 COVERAGE = 0.2
+
+
+def listed(snapshot: CatalogSnapshot, targets: Container[str] = ()) -> Iterator[Listed]:
+    """A catalog's tools as the index reads them, but those of ``targets`` (the gateway's own)."""
+    for name, entry in snapshot.tools.items():
+        if entry.provider.id not in targets:
+            yield name, entry.spec, entry.provider.id, entry.wire
 
 
 def words(name: str) -> str:
@@ -74,6 +84,7 @@ class ToolIndex:
         self._seen: dict[str, tuple[str, str]] = {}  # name -> (digest of the tool, its semantic text)
         self._lexical: dict[str, str] = {}
         self._vectored: set[str] = set()
+        self._tokens: dict[str, object] = {}
         self.synced: object = None
 
     def __len__(self) -> int:
@@ -83,21 +94,23 @@ class ToolIndex:
     def has_vectors(self) -> bool:
         return bool(self._vectored)
 
-    def sync(self, snapshot: object, tools: Iterable[tuple[str, Mapping[str, Any]]]) -> list[str]:
-        """Make the index hold exactly ``tools`` (``(target, MCP Tool)``, as ``snapshot`` lists
-        them); returns the names whose vectors are still to compute."""
+    def sync(self, snapshot: object, tools: Iterable[Listed]) -> list[str]:
+        """Make the index hold exactly ``tools`` (as ``snapshot`` lists them: not read again for
+        the snapshot last synced); returns the names whose vectors are still to compute.
+
+        A tool whose ``token`` is the object it had last time (a provider's unchanged ToolSpec)
+        is not read again; others are read (``make``) and indexed again only when their texts
+        changed."""
         if snapshot is self.synced:
             return [n for n in self._seen if n not in self._vectored]
-        wanted: dict[str, tuple[str, Mapping[str, Any]]] = {
-            str(t["name"]): (target, t) for target, t in tools
-        }
-        for name in [n for n in self._seen if n not in wanted]:
-            self.index.remove(name)
-            del self._seen[name], self._lexical[name]
-            self._vectored.discard(name)
-        for name, (target, tool) in wanted.items():
-            lexical, semantic = texts(tool, target)
+        wanted: set[str] = set()
+        for name, token, target, make in tools:
+            wanted.add(name)
+            if self._tokens.get(name) is token:
+                continue
+            lexical, semantic = texts(make(), target)
             key = digest(lexical + "\0" + semantic)
+            self._tokens[name] = token
             if self._seen.get(name, ("", ""))[0] == key:
                 continue
             known = self.vectors.known(digest(semantic))
@@ -107,6 +120,10 @@ class ToolIndex:
                 self._vectored.add(name)
             else:
                 self._vectored.discard(name)
+        for name in [n for n in self._seen if n not in wanted]:
+            self.index.remove(name)
+            del self._seen[name], self._lexical[name], self._tokens[name]
+            self._vectored.discard(name)
         self.synced = snapshot
         return [n for n in self._seen if n not in self._vectored]
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, Protocol
+from collections.abc import Callable, Iterator, Sequence
+from typing import ClassVar, Protocol
 
 from anyio.abc import TaskGroup
 
@@ -22,13 +22,14 @@ from gateway.core.catalog import CatalogSnapshot
 from gateway.core.errors import ToolNotFound
 from gateway.core.provider import ToolProvider
 from gateway.core.types import JSON, CallContext, Principal, ToolCall, ToolResult, ToolSpec
-from gateway.search._index import ToolIndex
+from gateway.search._index import Listed, ToolIndex, listed
 from gateway.search._vectors import Vector, Vectors
 from memory import EmbedderError
 
 logger = logging.getLogger(__name__)
 
-TARGET = "search"  # (the provider's id, as the audit and traces name the target)
+TARGET = "gateway.search"  # (the provider's id, as the audit and traces name the target)
+OWN = (TARGET, "gateway.code")  # (the gateway's own tools are never found)
 NAMES = (SEARCH_TOOL, AGENTCORE_SEARCH_TOOL)
 MAX_QUERY = 2_000  # characters of a query read
 INLINE = 32  # new tools whose vectors a search waits for; more are computed in the background
@@ -177,9 +178,5 @@ class SearchProvider(ToolProvider):
             return None
         return found[0] if found.shape == (1, self.index.vectors.dim) else None
 
-    def _tools(self, snapshot: CatalogSnapshot) -> list[tuple[str, Any]]:
-        return [
-            (entry.provider.id, entry.wire())
-            for name, entry in snapshot.tools.items()
-            if entry.provider is not self
-        ]
+    def _tools(self, snapshot: CatalogSnapshot) -> Iterator[Listed]:
+        return listed(snapshot, OWN)

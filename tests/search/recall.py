@@ -19,7 +19,7 @@ from gateway.config import GatewaySpec
 from gateway.connectors import catalog
 from gateway.core.catalog import public_name
 from gateway.hub import Hub, LiveGateway
-from gateway.search import SearchProvider, ToolIndex, Vectors
+from gateway.search import TARGET, ToolIndex, Vectors, listed
 from memory import LocalEmbedder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,12 +70,7 @@ async def catalog_gateway(vectors: Vectors | None = None) -> Iterator[tuple[Hub,
 async def filled_index(gateway: LiveGateway, vectors: Vectors) -> ToolIndex:
     """A tool index of the gateway's tools, every vector computed."""
     index = ToolIndex(vectors)
-    tools = [
-        (entry.provider.id, entry.wire())
-        for entry in gateway.snapshot.tools.values()
-        if not isinstance(entry.provider, SearchProvider)
-    ]
-    pending = index.sync(gateway.snapshot, tools)
+    pending = index.sync(gateway.snapshot, listed(gateway.snapshot, (TARGET,)))
     await index.fill(pending)
     return index
 
