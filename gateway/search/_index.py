@@ -102,7 +102,7 @@ class ToolIndex:
         is not read again; others are read (``make``) and indexed again only when their texts
         changed."""
         if snapshot is self.synced:
-            return [n for n in self._seen if n not in self._vectored]
+            return self._pending()
         wanted: set[str] = set()
         for name, token, target, make in tools:
             wanted.add(name)
@@ -125,6 +125,11 @@ class ToolIndex:
             del self._seen[name], self._lexical[name], self._tokens[name]
             self._vectored.discard(name)
         self.synced = snapshot
+        return self._pending()
+
+    def _pending(self) -> list[str]:
+        if len(self._vectored) == len(self._seen):  # (every tool has its vector: the usual case)
+            return []
         return [n for n in self._seen if n not in self._vectored]
 
     async def fill(self, names: Iterable[str]) -> None:
