@@ -134,6 +134,11 @@ class LiveGateway:
             self._visible[key] = shown
         return shown
 
+    def callable_tools(self, principal: Principal) -> list[JSON]:
+        """Every tool this caller could be allowed, progressive or not (an A2A agent's skills)."""
+        names = self.visible_names(principal)
+        return [t for t in self.catalog.snapshot.tool_list if names is None or t["name"] in names]
+
     def visible_names(self, principal: Principal) -> set[str] | None:
         """The tools some enforced policy could permit this caller (None: every tool)."""
         if self.policy is None:
@@ -166,7 +171,7 @@ class LiveGateway:
 
     async def call(self, name: str, arguments: dict[str, Any] | None, ctx: CallContext) -> ToolResult:
         """Resolve, validate and run one tool through the pipeline."""
-        if name in SEARCH_NAMES and self.spec.search.on:
+        if name in SEARCH_NAMES and self.spec.search.on and name not in self.catalog.snapshot.tools:
             name = self.spec.search.name  # (the search tool answers to both its names)
         try:
             _, call = self.catalog.resolve(name, arguments)

@@ -72,7 +72,7 @@ class Agent:
 def agent(live: LiveGateway, name: str, principal: Principal | None) -> Agent | None:
     """The agent ``name`` of the gateway, with the skills ``principal`` may call (None: every
     skill, unfiltered by policy), or None when the gateway has no such agent."""
-    visible = {t["name"]: t for t in live.tool_list(principal)} if principal is not None else None
+    visible = {t["name"]: t for t in live.callable_tools(principal)} if principal is not None else None
     entries = live.catalog.snapshot.tools
     target = next((t for t in live.spec.targets if t.name == name and getattr(t, "kind", "") == "a2a"), None)
     skills: list[Skill] = []

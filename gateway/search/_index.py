@@ -10,7 +10,7 @@ one yet ranks by BM25 alone).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Container, Iterable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -102,7 +102,7 @@ class ToolIndex:
         is not read again; others are read (``make``) and indexed again only when their texts
         changed."""
         if snapshot is self.synced:
-            return self._pending()
+            return self.pending()
         wanted: set[str] = set()
         for name, token, target, make in tools:
             wanted.add(name)
@@ -125,12 +125,24 @@ class ToolIndex:
             del self._seen[name], self._lexical[name], self._tokens[name]
             self._vectored.discard(name)
         self.synced = snapshot
-        return self._pending()
+        return self.pending()
 
-    def _pending(self) -> list[str]:
+    def pending(self) -> list[str]:
+        """The tools still without a vector."""
         if len(self._vectored) == len(self._seen):  # (every tool has its vector: the usual case)
             return []
         return [n for n in self._seen if n not in self._vectored]
+
+    def to_embed(self, names: Iterable[str]) -> list[tuple[str, str]]:
+        """Which of ``names`` still want a vector: (name, the text to embed)."""
+        return [(n, self._seen[n][1]) for n in names if n in self._seen and n not in self._vectored]
+
+    def vectored(self, wanted: list[tuple[str, str]], found: Sequence[Vector]) -> None:
+        """Give the tools of ``wanted`` their vectors (those unchanged meanwhile)."""
+        for (name, semantic), vector in zip(wanted, found, strict=True):
+            if self._seen.get(name, ("", ""))[1] == semantic:
+                self.index.put(name, NAMESPACE, self._lexical[name], vector)
+                self._vectored.add(name)
 
     async def fill(self, names: Iterable[str]) -> None:
         """Compute the vectors of ``names`` (those still in the index when they are ready).
@@ -138,14 +150,9 @@ class ToolIndex:
         Raises:
             EmbedderError: the embedder failed.
         """
-        wanted = [(n, self._seen[n][1]) for n in names if n in self._seen and n not in self._vectored]
-        if not wanted:
-            return
-        found = await self.vectors.embed([semantic for _, semantic in wanted])
-        for (name, semantic), vector in zip(wanted, found, strict=True):
-            if self._seen.get(name, ("", ""))[1] == semantic:  # (unchanged meanwhile)
-                self.index.put(name, NAMESPACE, self._lexical[name], vector)
-                self._vectored.add(name)
+        wanted = self.to_embed(names)
+        if wanted:
+            self.vectored(wanted, await self.vectors.embed([semantic for _, semantic in wanted]))
 
     def search(
         self,

@@ -32,6 +32,8 @@ RUN = "switchboard_run_program"
 STUBS = "switchboard_program_tools"
 MAX_CODE = 100_000  # characters of a program
 MAX_STUBS = 50  # tools whose stubs one listing gives
+MAX_ARGUMENTS = 4 * 1024 * 1024  # bytes of one call's arguments (the MCP front's request limit)
+MAX_DEPTH = 64  # levels of a program's result
 _IDENT = re.compile(r"[^0-9A-Za-z_]")
 _TYPES = {
     "string": "str",
@@ -121,16 +123,15 @@ class CodeModeProvider(ToolProvider):
             return self._stubs(gateway, call.arguments.get("names") or [], ctx)
         if call.name != RUN:
             raise ToolNotFound(call.name)
-        return await self._run(gateway, str(call.arguments.get("code", "")), ctx)
+        return await self._run(str(call.arguments.get("code", "")), ctx)
 
     def _stubs(self, gateway: GatewayWithCalls, names: list[Any], ctx: CallContext) -> ToolResult:
         snapshot = gateway.snapshot
         visible = gateway.visible_names(ctx.principal)
-        by_ident = _idents(snapshot)
         found, missing = [], []
         for raw in names:
-            name = by_ident.get(str(raw), str(raw))
-            entry = snapshot.tools.get(name)
+            name, problem = _resolve(snapshot, str(raw))
+            entry = snapshot.tools.get(name) if problem is None else None
             if (
                 entry is None
                 or entry.provider.id in (TARGET,)
@@ -148,44 +149,43 @@ class CodeModeProvider(ToolProvider):
             content=({"type": "text", "text": text},), structured={"stubs": text, "missing": missing}
         )
 
-    async def _run(self, gateway: GatewayWithCalls, code: str, ctx: CallContext) -> ToolResult:
+    async def _run(self, code: str, ctx: CallContext) -> ToolResult:
         if not code.strip():
             return ToolResult.error("code is empty: give the Python program to run")
         if self.interpreters is None:
             raise ToolExecutionError("code interpreters are not running in this process")
-        try:
-            interpreter = await self.interpreters.for_target(ctx.tenant, f"code-mode/{ctx.gateway}")
+        try:  # (the interpreter every tenant has: its warm pool is shared, nothing piles up per gateway)
+            interpreter = await self.interpreters.builtin()
             session = await interpreter.start(ctx.tenant, owner=ctx.principal.subject, name="code-mode")
         except SandboxError as exc:
             raise ToolExecutionError(f"the program's sandbox could not start: {exc}") from None
         calls = 0
-        snapshot = gateway.snapshot
-        by_ident = _idents(snapshot)
 
         async def tool(frame: dict[str, Any]) -> dict[str, Any]:
             nonlocal calls
             calls += 1
             if calls > self.spec.max_tool_calls:
-                return {
-                    "error": f"the program made more than {self.spec.max_tool_calls} tool calls, its limit"
-                }
+                return {"error": f"the program made {self.spec.max_tool_calls} tool calls, its limit"}
+            live = self.gateway_of()  # (each call sees the gateway as it is now: a revoked policy too)
+            if live is None:
+                return {"error": "this gateway is being reloaded or was removed"}
             asked, arguments = str(frame.get("call")), frame.get("arguments")
-            name = by_ident.get(asked, asked)
-            entry = snapshot.tools.get(name)
-            if entry is not None and entry.provider.id == TARGET:
-                return {"error": f"{name} cannot be called from a program"}
-            if not isinstance(arguments, dict):
-                return {"error": f"{name}: arguments must be an object"}
+            name, problem = _resolve(live.snapshot, asked)
+            if problem is not None:
+                return {"error": problem}
+            problem = _checked(name, arguments)
+            if problem is not None:
+                return {"error": problem}
             nested = CallContext(
                 principal=ctx.principal,
                 gateway=ctx.gateway,
                 session_id=ctx.session_id,
                 deadline=ctx.deadline,
-                request_id=ctx.request_id,
+                request_id=f"{ctx.request_id}/{calls}" if ctx.request_id is not None else None,
                 meta=ctx.meta,
             )
             try:
-                result = await gateway.call(name, arguments, nested)
+                result = await live.call(name, arguments, nested)
             except SwitchboardError as exc:
                 return {"error": str(exc)}
             text = "\n".join(str(c.get("text", "")) for c in result.content if c.get("type") == "text")
@@ -204,8 +204,59 @@ class CodeModeProvider(ToolProvider):
         return _answer(out, calls, limits)
 
 
-def _idents(snapshot: CatalogSnapshot) -> dict[str, str]:
-    return {identifier(name): name for name in snapshot.tools}
+def _idents(snapshot: CatalogSnapshot) -> dict[str, str | None]:
+    """Identifier -> published name; None where two names make the same identifier."""
+    out: dict[str, str | None] = {}
+    for name in snapshot.tools:
+        ident = identifier(name)
+        out[ident] = None if ident in out and out[ident] != name else name
+    return out
+
+
+def _resolve(snapshot: CatalogSnapshot, asked: str) -> tuple[str, str | None]:
+    """The published name a program asked for (an exact name first), or why it is refused."""
+    name = asked
+    if asked not in snapshot.tools:
+        found = _idents(snapshot).get(asked, asked)
+        if found is None:
+            return (
+                asked,
+                f"{asked} names several tools: call one by its exact name, tools.call(name, {{...}})",
+            )
+        name = found
+    entry = snapshot.tools.get(name)
+    if entry is not None and entry.provider.id == TARGET:
+        return name, f"{name} cannot be called from a program"
+    return name, None
+
+
+def _checked(name: str, arguments: Any) -> str | None:
+    """Arguments the MCP front would take: an object, finite numbers, within its size."""
+    if not isinstance(arguments, dict):
+        return f"{name}: arguments must be an object"
+    try:
+        size = len(json.dumps(arguments, allow_nan=False))
+    except ValueError:
+        return f"{name}: arguments must hold finite numbers only (no NaN or infinity)"
+    except RecursionError:
+        return f"{name}: arguments are nested too deeply"
+    if size > MAX_ARGUMENTS:
+        return f"{name}: arguments are {size} bytes, over the limit of {MAX_ARGUMENTS}"
+    return None
+
+
+def _depth(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether ``value`` nests no deeper than ``limit``."""
+    stack = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if level > limit:
+            return False
+        if isinstance(item, dict):
+            stack += [(v, level + 1) for v in item.values()]
+        elif isinstance(item, list):
+            stack += [(v, level + 1) for v in item]
+    return True
 
 
 def _json_or_text(text: str) -> Any:
@@ -216,10 +267,12 @@ def _json_or_text(text: str) -> Any:
 
 
 def _answer(out: Mapping[str, Any], calls: int, limits: Limits) -> ToolResult:
-    result = out.get("result")
-    shown = json.dumps(result, default=str)
-    if len(shown) > limits.output_bytes:
-        result, shown = None, f"[the result was cut: more than {limits.output_bytes} bytes]"
+    result, note = out.get("result"), None
+    shown = json.dumps(result, default=str) if _depth(result) else ""
+    if not shown:
+        result, note = None, f"the result was dropped: nested deeper than {MAX_DEPTH} levels"
+    elif len(shown) > limits.output_bytes:
+        result, note = None, f"the result was dropped: more than {limits.output_bytes} bytes"
     structured: JSON = {
         "stdout": out.get("stdout", ""),
         "stderr": out.get("stderr", ""),
@@ -231,13 +284,13 @@ def _answer(out: Mapping[str, Any], calls: int, limits: Limits) -> ToolResult:
     if failed:
         structured["error"] = str(failed)
         parts.append(str(failed))
+    elif note is not None:
+        structured["note"] = note
+        parts.append(f"[{note}]")
     elif result is not None:
         parts.append(f"result: {shown}")
     if out.get("stderr"):
         parts.append(str(out["stderr"]))
     text = "\n".join(p for p in parts if p)
-    return ToolResult(
-        content=({"type": "text", "text": text or "(no output)"},),
-        structured=structured,
-        is_error=bool(failed),
-    )
+    content = ({"type": "text", "text": text or "(no output)"},)
+    return ToolResult(content=content, structured=structured, is_error=bool(failed))

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from typing import ClassVar, Protocol
 
+import anyio
 from anyio.abc import TaskGroup
 
 from gateway.config import AGENTCORE_SEARCH_TOOL, SEARCH_TOOL, SearchSpec
@@ -33,6 +35,8 @@ OWN = (TARGET, "gateway.code")  # (the gateway's own tools are never found)
 NAMES = (SEARCH_TOOL, AGENTCORE_SEARCH_TOOL)
 MAX_QUERY = 2_000  # characters of a query read
 INLINE = 32  # new tools whose vectors a search waits for; more are computed in the background
+FILL_BATCH = 256  # vectors computed in the background between two looks at the catalog
+VIEWS = 16  # indexes of callers who may call only some tools, one per distinct set, kept
 DESCRIPTION = (
     "Find this gateway's tools for a task described in plain words. Answers the best matching "
     "tools with their full definitions (name, description, input schema); call them next by "
@@ -65,6 +69,9 @@ class SearchProvider(ToolProvider):
         super().__init__(TARGET)
         self.spec = spec
         self.index = ToolIndex(vectors)
+        self.views: OrderedDict[frozenset[str], ToolIndex] = OrderedDict()  # (per visible set)
+        self._keys: dict[int, tuple[set[str], CatalogSnapshot, frozenset[str] | None]] = {}
+        self._lock = anyio.Lock()  # (every index here: synced in a thread, searched on the loop)
         self.gateway_of = gateway_of
         self.task_group = task_group
         self._filling = False
@@ -112,14 +119,11 @@ class SearchProvider(ToolProvider):
             return ToolResult.error("query is empty: describe the task the tool is for, in plain words")
         limit = int(call.arguments.get("limit") or min(5, self.spec.max_results))
         snapshot = gateway.snapshot
-        await self._sync(snapshot)
-        vector = await self._query_vector(query)
-        visible = gateway.visible_names(ctx.principal)
-
-        def allow(name: str) -> bool:
-            return name in snapshot.tools and (visible is None or name in visible)
-
-        hits = self.index.search(query, vector, min(limit, self.spec.max_results), allow)
+        index = self._index_for(snapshot, gateway.visible_names(ctx.principal))
+        await self._sync(index, snapshot)
+        vector = await self._query_vector(query, index)
+        async with self._lock:
+            hits = index.search(query, vector, min(limit, self.spec.max_results), snapshot.tools.__contains__)
         tools: list[JSON] = []
         for hit in hits:
             tool = dict(snapshot.tools[hit.record_id].wire())
@@ -129,54 +133,100 @@ class SearchProvider(ToolProvider):
         text = json.dumps(found, separators=(",", ":"))
         return ToolResult(content=({"type": "text", "text": text},), structured=found)
 
+    def _index_for(self, snapshot: CatalogSnapshot, visible: set[str] | None) -> ToolIndex:
+        """The index this caller's search ranks in: the gateway's whole one when they may call
+        every tool; else one of only the tools they may call (its words' statistics are theirs
+        too, so a word held only by a tool hidden from them changes nothing they see)."""
+        if visible is None:
+            return self.index
+        cached = self._keys.get(id(visible))
+        if cached is None or cached[0] is not visible or cached[1] is not snapshot:
+            theirs = [e.provider.id not in OWN for e in snapshot.tools.values()]
+            allowed = frozenset(
+                n for n, e in snapshot.tools.items() if n in visible and e.provider.id not in OWN
+            )
+            cached = (visible, snapshot, None if len(allowed) == sum(theirs) else allowed)
+            if len(self._keys) >= VIEWS * 4:
+                self._keys.clear()
+            self._keys[id(visible)] = cached
+        mine = cached[2]
+        if mine is None:
+            return self.index
+        view = self.views.pop(mine, None) or ToolIndex(self.index.vectors)
+        self.views[mine] = view  # (the most recently used last)
+        while len(self.views) > VIEWS:
+            self.views.popitem(last=False)
+        return view
+
     def catalog_changed(self) -> None:
         """The hub's news that the catalog changed: index it ahead of the next search."""
         if self.task_group is not None:
             gateway = self.gateway_of()
             if gateway is not None:
-                self.task_group.start_soon(self._sync, gateway.snapshot, 0)
+                self.task_group.start_soon(self._sync, self.index, gateway.snapshot, 0)
 
-    async def _sync(self, snapshot: CatalogSnapshot, inline: int = INLINE) -> None:
-        pending = self.index.sync(snapshot, self._tools(snapshot))
+    async def _sync(self, index: ToolIndex, snapshot: CatalogSnapshot, inline: int = INLINE) -> None:
+        """Bring ``index`` to ``snapshot`` (in a worker thread: a large change would hold up the
+        event loop), then compute the new tools' vectors: a few now, many in the background."""
+        tools = self._tools(snapshot, index)
+        async with self._lock:
+            pending = (
+                index.sync(snapshot, tools)
+                if snapshot is index.synced
+                else await anyio.to_thread.run_sync(index.sync, snapshot, list(tools))
+            )
         if not pending:
             return
         if len(pending) <= inline:
-            await self._fill(pending)
+            await self._fill(index, pending)
         elif self.task_group is not None and not self._filling:
             self._filling = True
             self.task_group.start_soon(self._fill_all)
 
     async def _fill_all(self) -> None:
+        """Vectors for every index's tools, a batch at a time (searches go on meanwhile)."""
         try:
             while True:
                 gateway = self.gateway_of()
                 if gateway is None:
                     return
-                pending = self.index.sync(gateway.snapshot, self._tools(gateway.snapshot))
+                async with self._lock:  # (a sync may be changing an index in its thread)
+                    pending = [(i, p) for i in (self.index, *self.views.values()) if (p := i.pending())]
                 if not pending:
                     return
-                if not await self._fill(pending[:256]):
-                    return
+                for index, names in pending:
+                    if not await self._fill(index, names[:FILL_BATCH]):
+                        return
         finally:
             self._filling = False
 
-    async def _fill(self, names: list[str]) -> bool:
+    async def _fill(self, index: ToolIndex, names: list[str]) -> bool:
+        async with self._lock:
+            wanted = index.to_embed(names)
+        if not wanted:
+            return True
         try:
-            await self.index.fill(names)
+            found = await index.vectors.embed([semantic for _, semantic in wanted])
         except EmbedderError as exc:
             logger.warning("tool search: vectors could not be computed (%s); searching by words", exc)
             return False
+        async with self._lock:
+            index.vectored(wanted, found)
         return True
 
-    async def _query_vector(self, query: str) -> Vector | None:
-        if not self.index.has_vectors:
+    async def _query_vector(self, query: str, index: ToolIndex) -> Vector | None:
+        if not index.has_vectors:
             return None
         try:
-            found = await self.index.vectors.embedder.embed([query])  # (a query is not kept)
+            found = await index.vectors.embedder.embed([query])  # (a query is not kept)
         except EmbedderError as exc:
             logger.warning("tool search: the query could not be embedded (%s); searching by words", exc)
             return None
-        return found[0] if found.shape == (1, self.index.vectors.dim) else None
+        return found[0] if found.shape == (1, index.vectors.dim) else None
 
-    def _tools(self, snapshot: CatalogSnapshot) -> Iterator[Listed]:
-        return listed(snapshot, OWN)
+    def _tools(self, snapshot: CatalogSnapshot, index: ToolIndex) -> Iterator[Listed]:
+        """The tools ``index`` holds: the gateway's (but its own), or a view's."""
+        mine = next((k for k, v in self.views.items() if v is index), None)
+        for item in listed(snapshot, OWN):
+            if mine is None or item[0] in mine:
+                yield item

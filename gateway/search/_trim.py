@@ -12,6 +12,7 @@ answers are no longer the upstream's shape).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 from collections.abc import Mapping, Sequence
@@ -19,13 +20,14 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from gateway.config import ResultsSpec
-from gateway.core.errors import InvalidArguments
+from gateway.core.errors import InvalidArguments, ToolExecutionError
 from gateway.core.provider import ToolProvider
 from gateway.core.types import JSON, CallContext, ToolCall, ToolResult, ToolSpec
 from gateway.core.wrappers import WrapperProvider
 from gateway.openapi.shaping import lookup, project, tree
 
 CURSOR = "result_cursor"
+MAX_KEPT = 8 * 1024 * 1024  # bytes of a trimmed answer's rest kept for its cursor
 
 
 class Store(Protocol):
@@ -80,34 +82,56 @@ class Trimmed(WrapperProvider):
     async def _page(
         self, tool: str, rest: JSON, key: str, items: list[Any], offset: int, ctx: CallContext
     ) -> ToolResult:
-        shown = items[offset : offset + self.spec.max_items]
+        """Answer ``items`` (the list's part from ``offset`` on) cut to ``max_items``; what is left
+        is kept under a new cursor (the list's later part only)."""
+        total = offset + len(items)
+        shown, left = items[: self.spec.max_items], items[self.spec.max_items :]
         trimmed: JSON | None = None
-        if offset + len(shown) < len(items) or offset:
-            trimmed = {"shown": len(shown), "from": offset, "total": len(items)}
-        if offset + len(shown) < len(items) and trimmed is not None:
-            if self.store is None:
+        if left or offset:
+            trimmed = {"shown": len(shown), "from": offset, "total": total}
+        if left and trimmed is not None:
+            kept = json.dumps(
+                {"tool": tool, "key": key, "items": left, "offset": offset + len(shown)}, default=str
+            )
+            if len(kept) > MAX_KEPT:
+                trimmed["note"] = f"the rest is not kept: more than {MAX_KEPT} bytes; narrow the request"
+            elif self.store is None:
                 trimmed["note"] = "the rest is not kept: this gateway has no result store"
             else:
-                cursor = secrets.token_urlsafe(12)
-                kept = {"tool": tool, "key": key, "items": items, "offset": offset + len(shown)}
-                text = json.dumps(kept, default=str)
-                await self.store.set(self._key(ctx, cursor), text, self.spec.keep_seconds)
-                trimmed[CURSOR] = cursor
+                cursor = secrets.token_urlsafe(16)
+                try:
+                    await self.store.set(self._key(ctx, tool, cursor), kept, self.spec.keep_seconds)
+                    trimmed[CURSOR] = cursor
+                except Exception as exc:  # noqa: BLE001 - the store down: the answer still goes out
+                    trimmed["note"] = f"the rest is not kept: the result store failed ({type(exc).__name__})"
         return _answer({**rest, key: shown}, trimmed, tool)
 
     async def _next(self, tool: str, cursor: str, ctx: CallContext) -> ToolResult:
-        found = await self.store.get(self._key(ctx, cursor)) if self.store is not None else None
-        kept = json.loads(found) if isinstance(found, str | bytes) else None
+        """The next items of a trimmed answer; a cursor is used once (its page gives a new one)."""
+        key = self._key(ctx, tool, cursor)
+        found: Any = None
+        if self.store is not None:
+            try:
+                found = await self.store.get(key)
+                if found:
+                    await self.store.set(key, "", 1)  # (spent)
+            except Exception as exc:  # noqa: BLE001 - reported as what it is
+                raise ToolExecutionError(
+                    f"the result store failed ({type(exc).__name__}); call the tool again"
+                ) from None
+        kept = json.loads(found) if isinstance(found, str | bytes) and found else None
         if not isinstance(kept, dict) or kept.get("tool") != tool:
             problem = (
-                f"not a cursor this tool gave you, or it has expired (after {self.spec.keep_seconds} s); "
+                f"not a cursor this tool gave you, or used or expired (after {self.spec.keep_seconds} s); "
                 "call the tool again without it"
             )
             raise InvalidArguments(tool, CURSOR, problem)
         return await self._page(tool, {}, str(kept["key"]), list(kept["items"]), int(kept["offset"]), ctx)
 
-    def _key(self, ctx: CallContext, cursor: str) -> str:
-        return f"trim:{ctx.tenant}:{ctx.principal.subject}:{self.id}:{cursor}"
+    def _key(self, ctx: CallContext, tool: str, cursor: str) -> str:
+        """The store key of a cursor: its caller (tenant, gateway, subject, client), target and tool."""
+        who = [ctx.tenant, ctx.gateway, ctx.principal.subject, ctx.principal.client_id, self.id, tool, cursor]
+        return "trim:" + hashlib.sha256(json.dumps(who).encode()).hexdigest()
 
 
 def _json_text(result: ToolResult) -> Any:

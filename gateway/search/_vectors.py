@@ -14,6 +14,7 @@ import hashlib
 import logging
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 Vector = npt.NDArray[np.float32]
 BATCH = 64  # texts a forward pass (and a disk write)
+MAX_KEPT = 50_000  # vectors kept in memory (75 MB); the least recently used give way
 _SCHEMA = "CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vector BLOB NOT NULL)"
 
 
@@ -42,13 +44,21 @@ class Vectors:
         self.embedder = embedder
         self.dim = embedder.dim
         self.path = path
-        self._kept: dict[str, Vector] = {}
+        self._kept: OrderedDict[str, Vector] = OrderedDict()  # (the most recently used last)
         self._lock = threading.Lock()  # (the disk file, from worker threads)
         self._computing = anyio.Lock()  # (one embedding batch at a time: the model uses the cores)
         self._loaded = False
 
     def known(self, key: str) -> Vector | None:
-        return self._kept.get(key)
+        found = self._kept.get(key)
+        if found is not None:
+            self._kept.move_to_end(key)
+        return found
+
+    def _keep(self, fresh: dict[str, Vector]) -> None:
+        self._kept.update(fresh)
+        while len(self._kept) > MAX_KEPT:  # (the disk keeps them: read back when needed again)
+            self._kept.popitem(last=False)
 
     async def load(self) -> None:
         """Read what earlier runs computed (once)."""
@@ -56,7 +66,7 @@ class Vectors:
             self._loaded = True
             return
         self._loaded = True
-        self._kept.update(await anyio.to_thread.run_sync(self._read))
+        self._keep(await anyio.to_thread.run_sync(self._read))
 
     async def embed(self, texts: Sequence[str]) -> list[Vector]:
         """The vectors of ``texts`` (computed for those not known yet, in batches).
@@ -78,10 +88,19 @@ class Vectors:
                 fresh = {
                     k: np.ascontiguousarray(found[i], dtype=np.float32) for i, (k, _) in enumerate(batch)
                 }
-                self._kept.update(fresh)
+                self._keep(fresh)
                 if self.path is not None:
                     await anyio.to_thread.run_sync(self._write, fresh)
-        return [self._kept[k] for k in keys]
+        out: list[Vector] = []
+        for key, text in zip(keys, texts, strict=True):
+            kept = self._kept.get(key)
+            out.append(kept if kept is not None else await self._one(text))
+        return out
+
+    async def _one(self, text: str) -> Vector:
+        """A vector the memory bound dropped meanwhile (a batch larger than the bound)."""
+        (vector,) = await self.embedder.embed([text])
+        return np.ascontiguousarray(vector, dtype=np.float32)
 
     def _connect(self) -> sqlite3.Connection:
         assert self.path is not None

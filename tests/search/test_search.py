@@ -14,6 +14,7 @@ from gateway.hub import Hub, LiveGateway
 
 pytestmark = pytest.mark.anyio
 
+TRACKER = [f"tests.fixtures.issue_tracker:{f}" for f in ("list_repositories", "list_issues", "all_issues")]
 FUNCTIONS = [
     "tests.fixtures.functions:add",
     "tests.fixtures.functions:move",
@@ -125,3 +126,58 @@ async def test_a_gateway_without_search_has_no_search_tool() -> None:
             await gateway.call(
                 "switchboard_search", {"query": "x"}, CallContext(principal=ALICE, gateway="g")
             )
+
+
+async def test_what_a_caller_may_not_call_changes_nothing_they_find() -> None:
+    """Non-interference: a caller who may call only some tools gets, for any query, what a
+    gateway holding only those tools answers (a hidden tool's words weigh nothing)."""
+    hidden = {
+        "name": "vault",
+        "kind": "function",
+        "functions": ["tests.fixtures.issue_tracker:delete_repository"],
+    }
+    policies = ['permit(principal, action, resource) when { resource != Switchboard::Target::"vault" };']
+    targets = [{"name": "tracker", "kind": "function", "functions": TRACKER}]
+    queries = ["delete a repository for good", "list issues", "repository issues delete", "good labels"]
+    async with Hub() as hub:
+        await hub.apply(
+            "default",
+            [
+                GatewaySpec.model_validate(
+                    {
+                        "name": "g",
+                        "search": {"enabled": True},
+                        "policies": policies,
+                        "targets": [*targets, hidden],
+                    }
+                ),
+                GatewaySpec.model_validate({"name": "h", "search": {"enabled": True}, "targets": targets}),
+            ],
+        )
+        with_hidden, without = hub.get("default", "g"), hub.get("default", "h")
+        assert with_hidden is not None and without is not None
+        for query in queries:
+            seen = await search(with_hidden, query, limit=10)
+            assert "vault___delete_repository" not in seen
+            ctx = CallContext(principal=ALICE, gateway="h")
+            alone = await without.call("switchboard_search", {"query": query, "limit": 10}, ctx)
+            assert alone.structured is not None
+            assert seen == [t["name"] for t in alone.structured["tools"]], query
+
+
+async def test_a_tool_named_like_the_alias_stays_callable() -> None:
+    target = {
+        "name": "fx",
+        "kind": "function",
+        "functions": [{"function": "tests.fixtures.functions:add", "name": "x_amz_bedrock_agentcore_search"}],
+    }
+    spec = GatewaySpec.model_validate(
+        {"name": "g", "search": {"enabled": True}, "prefix_tools": False, "targets": [target]}
+    )
+    async with Hub() as hub:
+        gateway = await live(hub, spec)
+        added = await gateway.call(
+            "x_amz_bedrock_agentcore_search", {"a": 1, "b": 2}, CallContext(principal=ALICE, gateway="g")
+        )
+        assert added.structured == {"result": 3}
+        assert await search(gateway, "add two integers") == ["x_amz_bedrock_agentcore_search"]

@@ -52,6 +52,9 @@ async def test_a_long_list_is_cut_projected_and_paged_by_its_cursor() -> None:
             cursor = page["trimmed"].get("result_cursor")
         assert len(seen) == 11 and len({(i["repo"], i["number"]) for i in seen}) == 11
 
+        spent = first["trimmed"]["result_cursor"]
+        with pytest.raises(InvalidArguments, match="used or expired"):  # (a cursor is used once)
+            await call(gateway, ANA, result_cursor=spent)
         again = (await call(gateway, ANA))["trimmed"]["result_cursor"]
         ctx = CallContext(principal=BEN, gateway="g")
         with pytest.raises(InvalidArguments, match="result_cursor"):  # (another caller's cursor)
@@ -69,3 +72,18 @@ async def test_a_short_answer_is_whole_and_says_nothing_of_trimming() -> None:
             "t___list_repositories", {"org": "acme"}, CallContext(principal=ANA, gateway="g")
         )
         assert repos.structured == {"result": ["acme/api", "acme/web", "acme/cli"]}
+
+
+async def test_a_cursor_belongs_to_its_gateway() -> None:
+    target = {"name": "t", "kind": "function", "functions": FUNCTIONS, "results": {"max_items": 2}}
+    async with Hub() as hub:
+        specs = [GatewaySpec.model_validate({"name": n, "targets": [target]}) for n in ("g", "other")]
+        await hub.apply("default", specs)
+        mine, other = hub.get("default", "g"), hub.get("default", "other")
+        assert mine is not None and other is not None
+        cursor = (await call(mine, ANA))["trimmed"]["result_cursor"]
+        with pytest.raises(InvalidArguments, match="result_cursor"):
+            await other.call(
+                "t___all_issues", {"result_cursor": cursor}, CallContext(principal=ANA, gateway="other")
+            )
+        assert len((await call(mine, ANA, result_cursor=cursor))["issues"]) == 2
