@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -250,11 +251,13 @@ async def test_limits_met_answer_clearly_and_the_sandbox_serves_on(box: Sandbox)
 async def test_nothing_is_left_after_stop(backend: Any) -> None:
     made: Sandbox = await backend.start(Options(binds=((str(AGENT), AGENT_INSIDE),)))
     kernel = Kernel(made)
-    await kernel.call({"op": "start", "command": "sleep 300 & sleep 300"}, wall=30)
+    # (a duration of its own: another test file, run beside this one, may sleep 300 too)
+    sleeper = f"sleep 300.{secrets.randbelow(10**6):06d}"
+    await kernel.call({"op": "start", "command": f"{sleeper} & {sleeper}"}, wall=30)
     await made.write("file.txt", b"x")
     await kernel.stop()
     await made.stop()
-    assert await anyio.to_thread.run_sync(_left, Path(backend.root)) == ([], False, [], [])
+    assert await anyio.to_thread.run_sync(_left, Path(backend.root), sleeper) == ([], False, [], [])
 
 
 async def test_a_backend_that_cannot_run_is_an_explicit_error_never_a_run_without_it(
@@ -271,11 +274,11 @@ async def test_a_backend_that_cannot_run_is_an_explicit_error_never_a_run_withou
         backend_for("chroot", tmp_path / "sandboxes")
 
 
-def _left(root: Path) -> tuple[list[Path], bool, list[Path], list[Path]]:
+def _left(root: Path, sleeper: str) -> tuple[list[Path], bool, list[Path], list[Path]]:
     """What a stopped sandbox could have left: files, a mount, control groups, processes."""
     mounted = str(root) in Path("/proc/self/mounts").read_text()
     groups = list(Path("/sys/fs/cgroup").rglob(f"switchboard-sandbox-{os.getpid()}-*"))
-    sleepers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline(p) == "sleep 300"]
+    sleepers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline(p) == sleeper]
     return list(root.iterdir()), mounted, groups, sleepers
 
 
