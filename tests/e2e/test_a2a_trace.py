@@ -73,12 +73,12 @@ gateways:
 
 
 async def _spans(receiver: OtlpReceiver, trace_id: str, wanted: int) -> list[ReceivedSpan]:
-    with anyio.fail_after(20):
-        while True:
-            found = [s for s in receiver.spans if s.trace_id == trace_id]
-            if len(found) >= wanted:
-                return found
+    found: list[ReceivedSpan] = []
+    with anyio.move_on_after(20):
+        while len(found := [s for s in receiver.spans if s.trace_id == trace_id]) < wanted:  # noqa: ASYNC110
             await anyio.sleep(0.1)
+    assert len(found) >= wanted, [(s.name, s.kind) for s in found]
+    return found
 
 
 async def _audit(served: Served, **query: str) -> list[dict[str, Any]]:
