@@ -168,6 +168,7 @@ class SearchProvider(ToolProvider):
     async def _sync(self, index: ToolIndex, snapshot: CatalogSnapshot, inline: int = INLINE) -> None:
         """Bring ``index`` to ``snapshot`` (in a worker thread: a large change would hold up the
         event loop), then compute the new tools' vectors: a few now, many in the background."""
+        await index.vectors.load()  # (what earlier runs computed is read before indexing: no refill)
         tools = self._tools(snapshot, index)
         async with self._lock:
             pending = (

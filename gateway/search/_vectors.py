@@ -48,6 +48,7 @@ class Vectors:
         self._lock = threading.Lock()  # (the disk file, from worker threads)
         self._computing = anyio.Lock()  # (one embedding batch at a time: the model uses the cores)
         self._loaded = False
+        self._loading = anyio.Lock()
 
     def known(self, key: str) -> Vector | None:
         found = self._kept.get(key)
@@ -61,12 +62,11 @@ class Vectors:
             self._kept.popitem(last=False)
 
     async def load(self) -> None:
-        """Read what earlier runs computed (once)."""
-        if self._loaded or self.path is None:
+        """Read what earlier runs computed (once; later callers wait for the first)."""
+        async with self._loading:
+            if not self._loaded and self.path is not None:
+                self._keep(await anyio.to_thread.run_sync(self._read))
             self._loaded = True
-            return
-        self._loaded = True
-        self._keep(await anyio.to_thread.run_sync(self._read))
 
     async def embed(self, texts: Sequence[str]) -> list[Vector]:
         """The vectors of ``texts`` (computed for those not known yet, in batches).
