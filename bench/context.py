@@ -47,7 +47,7 @@ from tests.e2e.harness import serve  # noqa: E402
 from tests.search.recall import GITHUB, queries  # noqa: E402
 
 COPIES = {"1k": 1, "10k": 8}
-FX = "{name: fx, kind: function, functions: [tests.fixtures.functions:add]}"
+FX = {"name": "fx", "kind": "function", "functions": ["tests.fixtures.functions:add"]}
 TRACKER = ["list_repositories", "list_issues", "delete_repository"]
 PROGRAM = """counts = {}
 for repo in (await tools.tracker___list_repositories(org="acme"))["result"]:
@@ -69,11 +69,9 @@ def _targets(copies: int) -> list[dict[str, Any]]:
 
 
 def _yaml(copies: int, name: str, search: str) -> str:
-    targets = "".join(
-        f"      - {{name: gh{i}, kind: openapi, spec: {GITHUB}, base_url: 'http://127.0.0.1:9'}}\n"
-        for i in range(copies)
-    )
-    return f"  - name: {name}\n    search: {search}\n    targets:\n      - {FX}\n{targets}"
+    """One gateway of the configuration: the function tool (the baseline) and the catalog."""
+    targets = [FX, *_targets(copies)]
+    return f"  - name: {name}\n    search: {search}\n    targets: {json.dumps(targets)}\n"
 
 
 async def _all_tools(client: Client) -> list[dict[str, Any]]:

@@ -28,14 +28,13 @@ from gateway.core.errors import ConfigError, ConfigIssue, ToolNotFound, Upstream
 from gateway.core.pipeline import Stage
 from gateway.core.provider import ToolProvider
 from gateway.core.types import JSON, CallContext, CallNext, Principal, ToolCall, ToolResult
-from gateway.core.wrappers import Filtered, Overridden, WrapperProvider
+from gateway.core.wrappers import Filtered, Overridden
 from gateway.interpreters import CodeInterpreters
 from gateway.pins import Pinned, PinScope, PinsFor
 from gateway.providers import provider_class
 from gateway.runtimes import Runtimes
+from gateway.search import CODE_TARGET, CodeModeProvider, SearchProvider, Trimmed, Vectors
 from gateway.search import TARGET as SEARCH_TARGET
-from gateway.search import CodeModeProvider, SearchProvider, Trimmed, Vectors
-from gateway.search._program import TARGET as CODE_TARGET
 from gateway.settings import Settings
 from gateway.stages import (
     AuditLog,
@@ -66,10 +65,12 @@ def build_provider(
     interpreters: CodeInterpreters | None = None,
     runtimes: Runtimes | None = None,
     memory: MemoryService | None = None,
+    results: ResultStore | None = None,
 ) -> ToolProvider:
     """The provider for one target, with pinning, overrides and include/exclude applied.
 
-    ``egress_allow``: a tenant's target (its connections only to public addresses and these)."""
+    ``egress_allow``: a tenant's target (its connections only to public addresses and these).
+    ``results``: where a trimmed answer's rest waits for its cursor."""
     kind: str = target.kind  # type: ignore[attr-defined]
     factory: Any = provider_class(kind)  # each provider class takes its own config model
     provider: ToolProvider = factory(target, gateway=gateway)
@@ -84,7 +85,7 @@ def build_provider(
             provider, {k: v.model_dump(exclude_none=True) for k, v in target.overrides.items()}
         )
     if target.results is not None:  # (after overrides: the names are the target's own)
-        provider = Trimmed(provider, target.results)
+        provider = Trimmed(provider, target.results, results)
     if target.include or target.exclude:
         provider = Filtered(provider, target.include, target.exclude)
     return provider
@@ -125,10 +126,9 @@ class LiveGateway:
         key = (id(snap), *(self.policy.caller_key(principal) if self.policy is not None else ()))
         shown = self._visible.get(key)
         if shown is None:
-            names = self.visible_names(principal)
-            shown = [t for t in snap.tool_list if names is None or t["name"] in names]
+            shown = self.callable_tools(principal)
             if search.progressive:
-                shown = [t for t in shown if _listed(search.name, search.pinned, snap, t["name"])]
+                shown = [t for t in shown if _listed(search.pinned, snap, t["name"])]
             if len(self._visible) > 1024:
                 self._visible.clear()
             self._visible[key] = shown
@@ -387,12 +387,10 @@ class Hub:
                 self.interpreters,
                 self.runtimes,
                 self.memory,
+                self.shared.results,
             )
         except ConfigError as exc:
             raise _located(exc, where) from None
-        for layer in _layers(provider):
-            if isinstance(layer, Trimmed):
-                layer.store = self.shared.results  # (each caller's rest of a trimmed answer)
         if self._task_group is None:
             raise RuntimeError("Hub must be entered (async with Hub()) before it opens targets")
         opened, stop, done = anyio.Event(), anyio.Event(), anyio.Event()
@@ -511,19 +509,10 @@ class Hub:
             await tg.__aexit__(None, None, None)
 
 
-def _listed(search: str, pinned: Sequence[str], snap: CatalogSnapshot, name: str) -> bool:
-    """Whether progressive search lists ``name``: the search tool, and the pinned tools."""
+def _listed(pinned: Sequence[str], snap: CatalogSnapshot, name: str) -> bool:
+    """Whether progressive search lists ``name``: the gateway's own tools (search, code mode),
+    and the pinned tools."""
     entry = snap.tools.get(name)
-    if entry is not None and entry.provider.id == SEARCH_TARGET:
-        return name == search
-    if entry is not None and entry.provider.id == CODE_TARGET:
+    if entry is not None and entry.provider.id in (SEARCH_TARGET, CODE_TARGET):
         return True
     return any(fnmatch.fnmatchcase(name, glob) for glob in pinned)
-
-
-def _layers(provider: ToolProvider) -> list[ToolProvider]:
-    """A provider and every provider it wraps."""
-    out = [provider]
-    while isinstance(out[-1], WrapperProvider):
-        out.append(out[-1].inner)
-    return out

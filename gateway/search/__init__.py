@@ -9,13 +9,13 @@ is sent the few it needs instead of all of them.
 
 from gateway.search._index import ToolIndex, listed, texts, words
 from gateway.search._program import RUN, STUBS, CodeModeProvider, identifier, stub
-from gateway.search._provider import NAMES, TARGET, SearchProvider
+from gateway.search._provider import CODE_TARGET, TARGET, SearchProvider
 from gateway.search._trim import CURSOR, Trimmed
 from gateway.search._vectors import Vectors
 
 __all__ = [
+    "CODE_TARGET",
     "CURSOR",
-    "NAMES",
     "RUN",
     "STUBS",
     "TARGET",

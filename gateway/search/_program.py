@@ -24,10 +24,10 @@ from gateway.core.catalog import CatalogSnapshot
 from gateway.core.errors import SwitchboardError, ToolExecutionError, ToolNotFound
 from gateway.core.provider import ToolProvider
 from gateway.core.types import JSON, CallContext, ToolCall, ToolResult, ToolSpec
-from gateway.search._provider import Gateway
+from gateway.search._provider import CODE_TARGET, Gateway
 from sandbox import Limits, SandboxError
 
-TARGET = "gateway.code"
+TARGET = CODE_TARGET
 RUN = "switchboard_run_program"
 STUBS = "switchboard_program_tools"
 MAX_CODE = 100_000  # characters of a program
@@ -132,11 +132,7 @@ class CodeModeProvider(ToolProvider):
         for raw in names:
             name, problem = _resolve(snapshot, str(raw))
             entry = snapshot.tools.get(name) if problem is None else None
-            if (
-                entry is None
-                or entry.provider.id in (TARGET,)
-                or (visible is not None and name not in visible)
-            ):
+            if entry is None or (visible is not None and name not in visible):
                 missing.append(str(raw))
                 continue
             found.append(stub(entry.wire()))
@@ -204,12 +200,19 @@ class CodeModeProvider(ToolProvider):
         return _answer(out, calls, limits)
 
 
+_IDENTS: list[tuple[CatalogSnapshot, dict[str, str | None]]] = []  # (the last catalog's, kept)
+
+
 def _idents(snapshot: CatalogSnapshot) -> dict[str, str | None]:
-    """Identifier -> published name; None where two names make the same identifier."""
+    """Identifier -> published name; None where two names make the same identifier (made once
+    a catalog snapshot: a program's calls all read it)."""
+    if _IDENTS and _IDENTS[0][0] is snapshot:
+        return _IDENTS[0][1]
     out: dict[str, str | None] = {}
     for name in snapshot.tools:
         ident = identifier(name)
         out[ident] = None if ident in out and out[ident] != name else name
+    _IDENTS[:] = [(snapshot, out)]
     return out
 
 

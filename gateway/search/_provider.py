@@ -13,26 +13,26 @@ from __future__ import annotations
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import ClassVar, Protocol
 
 import anyio
 from anyio.abc import TaskGroup
 
-from gateway.config import AGENTCORE_SEARCH_TOOL, SEARCH_TOOL, SearchSpec
+from gateway.config import SearchSpec
 from gateway.core.catalog import CatalogSnapshot
 from gateway.core.errors import ToolNotFound
 from gateway.core.provider import ToolProvider
 from gateway.core.types import JSON, CallContext, Principal, ToolCall, ToolResult, ToolSpec
-from gateway.search._index import Listed, ToolIndex, listed
+from gateway.search._index import ToolIndex, listed
 from gateway.search._vectors import Vector, Vectors
 from memory import EmbedderError
 
 logger = logging.getLogger(__name__)
 
 TARGET = "gateway.search"  # (the provider's id, as the audit and traces name the target)
-OWN = (TARGET, "gateway.code")  # (the gateway's own tools are never found)
-NAMES = (SEARCH_TOOL, AGENTCORE_SEARCH_TOOL)
+CODE_TARGET = "gateway.code"  # (code mode's)
+OWN = (TARGET, CODE_TARGET)  # (the gateway's own tools are never found)
 MAX_QUERY = 2_000  # characters of a query read
 INLINE = 32  # new tools whose vectors a search waits for; more are computed in the background
 FILL_BATCH = 256  # vectors computed in the background between two looks at the catalog
@@ -109,7 +109,7 @@ class SearchProvider(ToolProvider):
         ]
 
     async def call_tool(self, call: ToolCall, ctx: CallContext) -> ToolResult:
-        if call.name not in NAMES:
+        if call.name != self.spec.name:  # (the gateway sends the other name here as this one)
             raise ToolNotFound(call.name)
         gateway = self.gateway_of()
         if gateway is None:
@@ -119,8 +119,8 @@ class SearchProvider(ToolProvider):
             return ToolResult.error("query is empty: describe the task the tool is for, in plain words")
         limit = int(call.arguments.get("limit") or min(5, self.spec.max_results))
         snapshot = gateway.snapshot
-        index = self._index_for(snapshot, gateway.visible_names(ctx.principal))
-        await self._sync(index, snapshot)
+        index, only = self._index_for(snapshot, gateway.visible_names(ctx.principal))
+        await self._sync(index, snapshot, only)
         vector = await self._query_vector(query, index)
         async with self._lock:
             hits = index.search(query, vector, min(limit, self.spec.max_results), snapshot.tools.__contains__)
@@ -133,43 +133,53 @@ class SearchProvider(ToolProvider):
         text = json.dumps(found, separators=(",", ":"))
         return ToolResult(content=({"type": "text", "text": text},), structured=found)
 
-    def _index_for(self, snapshot: CatalogSnapshot, visible: set[str] | None) -> ToolIndex:
-        """The index this caller's search ranks in: the gateway's whole one when they may call
-        every tool; else one of only the tools they may call (its words' statistics are theirs
-        too, so a word held only by a tool hidden from them changes nothing they see)."""
+    def _index_for(
+        self, snapshot: CatalogSnapshot, visible: set[str] | None
+    ) -> tuple[ToolIndex, frozenset[str] | None]:
+        """The index this caller's search ranks in, and the tools it holds (None: all): the
+        gateway's whole one when they may call every tool; else one of only the tools they may
+        call (its words' statistics are theirs too, so a word held only by a tool hidden from
+        them changes nothing they see)."""
         if visible is None:
-            return self.index
+            return self.index, None
         cached = self._keys.get(id(visible))
         if cached is None or cached[0] is not visible or cached[1] is not snapshot:
-            theirs = [e.provider.id not in OWN for e in snapshot.tools.values()]
+            every = sum(e.provider.id not in OWN for e in snapshot.tools.values())
             allowed = frozenset(
                 n for n, e in snapshot.tools.items() if n in visible and e.provider.id not in OWN
             )
-            cached = (visible, snapshot, None if len(allowed) == sum(theirs) else allowed)
+            cached = (visible, snapshot, None if len(allowed) == every else allowed)
             if len(self._keys) >= VIEWS * 4:
                 self._keys.clear()
             self._keys[id(visible)] = cached
         mine = cached[2]
         if mine is None:
-            return self.index
+            return self.index, None
         view = self.views.pop(mine, None) or ToolIndex(self.index.vectors)
         self.views[mine] = view  # (the most recently used last)
         while len(self.views) > VIEWS:
             self.views.popitem(last=False)
-        return view
+        return view, mine
 
     def catalog_changed(self) -> None:
         """The hub's news that the catalog changed: index it ahead of the next search."""
         if self.task_group is not None:
             gateway = self.gateway_of()
             if gateway is not None:
-                self.task_group.start_soon(self._sync, self.index, gateway.snapshot, 0)
+                self.task_group.start_soon(self._sync, self.index, gateway.snapshot, None, 0)
 
-    async def _sync(self, index: ToolIndex, snapshot: CatalogSnapshot, inline: int = INLINE) -> None:
-        """Bring ``index`` to ``snapshot`` (in a worker thread: a large change would hold up the
-        event loop), then compute the new tools' vectors: a few now, many in the background."""
+    async def _sync(
+        self,
+        index: ToolIndex,
+        snapshot: CatalogSnapshot,
+        only: frozenset[str] | None,
+        inline: int = INLINE,
+    ) -> None:
+        """Bring ``index`` to ``snapshot``'s tools (``only`` those, for a view; in a worker
+        thread: a large change would hold up the event loop), then compute the new tools'
+        vectors: a few now, many in the background."""
         await index.vectors.load()  # (what earlier runs computed is read before indexing: no refill)
-        tools = self._tools(snapshot, index)
+        tools = (item for item in listed(snapshot, OWN) if only is None or item[0] in only)
         async with self._lock:
             pending = (
                 index.sync(snapshot, tools)
@@ -224,10 +234,3 @@ class SearchProvider(ToolProvider):
             logger.warning("tool search: the query could not be embedded (%s); searching by words", exc)
             return None
         return found[0] if found.shape == (1, index.vectors.dim) else None
-
-    def _tools(self, snapshot: CatalogSnapshot, index: ToolIndex) -> Iterator[Listed]:
-        """The tools ``index`` holds: the gateway's (but its own), or a view's."""
-        mine = next((k for k, v in self.views.items() if v is index), None)
-        for item in listed(snapshot, OWN):
-            if mine is None or item[0] in mine:
-                yield item

@@ -37,20 +37,24 @@ class Store(Protocol):
 
 
 class Trimmed(WrapperProvider):
-    """``inner``'s tools with their answers trimmed; ``store`` keeps the rest (set by the hub)."""
+    """``inner``'s tools with their answers trimmed; ``store`` keeps the rest (None: the first
+    items only, with a note)."""
 
-    def __init__(self, inner: ToolProvider, spec: ResultsSpec) -> None:
+    def __init__(self, inner: ToolProvider, spec: ResultsSpec, store: Store | None) -> None:
         super().__init__(inner)
         self.spec = spec
-        self.keep = tree(spec.fields) if spec.fields else None
-        self.store: Store | None = None
+        self.keep = tree(spec.fields)
+        self.store = store
+        self.own_cursor: set[str] = set()  # tools with a result_cursor argument of their own: not paged
 
     async def list_tools(self, ctx: CallContext) -> Sequence[ToolSpec]:
         out = []
         for tool in await self.inner.list_tools(ctx):
             schema = dict(tool.input_schema)
             properties = dict(schema.get("properties") or {})
-            if CURSOR not in properties:
+            if CURSOR in properties:
+                self.own_cursor.add(tool.name)
+            else:
                 properties[CURSOR] = {
                     "type": "string",
                     "description": "A trimmed answer's result_cursor: its next items (nothing else needed).",
@@ -63,7 +67,7 @@ class Trimmed(WrapperProvider):
 
     async def call_tool(self, call: ToolCall, ctx: CallContext) -> ToolResult:
         arguments = dict(call.arguments)
-        cursor = arguments.pop(CURSOR, None)
+        cursor = arguments.pop(CURSOR, None) if call.name not in self.own_cursor else None
         if cursor is not None:
             return await self._next(call.name, str(cursor), ctx)
         result = await self.inner.call_tool(replace(call, arguments=arguments), ctx)

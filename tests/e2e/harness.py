@@ -10,10 +10,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_SECONDS = 60.0
@@ -160,3 +164,18 @@ async def create_tenant(data_dir: Path, name: str) -> dict[str, str]:
     key = re.search(r"(sb_admin_\S+)", made.stdout.decode())
     assert key is not None, made.stdout.decode()
     return {"Authorization": f"Bearer {key.group(1)}"}
+
+
+@asynccontextmanager
+async def keyed_client(served: Served, subject: str, mode: str = "2026-07-28") -> AsyncIterator[Client]:
+    """An MCP SDK client of ``mode``'s era on the default gateway, calling with a new API key of
+    ``subject``."""
+    async with httpx2.AsyncClient(base_url=served.base, headers=served.admin_headers) as admin:
+        made = await admin.post("/admin/v1/gateways/default/keys", json={"subject": subject})
+    assert made.status_code == 201, made.text
+    headers = {"Authorization": f"Bearer {made.json()['key']}"}
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=60) as http,
+        Client(streamable_http_client(served.mcp, http_client=http), mode=mode) as mcp,  # type: ignore[arg-type]
+    ):
+        yield mcp

@@ -7,16 +7,14 @@ saying which; the program's calls are audited as the caller's."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from typing import Any
 
 import httpx2
 import pytest
 from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 
-from tests.e2e.harness import Served, serve_config
+from tests.e2e.harness import Served, keyed_client, serve_config
 
 pytestmark = pytest.mark.anyio
 
@@ -53,19 +51,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         yield served
 
 
-@asynccontextmanager
-async def client(served: Served, subject: str = "ana") -> AsyncIterator[Client]:
-    async with httpx2.AsyncClient(base_url=served.base, headers=served.admin_headers) as admin:
-        made = await admin.post("/admin/v1/gateways/default/keys", json={"subject": subject})
-    assert made.status_code == 201, made.text
-    headers = {"Authorization": f"Bearer {made.json()['key']}"}
-    async with (
-        httpx2.AsyncClient(headers=headers, timeout=60) as http,
-        Client(streamable_http_client(served.mcp, http_client=http), mode="2026-07-28") as mcp,
-    ):
-        yield mcp
-
-
 async def run(mcp: Client, code: str) -> tuple[bool, dict[str, Any], str]:
     answer = await mcp.call_tool("switchboard_run_program", {"code": code})
     assert isinstance(answer.structured_content, dict), answer
@@ -74,7 +59,7 @@ async def run(mcp: Client, code: str) -> tuple[bool, dict[str, Any], str]:
 
 
 async def test_a_task_by_separate_calls_and_by_one_program_gives_the_same_answer(live: Served) -> None:
-    async with client(live) as mcp:
+    async with keyed_client(live, "ana") as mcp:
         names = {t.name for t in (await mcp.list_tools()).tools}
         assert {"switchboard_run_program", "switchboard_program_tools", "switchboard_search"} <= names
         by_calls: dict[str, int] = {}
@@ -112,14 +97,14 @@ except ToolError as refused:
     outcome = f"refused: {refused}"
 outcome
 """
-    async with client(live) as mcp:
+    async with keyed_client(live, "ana") as mcp:
         failed, out, _ = await run(mcp, code)
     assert not failed and out["result"].startswith("refused: ") and "policy" in out["result"], out
     assert "deleted" not in out["result"]
 
 
 async def test_a_program_that_loops_or_floods_is_stopped_by_the_sandbox(live: Served) -> None:
-    async with client(live) as mcp:
+    async with keyed_client(live, "ana") as mcp:
         failed, out, text = await run(mcp, "while True:\n    pass\n")
         assert failed and "wall time" in out["error"] and "wall time" in text
         failed, out, text = await run(mcp, "print('x' * 1_000_000)\nprint('done')")

@@ -6,17 +6,15 @@ like any call."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
 import httpx2
 import pytest
 from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 
-from tests.e2e.harness import Served, serve
+from tests.e2e.harness import Served, keyed_client, serve
 from tests.fixtures.otlp_receiver import OtlpReceiver
 
 pytestmark = pytest.mark.anyio
@@ -52,20 +50,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, Otl
         yield served, receiver
 
 
-@asynccontextmanager
-async def client(served: Served, subject: str, mode: str) -> AsyncIterator[Client]:
-    """An MCP SDK client of ``mode``'s era, calling with a new API key of ``subject``."""
-    async with httpx2.AsyncClient(base_url=served.base, headers=served.admin_headers) as admin:
-        made = await admin.post("/admin/v1/gateways/default/keys", json={"subject": subject})
-    assert made.status_code == 201, made.text
-    headers = {"Authorization": f"Bearer {made.json()['key']}"}
-    async with (
-        httpx2.AsyncClient(headers=headers, timeout=60) as http,
-        Client(streamable_http_client(served.mcp, http_client=http), mode=mode) as mcp,  # type: ignore[arg-type]
-    ):
-        yield mcp
-
-
 async def found(mcp: Client, query: str) -> list[dict[str, Any]]:
     result = await mcp.call_tool("switchboard_search", {"query": query})
     assert not result.is_error, result
@@ -80,7 +64,7 @@ async def test_a_client_finds_a_tool_and_calls_it_by_name(
     live: tuple[Served, OtlpReceiver], mode: str
 ) -> None:
     served, receiver = live
-    async with client(served, "ops", mode) as mcp:
+    async with keyed_client(served, "ops", mode) as mcp:
         listed = [t.name for t in (await mcp.list_tools()).tools]
         assert listed == ["fx___move", "switchboard_search"]
         tools = await found(mcp, "add two integers together")
@@ -101,7 +85,7 @@ async def test_a_client_finds_a_tool_and_calls_it_by_name(
 
 async def test_a_tool_the_callers_policies_deny_is_never_found(live: Live) -> None:
     served, _ = live
-    async with client(served, "guest", "2026-07-28") as mcp:
+    async with keyed_client(served, "guest") as mcp:
         assert [t.name for t in (await mcp.list_tools()).tools] == ["fx___move", "switchboard_search"]
         for query in ("add two integers together", "sleep for some seconds", "add", "blocking"):
             assert [t["name"] for t in await found(mcp, query)] in ([], ["fx___move"])

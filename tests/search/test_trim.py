@@ -87,3 +87,21 @@ async def test_a_cursor_belongs_to_its_gateway() -> None:
                 "t___all_issues", {"result_cursor": cursor}, CallContext(principal=ANA, gateway="other")
             )
         assert len((await call(mine, ANA, result_cursor=cursor))["issues"]) == 2
+
+
+async def test_a_tools_own_result_cursor_argument_stays_its_own() -> None:
+    target = {
+        "name": "t",
+        "kind": "function",
+        "functions": ["tests.fixtures.issue_tracker:issues_after"],
+        "results": {"max_items": 3},
+    }
+    async with Hub() as hub:
+        await hub.apply("default", [GatewaySpec.model_validate({"name": "g", "targets": [target]})])
+        gateway = hub.get("default", "g")
+        assert gateway is not None
+        ctx = CallContext(principal=ANA, gateway="g")
+        answer = await gateway.call("t___issues_after", {"result_cursor": "9"}, ctx)
+        assert answer.structured == {
+            "result": ["Windows paths", "Release 2.0"]
+        }  # (the tool's own, not a page)
