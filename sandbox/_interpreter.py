@@ -341,16 +341,8 @@ class Interpreter:
         self, session_id: str, code: str, tenant: str, tools: ToolHandler, limits: Limits | None = None
     ) -> dict[str, Any]:
         """Run a code-mode program in the session (``sandbox._tools.program``)."""
-        session = self.get(session_id, tenant)
-        if session.status != "READY" or session.kernel is None:
-            raise NoSession(f"session {session_id!r} has ended ({session.status}); start a new one")
-        session.busy += 1
-        try:
-            return await program(session.kernel, code, limits or self.config.limits, tools)
-        finally:
-            session.busy -= 1
-            session.calls += 1
-            session.last_used = time.monotonic()
+        async with self._using(session_id, tenant) as kernel:
+            return await program(kernel, code, limits or self.config.limits, tools)
 
     async def invoke(
         self, session_id: str, tool: str, arguments: Mapping[str, Any], tenant: str, owner: str | None = None
@@ -360,13 +352,19 @@ class Interpreter:
         Raises:
             SandboxError: no such session for this owner, it has ended, or the call is wrong.
         """
+        async with self._using(session_id, tenant, owner) as kernel:
+            return await call(kernel, tool, arguments, self.config.limits, self.runtimes)
+
+    @contextlib.asynccontextmanager
+    async def _using(self, session_id: str, tenant: str, owner: str | None = None) -> AsyncIterator[Kernel]:
+        """The kernel of a live session, counted busy (and used) while the block runs."""
         session = self.get(session_id, tenant, owner)
         if session.status != "READY" or session.box is None or session.kernel is None:
             raise NoSession(f"session {session_id!r} has ended ({session.status}); start a new one")
         session.busy += 1
         session.last_used = time.monotonic()
         try:
-            return await call(session.kernel, tool, arguments, self.config.limits, self.runtimes)
+            yield session.kernel
         finally:
             session.busy -= 1
             session.calls += 1
