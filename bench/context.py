@@ -5,11 +5,14 @@ under eight target names (9,784 tools), each gateway with a function tool beside
 
   search p50/p99     switchboard_search through serve and an MCP client, at 1k and 10k tools
                      [p50 <= 5 ms at 10k]; baseline: the same gateway's function tool called
-                     the same way, in turns of ten with the searches
+                     the same way, in turns of ten with the searches; and the same calls as
+                     serve's spans timed them (a search answers 8-170 KB of definitions, which
+                     the client reads and validates: a share of the first figure)
   index              the whole index built from a catalog (words; then vectors computed, and
                      read back from the data directory as a restart does), one tool added, and
                      where a search's time goes: ranking in process, and embedding the query
-                     (the eight copies share their texts, so the 10k build computes few vectors)
+                     (float32, as texts are; int8, as serve embeds queries: ADR 0048) (the
+                     eight copies share their texts, so the 10k build computes few vectors)
   tool context       tokens of tools/list a session is sent: full, and progressive (the search
                      tool and nothing pinned) [<= 5k tokens progressive, whatever the catalog]
   code mode          tokens a model reads and writes for one task (open bugs counted across three
@@ -24,8 +27,11 @@ Tokens are estimated as characters / 4 (no model's tokenizer can be fetched here
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
+import re
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -47,6 +53,7 @@ from tests.e2e.harness import serve  # noqa: E402
 from tests.search.recall import GITHUB, queries  # noqa: E402
 
 COPIES = {"1k": 1, "10k": 8}
+READY = "the int8 encoder is built"  # (serve's log line: queries are embedded in int8 from then on)
 FX = {"name": "fx", "kind": "function", "functions": ["tests.fixtures.functions:add"]}
 TRACKER = ["list_repositories", "list_issues", "delete_repository"]
 PROGRAM = """counts = {}
@@ -123,12 +130,17 @@ async def index_rows(data: Path) -> dict[str, float]:
                 ranked.append((time.perf_counter() - began) * 1000)
             rows[f"rank {size}: p50 in process (ms)"] = statistics.median(ranked)
             if size == "1k":
-                embedded = []
-                for query in asked:
-                    began = time.perf_counter()
-                    await embedder.embed([query])
-                    embedded.append((time.perf_counter() - began) * 1000)
-                rows["embed one query: p50 (ms)"] = statistics.median(embedded)
+                embedder.prepare_queries()
+                for encoder in ("float32", "int8"):
+                    embedded = []
+                    for query in asked:
+                        began = time.perf_counter()
+                        if encoder == "int8":
+                            await embedder.embed_query(query)
+                        else:
+                            await embedder.embed([query])
+                        embedded.append((time.perf_counter() - began) * 1000)
+                    rows[f"embed one query, {encoder}: p50 (ms)"] = statistics.median(embedded)
             one = {"name": "desk___ticket", "description": "Open a support ticket for a customer"}
             began = time.perf_counter()
             added = ("desk___ticket", one, "desk", functools.partial(dict, one))
@@ -148,6 +160,12 @@ async def serve_rows(data: Path, searches: int) -> dict[str, Any]:
     config.write_text(text)
     asked = [q.text for q in queries()]
     with serve(data, config) as served:
+        rows["query encoder"] = "int8"  # (the first searches would embed in float32 until it is built)
+        if not any(READY in line for line in served.output):
+            try:
+                await anyio.to_thread.run_sync(served.reader.until, re.compile(READY), time.monotonic() + 60)
+            except (TimeoutError, RuntimeError):
+                rows["query encoder"] = "float32"
         for size in COPIES:
             async with Client(served.gateway(f"full{size}"), mode="legacy") as client:
                 rows[f"tool context {size}: full"] = tokens(await _all_tools(client))
@@ -187,6 +205,23 @@ async def serve_rows(data: Path, searches: int) -> dict[str, Any]:
             rows["code mode: one program"] = (
                 tokens(run) + tokens(PROGRAM) + tokens([c.model_dump() for c in result.content])
             )
+    rows.update(served_rows(data, searches))
+    return rows
+
+
+def served_rows(data: Path, searches: int) -> dict[str, tuple[float, float]]:
+    """The same searches and calls as serve's own spans timed them (from the request read to
+    its answer: without the client's work or the HTTP exchange), the last ``searches`` of each."""
+    rows: dict[str, tuple[float, float]] = {}
+    with contextlib.closing(sqlite3.connect(data / "switchboard.db")) as db:
+        for size in COPIES:
+            for tool, row in (("switchboard_search", "served search"), ("fx___add", "served call")):
+                found = db.execute(
+                    "SELECT end_ns - start_ns FROM sb_spans WHERE gateway = ? AND tool = ? AND "
+                    "parent_id IS NULL ORDER BY start_ns",
+                    (f"full{size}", tool),
+                ).fetchall()
+                rows[f"{row} {size}"] = _stats([ns / 1e6 for (ns,) in found[-searches:]])
     return rows
 
 
@@ -201,7 +236,7 @@ def main() -> None:
         data.mkdir()
         index = anyio.run(index_rows, data)
         rows = anyio.run(serve_rows, data, args.searches)
-    print("\ncontext economy: search and code mode through serve (2 cores)")
+    print(f"\ncontext economy: search and code mode through serve (2 cores; queries {rows['query encoder']})")
     print(f"{'row':38} {'p50 ms':>8} {'p99 ms':>8} {'x call':>7}")
     for size in COPIES:
         (p50, p99), (b50, _) = rows[f"search {size}"], rows[f"call {size}"]
@@ -215,6 +250,11 @@ def main() -> None:
         full, slim = rows[f"tool context {size}: full"], rows[f"tool context {size}: progressive"]
         print(f"{size + ' tools: full':38} {full:8d}")
         print(f"{size + ' tools: progressive':38} {slim:8d}  ({slim / full:.4f} of full)")
+    print(f"\n{'search, as serve timed it (its spans)':38} {'p50 ms':>8} {'p99 ms':>8} {'x call':>7}")
+    for size in COPIES:
+        (p50, p99), (b50, _) = rows[f"served search {size}"], rows[f"served call {size}"]
+        print(f"{'search ' + size + ' tools':38} {p50:8.2f} {p99:8.2f} {p50 / b50:7.2f}")
+        print(f"{'  baseline: function tool call':38} {b50:8.2f}")
     direct, program = rows["code mode: direct calls"], rows["code mode: one program"]
     print(f"\n{'code mode task (tokens, chars/4)':38} {'tokens':>8}")
     print(f"{'four direct calls':38} {direct:8d}")

@@ -10,6 +10,7 @@ until it commits, so change numbers commit in order and a reader never skips one
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -379,7 +380,7 @@ class Records:
 
         async def embed() -> None:
             try:
-                asked.append((await self._embed([query]))[0])
+                asked.append((await self._embed([query], query=True))[0])
             except Unavailable as exc:  # (raised after the group, not inside an exception group)
                 failed.append(exc)
 
@@ -471,8 +472,13 @@ class Records:
             await self.delete(memory_id, ids)
         return len(rows)
 
-    async def _embed(self, texts: Sequence[str]) -> Any:
+    async def _embed(self, texts: Sequence[str], query: bool = False) -> Any:
+        """The vectors of ``texts``; of one ``query`` (an approximation fit to search with, never
+        stored: the local model's int8 encoder, ADR 0048) when asked."""
         try:
+            if query:
+                (text,) = texts
+                return [await self.embedder.embed_query(text)]
             return await self.embedder.embed(texts)
         except EmbedderError as exc:
             reason = str(exc)
@@ -493,6 +499,9 @@ class Records:
             memory_ids = [r.memory_id for r in found]
         for memory_id in memory_ids:
             await self._shelf(memory_id)
+        if memory_ids:  # (searches will come: the local model builds its query encoder now, ADR 0048)
+            with contextlib.suppress(EmbedderError):
+                await self.embedder.embed_query("warm")
 
     # -- the per-process index -------------------------------------------------------------
 

@@ -69,6 +69,22 @@ def test_capture_masks_common_secret_key_spellings() -> None:
     assert recorded["ticket_id"] == "SUP-1" and recorded["key"] == "PROJ-7"
 
 
+def test_capture_reads_members_not_the_json_held_in_a_string() -> None:
+    """A result holding JSON as text (a tool search's answer: its text content repeats the
+    structured one) is one string: what looks like a member inside it is not one, and the
+    members after it are still read; a secret's value the window cuts is masked from its start."""
+    inner = orjson.dumps({"token": "in-text", "items": [{"name": "x", "password": "p"}] * 50}).decode()
+    text = capture({"content": [{"type": "text", "text": inner}], "client_secret": "s3"}, 8192)[0]
+    recorded = orjson.loads(text)
+    assert recorded["content"][0]["text"] == inner and recorded["client_secret"] == "[REDACTED]"
+    window = '{"ok":"yes","api_key":"sk-live-0123456789abcdef'  # (clip: the value runs on)
+    from gateway.telemetry._capture import masked
+
+    assert masked(window, 4000, 2000)[0].startswith('{"ok":"yes","api_key":"[REDACTED]"... [4000')
+    escaped = '{"ok":"yes","password":"say \\"hi\\'  # (cut after an escape's backslash)
+    assert masked(escaped, 4000, 2000)[0].startswith('{"ok":"yes","password":"[REDACTED]"... [4000')
+
+
 def test_clients_baggage_is_not_taken() -> None:
     from gateway.telemetry._spans import http_context, meta_context
 

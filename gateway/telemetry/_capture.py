@@ -77,13 +77,24 @@ def masked(window: str, total: int, limit: int) -> tuple[str, int]:
     return text[:limit] + f"... [{total} characters in all]", tokens
 
 
-# A JSON member and its value when that is a string, number, true, false or null (an object or
-# array under a secret-looking key is entered instead: its own members are checked).
-_SECRET_MEMBER = re.compile(r'"((?:[^"\\]|\\.){1,100})":("(?:[^"\\]|\\.)*"|-?[0-9][^,}\]]*|true|false|null)')
+# The JSON's strings, left to right, each with its value when it is a member's key and that value
+# is a string, number, true, false or null (an object or array under a secret-looking key is
+# entered instead: its own members are checked). Matching strings whole from the left keeps the
+# engine from starting again at every quote inside a string (a result holding JSON as text is all
+# escaped quotes: 26 KB cost 3.8 ms that way, 0.04 ms this); a string the window cuts (even after
+# an escape's backslash) runs to its end, and is masked as a whole when it is a secret's value.
+_STRING = r'"[^"\\]*+(?:\\.[^"\\]*+)*+(?:"|\\?\Z)'
+_SECRET_MEMBER = re.compile(
+    r'"([^"\\]*+(?:\\.[^"\\]*+)*+)(?:"|\\?\Z)(?::(' + _STRING + r"|-?[0-9][^,}\]]*|true|false|null))?"
+)
+_MAX_KEY = 100  # characters of a key read as one (a longer one is data, not a secret's name)
 
 
 def _mask_member(match: re.Match[str]) -> str:
-    return f'"{match.group(1)}":"{REDACTED}"' if _secret_key(match.group(1)) else match.group(0)
+    key = match.group(1)
+    if match.group(2) is not None and len(key) <= _MAX_KEY and _secret_key(key):
+        return f'"{key}":"{REDACTED}"'
+    return match.group(0)
 
 
 def _may_hold_secret_key(text: str) -> bool:

@@ -52,6 +52,7 @@ def log_config(log_format: str, level: str) -> dict[str, Any]:
         "loggers": {
             "gateway": {"level": level.upper()},
             "identity": {"level": level.upper()},
+            "memory": {"level": level.upper()},
             "uvicorn": {"handlers": ["default"], "level": level.upper(), "propagate": False},
             "uvicorn.error": {"level": level.upper()},
             "uvicorn.access": {"handlers": ["default"], "level": level.upper(), "propagate": False},

@@ -32,6 +32,9 @@ async def memory_service(
         if model_url
         else None
     )
+    # Its int8 query encoder built first (once a worker): building it takes the interpreter for
+    # about 2 s, past the 50 ms batching window these tests put two events in (ADR 0048).
+    await anyio.to_thread.run_sync(_EMBEDDER.prepare_queries)
     service = MemoryService(engine, _EMBEDDER, model=model, window=0.05, backoff=0.05, **options)
     try:
         await service.open()

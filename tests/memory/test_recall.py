@@ -100,6 +100,30 @@ async def test_async_embed_equals_sync(local: LocalEmbedder) -> None:
     assert local.name.startswith("local/all-MiniLM-L6-v2/") and local.dim == 384
 
 
+async def test_queries_go_through_the_int8_encoder_in_the_same_space(local: LocalEmbedder) -> None:
+    """A query's int8 vector stands for its float32 one: close to it, and ranking texts as it
+    does (ADR 0048)."""
+    assert local.prepare_queries() == "int8"  # (make install brings ONNX Runtime)
+    questions = [q.text for q in QUESTIONS[:20]]
+    texts = [m.text for m in MEMORIES[:60]]
+    exact, stored = local.embed_sync(questions), local.embed_sync(texts)
+    for question, full in zip(questions, exact, strict=True):
+        fast = await local.embed_query(question)
+        assert fast.shape == (384,) and fast.dtype == np.float32
+        assert abs(float(np.linalg.norm(fast)) - 1.0) < 1e-5
+        assert float(fast @ full) > 0.97, question
+        assert int(np.argmax(stored @ fast)) == int(np.argmax(stored @ full)), question
+    in_thread = await local.embed_query("hello world")
+    assert local.embed_query_sync("hello world").tobytes() == in_thread.tobytes()
+
+
+def test_queries_stay_float32_when_asked(local: LocalEmbedder) -> None:
+    exact = LocalEmbedder(quantized_queries=False)
+    exact._model = local._model or local._load()  # (the shared weights: not read again)
+    assert exact.prepare_queries() == "float32"
+    np.testing.assert_array_equal(exact.embed_query_sync("hello world"), local.embed_sync(["hello world"])[0])
+
+
 def test_a_broken_model_directory_is_reported(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{}")
     reason = local_available(tmp_path)
@@ -211,6 +235,14 @@ async def test_api_embedder_posts_batches_and_normalises(api_url: str) -> None:
     assert [r["body"]["input"] for r in requests_seen] == [["one", "two"], ["three", "four"], ["five"]]
     assert {r["auth"] for r in requests_seen} == {"Bearer sk-test"}
     assert embedder.name == "api/text-embedding-test/4" and embedder.dim == 4
+    embedder = ApiEmbedder(api_url, "text-embedding-test", 4)
+    try:
+        query = await embedder.embed_query("six")  # (a query is a text like any to an API)
+    finally:
+        await embedder.aclose()
+    assert query.shape == (4,)
+    six = np.array(fake_vector("six", 4), dtype=np.float32)
+    np.testing.assert_allclose(query, six / np.linalg.norm(six), atol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -79,8 +79,9 @@ async def recall(
     index: ToolIndex, embedder: LocalEmbedder, items: list[Query]
 ) -> dict[str, dict[int, float]]:
     """recall@1 and recall@5 for each ranking: a query counts when any of its answers is in the
-    top k."""
-    vectors = await embedder.embed([q.text for q in items])
+    top k. The tools' vectors are float32, the queries' int8 where ONNX Runtime is installed."""
+    embedder.prepare_queries()  # (queries as serve embeds them: the int8 encoder, ADR 0048)
+    vectors = [await embedder.embed_query(q.text) for q in items]
     scores: dict[str, dict[int, float]] = {}
     for mode in ("bm25", "vector", "fused"):
         found = {1: 0, 5: 0}

@@ -35,6 +35,7 @@ async def test_recall_over_the_labelled_queries(tmp_path: Path) -> None:
         assert len(gateway.snapshot.tools) == 1223 + 83 + 1  # (and the search tool)
         index = await filled_index(gateway, vectors)
         scores = await recall(index, embedder, items)
+    assert embedder.query_encoder == "int8"  # (make install brings ONNX Runtime: as serve searches)
     print("\nrecall over", len(items), "queries:", scores)
     for mode, (at1, at5) in FLOORS.items():
         assert scores[mode][1] >= at1 and scores[mode][5] >= at5, (mode, scores[mode])
