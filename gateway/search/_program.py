@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import json
 import keyword
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Protocol
+
+import anyio
 
 from gateway.config import CodeModeSpec
 from gateway.core.catalog import CatalogSnapshot
@@ -34,6 +37,8 @@ MAX_CODE = 100_000  # characters of a program
 MAX_STUBS = 50  # tools whose stubs one listing gives
 MAX_ARGUMENTS = 4 * 1024 * 1024  # bytes of one call's arguments (the MCP front's request limit)
 MAX_DEPTH = 64  # levels of a program's result
+MIN_WALL = 1.0  # seconds a program may run however close the call's deadline
+DEADLINE_MARGIN = 0.5  # seconds kept from the deadline to stop the sandbox and answer
 _IDENT = re.compile(r"[^0-9A-Za-z_]")
 _TYPES = {
     "string": "str",
@@ -190,13 +195,15 @@ class CodeModeProvider(ToolProvider):
             return {"result": result.structured if result.structured is not None else _json_or_text(text)}
 
         spec = self.spec
-        limits = Limits(
-            wall_seconds=spec.wall_seconds, cpu_seconds=int(spec.wall_seconds), output_bytes=spec.output_bytes
-        )
+        # A program ends by the call's deadline (the target's call_timeout_seconds), not after it:
+        # its own limit says so plainly, where the deadline would only cancel the call.
+        wall = round(max(MIN_WALL, min(spec.wall_seconds, ctx.remaining() - DEADLINE_MARGIN)), 1)
+        limits = Limits(wall_seconds=wall, cpu_seconds=math.ceil(wall), output_bytes=spec.output_bytes)
         try:
             out = await interpreter.program(session.id, code, ctx.tenant, tool, limits)
         finally:
-            await interpreter.stop(session.id, ctx.tenant)
+            with anyio.CancelScope(shield=True):  # (a cancelled call still ends its sandbox now)
+                await interpreter.stop(session.id, ctx.tenant)
         return _answer(out, calls, limits)
 
 

@@ -4,13 +4,14 @@ refused inside it."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
-from gateway.config import GatewaySpec
+from gateway.config import GatewaySpec, ResilienceSpec
 from gateway.core.types import CallContext, Principal
 from gateway.hub import Hub
 from gateway.interpreters import CodeInterpreters
@@ -104,3 +105,20 @@ out
         assert "cannot be called from a program" in out[2]
         deep = await run(hub, "v = []\nfor _ in range(100):\n    v = [v]\nv")
         assert deep["result"] is None and "nested deeper" in deep["note"], deep
+
+
+async def test_a_program_ends_by_the_calls_deadline_and_its_sandbox_with_it(tmp_path: Path) -> None:
+    """The target's call_timeout_seconds bounds a program whose own wall time is longer: the
+    program is stopped by its limit (a plain answer, not a cancelled call), and no session of it
+    is left behind."""
+    interpreters = CodeInterpreters(Settings(data_dir=tmp_path))
+    async with interpreters.open(), Hub(interpreters=interpreters) as hub:
+        short = spec().model_copy(update={"resilience": ResilienceSpec(call_timeout_seconds=4)})
+        await hub.apply("default", [short])
+        began = anyio.current_time()
+        answer = await run(hub, "while True:\n    pass\n")
+        took = anyio.current_time() - began
+        limit = re.search(r"wall time limit \(([0-9.]+)\)", answer["error"])
+        assert limit is not None and 1 <= float(limit.group(1)) <= 3.5, answer
+        assert took < 20  # (its own wall_seconds, 20, did not apply)
+        assert not [s for _, s in interpreters.sessions("default") if s.status == "READY"]
