@@ -30,7 +30,7 @@ import httpx2
 import numpy as np
 import numpy.typing as npt
 
-from memory._quantized import Layer, QuantizedEncoder, QuantizedUnavailable, Weights
+from memory._quantized import Layer, QuantizedEncoder, QuantizedUnavailable, build
 
 logger = logging.getLogger(__name__)
 
@@ -357,8 +357,8 @@ class LocalEmbedder:
     each call then runs in a worker thread, so the event loop never blocks on the model.
 
     Queries (:meth:`embed_query`) go through the same weights quantized to int8 once that encoder
-    is built (in a thread of its own, on the first query; float32 until then, or for good where
-    ONNX Runtime is missing): about 1.6 ms a query instead of 7 (ADR 0048).
+    is built (by a child process, started on the first query; float32 until then, or for good
+    where ONNX Runtime is missing): about 1.4 ms a query instead of 7 (ADR 0048).
 
     Args:
         model_dir: A directory laid out like the bundled model; default: the bundled model.
@@ -445,11 +445,12 @@ class LocalEmbedder:
         Raises:
             EmbedderError: The model is not installed or cannot be read.
         """
-        model = self._model or self._load()
+        if self._model is None:
+            self._load()  # (queries are float32 meanwhile: the model is needed either way)
         with self._lock:
             if self._quantizing is None and self._quantize:
                 self._quantizing = threading.Thread(
-                    target=self._build_quantized, args=(model,), name="switchboard-quantize", daemon=True
+                    target=self._build_quantized, name="switchboard-quantize", daemon=True
                 )
                 self._quantizing.start()
             building = self._quantizing
@@ -457,13 +458,12 @@ class LocalEmbedder:
             building.join()
         return self.query_encoder
 
-    def _build_quantized(self, model: _Model) -> None:
+    def _build_quantized(self) -> None:
         began = time.perf_counter()
         try:
-            weights = Weights(model.words, model.positions, model.norm, model.layers, model.heads, model.eps)
-            self._quantized = QuantizedEncoder(weights)
+            self._quantized = build(self._dir or _model_dir())
             logger.info("search queries: the int8 encoder is built (%.1f s)", time.perf_counter() - began)
-        except QuantizedUnavailable as exc:
+        except (QuantizedUnavailable, EmbedderError) as exc:
             logger.warning("search queries are embedded in float32: no int8 encoder (%s)", exc)
 
 

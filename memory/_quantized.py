@@ -5,8 +5,9 @@ A search embeds one short query while its caller waits. numpy's float32 forward 
 already at some 60 GFLOP/s. With int8 weights (one scale per output channel) and int8
 activations, ONNX Runtime's kernels do the same pass in about 1.6 ms.
 
-The graph is written here, node by node, from the weights the float32 model already holds: no
-file from a model hub, and the same tokenizer, positions and pooling. Only queries go through
+The graph is written here, node by node, from the weights the float32 model holds: no file from
+a model hub, and the same tokenizer, positions and pooling. A child process writes and quantizes
+it (``memory._encoder_build``); this process only loads the result. Only queries go through
 it; the texts searched keep their float32 vectors. On tests/search/queries.json, int8 queries
 over float32 tools rank as float32 queries do (recall@5 fused 0.698 both), where int8 on both
 sides loses two points (0.678).
@@ -14,8 +15,10 @@ sides loses two points (0.678).
 
 from __future__ import annotations
 
-import logging
 import math
+import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +30,7 @@ import numpy.typing as npt
 
 Array = npt.NDArray[np.float32]
 OPSET = 17  # LayerNormalization's first
+BUILD_SECONDS = 300.0  # the child that builds the encoder (about 3 s here)
 
 
 class QuantizedUnavailable(Exception):
@@ -139,47 +143,67 @@ def _encoder_graph(w: Weights) -> Any:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
 
 
-class _PreProcessAdvice(logging.Filter):
-    """The quantizer's advice, logged at WARNING on the root logger, to pre-process the model."""
+def quantized(weights: Weights) -> bytes:
+    """The int8 encoder as ONNX bytes. Costly (about 2 s, mostly in Python, and some 300 MB at
+    its peak): :func:`build` runs it in a process of its own."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.quant_utils import add_pre_process_metadata
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not ("onnxruntime" in record.pathname and "pre-process" in str(record.msg))
+    model = _encoder_graph(weights)
+    add_pre_process_metadata(model)  # (its advice to pre-process: nothing changes here, same vectors)
+    with tempfile.TemporaryDirectory(prefix="switchboard-encoder-") as tmp:
+        path = Path(tmp) / "encoder-int8.onnx"
+        quantize_dynamic(model, path, per_channel=True, weight_type=QuantType.QInt8)
+        return path.read_bytes()
+
+
+def build(model_dir: Path) -> QuantizedEncoder:
+    """The int8 encoder of the model in ``model_dir``, built by a child process
+    (``memory._encoder_build``) that hands its bytes back: the building holds neither this
+    process's interpreter (the event loop would stall for seconds) nor its memory.
+
+    Raises:
+        QuantizedUnavailable: onnxruntime is missing, or the build failed (its last words said).
+    """
+    try:
+        import onnxruntime  # noqa: F401  (checked here: the child would only fail later)
+    except ImportError as exc:
+        raise QuantizedUnavailable(f"{exc.name} is not installed (make install)") from exc
+    command = [sys.executable, "-m", "memory._encoder_build", str(model_dir)]
+    paths = [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+    try:
+        done = subprocess.run(command, capture_output=True, env=env, timeout=BUILD_SECONDS, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise QuantizedUnavailable(f"its build could not run ({type(exc).__name__}: {exc})") from exc
+    if done.returncode != 0 or not done.stdout:
+        said = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise QuantizedUnavailable(f"its build failed ({said[0][:300]})")
+    return QuantizedEncoder(done.stdout)
 
 
 class QuantizedEncoder:
-    """The int8 encoder: built from float32 weights (about 2 s; once a process)."""
+    """The int8 encoder, from its ONNX bytes (:func:`build`)."""
 
-    def __init__(self, weights: Weights) -> None:
+    def __init__(self, model: bytes) -> None:
         """Raises:
-        QuantizedUnavailable: onnx or onnxruntime is missing, or refused the graph."""
+        QuantizedUnavailable: onnxruntime is missing, or refused the model."""
         try:
             import onnxruntime
-            from onnxruntime.quantization import QuantType, quantize_dynamic
         except ImportError as exc:
             raise QuantizedUnavailable(f"{exc.name} is not installed (make install)") from exc
-        model = _encoder_graph(weights)
         options = onnxruntime.SessionOptions()
         # One thread, the caller's (as numpy's BLAS: a worker thread beside the event loop), and
         # none of the runtime's own, whose pools would take the other core and meet fork().
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
-        advice = _PreProcessAdvice()  # (its pre-processing changes nothing here: same vectors)
-        logging.getLogger().addFilter(advice)
         try:
-            with tempfile.TemporaryDirectory(prefix="switchboard-encoder-") as tmp:
-                path = Path(tmp) / "encoder-int8.onnx"
-                quantize_dynamic(model, path, per_channel=True, weight_type=QuantType.QInt8)
-                self.session = onnxruntime.InferenceSession(
-                    path.read_bytes(), options, providers=["CPUExecutionProvider"]
-                )
-        except Exception as exc:  # (onnx and onnxruntime raise their own, or plain ones)
-            failure = f"{type(exc).__name__}: {exc}"
-            raise QuantizedUnavailable(f"ONNX Runtime could not build it ({failure})") from exc
-        finally:
-            logging.getLogger().removeFilter(advice)
+            self.session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # (onnxruntime raises its own, or plain ones)
+            raise QuantizedUnavailable(f"ONNX Runtime refused it ({type(exc).__name__}: {exc})") from exc
 
     def forward(self, tokens: npt.NDArray[np.int64], mask: Array) -> Array:
-        """The last hidden states of a padded batch (``_Model.forward``'s before pooling)."""
+        """The last hidden states of a padded batch (``_Model.states``'s)."""
         key_bias = ((mask - np.float32(1.0)) * np.float32(1e9))[:, None, None, :]
         positions = np.arange(tokens.shape[1], dtype=np.int64)
         feeds = {"input_ids": tokens, "position_ids": positions, "key_bias": key_bias}

@@ -81,6 +81,10 @@ def test_capture_reads_members_not_the_json_held_in_a_string() -> None:
     from gateway.telemetry._capture import masked
 
     assert masked(window, 4000, 2000)[0].startswith('{"ok":"yes","api_key":"[REDACTED]"... [4000')
+    long_key = capture({"x" * 150 + "_password": "hunter2", "y" * 150: "seen"}, 4096)[0]
+    assert "hunter2" not in long_key and "seen" in long_key  # (a long key is read too)
+    newline = masked('{"password":"a\\\nb","n":1}', 24, 2000)[0]  # (a raw newline: not orjson's)
+    assert newline == '{"password":"[REDACTED]","n":1}'
     escaped = '{"ok":"yes","password":"say \\"hi\\'  # (cut after an escape's backslash)
     assert masked(escaped, 4000, 2000)[0].startswith('{"ok":"yes","password":"[REDACTED]"... [4000')
 

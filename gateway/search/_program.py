@@ -38,7 +38,8 @@ MAX_STUBS = 50  # tools whose stubs one listing gives
 MAX_ARGUMENTS = 4 * 1024 * 1024  # bytes of one call's arguments (the MCP front's request limit)
 MAX_DEPTH = 64  # levels of a program's result
 MIN_WALL = 1.0  # seconds a program may run however close the call's deadline
-DEADLINE_MARGIN = 0.5  # seconds kept from the deadline to stop the sandbox and answer
+# Seconds kept from the call's deadline: an interrupted program's grace (the kernel's 2) and the stop.
+DEADLINE_MARGIN = 2.5
 _IDENT = re.compile(r"[^0-9A-Za-z_]")
 _TYPES = {
     "string": "str",

@@ -84,15 +84,19 @@ def masked(window: str, total: int, limit: int) -> tuple[str, int]:
 # escaped quotes: 26 KB cost 3.8 ms that way, 0.04 ms this); a string the window cuts (even after
 # an escape's backslash) runs to its end, and is masked as a whole when it is a secret's value.
 _STRING = r'"[^"\\]*+(?:\\.[^"\\]*+)*+(?:"|\\?\Z)'
+# (re.S: an escape's backslash takes any character, a raw newline in some other caller's text too.)
 _SECRET_MEMBER = re.compile(
-    r'"([^"\\]*+(?:\\.[^"\\]*+)*+)(?:"|\\?\Z)(?::(' + _STRING + r"|-?[0-9][^,}\]]*|true|false|null))?"
+    r'"([^"\\]*+(?:\\.[^"\\]*+)*+)(?:"|\\?\Z)(?::(' + _STRING + r"|-?[0-9][^,}\]]*|true|false|null))?",
+    re.S,
 )
-_MAX_KEY = 100  # characters of a key read as one (a longer one is data, not a secret's name)
+_CACHED_KEY = 100  # characters of the keys whose verdicts are kept (a longer key is checked anew)
 
 
 def _mask_member(match: re.Match[str]) -> str:
     key = match.group(1)
-    if match.group(2) is not None and len(key) <= _MAX_KEY and _secret_key(key):
+    if match.group(2) is not None and (
+        _secret_key(key) if len(key) <= _CACHED_KEY else _secret_key.__wrapped__(key)
+    ):
         return f'"{key}":"{REDACTED}"'
     return match.group(0)
 
