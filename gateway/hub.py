@@ -10,6 +10,7 @@ listeners hear which gateways changed, so the fronts can send list_changed.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -55,6 +56,7 @@ logger = logging.getLogger(__name__)
 GatewayKey = tuple[str, str]  # (tenant, gateway name)
 SEARCH_NAMES = (SEARCH_TOOL, AGENTCORE_SEARCH_TOOL)
 ChangeListener = Callable[[GatewayKey], None]
+SessionListener = Callable[[GatewayKey, str], None]  # (one session's list changed)
 
 
 def build_provider(
@@ -113,12 +115,28 @@ class LiveGateway:
     catalog: Catalog
     handler: CallNext
     chain: Chain | None = None
+    found: Callable[[str], Sequence[str]] | None = None  # (a session's found tools: list_found)
     _visible: dict[tuple[Any, ...], list[JSON]] = field(default_factory=dict)
     _names: dict[tuple[Any, ...], set[str]] = field(default_factory=dict)
 
-    def tool_list(self, principal: Principal) -> list[JSON]:
+    def tool_list(self, principal: Principal, session_id: str | None = None) -> list[JSON]:
         """tools/list for one caller: everything, or (with policies) what they could be allowed;
-        with progressive search, only the search tool and the pinned tools of those."""
+        with progressive search, only the search tool and the pinned tools of those, and (with
+        ``list_found``) the tools the session's searches found."""
+        shown = self._tool_list(principal)
+        found = self.found(session_id) if self.found is not None and session_id else ()
+        if not found:
+            return shown
+        tools, names = self.catalog.snapshot.tools, self.visible_names(principal)
+        listed = {t["name"] for t in shown}
+        extra = [
+            dict(tools[n].wire())
+            for n in found
+            if n in tools and n not in listed and (names is None or n in names)
+        ]
+        return [*shown, *extra]
+
+    def _tool_list(self, principal: Principal) -> list[JSON]:
         snap = self.catalog.snapshot
         search = self.spec.search
         if self.policy is None and not search.progressive:
@@ -228,6 +246,7 @@ class Hub:
         self._gateways: dict[GatewayKey, LiveGateway] = {}
         self._open: dict[tuple[str, str, str], _OpenProvider] = {}
         self._listeners: list[ChangeListener] = []
+        self._session_listeners: list[SessionListener] = []
         self._lock = anyio.Lock()
         self._task_group: TaskGroup | None = None
 
@@ -249,6 +268,14 @@ class Hub:
     def subscribe(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
 
+    def subscribe_sessions(self, listener: SessionListener) -> None:
+        """``listener(key, session_id)``: one session's tools/list changed (``list_found``)."""
+        self._session_listeners.append(listener)
+
+    def _found(self, key: GatewayKey, session_id: str) -> None:
+        for listener in list(self._session_listeners):
+            listener(key, session_id)
+
     def _search_provider(self, key: GatewayKey, spec: GatewaySpec) -> SearchProvider:
         """The gateway's search tool: the one it had while its search settings stay the same (its
         index kept), else a new one."""
@@ -259,6 +286,7 @@ class Hub:
             provider = SearchProvider(
                 spec.search, self.vectors, lambda: self._gateways.get(key), self._task_group
             )
+            provider.on_found = functools.partial(self._found, key)
             self._search[key] = provider
         return provider
 
@@ -330,7 +358,9 @@ class Hub:
                     raise ConfigError(
                         [ConfigIssue(i.message, f"gateways.{spec.name}.{i.location}") for i in exc.issues]
                     ) from None
-                new[(tenant, spec.name)] = self._live(tenant, spec, catalog)
+                live = new[(tenant, spec.name)] = self._live(tenant, spec, catalog)
+                if spec.search.list_found and spec.search.progressive:
+                    live.found = self._search[(tenant, spec.name)].found
         except BaseException:
             with anyio.CancelScope(shield=True):
                 for op in fresh:

@@ -54,6 +54,12 @@ class SearchSpec(Model):
         "switchboard_search", description="The search tool's listed name; it answers to the other as well."
     )
     max_results: int = Field(10, ge=1, le=50, description="The most tools one search returns.")
+    list_found: bool = Field(
+        False,
+        description="Progressive only: a 2025-era session (Mcp-Session-Id) gets the tools its searches "
+        "found added to its tools/list (its 32 latest) and hears list_changed, for clients that call "
+        "listed tools only.",
+    )
 
     @property
     def on(self) -> bool:

@@ -124,7 +124,7 @@ class _Answer(Exception):
 
 
 _CHANNEL = _FastChannel()
-ListPage = Callable[[LiveGateway, str | None, bool, Principal], dict[str, Any]]
+ListPage = Callable[[LiveGateway, str | None, bool, Principal, str | None], dict[str, Any]]
 ResultWire = Callable[[ToolResult], dict[str, Any]]
 ErrorWire = Callable[[RequestError | AuthError], MCPError]
 
@@ -262,7 +262,7 @@ class FastPath:
             if cursor is not None and not isinstance(cursor, str):
                 raise _Fallback
             try:
-                return self.list_page(gw, cursor, modern, principal)
+                return self.list_page(gw, cursor, modern, principal, session)
             except Exception as exc:
                 raise _Fallback from exc
         name = params.get("name")

@@ -183,6 +183,7 @@ class McpFront:
         self._resource_subscriptions: dict[str, set[str]] = {}
         self._task_group: anyio.abc.TaskGroup | None = None
         hub.subscribe(self._gateway_changed)
+        hub.subscribe_sessions(self._session_changed)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -336,13 +337,13 @@ class McpFront:
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> dict[str, Any]:
         gw, call_ctx = self._gateway(ctx)
-        page = page_of(gw.tool_list(call_ctx.principal), params.cursor if params else None, "tools")
-        return self._cacheable(ctx, page)
+        tools = gw.tool_list(call_ctx.principal, call_ctx.session_id)
+        return self._cacheable(ctx, page_of(tools, params.cursor if params else None, "tools"))
 
     def _fast_list_page(
-        self, gw: LiveGateway, cursor: str | None, modern: bool, principal: Principal
+        self, gw: LiveGateway, cursor: str | None, modern: bool, principal: Principal, session: str | None
     ) -> dict[str, Any]:
-        return cache_hints(page_of(gw.tool_list(principal), cursor, "tools"), modern)
+        return cache_hints(page_of(gw.tool_list(principal, session), cursor, "tools"), modern)
 
     def _session_alive(self, session_id: str, version: str) -> bool:
         """A handshake-era session the SDK still holds, initialised, speaking ``version``, whose
@@ -494,15 +495,25 @@ class McpFront:
             await bus.publish(PromptsListChanged())
             await bus.publish(ResourcesListChanged())
         for session_id, (skey, session) in list(self._sessions.items()):
-            if skey != key or session is None:
-                continue
-            try:
-                await session.send_tool_list_changed()
+            if skey == key and session is not None:
+                await self._tell(session_id, session, every=True)
+
+    async def _tell(self, session_id: str, session: ServerSession, every: bool = False) -> None:
+        """A session hears its tools changed (``every``: its prompts and resources too)."""
+        try:
+            await session.send_tool_list_changed()
+            if every:
                 await session.send_prompt_list_changed()
                 await session.send_resource_list_changed()
-            except Exception as exc:  # noqa: BLE001 - boundary: a gone session must not stop the others
-                logger.debug("dropping session %s from notifications: %s", session_id[:8], exc)
-                self._forget(session_id)
+        except Exception as exc:  # noqa: BLE001 - boundary: a gone session must not stop the others
+            logger.debug("dropping session %s from notifications: %s", session_id[:8], exc)
+            self._forget(session_id)
+
+    def _session_changed(self, key: GatewayKey, session_id: str) -> None:
+        """One session's list changed (its searches found tools: ``list_found``): it hears so."""
+        known = self._sessions.get(session_id)
+        if self._task_group is not None and known is not None and known[0] == key and known[1] is not None:
+            self._task_group.start_soon(self._tell, session_id, known[1])
 
     def _remember(self, session_id: str, key: GatewayKey) -> None:
         if self.manager.known(session_id):  # (a session that ended meanwhile is not kept)

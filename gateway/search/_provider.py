@@ -38,6 +38,8 @@ MAX_QUERY = 2_000  # characters of a query read
 INLINE = 32  # new tools whose vectors a search waits for; more are computed in the background
 FILL_BATCH = 256  # vectors computed in the background between two looks at the catalog
 VIEWS = 16  # indexes of callers who may call only some tools, one per distinct set, kept
+FOUND_KEPT = 32  # tools a session's searches found, added to its list (list_found), the latest kept
+SESSIONS_KEPT = 10_000  # sessions whose found tools are kept (the least recently searching go first)
 DESCRIPTION = (
     "Find this gateway's tools for a task described in plain words. Answers the best matching "
     "tools with their full definitions (name, description, input schema); call them next by "
@@ -77,6 +79,8 @@ class SearchProvider(ToolProvider):
         self.task_group = task_group
         self._filling = False
         self._warmed = False
+        self._found: OrderedDict[str, OrderedDict[str, None]] = OrderedDict()  # session -> names
+        self.on_found: Callable[[str], None] | None = None  # (the hub's: a session's list changed)
 
     async def list_tools(self, ctx: CallContext) -> Sequence[ToolSpec]:
         limit = self.spec.max_results
@@ -131,9 +135,29 @@ class SearchProvider(ToolProvider):
             tool = dict(snapshot.tools[hit.record_id].wire())
             tool.pop("execution", None)  # (how to call it is the client's era's business)
             tools.append(tool)
+        if self.spec.list_found and self.spec.progressive and ctx.session_id and tools:
+            self._remember(ctx.session_id, [str(t["name"]) for t in tools])
         found: JSON = {"tools": tools}
         text = orjson.dumps(found).decode()  # (a search answers some 13 KB: 0.5 ms with json's)
         return ToolResult(content=({"type": "text", "text": text},), structured=found)
+
+    def found(self, session_id: str) -> tuple[str, ...]:
+        """The tools a session's searches found, the latest last (``list_found``)."""
+        return tuple(self._found.get(session_id, ()))
+
+    def _remember(self, session_id: str, names: list[str]) -> None:
+        kept = self._found.pop(session_id, None) or OrderedDict()
+        before = set(kept)
+        for name in names:
+            kept.pop(name, None)
+            kept[name] = None
+        while len(kept) > FOUND_KEPT:
+            kept.popitem(last=False)
+        self._found[session_id] = kept
+        while len(self._found) > SESSIONS_KEPT:
+            self._found.popitem(last=False)
+        if set(kept) != before and self.on_found is not None:
+            self.on_found(session_id)
 
     def _index_for(
         self, snapshot: CatalogSnapshot, visible: set[str] | None

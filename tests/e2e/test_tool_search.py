@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 import httpx2
+import mcp_types as types
 import pytest
 from mcp import Client
 
@@ -36,6 +37,12 @@ gateways:
           - tests.fixtures.functions:add
           - tests.fixtures.functions:move
           - tests.fixtures.functions:blocking_sleep
+  - name: found
+    search: {progressive: true, list_found: true}
+    targets:
+      - name: fx
+        kind: function
+        functions: ["tests.fixtures.functions:add", "tests.fixtures.functions:move"]
 """
 
 
@@ -91,3 +98,33 @@ async def test_a_tool_the_callers_policies_deny_is_never_found(live: Live) -> No
             assert [t["name"] for t in await found(mcp, query)] in ([], ["fx___move"])
         denied = await mcp.call_tool("fx___add", {"a": 1})
         assert denied.is_error
+
+
+async def test_a_2025_session_gets_the_tools_it_found_added_to_its_list(live: Live) -> None:
+    """list_found: a handshake-era session hears list_changed after a search, and its list then
+    holds what it found (for clients that call listed tools only); another session's list, and a
+    2026-era client's (no session), stay the search tool alone."""
+    served, _ = live
+    changed = anyio.Event()
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            changed.set()
+
+    url = served.gateway("found")
+    async with (
+        Client(url, mode="legacy", message_handler=on_message) as mcp,
+        Client(url, mode="legacy") as other,
+        Client(url, mode="2026-07-28") as modern,
+    ):
+        assert [t.name for t in (await mcp.list_tools()).tools] == ["switchboard_search"]
+        tools = await found(mcp, "add two integers together")
+        with anyio.fail_after(15):
+            await changed.wait()
+        listed = [t.name for t in (await mcp.list_tools()).tools]
+        assert listed[0] == "switchboard_search" and set(listed[1:]) == {t["name"] for t in tools}
+        assert "fx___add" in listed
+        assert (await mcp.call_tool("fx___add", {"a": 1, "b": 2})).structured_content == {"result": 3}
+        assert [t.name for t in (await other.list_tools()).tools] == ["switchboard_search"]
+        assert (await found(modern, "add two integers"))[0]["name"] == "fx___add"
+        assert [t.name for t in (await modern.list_tools()).tools] == ["switchboard_search"]

@@ -181,3 +181,43 @@ async def test_a_tool_named_like_the_alias_stays_callable() -> None:
         )
         assert added.structured == {"result": 3}
         assert await search(gateway, "add two integers") == ["x_amz_bedrock_agentcore_search"]
+
+
+async def test_a_sessions_found_tools_join_its_list_and_it_alone_is_told() -> None:
+    """list_found: the tools a session's searches found are added to that session's list (what
+    the caller may call of them, the latest 32), and the session is told only when its list
+    changed; a call without a session, or another session, changes nothing."""
+    told: list[tuple[tuple[str, str], str]] = []
+    bob = Principal(tenant="default", subject="bob")
+    deny_add = (
+        'forbid(principal == Switchboard::User::"bob", action == Switchboard::Action::"fx___add", resource);'
+    )
+    async with Hub() as hub:
+        hub.subscribe_sessions(lambda key, session: told.append((key, session)))
+        gateway = await live(
+            hub,
+            spec(
+                {"progressive": True, "list_found": True},
+                policies=["permit(principal, action, resource);", deny_add],
+            ),
+        )
+        names = ["switchboard_search"]
+        assert [t["name"] for t in gateway.tool_list(ALICE, "s1")] == names
+        await search(gateway, "add two integers")  # (no session: nothing kept)
+        assert told == [] and [t["name"] for t in gateway.tool_list(ALICE, "s1")] == names
+
+        async def in_session(query: str, session: str, principal: Principal = ALICE) -> list[str]:
+            ctx = CallContext(principal=principal, gateway="g", session_id=session)
+            result = await gateway.call("switchboard_search", {"query": query, "limit": 1}, ctx)
+            assert result.structured is not None
+            return [t["name"] for t in result.structured["tools"]]
+
+        assert await in_session("add two integers", "s1") == ["fx___add"]
+        assert told == [(("default", "g"), "s1")]
+        assert [t["name"] for t in gateway.tool_list(ALICE, "s1")] == [*names, "fx___add"]
+        assert await in_session("add two integers", "s1") == ["fx___add"]
+        assert len(told) == 1  # (its list did not change: it is not told again)
+        assert [t["name"] for t in gateway.tool_list(ALICE, "s2")] == names
+        assert await in_session("move a point", "s2", bob) == ["fx___move"]
+        assert [t["name"] for t in gateway.tool_list(bob, "s2")] == [*names, "fx___move"]
+        assert [t["name"] for t in gateway.tool_list(bob, "s1")] == names  # (what bob may not call)
