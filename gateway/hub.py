@@ -129,9 +129,9 @@ class LiveGateway:
             return shown
         tools, names = self.catalog.snapshot.tools, self.visible_names(principal)
         listed = {t["name"] for t in shown}
-        extra = [
+        extra = [  # (by name: the order stays while the set does, so pages' cursors hold)
             dict(tools[n].wire())
-            for n in found
+            for n in sorted(found)
             if n in tools and n not in listed and (names is None or n in names)
         ]
         return [*shown, *extra]
@@ -247,6 +247,8 @@ class Hub:
         self._open: dict[tuple[str, str, str], _OpenProvider] = {}
         self._listeners: list[ChangeListener] = []
         self._session_listeners: list[SessionListener] = []
+        # The MCP front's: whether an id names a live 2025-era session of the gateway (None: any).
+        self.knows_session: Callable[[GatewayKey, str], bool] | None = None
         self._lock = anyio.Lock()
         self._task_group: TaskGroup | None = None
 
@@ -276,17 +278,31 @@ class Hub:
         for listener in list(self._session_listeners):
             listener(key, session_id)
 
+    def _knows(self, key: GatewayKey, session_id: str) -> bool:
+        return self.knows_session is None or self.knows_session(key, session_id)
+
+    def session_ended(self, session_id: str) -> None:
+        """A client's session ended: what its searches found is dropped."""
+        for provider in self._search.values():
+            provider.forget(session_id)
+
     def _search_provider(self, key: GatewayKey, spec: GatewaySpec) -> SearchProvider:
         """The gateway's search tool: the one it had while its search settings stay the same (its
         index kept), else a new one."""
         provider = self._search.get(key)
-        if provider is None or provider.spec != spec.search:
+        unlisted = {"list_found": False}  # (list_found alone changed: the index stays)
+        if provider is not None and provider.spec.model_copy(update=unlisted) == spec.search.model_copy(
+            update=unlisted
+        ):
+            provider.spec = spec.search
+        else:
             if self.vectors is None:
                 self.vectors = Vectors(LocalEmbedder())
             provider = SearchProvider(
                 spec.search, self.vectors, lambda: self._gateways.get(key), self._task_group
             )
             provider.on_found = functools.partial(self._found, key)
+            provider.knows = functools.partial(self._knows, key)
             self._search[key] = provider
         return provider
 

@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 import mcp_types as types
 from mcp.server._otel import OpenTelemetryMiddleware
-from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
 from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
@@ -59,11 +59,11 @@ from gateway.mcp.forms import (
     result_to_wire,
     to_wire,
 )
+from gateway.mcp.middleware import Traced, header, typed_result
 from gateway.mcp.sessions import SessionLimits, SessionTable, caller_of
 from gateway.mcp.tasks import TASKS_EXTENSION, Owner, TaskTable
 from gateway.mcp.wire import Refusal, check_headers, check_message
 from gateway.serving import read_body
-from gateway.telemetry import mcp_span, tool_failed
 
 logger = logging.getLogger(__name__)
 
@@ -131,13 +131,13 @@ class McpFront:
             ("resources/subscribe", types.SubscribeRequestParams, self._subscribe),
             ("resources/unsubscribe", types.UnsubscribeRequestParams, self._unsubscribe),
         ):
-            self.server.add_request_handler(method, params_type, _typed_result(handler))
+            self.server.add_request_handler(method, params_type, typed_result(handler))
         for method, task_params, task_handler in self.tasks.handlers():
-            self.server.add_request_handler(method, task_params, _typed_result(task_handler))
+            self.server.add_request_handler(method, task_params, typed_result(task_handler))
         # Our span per request replaces the SDK's (same conventions, plus tenant and gateway,
         # and the HTTP traceparent as parent when _meta has none).
         self.server.middleware[:] = [
-            _Traced(),
+            Traced(),
             *(m for m in self.server.middleware if not isinstance(m, OpenTelemetryMiddleware)),
         ]
         # Seals 2026-07-28 requestState, bound to the request and the caller.
@@ -184,6 +184,8 @@ class McpFront:
         self._task_group: anyio.abc.TaskGroup | None = None
         hub.subscribe(self._gateway_changed)
         hub.subscribe_sessions(self._session_changed)
+        hub.knows_session = self._knows_session
+        self._telling: set[str] = set()  # (sessions a list_changed is on its way to)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -223,7 +225,7 @@ class McpFront:
         if refusal is not None:
             await refusal.response()(scope, receive, send)
             return
-        session_id = _header(scope, MCP_SESSION_ID_HEADER.lower().encode())
+        session_id = header(scope, MCP_SESSION_ID_HEADER.lower().encode())
         if session_id is not None and self.session_owner is not None and self.forward is not None:
             owner = self.session_owner(session_id)
             if owner is not None:  # another worker's session
@@ -242,7 +244,7 @@ class McpFront:
             if scope.get("method") == "DELETE":
                 self._forget(session_id)
         state[SCOPE_KEY] = key
-        version = _header(scope, b"mcp-protocol-version")
+        version = header(scope, b"mcp-protocol-version")
         handshake_era = version is None or version in HANDSHAKE_PROTOCOL_VERSIONS
         opening = False
         if scope.get("method") == "POST" and _is_json(scope):
@@ -510,10 +512,23 @@ class McpFront:
             self._forget(session_id)
 
     def _session_changed(self, key: GatewayKey, session_id: str) -> None:
-        """One session's list changed (its searches found tools: ``list_found``): it hears so."""
+        """One session's list changed (its searches found tools: ``list_found``): it hears so,
+        once for the changes made while a notice to it is on its way."""
         known = self._sessions.get(session_id)
-        if self._task_group is not None and known is not None and known[0] == key and known[1] is not None:
-            self._task_group.start_soon(self._tell, session_id, known[1])
+        if self._task_group is None or known is None or known[0] != key or known[1] is None:
+            return
+        if session_id not in self._telling:
+            self._telling.add(session_id)
+            self._task_group.start_soon(self._tell_once, session_id, known[1])
+
+    async def _tell_once(self, session_id: str, session: ServerSession) -> None:
+        self._telling.discard(session_id)  # (a change from here on is told again)
+        await self._tell(session_id, session)
+
+    def _knows_session(self, key: GatewayKey, session_id: str) -> bool:
+        """Whether ``session_id`` names a live handshake-era session of the gateway ``key``."""
+        known = self._sessions.get(session_id)
+        return known is not None and known[0] == key and self.manager.known(session_id)
 
     def _remember(self, session_id: str, key: GatewayKey) -> None:
         if self.manager.known(session_id):  # (a session that ended meanwhile is not kept)
@@ -523,6 +538,7 @@ class McpFront:
         self._sessions.pop(session_id, None)
         self._log_levels.pop(session_id, None)
         self._resource_subscriptions.pop(session_id, None)
+        self.hub.session_ended(session_id)
 
 
 def _described(item: JSON, spec: ResourceSpec | ResourceTemplateSpec | PromptSpec) -> JSON:
@@ -531,45 +547,6 @@ def _described(item: JSON, spec: ResourceSpec | ResourceTemplateSpec | PromptSpe
         if getattr(spec, attr, None):
             item[wire] = getattr(spec, attr)
     return item
-
-
-def _typed_result(handler: Callable[[Any, Any], Awaitable[Any]]) -> Callable[[Any, Any], Awaitable[Any]]:
-    """2026-07-28 results say what they are (``resultType``); our handlers answer plain dicts."""
-
-    async def wrapped(ctx: ServerRequestContext[Any, Any], params: Any) -> Any:
-        result = await handler(ctx, params)
-        if isinstance(result, dict) and ctx.protocol_version >= MODERN and "resultType" not in result:
-            result["resultType"] = "complete"
-        return result
-
-    return wrapped
-
-
-class _Traced:
-    """The span of each request on the SDK path (the fast path makes its own)."""
-
-    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-        scope = ctx.request.scope if ctx.request is not None else {}
-        if ctx.method == "tools/list" and _header(scope, b"mcp-method") == "tools/call":
-            # The SDK lists tools itself to check a call's Mcp-Param headers: not a request.
-            return await call_next(ctx)
-        tenant, gateway = scope.get("state", {}).get(SCOPE_KEY) or ("", "")
-        name = ctx.params.get("name") if ctx.params else None
-        with mcp_span(
-            ctx.method,
-            tenant=tenant,
-            gateway=gateway,
-            target=name if isinstance(name, str) else None,
-            request_id=ctx.request_id,
-            meta=ctx.meta,
-            headers=scope.get("headers", []),
-            protocol_version=ctx.protocol_version,
-            session=_header(scope, MCP_SESSION_ID_HEADER.lower().encode()) if scope else None,
-        ) as span:
-            result = await call_next(ctx)
-            if ctx.method == "tools/call":
-                tool_failed(span, result)
-            return result
 
 
 _SESSION_NOT_FOUND = Refusal(404, "Session not found", INVALID_REQUEST)
@@ -581,17 +558,10 @@ _NO_SESSION = Refusal(
 
 
 def _is_json(scope: Scope) -> bool:
-    content_type = _header(scope, b"content-type") or ""
+    content_type = header(scope, b"content-type") or ""
     return content_type.lower().startswith("application/json")
 
 
 def _principal_of(ctx: ServerRequestContext[Any, Any]) -> str | None:
     principal = ctx.request.scope.get("state", {}).get(PRINCIPAL_KEY) if ctx.request is not None else None
     return f"{principal.tenant}/{principal.subject}" if isinstance(principal, Principal) else None
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for k, v in scope.get("headers", []):
-        if k == name:
-            return str(v.decode("latin-1"))
-    return None

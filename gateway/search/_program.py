@@ -27,7 +27,7 @@ from gateway.core.catalog import CatalogSnapshot
 from gateway.core.errors import SwitchboardError, ToolExecutionError, ToolNotFound
 from gateway.core.provider import ToolProvider
 from gateway.core.types import JSON, CallContext, ToolCall, ToolResult, ToolSpec
-from gateway.search._provider import CODE_TARGET, Gateway
+from gateway.search._provider import CODE_TARGET, IN_PROGRAM, Gateway
 from sandbox import Limits, SandboxError
 
 TARGET = CODE_TARGET
@@ -186,10 +186,13 @@ class CodeModeProvider(ToolProvider):
                 request_id=f"{ctx.request_id}/{calls}" if ctx.request_id is not None else None,
                 meta=ctx.meta,
             )
+            marked = IN_PROGRAM.set(True)
             try:
                 result = await live.call(name, arguments, nested)
             except SwitchboardError as exc:
                 return {"error": str(exc)}
+            finally:
+                IN_PROGRAM.reset(marked)
             text = "\n".join(str(c.get("text", "")) for c in result.content if c.get("type") == "text")
             if result.is_error:
                 return {"error": text or f"{name} failed"}

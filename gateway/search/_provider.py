@@ -14,6 +14,7 @@ import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from typing import ClassVar, Protocol
 
 import anyio
@@ -40,6 +41,9 @@ FILL_BATCH = 256  # vectors computed in the background between two looks at the 
 VIEWS = 16  # indexes of callers who may call only some tools, one per distinct set, kept
 FOUND_KEPT = 32  # tools a session's searches found, added to its list (list_found), the latest kept
 SESSIONS_KEPT = 10_000  # sessions whose found tools are kept (the least recently searching go first)
+# Set while a code-mode program's call runs: its searches find tools for the program, not for the
+# session's list (a program's hundred searches would crowd out the model's own, each one told).
+IN_PROGRAM: ContextVar[bool] = ContextVar("switchboard_in_program", default=False)
 DESCRIPTION = (
     "Find this gateway's tools for a task described in plain words. Answers the best matching "
     "tools with their full definitions (name, description, input schema); call them next by "
@@ -81,6 +85,7 @@ class SearchProvider(ToolProvider):
         self._warmed = False
         self._found: OrderedDict[str, OrderedDict[str, None]] = OrderedDict()  # session -> names
         self.on_found: Callable[[str], None] | None = None  # (the hub's: a session's list changed)
+        self.knows: Callable[[str], bool] | None = None  # (the hub's: a live 2025-era session's id)
 
     async def list_tools(self, ctx: CallContext) -> Sequence[ToolSpec]:
         limit = self.spec.max_results
@@ -135,8 +140,8 @@ class SearchProvider(ToolProvider):
             tool = dict(snapshot.tools[hit.record_id].wire())
             tool.pop("execution", None)  # (how to call it is the client's era's business)
             tools.append(tool)
-        if self.spec.list_found and self.spec.progressive and ctx.session_id and tools:
-            self._remember(ctx.session_id, [str(t["name"]) for t in tools])
+        if self._lists_for(ctx.session_id) and tools:
+            self._remember(str(ctx.session_id), [str(t["name"]) for t in tools])
         found: JSON = {"tools": tools}
         text = orjson.dumps(found).decode()  # (a search answers some 13 KB: 0.5 ms with json's)
         return ToolResult(content=({"type": "text", "text": text},), structured=found)
@@ -144,6 +149,17 @@ class SearchProvider(ToolProvider):
     def found(self, session_id: str) -> tuple[str, ...]:
         """The tools a session's searches found, the latest last (``list_found``)."""
         return tuple(self._found.get(session_id, ()))
+
+    def _lists_for(self, session_id: str | None) -> bool:
+        """Whether a search in this session adds what it found to the session's list: list_found,
+        a live 2025-era session (not an id a client made up), and not a program's own search."""
+        if not (self.spec.list_found and self.spec.progressive and session_id) or IN_PROGRAM.get():
+            return False
+        return self.knows is None or self.knows(session_id)
+
+    def forget(self, session_id: str) -> None:
+        """A session ended: what it found is dropped."""
+        self._found.pop(session_id, None)
 
     def _remember(self, session_id: str, names: list[str]) -> None:
         kept = self._found.pop(session_id, None) or OrderedDict()

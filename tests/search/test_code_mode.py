@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 import pytest
 
-from gateway.config import GatewaySpec, ResilienceSpec
+from gateway.config import GatewaySpec, ResilienceSpec, SearchSpec
 from gateway.core.types import CallContext, Principal
 from gateway.hub import Hub
 from gateway.interpreters import CodeInterpreters
@@ -122,3 +122,28 @@ async def test_a_program_ends_by_the_calls_deadline_and_its_sandbox_with_it(tmp_
         assert limit is not None and 1 <= float(limit.group(1)) <= 3.5, answer
         assert took < 20  # (its own wall_seconds, 20, did not apply)
         assert not [s for _, s in interpreters.sessions("default") if s.status == "READY"]
+
+
+async def test_a_programs_own_searches_leave_the_sessions_list_alone(tmp_path: Path) -> None:
+    """With list_found, what a program's searches find is the program's: the session's list and
+    its notices are for the model's own searches."""
+    told: list[str] = []
+    interpreters = CodeInterpreters(Settings(data_dir=tmp_path))
+    async with interpreters.open(), Hub(interpreters=interpreters) as hub:
+        hub.subscribe_sessions(lambda key, session: told.append(session))
+        found = spec().model_copy(
+            update={"search": SearchSpec(progressive=True, list_found=True, pinned=["switchboard_*"])}
+        )
+        await hub.apply("default", [found])
+        gateway = hub.get("default", "g")
+        assert gateway is not None
+        ctx = CallContext(principal=ANA, gateway="g", session_id="s1")
+        query = "list the issues of a repository"
+        code = f'found = await tools.switchboard_search(query="{query}")\nfound["tools"][0]["name"]'
+        result = await gateway.call("switchboard_run_program", {"code": code}, ctx)
+        assert result.structured is not None and result.structured["result"] == "tracker___list_issues", (
+            result
+        )
+        assert told == [] and "tracker___list_issues" not in {t["name"] for t in gateway.tool_list(ANA, "s1")}
+        await gateway.call("switchboard_search", {"query": "list the issues of a repository"}, ctx)
+        assert told == ["s1"] and "tracker___list_issues" in {t["name"] for t in gateway.tool_list(ANA, "s1")}

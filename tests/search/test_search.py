@@ -221,3 +221,26 @@ async def test_a_sessions_found_tools_join_its_list_and_it_alone_is_told() -> No
         assert await in_session("move a point", "s2", bob) == ["fx___move"]
         assert [t["name"] for t in gateway.tool_list(bob, "s2")] == [*names, "fx___move"]
         assert [t["name"] for t in gateway.tool_list(bob, "s1")] == names  # (what bob may not call)
+
+
+async def test_found_tools_are_kept_only_for_live_sessions_and_dropped_when_they_end() -> None:
+    """An id the MCP front does not know as a live 2025-era session's (one a client made up, or
+    sent in the 2026 era) keeps nothing; a session's found tools go when it ends; turning
+    list_found on or off keeps the search's index."""
+    async with Hub() as hub:
+        hub.knows_session = lambda key, session: session == "live"
+        gateway = await live(hub, spec({"progressive": True}))
+        provider = hub._search[("default", "g")]
+        gateway = await live(hub, spec({"progressive": True, "list_found": True}))
+        assert hub._search[("default", "g")] is provider and provider.spec.list_found
+
+        async def in_session(session: str) -> None:
+            ctx = CallContext(principal=ALICE, gateway="g", session_id=session)
+            assert not (await gateway.call("switchboard_search", {"query": "add two integers"}, ctx)).is_error
+
+        await in_session("made-up")
+        assert provider.found("made-up") == () and len(gateway.tool_list(ALICE, "made-up")) == 1
+        await in_session("live")
+        assert "fx___add" in provider.found("live")
+        hub.session_ended("live")
+        assert provider.found("live") == () and len(gateway.tool_list(ALICE, "live")) == 1
