@@ -225,6 +225,15 @@ def served_rows(data: Path, searches: int) -> dict[str, tuple[float, float]]:
     return rows
 
 
+def latency(rows: dict[str, Any], title: str, prefix: str) -> None:
+    """Search p50/p99 at each size, against the function tool's call (``prefix``: whose timing)."""
+    print(f"{title:38} {'p50 ms':>8} {'p99 ms':>8} {'x call':>7}")
+    for size in COPIES:
+        (p50, p99), (b50, _) = rows[f"{prefix}search {size}"], rows[f"{prefix}call {size}"]
+        print(f"{'search ' + size + ' tools':38} {p50:8.2f} {p99:8.2f} {p50 / b50:7.2f}")
+        print(f"{'  baseline: function tool call':38} {b50:8.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--searches", type=int, default=300)
@@ -237,11 +246,7 @@ def main() -> None:
         index = anyio.run(index_rows, data)
         rows = anyio.run(serve_rows, data, args.searches)
     print(f"\ncontext economy: search and code mode through serve (2 cores; queries {rows['query encoder']})")
-    print(f"{'row':38} {'p50 ms':>8} {'p99 ms':>8} {'x call':>7}")
-    for size in COPIES:
-        (p50, p99), (b50, _) = rows[f"search {size}"], rows[f"call {size}"]
-        print(f"{'search ' + size + ' tools':38} {p50:8.2f} {p99:8.2f} {p50 / b50:7.2f}")
-        print(f"{'  baseline: function tool call':38} {b50:8.2f}")
+    latency(rows, "row", "")
     print(f"\n{'index':38} {'value':>8}")
     for name, value in index.items():
         print(f"{name:38} {value:8.2f}")
@@ -250,11 +255,8 @@ def main() -> None:
         full, slim = rows[f"tool context {size}: full"], rows[f"tool context {size}: progressive"]
         print(f"{size + ' tools: full':38} {full:8d}")
         print(f"{size + ' tools: progressive':38} {slim:8d}  ({slim / full:.4f} of full)")
-    print(f"\n{'search, as serve timed it (its spans)':38} {'p50 ms':>8} {'p99 ms':>8} {'x call':>7}")
-    for size in COPIES:
-        (p50, p99), (b50, _) = rows[f"served search {size}"], rows[f"served call {size}"]
-        print(f"{'search ' + size + ' tools':38} {p50:8.2f} {p99:8.2f} {p50 / b50:7.2f}")
-        print(f"{'  baseline: function tool call':38} {b50:8.2f}")
+    print()
+    latency(rows, "search, as serve timed it (its spans)", "served ")
     direct, program = rows["code mode: direct calls"], rows["code mode: one program"]
     print(f"\n{'code mode task (tokens, chars/4)':38} {'tokens':>8}")
     print(f"{'four direct calls':38} {direct:8d}")

@@ -380,7 +380,7 @@ class Records:
 
         async def embed() -> None:
             try:
-                asked.append((await self._embed([query], query=True))[0])
+                asked.append(await self._embed_query(query))
             except Unavailable as exc:  # (raised after the group, not inside an exception group)
                 failed.append(exc)
 
@@ -472,20 +472,26 @@ class Records:
             await self.delete(memory_id, ids)
         return len(rows)
 
-    async def _embed(self, texts: Sequence[str], query: bool = False) -> Any:
-        """The vectors of ``texts``; of one ``query`` (an approximation fit to search with, never
-        stored: the local model's int8 encoder, ADR 0048) when asked."""
+    async def _embed(self, texts: Sequence[str]) -> Any:
         try:
-            if query:
-                (text,) = texts
-                return [await self.embedder.embed_query(text)]
             return await self.embedder.embed(texts)
         except EmbedderError as exc:
-            reason = str(exc)
-            url = getattr(self.embedder, "url", None)
-            if isinstance(url, str) and url:  # (the operator's, not the caller's to see)
-                reason = reason.replace(url.rstrip("/"), "the embeddings API's URL")
-            raise Unavailable(f"memory cannot compute embeddings: {reason}") from None
+            raise self._unavailable(exc) from None
+
+    async def _embed_query(self, query: str) -> Any:
+        """A query's vector: an approximation fit to search with, never stored (the local
+        model's int8 encoder, ADR 0048)."""
+        try:
+            return await self.embedder.embed_query(query)
+        except EmbedderError as exc:
+            raise self._unavailable(exc) from None
+
+    def _unavailable(self, exc: EmbedderError) -> Unavailable:
+        reason = str(exc)
+        url = getattr(self.embedder, "url", None)
+        if isinstance(url, str) and url:  # (the operator's, not the caller's to see)
+            reason = reason.replace(url.rstrip("/"), "the embeddings API's URL")
+        return Unavailable(f"memory cannot compute embeddings: {reason}")
 
     async def warm(self) -> None:
         """Load the index of every memory that has records (newest memories first), so the first
