@@ -351,13 +351,15 @@ async def test_a_task_of_another_worker_is_not_found_there(tmp_path: Path) -> No
                 await anyio.sleep(0.1)
         url = f"http://127.0.0.1:{s.base.rsplit(':', 1)[1]}/mcp"
         # The private sockets trust this header for the client's address (see test_workers).
+        # A worker's socket is bound before it imports the app, so its first answer waits for
+        # the worker's start-up: on a loaded 2-core runner that took longer than httpx's 5 s.
         forwarded = {"x-switchboard-forwarded-client": "127.0.0.1:40000"}
         async with (
             httpx2.AsyncClient(
-                transport=httpx2.AsyncHTTPTransport(uds=str(sockets[0])), headers=forwarded
+                transport=httpx2.AsyncHTTPTransport(uds=str(sockets[0])), headers=forwarded, timeout=30
             ) as one,
             httpx2.AsyncClient(
-                transport=httpx2.AsyncHTTPTransport(uds=str(sockets[1])), headers=forwarded
+                transport=httpx2.AsyncHTTPTransport(uds=str(sockets[1])), headers=forwarded, timeout=30
             ) as two,
         ):
             here, there = Wire(one, url, TASKS), Wire(two, url, TASKS)
