@@ -180,7 +180,9 @@ class A2aFront:
             extended_agent_card=served,
             extended_card_modifier=self._extended,
             request_context_builder=SimpleRequestContextBuilder(
-                should_populate_referred_tasks=False, task_store=None, task_id_generator=Fresh(self.tasks)
+                should_populate_referred_tasks=False,
+                task_store=None,
+                task_id_generator=Fresh(self.tasks, pushes),
             ),
         )
         builder = _Context()
@@ -195,7 +197,7 @@ class A2aFront:
     async def aclose(self) -> None:
         with contextlib.suppress(Exception):
             await self.handler.aclose()
-        await self.tasks.drain()
+        await self.tasks.aclose()
         await self.push.aclose()
         await self.http.aclose()
 

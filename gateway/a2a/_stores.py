@@ -92,6 +92,7 @@ class StoredTasks(TaskStore):
         self.writers: set[asyncio.Task[None]] = set()
         self.ended: dict[str, tuple[tuple[str, str, str], Task]] = {}  # recently ended here, newest last
         self.fresh: dict[str, None] = {}  # ids just made for new tasks: not in the store, nothing to read
+        self.batches = _Batches(store)
 
     def new_id(self) -> str:
         """An id for a new task (``Fresh``): reads of it are answered here until it is saved."""
@@ -135,7 +136,7 @@ class StoredTasks(TaskStore):
             return
         self.queued.discard(task_id)
         try:
-            await self.store.save_task(_row(latest[1], latest[0]))
+            await self.batches.save(_row(latest[1], latest[0]))
         except StoreError as exc:
             logger.warning("A2A task %s was not saved: %s", task_id, exc)
         if (
@@ -145,6 +146,11 @@ class StoredTasks(TaskStore):
         ):
             del self.live[task_id]
             self.locks.pop(task_id, None)
+
+    async def aclose(self) -> None:
+        """Write what waits, then close the store's connection for tasks."""
+        await self.drain()
+        await self.store.aclose()
 
     async def drain(self) -> None:
         """Write what waits, now, and wait for the writes in flight (before a listing, and at
@@ -210,14 +216,67 @@ class StoredTasks(TaskStore):
         await self.store.delete_task(tenant, agent, owner, task_id)
 
 
-class Fresh(IDGenerator):
-    """New task ids, made by ``tasks`` so that it knows them for new."""
+class _Batches:
+    """Task rows written together: the rows that come while a write is in flight go in the next
+    one, in one transaction (many tasks ending at once cost one commit, not one each)."""
 
-    def __init__(self, tasks: StoredTasks) -> None:
-        self.tasks = tasks
+    def __init__(self, store: StoreA2a) -> None:
+        self.store = store
+        self.waiting: dict[str, tuple[TaskRow, asyncio.Future[None]]] = {}
+        self.writing: asyncio.Task[None] | None = None
+
+    async def save(self, row: TaskRow) -> None:
+        """Save ``row`` with the next batch (one row of a task at a time: its lock is held).
+
+        Raises:
+            StoreError: the store did not take it, or it is another caller's task.
+        """
+        loop = asyncio.get_running_loop()
+        saved: asyncio.Future[None] = loop.create_future()
+        self.waiting[row.id] = (row, saved)
+        if self.writing is None:
+            self.writing = loop.create_task(self._write())
+        await saved
+
+    async def _write(self) -> None:
+        batch: dict[str, tuple[TaskRow, asyncio.Future[None]]] = {}
+        try:
+            while self.waiting:
+                batch, self.waiting = self.waiting, {}
+                try:
+                    refused = set(await self.store.save_tasks([row for row, _ in batch.values()]))
+                except StoreError as exc:
+                    for _, saved in batch.values():
+                        if not saved.done():
+                            saved.set_exception(exc)
+                    continue
+                for task_id, (_, saved) in batch.items():
+                    if saved.done():
+                        continue
+                    if task_id in refused:
+                        saved.set_exception(
+                            StoreError(f"A2A task {task_id!r} belongs to another caller or agent")
+                        )
+                    else:
+                        saved.set_result(None)
+        finally:
+            self.writing = None
+            for _, saved in [*batch.values(), *self.waiting.values()]:
+                if not saved.done():  # (this writer was cancelled: the process is ending)
+                    saved.cancel()
+
+
+class Fresh(IDGenerator):
+    """New task ids, made by ``tasks`` so that it knows them for new, and so that ``pushes``
+    knows they have no push configs yet (one that comes with the message is set afterwards)."""
+
+    def __init__(self, tasks: StoredTasks, pushes: StoredPushConfigs) -> None:
+        self.tasks, self.pushes = tasks, pushes
 
     def generate(self, context: IDGeneratorContext) -> str:
-        return self.tasks.new_id()
+        made = self.tasks.new_id()
+        self.pushes.none_yet(made)
+        return made
 
 
 class StoredPushConfigs(PushNotificationConfigStore):
@@ -260,10 +319,18 @@ class StoredPushConfigs(PushNotificationConfigStore):
         if known is not None and now - known[0] < PUSH_LOOKUP:
             return known[1]
         configs = self._opened(await self.store.get_push(task_id))
+        self._remember(task_id, now, configs)
+        return configs
+
+    def none_yet(self, task_id: str) -> None:
+        """A task made here just now: it has no configs to read (as if read now). A config set
+        here counts at once; one set on another replica within ``PUSH_LOOKUP``, as for any read."""
+        self._remember(task_id, time.monotonic(), [])
+
+    def _remember(self, task_id: str, now: float, configs: list[TaskPushNotificationConfig]) -> None:
         if len(self.recent) > 4096:
             self.recent = {k: v for k, v in self.recent.items() if now - v[0] < PUSH_LOOKUP}
         self.recent[task_id] = (now, configs)
-        return configs
 
     async def delete_info(
         self, task_id: str, context: ServerCallContext, config_id: str | None = None

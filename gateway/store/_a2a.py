@@ -7,15 +7,32 @@ A2A JSON the front gives; a push config's body arrives sealed (it may carry a cr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import sqlite3
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from gateway.store._appender import Appender
 from gateway.store._engine import StoreError
 from gateway.store._schema import a2a_push, a2a_tasks
 from gateway.store._store import Store
+
+_CHANGED = ("context_id", "state", "updated_ns", "body")
+
+
+def _upsert(insert: Callable[[sa.Table], postgresql.Insert | sqlite.Insert]) -> sa.Insert:
+    """Insert a task, or replace its state when the row of that id is the same caller's task of
+    the same agent (a row that is someone else's stays as it is: the statement changes nothing)."""
+    statement = insert(a2a_tasks)
+    new, c = statement.excluded, a2a_tasks.c
+    mine = (c.tenant == new.tenant) & (c.agent == new.agent) & (c.owner == new.owner)
+    upsert: sa.Insert = statement.on_conflict_do_update(
+        index_elements=[c.id], set_={k: new[k] for k in _CHANGED}, where=mine
+    )
+    return upsert
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,26 +54,45 @@ class StoreA2a:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        # On a SQLite file, tasks are written by a plain sqlite3 connection of their own: a
+        # task is saved at least once a message, and the async engine's transaction costs
+        # about a millisecond of the event loop's time (see gateway/store/_appender.py).
+        self._sqlite = Appender.for_url(
+            store._engine.url, a2a_tasks, durable=True, statement=_upsert(sqlite.insert)
+        )
 
     async def save_task(self, row: TaskRow) -> None:
-        """Insert or replace the task, in one statement (an upsert); a task id never moves to
-        another owner or agent: a row of that id that is someone else's stays as it is, refused."""
-        c = a2a_tasks.c
-        values = {
-            "context_id": row.context_id,
-            "state": row.state,
-            "updated_ns": row.updated_ns,
-            "body": row.body,
-        }
-        async with self.store._transaction(self.store._writer, "save an A2A task") as conn:
-            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-            statement = dialect.insert(a2a_tasks).values(
-                id=row.id, tenant=row.tenant, agent=row.agent, owner=row.owner, **values
-            )
-            mine = (c.tenant == row.tenant) & (c.agent == row.agent) & (c.owner == row.owner)
-            upsert = statement.on_conflict_do_update(index_elements=[c.id], set_=values, where=mine)
-            if not (await conn.execute(upsert)).rowcount:
-                raise StoreError(f"A2A task {row.id!r} belongs to another caller or agent")
+        """Insert or replace the task (an upsert); a task id never moves to another owner or
+        agent: a row of that id that is someone else's stays as it is, refused."""
+        if await self.save_tasks([row]):
+            raise StoreError(f"A2A task {row.id!r} belongs to another caller or agent")
+
+    async def save_tasks(self, rows: Sequence[TaskRow]) -> list[str]:
+        """Insert or replace the tasks, in one transaction, as :meth:`save_task` does each; the
+        ids of those refused (another caller's or agent's).
+
+        Raises:
+            StoreError: the database did not take them (says what to check).
+        """
+        values = [dataclasses.asdict(row) for row in rows]
+        if self._sqlite is not None:
+            try:
+                counts = await self._sqlite.each(values)
+            except sqlite3.Error as exc:
+                raise StoreError(
+                    f"the store at {self.store.url} could not save A2A tasks: {exc}. "
+                    "Check that the database file is writable and its disk not full."
+                ) from exc
+        else:
+            async with self.store._transaction(self.store._writer, "save A2A tasks") as conn:
+                upsert = _upsert(postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)
+                counts = [(await conn.execute(upsert, one)).rowcount for one in values]
+        return [row.id for row, count in zip(rows, counts, strict=True) if not count]
+
+    async def aclose(self) -> None:
+        """Close the tasks' SQLite connection (if one was opened)."""
+        if self._sqlite is not None:
+            await self._sqlite.aclose()
 
     async def get_task(self, tenant: str, agent: str, owner: str, task_id: str) -> str | None:
         c = a2a_tasks.c

@@ -52,3 +52,28 @@ async def test_push_configs_are_kept_per_caller_and_all_go_to_dispatch(store: St
     assert await tasks.get_push("t1", "default", "ada") == ["sealed-a2"]
     await tasks.delete_push("t1", "default", "ada", None)
     assert await tasks.get_push("t1") == ["sealed-b"]
+
+
+async def test_tasks_saved_together_refuse_only_another_callers_row(store: Store) -> None:
+    """One transaction for many rows (the front's write-behind batches): a row whose id is
+    another caller's is refused by name, and the rest are written."""
+    tasks = StoreA2a(store)
+    try:
+        await tasks.save_task(_row("taken", owner="bob", updated=7))
+        refused = await tasks.save_tasks(
+            [_row("n1", updated=1), _row("taken", updated=2), _row("n2", updated=3, state=4)]
+        )
+        assert refused == ["taken"]
+        assert await tasks.get_task("default", "g/helper", "ada", "n1") == '{"id": "n1"}'
+        assert await tasks.get_task("default", "g/helper", "ada", "taken") is None
+        kept, _ = await tasks.list_tasks("default", "g/helper", "bob")
+        assert [(r.id, r.updated_ns) for r in kept] == [("taken", 7)]  # bob's row as it was
+        ended, _ = await tasks.list_tasks("default", "g/helper", "ada", state=4)
+        assert [r.id for r in ended] == ["n2"]
+        assert await tasks.save_tasks([_row("n1", updated=9, state=4)]) == []  # a newer state
+        assert [r.id for r in (await tasks.list_tasks("default", "g/helper", "ada", state=4))[0]] == [
+            "n1",
+            "n2",
+        ]
+    finally:
+        await tasks.aclose()
