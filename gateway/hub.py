@@ -34,7 +34,7 @@ from gateway.interpreters import CodeInterpreters
 from gateway.pins import Pinned, PinScope, PinsFor
 from gateway.providers import provider_class
 from gateway.runtimes import Runtimes
-from gateway.search import CODE_TARGET, CodeModeProvider, SearchProvider, Trimmed, Vectors
+from gateway.search import CODE_TARGET, CodeModeProvider, SearchProvider, Trimmed, Vectors, keep_daily
 from gateway.search import TARGET as SEARCH_TARGET
 from gateway.settings import Settings
 from gateway.stages import (
@@ -539,7 +539,13 @@ class Hub:
     async def __aenter__(self) -> Self:
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
+        if self.vectors is not None and self.vectors.path is not None:
+            self._task_group.start_soon(keep_daily, self.vectors, self.live_vector_keys)
         return self
+
+    def live_vector_keys(self) -> set[str]:
+        """The texts whose vectors this process's search tools use now (see Vectors.keep)."""
+        return set().union(*(provider.index.live_keys() for provider in self._search.values()))
 
     async def __aexit__(self, *exc_info: Any) -> None:
         """Close every provider."""

@@ -11,7 +11,7 @@ from gateway.search._index import ToolIndex, listed, texts, words
 from gateway.search._program import RUN, STUBS, CodeModeProvider, identifier, stub
 from gateway.search._provider import CODE_TARGET, TARGET, SearchProvider
 from gateway.search._trim import CURSOR, Trimmed
-from gateway.search._vectors import Vectors
+from gateway.search._vectors import Vectors, keep_daily
 
 __all__ = [
     "CODE_TARGET",
@@ -25,6 +25,7 @@ __all__ = [
     "Trimmed",
     "Vectors",
     "identifier",
+    "keep_daily",
     "listed",
     "stub",
     "texts",

@@ -94,6 +94,10 @@ class ToolIndex:
     def has_vectors(self) -> bool:
         return bool(self._vectored)
 
+    def live_keys(self) -> set[str]:
+        """The digests of the texts whose vectors the index's tools have now (see Vectors.keep)."""
+        return {digest(semantic) for name, (_, semantic) in self._seen.items() if name in self._vectored}
+
     def sync(self, snapshot: object, tools: Iterable[Listed]) -> list[str]:
         """Make the index hold exactly ``tools`` (as ``snapshot`` lists them: not read again for
         the snapshot last synced); returns the names whose vectors are still to compute.

@@ -5,6 +5,10 @@ model), and the same tools are served by many gateways and tenants. So vectors a
 embedder's name and a digest of the text, shared by every gateway of the process, and written to
 an SQLite file in the data directory; a restart reads them back instead of computing them again.
 Several worker processes may share the file (WAL, one short transaction a batch).
+
+Rows carry the day they were last known to be used. Once a day (``keep``), a process stamps the
+vectors its gateways' tools have now, and rows no process stamped for ``KEEP_DAYS`` are deleted:
+a tool changed or removed leaves its old vector behind only that long.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ import hashlib
 import logging
 import sqlite3
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import anyio
@@ -29,7 +34,16 @@ logger = logging.getLogger(__name__)
 Vector = npt.NDArray[np.float32]
 BATCH = 64  # texts a forward pass (and a disk write)
 MAX_KEPT = 50_000  # vectors kept in memory (75 MB); the least recently used give way
-_SCHEMA = "CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vector BLOB NOT NULL)"
+KEEP_DAYS = 30  # days a vector no process uses is kept
+KEEP_FIRST = 600.0  # seconds after a start before the first ``keep`` (the gateways have synced by then)
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vector BLOB NOT NULL, used INTEGER NOT NULL)"
+)
+
+
+def today() -> int:
+    """Days since the epoch (UTC): the stamp of a vector in use."""
+    return int(time.time() // 86400)
 
 
 def digest(text: str) -> str:
@@ -49,6 +63,7 @@ class Vectors:
         self._computing = anyio.Lock()  # (one embedding batch at a time: the model uses the cores)
         self._loaded = False
         self._loading = anyio.Lock()
+        self.today: Callable[[], int] = today
 
     def known(self, key: str) -> Vector | None:
         found = self._kept.get(key)
@@ -102,12 +117,52 @@ class Vectors:
         (vector,) = await self.embedder.embed([text])
         return np.ascontiguousarray(vector, dtype=np.float32)
 
+    async def keep(self, live: Iterable[str]) -> int:
+        """Stamp the vectors of ``live`` texts (their digests) as used today, and delete those
+        no process has stamped for ``KEEP_DAYS``; how many were deleted (nothing on disk: 0)."""
+        if self.path is None:
+            return 0
+        return await anyio.to_thread.run_sync(self._stamp, [f"{self.embedder.name}:{k}" for k in live])
+
+    def _stamp(self, keys: list[str]) -> int:
+        day = self.today()
+        try:
+            with self._lock, contextlib.closing(self._connect()) as conn, conn:
+                conn.executemany(
+                    "UPDATE vectors SET used = ? WHERE key = ? AND used < ?", [(day, k, day) for k in keys]
+                )
+                pruned = conn.execute("DELETE FROM vectors WHERE used < ?", (day - KEEP_DAYS,)).rowcount
+        except sqlite3.Error as exc:
+            logger.warning("tool search: the vectors kept in %s could not be pruned (%s)", self.path, exc)
+            return 0
+        if pruned:
+            logger.info(
+                "tool search: %d vectors no tool has used for %d days were deleted from %s",
+                pruned,
+                KEEP_DAYS,
+                self.path,
+            )
+        return int(pruned)
+
     def _connect(self) -> sqlite3.Connection:
         assert self.path is not None
         conn = sqlite3.connect(self.path, timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(_SCHEMA)
+        if "used" not in self._columns(conn):  # (a file from before rows were stamped: used today)
+            try:
+                with conn:
+                    conn.execute(
+                        f"ALTER TABLE vectors ADD COLUMN used INTEGER NOT NULL DEFAULT {self.today()}"
+                    )
+            except sqlite3.OperationalError:
+                if "used" not in self._columns(conn):  # (else another worker added it meanwhile)
+                    raise
         return conn
+
+    @staticmethod
+    def _columns(conn: sqlite3.Connection) -> set[str]:
+        return {str(row[1]) for row in conn.execute("PRAGMA table_info(vectors)")}
 
     def _read(self) -> dict[str, Vector]:
         prefix = f"{self.embedder.name}:"
@@ -131,9 +186,18 @@ class Vectors:
         prefix = f"{self.embedder.name}:"
         try:
             with self._lock, contextlib.closing(self._connect()) as conn, conn:
+                day = self.today()
                 conn.executemany(
-                    "INSERT OR REPLACE INTO vectors (key, vector) VALUES (?, ?)",
-                    [(prefix + k, v.tobytes()) for k, v in fresh.items()],
+                    "INSERT OR REPLACE INTO vectors (key, vector, used) VALUES (?, ?, ?)",
+                    [(prefix + k, v.tobytes(), day) for k, v in fresh.items()],
                 )
         except sqlite3.Error as exc:
             logger.warning("tool search: vectors could not be kept in %s (%s)", self.path, exc)
+
+
+async def keep_daily(vectors: Vectors, live: Callable[[], Iterable[str]]) -> None:
+    """``vectors.keep(live())`` some minutes after the start, then once a day (until cancelled)."""
+    await anyio.sleep(KEEP_FIRST)
+    while True:
+        await vectors.keep(live())
+        await anyio.sleep(86400)
