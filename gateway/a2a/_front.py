@@ -66,7 +66,7 @@ Challenge = Callable[[Refused, Scope, Send], Awaitable[None]]
 def _overlong_ids(body: bytes) -> str | None:
     """The name of a message id the caller chose (messageId, contextId, taskId) that is longer
     than the store keeps, if any (a body that is not JSON is the SDK's to refuse)."""
-    if not body or b'Id"' not in body:
+    if not body or (b'Id"' not in body and b'_id"' not in body):
         return None
     try:
         sent = orjson.loads(body)
@@ -74,8 +74,8 @@ def _overlong_ids(body: bytes) -> str | None:
         return None
     params = sent.get("params", sent) if isinstance(sent, dict) else None
     message = params.get("message") if isinstance(params, dict) else None
-    if isinstance(message, dict):
-        for field in ("messageId", "contextId", "taskId"):
+    if isinstance(message, dict):  # (both spellings: the SDK's parser takes either)
+        for field in ("messageId", "contextId", "taskId", "message_id", "context_id", "task_id"):
             value = message.get(field)
             if isinstance(value, str) and len(value) > MAX_ID:
                 return f"message.{field}"

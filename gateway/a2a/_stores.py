@@ -218,52 +218,67 @@ class StoredTasks(TaskStore):
 
 class _Batches:
     """Task rows written together: the rows that come while a write is in flight go in the next
-    one, in one transaction (many tasks ending at once cost one commit, not one each)."""
+    one, in one transaction (many tasks ending at once cost one commit, not one each). A batch
+    the store refuses whole is written again a row at a time, so a row that cannot be written
+    fails alone, not the other callers' rows beside it."""
 
     def __init__(self, store: StoreA2a) -> None:
         self.store = store
-        self.waiting: dict[str, tuple[TaskRow, asyncio.Future[None]]] = {}
+        self.waiting: dict[str, tuple[TaskRow, list[asyncio.Future[None]]]] = {}
         self.writing: asyncio.Task[None] | None = None
 
     async def save(self, row: TaskRow) -> None:
-        """Save ``row`` with the next batch (one row of a task at a time: its lock is held).
+        """Save ``row`` with the next batch. A row of the same task already waiting is replaced
+        (a task's rows are made from its latest state, so the later one is as new or newer) and
+        its waiter told with this one's.
 
         Raises:
             StoreError: the store did not take it, or it is another caller's task.
         """
         loop = asyncio.get_running_loop()
         saved: asyncio.Future[None] = loop.create_future()
-        self.waiting[row.id] = (row, saved)
+        earlier = self.waiting.get(row.id)
+        self.waiting[row.id] = (row, [*(earlier[1] if earlier is not None else []), saved])
         if self.writing is None:
             self.writing = loop.create_task(self._write())
         await saved
 
     async def _write(self) -> None:
-        batch: dict[str, tuple[TaskRow, asyncio.Future[None]]] = {}
+        batch: dict[str, tuple[TaskRow, list[asyncio.Future[None]]]] = {}
         try:
             while self.waiting:
                 batch, self.waiting = self.waiting, {}
-                try:
-                    refused = set(await self.store.save_tasks([row for row, _ in batch.values()]))
-                except StoreError as exc:
-                    for _, saved in batch.values():
-                        if not saved.done():
-                            saved.set_exception(exc)
-                    continue
-                for task_id, (_, saved) in batch.items():
-                    if saved.done():
-                        continue
-                    if task_id in refused:
-                        saved.set_exception(
-                            StoreError(f"A2A task {task_id!r} belongs to another caller or agent")
-                        )
-                    else:
-                        saved.set_result(None)
+                rows = [row for row, _ in batch.values()]
+                outcome = await self._save(rows)
+                if isinstance(outcome, StoreError) and len(rows) > 1:
+                    outcomes = [await self._save([row]) for row in rows]
+                else:
+                    outcomes = [outcome] * len(rows)
+                for (task_id, (_, waiters)), done in zip(batch.items(), outcomes, strict=True):
+                    if isinstance(done, set) and task_id in done:
+                        done = StoreError(f"A2A task {task_id!r} belongs to another caller or agent")
+                    for saved in waiters:
+                        if saved.done():
+                            continue
+                        if isinstance(done, StoreError):
+                            saved.set_exception(done)
+                        else:
+                            saved.set_result(None)
         finally:
             self.writing = None
-            for _, saved in [*batch.values(), *self.waiting.values()]:
-                if not saved.done():  # (this writer was cancelled: the process is ending)
-                    saved.cancel()
+            for _, waiters in [*batch.values(), *self.waiting.values()]:
+                for saved in waiters:
+                    if not saved.done():  # (this writer was cancelled: the process is ending)
+                        saved.cancel()
+
+    async def _save(self, rows: list[TaskRow]) -> set[str] | StoreError:
+        """The ids the store refused, or why it took none of ``rows``."""
+        try:
+            return set(await self.store.save_tasks(rows))
+        except StoreError as exc:
+            return exc
+        except Exception as exc:  # noqa: BLE001 - a value the driver cannot bind fails its rows, not the writer
+            return StoreError(f"A2A tasks could not be saved: {type(exc).__name__}: {exc}")
 
 
 class Fresh(IDGenerator):

@@ -96,7 +96,8 @@ class ToolIndex:
 
     def live_keys(self) -> set[str]:
         """The digests of the texts whose vectors the index's tools have now (see Vectors.keep)."""
-        return {digest(semantic) for name, (_, semantic) in self._seen.items() if name in self._vectored}
+        seen, vectored = list(self._seen.items()), set(self._vectored)  # (copied whole: a sync may run)
+        return {digest(semantic) for name, (_, semantic) in seen if name in vectored}
 
     def sync(self, snapshot: object, tools: Iterable[Listed]) -> list[str]:
         """Make the index hold exactly ``tools`` (as ``snapshot`` lists them: not read again for

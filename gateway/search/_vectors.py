@@ -199,5 +199,8 @@ async def keep_daily(vectors: Vectors, live: Callable[[], Iterable[str]]) -> Non
     """``vectors.keep(live())`` some minutes after the start, then once a day (until cancelled)."""
     await anyio.sleep(KEEP_FIRST)
     while True:
-        await vectors.keep(live())
+        try:
+            await vectors.keep(live())
+        except Exception:  # (a background chore never takes the hub down)
+            logger.exception("tool search: the vectors kept in %s were not pruned", vectors.path)
         await anyio.sleep(86400)

@@ -429,3 +429,6 @@ async def test_3_3_2_overlong_ids_are_invalid_params(
 ) -> None:
     _, error = await wire(http, served, binding).call("SendMessage", _message("echo x", contextId="c" * 5000))
     assert _code(error) in ("-32602", "400") and "longer than 128" in json.dumps(error)
+    # The SDK's parser also takes the proto's own field names: they are held to the same limit.
+    _, error = await wire(http, served, binding).call("SendMessage", _message("echo x", context_id="c" * 300))
+    assert _code(error) in ("-32602", "400") and "longer than 128" in json.dumps(error)
