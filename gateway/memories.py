@@ -61,7 +61,7 @@ def embedder(settings: Settings) -> Embedder:
             settings.memory_embeddings_dim,
             api_key=key,
         )
-    return LocalEmbedder()
+    return LocalEmbedder(cache_dir=settings.data_dir / "cache")
 
 
 def _env(name: str | None, setting: str) -> str | None:

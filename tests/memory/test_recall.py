@@ -16,8 +16,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from memory._embed import ApiEmbedder, EmbedderError, LocalEmbedder, local_available
+from memory._embed import ApiEmbedder, EmbedderError, LocalEmbedder, _model_dir, local_available
 from memory._index import Index
+from memory._quantized import build
 from tests.memory.conftest import embedder
 from tests.memory.recall_set import MEMORIES, QUESTIONS
 from tests.support.servers import serve_app
@@ -277,3 +278,26 @@ async def test_api_embedder_unreachable_server() -> None:
     finally:
         await embedder.aclose()
     assert (await embedder.embed([])).shape == (0, 4)
+
+
+def test_the_int8_encoder_is_kept_in_its_cache_and_read_back(tmp_path: Path) -> None:
+    """Bytes built once are kept in the cache directory and loaded by the next start (or worker)
+    instead of being built again; a kept file that cannot be loaded is built again, and encoders
+    kept for other model files, onnx or onnxruntime versions are removed."""
+    model = _model_dir()
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "query-encoder-0123456789abcdef01234567.onnx").write_bytes(b"from an older install")
+    first, cached = build(model, cache)
+    assert not cached
+    (kept,) = cache.glob("query-encoder-*.onnx")  # (the older one removed)
+    second, cached = build(model, cache)
+    assert cached
+    ids, mask = np.array([[101, 7592, 2088, 102]], dtype=np.int64), np.ones((1, 4), dtype=np.float32)
+    np.testing.assert_array_equal(first.forward(ids, mask), second.forward(ids, mask))
+    kept.write_bytes(kept.read_bytes()[:1000])  # (cut short: a disk that filled up)
+    third, cached = build(model, cache)
+    assert not cached and kept.stat().st_size > 1000
+    np.testing.assert_array_equal(first.forward(ids, mask), third.forward(ids, mask))
+    embedder = LocalEmbedder(cache_dir=cache)
+    assert embedder.prepare_queries() == "int8"
