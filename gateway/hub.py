@@ -9,7 +9,6 @@ listeners hear which gateways changed, so the fronts can send list_changed.
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 import logging
 import math
@@ -34,7 +33,15 @@ from gateway.interpreters import CodeInterpreters
 from gateway.pins import Pinned, PinScope, PinsFor
 from gateway.providers import provider_class
 from gateway.runtimes import Runtimes
-from gateway.search import CODE_TARGET, CodeModeProvider, SearchProvider, Trimmed, Vectors, keep_daily
+from gateway.search import (
+    CODE_TARGET,
+    CodeModeProvider,
+    SearchProvider,
+    Trimmed,
+    Vectors,
+    keep_daily,
+    listed_always,
+)
 from gateway.search import TARGET as SEARCH_TARGET
 from gateway.settings import Settings
 from gateway.stages import (
@@ -146,7 +153,7 @@ class LiveGateway:
         if shown is None:
             shown = self.callable_tools(principal)
             if search.progressive:
-                shown = [t for t in shown if _listed(search.pinned, snap, t["name"])]
+                shown = [t for t in shown if listed_always(search.pinned, snap, t["name"])]
             if len(self._visible) > 1024:
                 self._visible.clear()
             self._visible[key] = shown
@@ -559,12 +566,3 @@ class Hub:
         if tg is not None:
             tg.cancel_scope.cancel()
             await tg.__aexit__(None, None, None)
-
-
-def _listed(pinned: Sequence[str], snap: CatalogSnapshot, name: str) -> bool:
-    """Whether progressive search lists ``name``: the gateway's own tools (search, code mode),
-    and the pinned tools."""
-    entry = snap.tools.get(name)
-    if entry is not None and entry.provider.id in (SEARCH_TARGET, CODE_TARGET):
-        return True
-    return any(fnmatch.fnmatchcase(name, glob) for glob in pinned)

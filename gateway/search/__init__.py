@@ -9,7 +9,7 @@ is sent the few it needs instead of all of them.
 
 from gateway.search._index import ToolIndex, listed, texts, words
 from gateway.search._program import RUN, STUBS, CodeModeProvider, identifier, stub
-from gateway.search._provider import CODE_TARGET, TARGET, SearchProvider
+from gateway.search._provider import CODE_TARGET, TARGET, SearchProvider, listed_always
 from gateway.search._trim import CURSOR, Trimmed
 from gateway.search._vectors import Vectors, keep_daily
 
@@ -27,6 +27,7 @@ __all__ = [
     "identifier",
     "keep_daily",
     "listed",
+    "listed_always",
     "stub",
     "texts",
     "words",

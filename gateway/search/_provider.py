@@ -11,6 +11,7 @@ to read (words at once), and a change the hub announces is synced and embedded i
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -58,6 +59,15 @@ class Gateway(Protocol):
     def snapshot(self) -> CatalogSnapshot: ...
 
     def visible_names(self, principal: Principal) -> set[str] | None: ...
+
+
+def listed_always(pinned: Sequence[str], snap: CatalogSnapshot, name: str) -> bool:
+    """Whether progressive search lists ``name`` for every session: the gateway's own tools
+    (search, code mode), and the pinned tools."""
+    entry = snap.tools.get(name)
+    if entry is not None and entry.provider.id in (TARGET, CODE_TARGET):
+        return True
+    return any(fnmatch.fnmatchcase(name, glob) for glob in pinned)
 
 
 class SearchProvider(ToolProvider):
@@ -140,8 +150,11 @@ class SearchProvider(ToolProvider):
             tool = dict(snapshot.tools[hit.record_id].wire())
             tool.pop("execution", None)  # (how to call it is the client's era's business)
             tools.append(tool)
-        if self._lists_for(ctx.session_id) and tools:
-            self._remember(str(ctx.session_id), [str(t["name"]) for t in tools])
+        if self._lists_for(ctx.session_id) and tools:  # (what every session lists adds nothing)
+            names = [str(t["name"]) for t in tools]
+            self._remember(
+                str(ctx.session_id), [n for n in names if not listed_always(self.spec.pinned, snapshot, n)]
+            )
         found: JSON = {"tools": tools}
         text = orjson.dumps(found).decode()  # (a search answers some 13 KB: 0.5 ms with json's)
         return ToolResult(content=({"type": "text", "text": text},), structured=found)
@@ -170,8 +183,10 @@ class SearchProvider(ToolProvider):
         while len(kept) > FOUND_KEPT:
             kept.popitem(last=False)
         self._found[session_id] = kept
-        while len(self._found) > SESSIONS_KEPT:
-            self._found.popitem(last=False)
+        while len(self._found) > SESSIONS_KEPT:  # (the session is told: its list is back to the pinned)
+            dropped, _ = self._found.popitem(last=False)
+            if self.on_found is not None:
+                self.on_found(dropped)
         if set(kept) != before and self.on_found is not None:
             self.on_found(session_id)
 

@@ -244,3 +244,34 @@ async def test_found_tools_are_kept_only_for_live_sessions_and_dropped_when_they
         assert "fx___add" in provider.found("live")
         hub.session_ended("live")
         assert provider.found("live") == () and len(gateway.tool_list(ALICE, "live")) == 1
+
+
+async def test_a_found_tool_every_session_lists_tells_nobody_and_a_dropped_session_is_told(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """list_found: finding a pinned tool changes no list, so no session is told; past the
+    sessions kept, the least recent one's finds are dropped and that session is told (its list
+    is back to the pinned tools)."""
+    monkeypatch.setattr("gateway.search._provider.SESSIONS_KEPT", 2)
+    told: list[str] = []
+    async with Hub() as hub:
+        hub.subscribe_sessions(lambda key, session: told.append(session))
+        gateway = await live(hub, spec({"progressive": True, "list_found": True, "pinned": ["fx___add"]}))
+
+        async def in_session(query: str, session: str) -> None:
+            ctx = CallContext(principal=ALICE, gateway="g", session_id=session)
+            result = await gateway.call("switchboard_search", {"query": query, "limit": 1}, ctx)
+            assert not result.is_error, result.content
+
+        await in_session("add two integers", "s1")  # (fx___add: pinned, listed already)
+        assert told == [] and [t["name"] for t in gateway.tool_list(ALICE, "s1")] == [
+            "fx___add",
+            "switchboard_search",
+        ]
+        await in_session("move a point", "s1")
+        await in_session("move a point", "s2")
+        assert told == ["s1", "s2"]
+        await in_session("move a point", "s3")  # (a third session: s1, the least recent, is dropped)
+        assert told == ["s1", "s2", "s1", "s3"]
+        assert "fx___move" not in [t["name"] for t in gateway.tool_list(ALICE, "s1")]
+        assert "fx___move" in [t["name"] for t in gateway.tool_list(ALICE, "s3")]
