@@ -17,14 +17,16 @@ over float32 tools rank about as float32 queries do (recall@5 fused 0.693 agains
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import importlib.metadata
 import logging
 import math
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,7 @@ import numpy.typing as npt
 Array = npt.NDArray[np.float32]
 OPSET = 17  # LayerNormalization's first
 logger = logging.getLogger("memory")
+PARTIAL_SECONDS = 3600.0  # a kept encoder's partial file this old is a dead writer's
 BUILD_SECONDS = 300.0  # the child that builds the encoder (about 3 s here)
 
 
@@ -178,7 +181,7 @@ def build(model_dir: Path, cache: Path | None = None) -> tuple[QuantizedEncoder,
         import onnxruntime  # noqa: F401  (checked here: the child would only fail later)
     except ImportError as exc:
         raise QuantizedUnavailable(f"{exc.name} is not installed (make install)") from exc
-    kept = cache / f"query-encoder-{_made_of(model_dir)}.onnx" if cache is not None else None
+    kept = _kept(model_dir, cache) if cache is not None else None
     if kept is not None and kept.is_file():
         try:
             return QuantizedEncoder(kept.read_bytes()), True
@@ -193,17 +196,32 @@ def build(model_dir: Path, cache: Path | None = None) -> tuple[QuantizedEncoder,
     return encoder, False
 
 
+def _kept(model_dir: Path, cache: Path) -> Path | None:
+    """Where the encoder of ``model_dir`` is kept in ``cache`` (None, said in the log, when
+    that cannot be told: it is built, as without a cache)."""
+    try:
+        kept = cache / f"query-encoder-{_made_of(model_dir)}.onnx"
+        kept.is_file()  # (a directory that cannot be searched raises here, not later)
+    except Exception as exc:  # noqa: BLE001 - the cache is a saving: without it, the encoder is built
+        logger.warning("the int8 encoder's cache in %s cannot be used (%s): it is built", cache, exc)
+        return None
+    return kept
+
+
 def _made_of(model_dir: Path) -> str:
-    """A digest of what the encoder's bytes are made from: the model's files (names, sizes,
-    times), onnx's and onnxruntime's versions, and the code that writes and quantizes it."""
-    made = hashlib.sha256()
+    """A digest of what the encoder's bytes are made from: the model's directory and files
+    (names, sizes, times), onnx's and onnxruntime's versions, and the code that reads the
+    weights (``_embed``) and writes and quantizes the graph."""
+    import onnx
+    import onnxruntime
+
+    made = hashlib.sha256(f"{model_dir.resolve()}\n".encode())
     for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
         facts = path.stat()
         made.update(f"{path.relative_to(model_dir)}\0{facts.st_size}\0{facts.st_mtime_ns}\n".encode())
-    for package in ("onnx", "onnxruntime"):
-        made.update(f"{package}=={importlib.metadata.version(package)}\n".encode())
+    made.update(f"onnx=={onnx.__version__}\nonnxruntime=={onnxruntime.__version__}\n".encode())
     here = Path(__file__).resolve()
-    for source in (here, here.with_name("_encoder_build.py")):
+    for source in (here, here.with_name("_encoder_build.py"), here.with_name("_embed.py")):
         made.update(hashlib.sha256(source.read_bytes()).digest())
     return made.hexdigest()[:24]
 
@@ -211,18 +229,24 @@ def _made_of(model_dir: Path) -> str:
 def _keep(kept: Path, made: bytes) -> None:
     """Write ``made`` at ``kept`` whole (another process reads either the old file or the new),
     and remove the encoders kept for what is no longer installed."""
+    partial = kept.with_name(f".{kept.name}.{os.getpid()}.{secrets.token_hex(4)}")
     try:
         kept.parent.mkdir(parents=True, exist_ok=True)
-        partial = kept.with_name(f".{kept.name}.{os.getpid()}")
         partial.write_bytes(made)
         os.replace(partial, kept)
         for old in kept.parent.glob("query-encoder-*.onnx"):
             if old != kept:
                 old.unlink(missing_ok=True)
+        for left in kept.parent.glob(".query-encoder-*"):  # (a writer that died meanwhile)
+            if time.time() - left.stat().st_mtime > PARTIAL_SECONDS:
+                left.unlink(missing_ok=True)
     except OSError as exc:
         logger.warning(
             "the int8 encoder could not be kept in %s (%s): it is built again at each start", kept.parent, exc
         )
+    finally:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)  # (a disk that filled: no 23 MB left behind)
 
 
 def _built(model_dir: Path) -> bytes:

@@ -175,6 +175,8 @@ class SearchProvider(ToolProvider):
         self._found.pop(session_id, None)
 
     def _remember(self, session_id: str, names: list[str]) -> None:
+        if not names and session_id not in self._found:  # (nothing to keep: no slot taken)
+            return
         kept = self._found.pop(session_id, None) or OrderedDict()
         before = set(kept)
         for name in names:
@@ -184,8 +186,8 @@ class SearchProvider(ToolProvider):
             kept.popitem(last=False)
         self._found[session_id] = kept
         while len(self._found) > SESSIONS_KEPT:  # (the session is told: its list is back to the pinned)
-            dropped, _ = self._found.popitem(last=False)
-            if self.on_found is not None:
+            dropped, had = self._found.popitem(last=False)
+            if had and self.on_found is not None:
                 self.on_found(dropped)
         if set(kept) != before and self.on_found is not None:
             self.on_found(session_id)

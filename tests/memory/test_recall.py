@@ -299,5 +299,14 @@ def test_the_int8_encoder_is_kept_in_its_cache_and_read_back(tmp_path: Path) -> 
     third, cached = build(model, cache)
     assert not cached and kept.stat().st_size > 1000
     np.testing.assert_array_equal(first.forward(ids, mask), third.forward(ids, mask))
+    (cache / ".query-encoder-0123.onnx.1.abcd").write_bytes(b"a writer that died")
+    os.utime(cache / ".query-encoder-0123.onnx.1.abcd", (1, 1))
+    kept.unlink()
+    build(model, cache)  # (built and kept again: the dead writer's partial file goes)
+    assert sorted(p.name for p in cache.iterdir()) == [kept.name]
     embedder = LocalEmbedder(cache_dir=cache)
     assert embedder.prepare_queries() == "int8"
+    unreadable = tmp_path / "unreadable"
+    unreadable.write_text("a file where the cache directory should be")
+    _, cached = build(model, unreadable / "cache")  # (no cache to be had: built all the same)
+    assert not cached

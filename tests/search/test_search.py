@@ -271,6 +271,8 @@ async def test_a_found_tool_every_session_lists_tells_nobody_and_a_dropped_sessi
         await in_session("move a point", "s1")
         await in_session("move a point", "s2")
         assert told == ["s1", "s2"]
+        await in_session("add two integers", "s3")  # (only what it lists anyway: no slot taken)
+        assert told == ["s1", "s2"] and set(hub._search[("default", "g")]._found) == {"s1", "s2"}
         await in_session("move a point", "s3")  # (a third session: s1, the least recent, is dropped)
         assert told == ["s1", "s2", "s1", "s3"]
         assert "fx___move" not in [t["name"] for t in gateway.tool_list(ALICE, "s1")]
