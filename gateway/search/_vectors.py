@@ -91,10 +91,15 @@ class Vectors:
         """
         await self.load()
         keys = [digest(t) for t in texts]
-        async with self._computing:
-            missing = list({k: t for k, t in zip(keys, texts, strict=True) if k not in self._kept}.items())
-            for start in range(0, len(missing), BATCH):
-                batch = missing[start : start + BATCH]
+        missing = list({k: t for k, t in zip(keys, texts, strict=True) if k not in self._kept}.items())
+        for start in range(0, len(missing), BATCH):
+            # One batch at a time holds the model, and callers take turns (the lock is first come,
+            # first served): a tenant's catalog of thousands does not hold up another's few
+            # tools, which a search computes before it answers, for longer than a batch.
+            async with self._computing:
+                batch = [(k, t) for k, t in missing[start : start + BATCH] if k not in self._kept]
+                if not batch:  # (another caller computed them meanwhile)
+                    continue
                 found = await self.embedder.embed([t for _, t in batch])
                 if found.shape != (len(batch), self.dim):
                     raise EmbedderError(

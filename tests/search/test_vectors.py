@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import anyio
 import numpy as np
 import pytest
 
@@ -69,3 +70,25 @@ async def test_the_hub_keeps_the_vectors_its_search_tools_use(tmp_path: Path) ->
         vectors.today = lambda: today() + KEEP_DAYS + 1
         assert await vectors.keep(hub.live_vector_keys()) == 1
         assert set(_rows(tmp_path / "tool-vectors.db")) == used
+
+
+async def test_a_large_catalogs_vectors_take_turns_with_a_few_tools(tmp_path: Path) -> None:
+    """One tenant's catalog of many tools holds the model a batch at a time: another's few
+    tools, computed while a search waits, come out after at most the batch in flight, not after
+    the whole catalog."""
+    vectors = Vectors(LocalEmbedder(), tmp_path / "tool-vectors.db")
+    await vectors.embed(["warm the model"])
+    large = [f"List the open issues of repository number {i} in the organisation." for i in range(8 * 64)]
+    few = ["Send a message to a Slack channel.", "Create a Jira ticket.", "Book a meeting room."]
+    done: list[str] = []
+
+    async def compute(name: str, texts: list[str]) -> None:
+        await vectors.embed(texts)
+        done.append(name)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(compute, "large", large)
+        await anyio.sleep(0.05)  # (its first batch is on the model)
+        tg.start_soon(compute, "few", few)
+    assert done == ["few", "large"]
+    assert all(vectors.known(digest(t)) is not None for t in [*large, *few])
