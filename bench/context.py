@@ -49,7 +49,7 @@ from gateway.config import GatewaySpec  # noqa: E402
 from gateway.hub import Hub  # noqa: E402
 from gateway.search import TARGET, ToolIndex, Vectors, listed  # noqa: E402
 from memory import LocalEmbedder  # noqa: E402
-from tests.e2e.harness import serve  # noqa: E402
+from tests.e2e.harness import Served, serve  # noqa: E402
 from tests.search.recall import GITHUB, queries  # noqa: E402
 
 COPIES = {"1k": 1, "10k": 8}
@@ -61,6 +61,19 @@ for repo in (await tools.tracker___list_repositories(org="acme"))["result"]:
     issues = (await tools.tracker___list_issues(repo=repo, state="open"))["result"]
     counts[repo] = sum("bug" in i["labels"] for i in issues)
 counts"""
+
+
+def query_encoder(served: Served) -> str:
+    """Wait until ``served`` embeds queries with its int8 encoder (ADR 0048: built, or read from
+    its cache, seconds after the start or the first query), as it does from then on; the encoder
+    its queries use now ("float32" when no int8 one comes within a minute)."""
+    if any(READY in line for line in served.output):
+        return "int8"
+    try:
+        served.reader.until(re.compile(READY), time.monotonic() + 60)
+    except (TimeoutError, RuntimeError):
+        return "float32"
+    return "int8"
 
 
 def tokens(value: Any) -> int:
@@ -160,12 +173,8 @@ async def serve_rows(data: Path, searches: int) -> dict[str, Any]:
     config.write_text(text)
     asked = [q.text for q in queries()]
     with serve(data, config) as served:
-        rows["query encoder"] = "int8"  # (the first searches would embed in float32 until it is built)
-        if not any(READY in line for line in served.output):
-            try:
-                await anyio.to_thread.run_sync(served.reader.until, re.compile(READY), time.monotonic() + 60)
-            except (TimeoutError, RuntimeError):
-                rows["query encoder"] = "float32"
+        # (the first searches would embed in float32 until it is built)
+        rows["query encoder"] = await anyio.to_thread.run_sync(query_encoder, served)
         for size in COPIES:
             async with Client(served.gateway(f"full{size}"), mode="legacy") as client:
                 rows[f"tool context {size}: full"] = tokens(await _all_tools(client))

@@ -26,7 +26,6 @@ import hashlib
 import itertools
 import json
 import random
-import re
 import statistics
 import sys
 import tempfile
@@ -44,7 +43,7 @@ from botocore.config import Config
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.context import READY  # noqa: E402
+from bench.context import query_encoder  # noqa: E402
 from memory import LocalEmbedder  # noqa: E402
 from tests.e2e.harness import Served, serve  # noqa: E402
 from tests.support.memory_model import MemoryModel  # noqa: E402
@@ -188,19 +187,6 @@ def _timed(fn: Any, n: int) -> list[float]:
     return out
 
 
-def _int8(served: Served) -> str:
-    """Wait until serve embeds queries with its int8 encoder (ADR 0048; built in a child process
-    within seconds of the first query or the start), as it does from then on; which encoder
-    the timed queries use."""
-    if any(READY in line for line in served.output):
-        return "int8"
-    try:
-        served.reader.until(re.compile(READY), time.monotonic() + 60)
-    except (TimeoutError, RuntimeError):
-        return "float32"
-    return "int8"
-
-
 def _retrieval(sizes: list[int], queries: int) -> None:
     for size in sizes:
         texts = _sentences(size)
@@ -228,7 +214,7 @@ def _retrieval(sizes: list[int], queries: int) -> None:
                     memoryId=memory_id, namespace="/bench/", searchCriteria={"searchQuery": "first"}
                 )
                 load = time.perf_counter() - began
-                encoder = _int8(served)
+                encoder = query_encoder(served)
                 times = _timed(
                     lambda client=client, memory_id=memory_id, ask=ask: client.retrieve_memory_records(
                         memoryId=memory_id,

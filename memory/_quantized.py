@@ -182,9 +182,11 @@ def build(model_dir: Path, cache: Path | None = None) -> tuple[QuantizedEncoder,
     except ImportError as exc:
         raise QuantizedUnavailable(f"{exc.name} is not installed (make install)") from exc
     kept = _kept(model_dir, cache) if cache is not None else None
-    if kept is not None and kept.is_file():
+    if kept is not None:
         try:
             return QuantizedEncoder(kept.read_bytes()), True
+        except FileNotFoundError:
+            pass
         except (OSError, QuantizedUnavailable) as exc:  # (a file cut short, say): built again
             logger.warning(
                 "the int8 encoder kept in %s could not be loaded (%s); building it again", kept, exc
@@ -200,12 +202,10 @@ def _kept(model_dir: Path, cache: Path) -> Path | None:
     """Where the encoder of ``model_dir`` is kept in ``cache`` (None, said in the log, when
     that cannot be told: it is built, as without a cache)."""
     try:
-        kept = cache / f"query-encoder-{_made_of(model_dir)}.onnx"
-        kept.is_file()  # (a directory that cannot be searched raises here, not later)
+        return cache / f"query-encoder-{_made_of(model_dir)}.onnx"
     except Exception as exc:  # noqa: BLE001 - the cache is a saving: without it, the encoder is built
         logger.warning("the int8 encoder's cache in %s cannot be used (%s): it is built", cache, exc)
         return None
-    return kept
 
 
 def _made_of(model_dir: Path) -> str:

@@ -64,6 +64,7 @@ class Vectors:
         self._loaded = False
         self._loading = anyio.Lock()
         self.today: Callable[[], int] = today
+        self._stamped = False  # (the file has its ``used`` column: checked once)
 
     def known(self, key: str) -> Vector | None:
         found = self._kept.get(key)
@@ -154,7 +155,7 @@ class Vectors:
         conn = sqlite3.connect(self.path, timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(_SCHEMA)
-        if "used" not in self._columns(conn):  # (a file from before rows were stamped: used today)
+        if not self._stamped and "used" not in self._columns(conn):  # (a file from before stamps)
             try:
                 with conn:
                     conn.execute(
@@ -163,6 +164,7 @@ class Vectors:
             except sqlite3.OperationalError:
                 if "used" not in self._columns(conn):  # (else another worker added it meanwhile)
                     raise
+        self._stamped = True
         return conn
 
     @staticmethod

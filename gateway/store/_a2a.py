@@ -8,8 +8,9 @@ A2A JSON the front gives; a push config's body arrives sealed (it may carry a cr
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -23,10 +24,12 @@ from gateway.store._store import Store
 _CHANGED = ("context_id", "state", "updated_ns", "body")
 
 
-def _upsert(insert: Callable[[sa.Table], postgresql.Insert | sqlite.Insert]) -> sa.Insert:
+@functools.cache
+def _upsert(dialect: str) -> sa.Insert:
     """Insert a task, or replace its state when the row of that id is the same caller's task of
-    the same agent (a row that is someone else's stays as it is: the statement changes nothing)."""
-    statement = insert(a2a_tasks)
+    the same agent (a row that is someone else's stays as it is: the statement changes nothing);
+    in ``dialect``'s words (postgresql, else sqlite's)."""
+    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(a2a_tasks)
     new, c = statement.excluded, a2a_tasks.c
     mine = (c.tenant == new.tenant) & (c.agent == new.agent) & (c.owner == new.owner)
     upsert: sa.Insert = statement.on_conflict_do_update(
@@ -58,7 +61,7 @@ class StoreA2a:
         # task is saved at least once a message, and the async engine's transaction costs
         # about a millisecond of the event loop's time (see gateway/store/_appender.py).
         self._sqlite = Appender.for_url(
-            store._engine.url, a2a_tasks, durable=True, statement=_upsert(sqlite.insert)
+            store._engine.url, a2a_tasks, durable=True, statement=_upsert("sqlite")
         )
 
     async def save_task(self, row: TaskRow) -> None:
@@ -85,8 +88,7 @@ class StoreA2a:
                 ) from exc
         else:
             async with self.store._transaction(self.store._writer, "save A2A tasks") as conn:
-                upsert = _upsert(postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)
-                counts = [(await conn.execute(upsert, one)).rowcount for one in values]
+                counts = [(await conn.execute(_upsert(conn.dialect.name), one)).rowcount for one in values]
         return [row.id for row, count in zip(rows, counts, strict=True) if not count]
 
     async def aclose(self) -> None:
